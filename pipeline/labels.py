@@ -23,7 +23,8 @@ VA_NAMES: tuple[str, ...] = ("valence", "arousal")
 VA_RANGE: tuple[float, float] = (-1.0, 1.0)
 VA_BINS = 20
 #: 21 equal edges over [-1, 1]; bin k covers [edges[k], edges[k+1]), the last one is closed.
-VA_BIN_EDGES = np.linspace(VA_RANGE[0], VA_RANGE[1], VA_BINS + 1)
+#: Built as k/10 so an edge equals the float a user writes (0.1), which linspace misses.
+VA_BIN_EDGES = np.arange(-VA_BINS // 2, VA_BINS // 2 + 1) / (VA_BINS // 2)
 #: The true centres of those bins: -0.95, -0.85, ..., 0.95 (method.md: default).
 VA_BIN_CENTRES = (VA_BIN_EDGES[:-1] + VA_BIN_EDGES[1:]) / 2
 #: What the authors' code uses for the expectation: 20 points with both ends, which are

@@ -1,0 +1,1 @@
+"""mtaffect library: importable, tested, no argument parsing."""

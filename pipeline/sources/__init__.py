@@ -1,0 +1,1 @@
+"""Readers of the four datasets and of unlabelled input, plus the synthetic generator."""

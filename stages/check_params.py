@@ -1,0 +1,24 @@
+"""Validate params.yaml and show the effective values of the active profile."""
+from __future__ import annotations
+
+import click
+import yaml
+
+from pipeline.config import SECTIONS, section_dict
+from stages.common import load, params_option
+
+
+@click.command("check-params")
+@params_option
+@click.option("--section", type=click.Choice(sorted(SECTIONS)), default=None, help="Show one section only.")
+def cli(params_path, section):
+    """Validate params.yaml (every profile) and print the active profile's values."""
+    p = load(params_path)
+    names = [section] if section else list(SECTIONS)
+    shown = {"profile": p.profile, "sources": p.sources} if not section else {}
+    shown.update({n: section_dict(getattr(p, n)) for n in names})
+    click.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
+
+
+if __name__ == "__main__":
+    cli()

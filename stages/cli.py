@@ -1,0 +1,45 @@
+"""The ``mtaffect`` command: every DVC stage as a subcommand, plus tools.
+
+Each stage module is imported only when its command runs, so ``mtaffect --help`` is quick
+(torch and friends load only for the stage that needs them).
+"""
+from __future__ import annotations
+
+import importlib
+
+import click
+
+#: subcommand name -> (module in stages/, one-line help). Order = pipeline order.
+COMMANDS = {
+    "check-params": ("check_params", "Validate params.yaml (all profiles) and print the active values."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        return importlib.import_module(f"stages.{COMMANDS[name][0]}").cli
+
+    def format_commands(self, ctx, formatter):
+        # The one-line help comes from the table above, so --help imports nothing heavy.
+        rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mtaffect")
+def main():
+    """mtaffect: one model for action units, expressions and valence/arousal, trained
+    from datasets that each label one task (Deng, Chen, Shi, FG 2020).
+
+    Every stage of dvc.yaml is a subcommand; run `dvc repro` to run them all in order.
+    """
+
+
+if __name__ == "__main__":
+    main()

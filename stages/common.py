@@ -1,0 +1,40 @@
+"""What every stage command shares: the --params option and turning errors into messages."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import click
+
+from pipeline.config import ParamsError, load_params
+
+params_option = click.option(
+    "--params", "params_path", default="params.yaml", show_default=True,
+    type=click.Path(dir_okay=False), help="Parameters file (its active profile applies).",
+)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file (and line)."""
+
+
+def load(params_path: str):
+    """Validated parameters, or a clear one-line error before any work starts."""
+    try:
+        return load_params(params_path)
+    except ParamsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def friendly_errors(fn):
+    """Report expected failures (bad params, bad data) as one line, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        try:
+            return fn(*args, **kwargs)
+        except (ParamsError, DataError, FileNotFoundError) as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper

@@ -1,0 +1,125 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipeline.config import PROFILES, ParamsError, load_params, resolve, with_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_committed_params_are_valid_for_every_profile(raw):
+    for profile in PROFILES:
+        raw["profile"] = profile
+        p = resolve(raw)
+        assert p.profile == profile
+
+
+def test_profile_overrides_apply(raw):
+    raw["profile"] = "tiny"
+    raw["profiles"]["tiny"]["teacher"] = {"epochs": 1}
+    raw["teacher"]["epochs"] = 8
+    assert resolve(raw).teacher.epochs == 1
+    raw["profile"] = "abaw2020"
+    raw["profiles"]["abaw2020"]["teacher"] = {}
+    assert resolve(raw).teacher.epochs == 8
+
+
+def test_unknown_profile_names_the_key(raw):
+    raw["profile"] = "fast"
+    with pytest.raises(ParamsError, match="profile: unknown profile 'fast'"):
+        resolve(raw)
+
+
+def test_missing_section_names_it(raw):
+    del raw["build"]
+    with pytest.raises(ParamsError, match="missing section 'build'"):
+        resolve(raw)
+
+
+def test_missing_key_names_it(raw):
+    del raw["teacher"]["lr"]
+    with pytest.raises(ParamsError, match="missing key 'teacher.lr'"):
+        resolve(raw)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("teacher", "epochs", "eight", r"teacher.epochs: expected an integer, got 'eight'"),
+        ("teacher", "epochs", 2.5, r"teacher.epochs: expected an integer"),
+        ("teacher", "lr", "fast", r"teacher.lr: expected a number"),
+        ("extract", "track", "yes", r"extract.track: expected true or false"),
+        ("extract", "on_error", "ignore", r"extract.on_error: expected one of 'skip', 'fail'"),
+        ("build", "au_sources", "affwild2", r"build.au_sources: expected a list"),
+        ("build", "expr_downsample", {"Neutral": "ten"}, r"build.expr_downsample.Neutral: expected an integer"),
+    ],
+)
+def test_wrong_type_names_the_key(raw, section, key, value, message):
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=message):
+        resolve(raw)
+
+
+def test_wrong_type_in_inactive_profile_is_found(raw):
+    raw["profile"] = "demo"
+    raw["profiles"]["abaw2020"]["teacher"] = {"epochs": "8"}
+    with pytest.raises(ParamsError, match=r"profiles.abaw2020.teacher.epochs: expected an integer"):
+        resolve(raw)
+
+
+def test_unknown_key_suggests_the_right_one(raw):
+    raw["teacher"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"unknown key 'teacher.epoch'; did you mean 'teacher.epochs'"):
+        resolve(raw)
+    del raw["teacher"]["epoch"]
+    raw["profiles"]["tiny"]["teacher"]["bakbone"] = "x"
+    with pytest.raises(ParamsError, match=r"profiles.tiny.teacher.bakbone"):
+        resolve(raw)
+
+
+def test_optional_and_int_as_float(raw):
+    raw["build"]["au_mean_ir"] = 2
+    assert resolve(raw).build.au_mean_ir == 2.0
+    raw["build"]["au_mean_ir"] = None
+    assert resolve(raw).build.au_mean_ir is None
+
+
+def test_load_params_reports_missing_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_with_overrides_checks_types(raw):
+    section = resolve(raw).teacher
+    assert with_overrides(section, epochs=None) is section
+    assert with_overrides(section, epochs=2).epochs == 2
+    with pytest.raises(ParamsError, match="--epochs"):
+        with_overrides(section, epochs="two")
+
+
+def test_cli_reports_bad_params_in_one_line(tmp_path, raw):
+    from stages.cli import main
+
+    raw["teacher"]["epochs"] = "eight"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["check-params", "--params", str(bad)])
+    assert result.exit_code != 0
+    assert "teacher.epochs: expected an integer" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_help_lists_every_command():
+    from stages.cli import COMMANDS, main
+
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
