@@ -1,0 +1,206 @@
+"""Face shards (HDF5) and frame tables (Parquet): writing them reproducibly, reading them fast.
+
+Both are written under a temporary name and renamed when complete, so a crash never
+leaves a half-written file that a later stage could mistake for a finished one. Both are
+byte-identical for identical content: HDF5 datasets with ``track_times=False`` and fixed
+attributes, Parquet with a fixed schema, compression and row-group size.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.labels import AU_NAMES
+
+FACES_DATASET = "faces"
+SHARD_PATTERN = "shard-{:05d}.h5"
+
+# --- the frame table ----------------------------------------------------------------
+
+LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
+
+#: One row per face. Unknown labels: -1 (AU, expr) and NaN (valence, arousal).
+FRAME_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("video", pa.string()),
+        ("subject", pa.string()),
+        ("frame", pa.int32()),
+        ("split", pa.string()),
+        *[(au, pa.int8()) for au in AU_NAMES],
+        ("expr", pa.int8()),
+        ("valence", pa.float32()),
+        ("arousal", pa.float32()),
+        ("shard", pa.string()),
+        ("row", pa.int32()),
+        ("det_score", pa.float32()),
+        *[(c, pa.float32()) for c in LANDMARK_COLUMNS],
+    ]
+)
+
+#: Fixed writer options: the bytes of a table depend on its content only.
+PARQUET_OPTIONS = dict(
+    compression="zstd", compression_level=3, row_group_size=65536, use_dictionary=True,
+    write_statistics=True, data_page_version="2.0", version="2.6",
+)
+
+
+def uid(source: str, video: str, frame: int) -> str:
+    """The stable frame identifier ``source/video/frame`` (frame 0-based)."""
+    return f"{source}/{video}/{int(frame)}"
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Write ``table`` to ``path`` atomically with the project's fixed options."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    # Drop pandas/arrow metadata that could differ between runs or library versions.
+    table = table.replace_schema_metadata(None)
+    pq.write_table(table, tmp, **PARQUET_OPTIONS)
+    os.replace(tmp, path)
+
+
+def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
+    """A frame table from column arrays, cast to :data:`FRAME_SCHEMA` (checks the columns)."""
+    missing = [f.name for f in FRAME_SCHEMA if f.name not in columns]
+    if missing:
+        raise ValueError(f"frame table lacks columns {missing}")
+    arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in FRAME_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
+
+
+def read_frames(path: str | Path, columns: list[str] | None = None):
+    """A frame table as a pandas DataFrame."""
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+# --- face shards --------------------------------------------------------------------
+
+
+@dataclass
+class ShardWriter:
+    """Appends aligned faces to HDF5 shards of at most ``shard_faces`` faces each.
+
+    Shards are named ``shard-00000.h5``, ... in ``directory``; :meth:`add` returns the
+    (shard path, row) of each face. Each shard is written as ``.shard-....h5.tmp`` and
+    renamed when full or on :meth:`close`, so readers never see a partial shard.
+    """
+
+    directory: Path
+    shard_faces: int = 4096
+    size: int = 112
+    attrs: dict = field(default_factory=dict)
+    _index: int = 0
+    _row: int = 0
+    _file: h5py.File | None = None
+    _tmp: Path | None = None
+    written: list[Path] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.directory = Path(self.directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def current_path(self) -> Path:
+        return self.directory / SHARD_PATTERN.format(self._index)
+
+    def _open(self) -> None:
+        self._tmp = self.directory / f".{self.current_path.name}.tmp"
+        self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
+        s = self.size
+        # One face per chunk: random access to a single face reads exactly one chunk.
+        self._file.create_dataset(
+            FACES_DATASET, shape=(0, s, s, 3), maxshape=(self.shard_faces, s, s, 3),
+            dtype=np.uint8, chunks=(1, s, s, 3), track_times=False,
+        )
+        for key in sorted(self.attrs):
+            self._file[FACES_DATASET].attrs[key] = self.attrs[key]
+        self._row = 0
+
+    def add(self, faces: np.ndarray) -> list[tuple[str, int]]:
+        """Append faces ``uint8 [k, size, size, 3]``; returns their (shard path, row)."""
+        faces = np.asarray(faces, dtype=np.uint8)
+        if faces.ndim != 4 or faces.shape[1:] != (self.size, self.size, 3):
+            raise ValueError(f"faces must be [k, {self.size}, {self.size}, 3] uint8, got {faces.shape}")
+        where = []
+        start = 0
+        while start < len(faces):
+            if self._file is None:
+                self._open()
+            take = min(len(faces) - start, self.shard_faces - self._row)
+            d = self._file[FACES_DATASET]
+            d.resize(self._row + take, axis=0)
+            d[self._row:self._row + take] = faces[start:start + take]
+            where.extend((str(self.current_path), self._row + i) for i in range(take))
+            self._row += take
+            start += take
+            if self._row == self.shard_faces:
+                self._finish()
+        return where
+
+    def _finish(self) -> None:
+        self._file.close()
+        os.replace(self._tmp, self.current_path)
+        self.written.append(self.current_path)
+        self._file, self._tmp = None, None
+        self._index += 1
+
+    def close(self) -> list[Path]:
+        """Finish the open shard; returns every shard written."""
+        if self._file is not None:
+            self._finish()
+        return self.written
+
+    def abort(self) -> None:
+        """Drop the shard being written (after an error): nothing half-written remains."""
+        if self._file is not None:
+            self._file.close()
+            self._tmp.unlink(missing_ok=True)
+            self._file, self._tmp = None, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class FaceReader:
+    """Random access to faces by (shard, row), keeping shards open.
+
+    Reads one face per call through the dataset's chunk (fast); h5py fancy indexing with
+    a list of rows is avoided on purpose: it is two orders of magnitude slower.
+    Open it inside each DataLoader worker (h5py handles do not survive a fork well).
+    """
+
+    def __init__(self):
+        self._files: dict[str, h5py.File] = {}
+
+    def dataset(self, shard: str):
+        f = self._files.get(shard)
+        if f is None:
+            f = self._files[shard] = h5py.File(shard, "r")
+        return f[FACES_DATASET]
+
+    def read(self, shard: str, row: int) -> np.ndarray:
+        return self.dataset(shard)[int(row)]
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def __getstate__(self):
+        # Pickled into worker processes without open handles; each reopens lazily.
+        return {"_files": {}}

@@ -1,0 +1,218 @@
+"""Readers on small hand-written fixtures in each real format (formats.md), awkward cases
+included. None of these files comes from the synthetic generator."""
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
+from pipeline.sources.base import DataError, Problems
+
+
+def write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def jpg(path, size=112):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.full((size, size, 3), 128, np.uint8))
+
+
+# --- Aff-Wild2 ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def affwild2_root(tmp_path):
+    root = tmp_path / "affwild2"
+    ann = root / "annotations"
+    # AU header in another order (AU2 before AU1): values must be mapped by name.
+    write(ann / "AU_Set/Training_Set/v1.txt",
+          "AU2,AU1,AU4,AU6,AU12,AU15,AU20,AU25\n"
+          "1,0,0,0,0,0,0,0\n"      # frame 0: AU2 on, AU1 off
+          "-1,-1,-1,-1,-1,-1,-1,-1\n"  # frame 1: invalid
+          "0,1,0,0,1,0,0,1\n"      # frame 2: AU1, AU12, AU25 on
+          "0,0,0,0,0,0,0,0\n")     # frame 3: has no image below
+    write(ann / "EXPR_Set/Training_Set/v1.txt",
+          "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n4\n3\n6\n0\n")
+    write(ann / "VA_Set/Validation_Set/v2.txt", "arousal,valence\n0.5,-0.25\n-5,-5\n0.1,0.2\n")
+    for f in (1, 2, 3):  # v1: frames 0..2 have crops (files are 1-based), frame 3 has none
+        jpg(root / f"cropped_aligned/v1/{f:05d}.jpg")
+    for f in (1, 2, 3, 4):  # v2: frame 3 has a crop but no label
+        jpg(root / f"cropped_aligned/v2/{f:05d}.jpg")
+    return root
+
+
+def test_affwild2_maps_by_header_and_keeps_unknown(affwild2_root):
+    res = affwild2.read(affwild2_root, Problems())
+    jobs = {j.video: j for j in res.jobs}
+    v1 = jobs["v1"]
+    assert v1.mode == "aligned" and v1.split == "train"
+    assert v1.frames.tolist() == [0, 1, 2]  # frame 3 has no image: not invented
+    assert v1.images[0].endswith("v1/00001.jpg") and v1.images[2].endswith("v1/00003.jpg")
+    assert v1.au[0].tolist() == [0, 1, 0, 0, 0, 0, 0, 0]  # AU2 column read by name
+    assert v1.au[1].tolist() == [-1] * 8  # -1 row stays unknown
+    assert v1.au[2].tolist() == [1, 0, 0, 0, 1, 0, 0, 1]
+    assert v1.expr.tolist() == [4, 3, 6]
+    assert np.isnan(v1.va).all()  # no VA file for v1: unknown, not 0
+    v2 = jobs["v2"]
+    assert v2.split == "val"
+    # -5 row is dropped (no label at all); arousal/valence read by header name
+    assert v2.frames.tolist() == [0, 2]
+    np.testing.assert_allclose(v2.va, [[-0.25, 0.5], [0.2, 0.1]], rtol=1e-6)
+    assert (v2.au == -1).all() and (v2.expr == -1).all()
+    assert res.labels_without_frame == 1  # v1 frame 3
+    assert res.frames_without_label == 1  # v2 frame 3
+    assert res.invalid_label_rows == 1  # v2 frame 1
+
+
+def test_affwild2_bad_row_names_file_and_line(affwild2_root):
+    path = affwild2_root / "annotations/EXPR_Set/Training_Set/v1.txt"
+    path.write_text(path.read_text() + "9\n")
+    with pytest.raises(DataError, match=r"v1.txt:6: bad EXPR row"):
+        affwild2.read(affwild2_root, Problems(on_error="fail"))
+    problems = Problems()
+    affwild2.read(affwild2_root, problems)
+    assert sum(problems.counts.values()) == 1
+    assert list(problems.as_dict().values())[0]["first"].endswith("v1.txt:6")
+
+
+def test_affwild2_falls_back_to_video(tmp_path):
+    root = tmp_path / "aw"
+    write(root / "annotations/VA_Set/Training_Set/clip_left.txt", "valence,arousal\n0.1,0.1\n")
+    (root / "videos").mkdir(parents=True)
+    (root / "videos/clip.mp4").write_bytes(b"")
+    job = affwild2.read(root, Problems()).jobs[0]
+    assert job.mode == "detect" and job.side == "left" and job.video_path.endswith("clip.mp4")
+
+
+def test_affwild2_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="annotations"):
+        affwild2.read(tmp_path, Problems())
+
+
+# --- DISFA --------------------------------------------------------------------------
+
+
+def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
+    root = tmp_path / "disfa"
+    sn = "SN001"
+    for au in (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26):
+        lines = [f"{f},{0}" for f in range(1, 6)]
+        if au == 12:
+            lines = ["3,5", "1,1", "2,2", "5,0"]  # out of order, frame 4 missing
+        write(root / f"ActionUnit_Labels/{sn}/{sn}_au{au}.txt", "\n".join(lines) + "\n")
+    (root / "Videos_LeftCamera").mkdir()
+    (root / f"Videos_LeftCamera/LeftVideo{sn}_comp.avi").write_bytes(b"")
+    res = disfa.read(root, Problems())
+    job = res.jobs[0]
+    assert job.frames.tolist() == [0, 1, 2, 3, 4]
+    au12 = job.au[:, 4]
+    assert au12.tolist() == [0, 1, 1, -1, 0]  # intensity 1 -> 0, 2 -> 1, 5 -> 1, missing -> unknown
+    assert (job.au[:, 0] == 0).all() and (job.expr == -1).all() and np.isnan(job.va).all()
+
+
+def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
+    root = tmp_path / "disfa"
+    write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n")
+    (root / "Videos_LeftCamera").mkdir()
+    (root / "Videos_LeftCamera/LeftVideoSN002_comp.avi").write_bytes(b"")
+    with pytest.raises(DataError, match=r"SN002_au1.txt:2: .*intensity must be 0..5"):
+        disfa.read(root, Problems(on_error="fail"))
+    p = Problems()
+    res = disfa.read(root, p)
+    assert res.jobs[0].frames.tolist() == [0]
+    assert any("intensity" in r for r in p.counts)
+
+
+# --- ExpW ---------------------------------------------------------------------------
+
+
+def test_expw_two_faces_in_one_image(tmp_path):
+    root = tmp_path / "expw"
+    jpg(root / "image/origin/party.jpg", size=200)
+    jpg(root / "image/origin/solo.jpg", size=200)
+    write(root / "label/label.lst",
+          "party.jpg 0 10 20 80 90 55.1 3\n"
+          "party.jpg 1 100 110 190 180 40.0 6\n"
+          "solo.jpg 0 5 5 100 100 60 1\n"
+          "gone.jpg 0 5 5 100 100 60 1\n"
+          "solo.jpg 1 5 5 100\n")
+    res = expw.read(root, Problems())
+    jobs = {j.video: j for j in res.jobs}
+    party = jobs["party"]
+    assert party.frames.tolist() == [0, 1] and party.mode == "boxes"
+    assert party.expr.tolist() == [4, 0]  # happy -> Happiness, neutral -> Neutral
+    # box columns: top left right bottom -> x1 y1 x2 y2 = left top right bottom
+    assert party.boxes[0].tolist() == [20, 10, 80, 90]
+    assert jobs["solo"].expr.tolist() == [2]  # disgust
+    assert res.labels_without_frame == 1
+    assert sum(res.problems.counts.values()) == 2  # missing image + short line
+
+
+# --- AFEW-VA ------------------------------------------------------------------------
+
+
+def landmarks68():
+    pts = np.zeros((68, 2))
+    pts[36:42] = [30, 40]
+    pts[42:48] = [70, 40]
+    pts[30] = [50, 60]
+    pts[48] = [35, 80]
+    pts[54] = [65, 80]
+    return pts.tolist()
+
+
+def test_afewva_keys_not_matching_pngs(tmp_path):
+    root = tmp_path / "afewva"
+    clip = root / "01" / "007"
+    for name in ("00000", "00001", "00003"):
+        jpg(clip / f"{name}.png")
+    frames = {
+        "00000": {"valence": 5, "arousal": -10, "landmarks": landmarks68()},
+        "00001": {"valence": 0, "arousal": 3, "landmarks": landmarks68()},
+        "00002": {"valence": 1, "arousal": 1, "landmarks": landmarks68()},  # no PNG
+    }
+    write(clip / "007.json", json.dumps({"actor": "A", "video_id": "007", "frames": frames}))
+    res = afewva.read(root, Problems())
+    job = res.jobs[0]
+    assert job.video == "01_007" and job.subject == "A" and job.mode == "landmarks"
+    assert job.frames.tolist() == [0, 1]
+    np.testing.assert_allclose(job.va, [[0.5, -1.0], [0.0, 0.3]], rtol=1e-6)
+    np.testing.assert_allclose(job.landmarks[0], [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
+    assert res.labels_without_frame == 1 and res.frames_without_label == 1
+    assert (job.au == -1).all() and (job.expr == -1).all()
+
+
+def test_afewva_out_of_range_value(tmp_path):
+    clip = tmp_path / "afewva" / "02" / "001"
+    jpg(clip / "00000.png")
+    write(clip / "001.json", json.dumps({"frames": {"00000": {"valence": 12, "arousal": 0,
+                                                               "landmarks": landmarks68()}}}))
+    with pytest.raises(DataError, match=r"001.json: bad entry '00000'.*\[-10, 10\]"):
+        afewva.read(tmp_path / "afewva", Problems(on_error="fail"))
+
+
+# --- unlabelled ---------------------------------------------------------------------
+
+
+def test_unlabelled_folder_and_video(tmp_path):
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        if name.endswith("txt"):
+            write(tmp_path / "imgs" / name, "x")
+        else:
+            jpg(tmp_path / "imgs" / name)
+    job = unlabelled.read(tmp_path / "imgs", Problems()).jobs[0]
+    assert [p.split("/")[-1] for p in job.images] == ["a.jpg", "b.png"] and job.frames.tolist() == [0, 1]
+    assert all(math.isnan(v) for v in job.va.ravel())
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for _ in range(7):
+        w.write(np.zeros((48, 64, 3), np.uint8))
+    w.release()
+    job = unlabelled.read(path, Problems()).jobs[0]
+    assert len(job) == 7 and job.video_path == str(path)
+    with pytest.raises(FileNotFoundError):
+        unlabelled.read(tmp_path / "nothing", Problems())
