@@ -77,6 +77,51 @@ def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
 
 
+class FrameTableWriter:
+    """Streams frame-table rows to Parquet in row groups of a fixed size.
+
+    Memory holds at most one row group; the row-group boundaries depend only on the row
+    count, so the same rows give the same bytes. Written to a temp name, renamed on close.
+    """
+
+    def __init__(self, path: str | Path, schema: pa.Schema = FRAME_SCHEMA):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.schema = schema
+        self.rows = PARQUET_OPTIONS["row_group_size"]
+        options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+        self.writer = pq.ParquetWriter(self.tmp, schema, **options)
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        self.count = 0
+
+    def add(self, columns: dict) -> None:
+        table = frame_table(columns) if self.schema is FRAME_SCHEMA else pa.table(columns, schema=self.schema)
+        self.buffer.append(table)
+        self.buffered += table.num_rows
+        self.count += table.num_rows
+        while self.buffered >= self.rows:
+            self._flush(self.rows)
+
+    def _flush(self, n: int) -> None:
+        merged = pa.concat_tables(self.buffer).combine_chunks()
+        self.writer.write_table(merged.slice(0, n), row_group_size=n)
+        rest = merged.slice(n)
+        self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
+
+    def close(self) -> int:
+        if self.buffered:
+            self._flush(self.buffered)
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+        return self.count
+
+    def abort(self) -> None:
+        self.writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+
 def read_frames(path: str | Path, columns: list[str] | None = None):
     """A frame table as a pandas DataFrame."""
     return pq.read_table(path, columns=columns).to_pandas()

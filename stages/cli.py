@@ -12,6 +12,8 @@ import click
 #: subcommand name -> (module in stages/, one-line help). Order = pipeline order.
 COMMANDS = {
     "check-params": ("check_params", "Validate params.yaml (all profiles) and print the active values."),
+    "synth": ("synth", "Generate the synthetic data set in the four real datasets' formats."),
+    "extract": ("extract", "Detect and align every face of one source: HDF5 shards + frame table."),
 }
 
 

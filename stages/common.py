@@ -7,15 +7,12 @@ import logging
 import click
 
 from pipeline.config import ParamsError, load_params
+from pipeline.sources.base import DataError
 
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
     type=click.Path(dir_okay=False), help="Parameters file (its active profile applies).",
 )
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (and line)."""
 
 
 def load(params_path: str):

@@ -1,0 +1,47 @@
+"""``extract@<source>``: detect and align every face of one dataset; shards + frame table."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.config import SOURCE_KINDS, with_overrides
+from stages.common import friendly_errors, load, params_option
+
+
+@click.command("extract")
+@params_option
+@click.option("--source", required=True, type=click.Choice([*SOURCE_KINDS, "input"]),
+              help="Dataset kind; 'input' is an unlabelled video or folder of images.")
+@click.option("--root", default=None, type=click.Path(exists=True),
+              help="Dataset root (default: sources.<source> in params.yaml).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: <extract.out>/<source>).")
+@click.option("--workers", default=None, type=int, help="Worker processes (default: extract.workers).")
+@click.option("--on-error", "on_error", default=None, type=click.Choice(["skip", "fail"]),
+              help="Bad rows and files: count and skip them, or stop (default: extract.on_error).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, source, root, out, workers, on_error, quiet):
+    """Find, align (112x112) and store every face of one source, with its labels.
+
+    Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
+    as -1/NaN) and extract.json (counts of what was read, written, skipped and why).
+    """
+    from pipeline.extract import extract
+
+    p = load(params_path)
+    params = with_overrides(p.extract, workers=workers, on_error=on_error)
+    if root is None:
+        if source not in p.sources:
+            raise click.UsageError(f"--root is required for --source {source}")
+        root = p.sources[source]
+    out = out or str(Path(params.out) / source)
+    report = extract(source, root, out, params, progress=not quiet)
+    click.echo(f"{source}: {report['faces_written']} faces from {report['labelled_frames']} labelled frames "
+               f"({report['frames_without_face']} without a face, {report['labels_without_frame']} labels "
+               f"without a frame) -> {out}")
+
+
+if __name__ == "__main__":
+    cli()
