@@ -14,6 +14,7 @@ COMMANDS = {
     "check-params": ("check_params", "Validate params.yaml (all profiles) and print the active values."),
     "synth": ("synth", "Generate the synthetic data set in the four real datasets' formats."),
     "extract": ("extract", "Detect and align every face of one source: HDF5 shards + frame table."),
+    "build": ("build", "Merge and balance the per-task training sets; write indexes and the imbalance report."),
 }
 
 

@@ -1,0 +1,50 @@
+"""``build``: merged, balanced per-task training indexes, the validation index, the report."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.config import with_overrides
+from stages.common import friendly_errors, load, params_option
+
+
+@click.command("build")
+@params_option
+@click.option("--faces", default=None, type=click.Path(file_okay=False),
+              help="Folder holding <source>/frames.parquet (default: extract.out).")
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Index folder (default: build.out).")
+@click.option("--report", default="reports/build.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Statistics: sizes, IRLbl/MeanIR, class and VA-bin counts before and after.")
+@click.option("--plots", default="reports/plots", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the DVC plot data (CSV) and the distributions PNG.")
+@click.option("--no-balance", is_flag=True, help="Turn balancing off for every task (Table I's 'imbalanced').")
+@friendly_errors
+def cli(params_path, faces, out, report, plots, no_balance):
+    """Merge sources per task, downsample and balance (ML-ROS, classes, VA bins).
+
+    Writes train_{AU,EXPR,VA}.parquet and val.parquet (indexes into the face shards, with
+    per-epoch weights), the report, and plots of the distributions before and after.
+    """
+    from pipeline.build import build
+    from pipeline.plots import build_figure, build_plot_data
+
+    p = load(params_path)
+    params = p.build
+    if no_balance:
+        params = with_overrides(params, au_balance=False, expr_balance=False, va_balance=False)
+    result = build(faces or p.extract.out, out or params.out, params)
+    Path(report).parent.mkdir(parents=True, exist_ok=True)
+    Path(report).write_text(json.dumps(result, indent=2) + "\n")
+    build_plot_data(result, plots)
+    build_figure(result, Path(plots) / "build_distributions.png")
+    au, ex, va = result["AU"], result["EXPR"], result["VA"]
+    click.echo(f"AU {au['frames']} frames (MeanIR {au['meanir_before']:.2f} -> {au['meanir_after']:.2f}), "
+               f"EXPR {ex['frames']}, VA {va['frames']}, val {result['val']['frames']} -> {out or params.out}")
+    for w in result["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+
+
+if __name__ == "__main__":
+    cli()

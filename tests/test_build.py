@@ -1,0 +1,159 @@
+"""The build stage on fabricated frame tables (the build reads tables, never faces)."""
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.build import build
+from pipeline.config import BuildParams
+from pipeline.labels import AU_NAMES, EXPR_NAMES, va_to_bin
+from pipeline.sources.base import DataError
+from pipeline.store import LANDMARK_COLUMNS, frame_table, uid, write_parquet
+
+
+def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
+                expr_p=None, video_prefix="v"):
+    cols = {
+        "source": [source] * n,
+        "video": [f"{video_prefix}{i % videos}" for i in range(n)],
+        "frame": np.arange(n),
+        "split": [split] * n,
+        "row": np.arange(n) % 50,
+        "det_score": np.ones(n),
+    }
+    cols["subject"] = cols["video"]
+    cols["uid"] = [uid(source, v, f) for v, f in zip(cols["video"], cols["frame"])]
+    cols["shard"] = [f"{faces_dir}/{source}/shard-{i // 50:05d}.h5" for i in range(n)]
+    freq = np.array([0.3, 0.2, 0.25, 0.3, 0.35, 0.08, 0.05, 0.5])
+    a = (rng.random((n, 8)) < freq).astype(np.int8) if au else np.full((n, 8), -1, np.int8)
+    for j, name in enumerate(AU_NAMES):
+        cols[name] = a[:, j]
+    p = expr_p if expr_p is not None else [0.4, 0.05, 0.03, 0.03, 0.3, 0.12, 0.07]
+    cols["expr"] = rng.choice(7, size=n, p=p).astype(np.int8) if expr else np.full(n, -1, np.int8)
+    v = np.clip(rng.normal(0.2, 0.3, size=(n, 2)), -1, 1) if va else np.full((n, 2), np.nan)
+    cols["valence"], cols["arousal"] = v[:, 0], v[:, 1]
+    for c in LANDMARK_COLUMNS:
+        cols[c] = np.zeros(n)
+    table = frame_table(cols)
+    old = faces_dir / source / "frames.parquet"
+    if split == "val" and old.exists():  # append validation rows to the source's table
+        table = pa.concat_tables([pq.read_table(old), table])
+    write_parquet(table, faces_dir / source / "frames.parquet")
+
+
+@pytest.fixture
+def faces_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "faces"
+    fake_source(d, "affwild2", 3000, rng, au=True, expr=True, va=True, videos=10)
+    fake_source(d, "affwild2", 400, rng, split="val", au=True, expr=True, va=True, videos=3, video_prefix="val")
+    fake_source(d, "disfa", 800, rng, au=True, videos=4, video_prefix="SN")
+    fake_source(d, "expw", 600, rng, expr=True, videos=600, video_prefix="img",
+                expr_p=[0.1, 0.1, 0.05, 0.1, 0.35, 0.2, 0.1])
+    fake_source(d, "afewva", 500, rng, va=True, videos=5, video_prefix="01_")
+    return d
+
+
+def frames_of(faces_dir):
+    return pd.concat([pd.read_parquet(faces_dir / s / "frames.parquet") for s in ("affwild2", "disfa", "expw",
+                                                                                   "afewva")], ignore_index=True)
+
+
+def test_build_writes_indexes_and_recomputable_report(faces_dir, tmp_path):
+    p = BuildParams()
+    report = build(faces_dir, tmp_path / "build", p)
+    idx = {t: pd.read_parquet(tmp_path / "build" / f"train_{t}.parquet") for t in ("AU", "EXPR", "VA")}
+    val = pd.read_parquet(tmp_path / "build" / "val.parquet")
+
+    # AU: Aff-Wild2 train + DISFA; IRLbl/MeanIR before and after recomputed from the index
+    au = idx["AU"]
+    assert set(au["source"]) == {"affwild2", "disfa"}
+    assert report["AU"]["sizes"]["affwild2"]["frames"] == 3000 and report["AU"]["sizes"]["disfa"]["frames"] == 800
+    y = au[list(AU_NAMES)].to_numpy()
+    pos = (y == 1).sum(axis=0)
+    np.testing.assert_allclose(list(report["AU"]["irlbl_before"].values()), pos.max() / pos)
+    wpos = ((y == 1) * au["weight"].to_numpy()[:, None]).sum(axis=0)
+    np.testing.assert_allclose(list(report["AU"]["irlbl_after"].values()), wpos.max() / wpos)
+    assert report["AU"]["meanir_after"] < report["AU"]["meanir_before"]
+    assert report["AU"]["clones"] <= 0.5 * len(au)
+    assert np.all(au["weight"] >= 1) and np.all(au["weight"] == np.round(au["weight"]))
+
+    # EXPR: Aff-Wild2 downsampled per class + all ExpW; classes equally likely after
+    ex = idx["EXPR"]
+    frames = frames_of(faces_dir)
+    aw = frames[(frames.source == "affwild2") & (frames.split == "train")]
+    neutral_aw = (aw.expr == 0).sum()
+    assert ((ex.source == "affwild2") & (ex.expr == 0)).sum() == -(-neutral_aw // 10)
+    assert ((ex.source == "expw")).sum() == 600
+    after = np.array(list(report["EXPR"]["class_counts_after"].values()))
+    np.testing.assert_allclose(after, after.mean(), rtol=1e-9)
+    counts = np.bincount(ex["expr"], weights=ex["weight"], minlength=7)
+    np.testing.assert_allclose(counts, after)
+
+    # VA: Aff-Wild2 every 5th + AFEW-VA; bin counts after recomputed from the index
+    va = idx["VA"]
+    assert (va.source == "affwild2").sum() == 600 and (va.source == "afewva").sum() == 500
+    bins = va_to_bin(va["valence"].to_numpy())
+    np.testing.assert_allclose(np.bincount(bins, weights=va["weight"], minlength=20),
+                               report["VA"]["bin_counts_after"][0], atol=1e-5)
+    before = np.array(report["VA"]["bin_counts_before"][0], float)
+    after_v = np.array(report["VA"]["bin_counts_after"][0])
+    occupied = before > 0
+    assert after_v[occupied].std() / after_v[occupied].mean() < before[occupied].std() / before[occupied].mean()
+
+    # validation: only Aff-Wild2 val videos, no video on both sides
+    assert set(val.source) == {"affwild2"} and len(val) == 400
+    assert set(val.video).isdisjoint(set(au.video) | set(ex.video) | set(va.video))
+    assert report["splits"]["overlap_frames_dropped"] == 0
+    json.dumps(report)  # serialisable
+
+
+def test_build_is_byte_identical(faces_dir, tmp_path):
+    build(faces_dir, tmp_path / "a", BuildParams())
+    build(faces_dir, tmp_path / "b", BuildParams())
+    for name in ("train_AU", "train_EXPR", "train_VA", "val"):
+        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
+
+
+def test_balancing_off_gives_unit_weights(faces_dir, tmp_path):
+    p = BuildParams(au_balance=False, expr_balance=False, va_balance=False)
+    report = build(faces_dir, tmp_path / "b", p)
+    for t in ("AU", "EXPR", "VA"):
+        assert (pd.read_parquet(tmp_path / "b" / f"train_{t}.parquet")["weight"] == 1.0).all()
+    assert report["AU"]["meanir_after"] == pytest.approx(report["AU"]["meanir_before"])
+
+
+def test_missing_source_is_named(faces_dir, tmp_path):
+    (faces_dir / "expw" / "frames.parquet").unlink()
+    with pytest.raises(DataError, match=r"expw/frames.parquet: missing: source 'expw'"):
+        build(faces_dir, tmp_path / "b", BuildParams())
+
+
+def test_class_without_example(faces_dir, tmp_path):
+    rng = np.random.default_rng(1)
+    no_fear = [0.4, 0.1, 0.1, 0.0, 0.2, 0.1, 0.1]
+    fake_source(faces_dir, "affwild2", 1000, rng, au=True, expr=True, va=True, expr_p=no_fear)
+    fake_source(faces_dir, "affwild2", 100, rng, split="val", au=True, expr=True, va=True, video_prefix="val")
+    fake_source(faces_dir, "expw", 100, rng, expr=True, videos=100, expr_p=no_fear)
+    with pytest.raises(DataError, match="no example of Fear"):
+        build(faces_dir, tmp_path / "b", BuildParams())
+    report = build(faces_dir, tmp_path / "b", BuildParams(missing_class="warn"))
+    assert any("Fear" in w for w in report["warnings"])
+
+
+def test_task_without_labels(faces_dir, tmp_path):
+    with pytest.raises(DataError, match=r"VA: no labelled training frame in sources \['expw'\]"):
+        build(faces_dir, tmp_path / "b", BuildParams(va_sources=["expw"]))
+
+
+def test_video_on_both_sides_is_dropped_from_training(faces_dir, tmp_path):
+    rng = np.random.default_rng(2)
+    # a validation video named like a training one ("v0")
+    fake_source(faces_dir, "affwild2", 50, rng, split="val", au=True, expr=True, va=True, videos=1)
+    report = build(faces_dir, tmp_path / "b", BuildParams())
+    assert report["splits"]["overlap_frames_dropped"] == 300
+    assert "affwild2/v0" in report["splits"]["overlap_videos"]
+    assert "v0" not in set(pd.read_parquet(tmp_path / "b" / "train_AU.parquet").video)
