@@ -4,8 +4,6 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export DVC_NO_ANALYTICS := 1
-# Tests and benchmarks get no more threads than the machine has cores.
-export OMP_NUM_THREADS ?= 2
 
 .PHONY: venv demo test test-fast bench lint clean-venv
 
@@ -19,11 +17,12 @@ venv: $(STAMP)  ## build the environment only
 demo: $(STAMP)  ## run the whole pipeline on the active profile (synthetic demo by default)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
+# Tests run in two processes of one torch thread each (see tests/conftest.py).
 test: $(STAMP)  ## the whole test suite, end-to-end DVC tests included
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2
 
 test-fast: $(STAMP)  ## everything but the slow end-to-end tests
-	$(PY) -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow"
 
 bench: $(STAMP)  ## every benchmarks/bench_*.py: one table, benchmarks/results.json
 	$(PY) benchmarks/run.py

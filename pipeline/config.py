@@ -110,6 +110,7 @@ class TrainParams:
     seed: int = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     eval_batch: int = 128
+    save_every: int = 50  #: steps between resume files (an interrupted run loses at most this)
 
 
 @dataclass
@@ -119,6 +120,9 @@ class EvaluateParams:
     bootstrap: int = 200  #: bootstrap resamples over videos for confidence intervals
     seed: int = 0
     au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: 0.5, or tuned per AU on val
+    models: dict[str, str] = field(default_factory=lambda: {"teacher": "models/teacher.pt"})  #: name -> checkpoint
+    device: str = "auto"
+    batch: int = 128
 
 
 SECTIONS: dict[str, type] = {
@@ -193,6 +197,10 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
             if not isinstance(over, dict):
                 raise ParamsError(f"{where}: profiles.{pname}: expected a mapping of sections")
             _reject_unknown(over, set(SECTIONS), where, prefix=f"profiles.{pname}.")
+            if name not in over:
+                # dvc.yaml tracks profiles.<active>.<section>: every profile lists every
+                # section, `{}` when it changes nothing.
+                raise ParamsError(f"{where}: missing section 'profiles.{pname}.{name}' (write {{}} for none)")
             o = over.get(name) or {}
             if not isinstance(o, dict):
                 raise ParamsError(f"{where}: profiles.{pname}.{name}: expected a mapping")

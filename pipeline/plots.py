@@ -75,3 +75,57 @@ def build_figure(report: dict, path: str | Path) -> None:
         fig.colorbar(im, ax=a, fraction=0.046)
     fig.tight_layout()
     save_png(fig, path)
+
+
+def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
+    """Per-AU F1 bars (every model) and expression confusion matrices, as PNG and DVC data."""
+    folder = Path(folder)
+    models = list(evaluation)
+    files = []
+    rows = [[m, au, round(float(evaluation[m]["AU"]["per_au_f1"][au] or 0.0), 6)]
+            for m in models if evaluation[m]["AU"] for au in AU_NAMES]
+    files.append(folder / "per_au_f1.csv")
+    write_csv(files[-1], ["model", "au", "f1"], rows)
+
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.8 / max(len(models), 1)
+    x = np.arange(len(AU_NAMES))
+    for i, m in enumerate(models):
+        if evaluation[m]["AU"]:
+            f1 = [evaluation[m]["AU"]["per_au_f1"][au] or 0.0 for au in AU_NAMES]
+            ax.bar(x + (i - (len(models) - 1) / 2) * width, f1, width, label=m)
+    ax.set_xticks(x, AU_NAMES)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1 on validation")
+    ax.set_title("Per-AU F1")
+    ax.legend(fontsize=8)
+    files.append(folder / "per_au_f1.png")
+    save_png(fig, files[-1])
+
+    for m in models:
+        ex = evaluation[m]["EXPR"]
+        if not ex:
+            continue
+        rows_m = table[(table["model"] == m) & (table["expr"] >= 0)]
+        pred = rows_m[[f"p_{e}" for e in EXPR_NAMES]].to_numpy().argmax(axis=1)
+        files.append(folder / f"confusion_{m}.csv")
+        write_csv(files[-1], ["actual", "predicted"],
+                  [[EXPR_NAMES[a], EXPR_NAMES[p]] for a, p in zip(rows_m["expr"].to_numpy(), pred)])
+        cm = np.asarray(ex["confusion"], dtype=float)
+        norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(6.5, 5.5))
+        im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        for i in range(7):
+            for j in range(7):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(7), EXPR_NAMES, rotation=45)
+        ax.set_yticks(range(7), EXPR_NAMES)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("actual")
+        ax.set_title(f"{m}: expression confusion (row-normalised colour, counts)")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.tight_layout()
+        files.append(folder / f"confusion_{m}.png")
+        save_png(fig, files[-1])
+    return files

@@ -15,6 +15,8 @@ COMMANDS = {
     "synth": ("synth", "Generate the synthetic data set in the four real datasets' formats."),
     "extract": ("extract", "Detect and align every face of one source: HDF5 shards + frame table."),
     "build": ("build", "Merge and balance the per-task training sets; write indexes and the imbalance report."),
+    "train-teacher": ("train_teacher", "Train the multitask teacher (Eq. 13); best epoch by the ABAW sum."),
+    "evaluate": ("evaluate", "Score every trained model and the trivial baselines on the validation set."),
 }
 
 

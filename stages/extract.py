@@ -17,12 +17,14 @@ from stages.common import friendly_errors, load, params_option
               help="Dataset root (default: sources.<source> in params.yaml).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: <extract.out>/<source>).")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="Also write the counts (extract.json) here, e.g. for DVC metrics.")
 @click.option("--workers", default=None, type=int, help="Worker processes (default: extract.workers).")
 @click.option("--on-error", "on_error", default=None, type=click.Choice(["skip", "fail"]),
               help="Bad rows and files: count and skip them, or stop (default: extract.on_error).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(params_path, source, root, out, workers, on_error, quiet):
+def cli(params_path, source, root, out, report, workers, on_error, quiet):
     """Find, align (112x112) and store every face of one source, with its labels.
 
     Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
@@ -37,9 +39,12 @@ def cli(params_path, source, root, out, workers, on_error, quiet):
             raise click.UsageError(f"--root is required for --source {source}")
         root = p.sources[source]
     out = out or str(Path(params.out) / source)
-    report = extract(source, root, out, params, progress=not quiet)
-    click.echo(f"{source}: {report['faces_written']} faces from {report['labelled_frames']} labelled frames "
-               f"({report['frames_without_face']} without a face, {report['labels_without_frame']} labels "
+    counts = extract(source, root, out, params, progress=not quiet)
+    if report:
+        Path(report).parent.mkdir(parents=True, exist_ok=True)
+        Path(report).write_text((Path(out) / "extract.json").read_text())
+    click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} labelled frames "
+               f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
                f"without a frame) -> {out}")
 
 

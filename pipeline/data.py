@@ -1,0 +1,143 @@
+"""From index files to model-ready batches: reading faces, labels, per-sample augmentation.
+
+Training draws, at every step, one batch per task (``pipeline.sampling``). A
+:class:`StepDataset` item is a whole step: the three task batches, read from the HDF5
+shards and augmented. Augmentation is drawn per image from a generator seeded by
+(seed, epoch, step), so it differs per image and per step but not with the number of
+DataLoader workers or after a resume.
+
+Images: uint8 RGB 112x112 -> float, ImageNet mean/std. Training: resize to 134 and a
+random 112 crop plus a random horizontal flip, per image (the authors' code drew one crop
+and one flip for the whole run by mistake). Evaluation: resize to 134, centre crop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from pipeline.labels import AU_NAMES, TASKS
+from pipeline.sampling import TaskBatchSampler
+from pipeline.store import FaceReader
+
+IMAGE_SIZE = 112
+RESIZE = 134  # the authors' Resize(134) before a 112 crop
+MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
+STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
+
+
+@dataclass
+class FrameIndex:
+    """An index file (``train_<task>.parquet`` or ``val.parquet``) as arrays."""
+
+    uid: np.ndarray
+    video: np.ndarray
+    frame: np.ndarray
+    shard: np.ndarray
+    row: np.ndarray
+    au: np.ndarray  # int8 [n, 8]
+    expr: np.ndarray  # int8 [n]
+    va: np.ndarray  # float32 [n, 2]
+    weight: np.ndarray
+
+    @classmethod
+    def read(cls, path: str | Path) -> "FrameIndex":
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: index missing (run the build stage)")
+        df = pd.read_parquet(path)
+        return cls(
+            uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
+            shard=df["shard"].to_numpy(), row=df["row"].to_numpy(),
+            au=df[list(AU_NAMES)].to_numpy(np.int8), expr=df["expr"].to_numpy(np.int8),
+            va=df[["valence", "arousal"]].to_numpy(np.float32), weight=df["weight"].to_numpy(np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.uid)
+
+    def labels(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"AU": torch.from_numpy(self.au[positions].astype(np.int64)),
+                "EXPR": torch.from_numpy(self.expr[positions].astype(np.int64)),
+                "VA": torch.from_numpy(self.va[positions])}
+
+
+def read_faces(reader: FaceReader, index: FrameIndex, positions: np.ndarray) -> np.ndarray:
+    """uint8 [k, 112, 112, 3] faces of the given index positions (one chunk read each)."""
+    out = np.empty((len(positions), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for i, p in enumerate(positions):
+        out[i] = reader.read(index.shard[p], index.row[p])
+    return out
+
+
+def to_tensor(faces: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> normalised float NCHW."""
+    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float()
+    return (x - MEAN) / STD
+
+
+def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random 112 crop of the 134 resize and random flip, drawn for every image."""
+    n = x.shape[0]
+    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
+    offsets = torch.randint(0, RESIZE - IMAGE_SIZE + 1, (n, 2), generator=generator)
+    flips = torch.rand(n, generator=generator) < 0.5
+    out = torch.empty(n, 3, IMAGE_SIZE, IMAGE_SIZE)
+    for i in range(n):
+        oy, ox = int(offsets[i, 0]), int(offsets[i, 1])
+        crop = big[i, :, oy:oy + IMAGE_SIZE, ox:ox + IMAGE_SIZE]
+        out[i] = crop.flip(-1) if flips[i] else crop
+    return out
+
+
+def centre_view(x: torch.Tensor, flip: bool = False) -> torch.Tensor:
+    """The evaluation view: 134 resize, centre 112 crop (optionally mirrored)."""
+    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
+    o = (RESIZE - IMAGE_SIZE) // 2
+    crop = big[:, :, o:o + IMAGE_SIZE, o:o + IMAGE_SIZE]
+    return crop.flip(-1) if flip else crop
+
+
+class StepDataset(torch.utils.data.Dataset):
+    """Item ``k`` = step ``start_step + k`` of one epoch: ``{task: (images, labels, positions)}``."""
+
+    def __init__(self, indexes: dict[str, FrameIndex], sampler: TaskBatchSampler, epoch: int,
+                 start_step: int, seed: int, augment_images: bool = True):
+        self.indexes, self.seed, self.epoch, self.augment = indexes, seed, epoch, augment_images
+        self.draws = sampler.epoch_draws(epoch)  # {task: [steps, batch]}
+        self.start_step = start_step
+        self.steps = sampler.steps_per_epoch
+        self.reader = FaceReader()
+
+    def __len__(self) -> int:
+        return self.steps - self.start_step
+
+    def __getitem__(self, k: int):
+        step = self.start_step + k
+        g = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, step))
+        batch = {}
+        for task in TASKS:
+            positions = self.draws[task][step]
+            x = to_tensor(read_faces(self.reader, self.indexes[task], positions))
+            batch[task] = (augment(x, g) if self.augment else centre_view(x),
+                           self.indexes[task].labels(positions), torch.from_numpy(positions))
+        return batch
+
+
+def hash_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (stable across processes, unlike ``hash``)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def eval_batches(index: FrameIndex, batch: int, flip: bool = False):
+    """Evaluation batches over a whole index in order: (images, positions)."""
+    reader = FaceReader()
+    try:
+        for start in range(0, len(index), batch):
+            positions = np.arange(start, min(start + batch, len(index)))
+            yield centre_view(to_tensor(read_faces(reader, index, positions)), flip), positions
+    finally:
+        reader.close()

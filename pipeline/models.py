@@ -1,0 +1,139 @@
+"""The multitask network: a torchvision backbone, pooled features, one head per task.
+
+Heads follow the paper (and the authors' code): BN(d) -> Linear(d, 128) -> ReLU ->
+BN(128) -> Linear(128, out) with out = 8 AU logits, 7 expression logits, 40 VA logits
+(20 valence bins then 20 arousal bins). Checkpoints are state dicts plus a plain config,
+loaded with ``weights_only=True``; one trained for another backbone or label schema is
+refused with a message saying what differs.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from pipeline.labels import AU_NAMES, EXPR_NAMES, TASK_OUTPUTS, TASKS, VA_BINS
+
+HEAD_FEATURES = 128
+#: What a checkpoint must agree on to be loaded into a model of this code.
+SCHEMA = {"AU": list(AU_NAMES), "EXPR": list(EXPR_NAMES), "VA_bins": VA_BINS, "image_size": 112}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not fit the model or the label schema."""
+
+
+def build_backbone(name: str) -> tuple[nn.Module, int]:
+    """A torchvision classification model without its classifier, and its feature size.
+
+    Randomly initialised (nothing is downloaded); the classifier (``fc`` or
+    ``classifier``) becomes the identity so the network ends in globally pooled features.
+    """
+    try:
+        net = torchvision.models.get_model(name, weights=None)
+    except ValueError as e:
+        raise ValueError(f"unknown backbone {name!r}: use a torchvision classification model name "
+                         f"such as resnet50, resnet18, mobilenet_v3_small ({e})") from None
+    if hasattr(net, "fc"):
+        net.fc = nn.Identity()
+    elif hasattr(net, "classifier"):
+        net.classifier = nn.Identity()
+    else:
+        raise ValueError(f"backbone {name!r}: no 'fc' or 'classifier' to remove")
+    net.eval()
+    with torch.no_grad():
+        dim = net(torch.zeros(2, 3, 112, 112)).flatten(1).shape[1]
+    return net, dim
+
+
+class Head(nn.Sequential):
+    def __init__(self, in_features: int, out: int):
+        super().__init__(
+            nn.BatchNorm1d(in_features), nn.Linear(in_features, HEAD_FEATURES), nn.ReLU(inplace=True),
+            nn.BatchNorm1d(HEAD_FEATURES), nn.Linear(HEAD_FEATURES, out),
+        )
+
+
+class MultitaskNet(nn.Module):
+    """Backbone + three heads. ``forward`` returns ``{"AU": [B,8], "EXPR": [B,7], "VA": [B,40]}``."""
+
+    def __init__(self, backbone: str = "resnet50"):
+        super().__init__()
+        self.backbone_name = backbone
+        self.backbone, self.feature_dim = build_backbone(backbone)
+        self.heads = nn.ModuleDict({t: Head(self.feature_dim, TASK_OUTPUTS[t]) for t in TASKS})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x).flatten(1)
+        return {t: head(features) for t, head in self.heads.items()}
+
+    def task_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The 128-d per-task features after the heads' second BN (for the temporal model)."""
+        features = self.backbone(x).flatten(1)
+        out = {}
+        for task, head in self.heads.items():
+            h = features
+            for layer in list(head)[:4]:  # up to the second BN, before the last Linear
+                h = layer(h)
+            out[task] = h
+        return out
+
+    def config(self) -> dict:
+        return {"backbone": self.backbone_name, "schema": SCHEMA}
+
+
+def load_pretrained_backbone(model: MultitaskNet, path: str) -> list[str]:
+    """Load a local backbone state dict (e.g. ImageNet or VGGFace2 weights); never downloads.
+
+    Classifier weights in the file are ignored; returns the backbone keys the file lacked.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: pretrained weights not found (no download is attempted)")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    result = model.backbone.load_state_dict(state, strict=False)
+    if result.unexpected_keys:
+        raise CheckpointError(f"{path}: does not fit backbone {model.backbone_name}: unexpected keys "
+                              f"{result.unexpected_keys[:5]}")
+    return list(result.missing_keys)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, extra: dict | None = None) -> None:
+    """State dict + config (+ ``extra`` plain values), written atomically."""
+    net = model.module if hasattr(model, "module") else model
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"state_dict": net.state_dict(), "config": net.config(), **(extra or {})}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultitaskNet, dict]:
+    """A model from a checkpoint written by :func:`save_checkpoint`; checks backbone and schema."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path}: not an mtaffect checkpoint (no state_dict/config)")
+    config = ckpt["config"]
+    if config.get("schema") != SCHEMA:
+        raise CheckpointError(f"{path}: trained for another label schema: {config.get('schema')} != {SCHEMA}")
+    model = MultitaskNet(config["backbone"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: does not fit backbone {config['backbone']}: {str(e)[:300]}") from None
+    return model.to(device), ckpt
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

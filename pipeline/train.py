@@ -1,0 +1,255 @@
+"""One training loop for the teacher (Eq. 13) and, later, the students (Eq. 14).
+
+Each step draws one batch per task with the balanced weights of the build stage, runs
+the model on each (three passes, so BatchNorm sees each task batch alone, or one
+concatenated pass), and takes one Adam step on the sum of the losses. After every epoch
+the model is scored on the validation set; the best epoch by AU + EXPR + CCC_V + CCC_A is
+kept. A resume file written every ``save_every`` steps and at each epoch's end lets an
+interrupted run continue to the same final weights: the batches and augmentations are
+functions of (seed, epoch, step), and the model, optimiser, scheduler and RNG states are
+restored exactly.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the same code runs DistributedDataParallel: each
+process takes its share of every task batch; rank 0 evaluates and writes the outputs.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.config import TrainParams
+from pipeline.data import FrameIndex, StepDataset
+from pipeline.inference import predict, score
+from pipeline.labels import TASKS, va_centres
+from pipeline.losses import teacher_loss
+from pipeline.models import MultitaskNet, load_pretrained_backbone, save_checkpoint
+from pipeline.sampling import TaskBatchSampler
+
+log = logging.getLogger("mtaffect.train")
+
+LOG_COLUMNS = ["epoch", "lr", "loss", "loss_AU", "loss_EXPR", "loss_VA", "AU_score", "AU_f1", "EXPR_score",
+               "EXPR_f1", "ccc_valence", "ccc_arousal", "total"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present (this process's local rank under torchrun), else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available (use device: auto or cpu)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class TaskPasses(nn.Module):
+    """Runs the model on every task batch in one ``forward`` (what DDP needs: one forward
+    per backward). Separate passes keep BatchNorm statistics per task, as the authors do;
+    one concatenated pass is faster on small batches."""
+
+    def __init__(self, model: MultitaskNet, separate: bool = True):
+        super().__init__()
+        self.model, self.separate = model, separate
+
+    def forward(self, images: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+        if self.separate:
+            return {task: self.model(x) for task, x in images.items()}
+        sizes = [len(x) for x in images.values()]
+        out = self.model(torch.cat(list(images.values())))
+        split = {k: v.split(sizes) for k, v in out.items()}
+        return {task: {k: split[k][i] for k in out} for i, task in enumerate(images)}
+
+
+@dataclass
+class Outputs:
+    """Where a training run writes: the best checkpoint, logs, and the resume file."""
+
+    checkpoint: Path
+    log_csv: Path
+    report: Path
+    resume: Path
+
+
+@dataclass
+class State:
+    epoch: int = 0  # the epoch in progress (or next to start)
+    step: int = 0  # steps of that epoch already done
+    best_total: float = float("-inf")
+    best_epoch: int = -1
+    best_metrics: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)
+    sums: dict = field(default_factory=dict)  # running loss sums of the epoch in progress
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
+          progress: bool = True, stop_after_steps: int | None = None) -> dict:
+    """Train a multitask model from ``index_dir``'s indexes; returns the report.
+
+    ``stop_after_steps`` ends the run early (after that many optimiser steps in this call,
+    with a resume file written), which is how the tests interrupt a run deterministically.
+    """
+    rank, world = distributed()
+    device = resolve_device(params.device)
+    seed_everything(params.seed)
+    index_dir = Path(index_dir)
+    indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
+    val = FrameIndex.read(index_dir / "val.parquet")
+    sampler = TaskBatchSampler({t: indexes[t].weight for t in TASKS}, params.batch_per_task,
+                               epoch_length=params.steps_per_epoch or "smallest", seed=params.seed,
+                               rank=rank, world_size=world)
+
+    model = MultitaskNet(params.backbone)
+    if params.pretrained:
+        missing = load_pretrained_backbone(model, params.pretrained)
+        log.info("loaded backbone weights from %s (%d keys missing)", params.pretrained, len(missing))
+    model.to(device)
+    runner: nn.Module = TaskPasses(model, params.separate_task_passes)
+    if world > 1:
+        runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, betas=tuple(params.betas))
+    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step_epochs, gamma=0.1)
+                 if params.lr_step_epochs > 0 else None)
+    centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
+
+    state = State()
+    if outputs.resume.exists():
+        state = _load_resume(outputs.resume, model, optimizer, scheduler, params)
+        log.info("%s: resuming at epoch %d, step %d", name, state.epoch, state.step)
+
+    steps_done = 0
+    while state.epoch < params.epochs:
+        epoch = state.epoch
+        data = StepDataset(indexes, sampler, epoch, state.step, params.seed, params.augment)
+        loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=params.workers,
+                                             persistent_workers=False, prefetch_factor=4 if params.workers else None)
+        if state.step == 0:
+            state.sums = {"loss": 0.0, **{f"loss_{t}": 0.0 for t in TASKS}}
+        sums = state.sums
+        bar = tqdm(total=sampler.steps_per_epoch, initial=state.step, desc=f"{name} epoch {epoch + 1}/{params.epochs}",
+                   unit="step", disable=not progress or rank != 0)
+        runner.train()
+        for batch in loader:
+            images, labels = {}, {}
+            for task, (x, y, _) in batch.items():  # this process's share of each task batch
+                images[task] = x.to(device, non_blocking=True)
+                labels[task] = {k: v.to(device) for k, v in y.items()}
+            outputs_per_batch = runner(images)
+            loss, parts = teacher_loss(outputs_per_batch, labels, params.task_weights, centres)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state.step += 1
+            steps_done += 1
+            sums["loss"] += loss.item()
+            for t in TASKS:
+                sums[f"loss_{t}"] += float(parts[t])
+            bar.update(1)
+            bar.set_postfix({k.removeprefix("loss_"): f"{v / max(state.step, 1):.3f}" for k, v in sums.items()})
+            stop = stop_after_steps is not None and steps_done >= stop_after_steps
+            if rank == 0 and (stop or state.step % params.save_every == 0) and state.step < sampler.steps_per_epoch:
+                _save_resume(outputs.resume, model, optimizer, scheduler, state, params)
+            if stop:
+                bar.close()
+                return {"interrupted": True, "epoch": state.epoch, "step": state.step}
+        bar.close()
+
+        # end of epoch: evaluate, log, keep the best
+        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+               **{k: v / max(sampler.steps_per_epoch, 1) for k, v in sums.items()}}
+        if scheduler is not None:
+            scheduler.step()
+        if rank == 0:
+            result = score(val, predict(model, val, device, params.eval_batch, params.va_centres))
+            row.update(_flat_metrics(result))
+            state.history.append(row)
+            if result["total"] > state.best_total:
+                state.best_total, state.best_epoch, state.best_metrics = result["total"], epoch + 1, result
+                save_checkpoint(outputs.checkpoint, model, {"train": asdict(params), "epoch": epoch + 1,
+                                                            "metrics_total": float(result["total"])})
+            log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", name, epoch + 1,
+                     row["loss"], result["total"], state.best_total, state.best_epoch)
+            _write_log(outputs.log_csv, state.history)
+        state.epoch += 1
+        state.step = 0
+        if rank == 0:
+            _save_resume(outputs.resume, model, optimizer, scheduler, state, params)
+        if world > 1:
+            dist.barrier()
+
+    report = {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
+              "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": sampler.steps_per_epoch,
+              "batch_per_task": params.batch_per_task, "backbone": params.backbone,
+              "history": state.history}
+    return report
+
+
+def _flat_metrics(result: dict) -> dict:
+    au, ex, va = result["AU"] or {}, result["EXPR"] or {}, result["VA"] or {}
+    return {"AU_score": au.get("score"), "AU_f1": au.get("f1"), "EXPR_score": ex.get("score"),
+            "EXPR_f1": ex.get("f1"), "ccc_valence": va.get("ccc_valence"), "ccc_arousal": va.get("ccc_arousal"),
+            "total": result["total"]}
+
+
+def _write_log(path: Path, history: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, LOG_COLUMNS, lineterminator="\n")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: ("" if row.get(k) is None else round(row[k], 6) + 0.0 if isinstance(row[k], float) else row[k])
+                        for k in LOG_COLUMNS})
+    os.replace(tmp, path)
+
+
+def _save_resume(path: Path, model, optimizer, scheduler, state: State, params: TrainParams) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler else None,
+        "state": asdict(state), "params": asdict(params),
+        "torch_rng": torch.get_rng_state(),
+    }, tmp)
+    os.replace(tmp, path)
+
+
+def _load_resume(path: Path, model, optimizer, scheduler, params: TrainParams) -> State:
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["params"] != asdict(params):
+        # Parameters changed since the interrupted run: its state is not a valid start.
+        log.warning("%s: parameters changed since it was written; starting afresh", path)
+        path.unlink()
+        return State()
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    if scheduler is not None and saved["scheduler"] is not None:
+        scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["torch_rng"])
+    return State(**saved["state"])

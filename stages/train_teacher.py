@@ -1,0 +1,58 @@
+"""``train_teacher``: the multitask teacher of Eq. 13 on the balanced task sets."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from pipeline.config import with_overrides
+from stages.common import friendly_errors, load, params_option
+
+
+@click.command("train-teacher")
+@params_option
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of the build stage's indexes (default: build.out).")
+@click.option("--out", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),
+              help="Best-epoch checkpoint (state dict + config).")
+@click.option("--log", "log_csv", default="reports/plots/teacher_log.csv", show_default=True,
+              help="Per-epoch losses and validation metrics (DVC plots).")
+@click.option("--report", default="reports/teacher.json", show_default=True,
+              help="The best epoch's validation metrics.")
+@click.option("--resume", "resume_file", default="scratch/teacher/resume.pt", show_default=True,
+              help="Resume file (not a DVC output: survives an interrupted run).")
+@click.option("--epochs", type=int, default=None, help="Override teacher.epochs.")
+@click.option("--device", default=None, help="Override teacher.device (auto, cpu, cuda, cuda:N).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, device, quiet):
+    """Train the teacher; keep the best validation epoch by AU + EXPR + CCC_V + CCC_A.
+
+    Rerunning after an interruption resumes from the resume file and reaches the same
+    weights as an uninterrupted run. Run under `torchrun --nproc_per_node N` for
+    DistributedDataParallel training.
+    """
+    from pipeline.train import Outputs, train
+
+    p = load(params_path)
+    params = with_overrides(p.teacher, epochs=epochs, device=device)
+    outputs = Outputs(checkpoint=Path(out), log_csv=Path(log_csv), report=Path(report), resume=Path(resume_file))
+    result = train(params, index_dir or p.build.out, outputs, name="teacher", progress=not quiet)
+    if result.get("interrupted"):
+        return
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return
+    outputs.report.parent.mkdir(parents=True, exist_ok=True)
+    outputs.report.write_text(json.dumps(result, indent=2) + "\n")
+    outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
+    v = result["validation"]
+    click.echo(f"teacher: best epoch {result['best_epoch']} total {result['best_total']:.4f} "
+               f"(AU {v['AU']['score'] if v['AU'] else 'n/a'}, EXPR {v['EXPR']['score'] if v['EXPR'] else 'n/a'}) "
+               f"-> {out}")
+
+
+if __name__ == "__main__":
+    cli()

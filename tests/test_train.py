@@ -1,0 +1,120 @@
+"""Model, checkpoints and the training loop on small real shards (fake faces)."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import write_fake_extraction
+from pipeline.build import build
+from pipeline.config import BuildParams, TrainParams
+from pipeline.models import CheckpointError, MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.train import Outputs, train
+
+PARAMS = TrainParams(backbone="mobilenet_v3_small", epochs=2, steps_per_epoch=3, batch_per_task=6, device="cpu",
+                     save_every=2, eval_batch=64)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    write_fake_extraction(tmp / "faces")
+    build(tmp / "faces", tmp / "build", BuildParams())
+    return tmp / "build"
+
+
+def outputs(folder: Path) -> Outputs:
+    return Outputs(folder / "model.pt", folder / "log.csv", folder / "report.json", folder / "resume.pt")
+
+
+def test_heads_and_shapes():
+    model = MultitaskNet("resnet18").eval()
+    out = model(torch.zeros(2, 3, 112, 112))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"AU": (2, 8), "EXPR": (2, 7), "VA": (2, 40)}
+    head = model.heads["AU"]
+    assert [type(m).__name__ for m in head] == ["BatchNorm1d", "Linear", "ReLU", "BatchNorm1d", "Linear"]
+    assert head[1].in_features == 512 and head[1].out_features == 128
+    assert {k: tuple(v.shape) for k, v in model.task_features(torch.zeros(2, 3, 112, 112)).items()} == \
+        {"AU": (2, 128), "EXPR": (2, 128), "VA": (2, 128)}
+
+
+def test_unknown_backbone_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown backbone 'resnet51'"):
+        MultitaskNet("resnet51")
+
+
+def test_checkpoint_round_trip_and_refusals(tmp_path):
+    model = MultitaskNet("mobilenet_v3_small")
+    save_checkpoint(tmp_path / "m.pt", model, {"epoch": 3})
+    loaded, ckpt = load_checkpoint(tmp_path / "m.pt")
+    assert ckpt["epoch"] == 3
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+    # another label schema
+    bad = torch.load(tmp_path / "m.pt", weights_only=True)
+    bad["config"]["schema"] = {**bad["config"]["schema"], "AU": ["AU1", "AU2"]}
+    torch.save(bad, tmp_path / "schema.pt")
+    with pytest.raises(CheckpointError, match="another label schema"):
+        load_checkpoint(tmp_path / "schema.pt")
+    # weights of another architecture under this config
+    other = torch.load(tmp_path / "m.pt", weights_only=True)
+    other["state_dict"] = MultitaskNet("resnet18").state_dict()
+    torch.save(other, tmp_path / "arch.pt")
+    with pytest.raises(CheckpointError, match="does not fit backbone mobilenet_v3_small"):
+        load_checkpoint(tmp_path / "arch.pt")
+
+
+def test_train_writes_best_checkpoint_log_and_is_deterministic(index_dir, tmp_path):
+    a = train(PARAMS, index_dir, outputs(tmp_path / "a"), progress=False)
+    b = train(PARAMS, index_dir, outputs(tmp_path / "b"), progress=False)
+    assert a["best_epoch"] in (1, 2) and len(a["history"]) == 2
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+    assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()
+    header = (tmp_path / "a" / "log.csv").read_text().splitlines()[0]
+    assert header.startswith("epoch,lr,loss,loss_AU,loss_EXPR,loss_VA,AU_score")
+    best = max(a["history"], key=lambda r: r["total"])
+    assert best["epoch"] == a["best_epoch"]
+
+
+def test_interrupted_run_resumes_to_the_same_weights(index_dir, tmp_path):
+    full = train(PARAMS, index_dir, outputs(tmp_path / "full"), progress=False)
+    out = outputs(tmp_path / "cut")
+    first = train(PARAMS, index_dir, out, progress=False, stop_after_steps=4)  # mid second epoch
+    assert first == {"interrupted": True, "epoch": 1, "step": 1} and out.resume.exists()
+    resumed = train(PARAMS, index_dir, out, progress=False)
+    assert resumed["history"] == full["history"]
+    a, _ = load_checkpoint(tmp_path / "full" / "model.pt")
+    b, _ = load_checkpoint(out.checkpoint)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
+    """The real thing: SIGKILL a training process mid-epoch, rerun, same final weights."""
+    script = (
+        "import sys; from pathlib import Path; from pipeline.config import TrainParams; "
+        "from pipeline.train import Outputs, train; o = Path(sys.argv[1]); "
+        "p = TrainParams(backbone='mobilenet_v3_small', epochs=2, steps_per_epoch=40, batch_per_task=6, "
+        "device='cpu', save_every=3, eval_batch=64); "
+        "train(p, sys.argv[2], Outputs(o/'model.pt', o/'log.csv', o/'r.json', o/'resume.pt'), progress=False)"
+    )
+    run = lambda name: subprocess.Popen([sys.executable, "-c", script, str(tmp_path / name), str(index_dir)])  # noqa
+    assert run("full").wait() == 0
+    proc = run("killed")
+    resume = tmp_path / "killed" / "resume.pt"
+    deadline = time.time() + 300
+    while not resume.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    saved = torch.load(resume, weights_only=True)["state"]
+    assert (saved["epoch"], saved["step"]) != (2, 0), "the run finished before it could be killed"
+    assert run("killed").wait() == 0
+    a, _ = load_checkpoint(tmp_path / "full" / "model.pt")
+    b, _ = load_checkpoint(tmp_path / "killed" / "model.pt")
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
