@@ -79,12 +79,17 @@ def to_tensor(faces: np.ndarray) -> torch.Tensor:
     return (x - MEAN) / STD
 
 
-def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random 112 crop of the 134 resize and random flip, drawn for every image."""
-    n = x.shape[0]
-    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
+def draw_augmentation(generator: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crop offsets [n, 2] and flip decisions [n] for ``n`` images."""
     offsets = torch.randint(0, RESIZE - IMAGE_SIZE + 1, (n, 2), generator=generator)
     flips = torch.rand(n, generator=generator) < 0.5
+    return offsets, flips
+
+
+def augment(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Random 112 crop of the 134 resize and random flip, one draw per image."""
+    n = x.shape[0]
+    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
     out = torch.empty(n, 3, IMAGE_SIZE, IMAGE_SIZE)
     for i in range(n):
         oy, ox = int(offsets[i, 0]), int(offsets[i, 1])
@@ -107,7 +112,10 @@ class StepDataset(torch.utils.data.Dataset):
     def __init__(self, indexes: dict[str, FrameIndex], sampler: TaskBatchSampler, epoch: int,
                  start_step: int, seed: int, augment_images: bool = True):
         self.indexes, self.seed, self.epoch, self.augment = indexes, seed, epoch, augment_images
-        self.draws = sampler.epoch_draws(epoch)  # {task: [steps, batch]}
+        self.draws = sampler.epoch_draws(epoch)  # {task: [steps, this process's share]}
+        # Augmentation is drawn for the whole batch and this process takes its share, so
+        # an image gets the same crop and flip whatever the number of processes.
+        self.global_batch, self.rank, self.world = sampler.batch_per_task, sampler.rank, sampler.world_size
         self.start_step = start_step
         self.steps = sampler.steps_per_epoch
         self.reader = FaceReader()
@@ -122,7 +130,9 @@ class StepDataset(torch.utils.data.Dataset):
         for task in TASKS:
             positions = self.draws[task][step]
             x = to_tensor(read_faces(self.reader, self.indexes[task], positions))
-            batch[task] = (augment(x, g) if self.augment else centre_view(x),
+            offsets, flips = draw_augmentation(g, self.global_batch)
+            share = slice(self.rank, None, self.world)
+            batch[task] = (augment(x, offsets[share], flips[share]) if self.augment else centre_view(x),
                            self.indexes[task].labels(positions), torch.from_numpy(positions))
         return batch
 

@@ -47,7 +47,7 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
     net.eval()
     with torch.no_grad():
         dim = net(torch.zeros(2, 3, 112, 112)).flatten(1).shape[1]
-    return net, dim
+    return net.train(), dim
 
 
 class Head(nn.Sequential):

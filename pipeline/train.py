@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
+from pipeline.distributed import convert_batchnorm, gather_batches
 from pipeline.inference import predict, score
 from pipeline.labels import TASKS, va_centres
 from pipeline.losses import teacher_loss
@@ -131,6 +132,10 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
     model.to(device)
     runner: nn.Module = TaskPasses(model, params.separate_task_passes)
     if world > 1:
+        if params.batch_per_task % world:
+            raise ValueError(f"teacher.batch_per_task {params.batch_per_task} is not a multiple of the "
+                             f"{world} processes")
+        convert_batchnorm(model, device)
         runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, betas=tuple(params.betas))
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step_epochs, gamma=0.1)
@@ -160,6 +165,8 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
                 images[task] = x.to(device, non_blocking=True)
                 labels[task] = {k: v.to(device) for k, v in y.items()}
             outputs_per_batch = runner(images)
+            if world > 1:  # the loss of the whole batch, as in one process
+                outputs_per_batch, labels = gather_batches(outputs_per_batch, labels)
             loss, parts = teacher_loss(outputs_per_batch, labels, params.task_weights, centres)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
