@@ -41,12 +41,16 @@ class ParamsError(ValueError):
 class SynthParams:
     """The synthetic data set (see docs/synthetic-data.md for what each knob does)."""
 
-    size: str = "demo"  #: tiny | demo | medium | large | huge
+    size: Literal["tiny", "demo", "medium", "large", "huge"] = "demo"  #: named size (frames per source)
     seed: int = 0
     out: str = "data/synth"
-    difficulty: float = 1.0  #: scales pose, blur, noise, occluders and label noise together
+    difficulty: float = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)
     domain_shift: float = 1.0  #: strength of the per-source look (0 = all sources alike)
-    label_noise: float = 0.05  #: share of training labels flipped at random
+    label_noise: float = 0.05  #: training labels only: share of AU/EXPR labels flipped; VA drift sd = 2 x this
+    imbalance: float = 1.0  #: class skew: 1 = like the real sets, 0 = balanced, > 1 = more skewed
+    spontaneous_au: float = 1.0  #: scales expression-free AU events (talking, brow flashes)
+    identity_spread: float = 1.0  #: variety of face shapes (0 = everyone average)
+    workers: int = 2  #: processes rendering videos in parallel (does not change the files)
     contact_sheet: str = "reports/synth_contact_sheet.png"
 
 
