@@ -274,8 +274,10 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
                 track.update(res.track)
                 bar.update(len(job))
     except BaseException:
+        # Nothing half-done survives: a later stage must never take it for an output.
         shards.abort()
         table.abort()
+        shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""Extraction end to end on the synthetic tiny data set (real MTCNN, real files), and on
+broken inputs."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ExtractParams
+from pipeline.extract import extract
+from pipeline.labels import AU_NAMES
+from pipeline.sources.base import DataError
+from pipeline.sources.synthetic.generate import SynthConfig, generate
+
+SOURCES = ("affwild2", "disfa", "expw", "afewva")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SynthConfig(size="tiny", seed=0), progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def extracted(synth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("faces")
+    reports = {s: extract(s, synth / s, out / s, ExtractParams(workers=1), progress=False) for s in SOURCES}
+    return out, reports
+
+
+def test_faces_found_and_labels_equal_ground_truth(synth, extracted):
+    out, reports = extracted
+    truth = pd.read_parquet(synth / "ground_truth.parquet").set_index("uid")
+    for source in SOURCES:
+        rep = reports[source]
+        frames = pd.read_parquet(out / source / "frames.parquet")
+        assert rep["faces_written"] == len(frames) > 0
+        # faces found for >= 98% of the frames that have a face to find
+        attempted = rep["faces_written"] + rep["frames_without_face"]
+        assert rep["faces_written"] / attempted >= 0.98, (source, rep)
+        t = truth.loc[frames["uid"]]
+        for au in AU_NAMES:
+            np.testing.assert_array_equal(frames[au].to_numpy(), t[f"lab_{au}"].to_numpy(), err_msg=f"{source} {au}")
+        np.testing.assert_array_equal(frames["expr"].to_numpy(), t["lab_expr"].to_numpy())
+        for c in ("valence", "arousal"):
+            np.testing.assert_allclose(frames[c].to_numpy(), t[f"lab_{c}"].to_numpy(), atol=1e-6, equal_nan=True)
+        assert (frames["split"].to_numpy() == t["split"].to_numpy()).all()
+        if source in ("disfa", "expw"):  # detected faces: landmarks near the true ones
+            err = np.hypot(frames["lm0_x"] - t["lm0_x"].to_numpy(), frames["lm0_y"] - t["lm0_y"].to_numpy())
+            face = (t["box_x2"] - t["box_x1"]).to_numpy()
+            assert np.median(err / face) < 0.08, source
+
+
+def test_unknown_stays_unknown(extracted):
+    out, _ = extracted
+    disfa = pd.read_parquet(out / "disfa" / "frames.parquet")
+    assert (disfa["expr"] == -1).all() and disfa["valence"].isna().all()
+    expw = pd.read_parquet(out / "expw" / "frames.parquet")
+    assert (expw[list(AU_NAMES)] == -1).all().all() and (expw["expr"] >= 0).all()
+
+
+def test_reports_account_for_every_label(synth, extracted):
+    _, reports = extracted
+    rep = reports["affwild2"]
+    # every labelled frame is written, or counted as having no face or no image
+    assert rep["labelled_frames"] == rep["faces_written"] + rep["frames_without_face"] + \
+        sum(v["count"] for v in rep["rows_rejected"].values() if "unreadable" in v)
+    assert rep["labels_without_frame"] > 0  # the synthetic set hides a few faces
+    json.dumps(rep)
+
+
+def test_rerun_and_worker_count_give_identical_bytes(synth, extracted, tmp_path):
+    out, _ = extracted
+    extract("disfa", synth / "disfa", tmp_path / "disfa", ExtractParams(workers=2), progress=False)
+    # shard paths are stored in the table: compare with the same output folder
+    shutil.move(str(out / "disfa"), str(tmp_path / "first"))
+    extract("disfa", synth / "disfa", out / "disfa", ExtractParams(workers=2), progress=False)
+    for name in ("frames.parquet", "shard-00000.h5", "extract.json"):
+        assert (tmp_path / "first" / name).read_bytes() == (out / "disfa" / name).read_bytes(), name
+
+
+def write_disfa(root, video_bytes=None, frames=20, labels=20):
+    sn = "SN009"
+    (root / "Videos_LeftCamera").mkdir(parents=True)
+    path = root / f"Videos_LeftCamera/LeftVideo{sn}_comp.avi"
+    if video_bytes is not None:
+        path.write_bytes(video_bytes)
+    else:
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+        for _ in range(frames):
+            w.write(np.full((120, 160, 3), 100, np.uint8))
+        w.release()
+    d = root / "ActionUnit_Labels" / sn
+    d.mkdir(parents=True)
+    for au in (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26):
+        (d / f"{sn}_au{au}.txt").write_text("".join(f"{f},0\n" for f in range(1, labels + 1)))
+    return path
+
+
+def test_corrupt_video_is_counted_or_fails_naming_it(tmp_path):
+    path = write_disfa(tmp_path / "d", video_bytes=b"this is not a video" * 100)
+    rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert rep["faces_written"] == 0 and rep["labels_without_frame"] == 20
+    assert any(str(path) in v["first"] for v in rep["rows_rejected"].values())
+    with pytest.raises(DataError, match=r"LeftVideoSN009_comp.avi"):
+        extract("disfa", tmp_path / "d", tmp_path / "out2", ExtractParams(workers=1, on_error="fail"), progress=False)
+    assert not (tmp_path / "out2").exists()  # nothing half-written left behind
+
+
+def test_labels_longer_than_video_are_counted_not_shifted(tmp_path):
+    write_disfa(tmp_path / "d", frames=12, labels=20)
+    rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert rep["frames_read"] == 12 and rep["labels_without_frame"] == 8
+    assert "video ends at frame 12" in " ".join(rep["rows_rejected"])
+    assert rep["frames_without_face"] == 12  # blank frames: no face, counted
+
+
+def test_unreadable_image_is_counted(synth, tmp_path):
+    root = tmp_path / "expw"
+    shutil.copytree(synth / "expw", root)
+    victim = sorted((root / "image" / "origin").glob("*.jpg"))[0]
+    victim.write_bytes(b"\xff\xd8 truncated")
+    rep = extract("expw", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert rep["rows_rejected"]["unreadable image"]["first"] == str(victim)
+    with pytest.raises(DataError, match=victim.name):
+        extract("expw", root, tmp_path / "out2", ExtractParams(workers=1, on_error="fail"), progress=False)
+
+
+def test_missing_and_empty_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ActionUnit_Labels"):
+        extract("disfa", tmp_path / "nothing", tmp_path / "out", ExtractParams(), progress=False)
+    (tmp_path / "empty" / "label").mkdir(parents=True)
+    (tmp_path / "empty" / "image" / "origin").mkdir(parents=True)
+    (tmp_path / "empty" / "label" / "label.lst").write_text("")
+    with pytest.raises(FileNotFoundError, match="no usable face"):
+        extract("expw", tmp_path / "empty", tmp_path / "out", ExtractParams(), progress=False)
