@@ -80,6 +80,7 @@ class _Worker:
 
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
+        fix_mmap_threshold()
         cls.params, cls.tmpdir, cls.detector = params, tmpdir, None
 
     @classmethod
@@ -94,6 +95,28 @@ class _Worker:
     def run(cls, item: tuple[int, Job]) -> JobResult:
         index, job = item
         return process_job(index, job, cls.params, cls.get_detector, cls.tmpdir)
+
+
+def fix_mmap_threshold() -> None:
+    """Serve allocations of 64 kB and more by mmap, so freed memory goes back to the OS.
+
+    MTCNN allocates tensors of a different size on every batch. With glibc's default
+    (a threshold that rises as large blocks are freed) the heap fragments and a worker's
+    memory grew with the length of the video: measured here +125 MB from 1,600 to 4,800
+    frames and still growing at 9,600; with a fixed 4 MB or 16 MB threshold, or a
+    malloc_trim every 512 frames, it still grew by ~10-20 kB per frame. At 64 kB it is
+    flat (+18 MB from 4,800 to 9,600 frames). The price: MTCNN runs ~40% slower, since
+    its large tensors are mapped afresh on every batch. Flat memory is the requirement
+    (a 50,000-frame video would otherwise cost gigabytes); the speed is still above the
+    100 faces/s per worker we aim for.
+    """
+    try:
+        import ctypes
+
+        M_MMAP_THRESHOLD = -3
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def read_rgb(path: str) -> np.ndarray | None:
@@ -309,14 +332,14 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
 
 
 def _copy_faces(path: str, count: int, face_bytes: int, size: int, shards: ShardWriter) -> list:
-    """Move a job's raw faces into the shards in blocks (bounded memory)."""
-    if count == 0:
-        return []
-    raw = np.memmap(path, dtype=np.uint8, mode="r", shape=(count, size, size, 3))
+    """Move a job's raw faces into the shards, 256 at a time (memory does not grow with
+    the video: a memory map would keep every page it touched resident)."""
     where = []
-    for start in range(0, count, 256):
-        where.extend(shards.add(np.asarray(raw[start:start + 256])))
-    del raw
+    with open(path, "rb") as f:
+        for start in range(0, count, 256):
+            k = min(256, count - start)
+            block = np.frombuffer(f.read(k * face_bytes), dtype=np.uint8).reshape(k, size, size, 3)
+            where.extend(shards.add(block))
     os.unlink(path)
     return where
 

@@ -78,7 +78,8 @@ def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
 
 
 class FrameTableWriter:
-    """Streams frame-table rows to Parquet in row groups of a fixed size.
+    """Streams rows to Parquet in row groups of a fixed size: frame-table rows by default,
+    or rows of ``schema`` (the build's indexes).
 
     Memory holds at most one row group; the row-group boundaries depend only on the row
     count, so the same rows give the same bytes. Written to a temp name, renamed on close.
@@ -105,9 +106,12 @@ class FrameTableWriter:
             self._flush(self.rows)
 
     def _flush(self, n: int) -> None:
-        merged = pa.concat_tables(self.buffer).combine_chunks()
-        self.writer.write_table(merged.slice(0, n), row_group_size=n)
-        rest = merged.slice(n)
+        # Copy only the row group being written into one contiguous chunk (same bytes
+        # whatever the sizes of the added pieces); the rest stays a view of the pieces
+        # it came from, so no full-size merged copy outlives the write.
+        buffered = pa.concat_tables(self.buffer)
+        self.writer.write_table(buffered.slice(0, n).combine_chunks(), row_group_size=n)
+        rest = buffered.slice(n)
         self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> int:

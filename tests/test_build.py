@@ -7,11 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.build import build
+from pipeline.build import INDEX_COLUMNS, INDEX_SCHEMA, build
 from pipeline.config import BuildParams
 from pipeline.labels import AU_NAMES, EXPR_NAMES, va_to_bin
 from pipeline.sources.base import DataError
-from pipeline.store import LANDMARK_COLUMNS, frame_table, uid, write_parquet
+from pipeline.store import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
@@ -157,3 +157,49 @@ def test_video_on_both_sides_is_dropped_from_training(faces_dir, tmp_path):
     assert report["splits"]["overlap_frames_dropped"] == 300
     assert "affwild2/v0" in report["splits"]["overlap_videos"]
     assert "v0" not in set(pd.read_parquet(tmp_path / "b" / "train_AU.parquet").video)
+
+
+def whole_table_indexes(faces_dir, p):
+    """The rows of each index computed the plain way: every frame table whole in pandas."""
+    sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {"affwild2"})
+    f = pd.concat([pd.read_parquet(faces_dir / s / "frames.parquet") for s in sources], ignore_index=True)
+    val = f.split == "val"
+    video, subject = f.source + "/" + f.video, f.source + "/" + f.subject
+    train = (f.split == "train") & ~video.isin(video[val]) & ~subject.isin(subject[val])
+    au = f[train & f.source.isin(p.au_sources) & (f[list(AU_NAMES)] >= 0).any(axis=1)]
+    # EXPR: Aff-Wild2 keeps every k-th frame of the downsampled classes (counted per class)
+    ex = f[train & f.source.isin(p.expr_sources) & (f.expr >= 0)]
+    is_aw = ex.source == "affwild2"
+    step = ex.expr.map({EXPR_NAMES.index(k): v for k, v in p.expr_downsample.items()}).fillna(1).where(is_aw, 1)
+    ex = ex[ex.groupby([is_aw, ex.expr]).cumcount() % step == 0]
+    # VA: Aff-Wild2 keeps every k-th labelled frame
+    va = f[train & f.source.isin(p.va_sources) & f.valence.notna() & f.arousal.notna()]
+    is_aw = va.source == "affwild2"
+    va = va[~is_aw | ((is_aw.cumsum() - 1) % p.va_downsample == 0)]
+    return {"train_AU": au, "train_EXPR": ex, "train_VA": va, "val": f[val & (f.source == "affwild2")]}
+
+
+def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, monkeypatch):
+    """Read batch by batch and written row group by row group, the indexes have the bytes
+    of the whole-table computation written at once, even when batches and row groups cut
+    across sources, selected runs and the dropped (overlapping) video."""
+    fake_source(faces_dir, "affwild2", 50, np.random.default_rng(2), split="val", au=True, expr=True, va=True,
+                videos=1)  # validation video "v0" is also a training video: dropped from training
+    monkeypatch.setattr("pipeline.build.READ_BATCH", 7)  # pieces of one row occur
+    monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
+    p = BuildParams(au_balance=False, expr_balance=False, va_balance=False)
+    build(faces_dir, tmp_path / "streamed", p)
+    expected = whole_table_indexes(faces_dir, p)
+    assert "v0" in set(expected["val"].video) and "v0" not in set(expected["train_AU"].video)
+    for name, rows in expected.items():
+        table = pa.Table.from_pandas(rows[INDEX_COLUMNS].assign(weight=1.0), schema=INDEX_SCHEMA, preserve_index=False)
+        write_parquet(table, tmp_path / "whole" / f"{name}.parquet")
+        streamed = (tmp_path / "streamed" / f"{name}.parquet").read_bytes()
+        assert streamed == (tmp_path / "whole" / f"{name}.parquet").read_bytes(), name
+    assert pq.ParquetFile(tmp_path / "streamed" / "train_AU.parquet").metadata.num_row_groups > 1
+
+    # Balancing changes the weights only: the same rows, in the same order.
+    build(faces_dir, tmp_path / "balanced", BuildParams())
+    for name, rows in expected.items():
+        got = pd.read_parquet(tmp_path / "balanced" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(got.drop(columns="weight"), rows[INDEX_COLUMNS].reset_index(drop=True))
