@@ -138,3 +138,15 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
         shards.close()
         table.close()
     return faces_dir
+
+
+@pytest.fixture(scope="session")
+def index_dir(tmp_path_factory) -> Path:
+    """Build-stage indexes over fake extracted faces (for the training tests)."""
+    from pipeline.build import build
+    from pipeline.config import BuildParams
+
+    tmp = tmp_path_factory.mktemp("indexes")
+    write_fake_extraction(tmp / "faces")
+    build(tmp / "faces", tmp / "build", BuildParams())
+    return tmp / "build"

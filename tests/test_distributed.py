@@ -6,20 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_fake_extraction
-from pipeline.build import build
-from pipeline.config import BuildParams
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("ddp")
-    write_fake_extraction(tmp / "faces")
-    build(tmp / "faces", tmp / "build", BuildParams())
-    return tmp / "build"
 
 
 def torchrun(nproc: int, *args: str) -> None:

@@ -7,22 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_fake_extraction
-from pipeline.build import build
-from pipeline.config import BuildParams, TrainParams
+from pipeline.config import TrainParams
 from pipeline.models import CheckpointError, MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.train import Outputs, train
 
 PARAMS = TrainParams(backbone="mobilenet_v3_small", epochs=2, steps_per_epoch=3, batch_per_task=6, device="cpu",
                      save_every=2, eval_batch=64)
-
-
-@pytest.fixture(scope="module")
-def index_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("train")
-    write_fake_extraction(tmp / "faces")
-    build(tmp / "faces", tmp / "build", BuildParams())
-    return tmp / "build"
 
 
 def outputs(folder: Path) -> Outputs:
