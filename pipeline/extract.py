@@ -186,7 +186,8 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
         res.rejected.append((job.video_path, "cannot open video", None, len(job)))
         res.labels_without_frame += len(job)
         return
-    tracker = F.FaceTracker(detector, block_size=params.batch, min_prob=params.min_prob) if params.track else None
+    tracker = (F.FaceTracker(detector, block_size=params.batch, min_prob=params.min_prob, side=job.side)
+               if params.track else None)
     wanted = job.frames
     row, frame_no = 0, 0
     block_rows, block_frames = [], []
@@ -195,7 +196,7 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
         if not block_rows:
             return
         dets = tracker.track(block_frames) if tracker else [
-            f.pick(None, params.min_prob) for f in detector.detect(block_frames)]
+            f.pick(None, params.min_prob, job.side) for f in detector.detect(block_frames)]
         _emit_detections(block_rows, block_frames, dets, params, res, emit)
         block_rows.clear()
         block_frames.clear()

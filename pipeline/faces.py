@@ -225,9 +225,9 @@ class FrameFaces:
         return Detection(self.boxes[index].copy(), float(self.probs[index]),
                          self.landmarks[index].copy())
 
-    def pick(self, previous_box=None, min_prob: float = 0.9) -> Detection | None:
+    def pick(self, previous_box=None, min_prob: float = 0.9, side: str | None = None) -> Detection | None:
         """The one face of this frame (see :func:`pick_face`), or None."""
-        index = pick_face(self.boxes, self.probs, previous_box, min_prob)
+        index = pick_face(self.boxes, self.probs, previous_box, min_prob, side)
         return None if index is None else self.detection(index)
 
     def mapped(self, matrix: np.ndarray) -> "FrameFaces":
@@ -252,10 +252,12 @@ def box_iou(box, boxes) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def pick_face(boxes, probs, previous_box=None, min_prob: float = 0.9) -> int | None:
+def pick_face(boxes, probs, previous_box=None, min_prob: float = 0.9, side: str | None = None) -> int | None:
     """Index of the face to keep in a frame, or None when there is no face.
 
-    Without ``previous_box``: the most confident face (first one on a tie). With it (the
+    Without ``previous_box``: the most confident face (first one on a tie), or with
+    ``side`` ("left"/"right", for Aff-Wild2's two-person videos ``<name>_left`` and
+    ``<name>_right``) the confident face furthest to that side of the image. With it (the
     face of the previous frame): among the faces with prob >= ``min_prob`` (all faces if
     none is that confident), the one that overlaps it most (IoU), or when none overlaps,
     the one whose centre is nearest. Following the same person matters more than the
@@ -264,12 +266,17 @@ def pick_face(boxes, probs, previous_box=None, min_prob: float = 0.9) -> int | N
     probs = np.asarray(probs, dtype=np.float64).reshape(-1)
     if len(probs) == 0:
         return None
-    if previous_box is None:
+    if previous_box is None and side is None:
         return int(np.argmax(probs))
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     candidates = np.flatnonzero(probs >= min_prob)
     if len(candidates) == 0:
         candidates = np.arange(len(probs))
+    if previous_box is None:
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+        centres_x = boxes[candidates, 0] + boxes[candidates, 2]
+        return int(candidates[np.argmin(centres_x) if side == "left" else np.argmax(centres_x)])
     ious = box_iou(previous_box, boxes[candidates])
     if ious.max() > 0:
         return int(candidates[np.argmax(ious)])
@@ -505,6 +512,7 @@ class FaceTracker:
     min_iou: float = 0.3
     thresholds: tuple[float, float, float] | None = None
     forget_after: int = 25
+    side: str | None = None  #: "left"/"right": which person to start from (see pick_face)
     stats: TrackStats = field(default_factory=TrackStats)
     #: the latest face seen, how many frames ago (0: the last frame given), and its
     #: estimated motion in pixels per frame
@@ -535,7 +543,7 @@ class FaceTracker:
             full = self.detector.detect([frames[i] for i in lost])
             previous_box = None if self.last is None else self.last.box
             for i, faces in zip(lost, full):
-                found[i] = faces.pick(previous_box, self.min_prob)
+                found[i] = faces.pick(previous_box, self.min_prob, self.side)
                 # with no face to follow yet, follow the first one found in this block
                 if previous_box is None and found[i] is not None:
                     previous_box = found[i].box

@@ -349,3 +349,31 @@ def test_tracker_accepts_crop_faces_only_when_clear_of_the_window_edges(crop_fac
     assert tracker.stats.tracked == tracked and tracker.stats.full == 8 - tracked
     expected = np.add(crop_face, 68) if tracked else full_face  # window x0 = y0 = 68
     assert np.allclose(out[-1].box, expected)
+
+
+def test_pick_face_by_side_for_two_person_videos():
+    boxes = [[300, 10, 380, 90], [20, 10, 100, 90], [150, 10, 230, 90]]
+    probs = [0.99, 0.95, 0.5]  # the middle one is not confident: never chosen by side
+    assert F.pick_face(boxes, probs, side="left") == 1
+    assert F.pick_face(boxes, probs, side="right") == 0
+    assert F.pick_face(boxes, probs) == 0
+    with pytest.raises(ValueError, match="side"):
+        F.pick_face(boxes, probs, side="middle")
+
+
+def test_tracker_follows_the_person_on_its_side(detector, astronaut):
+    """Two people in the frame: a `_left` video follows the left one, `_right` the right one."""
+    head = cv2.resize(astronaut[10:290, 110:330], (110, 140), interpolation=cv2.INTER_AREA)
+    frames = []
+    for i in range(12):
+        frame = np.full((240, 480, 3), 90, np.uint8)
+        frame[40:180, 30 + i:140 + i] = head
+        frame[50:190, 330 - i:440 - i] = head
+        frames.append(frame)
+    for side, expected_x in (("left", 85), ("right", 385)):
+        tracker = F.FaceTracker(detector, block_size=4, side=side)
+        dets = tracker.track(frames)
+        assert all(d is not None for d in dets)
+        centres = [(d.box[0] + d.box[2]) / 2 for d in dets]
+        assert abs(centres[0] - expected_x) < 30, (side, centres[0])
+        assert all(abs(c - expected_x) < 50 for c in centres), (side, centres)
