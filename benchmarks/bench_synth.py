@@ -99,7 +99,8 @@ def main() -> dict:
     scan = by["disfa"]["frames"] / rate["disfa"] + by["expw"]["frames"] / rate["expw"]
     rows.append({"size": "demo", "source": "generation vs MTCNN scan", "wall s": demo_wall,
                  "mtcnn scan s (est.)": scan, "ratio": demo_wall / scan})
-    print(f"synth: tiny {tiny_wall:.1f} s, demo {demo_wall:.1f} s ({by['affwild2']['frames'] + by['disfa']['frames'] + by['expw']['frames'] + by['afewva']['frames']} frames)")
+    demo_frames = sum(by[s]["frames"] for s in ("affwild2", "disfa", "expw", "afewva"))
+    print(f"synth: tiny {tiny_wall:.1f} s, demo {demo_wall:.1f} s ({demo_frames} frames)")
     for r in det:
         print(f"synth: MTCNN finds {100 * r['mtcnn found']:.1f}% of {r['mtcnn sample']} {r['source']} faces "
               f"(mean probability {r['mtcnn prob']:.3f})")

@@ -51,7 +51,10 @@ def baseline_predictions(train: dict[str, FrameIndex], n: int) -> dict[str, np.n
             "VA": np.tile(va.astype(np.float32), (n, 1))}
 
 
-def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=np.linspace(0.05, 0.95, 19)) -> np.ndarray:
+THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
+
+
+def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
     """Per-AU threshold with the best F1 on these labels (optimistic when they are the
     validation labels: reported as 'tuned')."""
     out = np.full(labels.shape[1], 0.5)

@@ -407,7 +407,7 @@ def sample_frames(root: Path, gt: pd.DataFrame, source: str, n: int, seed: int =
     rows = gt[(gt.source == source) & gt.face_visible]
     rows = rows.iloc[np.sort(np.random.default_rng(seed).choice(len(rows), min(n, len(rows)), replace=False))]
     out = []
-    for (s, video), d in rows.groupby(["source", "video"], sort=True):
+    for (_source, video), d in rows.groupby(["source", "video"], sort=True):
         if source in ("affwild2", "disfa"):
             base = video.removesuffix("_left").removesuffix("_right")
             path = (root / "affwild2" / "videos" / f"{base}.avi" if source == "affwild2"

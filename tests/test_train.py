@@ -58,7 +58,7 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
 
 def test_train_writes_best_checkpoint_log_and_is_deterministic(index_dir, tmp_path):
     a = train(PARAMS, index_dir, outputs(tmp_path / "a"), progress=False)
-    b = train(PARAMS, index_dir, outputs(tmp_path / "b"), progress=False)
+    train(PARAMS, index_dir, outputs(tmp_path / "b"), progress=False)
     assert a["best_epoch"] in (1, 2) and len(a["history"]) == 2
     assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
     assert (tmp_path / "a" / "log.csv").read_text() == (tmp_path / "b" / "log.csv").read_text()

@@ -462,7 +462,7 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
 
     # Forehead wrinkles: AU1 in the middle, AU2 at the sides (and some with age).
     age = ident.age * 0.25
-    for k, y in enumerate((-0.62, -0.70, -0.78)):
+    for y in (-0.62, -0.70, -0.78):
         if y < ident.hairline + 0.05:
             continue
         mid = max(a[1], a[2] * 0.4, age)

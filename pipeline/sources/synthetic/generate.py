@@ -396,7 +396,7 @@ def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
     nbytes = 0
     for t in range(n):
         img = bg.copy()
-        for p, (ident, track, poses) in enumerate(people):
+        for p, (_ident, track, _poses) in enumerate(people):
             g = render_face(img, ident, track.aus[t], poses[t], light=light)
             occlude(img, g, nu.occ_kind[p, t], nu.occ_cover[p, t], nu.occ_seed[p, t], ident.skin)
             geoms[p].append(g)
@@ -414,7 +414,7 @@ def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
     parts = []
     train = job.split == "train"
     noise = cfg.label_noise if train else 0.0
-    for p, (ident, track, poses) in enumerate(people):
+    for p, (_ident, track, _poses) in enumerate(people):
         invisible = nu.occ_kind[p] == "full"
         # Annotators skipped about half of the faceless stretches (each stretch has its own
         # occluder seed: its parity decides), and in training a run here and there.

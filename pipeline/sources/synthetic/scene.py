@@ -115,7 +115,8 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarra
         img[horizon:] = ground
         img += _cloud(rng, h, w, 24, 18) + _cloud(rng, h, w, 8, 6)
         for _ in range(int(rng.integers(2, 6))):  # trees, posts, buildings
-            x0 = int(rng.integers(0, w)); bw = int(rng.integers(w // 20, w // 5))
+            x0 = int(rng.integers(0, w))
+            bw = int(rng.integers(w // 20, w // 5))
             top = int(rng.integers(0, horizon + 1))
             img[top:horizon + int(rng.integers(0, h // 6)), x0:x0 + bw] = _muted(rng, 30, 140)
     else:  # room, web, film: walls, doors, shelves, windows
