@@ -396,7 +396,7 @@ def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
     nbytes = 0
     for t in range(n):
         img = bg.copy()
-        for p, (_ident, track, _poses) in enumerate(people):
+        for p, (ident, track, poses) in enumerate(people):
             g = render_face(img, ident, track.aus[t], poses[t], light=light)
             occlude(img, g, nu.occ_kind[p, t], nu.occ_cover[p, t], nu.occ_seed[p, t], ident.skin)
             geoms[p].append(g)
