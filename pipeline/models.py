@@ -96,7 +96,10 @@ def load_pretrained_backbone(model: MultitaskNet, path: str) -> list[str]:
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
-    result = model.backbone.load_state_dict(state, strict=False)
+    try:
+        result = model.backbone.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # same names, other shapes (e.g. ResNet-50 weights for a ResNet-18)
+        raise CheckpointError(f"{path}: does not fit backbone {model.backbone_name}: {str(e)[:300]}") from None
     if result.unexpected_keys:
         raise CheckpointError(f"{path}: does not fit backbone {model.backbone_name}: unexpected keys "
                               f"{result.unexpected_keys[:5]}")

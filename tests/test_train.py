@@ -108,3 +108,22 @@ def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
     b, _ = load_checkpoint(tmp_path / "killed" / "model.pt")
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]), k
+
+
+def test_pretrained_backbone_from_a_local_file(tmp_path):
+    import torchvision
+
+    from pipeline.models import load_pretrained_backbone
+
+    torch.manual_seed(1)
+    source = torchvision.models.resnet18(weights=None)  # what a user's ImageNet file would hold
+    torch.save(source.state_dict(), tmp_path / "resnet18.pth")
+    model = MultitaskNet("resnet18")
+    missing = load_pretrained_backbone(model, str(tmp_path / "resnet18.pth"))
+    assert missing == []
+    assert torch.equal(model.backbone.conv1.weight, source.conv1.weight)
+    with pytest.raises(FileNotFoundError, match="no download is attempted"):
+        load_pretrained_backbone(model, str(tmp_path / "absent.pth"))
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")
+    with pytest.raises(CheckpointError, match="does not fit backbone resnet18"):
+        load_pretrained_backbone(model, str(tmp_path / "resnet50.pth"))
