@@ -16,6 +16,7 @@ AU is simply not positive, and an unknown expression or VA row gets weight 0.
 """
 from __future__ import annotations
 
+from array import array
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -48,13 +49,51 @@ def _check_multilabel(labels) -> np.ndarray:
     y = np.asarray(labels)
     if y.ndim != 2:
         raise ValueError(f"multi-label matrix must be 2-D [N, L], got shape {y.shape}")
-    bad = (y != 1) & (y != 0) & (y != -1)
-    if np.any(bad):
-        raise ValueError(f"multi-label values must be 1, 0 or -1 (unknown), got {np.unique(y[bad])[:5]}")
+    # For integers a range check is the whole check, and it needs no [N, L] temporaries.
+    if y.size and (y.dtype.kind not in "iub" or y.min() < -1 or y.max() > 1):
+        bad = (y != 1) & (y != 0) & (y != -1)
+        if np.any(bad):
+            raise ValueError(f"multi-label values must be 1, 0 or -1 (unknown), got {np.unique(y[bad])[:5]}")
     return y
 
 
-def _irlbl_from_counts(positives: np.ndarray, names: Sequence[str] | None) -> np.ndarray:
+# Multi-label rows as codes: bit j set when label j is positive. Unknown (-1) and negative
+# (0) are both "not positive", which is all IRLbl and ML-ROS look at, so a code is all of
+# a row they need: one or two bytes instead of an [N, L] matrix.
+MAX_LABELS = 62
+
+
+def code_dtype(n_labels: int) -> np.dtype:
+    """The smallest unsigned integer type holding the codes of ``n_labels`` labels."""
+    if n_labels > MAX_LABELS:
+        raise ValueError(f"at most {MAX_LABELS} labels are supported, got {n_labels}")
+    return np.dtype(next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.iinfo(t).bits >= n_labels))
+
+
+def positive_codes(labels) -> np.ndarray:
+    """Each row's set of positive labels as a bit mask, [N] of ``code_dtype(L)``."""
+    y = _check_multilabel(labels)
+    dtype = code_dtype(y.shape[1])
+    codes = np.zeros(len(y), dtype)
+    for j in range(y.shape[1]):  # column by column: no [N, L] temporary
+        codes |= (y[:, j] == 1).astype(dtype) << dtype.type(j)
+    return codes
+
+
+def _carries(codes: np.ndarray, j: int) -> np.ndarray:
+    return (codes >> codes.dtype.type(j)) & codes.dtype.type(1) == 1
+
+
+def label_counts(codes: np.ndarray, n_labels: int, multiplicity: np.ndarray | None = None) -> np.ndarray:
+    """Per label, the number of rows carrying it, or their total ``multiplicity``; float [L]."""
+    codes = np.asarray(codes)
+    if multiplicity is None:
+        return np.array([np.count_nonzero(_carries(codes, j)) for j in range(n_labels)], dtype=np.float64)
+    return np.array([np.sum(multiplicity, where=_carries(codes, j)) for j in range(n_labels)], dtype=np.float64)
+
+
+def irlbl_from_counts(positives, names: Sequence[str] | None = None) -> np.ndarray:
+    """IRLbl from the per-label positive counts (see ``irlbl``)."""
     positives = np.asarray(positives, dtype=np.float64)
     missing = [int(j) for j in np.flatnonzero(positives <= 0)]
     if missing:
@@ -70,7 +109,7 @@ def irlbl(labels, names: Sequence[str] | None = None) -> np.ndarray:
     ``names`` only makes that message readable (e.g. ``labels.AU_NAMES``).
     """
     y = _check_multilabel(labels)
-    return _irlbl_from_counts((y == 1).sum(axis=0), names)
+    return irlbl_from_counts(label_counts(positive_codes(y), y.shape[1]), names)
 
 
 def irlbl_weighted(labels, multiplicity, names: Sequence[str] | None = None) -> np.ndarray:
@@ -79,7 +118,7 @@ def irlbl_weighted(labels, multiplicity, names: Sequence[str] | None = None) -> 
     m = np.asarray(multiplicity, dtype=np.float64)
     if m.shape != (len(y),) or np.any(m < 0) or not np.all(np.isfinite(m)):
         raise ValueError(f"multiplicity must be {len(y)} finite values >= 0, got shape {m.shape}")
-    return _irlbl_from_counts(m @ (y == 1), names)
+    return irlbl_from_counts(label_counts(positive_codes(y), y.shape[1], m), names)
 
 
 def mean_ir(labels, names: Sequence[str] | None = None) -> float:
@@ -88,23 +127,13 @@ def mean_ir(labels, names: Sequence[str] | None = None) -> float:
 
 
 # --- ML-ROS -------------------------------------------------------------------------
-def _positive_patterns(positive: np.ndarray) -> tuple[list[int], list[tuple[int, ...]]]:
-    """Each row's set of positive labels as a pattern id, plus the labels of each pattern.
-
-    A cloned row adds one to the count of every label it carries; looking the labels up by
-    pattern (at most 2^L, in practice a few hundred) is much cheaper than scanning the row.
-    Rows are encoded as bit masks (fast) up to 62 labels, as unique rows beyond.
-    """
-    n_labels = positive.shape[1]
-    if n_labels <= 62:
-        codes = positive.astype(np.int64) @ (np.int64(1) << np.arange(n_labels, dtype=np.int64))
-        patterns, pattern_id = np.unique(codes, return_inverse=True)
-        pattern_labels = [tuple(j for j in range(n_labels) if (p >> j) & 1) for p in patterns.tolist()]
-    else:
-        rows, pattern_id = np.unique(positive, axis=0, return_inverse=True)
-        pattern_labels = [tuple(int(j) for j in np.flatnonzero(r)) for r in rows]
-    # A Python list: the loop indexes it once per clone, much faster than a numpy array.
-    return pattern_id.reshape(-1).tolist(), pattern_labels
+def _int_array(values: np.ndarray, typecode: str = "i") -> array:
+    """``values`` as an array.array: the ML-ROS loop indexes and appends to these once per
+    clone, which is as fast as with a list (far faster than with numpy) at 1-4 bytes an
+    entry instead of a list's 8 (plus an int object per distinct value)."""
+    out = array(typecode)
+    out.frombytes(np.ascontiguousarray(values, dtype=np.dtype(typecode)).tobytes())
+    return out
 
 
 class _UniformStream:
@@ -168,36 +197,53 @@ def ml_ros(
     from the seeded generator in blocks, so the per-clone work is a few Python operations.
     """
     y = _check_multilabel(labels)
-    n_rows, n_labels = y.shape
-    positive = y == 1
+    return ml_ros_codes(positive_codes(y), y.shape[1], budget_pct=budget_pct, mean_ir=mean_ir, seed=seed,
+                        weights=weights, names=names)
+
+
+def ml_ros_codes(
+    codes: np.ndarray,
+    n_labels: int,
+    budget_pct: float = 50.0,
+    mean_ir: float | None = None,
+    seed: int = 0,
+    weights=None,
+    names: Sequence[str] | None = None,
+) -> np.ndarray:
+    """``ml_ros`` on the rows' positive-label codes (``positive_codes``): same result, and
+    what the build uses, since it keeps only the codes (a byte per AU frame)."""
+    codes = np.asarray(codes)
+    n_rows = len(codes)
     w = None if weights is None else np.asarray(weights, dtype=np.float64)
     if w is not None and (w.shape != (n_rows,) or np.any(w < 0) or not np.all(np.isfinite(w))):
         raise ValueError(f"weights must be {n_rows} finite values >= 0, got shape {w.shape}")
     if budget_pct < 0:
         raise ValueError(f"budget_pct must be >= 0, got {budget_pct}")
 
-    counts = (positive.sum(axis=0) if w is None else w @ positive).astype(np.float64)
-    ir = _irlbl_from_counts(counts, names)
+    counts = label_counts(codes, n_labels, w)
+    ir = irlbl_from_counts(counts, names)
     target = float(ir.mean()) if mean_ir is None else float(mean_ir)
     bag_size = n_rows if w is None else float(w.sum())
     budget = int(np.floor(budget_pct / 100.0 * bag_size + 1e-9))
-    clone_counts = np.zeros(n_rows, dtype=np.int64)
     minority = [j for j in range(n_labels) if ir[j] > target]
     if budget == 0 or not minority:
-        return clone_counts
+        return np.zeros(n_rows, dtype=np.int64)
 
-    pattern_id, pattern_labels = _positive_patterns(positive)
-    originals = [np.flatnonzero(positive[:, j]) for j in range(n_labels)]
+    # A cloned row adds one to the count of every label it carries: its labels are looked
+    # up by its code (a few hundred distinct codes at most in practice).
+    row_code = _int_array(codes, codes.dtype.char)
+    labels_of = {c: tuple(j for j in range(n_labels) if (c >> j) & 1) for c in np.unique(codes).tolist()}
+    originals = [_int_array(np.flatnonzero(_carries(codes, j))) for j in range(n_labels)]
     if w is None:
         original_mass = [float(len(o)) for o in originals]
         original_cum = None
     else:
-        original_cum = [np.cumsum(w[o]) for o in originals]
+        original_cum = [np.cumsum(w[np.frombuffer(o, np.intc)]) for o in originals]
         original_mass = [float(c[-1]) for c in original_cum]
-    clones_carrying: list[list[int]] = [[] for _ in range(n_labels)]
+    clones_carrying = [array("i") for _ in range(n_labels)]
     pos = counts.tolist()          # Python floats: scalar updates are far cheaper than numpy
     max_pos = max(pos)
-    cloned: list[int] = []
+    cloned = array("i")
     uniform = _UniformStream(seed, block=min(budget, 1 << 16))
 
     def draw(j: int) -> int:
@@ -205,9 +251,9 @@ def ml_ros(
         x = uniform() * (mass_orig + len(clones_carrying[j]))
         if x < mass_orig:
             if original_cum is None:
-                return int(originals[j][int(x)])
+                return originals[j][int(x)]
             k = int(np.searchsorted(original_cum[j], x, side="right"))
-            return int(originals[j][min(k, len(originals[j]) - 1)])
+            return originals[j][min(k, len(originals[j]) - 1)]
         extra = clones_carrying[j]
         return extra[min(int(x - mass_orig), len(extra) - 1)]
 
@@ -217,7 +263,7 @@ def ml_ros(
         if max_pos / pos[j] > target:
             row = draw(j)
             cloned.append(row)
-            for jj in pattern_labels[pattern_id[row]]:
+            for jj in labels_of[row_code[row]]:
                 pos[jj] += 1.0
                 clones_carrying[jj].append(row)
                 if pos[jj] > max_pos:
@@ -228,8 +274,7 @@ def ml_ros(
             k += 1
         if k >= len(minority):
             k = 0
-    clone_counts += np.bincount(np.asarray(cloned, dtype=np.int64), minlength=n_rows)
-    return clone_counts
+    return np.bincount(np.frombuffer(cloned, dtype=np.intc), minlength=n_rows).astype(np.int64, copy=False)
 
 
 # --- expressions: equal probability per class ---------------------------------------
@@ -265,15 +310,21 @@ def class_balanced_weights(classes, n_classes: int = len(EXPR_NAMES)) -> np.ndar
     0. Absent classes cannot be drawn: see ``absent_classes``.
     """
     c = _check_classes(classes, n_classes)
-    counts = class_histogram(c, n_classes)
+    per_row = class_weights(class_histogram(c, n_classes))
+    return np.where(c >= 0, per_row[np.maximum(c, 0)], 0.0)
+
+
+def class_weights(counts) -> np.ndarray:
+    """The weight of one row of each class, from the class counts (see
+    ``class_balanced_weights``); 0 for absent classes."""
+    counts = np.asarray(counts, dtype=np.float64)
     n_labelled = counts.sum()
     if n_labelled == 0:
         raise ValueError("no labelled row (every class label is -1): nothing to balance")
-    n_present = np.count_nonzero(counts)
-    per_row = np.zeros(n_classes)
+    per_row = np.zeros(len(counts))
     present = counts > 0
-    per_row[present] = n_labelled / (n_present * counts[present])
-    return np.where(c >= 0, per_row[np.maximum(c, 0)], 0.0)
+    per_row[present] = n_labelled / (np.count_nonzero(present) * counts[present])
+    return per_row
 
 
 # --- valence / arousal: flatten the bin histogram ------------------------------------
@@ -365,21 +416,28 @@ def va_balanced_weights(va, mode: str = "joint", bins: int = VA_BINS,
 
     Rows with NaN in either value weigh 0; the weights sum to the number of known rows.
     """
+    v_bin, a_bin, known = _va_bins(va, bins)
+    cell_weight = va_cell_weights(bin_histogram(va, "joint", bins=bins), mode, ipf_iterations, ipf_tol)
+    weight = np.zeros(len(known))
+    weight[known] = cell_weight[v_bin[known], a_bin[known]]
+    return weight
+
+
+def va_cell_weights(table, mode: str = "joint", ipf_iterations: int = 200, ipf_tol: float = 1e-6) -> np.ndarray:
+    """The weight of one row in each [valence bin, arousal bin] cell, from the joint bin
+    counts ``table`` (see ``va_balanced_weights``), scaled so that the rows' weights sum
+    to their number: ``(table * weights).sum() == table.sum()``."""
     if mode not in VA_MODES:
         raise ValueError(f"unknown VA balancing mode {mode!r}: use one of {VA_MODES}")
-    v_bin, a_bin, known = _va_bins(va, bins)
-    n_known = int(known.sum())
-    if n_known == 0:
+    table = np.asarray(table, dtype=np.float64)
+    if table.sum() == 0:
         raise ValueError("no row with both valence and arousal known: nothing to balance")
-    table = bin_histogram(va, "joint", bins=bins)
     if mode == "joint":
         cell_weight = np.divide(1.0, table, out=np.zeros_like(table), where=table > 0)
     else:
         r, c = _ipf_uniform_marginals(table, ipf_iterations, ipf_tol)
-        cell_weight = r[:, None] * c[None, :]
-    raw = np.zeros(len(known))
-    raw[known] = cell_weight[v_bin[known], a_bin[known]]
-    return raw * (n_known / raw.sum())
+        cell_weight = np.where(table > 0, r[:, None] * c[None, :], 0.0)
+    return cell_weight * (table.sum() / (table * cell_weight).sum())
 
 
 # --- reference-style downsampling ----------------------------------------------------

@@ -9,14 +9,23 @@ balancing, and writes indexes into the face shards (no image is copied):
 - ``val.parquet``: the Aff-Wild2 validation frames (all three label sets), weight 1;
 - the statistics that show what balancing did (``reports/build.json`` and plot data).
 
-Memory does not grow with the strings of the data set: the selection and balancing work
-on compact per-frame arrays (labels, and integer codes for source, video, subject), and
-each index is written by streaming the selected rows back out of the frame tables.
+The frame tables are streamed three times, one record batch at a time:
+
+1. ``scan_splits``: which videos and subjects are in validation (a set of names);
+2. ``scan_tasks``: which frames each task takes (``Selector``, the same decisions on every
+   pass) and the counts that balancing needs: class counts (EXPR), VA-bin counts (VA) and,
+   for AU, each selected frame's positive labels as a one-byte code for ML-ROS;
+3. ``write_indexes``: the selected rows with their weights, looked up per class, per VA
+   cell or, for AU, from ML-ROS's clone counts.
+
+So memory holds a batch, one row group per index being written and the AU codes and
+clone counts (9 bytes per AU frame, as ML-ROS needs every AU frame at once), whatever
+the size of the data set.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +35,7 @@ import pyarrow.parquet as pq
 
 from pipeline import balance
 from pipeline.config import BuildParams
-from pipeline.labels import AU_NAMES, EXPR_NAMES, VA_BIN_CENTRES
+from pipeline.labels import AU_NAMES, EXPR_NAMES, VA_BIN_CENTRES, VA_BINS
 from pipeline.sources.base import DataError
 from pipeline.store import FrameTableWriter
 
@@ -35,6 +44,8 @@ log = logging.getLogger("mtaffect.build")
 LABEL_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
 INDEX_COLUMNS = ["uid", "source", "video", "subject", "frame", "shard", "row", *LABEL_COLUMNS]
 VAL_SOURCE = "affwild2"  # the paper validates on Aff-Wild2's validation videos only
+TASKS = ("AU", "EXPR", "VA")
+OUTPUTS = (*TASKS, "val")
 
 INDEX_SCHEMA = pa.schema(
     [("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
@@ -44,58 +55,11 @@ INDEX_SCHEMA = pa.schema(
 )
 
 #: Frame tables are read this many rows at a time, on the calling thread: what the reader
-#: holds (and what the allocator keeps cached of it) stays a few MB, whatever the size of
-#: the table. Larger batches or reader threads measured tens of MB more, no faster.
+#: holds stays a few MB, whatever the size of the table.
 READ_BATCH = 8192
 
 
-# --- the frames, as compact arrays --------------------------------------------------
-
-
-class Vocabulary:
-    """Integer codes for the distinct values of a string column, in first-seen order."""
-
-    def __init__(self):
-        self.codes: dict[str, int] = {}
-
-    def encode(self, column: pa.Array) -> np.ndarray:
-        # Each distinct value of the batch is looked up once, then the batch maps through.
-        column = column.dictionary_encode()
-        lookup = np.array([self.codes.setdefault(v, len(self.codes)) for v in column.dictionary.to_pylist()],
-                          dtype=np.int32)
-        return lookup[column.indices.to_numpy()]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self.codes)
-
-
-@dataclass
-class Frames:
-    """Every frame of the build's sources, in source order then frame-table order.
-
-    Position i is the i-th row of the concatenated frame tables: ``files[k]`` holds
-    positions ``starts[k]`` to ``starts[k + 1] - 1``. Only numbers are kept; the index
-    files get their strings by reading the selected positions back (``write_index``).
-    """
-
-    files: list[Path]
-    starts: np.ndarray
-    source: np.ndarray   # int32 code into source_names
-    video: np.ndarray    # int32 code of "source/video" into video_names
-    subject: np.ndarray  # int32 code of "source/subject"
-    train: np.ndarray    # bool: split "train" (cleared for frames that leak into validation)
-    val: np.ndarray      # bool: split "val"
-    au: np.ndarray       # int8 [N, len(AU_NAMES)]: 1, 0, -1 unknown
-    expr: np.ndarray     # int8: class, -1 unknown
-    va: np.ndarray       # float32 [N, 2]: valence, arousal, NaN unknown
-    source_names: list[str]
-    video_names: list[str]
-
-    def in_sources(self, names: list[str], rows=slice(None)) -> np.ndarray:
-        """Mask of ``rows`` (all frames by default) whose source is one of ``names``."""
-        codes = [code for code, name in enumerate(self.source_names) if name in names]
-        return np.isin(self.source[rows], codes)
+# --- reading the frame tables -------------------------------------------------------
 
 
 def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
@@ -109,251 +73,357 @@ def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
 
 def read_batches(path: Path, columns: list[str]):
     """The record batches of a frame table (only ``columns``), in row order."""
-    with pq.ParquetFile(path) as table:
+    # No pre-buffering: it would hold every row group's column chunks at once.
+    with pq.ParquetFile(path, pre_buffer=False) as table:
         yield from table.iter_batches(batch_size=READ_BATCH, columns=columns, use_threads=False)
 
 
-def load_frames(faces_dir: str | Path, sources: list[str]) -> Frames:
-    """The columns the selection needs, from the frame tables of ``sources`` (in order).
-
-    Read in record batches into arrays allocated once from the tables' row counts, so
-    the only per-frame memory is the arrays themselves (31 bytes a frame) and the
-    distinct video and subject names.
-    """
-    files = frame_table_paths(faces_dir, sources)
-    starts = np.cumsum([0] + [pq.read_metadata(f).num_rows for f in files])
-    n = int(starts[-1])
-    vocabulary = {"source": Vocabulary(), "video": Vocabulary(), "subject": Vocabulary()}
-    columns = dict(source=np.empty(n, np.int32), video=np.empty(n, np.int32), subject=np.empty(n, np.int32),
-                   train=np.empty(n, bool), val=np.empty(n, bool), au=np.empty((n, len(AU_NAMES)), np.int8),
-                   expr=np.empty(n, np.int8), va=np.empty((n, 2), np.float32))
-    at = 0
-    for path in files:
-        for batch in read_batches(path, ["source", "video", "subject", "split", *LABEL_COLUMNS]):
-            rows = slice(at, at + batch.num_rows)
-            columns["source"][rows] = vocabulary["source"].encode(batch["source"])
-            # Videos and subjects are only unique within a source.
-            for key in ("video", "subject"):
-                qualified = pc.binary_join_element_wise(batch["source"], batch[key], "/")
-                columns[key][rows] = vocabulary[key].encode(qualified)
-            columns["train"][rows] = pc.equal(batch["split"], "train").to_numpy(zero_copy_only=False)
-            columns["val"][rows] = pc.equal(batch["split"], "val").to_numpy(zero_copy_only=False)
-            for j, au in enumerate(AU_NAMES):
-                columns["au"][rows, j] = batch[au].to_numpy()
-            columns["expr"][rows] = batch["expr"].to_numpy()
-            # Unknown VA is stored as null; to_numpy turns it into NaN.
-            columns["va"][rows, 0] = batch["valence"].to_numpy(zero_copy_only=False)
-            columns["va"][rows, 1] = batch["arousal"].to_numpy(zero_copy_only=False)
-            at += batch.num_rows
-    # Give back what the allocator keeps cached of the batches (mimalloc holds on to it).
-    pa.default_memory_pool().release_unused()
-    return Frames(files, starts, **columns, source_names=vocabulary["source"].names,
-                  video_names=vocabulary["video"].names)
+def qualified(batch: pa.RecordBatch, key: str) -> pa.Array:
+    """``source/<key>``: videos and subjects are only unique within a source."""
+    return pc.binary_join_element_wise(batch["source"], batch[key], "/")
 
 
-def check_splits(frames: Frames) -> dict:
-    """Drop training frames whose video or subject is also in validation; report them.
-
-    Dropping clears their ``train`` flag, so no task selects them.
-    """
-    leak = frames.train & (np.isin(frames.video, frames.video[frames.val])
-                           | np.isin(frames.subject, frames.subject[frames.val]))
-    report = {
-        "train_videos": len(np.unique(frames.video[frames.train])),
-        "val_videos": len(np.unique(frames.video[frames.val])),
-        "overlap_frames_dropped": int(leak.sum()),
-        "overlap_videos": sorted(frames.video_names[code] for code in np.unique(frames.video[leak])),
-    }
-    if leak.any():
-        log.warning("%d training frames share a video or subject with validation: dropped", int(leak.sum()))
-    frames.train &= ~leak
-    return report
+def as_numpy(column: pa.Array) -> np.ndarray:
+    return column.to_numpy(zero_copy_only=False)  # nulls (unknown VA) become NaN
 
 
-# --- the task sets: positions into Frames and their weights -------------------------
+# --- pass 1: the splits -------------------------------------------------------------
 
 
 @dataclass
-class TaskSet:
-    """One task's training rows (sorted positions into Frames) and their per-epoch weights."""
+class Splits:
+    """The qualified names of the videos (and subjects) on each side of the split."""
 
-    rows: np.ndarray
-    weight: np.ndarray
-    stats: dict
-
-
-def training_rows(frames: Frames, sources: list[str]) -> np.ndarray:
-    return np.flatnonzero(frames.in_sources(sources) & frames.train)
+    train_videos: set[str]
+    val_videos: set[str]
+    val_subjects: set[str]
 
 
-def sizes_by_source(frames: Frames, rows: np.ndarray, weight: np.ndarray) -> dict:
-    source = frames.source[rows]
-    out = {}
-    for name in sorted(frames.source_names[code] for code in np.unique(source)):
-        mine = source == frames.source_names.index(name)
-        out[name] = {"frames": int(mine.sum()), "expected_draws": float(weight[mine].sum())}
-    return out
+def scan_splits(files: list[Path]) -> Splits:
+    names = {"train": set(), "val": set(), "val_subjects": set()}
+    for path in files:
+        for batch in read_batches(path, ["source", "video", "subject", "split"]):
+            for split, key, into in (("train", "video", "train"), ("val", "video", "val"),
+                                     ("val", "subject", "val_subjects")):
+                on_side = qualified(batch, key).filter(pc.equal(batch["split"], split))
+                into_set = names[into]
+                into_set.update(on_side.unique().to_pylist())
+    return Splits(names["train"], names["val"], names["val_subjects"])
 
 
-def build_au(frames: Frames, p: BuildParams) -> TaskSet:
-    rows = training_rows(frames, p.au_sources)
-    rows = rows[(frames.au[rows] >= 0).any(axis=1)]
-    if len(rows) == 0:
-        raise DataError(f"AU: no labelled training frame in sources {p.au_sources}")
-    labels = frames.au[rows]
-    try:
-        before = balance.irlbl(labels, names=AU_NAMES)
-        mean_before = float(before.mean())
-        clones = (balance.ml_ros(labels, budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir, seed=p.seed,
-                                 names=AU_NAMES) if p.au_balance else np.zeros(len(rows), np.int64))
-    except balance.NoPositiveLabelError as e:
-        raise DataError(f"AU training set (sources {p.au_sources}): {e}") from None
-    weight = 1.0 + clones.astype(np.float64)
-    after = balance.irlbl_weighted(labels, weight, names=AU_NAMES)
-    positive = [labels[:, j] == 1 for j in range(len(AU_NAMES))]  # per column: no [N, L] float copy
-    stats = {
-        "balanced": p.au_balance,
-        "sizes": sizes_by_source(frames, rows, weight),
-        "frames": int(len(rows)),
-        "clones": int(clones.sum()),
-        "positives_before": dict(zip(AU_NAMES, [int(pos.sum()) for pos in positive])),
-        "positives_after": dict(zip(AU_NAMES, [float(weight[pos].sum()) for pos in positive])),
-        "irlbl_before": dict(zip(AU_NAMES, before.tolist())),
-        "irlbl_after": dict(zip(AU_NAMES, after.tolist())),
-        "meanir_before": mean_before,
-        "meanir_after": float(after.mean()),
-        "meanir_target": float(p.au_mean_ir) if p.au_mean_ir is not None else mean_before,
-    }
-    return TaskSet(rows, weight, stats)
+# --- which frames each task takes ---------------------------------------------------
 
 
-def _class_index(name: str) -> int:
+@dataclass
+class Selection:
+    """One batch's decisions: a row mask per output, and the batch's labels as arrays."""
+
+    masks: dict[str, np.ndarray]
+    train: np.ndarray    # split "train" and not leaked
+    leaked: np.ndarray   # split "train" but the video or subject is also in validation: dropped
+    au: np.ndarray       # int8 [k, len(AU_NAMES)]
+    expr: np.ndarray     # int8 [k]
+    va: np.ndarray       # float32 [k, 2]
+    au_code: np.ndarray  # positive-label code of each AU row (balance.positive_codes)
+    va_cell: np.ndarray  # joint VA cell of each VA row (va_cells)
+
+
+class Selector:
+    """Decides, batch by batch, which frames go into which index.
+
+    Every pass over the tables makes a new Selector, so the downsampling counters (keep
+    every k-th Aff-Wild2 frame of a class, or of the VA frames) start again and each pass
+    selects exactly the same rows.
+    """
+
+    COLUMNS = ["source", "video", "subject", "split", *LABEL_COLUMNS]
+
+    def __init__(self, p: BuildParams, splits: Splits):
+        self.p = p
+        self.val_videos = pa.array(sorted(splits.val_videos), pa.string())
+        self.val_subjects = pa.array(sorted(splits.val_subjects), pa.string())
+        self.expr_every = {class_index(name): k for name, k in p.expr_downsample.items()}
+        self.expr_seen = np.zeros(len(EXPR_NAMES), np.int64)  # Aff-Wild2 EXPR frames so far, per class
+        self.va_seen = 0  # Aff-Wild2 VA frames so far
+        self.code_dtype = balance.code_dtype(len(AU_NAMES))
+
+    def __call__(self, source: str, batch: pa.RecordBatch) -> Selection:
+        p = self.p
+        split = batch["split"]
+        train = as_numpy(pc.equal(split, "train"))
+        leaked = train & as_numpy(pc.or_(pc.is_in(qualified(batch, "video"), self.val_videos),
+                                         pc.is_in(qualified(batch, "subject"), self.val_subjects)))
+        train &= ~leaked
+        au = np.stack([batch[name].to_numpy() for name in AU_NAMES], axis=1)
+        expr = batch["expr"].to_numpy()
+        if len(expr) and (expr.min() < -1 or expr.max() >= len(EXPR_NAMES)):
+            raise ValueError(f"expression classes must be -1..{len(EXPR_NAMES) - 1}, got {expr.min()}..{expr.max()}")
+        va = np.stack([as_numpy(batch["valence"]), as_numpy(batch["arousal"])], axis=1)
+        aw = source == VAL_SOURCE
+
+        masks = {
+            "AU": train & (au >= 0).any(axis=1) if source in p.au_sources else np.zeros(len(train), bool),
+            "EXPR": train & (expr >= 0) if source in p.expr_sources else np.zeros(len(train), bool),
+            "VA": train & ~np.isnan(va).any(axis=1) if source in p.va_sources else np.zeros(len(train), bool),
+            "val": as_numpy(pc.equal(split, "val")) if aw else np.zeros(len(train), bool),
+        }
+        if aw:  # the reference's downsampling of Aff-Wild2's dominant classes and of its VA frames
+            for k, every in self.expr_every.items():
+                rows = np.flatnonzero(masks["EXPR"] & (expr == k))
+                masks["EXPR"][rows[(self.expr_seen[k] + np.arange(len(rows))) % every != 0]] = False
+                self.expr_seen[k] += len(rows)
+            rows = np.flatnonzero(masks["VA"])
+            masks["VA"][rows[(self.va_seen + np.arange(len(rows))) % p.va_downsample != 0]] = False
+            self.va_seen += len(rows)
+        au_code = balance.positive_codes(au[masks["AU"]]).astype(self.code_dtype)
+        return Selection(masks, train, leaked, au, expr, va, au_code, va_cells(va[masks["VA"]]))
+
+
+def class_index(name: str) -> int:
     if name not in EXPR_NAMES:
         raise DataError(f"build.expr_downsample: unknown class {name!r}; classes are {', '.join(EXPR_NAMES)}")
     return EXPR_NAMES.index(name)
 
 
-def build_expr(frames: Frames, p: BuildParams, warnings: list) -> TaskSet:
-    rows = training_rows(frames, p.expr_sources)
-    rows = rows[frames.expr[rows] >= 0]
-    # Downsample the dominant classes of Aff-Wild2 only (the other sources are small).
-    is_aw = frames.in_sources([VAL_SOURCE], rows)
-    every = {_class_index(k): v for k, v in p.expr_downsample.items()}
-    aw_pos = np.flatnonzero(is_aw)
-    keep_aw = aw_pos[balance.downsample_classes(frames.expr[rows][aw_pos], every)]
-    keep = np.sort(np.concatenate([keep_aw, np.flatnonzero(~is_aw)]))
-    downsampled_away = len(rows) - len(keep)
-    rows = rows[keep]
-    if len(rows) == 0:
+def selections(files: list[Path], sources: list[str], selector: Selector, columns: list[str]):
+    """(source, batch, selection) for every batch of every frame table, in order."""
+    for source, path in zip(sources, files):
+        for batch in read_batches(path, columns):
+            try:
+                yield source, batch, selector(source, batch)
+            except ValueError as e:  # e.g. an AU value other than -1/0/1, VA outside [-1, 1]
+                raise DataError(f"{path}: {e}") from None
+
+
+# --- pass 2: what each task takes, counted ------------------------------------------
+
+
+def va_cells(va: np.ndarray) -> np.ndarray:
+    """Joint VA cell (valence bin * VA_BINS + arousal bin) of rows where both are known."""
+    return balance.va_bin_index(va[:, 0]) * VA_BINS + balance.va_bin_index(va[:, 1])
+
+
+@dataclass
+class TaskCounts:
+    """What pass 2 learns: enough to balance every task and to write the report."""
+
+    frames: dict[str, dict[str, int]] = field(default_factory=lambda: {out: {} for out in OUTPUTS})
+    au_codes: list[np.ndarray] = field(default_factory=list)  # per batch, of the AU frames
+    expr_classes: dict[str, np.ndarray] = field(default_factory=dict)  # per source, [7]
+    va_table: dict[str, np.ndarray] = field(default_factory=dict)  # per source, [20 * 20]
+    expr_labelled_aw: int = 0  # Aff-Wild2 EXPR frames before downsampling
+    va_labelled_aw: int = 0
+    leaked: int = 0
+    leaked_videos: set[str] = field(default_factory=set)
+    val_videos: set[str] = field(default_factory=set)
+    val_labelled: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TASKS, 0))
+
+
+def scan_tasks(files: list[Path], sources: list[str], p: BuildParams, splits: Splits) -> TaskCounts:
+    counts = TaskCounts()
+    for source, batch, s in selections(files, sources, Selector(p, splits), Selector.COLUMNS):
+        for out in OUTPUTS:
+            counts.frames[out][source] = counts.frames[out].get(source, 0) + int(s.masks[out].sum())
+        counts.au_codes.append(s.au_code)
+        counts.expr_classes[source] = counts.expr_classes.get(source, 0) + np.bincount(
+            s.expr[s.masks["EXPR"]], minlength=len(EXPR_NAMES))
+        counts.va_table[source] = counts.va_table.get(source, 0) + np.bincount(s.va_cell,
+                                                                               minlength=VA_BINS * VA_BINS)
+        if source == VAL_SOURCE:
+            if VAL_SOURCE in p.expr_sources:
+                counts.expr_labelled_aw += int((s.train & (s.expr >= 0)).sum())
+            if VAL_SOURCE in p.va_sources:
+                counts.va_labelled_aw += int((s.train & ~np.isnan(s.va).any(axis=1)).sum())
+            val = s.masks["val"]
+            counts.val_videos.update(batch["video"].filter(pa.array(val)).unique().to_pylist())
+            counts.val_labelled["AU"] += int((s.au[val] >= 0).any(axis=1).sum())
+            counts.val_labelled["EXPR"] += int((s.expr[val] >= 0).sum())
+            counts.val_labelled["VA"] += int((~np.isnan(s.va[val])).all(axis=1).sum())
+        if s.leaked.any():
+            counts.leaked += int(s.leaked.sum())
+            counts.leaked_videos.update(qualified(batch, "video").filter(pa.array(s.leaked)).unique().to_pylist())
+    return counts
+
+
+# --- balancing: the weights of each task --------------------------------------------
+
+
+@dataclass
+class Weights:
+    """How pass 3 weighs a selected row: by its AU frame's clones, class or VA cell."""
+
+    au_clones: np.ndarray  # int64 per AU frame, in selection order
+    expr_class: np.ndarray  # [7]
+    va_cell: np.ndarray  # [20 * 20]
+
+
+def sizes(frames: dict[str, int], draws: dict[str, float]) -> dict:
+    return {s: {"frames": frames[s], "expected_draws": float(draws[s])} for s in sorted(frames) if frames[s]}
+
+
+def balance_au(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
+    codes = np.concatenate(counts.au_codes)
+    counts.au_codes = []
+    n = len(codes)
+    if n == 0:
+        raise DataError(f"AU: no labelled training frame in sources {p.au_sources}")
+    positives = balance.label_counts(codes, len(AU_NAMES))
+    try:
+        before = balance.irlbl_from_counts(positives, AU_NAMES)
+        clones = (balance.ml_ros_codes(codes, len(AU_NAMES), budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir,
+                                       seed=p.seed, names=AU_NAMES)
+                  if p.au_balance else np.zeros(n, np.int64))
+    except balance.NoPositiveLabelError as e:
+        raise DataError(f"AU training set (sources {p.au_sources}): {e}") from None
+    positives_after = positives + balance.label_counts(codes, len(AU_NAMES), clones)
+    after = balance.irlbl_from_counts(positives_after, AU_NAMES)
+    # AU frames come source by source, so each source's clones are one slice.
+    frames = counts.frames["AU"]
+    ends = np.cumsum([frames[s] for s in frames])
+    draws = {s: frames[s] + int(clones[end - frames[s]:end].sum()) for s, end in zip(frames, ends)}
+    stats = {
+        "balanced": p.au_balance,
+        "sizes": sizes(frames, draws),
+        "frames": n,
+        "clones": int(clones.sum()),
+        "positives_before": dict(zip(AU_NAMES, positives.astype(int).tolist())),
+        "positives_after": dict(zip(AU_NAMES, positives_after.tolist())),
+        "irlbl_before": dict(zip(AU_NAMES, before.tolist())),
+        "irlbl_after": dict(zip(AU_NAMES, after.tolist())),
+        "meanir_before": float(before.mean()),
+        "meanir_after": float(after.mean()),
+        "meanir_target": float(p.au_mean_ir) if p.au_mean_ir is not None else float(before.mean()),
+    }
+    return clones, stats
+
+
+def balance_expr(counts: TaskCounts, p: BuildParams, warnings: list) -> tuple[np.ndarray, dict]:
+    frames = counts.frames["EXPR"]
+    n = sum(frames.values())
+    if n == 0:
         raise DataError(f"EXPR: no labelled training frame in sources {p.expr_sources}")
-    classes = frames.expr[rows]
-    absent = [EXPR_NAMES[c] for c in balance.absent_classes(classes)]
+    classes = sum(counts.expr_classes.values())
+    absent = [EXPR_NAMES[c] for c in np.flatnonzero(classes == 0)]
     if absent:
         message = f"EXPR training set has no example of {', '.join(absent)}"
         if p.missing_class == "error":
             raise DataError(message + " (set build.missing_class: warn to go on without them)")
         warnings.append(message)
         log.warning(message)
-    weight = balance.class_balanced_weights(classes) if p.expr_balance else np.ones(len(rows))
+    weight = balance.class_weights(classes) if p.expr_balance else np.ones(len(EXPR_NAMES))
+    draws = {s: float(counts.expr_classes[s] @ weight) for s in frames}
     stats = {
         "balanced": p.expr_balance,
-        "sizes": sizes_by_source(frames, rows, weight),
-        "frames": int(len(rows)),
-        "downsampled_away": int(downsampled_away),
-        "class_counts_before": dict(zip(EXPR_NAMES, balance.class_histogram(classes).astype(int).tolist())),
-        "class_counts_after": dict(zip(EXPR_NAMES, balance.class_histogram(classes, weights=weight).tolist())),
+        "sizes": sizes(frames, draws),
+        "frames": n,
+        "downsampled_away": counts.expr_labelled_aw - frames.get(VAL_SOURCE, 0),
+        "class_counts_before": dict(zip(EXPR_NAMES, classes.astype(int).tolist())),
+        "class_counts_after": dict(zip(EXPR_NAMES, (classes * weight).tolist())),
     }
-    return TaskSet(rows, weight, stats)
+    return weight, stats
 
 
-def build_va(frames: Frames, p: BuildParams) -> TaskSet:
-    rows = training_rows(frames, p.va_sources)
-    rows = rows[~np.isnan(frames.va[rows]).any(axis=1)]
-    is_aw = frames.in_sources([VAL_SOURCE], rows)
-    aw_pos = np.flatnonzero(is_aw)
-    keep = np.sort(np.concatenate([aw_pos[balance.downsample_by(len(aw_pos), p.va_downsample)],
-                                   np.flatnonzero(~is_aw)]))
-    downsampled_away = len(rows) - len(keep)
-    rows = rows[keep]
-    if len(rows) == 0:
+def balance_va(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
+    frames = counts.frames["VA"]
+    n = sum(frames.values())
+    if n == 0:
         raise DataError(f"VA: no labelled training frame in sources {p.va_sources}")
-    va = frames.va[rows].astype(np.float64)
-    weight = balance.va_balanced_weights(va, mode=p.va_bins) if p.va_balance else np.ones(len(rows))
+    table = sum(counts.va_table.values())
+    weight = (balance.va_cell_weights(table.reshape(VA_BINS, VA_BINS), mode=p.va_bins).reshape(-1)
+              if p.va_balance else np.ones(VA_BINS * VA_BINS))
+    draws = {s: float(counts.va_table[s] @ weight) for s in frames}
+    joint_before, joint_after = table.reshape(VA_BINS, VA_BINS), (table * weight).reshape(VA_BINS, VA_BINS)
+
+    def marginals(joint):
+        return np.stack([joint.sum(axis=1), joint.sum(axis=0)])
+
     stats = {
         "balanced": p.va_balance,
         "mode": p.va_bins,
-        "sizes": sizes_by_source(frames, rows, weight),
-        "frames": int(len(rows)),
-        "downsampled_away": int(downsampled_away),
+        "sizes": sizes(frames, draws),
+        "frames": n,
+        "downsampled_away": counts.va_labelled_aw - frames.get(VAL_SOURCE, 0),
         "bin_centres": np.round(VA_BIN_CENTRES, 4).tolist(),
-        "bin_counts_before": balance.bin_histogram(va, mode="marginal").astype(int).tolist(),
-        "bin_counts_after": np.round(balance.bin_histogram(va, mode="marginal", weights=weight), 6).tolist(),
-        "joint_counts_before": balance.bin_histogram(va, mode="joint").astype(int).tolist(),
-        "joint_counts_after": np.round(balance.bin_histogram(va, mode="joint", weights=weight), 6).tolist(),
+        "bin_counts_before": marginals(joint_before).astype(int).tolist(),
+        "bin_counts_after": np.round(marginals(joint_after), 6).tolist(),
+        "joint_counts_before": joint_before.astype(int).tolist(),
+        "joint_counts_after": np.round(joint_after, 6).tolist(),
     }
-    return TaskSet(rows, weight, stats)
+    return weight, stats
 
 
-# --- writing the indexes ------------------------------------------------------------
+# --- pass 3: writing the indexes ----------------------------------------------------
 
 
-def write_index(frames: Frames, rows: np.ndarray, weight: np.ndarray, path: Path) -> None:
-    """Write the frames at ``rows`` (sorted positions) with their ``weight`` to ``path``.
+def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits: Splits, weights: Weights,
+                  out: Path) -> None:
+    """Stream the selected rows of every batch, with their weights, into the four indexes.
 
-    Each frame table is read one record batch at a time and only the batch's selected
-    rows go on to the writer, whose row groups have a fixed size: memory holds a batch
-    and a row group whatever the data set's size, and the bytes depend on the rows only.
+    The writers' row groups have a fixed size, so the bytes depend on the rows only; if
+    anything fails, no index is left behind.
     """
-    writer = FrameTableWriter(path, schema=INDEX_SCHEMA)
+    names = {"AU": "train_AU", "EXPR": "train_EXPR", "VA": "train_VA", "val": "val"}
+    writers = {o: FrameTableWriter(out / f"{names[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
+    au_at = 0
     try:
-        for k, file in enumerate(frames.files):
-            start = frames.starts[k]
-            if np.searchsorted(rows, start) == np.searchsorted(rows, frames.starts[k + 1]):
-                continue  # nothing selected from this source: don't read it
-            for batch in read_batches(file, INDEX_COLUMNS):
-                lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
-                if hi > lo:
-                    picked = batch.take(pa.array(rows[lo:hi] - start))
-                    writer.add({**dict(zip(picked.schema.names, picked.columns)), "weight": weight[lo:hi]})
-                start += batch.num_rows
+        for _source, batch, s in selections(files, sources, Selector(p, splits), [*INDEX_COLUMNS, "split"]):
+            for o in OUTPUTS:
+                rows = np.flatnonzero(s.masks[o])
+                if len(rows) == 0:
+                    continue
+                if o == "AU":
+                    weight = 1.0 + weights.au_clones[au_at:au_at + len(rows)]
+                    au_at += len(rows)
+                elif o == "EXPR":
+                    weight = weights.expr_class[s.expr[rows]]
+                elif o == "VA":
+                    weight = weights.va_cell[s.va_cell]
+                else:
+                    weight = np.ones(len(rows))
+                picked = batch.select(INDEX_COLUMNS).take(pa.array(rows))
+                writers[o].add({**dict(zip(picked.schema.names, picked.columns)), "weight": weight})
     except BaseException:
-        writer.abort()
+        for writer in writers.values():
+            writer.abort()
         raise
-    writer.close()
-    pa.default_memory_pool().release_unused()  # as in load_frames
+    for writer in writers.values():
+        writer.close()
 
 
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     """Write the three training indexes and the validation index; return the report."""
-    out = Path(out)
     sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {VAL_SOURCE})
-    frames = load_frames(faces_dir, sources)
-    split_report = check_splits(frames)
-    warnings: list[str] = []
-    tasks = {"AU": build_au(frames, p), "EXPR": build_expr(frames, p, warnings), "VA": build_va(frames, p)}
-    val = np.flatnonzero(frames.in_sources([VAL_SOURCE]) & frames.val)
-    if len(val) == 0:
-        raise DataError(f"validation: no '{VAL_SOURCE}' frame with split 'val' (Aff-Wild2 Validation_Set)")
-    val_counts = {
-        "frames": int(len(val)),
-        "videos": len(np.unique(frames.video[val])),
-        "AU": int((frames.au[val] >= 0).any(axis=1).sum()),
-        "EXPR": int((frames.expr[val] >= 0).sum()),
-        "VA": int((~np.isnan(frames.va[val])).all(axis=1).sum()),
+    files = frame_table_paths(faces_dir, sources)
+    splits = scan_splits(files)
+    counts = scan_tasks(files, sources, p, splits)
+    split_report = {
+        "train_videos": len(splits.train_videos),
+        "val_videos": len(splits.val_videos),
+        "overlap_frames_dropped": counts.leaked,
+        "overlap_videos": sorted(counts.leaked_videos),
     }
-    for task in ("AU", "EXPR", "VA"):
+    if counts.leaked:
+        log.warning("%d training frames share a video or subject with validation: dropped", counts.leaked)
+
+    warnings: list[str] = []
+    au_clones, au_stats = balance_au(counts, p)
+    expr_weight, expr_stats = balance_expr(counts, p, warnings)
+    va_weight, va_stats = balance_va(counts, p)
+    n_val = counts.frames["val"].get(VAL_SOURCE, 0)
+    if n_val == 0:
+        raise DataError(f"validation: no '{VAL_SOURCE}' frame with split 'val' (Aff-Wild2 Validation_Set)")
+    val_counts = {"frames": n_val, "videos": len(counts.val_videos), **counts.val_labelled}
+    for task in TASKS:
         if val_counts[task] == 0:
             warnings.append(f"validation set has no {task} label: {task} metrics will be reported as missing")
     # Everything is checked before the first file is written: a failed build writes nothing.
-    for task, ts in tasks.items():
-        write_index(frames, ts.rows, ts.weight, out / f"train_{task}.parquet")
-    write_index(frames, val, np.ones(len(val)), out / "val.parquet")
+    write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out))
     return {
         "sources": sources,
         "splits": split_report,
-        "AU": tasks["AU"].stats,
-        "EXPR": tasks["EXPR"].stats,
-        "VA": tasks["VA"].stats,
+        "AU": au_stats,
+        "EXPR": expr_stats,
+        "VA": va_stats,
         "val": val_counts,
         "warnings": warnings,
     }

@@ -50,6 +50,31 @@ def test_bad_label_values_rejected():
         balance.irlbl(np.array([[1, 2], [0, 1]]))
 
 
+def test_positive_codes_and_label_counts_by_hand():
+    # Bit j set when label j is 1: rows of SMALL -> 0b101, 0b011, 0b001, 0b100, 0b001.
+    codes = balance.positive_codes(SMALL)
+    np.testing.assert_array_equal(codes, [5, 3, 1, 4, 1])
+    assert codes.dtype == np.uint8
+    np.testing.assert_allclose(balance.label_counts(codes, 3), [4, 1, 2])
+    np.testing.assert_allclose(balance.label_counts(codes, 3, np.array([1, 3, 1, 1, 1])), [6, 3, 2])
+    assert balance.code_dtype(8) == np.uint8 and balance.code_dtype(9) == np.uint16
+    assert balance.code_dtype(62) == np.uint64
+    with pytest.raises(ValueError, match="at most 62 labels"):
+        balance.code_dtype(63)
+    wide = np.zeros((2, 40), np.int8)
+    wide[0, 39] = 1
+    np.testing.assert_array_equal(balance.positive_codes(wide), [1 << 39, 0])
+
+
+def test_ml_ros_on_codes_equals_ml_ros_on_the_matrix():
+    rng = np.random.default_rng(4)
+    y = (rng.random((3000, 8)) < [0.4, 0.2, 0.1, 0.3, 0.05, 0.3, 0.2, 0.5]).astype(np.int8)
+    y[rng.random(y.shape) < 0.1] = -1
+    clones = balance.ml_ros_codes(balance.positive_codes(y), 8, budget_pct=40, seed=9)
+    assert clones.sum() > 0
+    np.testing.assert_array_equal(clones, balance.ml_ros(y, budget_pct=40, seed=9))
+
+
 def _two_disjoint_labels(n_a: int, n_b: int) -> np.ndarray:
     """n_a rows carrying only label 0, then n_b rows carrying only label 1."""
     return np.array([[1, 0]] * n_a + [[0, 1]] * n_b)
@@ -159,6 +184,11 @@ def test_class_balanced_weights_by_hand():
     np.testing.assert_allclose(balance.class_histogram(classes, 7), [3, 1, 2, 0, 0, 0, 0])
 
 
+def test_class_weights_from_counts():
+    # counts [3, 1, 2, 0]: 6 rows, 3 present classes, 2 draws each.
+    np.testing.assert_allclose(balance.class_weights([3, 1, 2, 0]), [2 / 3, 2, 1, 0])
+
+
 def test_class_balanced_weights_errors():
     with pytest.raises(ValueError, match="no labelled row"):
         balance.class_balanced_weights([-1, -1])
@@ -215,6 +245,17 @@ def test_va_marginal_weights_by_hand():
     # Diagonal only: (0,0) x4, (1,1) x1. Flat marginals need equal cell masses, 2.5 each.
     va = np.array([[lo, lo]] * 4 + [[hi, hi]])
     np.testing.assert_allclose(balance.va_balanced_weights(va, "marginal"), [0.625] * 4 + [2.5])
+
+
+@pytest.mark.parametrize("mode", ["joint", "marginal"])
+def test_va_cell_weights_keep_the_epoch_length(mode):
+    table = np.zeros((20, 20))
+    table[0, 0], table[0, 1], table[5, 5], table[19, 3] = 7, 1, 2, 5
+    w = balance.va_cell_weights(table, mode)
+    assert (table * w).sum() == pytest.approx(table.sum())
+    assert np.all(w[table == 0] == 0) and np.all(w[table > 0] > 0)
+    if mode == "joint":  # every occupied cell gets the same mass: 15 rows / 4 cells
+        np.testing.assert_allclose((table * w)[table > 0], 15 / 4)
 
 
 def _skewed_va(n: int, seed: int) -> np.ndarray:

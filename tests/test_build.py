@@ -104,6 +104,13 @@ def test_build_writes_indexes_and_recomputable_report(faces_dir, tmp_path):
     occupied = before > 0
     assert after_v[occupied].std() / after_v[occupied].mean() < before[occupied].std() / before[occupied].mean()
 
+    # per source: frames and expected draws per epoch (the sum of the weights)
+    for task, index in idx.items():
+        for source, size in report[task]["sizes"].items():
+            mine = index[index.source == source]
+            assert size["frames"] == len(mine)
+            assert size["expected_draws"] == pytest.approx(mine["weight"].sum(), rel=1e-9)
+
     # validation: only Aff-Wild2 val videos, no video on both sides
     assert set(val.source) == {"affwild2"} and len(val) == 400
     assert set(val.video).isdisjoint(set(au.video) | set(ex.video) | set(va.video))
@@ -142,6 +149,17 @@ def test_class_without_example(faces_dir, tmp_path):
         build(faces_dir, tmp_path / "b", BuildParams())
     report = build(faces_dir, tmp_path / "b", BuildParams(missing_class="warn"))
     assert any("Fear" in w for w in report["warnings"])
+
+
+def test_label_out_of_range_names_the_file(faces_dir, tmp_path):
+    path = faces_dir / "expw" / "frames.parquet"
+    table = pq.read_table(path)
+    expr = table["expr"].to_numpy().copy()
+    expr[5] = 9
+    write_parquet(table.set_column(table.schema.get_field_index("expr"), "expr", pa.array(expr, pa.int8())), path)
+    with pytest.raises(DataError, match=r"expw/frames.parquet: expression classes must be -1..6, got -?\d+..9"):
+        build(faces_dir, tmp_path / "b", BuildParams())
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
 
 
 def test_task_without_labels(faces_dir, tmp_path):
