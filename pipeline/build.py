@@ -100,15 +100,15 @@ class Splits:
 
 
 def scan_splits(files: list[Path]) -> Splits:
-    names = {"train": set(), "val": set(), "val_subjects": set()}
+    splits = Splits(set(), set(), set())
     for path in files:
         for batch in read_batches(path, ["source", "video", "subject", "split"]):
-            for split, key, into in (("train", "video", "train"), ("val", "video", "val"),
-                                     ("val", "subject", "val_subjects")):
-                on_side = qualified(batch, key).filter(pc.equal(batch["split"], split))
-                into_set = names[into]
-                into_set.update(on_side.unique().to_pylist())
-    return Splits(names["train"], names["val"], names["val_subjects"])
+            train, val = pc.equal(batch["split"], "train"), pc.equal(batch["split"], "val")
+            videos = qualified(batch, "video")
+            splits.train_videos.update(videos.filter(train).unique().to_pylist())
+            splits.val_videos.update(videos.filter(val).unique().to_pylist())
+            splits.val_subjects.update(qualified(batch, "subject").filter(val).unique().to_pylist())
+    return splits
 
 
 # --- which frames each task takes ---------------------------------------------------
@@ -190,9 +190,10 @@ def selections(files: list[Path], sources: list[str], selector: Selector, column
     for source, path in zip(sources, files):
         for batch in read_batches(path, columns):
             try:
-                yield source, batch, selector(source, batch)
+                selection = selector(source, batch)
             except ValueError as e:  # e.g. an AU value other than -1/0/1, VA outside [-1, 1]
                 raise DataError(f"{path}: {e}") from None
+            yield source, batch, selection
 
 
 # --- pass 2: what each task takes, counted ------------------------------------------
