@@ -155,6 +155,43 @@ def test_affwild2_videos_and_crops(tiny):
     assert crop.shape == (112, 112, 3)
 
 
+def test_two_person_videos_draw_each_person_in_their_own_place(tiny):
+    """In a two-person video each person has their own place, face and crops.
+
+    Guards against drawing every face of a frame with one person's identity and pose (a past
+    bug no other test caught): both ground-truth rows then point at the same spot, and the
+    _left and _right crops of a frame show the same face."""
+    root, gt, _ = tiny
+    a = gt[gt.source == "affwild2"]
+    videos = sorted(v.removesuffix("_left") for v in a.video.unique() if v.endswith("_left"))
+    assert videos, "tiny must hold a two-person video"
+
+    def crop(video, side, frame):
+        path = root / "affwild2" / "cropped_aligned" / f"{video}_{side}" / f"{frame + 1:05d}.jpg"
+        return cv2.imread(str(path)).astype(np.float32)
+
+    def median_diff(pairs):
+        return float(np.median([np.abs(x - y).mean() for x, y in pairs]))
+
+    for video in videos:
+        left = a[a.video == f"{video}_left"].set_index("frame").sort_index()
+        right = a[a.video == f"{video}_right"].set_index("frame").sort_index()
+        assert (left.index == right.index).all()
+        both = left.index[left.face_visible.to_numpy() & right.face_visible.to_numpy()]
+        assert len(both) > 20
+        # Side by side in every frame: the left face's box ends before the right one's starts.
+        gap = right.loc[both, "box_x1"] - left.loc[both, "box_x2"]
+        assert (gap > 0).all(), f"{video}: the two people's boxes overlap in {(gap <= 0).sum()} frames"
+        # The pixels at each person's landmarks show that person: the two crops of a frame
+        # differ far more than one person's crops five frames apart (about 5x here; under 1x
+        # when both faces are drawn alike, 2.6x when only the identity is shared).
+        cross = median_diff((crop(video, "left", f), crop(video, "right", f)) for f in both)
+        within = max(median_diff((crop(video, side, f), crop(video, side, g)) for f, g in zip(both[:-5], both[5:]))
+                     for side in ("left", "right"))
+        assert cross > 3 * within, (
+            f"{video}: left and right crops differ by {cross:.1f} grey levels, one person's by {within:.1f}")
+
+
 # --- DISFA ---------------------------------------------------------------------------------
 
 

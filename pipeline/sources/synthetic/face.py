@@ -8,7 +8,8 @@ displacement field per AU, scaled by intensity / 5) and add shading cues (wrinkl
 teeth) that FACS describes; identity changes the neutral shape and the colours.
 
 A pose (centre, size in pixels, roll, yaw, pitch) maps the canonical points into the image.
-Yaw and pitch use the points' depth (a pseudo-3D turn), roll and size a similarity.
+Yaw and pitch use the points' depth (a pseudo-3D turn), roll and size a similarity; both are
+linear, so one 2x4 affine map per face takes canonical (x, y, z, 1) to image (x, y).
 
 Everything is drawn with anti-aliased OpenCV primitives in a region of interest around the
 head, then softened: a flat cartoon face is found by MTCNN about 70% of the time, a shaded
@@ -17,7 +18,8 @@ Colours are BGR throughout, as OpenCV writes them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -148,6 +150,7 @@ def _au_fields() -> np.ndarray:
 
 
 AU_FIELDS = _au_fields()
+_AU_FIELDS_FLAT = AU_FIELDS.reshape(len(DRAWN_AUS), -1)  # for one (14,) @ (14, 136) product per face
 
 # --- identity ---------------------------------------------------------------------------
 
@@ -269,7 +272,7 @@ class FaceGeometry:
     box: np.ndarray  #: x0, y0, x1, y1 of the face box a detector would draw
     canon: np.ndarray  #: (68, 3) canonical points after identity and AUs
     pose: Pose
-    M: np.ndarray  #: 2x3 canonical (after the turn) -> image
+    A: np.ndarray  #: 2x4 affine map canonical (x, y, z, 1) -> image (see pose_affine)
 
     @property
     def landmarks5(self) -> np.ndarray:
@@ -277,61 +280,76 @@ class FaceGeometry:
         p = self.points
         return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
-    def to_image(self, xyz: np.ndarray) -> np.ndarray:
-        """Map extra canonical points (x, y[, z]) into the image with this face's pose."""
-        xyz = np.atleast_2d(np.asarray(xyz, np.float64))
-        if xyz.shape[1] == 2:
-            xyz = np.hstack([xyz, np.zeros((len(xyz), 1))])
-        return _project(xyz, self.pose, self.M)
+    def to_image(self, pts) -> np.ndarray:
+        """Map extra canonical points, (n, 2) with z = 0 or (n, 3), into the image."""
+        pts = np.asarray(pts, np.float64)
+        return pts @ self.A[:, :pts.shape[1]].T + self.A[:, 3]
+
+    def point(self, x: float, y: float, z: float = 0.0) -> tuple[float, float]:
+        """One canonical point in the image, in plain floats (cheaper than an array for one)."""
+        (a, b, c, d), (e, f, g, h) = self.A.tolist()
+        return a * x + b * y + c * z + d, e * x + f * y + g * z + h
+
+    def shifted(self, dx: float, dy: float) -> "FaceGeometry":
+        """The same face in the coordinates of a region whose corner is at (dx, dy)."""
+        return replace(self, points=self.points - [dx, dy], skull=self.skull - [dx, dy],
+                       A=self.A - np.array([[0, 0, 0, dx], [0, 0, 0, dy]]))
 
 
-def _turn(xyz: np.ndarray, pose: Pose) -> np.ndarray:
-    """Pseudo-3D yaw then pitch: depth shifts x (and y) as the head turns."""
-    yaw, pitch = np.radians(pose.yaw), np.radians(pose.pitch)
-    x = xyz[:, 0] * np.cos(yaw) + xyz[:, 2] * np.sin(yaw)
-    y = xyz[:, 1] * np.cos(pitch) + xyz[:, 2] * np.sin(pitch) * 0.6
-    return np.stack([x, y], 1)
+def pose_affine(pose: Pose) -> np.ndarray:
+    """The 2x4 map canonical (x, y, z, 1) -> image of a pose.
+
+    First a pseudo-3D turn, yaw then pitch: depth shifts x (and y) as the head turns,
+    x' = x cos(yaw) + z sin(yaw), y' = y cos(pitch) + 0.6 z sin(pitch); then a similarity
+    (roll, size, centre). Both are linear, so one matrix does it: every projection of a
+    face is one small product, not a trigonometric evaluation per call.
+    """
+    yaw, pitch, roll = math.radians(pose.yaw), math.radians(pose.pitch), math.radians(pose.roll)
+    turn = np.array([[math.cos(yaw), 0.0, math.sin(yaw)],
+                     [0.0, math.cos(pitch), math.sin(pitch) * 0.6]])
+    c, s = math.cos(roll) * pose.size, math.sin(roll) * pose.size
+    similarity = np.array([[c, -s], [s, c]])
+    return np.hstack([similarity @ turn, [[pose.cx], [pose.cy]]])
 
 
-def _project(xyz: np.ndarray, pose: Pose, M: np.ndarray) -> np.ndarray:
-    xy = _turn(xyz, pose)
-    return xy @ M[:, :2].T + M[:, 2]
+def _project(xyz: np.ndarray, A: np.ndarray) -> np.ndarray:
+    return xyz @ A[:, :3].T + A[:, 3]
 
 
-def _similarity(pose: Pose) -> np.ndarray:
-    r = np.radians(pose.roll)
-    c, s = np.cos(r) * pose.size, np.sin(r) * pose.size
-    return np.array([[c, -s, pose.cx], [s, c, pose.cy]])
+# The top of the head: an elliptic arc over the brows, from ear to ear (angles 0..pi).
+_SKULL_COS, _SKULL_SIN = np.cos(np.linspace(0, np.pi, 15)), np.sin(np.linspace(0, np.pi, 15))
+# Forehead points that bound the detector-style box (with the jaw).
+_BOX_TOP = np.array([[-0.9, -0.78, 0.2], [0.9, -0.78, 0.2], [0, -0.8, 0.3]])
 
 
 def face_geometry(ident: Identity, aus: np.ndarray, pose: Pose) -> FaceGeometry:
     """Canonical points moved by identity and AU intensities (0..5), then posed."""
     aus = np.clip(np.asarray(aus, np.float64) + ident.au_bias, 0, 5) / 5.0
     canon = NEUTRAL.copy()
-    canon[:, :2] += ident.shape + np.tensordot(aus, AU_FIELDS, axes=1)
+    canon[:, :2] += ident.shape + (aus @ _AU_FIELDS_FLAT).reshape(68, 2)
     # Lips never cross: the inner lower lip stays at or below the inner upper lip.
     upper = canon[[61, 62, 63], 1]
     canon[[67, 66, 65], 1] = np.maximum(canon[[67, 66, 65], 1], upper)
     canon[:, 1] *= ident.face_length
-    M = _similarity(pose)
-    pts = _project(canon, pose, M)
-    # The top of the head: an elliptic arc over the brows, from ear to ear.
-    t = np.linspace(0, np.pi, 15)
+    A = pose_affine(pose)
+    pts = _project(canon, A)
     top = -0.18 * ident.face_length
-    skull3 = np.stack([0.99 * np.cos(t), top - 1.06 * np.sin(t), 0.1 * np.sin(t)], 1)
-    skull = _project(skull3, pose, M)
+    skull3 = np.stack([0.99 * _SKULL_COS, top - 1.06 * _SKULL_SIN, 0.1 * _SKULL_SIN], 1)
+    skull = _project(skull3, A)
     # A detector-style box: ear to ear, from mid-forehead to the chin.
-    outline = np.vstack([pts[:17], _project(np.array([[-0.9, -0.78, 0.2], [0.9, -0.78, 0.2], [0, -0.8, 0.3]]), pose, M)])
-    box = np.array([*outline.min(0), *outline.max(0)])
-    return FaceGeometry(points=pts, skull=skull, box=box, canon=canon, pose=pose, M=M)
+    outline = np.vstack([pts[:17], _project(_BOX_TOP, A)])
+    box = np.concatenate([outline.min(0), outline.max(0)])
+    return FaceGeometry(points=pts, skull=skull, box=box, canon=canon, pose=pose, A=A)
 
 
 # --- drawing ----------------------------------------------------------------------------
+# A face is about a hundred small primitives, so these helpers stay cheap per call: plain
+# Python numbers where numpy's per-call overhead would cost more than the arithmetic.
 
 
 def _fx(pts: np.ndarray) -> np.ndarray:
-    """Image points to cv2's fixed-point format."""
-    return np.round(np.asarray(pts) * _SCALE).astype(np.int32).reshape(-1, 1, 2)
+    """Image points (n, 2) to cv2's fixed-point format (rounded half to even, as np.round)."""
+    return np.rint(np.multiply(pts, _SCALE)).astype(np.int32)
 
 
 def _poly(img, pts, color, closed=True):
@@ -343,36 +361,46 @@ def _line(img, pts, color, thickness, closed=False):
 
 
 def _ellipse(img, centre, axes, angle, color, thickness=-1):
-    cv2.ellipse(img, tuple(int(v) for v in np.round(np.asarray(centre) * _SCALE)),
-                tuple(max(1, int(v)) for v in np.round(np.asarray(axes) * _SCALE)),
+    # Python's round() rounds half to even, as np.round does.
+    cx, cy = centre.tolist() if isinstance(centre, np.ndarray) else centre
+    ax, ay = axes
+    cv2.ellipse(img, (round(cx * _SCALE), round(cy * _SCALE)),
+                (max(1, round(float(ax) * _SCALE)), max(1, round(float(ay) * _SCALE))),
                 float(angle), 0, 360, _c(color), thickness, cv2.LINE_AA, _SUBPIXEL)
 
 
-def _c(color) -> tuple:
-    return tuple(min(255.0, max(0.0, float(v))) for v in color)
+def _c(color):
+    """A BGR colour (array or sequence) as cv2's scalar. No clipping needed: cv2 saturates
+    the colour to the uint8 image's range (rounding, then clamping to 0..255) itself."""
+    return color.tolist() if isinstance(color, np.ndarray) else color
 
 
 def _mix(a, b, t):
     return np.asarray(a, np.float64) * (1 - t) + np.asarray(b, np.float64) * t
 
 
-def _curve(a, b, bulge, n=8):
+# Quadratic Bezier weights (1-t)^2, 2(1-t)t, t^2 at 8 points (every curve drawn has 8).
+_CURVE_T = np.linspace(0, 1, 8)[:, None]
+_CURVE_W = ((1 - _CURVE_T) ** 2, 2 * (1 - _CURVE_T) * _CURVE_T, _CURVE_T ** 2)
+
+
+def _curve(a, b, bulge):
     """Points on a quadratic curve from a to b bowing sideways by ``bulge`` (x its length)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     mid = (a + b) / 2
     d = b - a
     normal = np.array([-d[1], d[0]])
     ctrl = mid + normal * bulge
-    t = np.linspace(0, 1, n)[:, None]
-    return (1 - t) ** 2 * a + 2 * (1 - t) * t * ctrl + t ** 2 * b
+    w0, w1, w2 = _CURVE_W
+    return w0 * a + w1 * ctrl + w2 * b
 
 
 def _clipped(img, poly, draw):
     """Run ``draw(patch, origin)`` on a copy of the patch under ``poly`` and keep it only inside."""
-    x0, y0 = np.floor(poly.min(0)).astype(int) - 1
-    x1, y1 = np.ceil(poly.max(0)).astype(int) + 2
+    (x0, y0), (x1, y1) = poly.min(0).tolist(), poly.max(0).tolist()
     h, w = img.shape[:2]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    x0, y0 = max(math.floor(x0) - 1, 0), max(math.floor(y0) - 1, 0)
+    x1, y1 = min(math.ceil(x1) + 2, w), min(math.ceil(y1) + 2, h)
     if x1 <= x0 or y1 <= y0:
         return
     patch = img[y0:y1, x0:x1]
@@ -380,8 +408,14 @@ def _clipped(img, poly, draw):
     draw(work, np.array([x0, y0], np.float64))
     mask = np.zeros(patch.shape[:2], np.uint8)
     cv2.fillPoly(mask, [_fx(poly - [x0, y0])], 255, cv2.LINE_AA, _SUBPIXEL)
-    a = (mask.astype(np.float32) / 255.0)[..., None]
-    patch[:] = (work * a + patch * (1 - a)).astype(np.uint8)
+    # patch = trunc(work * a + patch * (1 - a)) in float32, a = mask / 255 (assigning the
+    # float sum to the uint8 patch truncates, as astype does).
+    a = mask.astype(np.float32)
+    a /= 255.0
+    a = a[..., None]
+    blend = work * a
+    blend += patch * (1 - a)
+    patch[:] = blend
 
 
 def head_extent(geom: FaceGeometry) -> np.ndarray:
@@ -400,19 +434,33 @@ def draw_body(img: np.ndarray, geom: FaceGeometry, ident: Identity) -> None:
     _poly(img, neck, ident.skin * 0.82)
 
 
+_WHITE = np.array([255.0, 255.0, 255.0])
+_BROW_PROFILE = np.array([0.6, 0.9, 1.0, 1.0, 0.85])  # thickness along a brow, outer end first
+_CREASE_SPREAD = np.array([[0.1], [0.45], [0.45], [0.1]])  # eyelid crease: upper lid points pushed out
+_SCLERA = np.array([235, 238, 240]) * 0.92
+
+# The hairline across the forehead (canonical x, and y offsets from ident.hairline): wavy, or
+# a fringe's tighter curl.
+_HAIR_T = np.linspace(0, 1, 9)
+_HAIR_X = -0.97 + 1.94 * _HAIR_T
+_HAIRLINE_CURVE, _HAIRLINE_WAVE = 0.2 * _HAIR_X ** 4, 0.04 * np.sin(_HAIR_T * np.pi * 5)
+_FRINGE_CURVE, _FRINGE_WAVE = 0.12 * np.abs(_HAIR_X) ** 2, 0.05 * np.sin(_HAIR_T * np.pi * 9)
+
+
 def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndarray, light: np.ndarray) -> None:
     """Draw the head into ``img`` (a region already offset so geom is in its coordinates).
 
     ``light`` is a unit 2-vector: where the light comes from, for the shading gradient.
     """
     aus = np.clip(np.asarray(aus, np.float64) + ident.au_bias, 0, 5) / 5.0
-    a = {au: aus[i] for i, au in enumerate(DRAWN_AUS)}
+    a = dict(zip(DRAWN_AUS, aus.tolist()))  # plain floats: cheap scalar arithmetic below
     p = geom.points
     size = geom.pose.size
     to = geom.to_image
     skin = ident.skin
     yaw = geom.pose.yaw
     head = np.vstack([p[:17], geom.skull])
+    skull, skull_c = geom.skull, geom.skull.mean(0)
 
     # Hair behind the head (long styles reach the shoulders).
     if ident.hair_style in ("long", "bun"):
@@ -420,12 +468,12 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
             back = to([[-1.12, -0.2], [-1.2, 0.6], [-1.05, 1.5], [-0.5, 1.35], [0.5, 1.35], [1.05, 1.5], [1.2, 0.6], [1.12, -0.2]])
         else:
             back = to([[-0.45, -1.25], [-0.35, -1.55], [0, -1.65], [0.35, -1.55], [0.45, -1.25]])
-        _poly(img, np.vstack([back, geom.skull * 1.0 + (geom.skull - geom.skull.mean(0)) * 0.08]), ident.hair)
+        _poly(img, np.vstack([back, skull * 1.0 + (skull - skull_c) * 0.08]), ident.hair)
     # Ears; the far one hides when the head is turned.
     for sx in (-1, 1):
         if sx * yaw < -12:
             continue
-        c = to([[sx * 0.98, -0.05, -0.2]])[0]
+        c = geom.point(sx * 0.98, -0.05, -0.2)
         _ellipse(img, c, (size * 0.14, size * 0.26), geom.pose.roll, skin * 0.9)
         _ellipse(img, c, (size * 0.07, size * 0.16), geom.pose.roll, skin * 0.75)
 
@@ -433,29 +481,28 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
     _poly(img, head, skin)
     _shade(img, head, geom, light, skin)
     # Highlights where the light catches the forehead, the nose bridge and the cheekbones.
-    hi = _mix(skin, [255, 255, 255], 0.1)
-    lx = float(np.clip(light[0], -1, 1)) * 0.1
-    _ellipse(img, to([[lx, -0.6, 0.4]])[0], (size * 0.3, size * 0.13), geom.pose.roll, hi)
-    _ellipse(img, to([[0, 0.05, 0.55]])[0], (size * 0.05, size * 0.16), geom.pose.roll, hi)
+    hi = _mix(skin, _WHITE, 0.1)
+    lx = min(1.0, max(-1.0, float(light[0]))) * 0.1
+    _ellipse(img, geom.point(lx, -0.6, 0.4), (size * 0.3, size * 0.13), geom.pose.roll, hi)
+    _ellipse(img, geom.point(0, 0.05, 0.55), (size * 0.05, size * 0.16), geom.pose.roll, hi)
 
     # Cheeks: a soft warm tone that rides up with AU6 and out with AU12.
     for sx in (-1, 1):
-        c = to([[sx * (0.52 + 0.05 * a[12]), 0.25 - 0.12 * a[6], 0.3]])[0]
+        c = geom.point(sx * (0.52 + 0.05 * a[12]), 0.25 - 0.12 * a[6], 0.3)
         _ellipse(img, c, (size * 0.2, size * 0.14), geom.pose.roll, _mix(skin, ident.lips, 0.18 + 0.2 * a[6]))
 
     # Hair on top of the head (never over the brows).
     if ident.hair_style != "bald":
         hl = ident.hairline
-        t = np.linspace(0, 1, 9)
-        x = -0.97 + 1.94 * t
-        wave = 0.04 * np.sin(t * np.pi * 5)
-        fringe = np.stack([x, hl + 0.2 * x ** 4 + wave], 1)
         if ident.hair_style == "fringe":
-            fringe[:, 1] = hl + 0.12 * np.abs(x) ** 2 + 0.05 * np.sin(t * np.pi * 9)
-        cap = np.vstack([to(fringe), (geom.skull - geom.skull.mean(0)) * 1.06 + geom.skull.mean(0)])
+            fringe = np.stack([_HAIR_X, hl + _FRINGE_CURVE + _FRINGE_WAVE], 1)
+        else:
+            fringe = np.stack([_HAIR_X, hl + _HAIRLINE_CURVE + _HAIRLINE_WAVE], 1)
+        fringe = to(fringe)
+        cap = np.vstack([fringe, (skull - skull_c) * 1.06 + skull_c])
         _poly(img, cap, ident.hair)
         if ident.hair_style == "short":
-            _line(img, to(fringe), ident.hair * 0.7, size * 0.03)
+            _line(img, fringe, ident.hair * 0.7, size * 0.03)
     else:
         _poly(img, to([[-0.99, -0.25], [-1.0, -0.55], [-0.9, -0.45], [-0.95, -0.2]]), ident.hair)
         _poly(img, to([[0.99, -0.25], [1.0, -0.55], [0.9, -0.45], [0.95, -0.2]]), ident.hair)
@@ -479,15 +526,15 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
         for sx in (-1, 1):
             _line(img, to([[sx * 0.07, -0.42], [sx * 0.05, -0.28]]), col, size * 0.025)
 
-    # Brows.
+    # Brows: thickest in the middle, thinning towards the outer end.
+    brow_colour = np.minimum(_mix(ident.hair * 0.7, skin, 0.1), skin * 0.55)
     for idx in (BROW_L, BROW_R):
         pts = p[idx]
-        n = _normals(pts)
-        th = size * ident.brow_thickness * np.array([0.6, 0.9, 1.0, 1.0, 0.85])
+        th = size * ident.brow_thickness * _BROW_PROFILE
         if idx[0] == 22:
             th = th[::-1]
-        outline = np.vstack([pts - n * th[:, None], (pts + n * th[:, None])[::-1]])
-        _poly(img, outline, np.minimum(_mix(ident.hair * 0.7, skin, 0.1), skin * 0.55))
+        offset = _normals(pts) * th[:, None]
+        _poly(img, np.vstack([pts - offset, (pts + offset)[::-1]]), brow_colour)
 
     # Eyes.
     for idx in (EYE_L, EYE_R):
@@ -495,10 +542,10 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
 
     # Nose: bridge shadow on the side away from the light, wings, nostrils.
     side = 1 if yaw >= 0 else -1
-    bridge = np.array([p[27], p[28], p[29]]) + np.array([-side * size * 0.09, 0])
+    bridge = p[27:30] + [-side * size * 0.09, 0]
     _line(img, bridge, skin * 0.8, size * 0.03)
     tip = p[30]
-    _ellipse(img, tip + [0, size * 0.02], (size * 0.1, size * 0.075), geom.pose.roll, _mix(skin, [255, 255, 255], 0.12))
+    _ellipse(img, tip + [0, size * 0.02], (size * 0.1, size * 0.075), geom.pose.roll, _mix(skin, _WHITE, 0.12))
     wing_l = _curve(p[31] + (p[31] - tip) * 0.3, p[32], 0.5)
     wing_r = _curve(p[34], p[35] + (p[35] - tip) * 0.3, 0.5)
     _line(img, wing_l, skin * 0.68, size * 0.03)
@@ -560,65 +607,85 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
 
 
 def _normals(pts: np.ndarray) -> np.ndarray:
-    d = np.gradient(pts, axis=0)
+    # The tangent as np.gradient gives it (central differences, one-sided at the ends),
+    # written out: np.gradient's generality costs more than the arithmetic here.
+    d = np.empty_like(pts)
+    d[1:-1] = (pts[2:] - pts[:-2]) / 2.0
+    d[0], d[-1] = pts[1] - pts[0], pts[-1] - pts[-2]
     n = np.stack([-d[:, 1], d[:, 0]], 1)
-    return n / (np.linalg.norm(n, axis=1, keepdims=True) + 1e-9)
+    return n / (np.sqrt(np.add.reduce(n * n, axis=1, keepdims=True)) + 1e-9)
 
 
 def _shade(img, head, geom: FaceGeometry, light, skin) -> None:
     """Darken the head towards its edge and on the side away from the light."""
-    x0, y0 = np.floor(head.min(0)).astype(int)
-    x1, y1 = np.ceil(head.max(0)).astype(int) + 1
+    (x0, y0), (x1, y1) = head.min(0).tolist(), head.max(0).tolist()
     h, w = img.shape[:2]
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    x0, y0 = max(math.floor(x0), 0), max(math.floor(y0), 0)
+    x1, y1 = min(math.ceil(x1) + 1, w), min(math.ceil(y1) + 1, h)
     if x1 - x0 < 8 or y1 - y0 < 8:
         return
     patch = img[y0:y1, x0:x1]
     ph, pw = patch.shape[:2]
+    size = geom.pose.size
     # The soft edge: the head mask blurred at a quarter of the resolution (4x cheaper).
     q = 4
     small = np.zeros(((ph + q - 1) // q, (pw + q - 1) // q), np.uint8)
     cv2.fillPoly(small, [_fx((head - [x0, y0]) / q)], 255, cv2.LINE_AA, _SUBPIXEL)
-    k = max(3, int(geom.pose.size * 0.45 / q) | 1)
+    k = max(3, int(size * 0.45 / q) | 1)
     soft = cv2.resize(cv2.GaussianBlur(small, (k, k), 0), (pw, ph), interpolation=cv2.INTER_LINEAR)
-    c = geom.points[27:31].mean(0) - [x0, y0]
-    gx = np.clip((np.arange(pw, dtype=np.float32) - c[0]) * (light[0] / geom.pose.size), -1.5, 1.5)
-    gy = np.clip((np.arange(ph, dtype=np.float32) - c[1]) * (light[1] / geom.pose.size), -1.5, 1.5)
+    # The gain is a float32 image computed in place: float64 temporaries of the patch size
+    # cost more than the rest of the shading.
+    cx, cy = (geom.points[27:31].mean(0) - [x0, y0]).tolist()
+    lx, ly = float(light[0]) / size, float(light[1]) / size
+    gx = np.clip((np.arange(pw, dtype=np.float32) - cx) * lx, -1.5, 1.5)
+    gy = np.clip((np.arange(ph, dtype=np.float32) - cy) * ly, -1.5, 1.5)
     # Dark skin is shaded less: the same relative darkening would swallow its features.
-    edge = 0.62 + 0.18 * float(np.clip(1 - np.mean(skin) / 160, 0, 1))
-    gain = (edge + soft.astype(np.float32) * ((1 - edge) / 255)) * (1.0 + 0.12 * (gy[:, None] + gx[None, :]))
-    # Only inside the head: outside, gain 1 (the mask at full resolution keeps the edge crisp).
+    edge = 0.62 + 0.18 * min(1.0, max(0.0, 1 - sum(skin.tolist()) / 3 / 160))
+    # gain = (edge + soft * (1 - edge) / 255) * (1 + 0.12 * (gy + gx))
+    gain = soft.astype(np.float32)
+    gain *= (1 - edge) / 255
+    gain += edge
+    tilt = np.add.outer(gy, gx)
+    tilt *= 0.12
+    tilt += 1.0
+    gain *= tilt
+    # Only inside the head: outside, gain 1 (the mask at full resolution keeps the edge
+    # crisp): g = 1 + (gain - 1) * mask / 255.
     mask = np.zeros((ph, pw), np.uint8)
     cv2.fillPoly(mask, [_fx(head - [x0, y0])], 255, cv2.LINE_AA, _SUBPIXEL)
-    m = mask.astype(np.float32) * (1 / 255)
-    g = 1 + (gain - 1) * m
-    patch[:] = cv2.multiply(patch, cv2.merge([g, g, g]), dtype=cv2.CV_8U)
+    m = mask.astype(np.float32)
+    m *= 1 / 255
+    gain -= 1
+    gain *= m
+    gain += 1
+    patch[:] = cv2.multiply(patch, cv2.cvtColor(gain, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_8U)
 
 
 def _draw_eye(img, pts, geom: FaceGeometry, ident: Identity, a, yaw) -> None:
     size = geom.pose.size
     skin = ident.skin
     centre = pts.mean(0)
-    opening = np.linalg.norm(pts[1] - pts[5]) + np.linalg.norm(pts[2] - pts[4])
+    (x1, y1), (x2, y2), (x4, y4), (x5, y5) = pts[[1, 2, 4, 5]].tolist()
+    opening = math.hypot(x1 - x5, y1 - y5) + math.hypot(x2 - x4, y2 - y4)
     # Eyelid crease and a shadow under the brow.
-    up = pts[[0, 1, 2, 3]]
-    crease = up + (up - centre) * np.array([[0.1], [0.45], [0.45], [0.1]]) - [0, size * 0.03]
+    up = pts[:4]
+    crease = up + (up - centre) * _CREASE_SPREAD - [0, size * 0.03]
     _line(img, crease, skin * 0.7, size * 0.02)
     # The open eye: sclera, iris (shifted with gaze/yaw), pupil, clipped by the lids.
-    white = np.array([235, 238, 240]) * 0.92
     iris_r = size * 0.075
-    gaze = np.array([np.sin(np.radians(yaw)) * size * 0.03, 0.0])
+    iris = centre + [math.sin(math.radians(yaw)) * size * 0.03, 0.0]
 
     def inside(work, o):
-        _poly(work, pts - o, white)
-        _ellipse(work, centre + gaze - o, (iris_r, iris_r), 0, ident.iris)
-        _ellipse(work, centre + gaze - o, (iris_r * 0.45, iris_r * 0.45), 0, (20, 20, 20))
-        _ellipse(work, centre + gaze - o + [-iris_r * 0.3, -iris_r * 0.35], (iris_r * 0.18, iris_r * 0.18), 0, (250, 250, 250))
+        _poly(work, pts - o, _SCLERA)
+        c = iris - o
+        _ellipse(work, c, (iris_r, iris_r), 0, ident.iris)
+        _ellipse(work, c, (iris_r * 0.45, iris_r * 0.45), 0, (20, 20, 20))
+        _ellipse(work, c + [-iris_r * 0.3, -iris_r * 0.35], (iris_r * 0.18, iris_r * 0.18), 0, (250, 250, 250))
 
     if opening > size * 0.03:
         _clipped(img, pts, inside)
     # Lids: a dark upper line (lashes) and a thin lower one.
-    _line(img, pts[[0, 1, 2, 3]], (25, 25, 30), size * 0.035)
+    _line(img, up, (25, 25, 30), size * 0.035)
     _line(img, pts[[3, 4, 5, 0]], skin * 0.55, size * 0.015)
 
 
@@ -639,14 +706,14 @@ def _draw_mouth(img, geom: FaceGeometry, ident: Identity, a) -> None:
                 _poly(work, np.vstack([bot, bot[::-1] - [0, size * 0.04]]), (200, 208, 215))
         _clipped(img, inner, interior)
     _poly(img, p[UPPER_LIP], ident.lips)
-    _poly(img, p[LOWER_LIP], _mix(ident.lips, [255, 255, 255], 0.06))
+    _poly(img, p[LOWER_LIP], _mix(ident.lips, _WHITE, 0.06))
     _line(img, p[[48, 60, 61, 62, 63, 64, 54]], ident.lips * (0.5 - 0.2 * a[23]), size * (0.018 + 0.02 * a[23]))
     if a[23] > 0.2:  # pressed lips bulge the skin just outside the corners
         col = _mix(ident.skin, ident.skin * 0.55, min(1, a[23]))
         for c, sx in ((p[48], -1), (p[54], 1)):
             _ellipse(img, c + [sx * size * 0.03, 0], (size * 0.025, size * 0.04), 0, col, max(1, int(size * 0.015)))
     # A highlight on the lower lip.
-    _line(img, (p[[57, 56]] + p[[66, 65]]) / 2 + [0, -size * 0.005], _mix(ident.lips, [255, 255, 255], 0.25), size * 0.015)
+    _line(img, (p[[57, 56]] + p[[66, 65]]) / 2 + [0, -size * 0.005], _mix(ident.lips, _WHITE, 0.25), size * 0.015)
 
 
 def render_face(frame: np.ndarray, ident: Identity, aus: np.ndarray, pose: Pose, light=(-0.6, -0.8),
@@ -663,9 +730,7 @@ def render_face(frame: np.ndarray, ident: Identity, aus: np.ndarray, pose: Pose,
     if x1 - x0 < 4 or y1 - y0 < 4:
         return geom
     roi = frame[y0:y1, x0:x1]
-    local = FaceGeometry(points=geom.points - [x0, y0], skull=geom.skull - [x0, y0], box=geom.box,
-                         canon=geom.canon, pose=geom.pose, M=geom.M - np.array([[0, 0, x0], [0, 0, y0]]))
-    draw_head(roi, local, ident, aus, np.asarray(light, np.float64) / (np.linalg.norm(light) + 1e-9))
+    draw_head(roi, geom.shifted(x0, y0), ident, aus, np.asarray(light, np.float64) / (np.linalg.norm(light) + 1e-9))
     if soften > 0:
         sigma = soften * max(0.5, pose.size / 60.0)
         roi[:] = cv2.GaussianBlur(roi, (0, 0), sigma)

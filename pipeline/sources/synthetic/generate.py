@@ -12,9 +12,10 @@
 
 A plan (cheap, made from the seed alone) lists one job per video, subject, clip or batch
 of images. Jobs render in worker processes; each draws its random numbers from its own
-generator seeded by (seed, source, job number), so the files do not depend on the number
-of workers or on the order in which jobs finish. Results come back in plan order and the
-ground truth streams to disk, so memory stays flat at any size.
+generator seeded by (seed, source, job number) (its sensor noise from a second one), so
+the files do not depend on the number of workers or on the order in which jobs finish.
+Results come back in plan order and the ground truth streams to disk, so memory stays
+flat at any size.
 """
 from __future__ import annotations
 
@@ -217,6 +218,12 @@ def job_rng(config: SynthConfig, job: Job) -> np.random.Generator:
     return np.random.default_rng([config.seed, SOURCE_IDS[job.source], job.index])
 
 
+def grain_rng(config: SynthConfig, job: Job) -> np.random.Generator:
+    """The job's sensor-noise fields get their own stream: how they are drawn (millions of
+    numbers) never shifts the job's other draws, labels and label noise included."""
+    return np.random.default_rng([config.seed, SOURCE_IDS[job.source], job.index, 1])
+
+
 # --- per-face ground truth ------------------------------------------------------------------
 
 
@@ -385,7 +392,7 @@ def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
             poses = pose_track(rng, n, h, w, POSE_RANGES["affwild2"], cfg.difficulty)
         people.append((ident, track, poses))
     nu = nuisances(rng, n, job.people, cfg.difficulty, look, invisible_rate=0.025, occluder_rate=0.06)
-    grain = Grain(rng, h, w, look.grain * cfg.difficulty)
+    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
 
     stems = [job.name] if job.people == 1 else [f"{job.name}_left", f"{job.name}_right"]
     crops = [root / "cropped_aligned" / s for s in stems]
@@ -474,7 +481,7 @@ def run_disfa(job: Job, cfg: SynthConfig, root: Path) -> dict:
     video = writers.VideoFile(root / "Videos_LeftCamera" / f"LeftVideo{job.name}_comp.avi", w, h, look.jpeg)
     geoms = []
     blur = look.blur * cfg.difficulty
-    grain = Grain(rng, h, w, look.grain * cfg.difficulty)
+    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
     for t in range(n):
         img = bg.copy()
         geoms.append(render_face(img, ident, track.aus[t], poses[t], light=light))
@@ -521,7 +528,7 @@ def run_expw(job: Job, cfg: SynthConfig, root: Path) -> dict:
     d = cfg.difficulty
     lines, parts, nbytes, face = [], [], 0, 0
     big = max(max(wh) for wh in EXPW_SIZES)
-    grain = Grain(rng, big, big, look.grain * d)
+    grain = Grain(grain_rng(cfg, job), big, big, look.grain * d)
     for name, k in zip(job.images, counts):
         w, h = EXPW_SIZES[int(rng.integers(len(EXPW_SIZES)))]
         img = background(rng, h, w, look.background)
@@ -564,7 +571,7 @@ def run_expw(job: Job, cfg: SynthConfig, root: Path) -> dict:
 # --- AFEW-VA ---------------------------------------------------------------------------------
 
 AFEWVA_SIZE = (320, 256)  # 5:4, as the PAL film frames of AFEW-VA
-AFEWVA_PNG_LEVEL = 4
+AFEWVA_PNG_LEVEL = 1  # see writers.write_png
 
 
 def run_afewva(job: Job, cfg: SynthConfig, root: Path) -> dict:
@@ -580,7 +587,7 @@ def run_afewva(job: Job, cfg: SynthConfig, root: Path) -> dict:
     poses = pose_track(rng, n, h, w, POSE_RANGES["afewva"], cfg.difficulty)
     nu = nuisances(rng, n, 1, cfg.difficulty, look, invisible_rate=0.0, occluder_rate=0.03)
     light = np.array([rng.choice([-1, 1]) * rng.uniform(0.6, 1), rng.uniform(-0.6, 0.2)])  # side light
-    grain = Grain(rng, h, w, look.grain * cfg.difficulty)
+    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
     folder = root / job.folder / job.name
     folder.mkdir(parents=True, exist_ok=True)
     geoms, frames_json, nbytes = [], {}, 0
@@ -672,7 +679,7 @@ def generate(out: str | Path, config: SynthConfig, progress: bool = True) -> dic
     stats["expw"]["bytes"] += len(text)
     seconds = time.perf_counter() - t0
     manifest = {
-        "generator": "mtaffect synthetic v1",
+        "generator": "mtaffect synthetic v2",
         "config": {k: v for k, v in asdict(config).items() if k != "workers"},
         "size": asdict(config.spec()),
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},
@@ -691,8 +698,16 @@ def _results(jobs, config: SynthConfig, out: Path):
     args = [(j, config, str(out)) for j in jobs]
     workers = max(1, int(config.workers))
     if workers == 1 or len(jobs) == 1:
-        for a in args:
-            yield run_job(a)
+        # Render here as a worker would, with one OpenCV thread: the images are small, and
+        # OpenCV's threads cost more CPU than they save on them. The caller's setting is
+        # restored afterwards.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for a in args:
+                yield run_job(a)
+        finally:
+            cv2.setNumThreads(threads)
         return
     # A fork server, not plain fork: forking a process whose torch/OpenMP threads already
     # ran deadlocks the children (seen in the test suite). The server imports the heavy

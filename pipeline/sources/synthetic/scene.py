@@ -9,6 +9,7 @@ occluders and lighting changes (0 = clean frontal faces).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import cv2
@@ -159,7 +160,14 @@ def tone_lut(look: Look, brightness: float = 1.0) -> np.ndarray:
 
 class Grain:
     """Sensor noise for one video: a few precomputed noise fields, a random one per frame
-    at a random offset (drawing fresh Gaussian noise per frame costs more than rendering)."""
+    at a random offset (drawing fresh Gaussian noise per frame costs more than rendering).
+
+    The noise is round(N(0, sd)) per pixel and channel, drawn by looking up uniform 16-bit
+    codes in an inverse-CDF table (rounded_normal_table): the same distribution as rounding
+    normal deviates, at a third of the cost. Each field is kept as two uint8 images, its
+    positive and its negative part: adding one and subtracting the other, both saturating,
+    gives exactly clip(img + noise, 0, 255) (one of the two is 0 at every pixel), five
+    times faster than adding int16 noise."""
 
     MARGIN = 16
 
@@ -168,15 +176,34 @@ class Grain:
         self.sd = float(sd)
         self.h, self.w = h, w
         if self.sd > 0.2:
-            self.bank = np.round(rng.standard_normal((fields, h + m, w + m, 3)) * sd).astype(np.int16)
+            noise = rounded_normal_table(self.sd)
+            codes = rng.integers(0, len(noise), (fields, h + m, w + m, 3), dtype=np.uint16)
+            self.up = np.clip(noise, 0, 255).astype(np.uint8)[codes]
+            self.down = np.clip(-noise, 0, 255).astype(np.uint8)[codes]
 
     def add(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if self.sd <= 0.2:
             return img
         h, w = img.shape[:2]
-        i = int(rng.integers(len(self.bank)))
+        i = int(rng.integers(len(self.up)))
         dy, dx = (int(v) for v in rng.integers(0, self.MARGIN, 2))
-        return cv2.add(img, self.bank[i, dy:dy + h, dx:dx + w], dtype=cv2.CV_8U)
+        out = cv2.add(img, self.up[i, dy:dy + h, dx:dx + w])
+        return cv2.subtract(out, self.down[i, dy:dy + h, dx:dx + w], dst=out)
+
+
+def rounded_normal_table(sd: float, bits: int = 16) -> np.ndarray:
+    """round(N(0, sd)) as a table of 2^bits equally likely integers (int64).
+
+    Integer k fills a share of the table equal to P(round(N(0, sd)) = k) = P(k - 0.5 <
+    N(0, sd) < k + 0.5), to the nearest 1 / 2^bits: a uniform random index into it is a
+    rounded normal deviate (tails beyond about 4.3 sd, probability < 2^-16, are cut)."""
+    n = 1 << bits
+    k_max = int(math.ceil(8 * sd)) + 1
+    ks = np.arange(-k_max, k_max + 1)
+    cdf = np.array([0.5 * (1 + math.erf((k + 0.5) / (sd * math.sqrt(2)))) for k in ks])  # P(N < k + 0.5)
+    ends = np.minimum(np.round(cdf * n).astype(np.int64), n)
+    ends[-1] = n
+    return np.repeat(ks, np.diff(ends, prepend=0))
 
 
 def develop(frame: np.ndarray, look: Look, rng: np.random.Generator, brightness: float = 1.0,
