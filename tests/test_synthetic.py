@@ -405,17 +405,28 @@ def test_larger_sizes_plan_without_rendering():
 def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from pipeline.sources.synthetic import writers
+    from pipeline.sources.synthetic.generate import SynthConfig, generate
+    from pipeline.store import PARQUET_OPTIONS
 
-    monkeypatch.setattr(writers, "ROW_GROUP", 100)
-    w = writers.GroundTruthWriter(tmp_path / "gt.parquet")
-    for n in (70, 70, 95):
-        cols = {f.name: (["x"] * n if f.type == "string" else np.zeros(n, f.type.to_pandas_dtype()))
-                for f in writers.GROUND_TRUTH_SCHEMA}
-        w.add(cols)
-    assert w.close() == 235
-    meta = pq.ParquetFile(tmp_path / "gt.parquet").metadata
-    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [100, 100, 35]
+    monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 100)
+    report = generate(tmp_path, SynthConfig(size="tiny", seed=0, workers=1), progress=False)
+    meta = pq.ParquetFile(tmp_path / "ground_truth.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(sizes) == report["rows"] == 913
+    assert sizes == [100] * 9 + [13]
+
+
+def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
+    from pipeline.sources.synthetic import generate as gen
+
+    def broken(job, cfg, root):
+        raise RuntimeError("renderer broke")
+
+    monkeypatch.setitem(gen.RUNNERS, "disfa", broken)  # workers=1: runs in this process
+    with pytest.raises(RuntimeError, match="renderer broke"):
+        gen.generate(tmp_path, gen.SynthConfig(size="tiny", seed=0, workers=1), progress=False)
+    assert not (tmp_path / "ground_truth.parquet").exists()
+    assert not list(tmp_path.glob(".ground_truth.parquet*"))
 
 
 # --- pictures and the detector ---------------------------------------------------------------

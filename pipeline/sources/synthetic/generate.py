@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from pipeline.labels import AU_NAMES, DISFA_AUS
+from pipeline.store import FrameTableWriter
 
 from . import writers
 from .episodes import N_EXPR, Track, expression_shares, person_track, smooth_noise, still_labels
@@ -654,7 +655,8 @@ def generate(out: str | Path, config: SynthConfig, progress: bool = True) -> dic
     for s in SOURCES:
         (out / s).mkdir()
     stats = {s: {"frames": 0, "faces": 0, "bytes": 0, "seconds": 0.0} for s in SOURCES}
-    gt = writers.GroundTruthWriter(out / "ground_truth.parquet")
+    # Fixed row groups, streamed: memory stays flat; renamed into place only when complete.
+    gt = FrameTableWriter(out / "ground_truth.parquet", schema=writers.GROUND_TRUTH_SCHEMA)
     expw_lines: list[str] = []
     total = sum(j.frames or len(j.images) for j in jobs)
     t0 = time.perf_counter()
@@ -670,8 +672,10 @@ def generate(out: str | Path, config: SynthConfig, progress: bool = True) -> dic
             stats[s]["seconds"] += res["seconds"]
             bar.update(res["frames"])
         bar.close()
-    finally:
-        rows = gt.close()
+    except BaseException:
+        gt.abort()
+        raise
+    rows = gt.close()
     label_dir = out / "expw" / "label"
     label_dir.mkdir(parents=True, exist_ok=True)
     text = "\n".join(expw_lines) + "\n"

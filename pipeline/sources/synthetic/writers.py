@@ -1,5 +1,5 @@
-"""Write the four datasets' files exactly as they ship (docs: shared/docs/formats.md), and the
-ground-truth table, all byte-reproducibly.
+"""Write the four datasets' files exactly as they ship (docs: shared/docs/formats.md), all
+byte-reproducibly, and define the ground-truth table (streamed by ``store.FrameTableWriter``).
 
 Reproducible means: no time stamps, no host names, fixed encoder settings, fixed number
 formatting, fixed row order. Videos are MJPG in AVI, written here (JPEG frames from
@@ -15,7 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES
 
@@ -217,43 +216,3 @@ GROUND_TRUTH_SCHEMA = pa.schema(
     ]
 )
 
-#: Fixed writer settings: the bytes depend on the rows only.
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True,
-                       data_page_version="2.0", version="2.6")
-ROW_GROUP = 65536
-
-
-
-class GroundTruthWriter:
-    """Streams row batches into one Parquet file in fixed-size row groups (memory stays flat)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.writer = pq.ParquetWriter(str(self.tmp), GROUND_TRUTH_SCHEMA, **PARQUET_OPTIONS)
-        self.pending: list[pa.Table] = []
-        self.n_pending = 0
-        self.rows = 0
-
-    def add(self, columns: dict) -> None:
-        table = pa.table({f.name: pa.array(columns[f.name], type=f.type) for f in GROUND_TRUTH_SCHEMA},
-                         schema=GROUND_TRUTH_SCHEMA)
-        self.pending.append(table)
-        self.n_pending += len(table)
-        self.rows += len(table)
-        while self.n_pending >= ROW_GROUP:
-            self._flush(ROW_GROUP)
-
-    def _flush(self, n: int) -> None:
-        table = pa.concat_tables(self.pending).combine_chunks()
-        self.writer.write_table(table.slice(0, n), row_group_size=ROW_GROUP)
-        rest = table.slice(n)
-        self.pending = [rest] if len(rest) else []
-        self.n_pending = len(rest)
-
-    def close(self) -> int:
-        if self.n_pending:
-            self._flush(self.n_pending)
-        self.writer.close()
-        self.tmp.replace(self.path)
-        return self.rows
