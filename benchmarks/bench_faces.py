@@ -32,6 +32,7 @@ import torch
 from skimage import data as skimage_data
 
 from pipeline import faces as F
+from pipeline.align import align_face
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 N_FRAMES = 300
@@ -144,7 +145,7 @@ def _end_to_end(path: Path, detector: F.FaceDetector, block_size: int, chunk: in
         t2 = time.perf_counter()
         for i, (frame, det) in enumerate(zip(batch, detections)):
             if det is not None:
-                store[i] = F.align_face(frame, det.landmarks)
+                store[i] = align_face(frame, det.landmarks)
                 faces += 1
         t3 = time.perf_counter()
         frames += len(batch)

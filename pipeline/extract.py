@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from pipeline import align
 from pipeline import faces as F
 from pipeline.config import ExtractParams
 from pipeline.labels import AU_NAMES
@@ -160,14 +161,14 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
                     emit(row, image)
                 elif job.mode == "landmarks":
-                    emit(row, F.align_face(image, job.landmarks[row], size, scale), job.landmarks[row])
+                    emit(row, align.align_face(image, job.landmarks[row], size, scale), job.landmarks[row])
                 else:  # boxes: refine landmarks inside the given box, else derive them from it
                     box = job.boxes[row]
                     points = F.refine_in_box(image, box, get_detector())
                     score = 1.0 if points is not None else np.nan
                     if points is None:
-                        points = F.landmarks5_from_box(box)
-                    emit(row, F.align_face(image, points, size, scale), points, score)
+                        points = align.landmarks5_from_box(box)
+                    emit(row, align.align_face(image, points, size, scale), points, score)
     return res
 
 
@@ -176,7 +177,7 @@ def _emit_detections(rows, frames, detections, params, res, emit) -> None:
         if det is None or det.prob < params.min_prob:
             res.frames_without_face += 1
             continue
-        emit(row, F.align_face(frame, det.landmarks, params.size, params.template_scale), det.landmarks, det.prob)
+        emit(row, align.align_face(frame, det.landmarks, params.size, params.template_scale), det.landmarks, det.prob)
 
 
 def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
@@ -272,7 +273,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     out.mkdir(parents=True)
     tmpdir = tempfile.mkdtemp(prefix=".extract-", dir=out)
     attrs = {
-        "size": params.size, "template": json.dumps(F.template_points(params.size, params.template_scale).tolist()),
+        "size": params.size, "template": json.dumps(align.template_points(params.size, params.template_scale).tolist()),
         "template_scale": params.template_scale, "detector": "facenet-pytorch MTCNN",
         "format_version": FORMAT_VERSION, "source": name,
     }

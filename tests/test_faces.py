@@ -1,4 +1,4 @@
-"""Tests of pipeline.faces: geometry exactly, MTCNN on a real photo (skimage's astronaut,
+"""Tests of pipeline.faces: MTCNN on a real photo (skimage's astronaut,
 shipped with scikit-image, no download), tracking against full-frame detection."""
 from __future__ import annotations
 
@@ -6,107 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
+from pipeline import align as A
 from pipeline import faces as F
 
 skimage_data = pytest.importorskip("skimage.data")
-
-
-# --- geometry -------------------------------------------------------------------------
-
-
-def similarity(angle_deg: float, scale: float, tx: float, ty: float) -> np.ndarray:
-    a = np.deg2rad(angle_deg)
-    return np.array([[scale * np.cos(a), -scale * np.sin(a), tx],
-                     [scale * np.sin(a), scale * np.cos(a), ty]])
-
-
-def test_similarity_transform_recovers_a_known_transform_exactly():
-    truth = similarity(23.0, 1.7, -12.5, 40.25)
-    src = F.ARCFACE_TEMPLATE_112 * 3 + [5.0, -7.0]
-    dst = F.apply_transform(truth, src)
-    assert np.allclose(F.similarity_transform(src, dst), truth, rtol=0, atol=1e-9)
-
-
-def test_similarity_transform_never_mirrors():
-    src = F.ARCFACE_TEMPLATE_112
-    mirrored = src * [-1.0, 1.0]
-    m = F.similarity_transform(src, mirrored)
-    assert np.linalg.det(m[:, :2]) > 0
-
-
-def test_similarity_transform_rejects_coincident_points():
-    with pytest.raises(ValueError, match="coincide"):
-        F.similarity_transform(np.ones((5, 2)), F.ARCFACE_TEMPLATE_112)
-
-
-def test_template_scale_shrinks_around_the_crop_centre_and_resizes_on_pixel_centres():
-    assert np.array_equal(F.template_points(), F.ARCFACE_TEMPLATE_112)
-    half = F.template_points(112, 0.5)
-    assert np.allclose(half - 55.5, 0.5 * (F.ARCFACE_TEMPLATE_112 - 55.5))
-    assert np.allclose(F.template_points(224), (F.ARCFACE_TEMPLATE_112 + 0.5) * 2 - 0.5)
-
-
-def test_align_face_puts_the_landmarks_on_the_template():
-    # A synthetic image with five bright dots at known, rotated and scaled positions: after
-    # alignment each dot's centroid must sit on its template point.
-    truth = similarity(-15.0, 2.5, 60.0, 30.0)
-    dots = F.apply_transform(truth, F.ARCFACE_TEMPLATE_112)
-    image = np.zeros((420, 420, 3), np.uint8)
-    for x, y in dots:
-        cv2.circle(image, (int(round(x * 16)), int(round(y * 16))), 5 * 16, (255, 255, 255), -1,
-                   lineType=cv2.LINE_AA, shift=4)
-    crop = F.align_face(image, dots)
-    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
-    gray = crop[..., 0].astype(np.float64)
-    for tx, ty in F.ARCFACE_TEMPLATE_112:
-        x0, y0 = int(tx) - 5, int(ty) - 5
-        patch = gray[y0:y0 + 11, x0:x0 + 11]
-        ys, xs = np.mgrid[y0:y0 + 11, x0:x0 + 11]
-        centroid = np.array([(xs * patch).sum(), (ys * patch).sum()]) / patch.sum()
-        assert np.allclose(centroid, [tx, ty], atol=0.15)
-
-
-def test_align_face_antialiases_big_faces_and_keeps_the_geometry():
-    # A face 8x larger than the crop goes through the INTER_AREA shrink: a fine
-    # checkerboard must average to grey (a bare bilinear warp would alias it into stripes),
-    # and the five points must still land on the template.
-    dots = F.ARCFACE_TEMPLATE_112 * 8
-    board = ((np.indices((900, 900)).sum(axis=0) % 2) * 255).astype(np.uint8)
-    image = np.repeat(board[..., None], 3, axis=2)
-    crop = F.align_face(image, dots)
-    assert abs(crop[20:90, 20:90].astype(float).mean() - 127.5) < 2
-    assert crop[20:90, 20:90].std() < 3
-    m = F.similarity_transform(dots, F.template_points())
-    assert np.sqrt(np.linalg.det(m[:, :2])) == pytest.approx(1 / 8)
-
-
-def test_align_face_fills_outside_the_image_with_black():
-    image = np.full((60, 60, 3), 200, np.uint8)
-    crop = F.align_face(image, F.ARCFACE_TEMPLATE_112 * 0.5 + 40)  # face near the corner
-    assert (crop[-1, -1] == 0).all() and (crop[0, 0] == 200).all()
-
-
-def test_landmarks5_from_68_uses_the_ibug_points():
-    points = np.zeros((68, 2))
-    points[36:42] = [[10, 20], [12, 18], [14, 18], [16, 20], [14, 22], [12, 22]]  # mean (13, 20)
-    points[42:48] = points[36:42] + [30, 2]                                     # mean (43, 22)
-    points[30] = [28, 40]
-    points[48] = [15, 55]
-    points[54] = [41, 56]
-    points[27:30] = 999  # neighbours that must not leak in
-    points[49:54] = 999
-    expected = [[13, 20], [43, 22], [28, 40], [15, 55], [41, 56]]
-    assert np.allclose(F.landmarks5_from_68(points), expected)
-    with pytest.raises(ValueError):
-        F.landmarks5_from_68(points[:67])
-
-
-def test_landmarks5_from_box_scales_with_the_box():
-    unit = F.landmarks5_from_box([0, 0, 1, 1])
-    assert np.allclose(unit, F.BOX_LANDMARK_FRACTIONS)
-    moved = F.landmarks5_from_box([100, 50, 300, 300])
-    assert np.allclose(moved, [100, 50] + F.BOX_LANDMARK_FRACTIONS * [200, 250])
-    assert moved[0, 0] < moved[2, 0] < moved[1, 0] and moved[0, 1] < moved[2, 1] < moved[3, 1]
 
 
 def centroid(gray: np.ndarray) -> np.ndarray:
@@ -125,7 +28,7 @@ def test_square_window_cuts_and_maps_back_to_frame_pixels(box):
     assert (window.x0 + 50, window.y0 + 50) == ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
     crop = window.cut(frame)
     assert crop.shape == (128, 128, 3)
-    found = F.apply_transform(window.to_frame(), centroid(crop[..., 0].astype(float)))
+    found = A.apply_transform(window.to_frame(), centroid(crop[..., 0].astype(float)))
     assert np.allclose(found, dot, atol=0.1)
     assert not F.SquareWindow(-300, -300, 100, 64).cut(frame).any()  # wholly off-frame: black
 
@@ -223,12 +126,12 @@ def test_aligned_face_redetects_where_the_alignment_put_its_landmarks(detector, 
     """
     image = astronaut[:, ::-1].copy() if mirror else astronaut
     found = detector.detect([image])[0].pick()
-    matrix = F.similarity_transform(found.landmarks, F.template_points())
-    placed = F.apply_transform(matrix, found.landmarks)
-    residual = np.linalg.norm(placed - F.template_points(), axis=1)
+    matrix = A.similarity_transform(found.landmarks, A.template_points())
+    placed = A.apply_transform(matrix, found.landmarks)
+    residual = np.linalg.norm(placed - A.template_points(), axis=1)
     assert residual.max() < 8.0 and residual[:2].max() < 3.5
 
-    crop = F.align_face(image, found.landmarks)
+    crop = A.align_face(image, found.landmarks)
     # MTCNN's box reaches beyond the tight 112 crop (forehead, chin): on the bare crop
     # its landmarks jump by up to 8 px between nearby settings. A black border of half
     # the crop on every side gives it the room it has in a real frame.
@@ -331,7 +234,7 @@ class ScriptedDetector:
 
 
 def faces_at(box: list[float], prob: float = 0.99) -> F.FrameFaces:
-    landmarks = F.landmarks5_from_box(box)[None]
+    landmarks = A.landmarks5_from_box(box)[None]
     return F.FrameFaces(np.array([box], float), np.array([prob]), landmarks)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.faces import landmarks5_from_68
+from pipeline.align import landmarks5_from_68
 from pipeline.labels import afewva_to_va
 from pipeline.sources.base import Job, Problems, SourceRead
 

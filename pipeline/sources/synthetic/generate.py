@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.align import align_face
 from pipeline.labels import AU_NAMES, DISFA_AUS
 from pipeline.store import FrameTableWriter
 
@@ -372,8 +373,6 @@ CROP_QUALITY = 90
 
 
 def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
-    from pipeline.faces import align_face  # torch-heavy import: only where crops are made
-
     rng = job_rng(cfg, job)
     n, w, h = job.frames, job.width, job.height
     look = source_look("affwild2", cfg.domain_shift)
@@ -717,7 +716,7 @@ def _results(jobs, config: SynthConfig, out: Path):
     # ran deadlocks the children (seen in the test suite). The server imports the heavy
     # modules once and forks the workers from that clean state. Results keep plan order.
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.sources.synthetic.generate", "pipeline.faces"])
+    ctx.set_forkserver_preload(["pipeline.sources.synthetic.generate"])
     with ctx.Pool(workers, initializer=_worker_init) as pool:
         yield from pool.imap(run_job, args, chunksize=1)
 
