@@ -197,7 +197,16 @@ def whole_table_indexes(faces_dir, p):
     return {"train_AU": au, "train_EXPR": ex, "train_VA": va, "val": f[val & (f.source == "affwild2")]}
 
 
-def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, monkeypatch):
+OTHER_SELECTIONS = [
+    {},
+    # no Aff-Wild2 in the EXPR and VA sets; other downsampling steps
+    {"expr_sources": ["expw"], "va_sources": ["afewva"], "au_sources": ["disfa", "affwild2"]},
+    {"expr_downsample": {"Happiness": 3, "Surprise": 4}, "va_downsample": 2},
+]
+
+
+@pytest.mark.parametrize("selection", OTHER_SELECTIONS)
+def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, monkeypatch, selection):
     """Read batch by batch and written row group by row group, the indexes have the bytes
     of the whole-table computation written at once, even when batches and row groups cut
     across sources, selected runs and the dropped (overlapping) video."""
@@ -205,7 +214,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
                 videos=1)  # validation video "v0" is also a training video: dropped from training
     monkeypatch.setattr("pipeline.build.READ_BATCH", 7)  # pieces of one row occur
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
-    p = BuildParams(au_balance=False, expr_balance=False, va_balance=False)
+    p = BuildParams(au_balance=False, expr_balance=False, va_balance=False, **selection)
     build(faces_dir, tmp_path / "streamed", p)
     expected = whole_table_indexes(faces_dir, p)
     assert "v0" in set(expected["val"].video) and "v0" not in set(expected["train_AU"].video)
@@ -217,7 +226,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     assert pq.ParquetFile(tmp_path / "streamed" / "train_AU.parquet").metadata.num_row_groups > 1
 
     # Balancing changes the weights only: the same rows, in the same order.
-    build(faces_dir, tmp_path / "balanced", BuildParams())
+    build(faces_dir, tmp_path / "balanced", BuildParams(**selection))
     for name, rows in expected.items():
         got = pd.read_parquet(tmp_path / "balanced" / f"{name}.parquet")
         pd.testing.assert_frame_equal(got.drop(columns="weight"), rows[INDEX_COLUMNS].reset_index(drop=True))
