@@ -72,7 +72,11 @@ def code_dtype(n_labels: int) -> np.dtype:
 
 def positive_codes(labels) -> np.ndarray:
     """Each row's set of positive labels as a bit mask, [N] of ``code_dtype(L)``."""
-    y = _check_multilabel(labels)
+    return _codes(_check_multilabel(labels))
+
+
+def _codes(y: np.ndarray) -> np.ndarray:
+    """``positive_codes`` of an already checked label matrix."""
     dtype = code_dtype(y.shape[1])
     codes = np.zeros(len(y), dtype)
     for j in range(y.shape[1]):  # column by column: no [N, L] temporary
@@ -109,7 +113,7 @@ def irlbl(labels, names: Sequence[str] | None = None) -> np.ndarray:
     ``names`` only makes that message readable (e.g. ``labels.AU_NAMES``).
     """
     y = _check_multilabel(labels)
-    return irlbl_from_counts(label_counts(positive_codes(y), y.shape[1]), names)
+    return irlbl_from_counts(label_counts(_codes(y), y.shape[1]), names)
 
 
 def irlbl_weighted(labels, multiplicity, names: Sequence[str] | None = None) -> np.ndarray:
@@ -118,7 +122,7 @@ def irlbl_weighted(labels, multiplicity, names: Sequence[str] | None = None) -> 
     m = np.asarray(multiplicity, dtype=np.float64)
     if m.shape != (len(y),) or np.any(m < 0) or not np.all(np.isfinite(m)):
         raise ValueError(f"multiplicity must be {len(y)} finite values >= 0, got shape {m.shape}")
-    return irlbl_from_counts(label_counts(positive_codes(y), y.shape[1], m), names)
+    return irlbl_from_counts(label_counts(_codes(y), y.shape[1], m), names)
 
 
 def mean_ir(labels, names: Sequence[str] | None = None) -> float:
@@ -197,7 +201,7 @@ def ml_ros(
     from the seeded generator in blocks, so the per-clone work is a few Python operations.
     """
     y = _check_multilabel(labels)
-    return ml_ros_codes(positive_codes(y), y.shape[1], budget_pct=budget_pct, mean_ir=mean_ir, seed=seed,
+    return ml_ros_codes(_codes(y), y.shape[1], budget_pct=budget_pct, mean_ir=mean_ir, seed=seed,
                         weights=weights, names=names)
 
 

@@ -368,6 +368,7 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
     au_at = 0
     try:
         for _source, batch, s in selections(files, sources, Selector(p, splits), [*INDEX_COLUMNS, "split"]):
+            indexed = batch.select(INDEX_COLUMNS)
             for o in OUTPUTS:
                 rows = np.flatnonzero(s.masks[o])
                 if len(rows) == 0:
@@ -381,7 +382,7 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
                     weight = weights.va_cell[s.va_cell]
                 else:
                     weight = np.ones(len(rows))
-                picked = batch.select(INDEX_COLUMNS).take(pa.array(rows))
+                picked = indexed.take(pa.array(rows))
                 writers[o].add({**dict(zip(picked.schema.names, picked.columns)), "weight": weight})
     except BaseException:
         for writer in writers.values():
