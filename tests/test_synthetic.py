@@ -368,6 +368,67 @@ def file_hashes(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+# --- the camera model -------------------------------------------------------------------------
+
+
+def test_tone_lut_is_brightness_gamma_and_contrast():
+    from pipeline.sources.synthetic.scene import Look, tone_lut
+
+    assert np.array_equal(tone_lut(Look(gamma=1.0, contrast=1.0)).ravel(), np.arange(256))
+    lut = tone_lut(Look(gamma=2.0, contrast=1.5), brightness=1.2).ravel()
+    for x in (0, 40, 100, 200, 255):
+        y = min(1.0, x / 255 * 1.2) ** 2.0  # brightness, then gamma
+        y = (y - 0.5) * 1.5 + 0.5  # contrast about mid-grey
+        assert lut[x] == int(np.clip(y * 255 + 0.5, 0, 255)), x
+
+
+def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
+    from pipeline.sources.synthetic.scene import Look, colour_matrix
+
+    pixels = np.array([[[0, 0, 0], [255, 255, 255], [30, 90, 200], [180, 120, 60]]], np.uint8)
+    neutral = Look(gain=(1, 1, 1), saturation=1.0, shadow_tint=(0, 0, 0))
+    assert np.array_equal(cv2.transform(pixels, colour_matrix(neutral)), pixels)
+
+    look = Look(gain=(0.9, 1.0, 1.1), saturation=0.5, shadow_tint=(20.0, 10.0, -6.0))
+    got = cv2.transform(pixels, colour_matrix(look)).astype(float)
+    for (b, g, r), out in zip(pixels[0].astype(float), got[0]):
+        luma = 0.114 * b + 0.587 * g + 0.299 * r  # BGR order, as cv2's BGR2GRAY
+        for c, (x, gain, tint) in enumerate(zip((b, g, r), look.gain, look.shadow_tint)):
+            want = gain * (0.5 * x + 0.5 * luma) + tint * (1 - luma / 255)
+            assert abs(out[c] - np.clip(want, 0, 255)) <= 1, (b, g, r, c)
+    # Full tint on black, none on white.
+    assert list(got[0, 0]) == [20, 10, 0] and list(got[0, 1]) == [229, 255, 255]
+
+
+def test_gaussian_blur_reaches_two_sigmas():
+    from pipeline.sources.synthetic.face import gaussian_blur
+
+    img = np.random.default_rng(0).uniform(0, 255, (40, 50)).astype(np.float32)
+    for sigma in (0.3, 0.45, 1.0, 1.7):
+        r = int(np.ceil(2 * sigma))
+        w = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma**2))
+        w /= w.sum()
+        rows = sum(w[i] * img[:, i:img.shape[1] - 2 * r + i] for i in range(2 * r + 1))
+        want = sum(w[i] * rows[i:img.shape[0] - 2 * r + i] for i in range(2 * r + 1))
+        got = gaussian_blur(img, sigma)[r:-r, r:-r]  # the interior: no border rule involved
+        assert np.allclose(got, want, atol=1e-3), sigma
+
+
+def test_grain_bank_depends_only_on_its_key():
+    from pipeline.sources.synthetic.generate import grain_bank
+
+    a = grain_bank(0, "disfa", 24, 32, 2.0)
+    assert grain_bank(0, "disfa", 24, 32, 2.0) is a  # shared by the jobs of a process
+    grain_bank.cache_clear()
+    again = grain_bank(0, "disfa", 24, 32, 2.0)  # as another worker process draws it
+    assert again is not a and np.array_equal(again.up, a.up) and np.array_equal(again.down, a.down)
+    other = grain_bank(1, "disfa", 24, 32, 2.0)
+    assert not np.array_equal(other.up, a.up)
+    # Zero mean, the configured spread: up - down is the signed noise.
+    noise = a.up.astype(int) - a.down.astype(int)
+    assert abs(noise.mean()) < 0.05 and abs(noise.std() - 2.0) < 0.1
+
+
 def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
     from pipeline.sources.synthetic.generate import SynthConfig, generate
 

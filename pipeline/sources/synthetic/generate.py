@@ -19,6 +19,7 @@ flat at any size.
 """
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import shutil
@@ -220,10 +221,16 @@ def job_rng(config: SynthConfig, job: Job) -> np.random.Generator:
     return np.random.default_rng([config.seed, SOURCE_IDS[job.source], job.index])
 
 
-def grain_rng(config: SynthConfig, job: Job) -> np.random.Generator:
-    """The job's sensor-noise fields get their own stream: how they are drawn (millions of
-    numbers) never shifts the job's other draws, labels and label noise included."""
-    return np.random.default_rng([config.seed, SOURCE_IDS[job.source], job.index, 1])
+@functools.lru_cache(maxsize=8)
+def grain_bank(seed: int, source: str, h: int, w: int, sd: float) -> Grain:
+    """The sensor noise of a source's frames of one size, shared by its jobs.
+
+    Drawing the noise fields (millions of numbers) per video cost more than rendering a
+    short one; each frame still picks a random field at a random offset. The bank has its
+    own random stream, seeded by what it depends on only, so it is the same in every
+    worker process and never shifts a job's other draws (labels and label noise included).
+    """
+    return Grain(np.random.default_rng([seed, SOURCE_IDS[source], h, w, 1]), h, w, sd)
 
 
 # --- per-face ground truth ------------------------------------------------------------------
@@ -392,7 +399,7 @@ def run_affwild2(job: Job, cfg: SynthConfig, root: Path) -> dict:
             poses = pose_track(rng, n, h, w, POSE_RANGES["affwild2"], cfg.difficulty)
         people.append((ident, track, poses))
     nu = nuisances(rng, n, job.people, cfg.difficulty, look, invisible_rate=0.025, occluder_rate=0.06)
-    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
+    grain = grain_bank(cfg.seed, job.source, h, w, look.grain * cfg.difficulty)
 
     stems = [job.name] if job.people == 1 else [f"{job.name}_left", f"{job.name}_right"]
     crops = [root / "cropped_aligned" / s for s in stems]
@@ -481,7 +488,7 @@ def run_disfa(job: Job, cfg: SynthConfig, root: Path) -> dict:
     video = writers.VideoFile(root / "Videos_LeftCamera" / f"LeftVideo{job.name}_comp.avi", w, h, look.jpeg)
     geoms = []
     blur = look.blur * cfg.difficulty
-    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
+    grain = grain_bank(cfg.seed, job.source, h, w, look.grain * cfg.difficulty)
     for t in range(n):
         img = bg.copy()
         geoms.append(render_face(img, ident, track.aus[t], poses[t], light=light))
@@ -528,7 +535,7 @@ def run_expw(job: Job, cfg: SynthConfig, root: Path) -> dict:
     d = cfg.difficulty
     lines, parts, nbytes, face = [], [], 0, 0
     big = max(max(wh) for wh in EXPW_SIZES)
-    grain = Grain(grain_rng(cfg, job), big, big, look.grain * d)
+    grain = grain_bank(cfg.seed, job.source, big, big, look.grain * d)
     for name, k in zip(job.images, counts):
         w, h = EXPW_SIZES[int(rng.integers(len(EXPW_SIZES)))]
         img = background(rng, h, w, look.background)
@@ -587,7 +594,7 @@ def run_afewva(job: Job, cfg: SynthConfig, root: Path) -> dict:
     poses = pose_track(rng, n, h, w, POSE_RANGES["afewva"], cfg.difficulty)
     nu = nuisances(rng, n, 1, cfg.difficulty, look, invisible_rate=0.0, occluder_rate=0.03)
     light = np.array([rng.choice([-1, 1]) * rng.uniform(0.6, 1), rng.uniform(-0.6, 0.2)])  # side light
-    grain = Grain(grain_rng(cfg, job), h, w, look.grain * cfg.difficulty)
+    grain = grain_bank(cfg.seed, job.source, h, w, look.grain * cfg.difficulty)
     folder = root / job.folder / job.name
     folder.mkdir(parents=True, exist_ok=True)
     geoms, frames_json, nbytes = [], {}, 0
@@ -682,7 +689,7 @@ def generate(out: str | Path, config: SynthConfig, progress: bool = True) -> dic
     stats["expw"]["bytes"] += len(text)
     seconds = time.perf_counter() - t0
     manifest = {
-        "generator": "mtaffect synthetic v2",
+        "generator": "mtaffect synthetic v3",
         "config": {k: v for k, v in asdict(config).items() if k != "workers"},
         "size": asdict(config.spec()),
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from .episodes import smooth_noise
-from .face import Pose
+from .face import Pose, gaussian_blur
 
 
 @dataclass(frozen=True)
@@ -76,17 +76,22 @@ def source_look(source: str, domain_shift: float) -> Look:
 # --- backgrounds ------------------------------------------------------------------------
 
 
-def _cloud(rng, h, w, cells, amp, colour: float = 0.25) -> np.ndarray:
-    """Smooth random texture: a small random grid resized up (cheap low-frequency noise).
+def _clouds(rng, h, w, layers, colour: float = 0.25) -> np.ndarray:
+    """Smooth random texture (float32 [h, w, 3]): for each (cells, amp) layer, a random
+    grid of one value per ``cells`` pixels, enlarged (cheap low-frequency noise).
 
-    Mostly brightness, with a ``colour`` share of per-channel variation: real walls and
-    foliage vary in shade far more than in hue.
+    The coarser grids are enlarged to the finest one's size and summed there, so the
+    texture costs one full-size resize. Mostly brightness, with a ``colour`` share of
+    per-channel variation: real walls and foliage vary in shade far more than in hue.
     """
-    gh, gw = max(2, h // cells), max(2, w // cells)
-    grey = rng.normal(0, amp, (gh, gw, 1))
-    tint = rng.normal(0, amp * colour, (gh, gw, 3))
-    small = (grey + tint).astype(np.float32)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    grids = []
+    for cells, amp in layers:
+        gh, gw = max(2, h // cells), max(2, w // cells)
+        grids.append(rng.normal(0, amp, (gh, gw, 1)) + rng.normal(0, amp * colour, (gh, gw, 3)))
+    fine = max(grids, key=lambda g: g.size)
+    size = (fine.shape[1], fine.shape[0])
+    total = sum(g if g is fine else cv2.resize(g, size, interpolation=cv2.INTER_CUBIC) for g in grids)
+    return cv2.resize(total.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def _muted(rng, lo=40, hi=200) -> np.ndarray:
@@ -103,10 +108,12 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarra
     full_h, full_w = h, w
     h, w = (h + 1) // 2, (w + 1) // 2
     img = np.empty((h, w, 3), np.float32)
+    if kind == "web":  # web photos: half outdoors, half indoors
+        kind = "outdoor" if rng.random() < 0.5 else "room"
     if kind == "lab":
         base = rng.uniform(35, 75) * np.array([1.05, 1.0, 0.95]) + rng.normal(0, 5, 3)
         img[:] = base
-        img += _cloud(rng, h, w, 40, 4, 0.1) + _cloud(rng, h, w, 8, 2, 0.1)
+        img += _clouds(rng, h, w, ((40, 4), (8, 2)), 0.1)
         img += np.linspace(8, -8, w, dtype=np.float32)[None, :, None]
     elif kind == "outdoor":
         sky = _muted(rng, 140, 230) * np.array([1.15, 1.0, 0.85])
@@ -114,7 +121,7 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarra
         horizon = int(h * rng.uniform(0.3, 0.6))
         img[:horizon] = sky
         img[horizon:] = ground
-        img += _cloud(rng, h, w, 24, 18) + _cloud(rng, h, w, 8, 6)
+        img += _clouds(rng, h, w, ((24, 18), (8, 6)))
         for _ in range(int(rng.integers(2, 6))):  # trees, posts, buildings
             x0 = int(rng.integers(0, w))
             bw = int(rng.integers(w // 20, w // 5))
@@ -128,15 +135,14 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarra
             x0, y0 = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 4, h))
             x1, y1 = x0 + int(rng.integers(w // 10, w // 2)), y0 + int(rng.integers(h // 10, h))
             img[max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = _muted(rng, 25, 230)
-        img += _cloud(rng, h, w, 24, 12) + _cloud(rng, h, w, 8, 4)
+        img += _clouds(rng, h, w, ((24, 12), (8, 4)))
         if kind == "film":
             img *= rng.uniform(0.45, 0.75)
-        if kind == "web" and rng.random() < 0.5:
-            return background(rng, full_h, full_w, "outdoor")
-    # Films keep the background out of focus (and PNG frames small).
+    # Blurred and enlarged in uint8 (a third of the float32 cost). Films keep the
+    # background out of focus (and PNG frames small).
+    img = np.clip(img, 0, 255, out=img).astype(np.uint8)
     img = cv2.GaussianBlur(img, (0, 0), max(0.5, w / 400) * (3.0 if kind == "film" else 1.0))
-    img = cv2.resize(img, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return cv2.resize(img, (full_w, full_h), interpolation=cv2.INTER_LINEAR)
 
 
 def vignette_mask(h: int, w: int, strength: float) -> np.ndarray:
@@ -150,12 +156,28 @@ def vignette_mask(h: int, w: int, strength: float) -> np.ndarray:
 
 
 def tone_lut(look: Look, brightness: float = 1.0) -> np.ndarray:
-    """One 256-entry lookup table per channel: gain, brightness, gamma and contrast."""
-    x = np.arange(256, dtype=np.float64)[:, None] / 255.0
-    y = np.clip(x * np.asarray(look.gain)[None, :] * brightness, 0, 1) ** look.gamma
+    """The tone curve as a 256-entry table shared by the three channels (uint8 [256, 1]):
+    brightness, gamma and contrast. One table for all channels lets cv2.LUT treat the
+    image as one wide grey plane, twice as fast as a table per channel."""
+    x = np.arange(256, dtype=np.float64) / 255.0
+    y = np.clip(x * brightness, 0, 1) ** look.gamma
     y = (y - 0.5) * look.contrast + 0.5
-    y = y + np.asarray(look.shadow_tint)[None, :] / 255.0 * (1 - x) ** 2  # teal shadows, warm lights
-    return np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8).reshape(256, 1, 3)
+    return np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8).reshape(256, 1)
+
+
+#: BT.601 luma weights in BGR order, as cv2.cvtColor(BGR2GRAY) uses.
+LUMA = np.array([0.114, 0.587, 0.299])
+
+
+def colour_matrix(look: Look) -> np.ndarray:
+    """The colour grade as one affine map of BGR values (float32 [3, 4], for cv2.transform):
+    saturation (a mix with the luma), the colour cast (a gain per channel) and the shadow
+    tint (an offset per channel that fades linearly to nothing at white)."""
+    s = look.saturation
+    m = np.diag(look.gain) @ (s * np.eye(3) + (1 - s) * LUMA[None, :])
+    tint = np.asarray(look.shadow_tint, np.float64)
+    # + tint * (1 - luma / 255): the offset column, and -tint x luma / 255 in the matrix.
+    return np.hstack([m - np.outer(tint, LUMA) / 255.0, tint[:, None]]).astype(np.float32)
 
 
 class Grain:
@@ -208,11 +230,10 @@ def rounded_normal_table(sd: float, bits: int = 16) -> np.ndarray:
 
 def develop(frame: np.ndarray, look: Look, rng: np.random.Generator, brightness: float = 1.0,
             blur: float = 0.0, motion: float = 0.0, grain: Grain | None = None) -> np.ndarray:
-    """Turn a rendered scene into a camera frame: tone, saturation, blur, grain (uint8)."""
-    out = cv2.LUT(frame, tone_lut(look, brightness))
-    if abs(look.saturation - 1.0) > 1e-3:
-        grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        out = cv2.addWeighted(out, look.saturation, grey, 1.0 - look.saturation, 0)
+    """Turn a rendered scene into a camera frame: tone, colour, blur, grain (uint8)."""
+    h, w = frame.shape[:2]
+    out = cv2.LUT(frame.reshape(h, w * 3), tone_lut(look, brightness)).reshape(h, w, 3)
+    out = cv2.transform(out, colour_matrix(look))
     if motion > 0.5:
         k = int(2 * round(motion) + 1)
         kernel = np.zeros((k, k), np.float32)
@@ -222,7 +243,7 @@ def develop(frame: np.ndarray, look: Look, rng: np.random.Generator, brightness:
         cv2.line(kernel, (int(round(c - dx)), int(round(c - dy))), (int(round(c + dx)), int(round(c + dy))), 1.0, 1)
         out = cv2.filter2D(out, -1, kernel / kernel.sum())
     if blur > 0.15:
-        out = cv2.GaussianBlur(out, (0, 0), blur)
+        out = gaussian_blur(out, blur)
     if grain is not None:
         out = grain.add(out, rng)
     return out
