@@ -13,6 +13,7 @@ header strip says what the columns are.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -22,6 +23,7 @@ from pipeline.labels import EXPR_NAMES
 from .episodes import INTENSITY_GAMMA, prototype_intensities
 from .face import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose, render_face, sample_identity
 from .scene import background
+from .writers import write_png
 
 CELL = 112
 COLUMNS = 8
@@ -62,14 +64,26 @@ def au_row(au: int, ident, rng) -> list[np.ndarray]:
     return cells
 
 
-def source_row(data: Path, source: str, gt) -> list[np.ndarray]:
+GROUND_TRUTH_COLUMNS = ["source", "video", "frame", "face_visible", "box_x1", "box_y1", "box_x2", "box_y2"]
+
+
+def read_ground_truth(data: Path) -> dict[str, np.ndarray]:
+    """The columns the source rows need, as numpy arrays (pyarrow alone: importing pandas
+    would cost a quarter of a second)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(data / "ground_truth.parquet", columns=GROUND_TRUTH_COLUMNS)
+    return {c: table.column(c).to_numpy() for c in GROUND_TRUTH_COLUMNS}
+
+
+def source_row(data: Path, source: str, gt: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Faces in context from the generated files, spread over the source's rows."""
-    rows = gt[(gt["source"] == source) & gt["face_visible"]]
+    rows = np.flatnonzero((gt["source"] == source) & gt["face_visible"])
     if len(rows) == 0:
         return [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
-    picks = rows.iloc[np.linspace(0, len(rows) - 1, COLUMNS).astype(int)]
     cells = []
-    for r in picks.itertuples():
+    for i in rows[np.linspace(0, len(rows) - 1, COLUMNS).astype(int)]:
+        r = SimpleNamespace(**{c: v[i] for c, v in gt.items()})
         frame = read_frame(data, r)
         cells.append(_context_crop(frame, (r.box_x1, r.box_y1, r.box_x2, r.box_y2)))
     return cells
@@ -121,9 +135,7 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) 
         rows.append((f"AU{au} {AU_DESCRIPTIONS[au]}", au_row(au, model, rng)))
     gt = None
     if data is not None and (Path(data) / "ground_truth.parquet").exists():
-        import pandas as pd
-        gt = pd.read_parquet(Path(data) / "ground_truth.parquet",
-                             columns=["source", "video", "frame", "face_visible", "box_x1", "box_y1", "box_x2", "box_y2"])
+        gt = read_ground_truth(Path(data))
     for source in SOURCE_ROWS:
         cells = source_row(Path(data), source, gt) if gt is not None else [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
         rows.append((f"source: {source}", cells))
@@ -140,8 +152,5 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) 
             sheet[y:y + CELL, LABEL_WIDTH + j * CELL: LABEL_WIDTH + (j + 1) * CELL] = cell
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    ok, buf = cv2.imencode(".png", sheet, [cv2.IMWRITE_PNG_COMPRESSION, 6])
-    if not ok:
-        raise OSError(f"{out}: PNG encoding failed")
-    out.write_bytes(buf.tobytes())
+    write_png(out, sheet)
     return out
