@@ -9,6 +9,7 @@ occluders and lighting changes (0 = clean frontal faces).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -169,10 +170,12 @@ def tone_lut(look: Look, brightness: float = 1.0) -> np.ndarray:
 LUMA = np.array([0.114, 0.587, 0.299])
 
 
+@functools.lru_cache(maxsize=16)
 def colour_matrix(look: Look) -> np.ndarray:
     """The colour grade as one affine map of BGR values (float32 [3, 4], for cv2.transform):
     saturation (a mix with the luma), the colour cast (a gain per channel) and the shadow
-    tint (an offset per channel that fades linearly to nothing at white)."""
+    tint (an offset per channel that fades linearly to nothing at white). Cached: a
+    source's look is the same for every frame (the result is only read)."""
     s = look.saturation
     m = np.diag(look.gain) @ (s * np.eye(3) + (1 - s) * LUMA[None, :])
     tint = np.asarray(look.shadow_tint, np.float64)
