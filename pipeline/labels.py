@@ -46,8 +46,15 @@ def va_centres(kind: str = "centres") -> np.ndarray:
 
 
 def va_to_bin(values) -> np.ndarray:
-    """Bin index 0..19 of VA values in [-1, 1]; 1.0 falls in the last bin; NaN gives -1."""
+    """Bin index 0..19 of VA values in [-1, 1]; 1.0 falls in the last bin; NaN gives -1.
+
+    A value outside [-1, 1] is an error, not the nearest bin: it means a reader mapped the
+    labels wrongly (e.g. AFEW-VA's [-10, 10] not divided by 10).
+    """
     v = np.asarray(values, dtype=np.float64)
+    outside = v[np.isfinite(v) & ((v < VA_RANGE[0]) | (v > VA_RANGE[1]))]
+    if len(outside):
+        raise ValueError(f"valence/arousal must lie in [-1, 1], got e.g. {outside[:5]}")
     bins = np.digitize(v, VA_BIN_EDGES) - 1
     bins = np.clip(bins, 0, VA_BINS - 1)
     return np.where(np.isnan(v), -1, bins).astype(np.int64)

@@ -5,8 +5,8 @@ Model outputs are a dict of logits per head: ``{"AU": [B, 8], "EXPR": [B, 7], "V
 convention (``pipeline.labels``): AU int ``[B, 8]`` with 1/0 and -1 unknown, EXPR int ``[B]``
 with -1 unknown, VA float ``[B, 2]`` with NaN unknown. Unknown labels never contribute.
 
-Reductions (the paper sums over instances; we average so that the loss scale does not
-depend on the batch size, which changes nothing else for Adam):
+Reductions (docs/method.md, "Losses"). The paper sums over instances; we average the
+per-instance terms, so their scale does not depend on the batch size:
 
 - AU supervision: BCE summed over the known AUs of an instance, averaged over the
   instances with at least one known AU. Summing over AUs matches Eq. 2; the reference code
@@ -14,8 +14,11 @@ depend on the batch size, which changes nothing else for Adam):
   when all AUs are known, so the default task weights here are all 1.
 - EXPR supervision: cross-entropy averaged over the instances with a known label.
 - VA supervision, per dimension: CE on the 20 bins averaged over the known rows, plus
-  ``1 - CCC`` computed once over those rows (Eq. 9 shares it out as 1/B per instance; summed
-  over a batch, that is the same). The two dimensions are summed.
+  ``1 - CCC`` computed once over those rows. The two dimensions are summed. Eq. 9 gives
+  each instance 1/B of ``1 - CCC``, so averaged over the B instances the literal CCC term
+  is ``(1 - CCC) / B``. By default (``ccc_weighting="authors"``) it is added whole, as the
+  authors' code does: beside the batch-mean CE that weighs the CCC term B times what the
+  literal Eq. 9/13 says. ``ccc_weighting="paper"`` divides it by B (the known rows).
 - Distillation: averaged over all instances of the batch; AU summed over the 8 AUs, VA
   summed over the 2 dimensions, as in the supervision losses. No T^2 factor (neither the
   paper nor the reference code uses one).
@@ -33,9 +36,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.labels import AU_UNKNOWN, EXPR_UNKNOWN, TASKS, VA_BIN_CENTRES, VA_BINS, va_to_bin
+from pipeline.metrics import ccc_from_moments
 
-#: Added to the CCC denominator: keeps a batch of one or constant inputs finite (see ccc).
-CCC_EPS = 1e-8
 #: Distillation temperature of the paper (grid-searched there).
 DEFAULT_TEMPERATURE = 1.5
 #: Weight of the ground truth against the teacher on the labelled task (paper's lambda).
@@ -47,16 +49,13 @@ def _zero_with_grad(logits: torch.Tensor) -> torch.Tensor:
     return logits.sum() * 0.0
 
 
-def ccc(x: torch.Tensor, y: torch.Tensor, eps: float = CCC_EPS) -> torch.Tensor:
-    """Concordance correlation coefficient of two 1-D tensors, population statistics.
+def ccc(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Concordance correlation coefficient of two 1-D tensors (population statistics), with
+    gradients: ``pipeline.metrics.ccc_from_moments`` on the batch's moments.
 
-    ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2 + eps)``, which is Eq. 8 (since
-    ``rho sx sy = cov``) up to ``eps`` in the denominator. The ``eps`` makes the undefined
-    cases finite: for a batch of one, or when both inputs are constant (identical or not),
-    the covariance is 0 and so is the result, so the loss ``1 - CCC`` is 1 with zero
-    gradient instead of NaN. Elsewhere it changes the value by about ``eps / denominator``.
-    (The reference code divides by unbiased standard deviations and gives NaN for a batch
-    of one.)
+    A batch of one, or both inputs constant, gives 0 with zero gradient, so the loss
+    ``1 - CCC`` is 1 there instead of NaN. (The reference code divides by unbiased standard
+    deviations and gives NaN for a batch of one.)
     """
     x = x.reshape(-1)
     y = y.reshape(-1)
@@ -64,9 +63,7 @@ def ccc(x: torch.Tensor, y: torch.Tensor, eps: float = CCC_EPS) -> torch.Tensor:
         raise ValueError(f"ccc: shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     mean_x, mean_y = x.mean(), y.mean()
     dx, dy = x - mean_x, y - mean_y
-    var_x, var_y = (dx * dx).mean(), (dy * dy).mean()
-    cov = (dx * dy).mean()
-    return 2.0 * cov / (var_x + var_y + (mean_x - mean_y) ** 2 + eps)
+    return ccc_from_moments(mean_x, mean_y, (dx * dx).mean(), (dy * dy).mean(), (dx * dy).mean())
 
 
 # --- supervision --------------------------------------------------------------------------
@@ -119,12 +116,20 @@ def va_expectation(logits: torch.Tensor, centres=None) -> torch.Tensor:
     return probs @ _centres_tensor(centres, logits)
 
 
-def va_loss_terms(logits: torch.Tensor, labels: torch.Tensor, centres=None) -> dict[str, torch.Tensor]:
+CCC_WEIGHTINGS = ("authors", "paper")
+
+
+def va_loss_terms(logits: torch.Tensor, labels: torch.Tensor, centres=None,
+                  ccc_weighting: str = "authors") -> dict[str, torch.Tensor]:
     """The four VA supervision terms: ``{valence,arousal}_ce`` and ``{valence,arousal}_ccc_loss``.
 
     Each dimension uses its own known (non-NaN) rows: CE on the bin ``va_to_bin(y)``, and
-    ``1 - CCC(y, expectation)`` over those rows. A dimension without a known row gives zeros.
+    ``1 - CCC(y, expectation)`` over those rows, divided by their number with
+    ``ccc_weighting="paper"`` (see the module docstring). A dimension without a known row
+    gives zeros.
     """
+    if ccc_weighting not in CCC_WEIGHTINGS:
+        raise ValueError(f"unknown ccc_weighting {ccc_weighting!r}: use one of {CCC_WEIGHTINGS}")
     bins = torch.as_tensor(va_to_bin(labels.detach().cpu().numpy()), device=logits.device)
     dims = _va_dims(logits)
     expectation = va_expectation(logits, centres)
@@ -137,16 +142,18 @@ def va_loss_terms(logits: torch.Tensor, labels: torch.Tensor, centres=None) -> d
             continue
         terms[f"{name}_ce"] = F.cross_entropy(dims[known, d], bins[known, d])
         target = labels[known, d].to(logits.dtype)
-        terms[f"{name}_ccc_loss"] = 1.0 - ccc(expectation[known, d], target)
+        scale = 1.0 / int(known.sum()) if ccc_weighting == "paper" else 1.0
+        terms[f"{name}_ccc_loss"] = scale * (1.0 - ccc(expectation[known, d], target))
     return terms
 
 
-def va_loss(logits: torch.Tensor, labels: torch.Tensor, centres=None) -> torch.Tensor:
+def va_loss(logits: torch.Tensor, labels: torch.Tensor, centres=None, ccc_weighting: str = "authors") -> torch.Tensor:
     """Eq. 9: for valence and arousal, bin CE plus (1 - CCC); the sum of both dimensions."""
-    return sum(va_loss_terms(logits, labels, centres).values())
+    return sum(va_loss_terms(logits, labels, centres, ccc_weighting).values())
 
 
-def supervision_loss(outputs: Mapping[str, torch.Tensor], labels, task: str, centres=None) -> torch.Tensor:
+def supervision_loss(outputs: Mapping[str, torch.Tensor], labels, task: str, centres=None,
+                     ccc_weighting: str = "authors") -> torch.Tensor:
     """The supervision loss of one task on its head's logits (Eqs. 4, 5, 9).
 
     ``labels`` is that task's label tensor, or a dict of label tensors per task (a batch
@@ -161,7 +168,7 @@ def supervision_loss(outputs: Mapping[str, torch.Tensor], labels, task: str, cen
         return au_bce_loss(logits, labels)
     if task == "EXPR":
         return expr_ce_loss(logits, labels)
-    return va_loss(logits, labels, centres)
+    return va_loss(logits, labels, centres, ccc_weighting)
 
 
 # --- distillation -------------------------------------------------------------------------
@@ -207,7 +214,7 @@ def _weight(task_weights: Mapping[str, float] | None, task: str) -> float:
 
 def teacher_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  labels_per_batch: Mapping, task_weights: Mapping[str, float] | None = None,
-                 centres=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 centres=None, ccc_weighting: str = "authors") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 13: each task batch contributes only its own task's supervision loss.
 
     ``outputs_per_batch[task]`` is the model's output dict on the batch drawn for ``task``
@@ -222,7 +229,7 @@ def teacher_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
     for task in TASKS:
         if task not in outputs_per_batch:
             continue
-        term = supervision_loss(outputs_per_batch[task], labels_per_batch[task], task, centres)
+        term = supervision_loss(outputs_per_batch[task], labels_per_batch[task], task, centres, ccc_weighting)
         parts[task] = term.detach()
         weighted = _weight(task_weights, task) * term
         total = weighted if total is None else total + weighted
@@ -236,7 +243,7 @@ def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  teacher_logits_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  lam: float = DEFAULT_LAMBDA, T: float = DEFAULT_TEMPERATURE,
                  task_weights: Mapping[str, float] | None = None,
-                 centres=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 centres=None, ccc_weighting: str = "authors") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 14: on the batch drawn for task i, head i gets lam * supervision +
     (1 - lam) * distillation and every other head gets distillation alone.
 
@@ -262,7 +269,7 @@ def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
             distil = distillation_loss(outputs[head], teacher[head], head, T)
             parts[f"{batch_task}/{head}/distillation"] = distil.detach()
             if head == batch_task:
-                supervised = supervision_loss(outputs, labels_per_batch[batch_task], head, centres)
+                supervised = supervision_loss(outputs, labels_per_batch[batch_task], head, centres, ccc_weighting)
                 parts[f"{batch_task}/{head}/supervision"] = supervised.detach()
                 term = lam * supervised + (1.0 - lam) * distil
             else:

@@ -1,4 +1,4 @@
-"""ABAW 2020 metrics (the paper's), their F1-only forms, and bootstrap intervals over videos.
+"""ABAW 2020 metrics (the paper's) and their F1-only forms (docs/method.md, "Metrics").
 
 - AU: score = 0.5 * F1 + 0.5 * Acc; F1 = unweighted mean of the per-AU binary F1, Acc =
   accuracy over all known (frame, AU) entries. Decision: ``prob >= threshold``.
@@ -12,16 +12,14 @@ missing: its result is ``None``, never 0.
 
 Every metric here is a function of sums over frames: per-AU confusion counts, the 7 x 7
 expression confusion matrix, and for VA the sums n, sum t, sum p, sum t^2, sum p^2, sum tp.
-The functions therefore count first and score from the counts. That makes the bootstrap
-cheap: resampling videos with replacement only re-weights per-video counts, so a replicate
-is a matrix product instead of a pass over 100k frames.
+The functions therefore count first (per group of frames, e.g. per video) and score from
+the counts, which makes the bootstrap over videos in ``pipeline.scoring`` cheap.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 
 from pipeline.labels import AU_NAMES, AU_UNKNOWN, EXPR_NAMES, EXPR_UNKNOWN, VA_NAMES
 
@@ -37,32 +35,44 @@ N, SUM_T, SUM_P, SUM_TT, SUM_PP, SUM_TP = range(6)
 
 # --- CCC ----------------------------------------------------------------------------------
 
-def ccc(x, y) -> float:
-    """Concordance correlation coefficient with population statistics (np.std, ddof=0).
+#: A CCC denominator at or below this counts as zero: both inputs constant and equal (a
+#: single value is such a case), where the formula is 0/0 and the CCC is defined as 0.
+CCC_DEGENERATE = 1e-12
 
-    ``2 cov(x, y) / (var x + var y + (mean x - mean y)^2)``. Convention: 0 when both inputs
-    are constant (the only case where the denominator can vanish; identical constants give
-    0/0, and a single frame is such a case). With one constant input the formula gives 0
-    by itself. Raises on empty or differently shaped inputs.
+
+def ccc_from_moments(mean_x, mean_y, var_x, var_y, cov):
+    """Eq. 8 from population moments: ``2 cov / (var x + var y + (mean x - mean y)^2)``.
+
+    The one definition of the CCC, for numpy floats and torch tensors alike (the loss
+    differentiates through it). Degenerate inputs give 0 (see ``CCC_DEGENERATE``); with
+    one constant input the formula gives 0 by itself. ``rho sx sy = cov``, so this is the
+    paper's formula exactly.
+    """
+    denominator = var_x + var_y + (mean_x - mean_y) ** 2
+    if denominator <= CCC_DEGENERATE:
+        return cov * 0.0 + 0.0  # a zero (never -0.0) that keeps a tensor's graph and dtype
+    return 2.0 * cov / denominator
+
+
+def ccc(x, y) -> float:
+    """Concordance correlation coefficient of two arrays, population statistics (np.std, ddof=0).
+
+    Raises on empty or differently shaped inputs. Moments are taken about the means (two
+    passes), which keeps every digit for values in [-1, 1].
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.shape != y.shape or x.size == 0:
         raise ValueError(f"ccc needs two non-empty arrays of one shape, got {x.shape} and {y.shape}")
-    # An exact test, not a tolerance: the mean of a constant array can be off by an ulp, and
-    # the 0/0 case would then come out as any number in [-1, 1].
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return 0.0
     dx, dy = x - x.mean(), y - y.mean()
-    denominator = np.mean(dx * dx) + np.mean(dy * dy) + (x.mean() - y.mean()) ** 2
-    return float(2.0 * np.mean(dx * dy) / denominator)
+    return float(ccc_from_moments(x.mean(), y.mean(), np.mean(dx * dx), np.mean(dy * dy), np.mean(dx * dy)))
 
 
-def _ccc_from_sums(sums: np.ndarray) -> float | None:
-    """CCC of one dimension from its six sums (bootstrap replicates); None if n == 0.
+def ccc_from_sums(sums: np.ndarray) -> float | None:
+    """CCC of one dimension from its six additive sums (bootstrap replicates); None if n == 0.
 
-    Raw moments lose a few digits to cancellation (values are in [-1, 1], so about 1e-15);
-    a denominator below 1e-12 therefore counts as zero and gives 0, as in ``ccc``.
+    Raw moments lose a few digits to cancellation (about 1e-15 for values in [-1, 1]),
+    far below ``CCC_DEGENERATE``; the variances are clipped at 0 for the same reason.
     """
     n = sums[N]
     if n == 0:
@@ -70,9 +80,7 @@ def _ccc_from_sums(sums: np.ndarray) -> float | None:
     mean_t, mean_p = sums[SUM_T] / n, sums[SUM_P] / n
     var_t = max(sums[SUM_TT] / n - mean_t ** 2, 0.0)
     var_p = max(sums[SUM_PP] / n - mean_p ** 2, 0.0)
-    cov = sums[SUM_TP] / n - mean_t * mean_p
-    denominator = var_t + var_p + (mean_t - mean_p) ** 2
-    return 0.0 if denominator < 1e-12 else float(2.0 * cov / denominator)
+    return float(ccc_from_moments(mean_t, mean_p, var_t, var_p, sums[SUM_TP] / n - mean_t * mean_p))
 
 
 # --- counting (per group of frames, e.g. per video) ----------------------------------------
@@ -85,7 +93,7 @@ def _as_groups(group_codes, n_rows: int) -> tuple[np.ndarray, int]:
     return codes, int(codes.max()) + 1 if codes.size else 0
 
 
-def _au_counts(labels, probs, thresholds, group_codes=None) -> np.ndarray:
+def au_counts(labels, probs, thresholds, group_codes=None) -> np.ndarray:
     """[G, 4, 8] counts (TP, FP, FN, TN) per group and AU over the known entries."""
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
@@ -104,7 +112,7 @@ def _au_counts(labels, probs, thresholds, group_codes=None) -> np.ndarray:
     return np.bincount(cell, minlength=n_groups * 4 * N_AU).reshape(n_groups, 4, N_AU)
 
 
-def _expr_confusion(labels, probs, group_codes=None) -> np.ndarray:
+def expr_confusion(labels, probs, group_codes=None) -> np.ndarray:
     """[G, 7, 7] confusion matrices per group (rows = truth, columns = argmax prediction)."""
     labels = np.asarray(labels).ravel()
     probs = np.asarray(probs, dtype=np.float64)
@@ -119,7 +127,7 @@ def _expr_confusion(labels, probs, group_codes=None) -> np.ndarray:
     return np.bincount(cell, minlength=n_groups * N_EXPR * N_EXPR).reshape(n_groups, N_EXPR, N_EXPR)
 
 
-def _va_sums(labels, preds, group_codes=None) -> np.ndarray:
+def va_sums(labels, preds, group_codes=None) -> np.ndarray:
     """[G, 2, 6] sums per group and dimension over the rows where that dimension is known."""
     labels = np.asarray(labels, dtype=np.float64)
     preds = np.asarray(preds, dtype=np.float64)
@@ -140,19 +148,19 @@ def _va_sums(labels, preds, group_codes=None) -> np.ndarray:
 
 # --- scoring from counts -----------------------------------------------------------------
 
-def _f1(tp, fp, fn) -> np.ndarray:
+def f1_from_counts(tp, fp, fn) -> np.ndarray:
     """Binary F1 = 2TP / (2TP + FP + FN); 0 where undefined (sklearn's zero_division=0)."""
     tp, fp, fn = (np.asarray(a, dtype=np.float64) for a in (tp, fp, fn))
     denominator = 2 * tp + fp + fn
     return np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
 
 
-def _au_scores(counts: np.ndarray) -> dict | None:
+def au_scores(counts: np.ndarray) -> dict | None:
     """AU metrics from [4, 8] counts; None if no entry is known."""
     known_per_au = counts.sum(axis=0)
     if known_per_au.sum() == 0:
         return None
-    f1_per_au = _f1(counts[TP], counts[FP], counts[FN])
+    f1_per_au = f1_from_counts(counts[TP], counts[FP], counts[FN])
     has_known = known_per_au > 0
     f1 = float(f1_per_au[has_known].mean())
     acc = float((counts[TP] + counts[TN]).sum() / known_per_au.sum())
@@ -165,14 +173,14 @@ def _au_scores(counts: np.ndarray) -> dict | None:
     }
 
 
-def _expr_scores(confusion: np.ndarray) -> dict | None:
+def expr_scores(confusion: np.ndarray) -> dict | None:
     """EXPR metrics from a 7 x 7 confusion matrix; None if it is empty."""
     n = confusion.sum()
     if n == 0:
         return None
     correct = np.diag(confusion)
     in_truth, in_pred = confusion.sum(axis=1), confusion.sum(axis=0)
-    f1_per_class = _f1(correct, in_pred - correct, in_truth - correct)
+    f1_per_class = f1_from_counts(correct, in_pred - correct, in_truth - correct)
     # sklearn's macro average runs over the labels seen in the truth or the predictions
     present = (in_truth + in_pred) > 0
     f1 = float(f1_per_class[present].mean())
@@ -187,9 +195,9 @@ def _expr_scores(confusion: np.ndarray) -> dict | None:
     }
 
 
-def _va_scores_from_sums(sums: np.ndarray) -> dict | None:
+def va_scores_from_sums(sums: np.ndarray) -> dict | None:
     """VA metrics from [2, 6] sums (used for bootstrap replicates)."""
-    return _va_result(_ccc_from_sums(sums[0]), _ccc_from_sums(sums[1]), sums[:, N])
+    return _va_result(ccc_from_sums(sums[0]), ccc_from_sums(sums[1]), sums[:, N])
 
 
 def _va_result(ccc_valence, ccc_arousal, n_known) -> dict | None:
@@ -218,7 +226,7 @@ def au_metrics(labels, probs, thresholds=0.5) -> dict | None:
     has ``per_au_f1`` None; "n_entries" counts the known (frame, AU) entries. None when no
     entry is known.
     """
-    return _au_scores(_au_counts(labels, probs, thresholds)[0])
+    return au_scores(au_counts(labels, probs, thresholds)[0])
 
 
 def expr_metrics(labels, probs) -> dict | None:
@@ -229,7 +237,7 @@ def expr_metrics(labels, probs) -> dict | None:
     form), "per_class_f1" has all 7 classes (0 where undefined), "confusion" is 7 x 7,
     rows = truth, columns = prediction. None when no label is known.
     """
-    return _expr_scores(_expr_confusion(labels, probs)[0])
+    return expr_scores(expr_confusion(labels, probs)[0])
 
 
 def va_metrics(labels, preds) -> dict | None:
@@ -242,7 +250,7 @@ def va_metrics(labels, preds) -> dict | None:
     """
     labels = np.asarray(labels, dtype=np.float64)
     preds = np.asarray(preds, dtype=np.float64)
-    sums = _va_sums(labels, preds)[0]          # validates shapes and NaN predictions
+    sums = va_sums(labels, preds)[0]          # validates shapes and NaN predictions
     per_dim = []
     for d in range(2):
         known = ~np.isnan(labels[:, d])
@@ -265,114 +273,3 @@ def abaw_total(result: Mapping) -> float:
     if va is not None:
         total += sum(v for v in (va["ccc_valence"], va["ccc_arousal"]) if v is not None)
     return float(total)
-
-
-# --- bootstrap ----------------------------------------------------------------------------
-
-def bootstrap_ci(group_stats, fn: Callable, n: int = 200, seed: int = 0, alpha: float = 0.05):
-    """Percentile bootstrap intervals, resampling whole groups (videos) with replacement.
-
-    ``group_stats`` holds, per group, statistics that add up over groups (counts, sums):
-    an array [G, ...] or a dict of such arrays with the same G. Each replicate draws G
-    groups with replacement (``np.random.default_rng(seed).integers(0, G, size=(n, G))``,
-    replicate b is row b), sums their statistics, and calls ``fn`` on the sum (same
-    structure as ``group_stats`` without the G axis). Because the statistics are additive,
-    this is exactly recomputing the metric on the concatenated frames of the drawn groups.
-
-    ``fn`` returns a float or a flat dict of floats (None for "missing"). Returns
-    ``[low, high]`` (or a dict of them) at the ``alpha / 2`` and ``1 - alpha / 2``
-    percentiles (numpy's linear interpolation), over the replicates where the value is not
-    None; None if there is none. Deterministic for a seed.
-    """
-    is_dict = isinstance(group_stats, Mapping)
-    arrays = {k: np.asarray(v, dtype=np.float64) for k, v in group_stats.items()} if is_dict \
-        else {None: np.asarray(group_stats, dtype=np.float64)}
-    n_groups = {len(a) for a in arrays.values()}
-    if len(n_groups) != 1 or 0 in n_groups:
-        raise ValueError("bootstrap_ci: all statistics need the same non-zero number of groups, "
-                         f"got {n_groups}")
-    (n_groups,) = n_groups
-    draws = np.random.default_rng(seed).integers(0, n_groups, size=(n, n_groups))
-    multiplicity = np.zeros((n, n_groups))
-    np.add.at(multiplicity, (np.arange(n)[:, None], draws), 1.0)
-    replicate_sums = {k: np.tensordot(multiplicity, a, axes=(1, 0)) for k, a in arrays.items()}
-
-    values: dict = {}
-    for b in range(n):
-        sums = {k: v[b] for k, v in replicate_sums.items()} if is_dict else replicate_sums[None][b]
-        out = fn(sums)
-        for key, value in (out.items() if isinstance(out, Mapping) else [(None, out)]):
-            values.setdefault(key, [])
-            if value is not None:
-                values[key].append(value)
-    quantiles = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-    intervals = {key: [float(q) for q in np.percentile(v, quantiles)] if v else None
-                 for key, v in values.items()}
-    return intervals if None not in intervals else intervals[None]
-
-
-# --- evaluation of the validation-prediction table -----------------------------------------
-
-P_AU = [f"p_{name}" for name in AU_NAMES]
-THR_AU = [f"thr_{name}" for name in AU_NAMES]
-P_EXPR = [f"p_{name}" for name in EXPR_NAMES]
-PRED_VA = [f"pred_{name}" for name in VA_NAMES]
-
-
-def _flat_scores(au: dict | None, expr: dict | None, va: dict | None) -> dict[str, float | None]:
-    """The scalar figures that get a confidence interval, keyed "TASK.figure"."""
-    flat: dict[str, float | None] = {}
-    for task, result, keys in (("AU", au, ("score", "f1", "acc")), ("EXPR", expr, ("score", "f1", "acc")),
-                               ("VA", va, ("ccc_valence", "ccc_arousal", "ccc_mean"))):
-        for key in keys:
-            flat[f"{task}.{key}"] = None if result is None else result[key]
-    flat["abaw_total"] = abaw_total({"AU": au, "EXPR": expr, "VA": va})
-    return flat
-
-
-def evaluate_model(rows: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
-    """The evaluation dict of one model's rows of the validation-prediction table.
-
-    Point estimates use all rows; "ci" holds percentile bootstrap intervals over videos
-    (videos numbered in order of first appearance) for every scalar figure and the ABAW total.
-    """
-    video_codes, videos = pd.factorize(rows["video"])
-    if (video_codes < 0).any():
-        raise ValueError("validation predictions: some rows have no video (needed for the bootstrap)")
-    au_counts = _au_counts(rows[list(AU_NAMES)].to_numpy(), rows[P_AU].to_numpy(),
-                           rows[THR_AU].to_numpy(), video_codes)
-    confusion = _expr_confusion(rows["expr"].to_numpy(), rows[P_EXPR].to_numpy(), video_codes)
-    va_truth, va_pred = rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy()
-    va_sums = _va_sums(va_truth, va_pred, video_codes)
-
-    result = {
-        "AU": _au_scores(au_counts.sum(axis=0)),
-        "EXPR": _expr_scores(confusion.sum(axis=0)),
-        "VA": va_metrics(va_truth, va_pred),
-    }
-
-    def replicate(sums):
-        return _flat_scores(_au_scores(sums["AU"]), _expr_scores(sums["EXPR"]),
-                            _va_scores_from_sums(sums["VA"]))
-
-    intervals = bootstrap_ci({"AU": au_counts, "EXPR": confusion, "VA": va_sums}, replicate,
-                             n=n_boot, seed=seed, alpha=alpha) if len(videos) else {}
-    result["ci"] = {"method": "percentile bootstrap, videos resampled with replacement",
-                    "n_boot": n_boot, "seed": seed, "level": 1 - alpha, "n_videos": len(videos),
-                    "intervals": intervals}
-    return result
-
-
-def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
-    """``{model: {"AU", "EXPR", "VA", "ci"}}`` from the long validation-prediction table.
-
-    Uses exactly the table's rows (see design.md, ``reports/val_predictions.parquet``) and its
-    ``thr_`` columns as AU thresholds. Models appear in order of first appearance. A task
-    with no known label among a model's rows is None.
-    """
-    required = ["model", "video", *AU_NAMES, "expr", *VA_NAMES, *P_AU, *THR_AU, *P_EXPR, *PRED_VA]
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise ValueError(f"validation predictions lack columns: {', '.join(missing)}")
-    return {model: evaluate_model(rows, n_boot, seed, alpha)
-            for model, rows in df.groupby("model", sort=False)}

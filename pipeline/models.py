@@ -8,7 +8,7 @@ refused with a message saying what differs.
 """
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -16,15 +16,15 @@ import torch
 import torchvision
 from torch import nn
 
+from pipeline.errors import CheckpointError
+from pipeline.fileio import atomic_write
 from pipeline.labels import AU_NAMES, EXPR_NAMES, TASK_OUTPUTS, TASKS, VA_BINS
+
+log = logging.getLogger("mtaffect.models")
 
 HEAD_FEATURES = 128
 #: What a checkpoint must agree on to be loaded into a model of this code.
 SCHEMA = {"AU": list(AU_NAMES), "EXPR": list(EXPR_NAMES), "VA_bins": VA_BINS, "image_size": 112}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not fit the model or the label schema."""
 
 
 def build_backbone(name: str) -> tuple[nn.Module, int]:
@@ -86,16 +86,27 @@ class MultitaskNet(nn.Module):
         return {"backbone": self.backbone_name, "schema": SCHEMA}
 
 
-def load_pretrained_backbone(model: MultitaskNet, path: str) -> list[str]:
+def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
     """Load a local backbone state dict (e.g. ImageNet or VGGFace2 weights); never downloads.
 
-    Classifier weights in the file are ignored; returns the backbone keys the file lacked.
+    Classifier weights in the file are ignored. Every backbone weight must come from the
+    file (BatchNorm's ``num_batches_tracked`` counters, which older files lack, excepted):
+    a file for another architecture that happens to share a few key names would otherwise
+    leave most of the network random without a word. Returns the number of keys loaded.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: pretrained weights not found (no download is attempted)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a state dict of backbone weights")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    expected = [k for k in model.backbone.state_dict() if not k.endswith("num_batches_tracked")]
+    matched = [k for k in expected if k in state]
+    if len(matched) < len(expected):
+        missing = [k for k in expected if k not in state]
+        raise CheckpointError(f"{path}: matches {len(matched)} of the {len(expected)} weights of backbone "
+                              f"{model.backbone_name} (missing e.g. {missing[:3]}): not weights for this backbone")
     try:
         result = model.backbone.load_state_dict(state, strict=False)
     except RuntimeError as e:  # same names, other shapes (e.g. ResNet-50 weights for a ResNet-18)
@@ -103,17 +114,15 @@ def load_pretrained_backbone(model: MultitaskNet, path: str) -> list[str]:
     if result.unexpected_keys:
         raise CheckpointError(f"{path}: does not fit backbone {model.backbone_name}: unexpected keys "
                               f"{result.unexpected_keys[:5]}")
-    return list(result.missing_keys)
+    log.info("loaded %d backbone weights from %s", len(matched), path)
+    return len(matched)
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, extra: dict | None = None) -> None:
     """State dict + config (+ ``extra`` plain values), written atomically."""
     net = model.module if hasattr(model, "module") else model
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({"state_dict": net.state_dict(), "config": net.config(), **(extra or {})}, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        torch.save({"state_dict": net.state_dict(), "config": net.config(), **(extra or {})}, tmp)
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultitaskNet, dict]:
@@ -133,10 +142,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise CheckpointError(f"{path}: does not fit backbone {config['backbone']}: {str(e)[:300]}") from None
     return model.to(device), ckpt
 
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -14,7 +14,7 @@ single-process batch. ``batch_per_task`` is therefore the global batch per task.
 from __future__ import annotations
 
 import zlib
-from typing import Iterator, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def draw_proportional(cumulative: np.ndarray, size: int, rng: np.random.Generato
 
 
 class TaskBatchSampler:
-    """Yields, per step, ``{task: int64 row positions}`` drawn proportionally to weight.
+    """Per step, ``{task: int64 row positions}`` drawn proportionally to weight.
 
     - ``weights``: task -> float [n_task] expected draws per epoch (>= 0, not all 0).
     - ``batch_per_task``: the global batch size N per task and step.
@@ -61,9 +61,8 @@ class TaskBatchSampler:
       steps (at least 1), or an int number of steps.
     - ``seed``, ``rank``, ``world_size``: see the module docstring.
 
-    Call ``set_epoch(e)`` before iterating each epoch (``set_epoch(e, start_step=s)`` to
-    resume in the middle: the steps from s on are exactly those of an uninterrupted
-    epoch). Each yielded array is a contiguous row of that epoch's draws.
+    ``epoch_draws(e)`` gives a whole epoch's draws at once; a run resumed at step s of
+    epoch e takes the rows from s on, exactly those of an uninterrupted epoch.
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], batch_per_task: int,
@@ -85,7 +84,6 @@ class TaskBatchSampler:
         self.batch_per_task = int(batch_per_task)
         self.steps_per_epoch = self._steps(epoch_length)
         self.seed, self.rank, self.world_size = int(seed), int(rank), int(world_size)
-        self.epoch, self.start_step = 0, 0
 
     def _steps(self, epoch_length: str | int) -> int:
         if epoch_length == "smallest":
@@ -96,12 +94,6 @@ class TaskBatchSampler:
             return int(epoch_length)
         raise ValueError(f"epoch_length must be 'smallest' or an int >= 1, got {epoch_length!r}")
 
-    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
-        """Select the epoch (and the step to start from) of the next iteration."""
-        if not 0 <= start_step <= self.steps_per_epoch:
-            raise ValueError(f"start_step must be in 0..{self.steps_per_epoch}, got {start_step}")
-        self.epoch, self.start_step = int(epoch), int(start_step)
-
     def epoch_draws(self, epoch: int) -> dict[str, np.ndarray]:
         """This rank's draws of a whole epoch: task -> int64 [steps, local batch]."""
         draws = {}
@@ -111,12 +103,3 @@ class TaskBatchSampler:
             global_batches = flat.reshape(self.steps_per_epoch, self.batch_per_task)
             draws[task] = np.ascontiguousarray(global_batches[:, self.rank::self.world_size])
         return draws
-
-    def __len__(self) -> int:
-        """Steps left in the selected epoch (all of them unless resuming)."""
-        return self.steps_per_epoch - self.start_step
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
-        draws = self.epoch_draws(self.epoch)
-        for step in range(self.start_step, self.steps_per_epoch):
-            yield {task: d[step] for task, d in draws.items()}

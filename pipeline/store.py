@@ -1,9 +1,9 @@
 """Face shards (HDF5) and frame tables (Parquet): writing them reproducibly, reading them fast.
 
-Both are written under a temporary name and renamed when complete, so a crash never
-leaves a half-written file that a later stage could mistake for a finished one. Both are
-byte-identical for identical content: HDF5 datasets with ``track_times=False`` and fixed
-attributes, Parquet with a fixed schema, compression and row-group size.
+Both are written under a temporary name and renamed when complete (``pipeline.fileio``).
+Both are byte-identical for identical content: HDF5 datasets with ``track_times=False``
+and fixed attributes, Parquet with a fixed schema, compression and row-group size
+(docs/architecture.md, "Data contracts").
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.fileio import atomic_write, temp_path
 from pipeline.labels import AU_NAMES
 
 FACES_DATASET = "faces"
@@ -46,8 +47,7 @@ FRAME_SCHEMA = pa.schema(
 )
 
 #: Fixed writer options: the bytes of a table depend on its content only. Row groups of
-#: 8,192 rows keep what a streaming writer or reader holds to a few MB (64k-row groups
-#: measured ~20 MB more in the build) and cost ~1% in file size.
+#: 8,192 rows keep what a streaming writer or reader holds to a few MB.
 PARQUET_OPTIONS = dict(
     compression="zstd", compression_level=3, row_group_size=8192, use_dictionary=True,
     write_statistics=True, data_page_version="2.0", version="2.6",
@@ -61,13 +61,10 @@ def uid(source: str, video: str, frame: int) -> str:
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     """Write ``table`` to ``path`` atomically with the project's fixed options."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     # Drop pandas/arrow metadata that could differ between runs or library versions.
     table = table.replace_schema_metadata(None)
-    pq.write_table(table, tmp, **PARQUET_OPTIONS)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
 def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
@@ -90,7 +87,7 @@ class FrameTableWriter:
     def __init__(self, path: str | Path, schema: pa.Schema = FRAME_SCHEMA):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.tmp = temp_path(self.path)
         self.schema = schema
         self.rows = PARQUET_OPTIONS["row_group_size"]
         options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
@@ -164,7 +161,7 @@ class ShardWriter:
         return self.directory / SHARD_PATTERN.format(self._index)
 
     def _open(self) -> None:
-        self._tmp = self.directory / f".{self.current_path.name}.tmp"
+        self._tmp = temp_path(self.current_path)
         self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
         s = self.size
         # One face per chunk: random access to a single face reads exactly one chunk.

@@ -1,13 +1,13 @@
-"""One training loop for the teacher (Eq. 13) and, later, the students (Eq. 14).
+"""One training loop for the teacher (Eq. 13) and the students (Eq. 14).
 
 Each step draws one batch per task with the balanced weights of the build stage, runs
 the model on each (three passes, so BatchNorm sees each task batch alone, or one
-concatenated pass), and takes one Adam step on the sum of the losses. After every epoch
-the model is scored on the validation set; the best epoch by AU + EXPR + CCC_V + CCC_A is
-kept. A resume file written every ``save_every`` steps and at each epoch's end lets an
-interrupted run continue to the same final weights: the batches and augmentations are
-functions of (seed, epoch, step), and the model, optimiser, scheduler and RNG states are
-restored exactly.
+concatenated pass), and takes one optimiser step on the sum of the losses. After every
+epoch the model is scored on the validation set; the best epoch by AU + EXPR + CCC_V +
+CCC_A is kept. A resume file written every ``save_every`` steps and at each epoch's end
+lets an interrupted run continue to the same final weights: the batches and augmentations
+are functions of (seed, epoch, step), and the model, optimiser, scheduler and RNG states
+are restored exactly.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the same code runs DistributedDataParallel: each
 process takes its share of every task batch; rank 0 evaluates and writes the outputs.
@@ -30,10 +30,12 @@ from tqdm import tqdm
 from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
 from pipeline.distributed import convert_batchnorm, gather_batches
+from pipeline.fileio import atomic_write
 from pipeline.inference import predict, score
 from pipeline.labels import TASKS, va_centres
 from pipeline.losses import teacher_loss
 from pipeline.models import MultitaskNet, load_pretrained_backbone, save_checkpoint
+from pipeline.optim import make_optimizer, make_scheduler
 from pipeline.sampling import TaskBatchSampler
 
 log = logging.getLogger("mtaffect.train")
@@ -96,6 +98,26 @@ class State:
     best_metrics: dict = field(default_factory=dict)
     history: list = field(default_factory=list)
     sums: dict = field(default_factory=dict)  # running loss sums of the epoch in progress
+    lr: float = 0.0  # the learning rate of the latest optimiser step
+
+
+@dataclass
+class Run:
+    """Everything one training run holds, built once by :func:`setup`."""
+
+    params: TrainParams
+    name: str
+    rank: int
+    world: int
+    device: torch.device
+    indexes: dict[str, FrameIndex]
+    val: FrameIndex
+    sampler: TaskBatchSampler
+    model: MultitaskNet
+    runner: nn.Module  # the model's task passes, wrapped in DDP under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss: object  # (outputs per task batch, labels per task batch) -> (total, parts per task)
 
 
 def distributed() -> tuple[int, int]:
@@ -108,12 +130,10 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
-          progress: bool = True, stop_after_steps: int | None = None) -> dict:
-    """Train a multitask model from ``index_dir``'s indexes; returns the report.
+def setup(params: TrainParams, index_dir: str | Path, name: str, loss=None) -> Run:
+    """Indexes, sampler, model, optimiser and scheduler of a run (nothing trained yet).
 
-    ``stop_after_steps`` ends the run early (after that many optimiser steps in this call,
-    with a resume file written), which is how the tests interrupt a run deterministically.
+    ``loss`` defaults to the teacher's (Eq. 13) with the run's task weights and VA options.
     """
     rank, world = distributed()
     device = resolve_device(params.device)
@@ -124,96 +144,128 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
     sampler = TaskBatchSampler({t: indexes[t].weight for t in TASKS}, params.batch_per_task,
                                epoch_length=params.steps_per_epoch or "smallest", seed=params.seed,
                                rank=rank, world_size=world)
-
     model = MultitaskNet(params.backbone)
     if params.pretrained:
-        missing = load_pretrained_backbone(model, params.pretrained)
-        log.info("loaded backbone weights from %s (%d keys missing)", params.pretrained, len(missing))
+        load_pretrained_backbone(model, params.pretrained)
     model.to(device)
     runner: nn.Module = TaskPasses(model, params.separate_task_passes)
     if world > 1:
         if params.batch_per_task % world:
-            raise ValueError(f"teacher.batch_per_task {params.batch_per_task} is not a multiple of the "
-                             f"{world} processes")
+            raise ValueError(f"batch_per_task {params.batch_per_task} is not a multiple of the {world} processes")
         convert_batchnorm(model, device)
         runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, betas=tuple(params.betas))
-    scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step_epochs, gamma=0.1)
-                 if params.lr_step_epochs > 0 else None)
-    centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
+    optimizer = make_optimizer(model, params)
+    scheduler = make_scheduler(optimizer, params, sampler.steps_per_epoch)
+    if loss is None:
+        centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
 
+        def loss(outputs, labels):
+            return teacher_loss(outputs, labels, params.task_weights, centres, params.ccc_weighting)
+    return Run(params, name, rank, world, device, indexes, val, sampler, model, runner, optimizer, scheduler, loss)
+
+
+def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
+          progress: bool = True, stop_after_steps: int | None = None, loss=None) -> dict:
+    """Train a multitask model from ``index_dir``'s indexes; returns the report.
+
+    ``loss`` replaces the teacher's loss (the students pass theirs). ``stop_after_steps``
+    ends the run early (after that many optimiser steps in this call, with a resume file
+    written), which is how the tests interrupt a run deterministically.
+    """
+    run = setup(params, index_dir, name, loss)
     state = State()
     if outputs.resume.exists():
-        state = _load_resume(outputs.resume, model, optimizer, scheduler, params)
+        state = _load_resume(outputs.resume, run)
         log.info("%s: resuming at epoch %d, step %d", name, state.epoch, state.step)
-
-    steps_done = 0
+    budget = [stop_after_steps]
     while state.epoch < params.epochs:
-        epoch = state.epoch
-        data = StepDataset(indexes, sampler, epoch, state.step, params.seed, params.augment)
-        loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=params.workers,
-                                             persistent_workers=False, prefetch_factor=4 if params.workers else None)
-        if state.step == 0:
-            state.sums = {"loss": 0.0, **{f"loss_{t}": 0.0 for t in TASKS}}
-        sums = state.sums
-        bar = tqdm(total=sampler.steps_per_epoch, initial=state.step, desc=f"{name} epoch {epoch + 1}/{params.epochs}",
-                   unit="step", disable=not progress or rank != 0)
-        runner.train()
+        if not train_one_epoch(run, state, outputs, progress, budget):
+            return {"interrupted": True, "epoch": state.epoch, "step": state.step}
+        finish_epoch(run, state, outputs)
+    return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
+            "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
+            "batch_per_task": params.batch_per_task, "backbone": params.backbone, "history": state.history}
+
+
+def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, budget: list) -> bool:
+    """The steps of ``state.epoch`` from ``state.step`` on; False if the step budget ran out
+    first (``budget[0]``: steps this call may still take, None for no limit)."""
+    params, steps = run.params, run.sampler.steps_per_epoch
+    data = StepDataset(run.indexes, run.sampler, state.epoch, state.step, params.seed, params.augment)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=params.workers,
+                                         persistent_workers=False, prefetch_factor=4 if params.workers else None)
+    if state.step == 0:
+        state.sums = {"loss": 0.0, **{f"loss_{t}": 0.0 for t in TASKS}}
+    bar = tqdm(total=steps, initial=state.step, desc=f"{run.name} epoch {state.epoch + 1}/{params.epochs}",
+               unit="step", disable=not progress or run.rank != 0)
+    run.runner.train()
+    try:
         for batch in loader:
-            images, labels = {}, {}
-            for task, (x, y, _) in batch.items():  # this process's share of each task batch
-                images[task] = x.to(device, non_blocking=True)
-                labels[task] = {k: v.to(device) for k, v in y.items()}
-            outputs_per_batch = runner(images)
-            if world > 1:  # the loss of the whole batch, as in one process
-                outputs_per_batch, labels = gather_batches(outputs_per_batch, labels)
-            loss, parts = teacher_loss(outputs_per_batch, labels, params.task_weights, centres)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            loss, parts, state.lr = train_step(run, batch)
             state.step += 1
-            steps_done += 1
-            sums["loss"] += loss.item()
+            state.sums["loss"] += loss
             for t in TASKS:
-                sums[f"loss_{t}"] += float(parts[t])
+                state.sums[f"loss_{t}"] += float(parts[t])
             bar.update(1)
-            bar.set_postfix({k.removeprefix("loss_"): f"{v / max(state.step, 1):.3f}" for k, v in sums.items()})
-            stop = stop_after_steps is not None and steps_done >= stop_after_steps
-            if rank == 0 and (stop or state.step % params.save_every == 0) and state.step < sampler.steps_per_epoch:
-                _save_resume(outputs.resume, model, optimizer, scheduler, state, params)
+            bar.set_postfix({k.removeprefix("loss_"): f"{v / state.step:.3f}" for k, v in state.sums.items()})
+            if budget[0] is not None:
+                budget[0] -= 1
+            stop = budget[0] == 0
+            if run.rank == 0 and (stop or state.step % params.save_every == 0) and state.step < steps:
+                _save_resume(outputs.resume, run, state)
             if stop:
-                bar.close()
-                return {"interrupted": True, "epoch": state.epoch, "step": state.step}
+                return False
+    finally:
         bar.close()
+    return True
 
-        # end of epoch: evaluate, log, keep the best
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               **{k: v / max(sampler.steps_per_epoch, 1) for k, v in sums.items()}}
-        if scheduler is not None:
-            scheduler.step()
-        if rank == 0:
-            result = score(val, predict(model, val, device, params.eval_batch, params.va_centres))
-            row.update(_flat_metrics(result))
-            state.history.append(row)
-            if result["total"] > state.best_total:
-                state.best_total, state.best_epoch, state.best_metrics = result["total"], epoch + 1, result
-                save_checkpoint(outputs.checkpoint, model, {"train": asdict(params), "epoch": epoch + 1,
+
+def train_step(run: Run, batch: dict) -> tuple[float, dict, float]:
+    """One optimiser step on one batch per task; returns the loss, its parts per task and
+    the learning rate used."""
+    images, labels = {}, {}
+    for task, (x, y, _) in batch.items():  # this process's share of each task batch
+        images[task] = x.to(run.device, non_blocking=True)
+        labels[task] = {k: v.to(run.device) for k, v in y.items()}
+    outputs = run.runner(images)
+    if run.world > 1:  # the loss of the whole batch, as in one process
+        outputs, labels = gather_batches(outputs, labels)
+    loss, parts = run.loss(outputs, labels)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.step()
+    run.scheduler.step()
+    return loss.item(), parts, lr
+
+
+def validate(run: Run) -> dict:
+    """ABAW scores of the model on the validation index (AU threshold 0.5)."""
+    return score(run.val, predict(run.model, run.val, run.device, run.params.eval_batch, run.params.va_centres))
+
+
+def finish_epoch(run: Run, state: State, outputs: Outputs) -> None:
+    """Validate, log, keep the best checkpoint, and write the resume file of the next epoch."""
+    steps = run.sampler.steps_per_epoch
+    row = {"epoch": state.epoch + 1, "lr": state.lr,
+           **{k: v / max(steps, 1) for k, v in state.sums.items()}}
+    if run.rank == 0:
+        result = validate(run)
+        row.update(_flat_metrics(result))
+        state.history.append(row)
+        if result["total"] > state.best_total:
+            state.best_total, state.best_epoch, state.best_metrics = result["total"], state.epoch + 1, result
+            save_checkpoint(outputs.checkpoint, run.model, {"train": asdict(run.params), "epoch": state.epoch + 1,
                                                             "metrics_total": float(result["total"])})
-            log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", name, epoch + 1,
-                     row["loss"], result["total"], state.best_total, state.best_epoch)
-            _write_log(outputs.log_csv, state.history)
-        state.epoch += 1
-        state.step = 0
-        if rank == 0:
-            _save_resume(outputs.resume, model, optimizer, scheduler, state, params)
-        if world > 1:
-            dist.barrier()
-
-    report = {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
-              "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": sampler.steps_per_epoch,
-              "batch_per_task": params.batch_per_task, "backbone": params.backbone,
-              "history": state.history}
-    return report
+        log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
+                 row["loss"], result["total"], state.best_total, state.best_epoch)
+        _write_log(outputs.log_csv, state.history)
+    state.epoch += 1
+    state.step = 0
+    if run.rank == 0:
+        _save_resume(outputs.resume, run, state)
+    if run.world > 1:
+        dist.barrier()
 
 
 def _flat_metrics(result: dict) -> dict:
@@ -224,39 +276,33 @@ def _flat_metrics(result: dict) -> dict:
 
 
 def _write_log(path: Path, history: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, LOG_COLUMNS, lineterminator="\n")
         w.writeheader()
         for row in history:
             w.writerow({k: ("" if row.get(k) is None else round(row[k], 6) + 0.0 if isinstance(row[k], float) else row[k])
                         for k in LOG_COLUMNS})
-    os.replace(tmp, path)
 
 
-def _save_resume(path: Path, model, optimizer, scheduler, state: State, params: TrainParams) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save({
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler else None,
-        "state": asdict(state), "params": asdict(params),
-        "torch_rng": torch.get_rng_state(),
-    }, tmp)
-    os.replace(tmp, path)
+def _save_resume(path: Path, run: Run, state: State) -> None:
+    with atomic_write(path) as tmp:
+        torch.save({
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "state": asdict(state), "params": asdict(run.params),
+            "torch_rng": torch.get_rng_state(),
+        }, tmp)
 
 
-def _load_resume(path: Path, model, optimizer, scheduler, params: TrainParams) -> State:
+def _load_resume(path: Path, run: Run) -> State:
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved["params"] != asdict(params):
+    if saved["params"] != asdict(run.params):
         # Parameters changed since the interrupted run: its state is not a valid start.
         log.warning("%s: parameters changed since it was written; starting afresh", path)
         path.unlink()
         return State()
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    if scheduler is not None and saved["scheduler"] is not None:
-        scheduler.load_state_dict(saved["scheduler"])
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["torch_rng"])
     return State(**saved["state"])

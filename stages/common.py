@@ -6,8 +6,8 @@ import logging
 
 import click
 
-from pipeline.config import ParamsError, load_params
-from pipeline.sources.base import DataError
+from pipeline.config import load_params
+from pipeline.errors import CheckpointError, DataError, ParamsError
 
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
@@ -31,7 +31,7 @@ def friendly_errors(fn):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         try:
             return fn(*args, **kwargs)
-        except (ParamsError, DataError, FileNotFoundError) as e:
+        except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
 
     return wrapper

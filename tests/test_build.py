@@ -10,7 +10,7 @@ import pytest
 from pipeline.build import INDEX_COLUMNS, INDEX_SCHEMA, build
 from pipeline.config import BuildParams
 from pipeline.labels import AU_NAMES, EXPR_NAMES, va_to_bin
-from pipeline.sources.base import DataError
+from pipeline.errors import DataError
 from pipeline.store import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
 
 

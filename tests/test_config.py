@@ -4,7 +4,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.config import PROFILES, ParamsError, load_params, resolve, with_overrides
+from pipeline.config import PROFILES, load_params, resolve, with_overrides
+from pipeline.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import pytest
 from pipeline.config import ExtractParams
 from pipeline.extract import extract
 from pipeline.labels import AU_NAMES
-from pipeline.sources.base import DataError
+from pipeline.errors import DataError
 from pipeline.sources.synthetic.generate import SynthConfig, generate
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")

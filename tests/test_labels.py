@@ -35,6 +35,12 @@ def test_va_to_bin_keeps_unknown_unknown():
     assert L.va_to_bin([float("nan"), 0.5]).tolist() == [-1, 15]
 
 
+@pytest.mark.parametrize("value", [1.5, -1.0001, 10.0])
+def test_va_to_bin_rejects_values_outside_the_range(value):
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        L.va_to_bin([0.0, value])
+
+
 @pytest.mark.parametrize("intensity, expected", [(0, 0), (1, 0), (2, 1), (3, 1), (4, 1), (5, 1), (-1, -1)])
 def test_disfa_threshold(intensity, expected):
     assert L.disfa_to_au([intensity]).tolist() == [expected]

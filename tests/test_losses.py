@@ -189,6 +189,29 @@ def test_va_loss_against_numpy_with_unknown_rows():
     assert set(terms) == {"valence_ce", "valence_ccc_loss", "arousal_ce", "arousal_ccc_loss"}
 
 
+def test_ccc_weighting_paper_divides_the_ccc_term_by_the_known_rows():
+    # uniform logits: CE log 20 and 1 - CCC = 1 per dimension; valence known on 3 rows,
+    # arousal on 2: the paper's weighting gives 1/3 and 1/2 of the CCC term.
+    labels = t([[0.5, -0.3], [-0.2, np.nan], [0.0, 0.1]])
+    logits = torch.zeros(3, 40, dtype=torch.float64)
+    authors = losses.va_loss(logits, labels)
+    paper = losses.va_loss(logits, labels, ccc_weighting="paper")
+    assert authors.item() == pytest.approx(2 * math.log(20) + 2, abs=1e-9)
+    assert paper.item() == pytest.approx(2 * math.log(20) + 1 / 3 + 1 / 2, abs=1e-9)
+    with pytest.raises(ValueError, match="ccc_weighting"):
+        losses.va_loss(logits, labels, ccc_weighting="mean")
+
+
+def test_the_papers_defaults_are_pinned():
+    # Eq. 11-12 temperature and Eq. 14 weight of the ground truth (grid-searched in the paper)
+    assert losses.DEFAULT_TEMPERATURE == 1.5
+    assert losses.DEFAULT_LAMBDA == 0.6
+    import inspect
+    signature = inspect.signature(losses.student_loss)
+    assert signature.parameters["T"].default == 1.5 and signature.parameters["lam"].default == 0.6
+    assert inspect.signature(losses.distillation_loss).parameters["T"].default == 1.5
+
+
 def test_va_loss_ignores_unknown_rows():
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(4, 40))

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
-from pipeline.sources.base import DataError, Problems
+from pipeline.errors import DataError
+from pipeline.sources.base import Problems
 
 
 def write(path, text):

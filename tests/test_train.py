@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pipeline.config import TrainParams
-from pipeline.models import CheckpointError, MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.errors import CheckpointError
+from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.train import Outputs, train
 
 PARAMS = TrainParams(backbone="mobilenet_v3_small", epochs=2, steps_per_epoch=3, batch_per_task=6, device="cpu",
@@ -119,9 +120,13 @@ def test_pretrained_backbone_from_a_local_file(tmp_path):
     source = torchvision.models.resnet18(weights=None)  # what a user's ImageNet file would hold
     torch.save(source.state_dict(), tmp_path / "resnet18.pth")
     model = MultitaskNet("resnet18")
-    missing = load_pretrained_backbone(model, str(tmp_path / "resnet18.pth"))
-    assert missing == []
+    expected = sum(not k.endswith("num_batches_tracked") for k in model.backbone.state_dict())
+    assert load_pretrained_backbone(model, str(tmp_path / "resnet18.pth")) == expected
     assert torch.equal(model.backbone.conv1.weight, source.conv1.weight)
+    # a file that shares only a few key names with the backbone is refused, with the count
+    torch.save({"conv1.weight": source.conv1.weight, "bn1.weight": source.bn1.weight}, tmp_path / "few.pth")
+    with pytest.raises(CheckpointError, match=f"matches 2 of the {expected} weights of backbone resnet18"):
+        load_pretrained_backbone(MultitaskNet("resnet18"), str(tmp_path / "few.pth"))
     with pytest.raises(FileNotFoundError, match="no download is attempted"):
         load_pretrained_backbone(model, str(tmp_path / "absent.pth"))
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")

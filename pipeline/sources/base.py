@@ -13,6 +13,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.errors import DataError
 from pipeline.labels import AU_NAMES, AU_UNKNOWN, EXPR_UNKNOWN
 
 log = logging.getLogger("mtaffect.sources")
@@ -23,10 +24,6 @@ log = logging.getLogger("mtaffect.sources")
 #: ``landmarks`` the dataset gives 5 landmarks per frame: align directly;
 #: ``boxes``    the dataset gives a face box per row: refine landmarks inside it.
 Mode = Literal["detect", "aligned", "landmarks", "boxes"]
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file and, where there is one, the line."""
 
 
 @dataclass

@@ -1,0 +1,65 @@
+"""Independent reference implementations for the metric tests: scikit-learn and numpy,
+written the way the ABAW organisers describe the metrics (no code shared with pipeline/)."""
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from pipeline.labels import AU_NAMES, EXPR_NAMES
+
+
+def corrcoef_ccc(x, y):
+    """Eq. 8 written with Pearson's rho and population standard deviations."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    rho = np.corrcoef(x, y)[0, 1]
+    return 2 * rho * x.std() * y.std() / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
+
+
+def sklearn_au(labels, probs, thresholds):
+    """AU metrics the ABAW way, entry by entry with sklearn on the known entries."""
+    pred = (probs >= thresholds).astype(int)
+    known = labels != -1
+    per_au = {}
+    for j, name in enumerate(AU_NAMES):
+        k = known[:, j]
+        per_au[name] = f1_score(labels[k, j], pred[k, j], zero_division=0) if k.any() else None
+    f1 = np.mean([v for v in per_au.values() if v is not None])
+    acc = accuracy_score(labels[known], pred[known])
+    return {"score": 0.5 * f1 + 0.5 * acc, "f1": f1, "acc": acc, "per_au_f1": per_au}
+
+
+def sklearn_expr(labels, probs):
+    known = labels != -1
+    y, p = labels[known], probs[known].argmax(1)
+    f1 = f1_score(y, p, average="macro")
+    acc = accuracy_score(y, p)
+    return {"score": 0.67 * f1 + 0.33 * acc, "f1": f1, "acc": acc,
+            "per_class_f1": dict(zip(EXPR_NAMES, f1_score(y, p, labels=range(7), average=None,
+                                                          zero_division=0))),
+            "confusion": confusion_matrix(y, p, labels=range(7)).tolist()}
+
+
+def assert_close_dicts(got, expected, tol=1e-9):
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_close_dicts(got[key], value, tol)
+        elif value is None:
+            assert got[key] is None, key
+        elif isinstance(value, list):
+            assert got[key] == value, key
+        else:
+            assert got[key] == pytest.approx(value, abs=tol), key
+
+
+def sklearn_evaluation(rows):
+    """The evaluation of one model's rows of a validation-prediction table."""
+    au, thr = rows[list(AU_NAMES)].to_numpy(), rows[[f"thr_{a}" for a in AU_NAMES]].to_numpy()
+    result = {"AU": sklearn_au(au, rows[[f"p_{a}" for a in AU_NAMES]].to_numpy(), thr),
+              "EXPR": sklearn_expr(rows["expr"].to_numpy(), rows[[f"p_{e}" for e in EXPR_NAMES]].to_numpy())}
+    va = {}
+    for name in ("valence", "arousal"):
+        known = rows[name].notna().to_numpy()
+        va[f"ccc_{name}"] = corrcoef_ccc(rows[name].to_numpy(np.float64)[known],
+                                         rows[f"pred_{name}"].to_numpy(np.float64)[known])
+    va["ccc_mean"] = (va["ccc_valence"] + va["ccc_arousal"]) / 2
+    result["VA"] = va
+    return result
