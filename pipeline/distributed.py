@@ -34,8 +34,8 @@ def statistics_group():
 
     DDP launches its gradient all-reduces on the default group from backward hooks, in an
     order that can interleave differently with ours on each process; on one shared
-    group, two processes could then pair unrelated tensors of the same size (seen here:
-    gradients off by ~1%, silently). A separate group keeps each stream in order.
+    group, two processes could then pair unrelated tensors of the same size, silently
+    giving wrong gradients. A separate group keeps each stream in order.
     """
     global _GROUP
     if _GROUP is None:
@@ -64,8 +64,8 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         shape = [1, c] + [1] * (x.dim() - 2)
         count = torch.tensor([x.numel() / c], dtype=x.dtype, device=x.device)
         # Two passes (mean, then squared deviations), not E[x^2] - mean^2: in deep
-        # residual layers the mean dwarfs the spread and the one-pass form loses ~0.5% of
-        # the gradient to cancellation (measured here on ResNet-18).
+        # residual layers the mean dwarfs the spread and the one-pass form loses part of
+        # the gradient to cancellation.
         sums = torch.stack(differentiable_all_gather(torch.cat([x.sum(dims), count]))).sum(0)
         n = sums[-1]
         mean = sums[:c] / n

@@ -32,6 +32,7 @@ from pipeline.config import ExtractParams
 from pipeline.labels import AU_NAMES
 from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
 from pipeline.errors import DataError
+from pipeline.fileio import write_json
 from pipeline.sources.base import Job, Problems, SourceRead
 from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
 
@@ -104,13 +105,9 @@ def fix_mmap_threshold() -> None:
 
     MTCNN allocates tensors of a different size on every batch. With glibc's default
     (a threshold that rises as large blocks are freed) the heap fragments and a worker's
-    memory grew with the length of the video: measured here +125 MB from 1,600 to 4,800
-    frames and still growing at 9,600; with a fixed 4 MB or 16 MB threshold, or a
-    malloc_trim every 512 frames, it still grew by ~10-20 kB per frame. At 64 kB it is
-    flat (+18 MB from 4,800 to 9,600 frames). The price: MTCNN runs ~40% slower, since
-    its large tensors are mapped afresh on every batch. Flat memory is the requirement
-    (a 50,000-frame video would otherwise cost gigabytes); the speed is still above the
-    100 faces/s per worker we aim for.
+    memory grows with the length of the video; at 64 kB it stays flat, at the price of a
+    slower MTCNN (its large tensors are mapped afresh on every batch). Flat memory is the
+    requirement; the figures are in docs/architecture.md, "Measured choices".
     """
     try:
         import ctypes
@@ -327,7 +324,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
         "shards": [p.name for p in written],
         "notes": source.notes,
     }
-    (out / "extract.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out / "extract.json", report)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
              total, seconds, report["faces_written"] / max(seconds, 1e-9))

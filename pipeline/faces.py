@@ -6,8 +6,8 @@ What the extraction stage calls:
   facenet-pytorch, whose wheel ships the weights: nothing is downloaded).
 * :func:`pick_face` chooses the one face of a video frame.
 * :class:`FaceTracker` follows that face through a video, running MTCNN on a small crop
-  around the last known face instead of the whole frame (about 3x faster than
-  full-frame detection at 320 px, 4x at 640 px, on a 640x360 video).
+  around the last known face instead of the whole frame (several times cheaper:
+  ``benchmarks/bench_faces.py``).
 * :func:`refine_in_box` finds the five points of a face in a given box (ExpW).
 
 Alignment onto the template and the five points from 68 landmarks or a box are in
@@ -185,12 +185,11 @@ class FaceDetector:
     ``thresholds`` are MTCNN's per-stage score thresholds (P-, R-, O-net). ``batch_size``
     bounds the frames per forward pass (memory). ``num_threads`` sets torch's
     process-wide intra-op threads when given; None leaves them alone (tests and other
-    code in the same process keep theirs). Use 1 per worker and one worker per core:
-    measured on two cores, one thread tracks at about 2/3 the speed of two, so two
-    one-thread workers beat one two-thread process, and a two-thread process slows down
-    up to 10x when another process takes a core (OpenMP threads wait for each other).
-    Fix the thread count too for byte-identical outputs: 1 and 2 threads differ by about
-    1e-5 px in the landmarks; a fixed count repeats bit for bit.
+    code in the same process keep theirs). Use 1 per worker and one worker per core: two
+    one-thread workers beat one two-thread process, and OpenMP threads that outnumber
+    free cores wait for each other (docs/architecture.md, "Measured choices"). Fix the
+    thread count too for byte-identical outputs: another count changes the landmarks in
+    their last digits; a fixed count repeats bit for bit.
     ``mtcnn_seconds`` and ``mtcnn_images`` count the time spent inside MTCNN and the
     images it saw, so callers can report how much of their time is the detector itself.
     """
@@ -216,8 +215,8 @@ class FaceDetector:
                            factor=self.factor)
         self.mtcnn.eval()
         # Channels-last weights make torch's CPU convolutions and, above all, its 3x3
-        # max-pooling run on channels-last tensors: measured here, O-net 3x faster, the
-        # whole detector about 2x, with landmarks equal to 1e-3 px.
+        # max-pooling run on channels-last tensors, the fast path (same landmarks to
+        # 1e-3 px; docs/architecture.md, "Measured choices").
         self.mtcnn.to(memory_format=torch.channels_last)
 
     def detect(self, frames: list[np.ndarray], detect_size: int | None = None) -> list[FrameFaces]:
@@ -321,12 +320,12 @@ class FaceTracker:
     picks the face nearest the last one. After ``forget_after`` frames without the face,
     the tracker stops looking where it was and detects on full frames only.
 
-    Trade-off: a 128 px crop costs MTCNN several times less than a 640x360 frame (measured
-    in benchmarks/bench_faces.py), but the window is fixed for the whole block: a face that
+    Trade-off: a 128 px crop costs MTCNN several times less than a 640x360 frame
+    (benchmarks/bench_faces.py), but the window is fixed for the whole block: a face that
     moves or grows faster than predicted by more than about half its size within a block
     falls back to the full-frame path for the rest of the block. Small blocks follow
-    motion better, large ones batch better; 8 was the best of 8/16/32 on the benchmark
-    video. A person entering the window is taken only if they overlap the tracked face.
+    motion better, large ones batch better (8 by default: the best on the benchmark). A
+    person entering the window is taken only if they overlap the tracked face.
     Faces in the crop are seen at about ``crop_size / margin`` pixels (64 by default),
     enough for MTCNN's O-net, which looks at 48x48 anyway; the landmarks agree with
     full-resolution detection better than a full-frame detection at detect_size 320 does.

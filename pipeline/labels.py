@@ -25,7 +25,7 @@ VA_BINS = 20
 #: 21 equal edges over [-1, 1]; bin k covers [edges[k], edges[k+1]), the last one is closed.
 #: Built as k/10 so an edge equals the float a user writes (0.1), which linspace misses.
 VA_BIN_EDGES = np.arange(-VA_BINS // 2, VA_BINS // 2 + 1) / (VA_BINS // 2)
-#: The true centres of those bins: -0.95, -0.85, ..., 0.95 (method.md: default).
+#: The true centres of those bins: -0.95, -0.85, ..., 0.95 (the default, docs/method.md).
 VA_BIN_CENTRES = (VA_BIN_EDGES[:-1] + VA_BIN_EDGES[1:]) / 2
 #: What the authors' code uses for the expectation: 20 points with both ends, which are
 #: not the centres of its own bins. Offered as an option only.

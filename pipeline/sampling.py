@@ -1,4 +1,4 @@
-"""The per-task batch sampler (method.md, "Batches"), free of torch.
+"""The per-task batch sampler (docs/method.md, "Batches"), free of torch.
 
 Each step of an epoch draws ``batch_per_task`` row positions per task, with replacement,
 with probability proportional to the task's per-row weights (the expected draws per epoch

@@ -228,7 +228,7 @@ class FaceReader:
     """Random access to faces by (shard, row), keeping shards open.
 
     Reads one face per call through the dataset's chunk (fast); h5py fancy indexing with
-    a list of rows is avoided on purpose: it is two orders of magnitude slower.
+    a list of rows is avoided on purpose: it is far slower (docs/architecture.md).
     Open it inside each DataLoader worker (h5py handles do not survive a fork well).
     """
 

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
+from pipeline.device import resolve_device
 from pipeline.distributed import convert_batchnorm, gather_batches
 from pipeline.fileio import atomic_write
 from pipeline.inference import predict, score
@@ -42,17 +43,6 @@ log = logging.getLogger("mtaffect.train")
 
 LOG_COLUMNS = ["epoch", "lr", "loss", "loss_AU", "loss_EXPR", "loss_VA", "AU_score", "AU_f1", "EXPR_score",
                "EXPR_f1", "ccc_valence", "ccc_arousal", "total"]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present (this process's local rank under torchrun), else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available (use device: auto or cpu)")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,12 +1,12 @@
 """``build``: merged, balanced per-task training indexes, the validation index, the report."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from pipeline.config import with_overrides
+from pipeline.fileio import write_json
 from stages.common import friendly_errors, load, params_option
 
 
@@ -17,7 +17,7 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Index folder (default: build.out).")
 @click.option("--report", default="reports/build.json", show_default=True, type=click.Path(dir_okay=False),
               help="Statistics: sizes, IRLbl/MeanIR, class and VA-bin counts before and after.")
-@click.option("--plots", default="reports/plots", show_default=True, type=click.Path(file_okay=False),
+@click.option("--plots", default="reports/plots/build", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the DVC plot data (CSV) and the distributions PNG.")
 @click.option("--no-balance", is_flag=True, help="Turn balancing off for every task (Table I's 'imbalanced').")
 @friendly_errors
@@ -35,8 +35,7 @@ def cli(params_path, faces, out, report, plots, no_balance):
     if no_balance:
         params = with_overrides(params, au_balance=False, expr_balance=False, va_balance=False)
     result = build(faces or p.extract.out, out or params.out, params)
-    Path(report).parent.mkdir(parents=True, exist_ok=True)
-    Path(report).write_text(json.dumps(result, indent=2) + "\n")
+    write_json(report, result)
     build_plot_data(result, plots)
     build_figure(result, Path(plots) / "build_distributions.png")
     au, ex, va = result["AU"], result["EXPR"], result["VA"]

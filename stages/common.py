@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from pipeline.config import load_params
+from pipeline.config import advice, load_params
 from pipeline.errors import CheckpointError, DataError, ParamsError
 
 params_option = click.option(
@@ -16,11 +16,15 @@ params_option = click.option(
 
 
 def load(params_path: str):
-    """Validated parameters, or a clear one-line error before any work starts."""
+    """Validated parameters, or a clear one-line error before any work starts. Advice on
+    valid but doubtful settings is printed loudly (``config.advice``)."""
     try:
-        return load_params(params_path)
+        params = load_params(params_path)
     except ParamsError as e:
         raise click.ClickException(str(e)) from None
+    for note in advice(params):
+        click.secho(f"WARNING: {note}", fg="red", bold=True, err=True)
+    return params
 
 
 def friendly_errors(fn):

@@ -1,11 +1,11 @@
 """``evaluate``: every model and the trivial baselines on the validation set, one code path."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from pipeline.fileio import write_json
 from stages.common import friendly_errors, load, params_option
 
 
@@ -16,7 +16,7 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--predictions", default="reports/val_predictions.parquet", show_default=True,
               help="Long table: one row per validation frame and model.")
 @click.option("--out", default="reports/evaluation.json", show_default=True, help="Metrics per model.")
-@click.option("--plots", default="reports/plots", show_default=True, help="Folder for PNG and DVC plot data.")
+@click.option("--plots", default="reports/plots/evaluate", show_default=True, help="Folder for PNG and DVC plot data.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
 def cli(params_path, index_dir, predictions, out, plots, quiet):
@@ -32,7 +32,7 @@ def cli(params_path, index_dir, predictions, out, plots, quiet):
     from pipeline.labels import TASKS
     from pipeline.plots import evaluation_plots
     from pipeline.store import write_parquet
-    from pipeline.train import resolve_device
+    from pipeline.device import resolve_device
 
     p = load(params_path)
     e = p.evaluate
@@ -42,8 +42,7 @@ def cli(params_path, index_dir, predictions, out, plots, quiet):
     table, evaluation = evaluate(e.models, train, val, resolve_device(e.device), e.batch, e.au_thresholds,
                                  e.bootstrap, e.seed, progress=not quiet)
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(evaluation, indent=2) + "\n")
+    write_json(out, evaluation)
     evaluation_plots(table, evaluation, plots)
     for name, r in evaluation.items():
         au, ex, va = r["AU"], r["EXPR"], r["VA"]

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from pipeline.config import SOURCE_KINDS, with_overrides
+from pipeline.fileio import write_text
 from stages.common import friendly_errors, load, params_option
 
 
@@ -41,8 +42,7 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     out = out or str(Path(params.out) / source)
     counts = extract(source, root, out, params, progress=not quiet)
     if report:
-        Path(report).parent.mkdir(parents=True, exist_ok=True)
-        Path(report).write_text((Path(out) / "extract.json").read_text())
+        write_text(report, (Path(out) / "extract.json").read_text())
     click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} labelled frames "
                f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
                f"without a frame) -> {out}")

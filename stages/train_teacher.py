@@ -1,12 +1,12 @@
 """``train_teacher``: the multitask teacher of Eq. 13 on the balanced task sets."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from pipeline.config import with_overrides
+from pipeline.fileio import write_json
 from stages.common import friendly_errors, load, params_option
 
 
@@ -16,7 +16,7 @@ from stages.common import friendly_errors, load, params_option
               help="Folder of the build stage's indexes (default: build.out).")
 @click.option("--out", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),
               help="Best-epoch checkpoint (state dict + config).")
-@click.option("--log", "log_csv", default="reports/plots/teacher_log.csv", show_default=True,
+@click.option("--log", "log_csv", default="reports/plots/teacher/log.csv", show_default=True,
               help="Per-epoch losses and validation metrics (DVC plots).")
 @click.option("--report", default="reports/teacher.json", show_default=True,
               help="The best epoch's validation metrics.")
@@ -45,8 +45,7 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
 
     if dist.is_initialized() and dist.get_rank() != 0:
         return
-    outputs.report.parent.mkdir(parents=True, exist_ok=True)
-    outputs.report.write_text(json.dumps(result, indent=2) + "\n")
+    write_json(outputs.report, result)
     outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
     v = result["validation"]
     click.echo(f"teacher: best epoch {result['best_epoch']} total {result['best_total']:.4f} "

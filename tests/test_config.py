@@ -22,6 +22,17 @@ def test_committed_params_are_valid_for_every_profile(raw):
         assert p.profile == profile
 
 
+def test_dataclass_defaults_are_the_params_yaml_base_sections(raw):
+    # One set of defaults: a stage run by hand with no params file in sight behaves as the
+    # base section says (profiles then override it).
+    import dataclasses
+
+    from pipeline.config import SECTIONS
+
+    for name, cls in SECTIONS.items():
+        assert dataclasses.asdict(cls()) == raw[name], name
+
+
 def test_profile_overrides_apply(raw):
     raw["profile"] = "tiny"
     raw["profiles"]["tiny"]["teacher"] = {"epochs": 1}
@@ -115,6 +126,20 @@ def test_cli_reports_bad_params_in_one_line(tmp_path, raw):
     assert result.exit_code != 0
     assert "teacher.epochs: expected an integer" in result.output
     assert "Traceback" not in result.output
+
+
+def test_abaw2020_without_pretrained_weights_warns_loudly(tmp_path, raw):
+    from stages.cli import main
+
+    raw["profile"] = "abaw2020"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["check-params", "--params", str(path), "--section", "teacher"])
+    assert result.exit_code == 0
+    assert "WARNING: profile abaw2020 trains ResNet-50 from random weights" in result.output
+    raw["teacher"]["pretrained"] = "weights/resnet50_face.pth"
+    path.write_text(yaml.safe_dump(raw))
+    assert "WARNING" not in CliRunner().invoke(main, ["check-params", "--params", str(path)]).output
 
 
 def test_cli_help_lists_every_command():

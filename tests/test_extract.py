@@ -62,12 +62,18 @@ def test_unknown_stays_unknown(extracted):
     assert (expw[list(AU_NAMES)] == -1).all().all() and (expw["expr"] >= 0).all()
 
 
-def test_reports_account_for_every_label(synth, extracted):
-    _, reports = extracted
-    rep = reports["affwild2"]
-    # every labelled frame is written, or counted as having no face or no image
-    assert rep["labelled_frames"] == rep["faces_written"] + rep["frames_without_face"] + \
-        sum(v["count"] for v in rep["rows_rejected"].values() if "unreadable" in v)
+def test_reports_account_for_every_label(synth, tmp_path):
+    # two crops that cannot be decoded: every labelled frame is written, or counted as
+    # having no face or an unreadable image
+    root = tmp_path / "affwild2"
+    shutil.copytree(synth / "affwild2", root)
+    crops = sorted((root / "cropped_aligned").rglob("*.jpg"))
+    for victim in crops[5], crops[40]:
+        victim.write_bytes(b"not a jpeg")
+    rep = extract("affwild2", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
+    unreadable = sum(v["count"] for reason, v in rep["rows_rejected"].items() if "unreadable" in reason)
+    assert unreadable == 2
+    assert rep["labelled_frames"] == rep["faces_written"] + rep["frames_without_face"] + unreadable
     assert rep["labels_without_frame"] > 0  # the synthetic set hides a few faces
     json.dumps(rep)
 

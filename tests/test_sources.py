@@ -1,4 +1,4 @@
-"""Readers on small hand-written fixtures in each real format (formats.md), awkward cases
+"""Readers on small hand-written fixtures in each real format (docs/formats.md), awkward cases
 included. None of these files comes from the synthetic generator."""
 import json
 import math

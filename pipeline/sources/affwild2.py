@@ -1,6 +1,6 @@
 """Aff-Wild2, ABAW 2020 release: annotation sets per task and split, faces per frame.
 
-Layout (formats.md): ``annotations/{AU,EXPR,VA}_Set/{Training_Set,Validation_Set}/<video>.txt``,
+Layout (docs/formats.md): ``annotations/{AU,EXPR,VA}_Set/{Training_Set,Validation_Set}/<video>.txt``,
 one header line naming the columns, then data line i (0-based) is frame i. Faces come from
 the organisers' ``cropped_aligned/<video>/NNNNN.jpg`` (1-based, already aligned) when
 present, else from ``videos/<video>.*``.

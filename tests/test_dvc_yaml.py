@@ -1,0 +1,96 @@
+"""dvc.yaml stays true to the code: each stage depends on exactly the project modules it
+imports (directly or through other project modules), and every path a stage's command
+passes equals the command's own default, so running a stage by hand writes where DVC
+expects it."""
+import ast
+import importlib
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("pipeline", "stages")
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def module_file(name: str) -> Path | None:
+    parts = name.split(".")
+    if parts[0] not in PACKAGES:
+        return None
+    p = ROOT.joinpath(*parts)
+    if (p / "__init__.py").exists():
+        return p / "__init__.py"
+    return p.with_suffix(".py") if p.with_suffix(".py").exists() else None
+
+
+def imported_modules(name: str) -> set[str]:
+    """Project modules that module ``name`` imports anywhere in its file (also inside
+    functions: the stages import lazily)."""
+    path = module_file(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, up level - 1
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # "from pkg import module"
+    return {m for m in found if module_file(m)}
+
+
+def code_of(module: str) -> set[str]:
+    """Files of every project module importing ``module`` runs, packages' __init__ included."""
+    seen, todo = set(), [module]
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        parts = m.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages run first
+        todo.extend(imported_modules(m))
+    return {str(module_file(m).relative_to(ROOT)) for m in seen}
+
+
+def stage_body(name: str) -> dict:
+    stage = DVC[name]
+    return stage["do"] if "foreach" in stage else stage
+
+
+def stage_module(name: str) -> str:
+    return re.match(r"python -m (stages\.\w+)", stage_body(name)["cmd"]).group(1)
+
+
+@pytest.mark.parametrize("stage", sorted(DVC))
+def test_stage_depends_on_exactly_the_code_it_runs(stage):
+    listed = {d for d in stage_body(stage)["deps"] if d.endswith(".py") or d in PACKAGES}
+    expected = code_of(stage_module(stage))
+    assert not listed - expected, f"{stage}: dvc.yaml lists code the stage does not import: {sorted(listed - expected)}"
+    assert not expected - listed, f"{stage}: dvc.yaml misses code the stage imports: {sorted(expected - listed)}"
+
+
+def test_the_dependency_finder_sees_lazy_and_relative_imports():
+    # stages import the library inside their command functions, and the synthetic package
+    # imports its siblings relatively: both must be found, or the lists above mean nothing
+    assert "pipeline.train" in imported_modules("stages.train_teacher")
+    assert "pipeline/labels.py" in code_of("stages.train_teacher")
+    assert not any("synthetic" in f for f in code_of("stages.train_teacher"))
+    synth = code_of("stages.synth")
+    assert "pipeline/sources/synthetic/writers.py" in synth and "pipeline/sources/synthetic/__init__.py" in synth
+
+
+@pytest.mark.parametrize("stage", sorted(DVC))
+def test_paths_in_the_command_are_the_commands_defaults(stage):
+    cli = importlib.import_module(stage_module(stage)).cli
+    defaults = {opt: p.default for p in cli.params for opt in getattr(p, "opts", [])}
+    tokens = shlex.split(stage_body(stage)["cmd"])
+    for option, value in zip(tokens, tokens[1:]):
+        if option.startswith("--") and "${" not in value and defaults.get(option) is not None:
+            assert defaults[option] == value, f"{stage}: {option} is {value} in dvc.yaml, {defaults[option]} by default"
