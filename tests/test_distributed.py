@@ -7,7 +7,7 @@ import pytest
 import torch
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 HERE = Path(__file__).parent
 
 

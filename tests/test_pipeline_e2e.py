@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 
 from pipeline.labels import AU_NAMES, EXPR_NAMES
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def ran_stages(output: str) -> list[str]:

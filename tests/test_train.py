@@ -83,6 +83,7 @@ def test_interrupted_run_resumes_to_the_same_weights(index_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
     """The real thing: SIGKILL a training process mid-epoch, rerun, same final weights."""
     script = (
