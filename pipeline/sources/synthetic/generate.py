@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from pipeline.align import align_face
-from pipeline.labels import AU_NAMES, DISFA_AUS
-from pipeline.store import FrameTableWriter
+from pipeline.labels import AU_NAMES, AU_NUMBERS, DISFA_AUS, DISFA_INTENSITY_THRESHOLD, TASKS, disfa_to_au
+from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, uid
 
 from . import writers
 from .episodes import N_EXPR, Track, expression_shares, person_track, smooth_noise, still_labels
@@ -41,9 +41,6 @@ from .scene import POSE_RANGES, Grain, background, develop, draw_occluder, pose_
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 SOURCE_IDS = {s: i + 1 for i, s in enumerate(SOURCES)}
-TASKS = ("AU", "EXPR", "VA")
-UNIFIED_AUS = [int(n[2:]) for n in AU_NAMES]
-AU_THRESHOLD = 2.0  #: a unified AU is on when its intensity reaches this (as in DISFA)
 
 
 # --- sizes and configuration -------------------------------------------------------------
@@ -245,7 +242,7 @@ def face_rows(source, video, subject, split, frames, track: Track, geoms: list[F
     """
     n = len(frames)
     c: dict = {
-        "uid": [f"{source}/{video}/{int(f)}" for f in frames],
+        "uid": [uid(source, video, f) for f in frames],
         "source": [source] * n, "video": [video] * n, "subject": [subject] * n,
         "frame": np.asarray(frames, np.int32), "split": [split] * n,
     }
@@ -269,7 +266,7 @@ def face_rows(source, video, subject, split, frames, track: Track, geoms: list[F
     for j, name in enumerate(writers.BOX_COLUMNS):
         c[name] = boxes[:, j]
     lms = np.array([g.landmarks5 for g in geoms], np.float32).reshape(n, 10)
-    for j, name in enumerate(writers.LANDMARK_COLUMNS):
+    for j, name in enumerate(LANDMARK_COLUMNS):
         c[name] = lms[:, j]
     c["yaw"] = np.array([g.pose.yaw for g in geoms], np.float32)
     c["roll"] = np.array([g.pose.roll for g in geoms], np.float32)
@@ -281,8 +278,8 @@ def face_rows(source, video, subject, split, frames, track: Track, geoms: list[F
 
 def true_au(aus: np.ndarray) -> np.ndarray:
     """The 8 unified binary AUs (int8) from intensities over DRAWN_AUS."""
-    idx = [AU_INDEX[a] for a in UNIFIED_AUS]
-    return (np.asarray(aus)[:, idx] >= AU_THRESHOLD).astype(np.int8)
+    idx = [AU_INDEX[a] for a in AU_NUMBERS]
+    return (np.asarray(aus)[:, idx] >= DISFA_INTENSITY_THRESHOLD).astype(np.int8)
 
 
 def concat_rows(parts: list[dict]) -> dict:
@@ -507,8 +504,8 @@ def run_disfa(job: Job, cfg: SynthConfig, root: Path) -> dict:
     nbytes += writers.write_disfa_labels(root, job.name, intensities)
     labelled_au = np.arange(n) < m
     lab_au = np.full((n, len(AU_NAMES)), -1, np.int8)
-    for j, au in enumerate(UNIFIED_AUS):
-        lab_au[:m, j] = (intensities[au] >= AU_THRESHOLD).astype(np.int8)
+    for j, au in enumerate(AU_NUMBERS):
+        lab_au[:m, j] = disfa_to_au(intensities[au])
     labelled = {"AU": labelled_au, "EXPR": np.zeros(n, bool), "VA": np.zeros(n, bool)}
     rows = face_rows("disfa", job.name, job.name, "train", np.arange(n), track, geoms, labelled, lab_au,
                           np.full(n, -1, np.int8), np.full((n, 2), np.nan, np.float32), np.ones(n, bool),

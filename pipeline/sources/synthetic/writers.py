@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES
+from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
+from pipeline.store import LANDMARK_COLUMNS
 
 from .face import DRAWN_AUS
 
@@ -162,13 +163,11 @@ def write_disfa_labels(root: Path, subject: str, intensities: dict[int, np.ndarr
 
 # --- ExpW -------------------------------------------------------------------------------------
 
-EXPW_FROM_UNIFIED = (6, 0, 1, 2, 3, 4, 5)  #: unified class -> ExpW label (inverse of the reader's map)
-
 
 def expw_line(image: str, face_id: int, box, confidence: float, unified_expr: int) -> str:
     """``image_name face_id top left right bottom confidence expression_label``."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    return f"{image} {face_id} {y0} {x0} {x1} {y1} {confidence:.4f} {EXPW_FROM_UNIFIED[int(unified_expr)]}"
+    return f"{image} {face_id} {y0} {x0} {x1} {y1} {confidence:.4f} {UNIFIED_TO_EXPW[int(unified_expr)]}"
 
 
 # --- AFEW-VA ----------------------------------------------------------------------------------
@@ -193,7 +192,6 @@ def afewva_json(actor: str, video_id: str, frames: dict[str, tuple[int, int, np.
 AUI_COLUMNS = [f"AUI{au}" for au in DRAWN_AUS]
 LABEL_AU_COLUMNS = [f"lab_{name}" for name in AU_NAMES]
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
-LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
 
 #: One row per face. True labels (no annotation noise) first, then what the dataset files
 #: carry for that face in the unified space (``lab_*``, -1 / NaN where they carry nothing).
