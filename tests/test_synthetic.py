@@ -401,7 +401,7 @@ def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
 
 
 def test_gaussian_blur_reaches_two_sigmas():
-    from pipeline.sources.synthetic.face import gaussian_blur
+    from pipeline.sources.synthetic.draw import gaussian_blur
 
     img = np.random.default_rng(0).uniform(0, 255, (40, 50)).astype(np.float32)
     for sigma in (0.3, 0.45, 1.0, 1.7):

@@ -21,7 +21,9 @@ import numpy as np
 from pipeline.labels import EXPR_NAMES
 
 from .episodes import INTENSITY_GAMMA, prototype_intensities
-from .face import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose, render_face, sample_identity
+from .geometry import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose
+from .identity import sample_identity
+from .render import render_face
 from .scene import background
 from .writers import write_png
 

@@ -36,7 +36,9 @@ from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, uid
 
 from . import writers
 from .episodes import N_EXPR, Track, expression_shares, person_track, smooth_noise, still_labels
-from .face import AU_INDEX, DRAWN_AUS, FaceGeometry, Pose, draw_body, face_geometry, render_face, sample_identity
+from .geometry import AU_INDEX, DRAWN_AUS, FaceGeometry, Pose, face_geometry
+from .identity import sample_identity
+from .render import draw_body, render_face
 from .scene import POSE_RANGES, Grain, background, develop, draw_occluder, pose_track, source_look, vignette_mask
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from .episodes import smooth_noise
-from .face import Pose, gaussian_blur
+from .draw import gaussian_blur
+from .geometry import Pose
 
 
 @dataclass(frozen=True)

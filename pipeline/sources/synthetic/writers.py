@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
 from pipeline.store import LANDMARK_COLUMNS
 
-from .face import DRAWN_AUS
+from .geometry import DRAWN_AUS
 
 FPS = 30.0
 
