@@ -23,6 +23,7 @@ from pipeline.labels import EXPR_NAMES
 from .episodes import INTENSITY_GAMMA, prototype_intensities
 from .geometry import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose
 from .identity import sample_identity
+from .planning import SOURCES
 from .render import render_face
 from .scene import background
 from .writers import write_png
@@ -31,8 +32,7 @@ CELL = 112
 COLUMNS = 8
 LABEL_WIDTH = 220
 HEADER = 28
-SOURCE_ROWS = ("affwild2", "disfa", "expw", "afewva")
-N_ROWS = len(EXPR_NAMES) + len(DRAWN_AUS) + len(SOURCE_ROWS)
+N_ROWS = len(EXPR_NAMES) + len(DRAWN_AUS) + len(SOURCES)
 
 
 def sheet_shape() -> tuple[int, int, int]:
@@ -138,7 +138,7 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) 
     gt = None
     if data is not None and (Path(data) / "ground_truth.parquet").exists():
         gt = read_ground_truth(Path(data))
-    for source in SOURCE_ROWS:
+    for source in SOURCES:
         cells = source_row(Path(data), source, gt) if gt is not None else [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
         rows.append((f"source: {source}", cells))
 

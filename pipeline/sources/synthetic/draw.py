@@ -96,4 +96,3 @@ def clipped(img, outline, draw):
     blend = work * a
     blend += patch * (1 - a)
     patch[:] = blend
-

@@ -213,4 +213,3 @@ GROUND_TRUTH_SCHEMA = pa.schema(
         ("occlusion", pa.float32()), ("blur", pa.float32()),
     ]
 )
-
