@@ -70,8 +70,8 @@ GROUND_TRUTH_COLUMNS = ["source", "video", "frame", "face_visible", "box_x1", "b
 
 
 def read_ground_truth(data: Path) -> dict[str, np.ndarray]:
-    """The columns the source rows need, as numpy arrays (pyarrow alone: importing pandas
-    would cost a quarter of a second)."""
+    """The columns the source rows need, as numpy arrays (pyarrow alone: pandas is slow to
+    import)."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(data / "ground_truth.parquet", columns=GROUND_TRUTH_COLUMNS)

@@ -13,7 +13,7 @@ envelope e(t) in [0, apex], with apex ~ U(0.2, 1). From e(t):
   plus a slow random drift per video.
 
 Everything here is cheap numpy on label arrays, no pixels, so the label statistics can
-be checked on hundreds of thousands of frames in a second (tests do).
+be checked on hundreds of thousands of frames (tests do).
 """
 from __future__ import annotations
 

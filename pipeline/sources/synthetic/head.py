@@ -214,7 +214,7 @@ def _shade(img, head, geom: FaceGeometry, light, skin) -> None:
     patch = img[y0:y1, x0:x1]
     ph, pw = patch.shape[:2]
     size = geom.pose.size
-    # The soft edge: the head mask blurred at a quarter of the resolution (4x cheaper).
+    # The soft edge: the head mask blurred at a quarter of the resolution (it is soft anyway).
     q = 4
     small = np.zeros(((ph + q - 1) // q, (pw + q - 1) // q), np.uint8)
     poly(small, (head - [x0, y0]) / q, 255)

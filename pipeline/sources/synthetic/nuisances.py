@@ -18,10 +18,11 @@ from .scene import Grain, draw_occluder
 def grain_bank(seed: int, source: str, h: int, w: int, sd: float) -> Grain:
     """The sensor noise of a source's frames of one size, shared by its jobs.
 
-    Drawing the noise fields (millions of numbers) per video cost more than rendering a
-    short one; each frame still picks a random field at a random offset. The bank has its
-    own random stream, seeded by what it depends on only, so it is the same in every
-    worker process and never shifts a job's other draws (labels and label noise included).
+    Shared because drawing its fields (millions of numbers) for every video would cost more
+    than rendering a short one; each frame still picks a random field at a random offset.
+    The bank has its own random stream, seeded by what it depends on only, so it is the
+    same in every worker process and never shifts a job's other draws (labels and label
+    noise included).
     """
     return Grain(np.random.default_rng([seed, SOURCE_IDS[source], h, w, 1]), h, w, sd)
 

@@ -1,6 +1,6 @@
 """A person in a frame: shoulders and neck, then the head, drawn in a region of interest
-around it and softened (a shaded, soft-edged face is what a face detector finds; a flat
-cartoon one it often misses).
+around it and softened. Shading, hair, ears, neck, shoulders and a soft edge are what make
+a face detector find a drawn face (docs/synthetic-data.md, "How a face is made").
 """
 from __future__ import annotations
 

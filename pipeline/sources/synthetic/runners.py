@@ -258,7 +258,7 @@ def run_afewva(job: Job, cfg: SynthParams, root: Path) -> dict:
         geoms.append(g)
         frame = develop(img, look, rng, nu.brightness[t], nu.blur[t], nu.motion[t], grain)
         # The films reached AFEW-VA through lossy video: keep its block artefacts (and the
-        # PNGs small: grain that survived no codec would triple their size).
+        # PNGs small: grain that went through no codec inflates them).
         frame = cv2.imdecode(cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, look.jpeg])[1], cv2.IMREAD_COLOR)
         nbytes += writers.write_png(folder / f"{t:05d}.png", frame, AFEWVA_PNG_LEVEL)
     # Labels: integers in [-10, 10]; annotators drift smoothly around the truth (training only).

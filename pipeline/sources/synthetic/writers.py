@@ -45,9 +45,9 @@ def write_jpeg(path: Path, img: np.ndarray, quality: int) -> int:
 
 def write_png(path: Path, img: np.ndarray, level: int = 1) -> int:
     # The Up filter on every row (instead of libpng trying all five per row) and zlib's
-    # run-length strategy at level 1: on the AFEW-VA frames 11% larger than level 4 with
-    # the "filtered" strategy and all filters (8% larger than Paeth), at a third of its time
-    # (1.3 vs 3.9 ms). PNG is lossless: the decoded pixels are the same whatever the settings.
+    # run-length strategy at level 1: a little larger than the thorough settings, in a
+    # fraction of their time. PNG is lossless: the decoded pixels are the same whatever the
+    # settings.
     data = _encode(path, ".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(level),
                                        cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
                                        cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
@@ -58,8 +58,8 @@ def write_png(path: Path, img: np.ndarray, level: int = 1) -> int:
 class VideoFile:
     """An MJPG video in an AVI container, written frame by frame.
 
-    Frames are JPEG-encoded with ``cv2.imencode`` (libjpeg-turbo: about 3x smaller and
-    faster than ``cv2.VideoWriter``'s own MJPEG encoder) and wrapped in a plain RIFF AVI
+    Frames are JPEG-encoded with ``cv2.imencode`` (libjpeg-turbo: smaller and faster
+    than ``cv2.VideoWriter``'s own MJPEG encoder) and wrapped in a plain RIFF AVI
     with an ``idx1`` index, which OpenCV, FFmpeg and every player read. The container
     holds no dates or writer names: the bytes depend on the frames only.
     """
