@@ -27,10 +27,11 @@ DETECT_SAMPLE = int(os.environ.get("BENCH_SYNTH_SAMPLE", "150"))
 
 
 def generation_rows(size: str, out: Path) -> tuple[list[dict], float]:
-    from pipeline.sources.synthetic.generate import SynthConfig, generate
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic.generate import generate
 
     t0 = time.perf_counter()
-    report = generate(out, SynthConfig(size=size, workers=2), progress=False)
+    report = generate(out, SynthParams(size=size, workers=2), progress=False)
     wall = time.perf_counter() - t0
     rows = []
     for s in SOURCES:

@@ -10,6 +10,8 @@ import numpy as np
 
 # --- action units -------------------------------------------------------------------
 AU_NAMES: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
+#: The same AUs as FACS numbers (1, 2, 4, ...), in the same order.
+AU_NUMBERS: tuple[int, ...] = tuple(int(name[2:]) for name in AU_NAMES)
 AU_UNKNOWN = -1
 
 # --- expressions --------------------------------------------------------------------
@@ -78,6 +80,8 @@ def disfa_to_au(intensity) -> np.ndarray:
 #: ExpW labels: 0 angry, 1 disgust, 2 fear, 3 happy, 4 sad, 5 surprise, 6 neutral.
 EXPW_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 EXPW_TO_UNIFIED: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 0)
+#: The inverse: unified class -> ExpW label.
+UNIFIED_TO_EXPW: tuple[int, ...] = tuple(EXPW_TO_UNIFIED.index(k) for k in range(len(EXPW_TO_UNIFIED)))
 
 
 def expw_to_expr(label) -> np.ndarray:

@@ -37,15 +37,14 @@ def cli(params_path, size, seed, out, contact_sheet, no_contact_sheet, difficult
     Every option defaults to the active profile's `synth` section of params.yaml.
     """
     from pipeline.sources.synthetic.contact_sheet import make_contact_sheet
-    from pipeline.sources.synthetic.generate import SynthConfig, generate
+    from pipeline.sources.synthetic.generate import generate
 
     section = with_overrides(
         load(params_path).synth, size=size, seed=seed, out=out, contact_sheet=contact_sheet,
         difficulty=difficulty, domain_shift=domain_shift, label_noise=label_noise, imbalance=imbalance,
         spontaneous_au=spontaneous_au, identity_spread=identity_spread, workers=workers,
     )
-    config = SynthConfig.from_params(section)
-    report = generate(section.out, config, progress=progress)
+    report = generate(section.out, section, progress=progress)
     for source, s in report["sources"].items():
         if source == "ground_truth":
             continue

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import ExtractParams
+from pipeline.config import ExtractParams, SynthParams
 from pipeline.extract import extract
-from pipeline.labels import AU_NAMES
 from pipeline.errors import DataError
-from pipeline.sources.synthetic.generate import SynthConfig, generate
+from pipeline.labels import AU_NAMES
+from pipeline.sources.synthetic.generate import generate
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 
@@ -20,7 +20,7 @@ SOURCES = ("affwild2", "disfa", "expw", "afewva")
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthConfig(size="tiny", seed=0), progress=False)
+    generate(root, SynthParams(size="tiny", seed=0), progress=False)
     return root
 
 

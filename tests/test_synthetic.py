@@ -58,7 +58,7 @@ def sub(gt, source, video=None):
 
 
 def parse_affwild2_file(path: Path):
-    """An annotation file as formats.md describes it: a header, then one row per frame."""
+    """An annotation file as docs/formats.md describes it: a header, then one row per frame."""
     lines = path.read_text().splitlines()
     task = path.parent.parent.name
     assert lines[0] == AFFWILD2_HEADERS[task], f"{path}: header {lines[0]!r}"
@@ -401,7 +401,7 @@ def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
 
 
 def test_gaussian_blur_reaches_two_sigmas():
-    from pipeline.sources.synthetic.face import gaussian_blur
+    from pipeline.sources.synthetic.draw import gaussian_blur
 
     img = np.random.default_rng(0).uniform(0, 255, (40, 50)).astype(np.float32)
     for sigma in (0.3, 0.45, 1.0, 1.7):
@@ -415,7 +415,7 @@ def test_gaussian_blur_reaches_two_sigmas():
 
 
 def test_grain_bank_depends_only_on_its_key():
-    from pipeline.sources.synthetic.generate import grain_bank
+    from pipeline.sources.synthetic.nuisances import grain_bank
 
     a = grain_bank(0, "disfa", 24, 32, 2.0)
     assert grain_bank(0, "disfa", 24, 32, 2.0) is a  # shared by the jobs of a process
@@ -430,32 +430,42 @@ def test_grain_bank_depends_only_on_its_key():
 
 
 def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
-    from pipeline.sources.synthetic.generate import SynthConfig, generate
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic.generate import generate
 
     root, _, _ = tiny
-    generate(tmp_path, SynthConfig(size="tiny", seed=0, workers=1), progress=False)
+    generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
     a, b = file_hashes(root), file_hashes(tmp_path)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
 
 
 def test_another_seed_gives_other_files(tiny, tmp_path):
-    from pipeline.sources.synthetic.generate import SynthConfig, plan, run_job
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic.planning import plan
+    from pipeline.sources.synthetic.runners import run_job
 
     root, _, _ = tiny
-    cfg = SynthConfig(size="tiny", seed=1, workers=1)
+    cfg = SynthParams(size="tiny", seed=1, workers=1)
     for job in [j for j in plan(cfg) if j.source in ("disfa", "afewva")][:2]:
         run_job((job, cfg, str(tmp_path)))
+    compared = 0
     for p in sorted(tmp_path.rglob("*")):
-        if p.is_file() and (root / p.relative_to(tmp_path)).exists():
-            assert p.read_bytes() != (root / p.relative_to(tmp_path)).read_bytes(), p
+        twin = root / p.relative_to(tmp_path)
+        if p.is_file() and twin.exists():
+            assert p.read_bytes() != twin.read_bytes(), p
+            compared += 1
+    # Those are the two DISFA subjects: a video and a label file per AU each, all also in
+    # the seed-0 set (comparing no file at all would pass for nothing).
+    assert compared == 2 * (1 + len(DISFA_AUS)), compared
 
 
 def test_larger_sizes_plan_without_rendering():
-    from pipeline.sources.synthetic.generate import SIZES, SynthConfig, plan
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic.planning import SIZES, plan
 
     assert list(SIZES) == ["tiny", "demo", "medium", "large", "huge"]
-    jobs = plan(SynthConfig(size="large"))
+    jobs = plan(SynthParams(size="large"))
     frames = sum(j.frames or len(j.images) for j in jobs)
     assert frames > 200_000
     names = [(j.source, j.folder, j.name) for j in jobs]
@@ -466,11 +476,12 @@ def test_larger_sizes_plan_without_rendering():
 def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from pipeline.sources.synthetic.generate import SynthConfig, generate
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic.generate import generate
     from pipeline.store import PARQUET_OPTIONS
 
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 100)
-    report = generate(tmp_path, SynthConfig(size="tiny", seed=0, workers=1), progress=False)
+    report = generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
     meta = pq.ParquetFile(tmp_path / "ground_truth.parquet").metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert sum(sizes) == report["rows"] == 913
@@ -478,14 +489,16 @@ def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
 
 
 def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
-    from pipeline.sources.synthetic import generate as gen
+    from pipeline.config import SynthParams
+    from pipeline.sources.synthetic import runners
+    from pipeline.sources.synthetic.generate import generate
 
     def broken(job, cfg, root):
         raise RuntimeError("renderer broke")
 
-    monkeypatch.setitem(gen.RUNNERS, "disfa", broken)  # workers=1: runs in this process
+    monkeypatch.setitem(runners.RUNNERS, "disfa", broken)  # workers=1: runs in this process
     with pytest.raises(RuntimeError, match="renderer broke"):
-        gen.generate(tmp_path, gen.SynthConfig(size="tiny", seed=0, workers=1), progress=False)
+        generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
     assert not (tmp_path / "ground_truth.parquet").exists()
     assert not list(tmp_path.glob(".ground_truth.parquet*"))
 

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.labels import AU_NAMES, AU_UNKNOWN, DISFA_AUS, disfa_to_au
+from pipeline.labels import AU_NAMES, AU_NUMBERS, AU_UNKNOWN, DISFA_AUS, disfa_to_au
 from pipeline.sources.base import Job, Problems, SourceRead
-
-UNIFIED_AUS = [int(name[2:]) for name in AU_NAMES]
 
 
 def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
@@ -55,14 +53,14 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             path = labels_dir / sn / f"{sn}_au{au}.txt"
             if path.exists():
                 per_au[au] = parse_au_file(path, problems)
-            elif au in UNIFIED_AUS:
+            elif au in AU_NUMBERS:
                 problems.reject(str(path), "AU label file missing (that AU stays unknown)")
         frames = np.array(sorted(set().union(*(set(d) for d in per_au.values()))), dtype=np.int32)
         if len(frames) == 0:
             problems.reject(str(labels_dir / sn), "no label lines")
             continue
         au = np.full((len(frames), len(AU_NAMES)), AU_UNKNOWN, dtype=np.int8)
-        for j, unified in enumerate(UNIFIED_AUS):
+        for j, unified in enumerate(AU_NUMBERS):
             labels = per_au.get(unified, {})
             intensity = np.array([labels.get(int(f), -1) for f in frames])
             au[:, j] = disfa_to_au(intensity)

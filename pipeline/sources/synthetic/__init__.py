@@ -1,11 +1,16 @@
 """The synthetic affect data set: drawn faces driven by action units, written in the four
 real datasets' on-disk formats, with every frame's true labels on the side.
 
-Modules: ``face`` (the renderer), ``episodes`` (labels over time), ``scene`` (backgrounds,
-looks, camera, occluders, head motion), ``writers`` (the file formats and the ground-truth
-table), ``generate`` (sizes, plan, workers), ``contact_sheet`` (the picture).
+Modules. The face: ``geometry`` (68 points, AU displacement fields, pose), ``identity``
+(shape and colours of a person), ``draw`` (OpenCV primitives), ``head`` (the head and its
+AU cues), ``render`` (a person into a frame). Around it: ``episodes`` (labels over time),
+``scene`` (backgrounds, looks, camera, occluders, head motion), ``nuisances`` (per-frame
+lighting, blur, occluders, sensor noise), ``annotation`` (label noise, ground-truth rows),
+``writers`` (the file formats and the ground-truth table). The run: ``planning`` (sizes,
+jobs), ``runners`` (one per source), ``generate`` (workers, manifest), ``contact_sheet``
+(the picture).
 Nothing heavy is imported here, so ``SIZE_NAMES`` is cheap to reach from the command line.
 """
 
-#: The named sizes, smallest first (defined in ``generate.SIZES``).
+#: The named sizes, smallest first (defined in ``planning.SIZES``).
 SIZE_NAMES = ("tiny", "demo", "medium", "large", "huge")

@@ -21,7 +21,10 @@ import numpy as np
 from pipeline.labels import EXPR_NAMES
 
 from .episodes import INTENSITY_GAMMA, prototype_intensities
-from .face import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose, render_face, sample_identity
+from .geometry import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose
+from .identity import sample_identity
+from .planning import SOURCES
+from .render import render_face
 from .scene import background
 from .writers import write_png
 
@@ -29,8 +32,7 @@ CELL = 112
 COLUMNS = 8
 LABEL_WIDTH = 220
 HEADER = 28
-SOURCE_ROWS = ("affwild2", "disfa", "expw", "afewva")
-N_ROWS = len(EXPR_NAMES) + len(DRAWN_AUS) + len(SOURCE_ROWS)
+N_ROWS = len(EXPR_NAMES) + len(DRAWN_AUS) + len(SOURCES)
 
 
 def sheet_shape() -> tuple[int, int, int]:
@@ -68,8 +70,8 @@ GROUND_TRUTH_COLUMNS = ["source", "video", "frame", "face_visible", "box_x1", "b
 
 
 def read_ground_truth(data: Path) -> dict[str, np.ndarray]:
-    """The columns the source rows need, as numpy arrays (pyarrow alone: importing pandas
-    would cost a quarter of a second)."""
+    """The columns the source rows need, as numpy arrays (pyarrow alone: pandas is slow to
+    import)."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(data / "ground_truth.parquet", columns=GROUND_TRUTH_COLUMNS)
@@ -136,7 +138,7 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) 
     gt = None
     if data is not None and (Path(data) / "ground_truth.parquet").exists():
         gt = read_ground_truth(Path(data))
-    for source in SOURCE_ROWS:
+    for source in SOURCES:
         cells = source_row(Path(data), source, gt) if gt is not None else [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
         rows.append((f"source: {source}", cells))
 

@@ -13,7 +13,7 @@ envelope e(t) in [0, apex], with apex ~ U(0.2, 1). From e(t):
   plus a slow random drift per video.
 
 Everything here is cheap numpy on label arrays, no pixels, so the label statistics can
-be checked on hundreds of thousands of frames in a second (tests do).
+be checked on hundreds of thousands of frames (tests do).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.labels import EXPR_NAMES
 
-from .face import AU_INDEX, DRAWN_AUS
+from .geometry import AU_INDEX, DRAWN_AUS
 
 N_EXPR = len(EXPR_NAMES)
 NEUTRAL, ANGER, DISGUST, FEAR, HAPPINESS, SADNESS, SURPRISE = range(N_EXPR)

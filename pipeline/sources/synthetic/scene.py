@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from .episodes import smooth_noise
-from .face import Pose, gaussian_blur
+from .draw import gaussian_blur
+from .geometry import Pose
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,8 @@ def _muted(rng, lo=40, hi=200) -> np.ndarray:
 def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarray:
     """A textured, somewhat desaturated scene of ``kind`` (uint8 BGR [h, w, 3]).
 
-    Drawn at half resolution and enlarged: it is blurred anyway, and this halves the cost
-    of a still image (ExpW draws one per image)."""
+    Drawn at half resolution and enlarged: it is blurred anyway, and ExpW draws one per
+    image."""
     full_h, full_w = h, w
     h, w = (h + 1) // 2, (w + 1) // 2
     img = np.empty((h, w, 3), np.float32)
@@ -139,7 +140,7 @@ def background(rng: np.random.Generator, h: int, w: int, kind: str) -> np.ndarra
         img += _clouds(rng, h, w, ((24, 12), (8, 4)))
         if kind == "film":
             img *= rng.uniform(0.45, 0.75)
-    # Blurred and enlarged in uint8 (a third of the float32 cost). Films keep the
+    # Blurred and enlarged in uint8 (cheaper than in float32). Films keep the
     # background out of focus (and PNG frames small).
     img = np.clip(img, 0, 255, out=img).astype(np.uint8)
     img = cv2.GaussianBlur(img, (0, 0), max(0.5, w / 400) * (3.0 if kind == "film" else 1.0))
@@ -159,7 +160,7 @@ def vignette_mask(h: int, w: int, strength: float) -> np.ndarray:
 def tone_lut(look: Look, brightness: float = 1.0) -> np.ndarray:
     """The tone curve as a 256-entry table shared by the three channels (uint8 [256, 1]):
     brightness, gamma and contrast. One table for all channels lets cv2.LUT treat the
-    image as one wide grey plane, twice as fast as a table per channel."""
+    image as one wide grey plane, faster than a table per channel."""
     x = np.arange(256, dtype=np.float64) / 255.0
     y = np.clip(x * brightness, 0, 1) ** look.gamma
     y = (y - 0.5) * look.contrast + 0.5
@@ -185,14 +186,14 @@ def colour_matrix(look: Look) -> np.ndarray:
 
 class Grain:
     """Sensor noise for one video: a few precomputed noise fields, a random one per frame
-    at a random offset (drawing fresh Gaussian noise per frame costs more than rendering).
+    at a random offset (fresh Gaussian noise per frame would cost more than the rendering).
 
     The noise is round(N(0, sd)) per pixel and channel, drawn by looking up uniform 16-bit
     codes in an inverse-CDF table (rounded_normal_table): the same distribution as rounding
-    normal deviates, at a third of the cost. Each field is kept as two uint8 images, its
-    positive and its negative part: adding one and subtracting the other, both saturating,
-    gives exactly clip(img + noise, 0, 255) (one of the two is 0 at every pixel), five
-    times faster than adding int16 noise."""
+    normal deviates, and cheaper. Each field is kept as two uint8 images, its positive and
+    its negative part: adding one and subtracting the other, both saturating, gives exactly
+    clip(img + noise, 0, 255) (one of the two is 0 at every pixel), faster than adding
+    int16 noise."""
 
     MARGIN = 16
 

@@ -16,42 +16,50 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES
+from pipeline.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
+from pipeline.store import LANDMARK_COLUMNS
 
-from .face import DRAWN_AUS
+from .geometry import DRAWN_AUS
 
 FPS = 30.0
 
 # --- images and videos ----------------------------------------------------------------------
 
 
-def write_jpeg(path: Path, img: np.ndarray, quality: int) -> int:
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+_FORMAT_NAMES = {".jpg": "JPEG", ".png": "PNG"}
+
+
+def _encode(path: Path, ext: str, img: np.ndarray, params: list[int]) -> bytes:
+    """``img`` encoded by OpenCV as ``ext`` (".jpg", ".png"); ``path`` names it in the error."""
+    ok, buf = cv2.imencode(ext, img, params)
     if not ok:
-        raise OSError(f"{path}: JPEG encoding failed")
-    path.write_bytes(buf.tobytes())
-    return len(buf)
+        raise OSError(f"{path}: {_FORMAT_NAMES[ext]} encoding failed")
+    return buf.tobytes()
+
+
+def write_jpeg(path: Path, img: np.ndarray, quality: int) -> int:
+    data = _encode(path, ".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    path.write_bytes(data)
+    return len(data)
 
 
 def write_png(path: Path, img: np.ndarray, level: int = 1) -> int:
     # The Up filter on every row (instead of libpng trying all five per row) and zlib's
-    # run-length strategy at level 1: on the AFEW-VA frames 11% larger than level 4 with
-    # the "filtered" strategy and all filters (8% larger than Paeth), at a third of its time
-    # (1.3 vs 3.9 ms). PNG is lossless: the decoded pixels are the same whatever the settings.
-    ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(level),
-                                         cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
-                                         cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
-    if not ok:
-        raise OSError(f"{path}: PNG encoding failed")
-    path.write_bytes(buf.tobytes())
-    return len(buf)
+    # run-length strategy at level 1: a little larger than the thorough settings, in a
+    # fraction of their time. PNG is lossless: the decoded pixels are the same whatever the
+    # settings.
+    data = _encode(path, ".png", img, [cv2.IMWRITE_PNG_COMPRESSION, int(level),
+                                       cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+                                       cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
+    path.write_bytes(data)
+    return len(data)
 
 
 class VideoFile:
     """An MJPG video in an AVI container, written frame by frame.
 
-    Frames are JPEG-encoded with ``cv2.imencode`` (libjpeg-turbo: about 3x smaller and
-    faster than ``cv2.VideoWriter``'s own MJPEG encoder) and wrapped in a plain RIFF AVI
+    Frames are JPEG-encoded with ``cv2.imencode`` (libjpeg-turbo: smaller and faster
+    than ``cv2.VideoWriter``'s own MJPEG encoder) and wrapped in a plain RIFF AVI
     with an ``idx1`` index, which OpenCV, FFmpeg and every player read. The container
     holds no dates or writer names: the bytes depend on the frames only.
     """
@@ -80,10 +88,7 @@ class VideoFile:
     def write(self, frame: np.ndarray) -> None:
         if frame.shape[:2] != (self.h, self.w):
             raise ValueError(f"{self.path}: frame is {frame.shape[1]}x{frame.shape[0]}, video is {self.w}x{self.h}")
-        ok, buf = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
-        if not ok:
-            raise OSError(f"{self.path}: JPEG encoding failed")
-        data = buf.tobytes()
+        data = _encode(self.path, ".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         self.index.append((self.f.tell() - self.movi_start, len(data)))
         self.largest = max(self.largest, len(data))
         self.f.write(_chunk(b"00dc", data))
@@ -162,13 +167,11 @@ def write_disfa_labels(root: Path, subject: str, intensities: dict[int, np.ndarr
 
 # --- ExpW -------------------------------------------------------------------------------------
 
-EXPW_FROM_UNIFIED = (6, 0, 1, 2, 3, 4, 5)  #: unified class -> ExpW label (inverse of the reader's map)
-
 
 def expw_line(image: str, face_id: int, box, confidence: float, unified_expr: int) -> str:
     """``image_name face_id top left right bottom confidence expression_label``."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
-    return f"{image} {face_id} {y0} {x0} {x1} {y1} {confidence:.4f} {EXPW_FROM_UNIFIED[int(unified_expr)]}"
+    return f"{image} {face_id} {y0} {x0} {x1} {y1} {confidence:.4f} {UNIFIED_TO_EXPW[int(unified_expr)]}"
 
 
 # --- AFEW-VA ----------------------------------------------------------------------------------
@@ -193,7 +196,6 @@ def afewva_json(actor: str, video_id: str, frames: dict[str, tuple[int, int, np.
 AUI_COLUMNS = [f"AUI{au}" for au in DRAWN_AUS]
 LABEL_AU_COLUMNS = [f"lab_{name}" for name in AU_NAMES]
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
-LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
 
 #: One row per face. True labels (no annotation noise) first, then what the dataset files
 #: carry for that face in the unified space (``lab_*``, -1 / NaN where they carry nothing).
@@ -215,4 +217,3 @@ GROUND_TRUTH_SCHEMA = pa.schema(
         ("occlusion", pa.float32()), ("blur", pa.float32()),
     ]
 )
-
