@@ -1,4 +1,4 @@
-"""Write the four datasets' files exactly as they ship (docs: shared/docs/formats.md), all
+"""Write the four datasets' files exactly as they ship (docs/formats.md), all
 byte-reproducibly, and define the ground-truth table (streamed by ``store.FrameTableWriter``).
 
 Reproducible means: no time stamps, no host names, fixed encoder settings, fixed number
