@@ -58,8 +58,9 @@ def mtcnn_alone(video: Path) -> tuple[float, int]:
     import torch
 
     from pipeline import faces as F
+    from pipeline import tracking as T
     from pipeline.config import ExtractParams
-    from pipeline.extract import fix_mmap_threshold
+    from pipeline.extract_worker import fix_mmap_threshold
 
     torch.set_num_threads(1)
     fix_mmap_threshold()  # the memory policy of an extraction worker (see its docstring)
@@ -72,7 +73,7 @@ def mtcnn_alone(video: Path) -> tuple[float, int]:
             break
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     detector = F.FaceDetector(min_face_size=p.min_face, detect_size=p.detect_size, batch_size=p.batch, num_threads=1)
-    tracker = F.FaceTracker(detector, block_size=p.batch, min_prob=p.min_prob)
+    tracker = T.FaceTracker(detector, block_size=p.batch, min_prob=p.min_prob)
     for start in range(0, len(frames), p.batch):
         tracker.track(frames[start:start + p.batch])
     return detector.mtcnn_seconds, len(frames)

@@ -32,6 +32,7 @@ import torch
 from skimage import data as skimage_data
 
 from pipeline import faces as F
+from pipeline import tracking as T
 from pipeline.align import align_face
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
@@ -102,9 +103,9 @@ def bench_tracked(frames: list[np.ndarray], block_size: int, detect_size: int = 
     detector = F.FaceDetector(min_face_size=MIN_FACE, detect_size=detect_size, batch_size=16,
                               num_threads=threads)
     try:
-        F.FaceTracker(detector, block_size=block_size).track(frames[:block_size * 2])  # warm-up
+        T.FaceTracker(detector, block_size=block_size).track(frames[:block_size * 2])  # warm-up
         detector.mtcnn_seconds = 0.0
-        tracker = F.FaceTracker(detector, block_size=block_size)
+        tracker = T.FaceTracker(detector, block_size=block_size)
         start = time.perf_counter()
         found = sum(d is not None for d in tracker.track(frames))
         seconds = time.perf_counter() - start
@@ -127,9 +128,9 @@ def bench_end_to_end(path: Path, block_size: int = 8, chunk: int = 64, detect_si
 
 
 def _end_to_end(path: Path, detector: F.FaceDetector, block_size: int, chunk: int, setting: str) -> dict:
-    F.FaceTracker(detector, block_size=block_size).track(list(decode(path, block_size * 2)))  # warm-up
+    T.FaceTracker(detector, block_size=block_size).track(list(decode(path, block_size * 2)))  # warm-up
     detector.mtcnn_seconds = 0.0
-    tracker = F.FaceTracker(detector, block_size=block_size)
+    tracker = T.FaceTracker(detector, block_size=block_size)
     store = np.empty((chunk, 112, 112, 3), np.uint8)  # stands in for the shard write
     frames = faces = 0
     t_decode = t_track = t_align = 0.0

@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import align as A
 from pipeline import faces as F
+from pipeline import tracking as T
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -23,18 +24,18 @@ def test_square_window_cuts_and_maps_back_to_frame_pixels(box):
     cv2.circle(frame, (12 * 16 + 8, 38 * 16), 3 * 16, (255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4)
     cv2.circle(frame, (118 * 16, 97 * 16 + 8), 3 * 16, (255, 255, 255), -1, lineType=cv2.LINE_AA, shift=4)
     dot = [12.5, 38.0] if box[0] < 0 else [118.0, 97.5]
-    window = F.SquareWindow.around(box, 2.0, 128)
+    window = T.SquareWindow.around(box, 2.0, 128)
     assert window.side == 100  # 2 x the longer side
     assert (window.x0 + 50, window.y0 + 50) == ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
     crop = window.cut(frame)
     assert crop.shape == (128, 128, 3)
     found = A.apply_transform(window.to_frame(), centroid(crop[..., 0].astype(float)))
     assert np.allclose(found, dot, atol=0.1)
-    assert not F.SquareWindow(-300, -300, 100, 64).cut(frame).any()  # wholly off-frame: black
+    assert not T.SquareWindow(-300, -300, 100, 64).cut(frame).any()  # wholly off-frame: black
 
 
 def test_square_window_holds_only_faces_clear_of_its_inner_edges():
-    window = F.SquareWindow(x0=-20, y0=50, side=100, out_size=128)  # left edge off-frame
+    window = T.SquareWindow(x0=-20, y0=50, side=100, out_size=128)  # left edge off-frame
     frame_shape = (300, 400, 3)
     assert window.holds([10, 60, 60, 110], frame_shape, 2.0)
     assert not window.holds([10, 60, 79, 110], frame_shape, 2.0)  # touches the right edge
@@ -147,15 +148,15 @@ def test_aligned_face_redetects_where_the_alignment_put_its_landmarks(detector, 
 def test_refine_in_box_finds_the_landmarks_or_reports_none(detector, astronaut):
     truth = detector.detect([astronaut])[0].detection(0)
     loose_box = truth.box + [-10, -8, 12, 6]  # another detector's box for the same face
-    landmarks = F.refine_in_box(astronaut, loose_box, detector)
+    landmarks = T.refine_in_box(astronaut, loose_box, detector)
     assert landmarks is not None and np.abs(landmarks - truth.landmarks).max() < 3
-    assert F.refine_in_box(astronaut, [300, 350, 380, 450], detector) is None  # no face there
+    assert T.refine_in_box(astronaut, [300, 350, 380, 450], detector) is None  # no face there
     # a box beside the face: the window (margin 1: three box widths) sees the face, but
     # it is not the face of that box
     width = truth.box[2] - truth.box[0]
     beside = truth.box + [1.1 * width, 0, 1.1 * width, 0]
-    assert F.refine_in_box(astronaut, beside, detector, margin=1.0, min_iou=0.0) is not None
-    assert F.refine_in_box(astronaut, beside, detector, margin=1.0) is None
+    assert T.refine_in_box(astronaut, beside, detector, margin=1.0, min_iou=0.0) is not None
+    assert T.refine_in_box(astronaut, beside, detector, margin=1.0) is None
 
 
 # --- tracking ------------------------------------------------------------------------------
@@ -177,7 +178,7 @@ def test_tracking_follows_the_face_like_full_detection_and_recovers_after_a_jump
     frames = video(face, slow + jump)
     full = [faces.pick() for faces in detector.detect(frames)]
 
-    tracker = F.FaceTracker(detector, block_size=4)
+    tracker = T.FaceTracker(detector, block_size=4)
     first = tracker.track(frames[:8])  # two calls: the state carries over
     tracked = first + tracker.track(frames[8:])
 
@@ -186,7 +187,7 @@ def test_tracking_follows_the_face_like_full_detection_and_recovers_after_a_jump
     assert min(ious) > 0.8, np.round(ious, 3)
     # frames 0-3: no face known yet, full frame; 4-11: tracked in crops; 12-15: the crop
     # around the old place is empty, so full-frame detection takes over and finds the face
-    assert tracker.stats == F.TrackStats(frames=16, tracked=8, full=8, missing=0)
+    assert tracker.stats == T.TrackStats(frames=16, tracked=8, full=8, missing=0)
     assert tracked[12].box[0] > full[11].box[2]
 
 
@@ -195,7 +196,7 @@ def test_tracking_predicts_steady_motion(detector, astronaut):
     # a 2x window around a 45 px face leaves; centred on the predicted position it fits.
     face = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
     frames = video(face, [(10 + 4 * i, 30) for i in range(24)])
-    tracker = F.FaceTracker(detector, block_size=8)
+    tracker = T.FaceTracker(detector, block_size=8)
     out = tracker.track(frames)
     assert all(d is not None for d in out)
     assert tracker.stats.tracked == 16  # every frame after the first block
@@ -206,7 +207,7 @@ def test_tracking_reports_frames_without_a_face_and_forgets_the_face(detector, a
     face = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
     with_face = video(face, [(100, 40)] * 4)
     empty = [np.full((320, 480, 3), 40, np.uint8)] * 4
-    tracker = F.FaceTracker(detector, block_size=4, forget_after=12)
+    tracker = T.FaceTracker(detector, block_size=4, forget_after=12)
     out = tracker.track(with_face + empty + with_face)
     assert [d is not None for d in out] == [True] * 4 + [False] * 4 + [True] * 4
     assert tracker.stats.missing == 4 and tracker.last is not None and tracker.last_age == 0
@@ -246,7 +247,7 @@ def faces_at(box: list[float], prob: float = 0.99) -> F.FrameFaces:
 ])
 def test_tracker_accepts_crop_faces_only_when_clear_of_the_window_edges(crop_face, tracked):
     full_face = [100, 100, 164, 164]  # with margin 2 the window is 128 px: crop = frame scale
-    tracker = F.FaceTracker(ScriptedDetector(crop_face, full_face), block_size=4)
+    tracker = T.FaceTracker(ScriptedDetector(crop_face, full_face), block_size=4)
     frames = [np.zeros((400, 400, 3), np.uint8)] * 8
     out = tracker.track(frames)
     assert tracker.stats.tracked == tracked and tracker.stats.full == 8 - tracked
@@ -274,7 +275,7 @@ def test_tracker_follows_the_person_on_its_side(detector, astronaut):
         frame[50:190, 330 - i:440 - i] = head
         frames.append(frame)
     for side, expected_x in (("left", 85), ("right", 385)):
-        tracker = F.FaceTracker(detector, block_size=4, side=side)
+        tracker = T.FaceTracker(detector, block_size=4, side=side)
         dets = tracker.track(frames)
         assert all(d is not None for d in dets)
         centres = [(d.box[0] + d.box[2]) / 2 for d in dets]

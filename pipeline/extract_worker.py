@@ -1,0 +1,210 @@
+"""Extraction of one job (a video, clip or image batch) in a worker process: decode, find
+and align every face, and stream the faces to a raw file the parent copies into shards.
+
+Every worker runs torch with one thread whatever the worker count, so MTCNN's results do
+not depend on threading and 1 and 2 workers write the same bytes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from pipeline import align
+from pipeline import faces as F
+from pipeline import tracking as T
+from pipeline.config import ExtractParams
+from pipeline.sources.base import Job
+
+
+@dataclass
+class JobResult:
+    """What a worker sends back: the kept rows, where their faces are, what went wrong."""
+
+    index: int
+    keep: np.ndarray  # bool [n]: rows of the job that got a face
+    det_score: np.ndarray  # float32 [n]
+    landmarks: np.ndarray  # float32 [n, 5, 2] in source-image pixels (NaN when unknown)
+    faces_path: str  # raw uint8 faces of the kept rows, in row order
+    frames_read: int = 0
+    frames_without_face: int = 0
+    labels_without_frame: int = 0
+    rejected: list = field(default_factory=list)  # (where, reason, line, n)
+    track: dict = field(default_factory=dict)
+
+
+class Worker:
+    """Per-process state: the detector is built once per worker, not once per job."""
+
+    params: ExtractParams
+    detector: F.FaceDetector | None = None
+    tmpdir: str
+
+    @classmethod
+    def init(cls, params: ExtractParams, tmpdir: str) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        cv2.setNumThreads(1)
+        fix_mmap_threshold()
+        cls.params, cls.tmpdir, cls.detector = params, tmpdir, None
+
+    @classmethod
+    def get_detector(cls) -> F.FaceDetector:
+        if cls.detector is None:
+            p = cls.params
+            cls.detector = F.FaceDetector(min_face_size=p.min_face, detect_size=p.detect_size,
+                                          batch_size=p.batch, num_threads=1)
+        return cls.detector
+
+    @classmethod
+    def run(cls, item: tuple[int, Job]) -> JobResult:
+        index, job = item
+        return process_job(index, job, cls.params, cls.get_detector, cls.tmpdir)
+
+
+def fix_mmap_threshold() -> None:
+    """Serve allocations of 64 kB and more by mmap, so freed memory goes back to the OS.
+
+    MTCNN allocates tensors of a different size on every batch. With glibc's default
+    (a threshold that rises as large blocks are freed) the heap fragments and a worker's
+    memory grows with the length of the video; at 64 kB it stays flat, at the price of a
+    slower MTCNN (its large tensors are mapped afresh on every batch). Flat memory is the
+    requirement; the figures are in docs/architecture.md, "Measured choices".
+    """
+    try:
+        import ctypes
+
+        M_MMAP_THRESHOLD = -3
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def read_rgb(path: str) -> np.ndarray | None:
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdir: str) -> JobResult:
+    """Find, align and stream out the faces of one job."""
+    n = len(job)
+    res = JobResult(index=index, keep=np.zeros(n, bool), det_score=np.full(n, np.nan, np.float32),
+                    landmarks=np.full((n, 5, 2), np.nan, np.float32),
+                    faces_path=os.path.join(tmpdir, f"job-{index:07d}.raw"))
+    size, scale = params.size, params.template_scale
+    with open(res.faces_path, "wb") as out:
+
+        def emit(row: int, face: np.ndarray, landmarks=None, score=np.nan) -> None:
+            out.write(np.ascontiguousarray(face, dtype=np.uint8).tobytes())
+            res.keep[row] = True
+            res.det_score[row] = score
+            if landmarks is not None:
+                res.landmarks[row] = landmarks
+
+        if job.mode == "detect" and job.video_path is not None:
+            _detect_video(job, params, get_detector(), res, emit)
+        elif job.mode == "detect":
+            _detect_images(job, params, get_detector(), res, emit)
+        else:
+            cache: dict[str, np.ndarray | None] = {}
+            for row in range(n):
+                path = job.images[row]
+                if path not in cache:  # ExpW: several faces share one image
+                    cache = {path: read_rgb(path)}
+                    res.frames_read += 1
+                image = cache[path]
+                if image is None:
+                    res.rejected.append((path, "unreadable image", None, 1))
+                    continue
+                if job.mode == "aligned":
+                    if image.shape[:2] != (size, size):
+                        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+                    emit(row, image)
+                elif job.mode == "landmarks":
+                    emit(row, align.align_face(image, job.landmarks[row], size, scale), job.landmarks[row])
+                else:  # boxes: refine landmarks inside the given box, else derive them from it
+                    box = job.boxes[row]
+                    points = T.refine_in_box(image, box, get_detector())
+                    score = 1.0 if points is not None else np.nan
+                    if points is None:
+                        points = align.landmarks5_from_box(box)
+                    emit(row, align.align_face(image, points, size, scale), points, score)
+    return res
+
+
+def _emit_detections(rows, frames, detections, params, res, emit) -> None:
+    for row, frame, det in zip(rows, frames, detections):
+        if det is None or det.prob < params.min_prob:
+            res.frames_without_face += 1
+            continue
+        emit(row, align.align_face(frame, det.landmarks, params.size, params.template_scale), det.landmarks, det.prob)
+
+
+def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
+    """Decode once, in order; detect (tracking the face) only on the wanted frames."""
+    cap = cv2.VideoCapture(job.video_path)
+    if not cap.isOpened():
+        res.rejected.append((job.video_path, "cannot open video", None, len(job)))
+        res.labels_without_frame += len(job)
+        return
+    tracker = (T.FaceTracker(detector, block_size=params.batch, min_prob=params.min_prob, side=job.side)
+               if params.track else None)
+    wanted = job.frames
+    row, frame_no = 0, 0
+    block_rows, block_frames = [], []
+
+    def flush():
+        if not block_rows:
+            return
+        dets = tracker.track(block_frames) if tracker else [
+            f.pick(None, params.min_prob, job.side) for f in detector.detect(block_frames)]
+        _emit_detections(block_rows, block_frames, dets, params, res, emit)
+        block_rows.clear()
+        block_frames.clear()
+
+    while row < len(wanted):
+        if wanted[row] != frame_no:  # not wanted: skip without decoding the picture
+            if not cap.grab():
+                break
+            frame_no += 1
+            continue
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        res.frames_read += 1
+        block_rows.append(row)
+        block_frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if len(block_rows) == params.batch:
+            flush()
+        row += 1
+        frame_no += 1
+    flush()
+    cap.release()
+    if tracker is not None:
+        res.track = asdict(tracker.stats)
+    if row < len(wanted):
+        # The labels go on past the video's end (or the file is truncated): counted, never
+        # shifted onto other frames.
+        missing = len(wanted) - row
+        res.labels_without_frame += missing
+        res.rejected.append((job.video_path, f"video ends at frame {frame_no}; labels go on to frame "
+                             f"{int(wanted[-1])}", None, missing))
+
+
+def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
+    """Unrelated images (a folder): the most confident face of each, in batches."""
+    for start in range(0, len(job), params.batch):
+        rows, frames = [], []
+        for row in range(start, min(start + params.batch, len(job))):
+            image = read_rgb(job.images[row])
+            res.frames_read += 1
+            if image is None:
+                res.rejected.append((job.images[row], "unreadable image", None, 1))
+                continue
+            rows.append(row)
+            frames.append(image)
+        dets = [f.pick(None, params.min_prob) for f in detector.detect(frames)] if frames else []
+        _emit_detections(rows, frames, dets, params, res, emit)
