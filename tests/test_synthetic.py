@@ -372,7 +372,7 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 
 def test_tone_lut_is_brightness_gamma_and_contrast():
-    from pipeline.sources.synthetic.scene import Look, tone_lut
+    from pipeline.sources.synthetic.camera import Look, tone_lut
 
     assert np.array_equal(tone_lut(Look(gamma=1.0, contrast=1.0)).ravel(), np.arange(256))
     lut = tone_lut(Look(gamma=2.0, contrast=1.5), brightness=1.2).ravel()
@@ -383,7 +383,7 @@ def test_tone_lut_is_brightness_gamma_and_contrast():
 
 
 def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
-    from pipeline.sources.synthetic.scene import Look, colour_matrix
+    from pipeline.sources.synthetic.camera import Look, colour_matrix
 
     pixels = np.array([[[0, 0, 0], [255, 255, 255], [30, 90, 200], [180, 120, 60]]], np.uint8)
     neutral = Look(gain=(1, 1, 1), saturation=1.0, shadow_tint=(0, 0, 0))

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .camera import Grain
 from .episodes import smooth_noise
 from .geometry import FaceGeometry
 from .planning import SOURCE_IDS
-from .scene import Grain, draw_occluder
+from .scene import draw_occluder
 
 
 @functools.lru_cache(maxsize=8)

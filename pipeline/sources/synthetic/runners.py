@@ -18,13 +18,14 @@ from pipeline.labels import AU_NAMES, AU_NUMBERS, DISFA_AUS, TASKS, disfa_to_au
 
 from . import writers
 from .annotation import annotated_va, concat_rows, face_rows, invalid_runs, noisy_binary, noisy_classes, true_au
+from .camera import Look, develop, source_look, vignette_mask
 from .episodes import Track, expression_shares, person_track, still_labels
 from .geometry import AU_INDEX, DRAWN_AUS, FaceGeometry, Pose, face_geometry
 from .identity import sample_identity
 from .nuisances import grain_bank, nuisances, occlude
 from .planning import Job, job_rng
 from .render import draw_body, render_face
-from .scene import POSE_RANGES, Look, background, develop, pose_track, source_look, vignette_mask
+from .scene import POSE_RANGES, background, pose_track
 
 
 def _backdrop(rng, h: int, w: int, look: Look) -> np.ndarray:
