@@ -212,7 +212,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     across sources, selected runs and the dropped (overlapping) video."""
     fake_source(faces_dir, "affwild2", 50, np.random.default_rng(2), split="val", au=True, expr=True, va=True,
                 videos=1)  # validation video "v0" is also a training video: dropped from training
-    monkeypatch.setattr("pipeline.build.READ_BATCH", 7)  # pieces of one row occur
+    monkeypatch.setattr("pipeline.selection.READ_BATCH", 7)  # pieces of one row occur
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
     p = BuildParams(au_balance=False, expr_balance=False, va_balance=False, **selection)
     build(faces_dir, tmp_path / "streamed", p)

@@ -6,7 +6,7 @@ occluders and lighting is in ``nuisances``; each source's look and camera in ``c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -174,7 +174,3 @@ def pose_track(rng: np.random.Generator, n: int, h: int, w: int, pr: PoseRange, 
     cy = np.clip(cy, size * 1.35, h - size * 1.45)
     return [Pose(float(cx[i]), float(cy[i]), float(size[i]), float(roll[i]), float(yaw[i]), float(pitch[i]))
             for i in range(n)]
-
-
-def with_size(pose: Pose, size: float) -> Pose:
-    return replace(pose, size=size)
