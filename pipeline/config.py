@@ -1,8 +1,10 @@
-"""Every knob of the pipeline: one dataclass per ``params.yaml`` section, plus profiles.
+"""Every knob of the pipeline: one model per ``params.yaml`` section, plus profiles.
 
 ``params.yaml`` holds a base value for every key, a ``profile`` name, and per profile a
 set of overrides (``profiles.<name>.<section>.<key>``). A stage's effective parameters
-are its base section updated with the active profile's overrides for that section.
+are its base section updated with the active profile's overrides for that section; a
+student's are the ``student`` section so resolved, updated with its own entry under
+``students``.
 
 DVC cannot interpolate nested names (``${profiles.${profile}.x}``), so stages read their
 section through :func:`load_params` instead of receiving it on the command line; each
@@ -10,135 +12,203 @@ stage in ``dvc.yaml`` tracks ``profile``, its own section and
 ``profiles.${profile}.<section>``, which DVC resolves to the active profile: editing an
 inactive profile reruns nothing, switching profiles reruns what the switch touches.
 
-The whole file is validated before any stage does any work: an unknown profile, a
-missing section, an unknown key or a value of the wrong type is one clear error that
-names the key.
+The whole file is validated before any stage does any work (``pipeline.validation``): a
+duplicate key, an unknown profile, a missing section, an unknown key, a value of the
+wrong type or out of its range is one clear error that names the key.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
-import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.errors import ParamsError
+from pipeline.validation import load_yaml, reject_unknown, require, validate
 
 PROFILES = ("demo", "tiny", "abaw2020")
 SOURCE_KINDS = ("affwild2", "disfa", "expw", "afewva")
+SYNTH_SIZES = ("tiny", "demo", "medium", "large", "huge")
+TASK_NAMES = ("AU", "EXPR", "VA")  # as pipeline.labels.TASKS, without importing numpy here
+
+Count = Annotated[int, Field(ge=1)]
+Index = Annotated[int, Field(ge=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+Positive = Annotated[float, Field(gt=0)]
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Source = Literal["affwild2", "disfa", "expw", "afewva"]
+
+
+class Section(BaseModel):
+    """A params section: strict types (no "8" for 8), no unknown keys."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def _device(value: str) -> str:
+    kind, _, number = value.partition(":")
+    if kind not in ("auto", "cpu", "cuda", "mps") or (number and not (kind == "cuda" and number.isdigit())):
+        raise ValueError(f"unknown device {value!r}: use auto, cpu, cuda or cuda:N")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _backbones() -> frozenset[str]:
+    import torchvision  # imported only when a backbone is checked
+
+    return frozenset(torchvision.models.list_models(module=torchvision.models))
+
+
+def _backbone(name: str) -> str:
+    if name not in _backbones():
+        raise ValueError(f"unknown backbone {name!r}: use a torchvision classification model name such as "
+                         "resnet50, resnet18, mobilenet_v3_small")
+    return name
 
 
 # --- sections -----------------------------------------------------------------------
 
 
-@dataclass
-class SynthParams:
+class SynthParams(Section):
     """The synthetic data set (see docs/synthetic-data.md for what each knob does)."""
 
-    size: Literal["tiny", "demo", "medium", "large", "huge"] = "demo"  #: named size (frames per source)
-    seed: int = 0
+    size: Literal[SYNTH_SIZES] = "demo"  #: named size (frames per source)
+    seed: Index = 0
     out: str = "data/synth"
-    difficulty: float = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)
-    domain_shift: float = 1.0  #: strength of the per-source look (0 = all sources alike)
-    label_noise: float = 0.05  #: training labels only: share of AU/EXPR labels flipped; VA drift sd = 2 x this
-    imbalance: float = 1.0  #: class skew: 1 = like the real sets, 0 = balanced, > 1 = more skewed
-    spontaneous_au: float = 1.0  #: scales expression-free AU events (talking, brow flashes)
-    identity_spread: float = 1.0  #: variety of face shapes (0 = everyone average)
-    workers: int = 2  #: processes rendering videos in parallel (does not change the files)
+    difficulty: NonNegative = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)
+    domain_shift: NonNegative = 1.0  #: strength of the per-source look (0 = all sources alike)
+    label_noise: Fraction = 0.05  #: training labels only: share of AU/EXPR labels flipped; VA drift sd = 2 x this
+    imbalance: NonNegative = 1.0  #: class skew: 1 = like the real sets, 0 = balanced, > 1 = more skewed
+    spontaneous_au: NonNegative = 1.0  #: scales expression-free AU events (talking, brow flashes)
+    identity_spread: NonNegative = 1.0  #: variety of face shapes (0 = everyone average)
+    workers: Count = 2  #: processes rendering videos in parallel (does not change the files)
     contact_sheet: str = "reports/synth_contact_sheet.png"
 
 
-@dataclass
-class ExtractParams:
+class ExtractParams(Section):
     """Face extraction per source (``extract@<source>``)."""
 
     out: str = "data/faces"  #: shards and tables go to <out>/<source>/
-    workers: int = 2  #: worker processes (work is split by video)
-    batch: int = 16  #: frames per MTCNN batch
-    detect_size: int = 320  #: long side of the frame the detector sees
-    min_face: int = 40  #: MTCNN min_face_size, in detector pixels
-    min_prob: float = 0.9  #: faces below this MTCNN probability are not kept
+    workers: Count = 2  #: worker processes (work is split by video)
+    batch: Count = 16  #: frames per MTCNN batch
+    detect_size: Annotated[int, Field(ge=48)] = 320  #: long side of the frame the detector sees
+    min_face: Annotated[int, Field(ge=12)] = 40  #: MTCNN min_face_size, in detector pixels
+    min_prob: Fraction = 0.9  #: faces below this MTCNN probability are not kept
     track: bool = True  #: search near the previous face before a full-frame search
-    template_scale: float = 1.0  #: < 1 shows more context around the face
-    size: int = 112
-    shard_faces: int = 4096  #: faces per HDF5 shard (4096 faces of 112 x 112 x 3 bytes: 154 MB)
+    template_scale: Positive = 1.0  #: < 1 shows more context around the face
+    size: Annotated[int, Field(ge=16)] = 112
+    shard_faces: Count = 4096  #: faces per HDF5 shard (4096 faces of 112 x 112 x 3 bytes: 154 MB)
     on_error: Literal["skip", "fail"] = "skip"  #: bad rows/files: count and skip, or stop
     use_cropped_aligned: bool = True  #: Aff-Wild2: use the organisers' crops when present
 
 
-@dataclass
-class BuildParams:
+class BuildParams(Section):
     """Merged, balanced task sets (paper III-A)."""
 
     out: str = "data/build"
-    seed: int = 0
-    au_sources: list[str] = field(default_factory=lambda: ["affwild2", "disfa"])
-    expr_sources: list[str] = field(default_factory=lambda: ["affwild2", "expw"])
-    va_sources: list[str] = field(default_factory=lambda: ["affwild2", "afewva"])
+    seed: Index = 0
+    au_sources: list[Source] = ["affwild2", "disfa"]
+    expr_sources: list[Source] = ["affwild2", "expw"]
+    va_sources: list[Source] = ["affwild2", "afewva"]
     au_balance: bool = True  #: ML-ROS on the merged AU set
-    au_clone_budget: float = 50.0  #: ML-ROS clones, in % of the set's size
-    au_mean_ir: Optional[float] = None  #: None: from the data; the authors preset 2.0
+    au_clone_budget: NonNegative = 50.0  #: ML-ROS clones, in % of the set's size
+    au_mean_ir: Optional[Positive] = None  #: None: from the data; the authors preset 2.0
     expr_balance: bool = True  #: equal probability per class
-    expr_downsample: dict[str, int] = field(
-        default_factory=lambda: {"Neutral": 10, "Happiness": 2, "Sadness": 2}
-    )  #: Aff-Wild2 EXPR: keep every k-th frame of these classes
+    #: Aff-Wild2 EXPR: keep every k-th frame of these classes
+    expr_downsample: dict[Literal["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"], Count] = {
+        "Neutral": 10, "Happiness": 2, "Sadness": 2}
     va_balance: bool = True
     va_bins: Literal["joint", "marginal"] = "joint"
-    va_downsample: int = 5  #: Aff-Wild2 VA: keep every k-th frame
+    va_downsample: Count = 5  #: Aff-Wild2 VA: keep every k-th frame
     missing_class: Literal["error", "warn"] = "error"
 
 
-@dataclass
-class TrainParams:
+class TrainParams(Section):
     """One training loop for teacher and students."""
 
     backbone: str = "resnet50"  #: any torchvision classification model by name
     pretrained: Optional[str] = None  #: path to a local state dict; never downloaded
-    epochs: int = 8
-    steps_per_epoch: Optional[int] = None  #: None: the smallest task's balanced size / batch
-    batch_per_task: int = 20
+    epochs: Count = 8
+    steps_per_epoch: Optional[Count] = None  #: None: the smallest task's balanced size / batch
+    batch_per_task: Count = 20
     optimizer: Literal["adam", "adamw"] = "adam"
-    lr: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    weight_decay: float = 0.0
+    lr: Positive = 1e-4
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]
+    weight_decay: NonNegative = 0.0
     lr_schedule: Literal["step", "cosine", "constant"] = "step"
-    lr_step_epochs: int = 3  #: step schedule: divide lr by 10 every this many epochs (0 = never)
-    warmup_epochs: float = 0.0  #: linear warm-up from 0 over this many epochs
-    task_weights: dict[str, float] = field(default_factory=lambda: {"AU": 1.0, "EXPR": 1.0, "VA": 1.0})
+    lr_step_epochs: Index = 3  #: step schedule: divide lr by 10 every this many epochs (0 = never)
+    warmup_epochs: NonNegative = 0.0  #: linear warm-up from 0 over this many epochs
+    task_weights: dict[Literal[TASK_NAMES], NonNegative] = {"AU": 1.0, "EXPR": 1.0, "VA": 1.0}
     va_centres: Literal["centres", "reference"] = "centres"
     ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
     separate_task_passes: bool = True  #: three forward passes (BN sees each task alone)
     augment: bool = True
-    workers: int = 0  #: DataLoader workers
-    seed: int = 0
+    workers: Index = 0  #: DataLoader workers
+    seed: Index = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
-    eval_batch: int = 128
-    save_every: int = 50  #: steps between resume files (an interrupted run loses at most this)
+    eval_batch: Count = 128
+    save_every: Count = 50  #: steps between resume files (an interrupted run loses at most this)
+
+    _check_device = field_validator("device")(_device)
+    _check_backbone = field_validator("backbone")(_backbone)
 
 
-@dataclass
-class EvaluateParams:
+class StudentParams(TrainParams):
+    """A student (Eq. 14): the training loop's knobs plus the distillation's."""
+
+    epochs: Count = 3  #: the paper trains each student for 3 epochs
+    lam: Fraction = 0.6  #: weight of the ground truth on the labelled task (1 - lam on the teacher)
+    temperature: Positive = 1.5  #: softmax temperature of the EXPR and VA distillation
+    distill_unlabelled: bool = True  #: learn the unlabelled tasks from the teacher (False: a control)
+
+
+class SoftLabelsParams(Section):
+    """The teacher's logits on fixed views of every training frame (``soft_labels``)."""
+
+    mode: Literal["views", "centre"] = "views"  #: K drawn views per frame, or the centre view for every augmentation
+    views: Count = 8  #: views per frame in views mode (half of them mirrored)
+    batch: Count = 64  #: frames per forward pass (times the views)
+    device: str = "auto"
+
+    _check_device = field_validator("device")(_device)
+
+
+class EnsembleParams(Section):
+    """The student ensemble (``ensemble``)."""
+
+    members: Annotated[list[str], Field(min_length=1)] = ["s1", "s2", "s3"]  #: names under `students`
+    au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: 0.5, or tuned per AU on validation
+    device: str = "auto"
+    batch: Count = 128
+
+    _check_device = field_validator("device")(_device)
+
+
+class EvaluateParams(Section):
     """Scoring on the validation set."""
 
-    bootstrap: int = 200  #: bootstrap resamples over videos for confidence intervals
-    seed: int = 0
-    au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: 0.5, or tuned per AU on val
-    models: dict[str, str] = field(default_factory=lambda: {"teacher": "models/teacher.pt"})  #: name -> checkpoint
+    bootstrap: Count = 200  #: bootstrap resamples over videos for confidence intervals
+    seed: Index = 0
+    au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: single models: 0.5, or tuned per AU on val
     device: str = "auto"
-    batch: int = 128
+    batch: Count = 128
+
+    _check_device = field_validator("device")(_device)
 
 
-SECTIONS: dict[str, type] = {
+SECTIONS: dict[str, type[Section]] = {
     "synth": SynthParams,
     "extract": ExtractParams,
     "build": BuildParams,
     "teacher": TrainParams,
+    "soft_labels": SoftLabelsParams,
+    "student": StudentParams,
+    "ensemble": EnsembleParams,
     "evaluate": EvaluateParams,
 }
+TOP_LEVEL = ("profile", "profiles", "sources", "students", *SECTIONS)
 
 
 @dataclass
@@ -149,6 +219,10 @@ class Params:
     extract: ExtractParams
     build: BuildParams
     teacher: TrainParams
+    soft_labels: SoftLabelsParams
+    student: StudentParams
+    students: dict[str, StudentParams]
+    ensemble: EnsembleParams
     evaluate: EvaluateParams
 
 
@@ -160,124 +234,86 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the project root, or pass --params)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML: {e}") from e
-    return resolve(raw, str(path))
+    return resolve(load_yaml(path.read_text(), str(path)) or {}, str(path))
+
+
+def _mapping(value, where: str, label: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ParamsError(f"{where}: {label}: expected a mapping, got {value!r}")
+    return value
+
+
+def _section(cls, values: dict, where: str, section: str, label: str):
+    """``cls`` from ``values``, which must name every key; errors name ``label``."""
+    names = list(cls.model_fields)
+    reject_unknown(values, names, where, prefix=f"{label}.")
+    require(values, names, where, prefix=f"{section}.")
+    return validate(cls, values, where, label)
 
 
 def resolve(raw: dict, where: str = "params.yaml") -> Params:
     """Validate a parsed params mapping and merge the active profile's overrides."""
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{where}: expected a mapping at the top level")
-    known_top = {"profile", "profiles", "sources", *SECTIONS}
-    _reject_unknown(raw, known_top, where, prefix="")
-    for key in ("profile", "profiles", "sources", *SECTIONS):
-        if key not in raw:
-            raise ParamsError(f"{where}: missing section '{key}'")
-
-    profile = raw["profile"]
-    profiles = raw["profiles"]
-    if not isinstance(profiles, dict):
-        raise ParamsError(f"{where}: profiles: expected a mapping of profile name to overrides")
-    _reject_unknown(profiles, set(PROFILES), where, prefix="profiles.")
+    raw = _mapping(raw, where, "the top level")
+    reject_unknown(raw, TOP_LEVEL, where, prefix="")
+    require(raw, TOP_LEVEL, where, prefix="", what="section")
+    profile, profiles = raw["profile"], _mapping(raw["profiles"], where, "profiles")
+    reject_unknown(profiles, PROFILES, where, prefix="profiles.")
     if profile not in PROFILES:
         raise ParamsError(f"{where}: profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    for name in PROFILES:
-        if name not in profiles:
-            raise ParamsError(f"{where}: missing section 'profiles.{name}'")
-
-    sources = _check(raw["sources"], dict[str, str], f"{where}: sources")
-    _reject_unknown(sources, set(SOURCE_KINDS), where, prefix="sources.")
+    require(profiles, PROFILES, where, prefix="profiles.", what="section")
+    sources = _mapping(raw["sources"], where, "sources")
+    reject_unknown(sources, SOURCE_KINDS, where, prefix="sources.")
+    for name, root in sources.items():
+        if not isinstance(root, str):
+            raise ParamsError(f"{where}: sources.{name}: expected a path, got {root!r}")
 
     sections = {}
     for name, cls in SECTIONS.items():
-        base = raw[name]
-        if not isinstance(base, dict):
-            raise ParamsError(f"{where}: {name}: expected a mapping")
-        _build(cls, base, where, name, name)
+        base = _mapping(raw[name], where, name)
+        _section(cls, base, where, name, name)
         # Every profile's overrides are checked, not only the active one's, so a typo in
         # an inactive profile is found today and not on the day it is switched on.
         for pname in PROFILES:
-            over = profiles[pname] or {}
-            if not isinstance(over, dict):
-                raise ParamsError(f"{where}: profiles.{pname}: expected a mapping of sections")
-            _reject_unknown(over, set(SECTIONS), where, prefix=f"profiles.{pname}.")
+            over = _mapping(profiles[pname], where, f"profiles.{pname}")
+            reject_unknown(over, SECTIONS, where, prefix=f"profiles.{pname}.")
+            # dvc.yaml tracks profiles.<active>.<section>: every profile lists every
+            # section, `{}` when it changes nothing.
             if name not in over:
-                # dvc.yaml tracks profiles.<active>.<section>: every profile lists every
-                # section, `{}` when it changes nothing.
                 raise ParamsError(f"{where}: missing section 'profiles.{pname}.{name}' (write {{}} for none)")
-            o = over.get(name) or {}
-            if not isinstance(o, dict):
-                raise ParamsError(f"{where}: profiles.{pname}.{name}: expected a mapping")
-            _build(cls, {**base, **o}, where, name, f"profiles.{pname}.{name}")
-        active = (profiles[profile] or {}).get(name) or {}
-        sections[name] = _build(cls, {**base, **active}, where, name, name)
-    return Params(profile=profile, sources=sources, **sections)
+            o = _mapping(over[name], where, f"profiles.{pname}.{name}")
+            section = _section(cls, {**base, **o}, where, name, f"profiles.{pname}.{name}")
+            if pname == profile:
+                sections[name] = section
+    students = {}
+    for sname, override in _mapping(raw["students"], where, "students").items():
+        override = _mapping(override, where, f"students.{sname}")
+        reject_unknown(override, StudentParams.model_fields, where, prefix=f"students.{sname}.")
+        students[str(sname)] = validate(StudentParams, {**sections["student"].model_dump(), **override}, where,
+                                        f"students.{sname}")
+    for member in sections["ensemble"].members:
+        if member not in students:
+            raise ParamsError(f"{where}: ensemble.members: {member!r} is not a student (students: "
+                              f"{', '.join(students) or 'none'}); add it under `students`")
+    params = Params(profile=profile, sources=sources, students=students, **sections)
+    _check_devices(params, where)
+    return params
 
 
-def _build(cls, values: dict, where: str, section: str, label: str):
-    """``cls`` from ``values``; errors name ``label`` (the section or the override)."""
-    names = [f.name for f in dataclasses.fields(cls)]
-    _reject_unknown(values, set(names), where, prefix=f"{label}.")
-    hints = typing.get_type_hints(cls)
-    for key in names:
-        if key not in values:
-            raise ParamsError(f"{where}: missing key '{section}.{key}'")
-    return cls(**{k: _check(values[k], hints[k], f"{where}: {label}.{k}") for k in names})
+def _check_devices(p: Params, where: str) -> None:
+    """A CUDA device asked for by the active profile must exist (inactive ones may name a
+    GPU machine's)."""
+    named = {"teacher": p.teacher, "soft_labels": p.soft_labels, "ensemble": p.ensemble, "evaluate": p.evaluate,
+             **{f"students.{n}": s for n, s in p.students.items()}}
+    wanted = {k: s.device for k, s in named.items() if s.device.startswith("cuda")}
+    if wanted:
+        import torch
 
-
-def _reject_unknown(d: dict, known: set[str], where: str, prefix: str) -> None:
-    for key in d:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}"
-            raise ParamsError(f"{where}: unknown key '{prefix}{key}'{hint}")
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _check(value, tp, label: str):
-    """Return ``value`` if it has type ``tp`` (ints accepted for floats), else raise."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _check(value, inner[0], label)
-    if origin is Literal:
-        if value not in args:
-            raise ParamsError(f"{label}: expected one of {', '.join(map(repr, args))}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ParamsError(f"{label}: expected a list, got {value!r}")
-        return [_check(v, args[0], f"{label}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ParamsError(f"{label}: expected a mapping, got {value!r}")
-        return {_check(k, args[0], f"{label} key"): _check(v, args[1], f"{label}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamsError(f"{label}: expected a number, got {value!r} ({type(value).__name__})")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ParamsError(f"{label}: expected an integer, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ParamsError(f"{label}: expected true or false, got {value!r} ({type(value).__name__})")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ParamsError(f"{label}: expected a string, got {value!r} ({type(value).__name__})")
-        return value
-    raise TypeError(f"{label}: unsupported type {_type_name(tp)} in the params schema")
+        if not torch.cuda.is_available():
+            key, device = next(iter(wanted.items()))
+            raise ParamsError(f"{where}: {key}.device: {device!r} asked for, but this machine has no CUDA "
+                              "device (use auto or cpu)")
 
 
 def advice(p: Params) -> list[str]:
@@ -290,17 +326,9 @@ def advice(p: Params) -> list[str]:
     return notes
 
 
-def section_dict(section) -> dict:
-    """A section as a plain dict (for logs and checkpoints)."""
-    return dataclasses.asdict(section)
-
-
-def with_overrides(section, **overrides):
+def with_overrides(section: Section, **overrides) -> Section:
     """A copy of ``section`` with the command line's explicit options (None = not given)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return section
-    hints = typing.get_type_hints(type(section))
-    name = type(section).__name__
-    checked = {k: _check(v, hints[k], f"option --{k} ({name})") for k, v in given.items()}
-    return dataclasses.replace(section, **checked)
+    return validate(type(section), {**section.model_dump(), **given}, "command line", "option --", sep="")

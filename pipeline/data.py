@@ -86,32 +86,47 @@ def draw_augmentation(generator: torch.Generator, n: int) -> tuple[torch.Tensor,
     return offsets, flips
 
 
-def augment(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Random 112 crop of the 134 resize and random flip, one draw per image."""
-    n = x.shape[0]
-    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
+def resize(x: torch.Tensor) -> torch.Tensor:
+    """NCHW images at 134 x 134, the size every 112 view is cut from."""
+    return F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
+
+
+def crop_views(big: torch.Tensor, offsets, flips, source=None) -> torch.Tensor:
+    """112 crops of resized images: crop i is image ``source[i]`` (default i) at offsets
+    ``(dy, dx) = offsets[i]``, mirrored where ``flips[i]``."""
+    n = len(flips)
     out = torch.empty(n, 3, IMAGE_SIZE, IMAGE_SIZE)
     for i in range(n):
-        oy, ox = int(offsets[i, 0]), int(offsets[i, 1])
-        crop = big[i, :, oy:oy + IMAGE_SIZE, ox:ox + IMAGE_SIZE]
+        oy, ox = int(offsets[i][0]), int(offsets[i][1])
+        crop = big[i if source is None else int(source[i]), :, oy:oy + IMAGE_SIZE, ox:ox + IMAGE_SIZE]
         out[i] = crop.flip(-1) if flips[i] else crop
     return out
 
 
+def augment(x: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """A 112 crop of the 134 resize and a flip per image, as drawn by ``draw_augmentation``."""
+    return crop_views(resize(x), offsets, flips)
+
+
 def centre_view(x: torch.Tensor, flip: bool = False) -> torch.Tensor:
     """The evaluation view: 134 resize, centre 112 crop (optionally mirrored)."""
-    big = F.interpolate(x, size=(RESIZE, RESIZE), mode="bilinear", align_corners=False, antialias=False)
     o = (RESIZE - IMAGE_SIZE) // 2
-    crop = big[:, :, o:o + IMAGE_SIZE, o:o + IMAGE_SIZE]
+    crop = resize(x)[:, :, o:o + IMAGE_SIZE, o:o + IMAGE_SIZE]
     return crop.flip(-1) if flip else crop
 
 
 class StepDataset(torch.utils.data.Dataset):
-    """Item ``k`` = step ``start_step + k`` of one epoch: ``{task: (images, labels, positions)}``."""
+    """Item ``k`` = step ``start_step + k`` of one epoch: ``{task: (images, labels, positions)}``.
+
+    With ``targets`` (a student's ``softlabels.Targets``) each image's view may come from
+    the soft-label cache, and its labels carry the teacher's logits on that very view
+    under ``"teacher"``.
+    """
 
     def __init__(self, indexes: dict[str, FrameIndex], sampler: TaskBatchSampler, epoch: int,
-                 start_step: int, seed: int, augment_images: bool = True):
+                 start_step: int, seed: int, augment_images: bool = True, targets=None):
         self.indexes, self.seed, self.epoch, self.augment = indexes, seed, epoch, augment_images
+        self.targets = targets
         self.draws = sampler.epoch_draws(epoch)  # {task: [steps, this process's share]}
         # Augmentation is drawn for the whole batch and this process takes its share, so
         # an image gets the same crop and flip whatever the number of processes.
@@ -127,13 +142,18 @@ class StepDataset(torch.utils.data.Dataset):
         step = self.start_step + k
         g = torch.Generator().manual_seed(hash_seed(self.seed, self.epoch, step))
         batch = {}
+        share = slice(self.rank, None, self.world)
         for task in TASKS:
             positions = self.draws[task][step]
             x = to_tensor(read_faces(self.reader, self.indexes[task], positions))
             offsets, flips = draw_augmentation(g, self.global_batch)
-            share = slice(self.rank, None, self.world)
-            batch[task] = (augment(x, offsets[share], flips[share]) if self.augment else centre_view(x),
-                           self.indexes[task].labels(positions), torch.from_numpy(positions))
+            offsets, flips = offsets[share], flips[share]
+            labels = self.indexes[task].labels(positions)
+            if self.targets is not None:
+                offsets, flips, labels["teacher"] = self.targets.draw(task, positions, g, self.global_batch, share,
+                                                                      offsets, flips)
+            batch[task] = (augment(x, offsets, flips) if self.augment else centre_view(x),
+                           labels, torch.from_numpy(positions))
         return batch
 
 

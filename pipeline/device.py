@@ -1,9 +1,11 @@
-"""Which device a stage runs on (docs/architecture.md, "Hardware")."""
+"""Which device a stage runs on, and which process it is under torchrun
+(docs/architecture.md, "Hardware")."""
 from __future__ import annotations
 
 import os
 
 import torch
+import torch.distributed as dist
 
 
 def resolve_device(name: str) -> torch.device:
@@ -15,3 +17,13 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but CUDA is not available (use device: auto or cpu)")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size), initialising the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world

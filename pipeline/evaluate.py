@@ -1,25 +1,48 @@
-"""Scoring on the validation set: every model by one code path, plus trivial baselines.
+"""Scoring on the validation set: every model by one code path, beside the baselines.
 
-Every model's predictions become rows of one long table (``val_predictions.parquet``,
-docs/architecture.md); ``evaluation.json`` is computed from exactly those rows by
-``scoring.evaluate_predictions``, so anyone can recompute it from the table.
+Models: the teacher, each student, the ensemble (from its bundle), and two baselines every
+model must beat: the trivial one (no AU, the majority expression, the mean VA) and the
+pixel linear probe (``pipeline.probe``). Every model's predictions become rows of one
+long table (``val_predictions.parquet``, docs/architecture.md); ``evaluation.json`` is
+computed from exactly those rows by ``scoring.evaluate_predictions``, with paired
+intervals against the teacher and the mean of the students as an entry of its own.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from pipeline.data import FrameIndex
+from pipeline.ensemble import combine, load_bundle
+from pipeline.errors import CheckpointError
+from pipeline.fileio import file_sha256
+from pipeline.inference import predict
 from pipeline.labels import AU_NAMES, EXPR_NAMES
-from pipeline.metrics import f1_from_counts
+from pipeline.metrics import tune_thresholds
+from pipeline.models import load_checkpoint
+from pipeline.probe import PixelProbe
 from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
 
 log = logging.getLogger("mtaffect.evaluate")
 
 BASELINE = "baseline"  # all AUs absent, the majority training class, the mean training VA
+PROBE = "pixel_probe"
+TEACHER, ENSEMBLE, STUDENTS_MEAN = "teacher", "ensemble", "students_mean"
+UNCERTAINTY = ["unc_AU", "unc_EXPR", "unc_valence", "unc_arousal"]
+
+
+@dataclass
+class Models:
+    """What to evaluate: checkpoint paths (the teacher's, each student's) and the bundle."""
+
+    teacher: str | None = None
+    students: dict[str, str] = field(default_factory=dict)
+    ensemble: str | None = None
 
 
 def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray], thresholds) -> pd.DataFrame:
@@ -37,6 +60,10 @@ def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray],
     for k in range(len(EXPR_NAMES)):
         df[P_EXPR[k]] = preds["EXPR"][:, k].astype(np.float32)
     df[PRED_VA[0]], df[PRED_VA[1]] = preds["VA"][:, 0].astype(np.float32), preds["VA"][:, 1].astype(np.float32)
+    unc = [preds.get("uncertainty_AU"), preds.get("uncertainty_EXPR"), *(
+        (preds["uncertainty_VA"][:, 0], preds["uncertainty_VA"][:, 1]) if "uncertainty_VA" in preds else (None,) * 2)]
+    for column, values in zip(UNCERTAINTY, unc):
+        df[column] = np.full(n, np.nan, np.float32) if values is None else values.astype(np.float32)
     return df
 
 
@@ -51,49 +78,66 @@ def baseline_predictions(train: dict[str, FrameIndex], n: int) -> dict[str, np.n
             "VA": np.tile(va.astype(np.float32), (n, 1))}
 
 
-THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
+def _predict(name: str, model, centres: str, val: FrameIndex, device, batch: int, progress: bool) -> dict:
+    with tqdm(total=len(val), desc=f"evaluate {name}", unit="face", disable=not progress) as bar:
+        return predict(model, val, device, batch, centres, bar)
 
 
-def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
-    """Per-AU threshold with the best F1 on these labels (optimistic when they are the
-    validation labels: reported as 'tuned')."""
-    out = np.full(labels.shape[1], 0.5)
-    for j in range(labels.shape[1]):
-        known = labels[:, j] >= 0
-        if not known.any():
-            continue
-        y = labels[known, j] == 1
-        p = probs[known, j][None, :] >= np.asarray(grid)[:, None]  # [thresholds, frames]
-        f1 = f1_from_counts((p & y).sum(axis=1), (p & ~y).sum(axis=1), (~p & y).sum(axis=1))
-        out[j] = grid[int(np.argmax(f1))]  # the first (lowest) threshold of the best F1
-    return out
+def checkpoint_predictions(name: str, path: str, val: FrameIndex, device, batch: int, progress: bool) -> dict:
+    model, ckpt = load_checkpoint(path, device)
+    return _predict(name, model, ckpt.get("train", {}).get("va_centres", "centres"), val, device, batch, progress)
 
 
-def model_predictions(models: dict[str, str], val: FrameIndex, device, batch: int, progress=True):
-    """(name, predictions) for every checkpoint in ``models`` (name -> path), in order."""
-    from tqdm import tqdm
+def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: FrameIndex, device, batch: int,
+                         progress: bool) -> tuple[dict, dict]:
+    """The bundle's predictions and its other entries. A member whose checkpoint is one of
+    ``known`` (name -> (sha256, predictions)) reuses those predictions."""
+    members, bundle = load_bundle(path, device)
+    preds = []
+    for name, model, centres in members:
+        sha, done = known.get(name, (None, None))
+        preds.append(done if sha == bundle["member_sha256"][name] else
+                     _predict(f"{ENSEMBLE}/{name}", model, centres, val, device, batch, progress))
+    return combine(preds), bundle
 
-    from pipeline.inference import predict
-    from pipeline.models import load_checkpoint
 
-    for name, path in models.items():
-        model, ckpt = load_checkpoint(path, device)
-        with tqdm(total=len(val), desc=f"evaluate {name}", unit="face", disable=not progress) as bar:
-            preds = predict(model, val, device, batch, ckpt.get("train", {}).get("va_centres", "centres"), bar)
-        yield name, preds
+def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None:
+    """The students must have learned from the soft labels of the teacher evaluated here."""
+    teacher_sha = file_sha256(models.teacher) if models.teacher else None
+    if cache_teacher_sha256 is not None and teacher_sha is not None and cache_teacher_sha256 != teacher_sha:
+        raise CheckpointError(f"the soft-label cache comes from another teacher (sha256 {cache_teacher_sha256[:12]}...) "
+                              f"than {models.teacher} ({teacher_sha[:12]}...): rerun `dvc repro soft_labels`")
+    for name, path in models.students.items():
+        learned = torch.load(path, map_location="cpu", weights_only=True).get("soft_labels", {}).get("teacher_sha256")
+        if teacher_sha is not None and learned is not None and learned != teacher_sha:
+            raise CheckpointError(f"{path}: student {name!r} learned from another teacher's soft labels (sha256 "
+                                  f"{learned[:12]}...) than {models.teacher} ({teacher_sha[:12]}...): "
+                                  f"rerun `dvc repro train_student@{name}`")
 
 
-def evaluate(models: dict[str, str], train: dict[str, FrameIndex], val: FrameIndex, device: torch.device,
+def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, device: torch.device,
              batch: int = 128, au_thresholds: str = "fixed", n_boot: int = 200, seed: int = 0,
              progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """The long prediction table and the evaluation dict for the baselines and ``models``."""
-    frames = [prediction_rows(BASELINE, val, baseline_predictions(train, len(val)), 0.5)]
-    for name, preds in model_predictions(models, val, device, batch, progress):
+    """The long prediction table and the evaluation dict of the baselines and ``models``."""
+    fixed, tuned = "fixed 0.5", "tuned per AU on the validation set (optimistic)"
+    rows, notes = [prediction_rows(BASELINE, val, baseline_predictions(train, len(val)), 0.5)], {BASELINE: fixed}
+    log.info("fitting the pixel linear probe")
+    rows.append(prediction_rows(PROBE, val, PixelProbe.fit(train, seed).predict(val), 0.5))
+    notes[PROBE] = fixed
+    known = {}
+    for name, path in ([(TEACHER, models.teacher)] if models.teacher else []) + list(models.students.items()):
+        preds = checkpoint_predictions(name, path, val, device, batch, progress)
+        known[name] = (file_sha256(path), preds)
         thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else 0.5
-        frames.append(prediction_rows(name, val, preds, thr))
-    table = pd.concat(frames, ignore_index=True)
-    evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed)
-    for name in evaluation:
-        evaluation[name]["au_thresholds"] = "fixed 0.5" if name == BASELINE or au_thresholds == "fixed" else \
-            "tuned per AU on the validation set (optimistic)"
+        rows.append(prediction_rows(name, val, preds, thr))
+        notes[name] = tuned if au_thresholds == "tuned" else fixed
+    if models.ensemble:
+        preds, bundle = ensemble_predictions(models.ensemble, known, val, device, batch, progress)
+        rows.append(prediction_rows(ENSEMBLE, val, preds, bundle["au_thresholds"]))
+        notes[ENSEMBLE] = bundle["au_threshold_mode"]
+    table = pd.concat(rows, ignore_index=True)
+    evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed, reference=TEACHER,
+                                      means={STUDENTS_MEAN: list(models.students)})
+    for name, note in notes.items():
+        evaluation[name]["au_thresholds"] = note
     return table, evaluation

@@ -36,6 +36,14 @@ VA_BIN_CENTRES_REFERENCE = np.linspace(VA_RANGE[0], VA_RANGE[1], VA_BINS)
 TASKS: tuple[str, ...] = ("AU", "EXPR", "VA")
 #: Head output sizes: 8 AU logits, 7 EXPR logits, 20 valence + 20 arousal bin logits.
 TASK_OUTPUTS = {"AU": len(AU_NAMES), "EXPR": len(EXPR_NAMES), "VA": 2 * VA_BINS}
+#: Where each head's logits sit when the three are stored side by side (55 in all).
+LOGIT_SLICES = {"AU": slice(0, 8), "EXPR": slice(8, 15), "VA": slice(15, 55)}
+N_LOGITS = sum(TASK_OUTPUTS.values())
+
+
+def split_logits(logits) -> dict:
+    """[..., 55] logits (a tensor or an array) as ``{"AU": [..., 8], "EXPR": [..., 7], "VA": [..., 40]}``."""
+    return {task: logits[..., s] for task, s in LOGIT_SLICES.items()}
 
 
 def va_centres(kind: str = "centres") -> np.ndarray:

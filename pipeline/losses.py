@@ -243,7 +243,8 @@ def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  teacher_logits_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  lam: float = DEFAULT_LAMBDA, T: float = DEFAULT_TEMPERATURE,
                  task_weights: Mapping[str, float] | None = None,
-                 centres=None, ccc_weighting: str = "authors") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 centres=None, ccc_weighting: str = "authors",
+                 distill_unlabelled: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. 14: on the batch drawn for task i, head i gets lam * supervision +
     (1 - lam) * distillation and every other head gets distillation alone.
 
@@ -251,10 +252,12 @@ def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
     ``task_weights[h]`` multiplies every term of head h (default 1.0; the reference code
     weights nothing in the student). The total is the plain sum over batches and heads (the
     reference code divides it by 3: a constant scale). lam = 1 removes the teacher from the
-    labelled head only; the other heads still learn from it.
+    labelled head only; with ``distill_unlabelled=False`` the other heads get nothing (a
+    control: lam = 1 then trains exactly as the teacher does).
 
-    Returns ``(total, parts)``; parts are detached, unweighted terms keyed
-    ``"<batch task>/<head>/supervision"`` and ``"<batch task>/<head>/distillation"``.
+    Returns ``(total, parts)``; parts are detached: ``parts[i]`` the weighted total of task
+    i's batch, and the unweighted terms ``"<batch task>/<head>/supervision"`` and
+    ``"<batch task>/<head>/distillation"``.
     """
     total = None
     parts: dict[str, torch.Tensor] = {}
@@ -263,19 +266,25 @@ def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
             continue
         outputs = outputs_per_batch[batch_task]
         teacher = teacher_logits_per_batch[batch_task]
+        batch_total = None
         for head in TASKS:
-            if head not in outputs:
+            if head not in outputs or (head != batch_task and not distill_unlabelled):
                 continue
-            distil = distillation_loss(outputs[head], teacher[head], head, T)
-            parts[f"{batch_task}/{head}/distillation"] = distil.detach()
             if head == batch_task:
                 supervised = supervision_loss(outputs, labels_per_batch[batch_task], head, centres, ccc_weighting)
                 parts[f"{batch_task}/{head}/supervision"] = supervised.detach()
-                term = lam * supervised + (1.0 - lam) * distil
+                term = lam * supervised
+                if lam < 1.0:
+                    distil = distillation_loss(outputs[head], teacher[head], head, T)
+                    parts[f"{batch_task}/{head}/distillation"] = distil.detach()
+                    term = term + (1.0 - lam) * distil
             else:
-                term = distil
+                term = distillation_loss(outputs[head], teacher[head], head, T)
+                parts[f"{batch_task}/{head}/distillation"] = term.detach()
             weighted = _weight(task_weights, head) * term
-            total = weighted if total is None else total + weighted
+            batch_total = weighted if batch_total is None else batch_total + weighted
+        parts[batch_task] = batch_total.detach()
+        total = batch_total if total is None else total + batch_total
     if total is None:
         raise ValueError("student_loss: no task batch given")
     return total, parts

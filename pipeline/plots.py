@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from pipeline.fileio import atomic_write  # noqa: E402
 from pipeline.labels import AU_NAMES, EXPR_NAMES, VA_BIN_CENTRES, VA_BIN_EDGES  # noqa: E402
+from pipeline.metrics import abaw_total  # noqa: E402
 
 
 def save_png(fig, path: str | Path) -> None:
@@ -75,7 +76,7 @@ def build_figure(report: dict, path: str | Path) -> None:
 def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
     """Per-AU F1 bars (every model) and expression confusion matrices, as PNG and DVC data."""
     folder = Path(folder)
-    models = list(evaluation)
+    models = [m for m, r in evaluation.items() if "AU" in r]  # not the mean of the students
     files = []
     rows = [[m, au, round(float(evaluation[m]["AU"]["per_au_f1"][au] or 0.0), 6)]
             for m in models if evaluation[m]["AU"] for au in AU_NAMES]
@@ -123,4 +124,69 @@ def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
         fig.tight_layout()
         files.append(folder / f"confusion_{m}.png")
         save_png(fig, files[-1])
+    return files
+
+
+#: The comparison of the paper's Figure 5, left to right.
+FIGURE = [("AU.score", "AU score"), ("EXPR.score", "EXPR score"), ("VA.ccc_valence", "CCC valence"),
+          ("VA.ccc_arousal", "CCC arousal"), ("abaw_total", "sum")]
+
+
+def _figure(result: dict, key: str):
+    """A figure's value in an evaluation entry (a model's, or a mean's)."""
+    if "mean" in result:
+        return result["mean"][key]
+    if key == "abaw_total":
+        return abaw_total(result)
+    task, name = key.split(".")
+    return None if result[task] is None else result[task][name]
+
+
+def comparison_plot(evaluation: dict, folder: str | Path) -> list[Path]:
+    """Every model on every task with its bootstrap interval, and each one's paired
+    difference to the teacher (the paper's Figure 5, with the spread it leaves out)."""
+    folder = Path(folder)
+    models = list(evaluation)
+    rows = []
+    for m in models:
+        for key, _ in FIGURE:
+            value, ci = _figure(evaluation[m], key), evaluation[m]["ci"]["intervals"].get(key)
+            diff = evaluation[m].get("vs_teacher", {})
+            d_ci = diff.get("intervals", {}).get(key)
+            rows.append([m, key, *(None if v is None else round(float(v), 6) for v in (
+                value, *(ci or (None, None)), diff.get("difference", {}).get(key), *(d_ci or (None, None))))])
+    files = [folder / "comparison.csv"]
+    write_csv(files[0], ["model", "metric", "value", "low", "high", "vs_teacher", "vs_teacher_low", "vs_teacher_high"],
+              rows)
+    fig, axes = plt.subplots(1, len(FIGURE) + 1, figsize=(4 * (len(FIGURE) + 1), 4.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    y = np.arange(len(models))
+    for a, (key, title) in zip(axes, FIGURE):
+        values = [_figure(evaluation[m], key) for m in models]
+        cis = [evaluation[m]["ci"]["intervals"].get(key) for m in models]
+        for i, (v, ci) in enumerate(zip(values, cis)):
+            if v is None:
+                continue
+            # a percentile interval need not contain the point estimate (two videos, say)
+            err = None if ci is None else [[max(v - ci[0], 0)], [max(ci[1] - v, 0)]]
+            a.barh(i, v, xerr=err, color=colours[i % len(colours)], capsize=3)
+        a.set_yticks(y, models if a is axes[0] else [""] * len(models))
+        a.invert_yaxis()
+        a.set_title(title)
+    a = axes[-1]
+    for i, m in enumerate(models):
+        d = evaluation[m].get("vs_teacher")
+        if d and d["difference"]["abaw_total"] is not None:
+            lo, hi = d["intervals"]["abaw_total"]
+            v = d["difference"]["abaw_total"]
+            a.errorbar(v, i, xerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="o", color=colours[i % len(colours)],
+                       capsize=3)
+    a.axvline(0, color="grey", lw=0.8)
+    a.set_yticks(y, [""] * len(models))
+    a.set_ylim(len(models) - 0.5, -0.5)
+    a.set_title("sum minus teacher's\n(paired 95% interval)")
+    fig.suptitle("Validation scores with 95% bootstrap intervals over videos")
+    fig.tight_layout()
+    files.append(folder / "comparison.png")
+    save_png(fig, files[-1])
     return files

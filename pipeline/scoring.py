@@ -85,49 +85,89 @@ def _flat_scores(au: dict | None, expr: dict | None, va: dict | None) -> dict[st
     return flat
 
 
-def evaluate_model(rows: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
-    """The evaluation dict of one model's rows of the validation-prediction table.
-
-    Point estimates use all rows; "ci" holds percentile bootstrap intervals over videos
-    (videos numbered in order of first appearance) for every scalar figure and the ABAW total.
-    """
-    video_codes, videos = pd.factorize(rows["video"])
-    if (video_codes < 0).any():
-        raise ValueError("validation predictions: some rows have no video (needed for the bootstrap)")
-    per_video_au = au_counts(rows[list(AU_NAMES)].to_numpy(), rows[P_AU].to_numpy(),
-                             rows[THR_AU].to_numpy(), video_codes)
-    confusion = expr_confusion(rows["expr"].to_numpy(), rows[P_EXPR].to_numpy(), video_codes)
-    va_truth, va_pred = rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy()
-    per_video_va = va_sums(va_truth, va_pred, video_codes)
-
-    result = {
-        "AU": au_scores(per_video_au.sum(axis=0)),
-        "EXPR": expr_scores(confusion.sum(axis=0)),
-        "VA": va_metrics(va_truth, va_pred),
-    }
-
-    def replicate(sums):
-        return _flat_scores(au_scores(sums["AU"]), expr_scores(sums["EXPR"]),
-                            va_scores_from_sums(sums["VA"]))
-
-    intervals = bootstrap_ci({"AU": per_video_au, "EXPR": confusion, "VA": per_video_va}, replicate,
-                             n=n_boot, seed=seed, alpha=alpha) if len(videos) else {}
-    result["ci"] = {"method": "percentile bootstrap, videos resampled with replacement",
-                    "n_boot": n_boot, "seed": seed, "level": 1 - alpha, "n_videos": len(videos),
-                    "intervals": intervals}
-    return result
+def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int) -> dict[str, np.ndarray]:
+    """One model's additive statistics per video: AU counts, EXPR confusions, VA sums."""
+    stats = {"AU": au_counts(rows[list(AU_NAMES)].to_numpy(), rows[P_AU].to_numpy(), rows[THR_AU].to_numpy(), codes),
+             "EXPR": expr_confusion(rows["expr"].to_numpy(), rows[P_EXPR].to_numpy(), codes),
+             "VA": va_sums(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy(), codes)}
+    # a model without rows in the last videos still has a (zero) entry for each
+    return {k: np.concatenate([v, np.zeros((n_videos - len(v), *v.shape[1:]))]) for k, v in stats.items()}
 
 
-def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05) -> dict:
-    """``{model: {"AU", "EXPR", "VA", "ci"}}`` from the long validation-prediction table.
+def _scores(stats: dict[str, np.ndarray]) -> dict:
+    return _flat_scores(au_scores(stats["AU"]), expr_scores(stats["EXPR"]), va_scores_from_sums(stats["VA"]))
 
-    Uses exactly the table's rows (docs/architecture.md, ``reports/val_predictions.parquet``) and its
-    ``thr_`` columns as AU thresholds. Models appear in order of first appearance. A task
-    with no known label among a model's rows is None.
+
+def _mean(flats: list[dict]) -> dict:
+    """Figure by figure mean of several models' flat scores (None if any is None)."""
+    return {k: None if any(f[k] is None for f in flats) else float(np.mean([f[k] for f in flats])) for k in flats[0]}
+
+
+def _difference(a: dict, b: dict) -> dict:
+    return {k: None if a[k] is None or b[k] is None else a[k] - b[k] for k in a}
+
+
+def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
+                         reference: str | None = "teacher", means: dict[str, list[str]] | None = None) -> dict:
+    """``{model: {"AU", "EXPR", "VA", "ci"[, "vs_<reference>"]}}`` from the long table.
+
+    Uses exactly the table's rows (docs/architecture.md, ``reports/val_predictions.parquet``)
+    and its ``thr_`` columns as AU thresholds; models appear in order of first appearance;
+    a task without any known label among a model's rows is None.
+
+    "ci" holds percentile bootstrap intervals over videos for every scalar figure and the
+    ABAW total. Every model is resampled with the same draws of videos (videos numbered
+    in sorted order), so "vs_<reference>" gives **paired** intervals of each figure's
+    difference to the reference model: what tells a small gain from noise. ``means`` adds
+    entries such as ``{"students_mean": [names]}``: the figure-by-figure mean of those
+    models, its spread (standard deviation across them) and its paired interval.
     """
     required = ["model", "video", *AU_NAMES, "expr", *VA_NAMES, *P_AU, *THR_AU, *P_EXPR, *PRED_VA]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"validation predictions lack columns: {', '.join(missing)}")
-    return {model: evaluate_model(rows, n_boot, seed, alpha)
-            for model, rows in df.groupby("model", sort=False)}
+    if df["video"].isna().any():
+        raise ValueError("validation predictions: some rows have no video (needed for the bootstrap)")
+    videos = np.array(sorted(df["video"].unique()))
+    models = list(pd.unique(df["model"]))
+    reference = reference if reference in models else None
+    means = {name: members for name, members in (means or {}).items() if members and set(members) <= set(models)}
+    stats, result = {}, {}
+    for model, rows in df.groupby("model", sort=False):
+        stats[model] = _per_video(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos))
+        result[model] = {"AU": au_scores(stats[model]["AU"].sum(axis=0)),
+                         "EXPR": expr_scores(stats[model]["EXPR"].sum(axis=0)),
+                         "VA": va_metrics(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy())}
+    flat = {m: _flat_scores(r["AU"], r["EXPR"], r["VA"]) for m, r in result.items()}
+    for name, members in means.items():
+        mean = _mean([flat[m] for m in members])
+        spread = {k: None if v is None else float(np.std([flat[m][k] for m in members])) for k, v in mean.items()}
+        result[name] = {"members": members, "mean": mean, "spread_across_members": spread}
+
+    def replicate(sums):
+        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in ("AU", "EXPR", "VA")}) for m in models}
+        out = {}
+        for m in models:
+            out.update({f"{m}|{k}": v for k, v in per_model[m].items()})
+        for name, members in means.items():
+            out.update({f"{name}|{k}": v for k, v in _mean([per_model[x] for x in members]).items()})
+        if reference is not None:
+            for m in [*models, *means]:
+                if m != reference:
+                    own = per_model[m] if m in per_model else _mean([per_model[x] for x in means[m]])
+                    out.update({f"{m}|vs|{k}": v for k, v in _difference(own, per_model[reference]).items()})
+        return out
+
+    arrays = {f"{m}/{k}": v for m, s in stats.items() for k, v in s.items()}
+    intervals = bootstrap_ci(arrays, replicate, n=n_boot, seed=seed, alpha=alpha)
+    method = {"method": "percentile bootstrap, videos resampled with replacement (the same draws for every model)",
+              "n_boot": n_boot, "seed": seed, "level": 1 - alpha, "n_videos": len(videos)}
+    for m in [*models, *means]:
+        result[m]["ci"] = {**method, "intervals": {k.split("|", 1)[1]: v for k, v in intervals.items()
+                                                   if k.startswith(f"{m}|") and "|vs|" not in k}}
+        if reference is not None and m != reference:
+            own = flat[m] if m in flat else result[m]["mean"]
+            result[m][f"vs_{reference}"] = {
+                "difference": _difference(own, flat[reference]),
+                "intervals": {k.split("|vs|", 1)[1]: v for k, v in intervals.items() if k.startswith(f"{m}|vs|")}}
+    return result

@@ -1,5 +1,9 @@
 """One training loop for the teacher (Eq. 13) and the students (Eq. 14).
 
+A student differs in two places only: its batches come with the teacher's logits on the
+very views it sees (``softlabels.Targets``, read from the cache; the teacher is never
+loaded) and its loss is Eq. 14 instead of Eq. 13.
+
 Each step draws one batch per task with the balanced weights of the build stage, runs
 the model on each (three passes, so BatchNorm sees each task batch alone, or one
 concatenated pass), and takes one optimiser step on the sum of the losses. After every
@@ -16,7 +20,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,12 +32,12 @@ from tqdm import tqdm
 
 from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
-from pipeline.device import resolve_device
+from pipeline.device import distributed, resolve_device
 from pipeline.distributed import convert_batchnorm, gather_batches
 from pipeline.fileio import atomic_write
 from pipeline.inference import predict, score
-from pipeline.labels import TASKS, va_centres
-from pipeline.losses import teacher_loss
+from pipeline.labels import TASKS, split_logits, va_centres
+from pipeline.losses import student_loss, teacher_loss
 from pipeline.models import MultitaskNet, load_pretrained_backbone, save_checkpoint
 from pipeline.optim import make_optimizer, make_scheduler
 from pipeline.sampling import TaskBatchSampler
@@ -108,22 +111,14 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss: object  # (outputs per task batch, labels per task batch) -> (total, parts per task)
+    targets: object | None  # a student's soft labels (softlabels.Targets)
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size), initialising the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world
+def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=None) -> Run:
+    """Indexes, sampler, model, optimiser, scheduler and loss of a run (nothing trained yet).
 
-
-def setup(params: TrainParams, index_dir: str | Path, name: str, loss=None) -> Run:
-    """Indexes, sampler, model, optimiser and scheduler of a run (nothing trained yet).
-
-    ``loss`` defaults to the teacher's (Eq. 13) with the run's task weights and VA options.
+    With ``soft_labels`` (a ``softlabels.SoftLabels`` cache, and ``params`` a
+    ``StudentParams``) the run is a student's.
     """
     rank, world = distributed()
     device = resolve_device(params.device)
@@ -146,23 +141,31 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, loss=None) -> R
         runner = nn.parallel.DistributedDataParallel(runner, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, sampler.steps_per_epoch)
-    if loss is None:
-        centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
+    centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
+    targets = None if soft_labels is None else soft_labels.targets(indexes)
 
-        def loss(outputs, labels):
+    def loss(outputs, labels):
+        if targets is None:
             return teacher_loss(outputs, labels, params.task_weights, centres, params.ccc_weighting)
-    return Run(params, name, rank, world, device, indexes, val, sampler, model, runner, optimizer, scheduler, loss)
+        teacher = {task: split_logits(labels[task]["teacher"]) for task in outputs}
+        return student_loss(outputs, labels, teacher, params.lam, params.temperature, params.task_weights, centres,
+                            params.ccc_weighting, params.distill_unlabelled)
+
+    return Run(params, name, rank, world, device, indexes, val, sampler, model, runner, optimizer, scheduler, loss,
+               targets)
 
 
 def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
-          progress: bool = True, stop_after_steps: int | None = None, loss=None) -> dict:
+          progress: bool = True, stop_after_steps: int | None = None, soft_labels=None,
+          provenance: dict | None = None) -> dict:
     """Train a multitask model from ``index_dir``'s indexes; returns the report.
 
-    ``loss`` replaces the teacher's loss (the students pass theirs). ``stop_after_steps``
+    ``soft_labels`` makes it a student's run (see :func:`setup`). ``provenance`` (plain
+    values: where the inputs came from) goes into the checkpoint and the report. ``stop_after_steps``
     ends the run early (after that many optimiser steps in this call, with a resume file
     written), which is how the tests interrupt a run deterministically.
     """
-    run = setup(params, index_dir, name, loss)
+    run = setup(params, index_dir, name, soft_labels)
     state = State()
     if outputs.resume.exists():
         state = _load_resume(outputs.resume, run)
@@ -171,17 +174,18 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
     while state.epoch < params.epochs:
         if not train_one_epoch(run, state, outputs, progress, budget):
             return {"interrupted": True, "epoch": state.epoch, "step": state.step}
-        finish_epoch(run, state, outputs)
+        finish_epoch(run, state, outputs, provenance or {})
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
-            "batch_per_task": params.batch_per_task, "backbone": params.backbone, "history": state.history}
+            "batch_per_task": params.batch_per_task, "backbone": params.backbone, **(provenance or {}),
+            "history": state.history}
 
 
 def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, budget: list) -> bool:
     """The steps of ``state.epoch`` from ``state.step`` on; False if the step budget ran out
     first (``budget[0]``: steps this call may still take, None for no limit)."""
     params, steps = run.params, run.sampler.steps_per_epoch
-    data = StepDataset(run.indexes, run.sampler, state.epoch, state.step, params.seed, params.augment)
+    data = StepDataset(run.indexes, run.sampler, state.epoch, state.step, params.seed, params.augment, run.targets)
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=params.workers,
                                          persistent_workers=False, prefetch_factor=4 if params.workers else None)
     if state.step == 0:
@@ -234,7 +238,7 @@ def validate(run: Run) -> dict:
     return score(run.val, predict(run.model, run.val, run.device, run.params.eval_batch, run.params.va_centres))
 
 
-def finish_epoch(run: Run, state: State, outputs: Outputs) -> None:
+def finish_epoch(run: Run, state: State, outputs: Outputs, provenance: dict) -> None:
     """Validate, log, keep the best checkpoint, and write the resume file of the next epoch."""
     steps = run.sampler.steps_per_epoch
     row = {"epoch": state.epoch + 1, "lr": state.lr,
@@ -245,8 +249,8 @@ def finish_epoch(run: Run, state: State, outputs: Outputs) -> None:
         state.history.append(row)
         if result["total"] > state.best_total:
             state.best_total, state.best_epoch, state.best_metrics = result["total"], state.epoch + 1, result
-            save_checkpoint(outputs.checkpoint, run.model, {"train": asdict(run.params), "epoch": state.epoch + 1,
-                                                            "metrics_total": float(result["total"])})
+            save_checkpoint(outputs.checkpoint, run.model, {"train": run.params.model_dump(), "epoch": state.epoch + 1,
+                                                            "metrics_total": float(result["total"]), **provenance})
         log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
                  row["loss"], result["total"], state.best_total, state.best_epoch)
         _write_log(outputs.log_csv, state.history)
@@ -279,14 +283,14 @@ def _save_resume(path: Path, run: Run, state: State) -> None:
         torch.save({
             "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
             "scheduler": run.scheduler.state_dict(),
-            "state": asdict(state), "params": asdict(run.params),
+            "state": asdict(state), "params": run.params.model_dump(),
             "torch_rng": torch.get_rng_state(),
         }, tmp)
 
 
 def _load_resume(path: Path, run: Run) -> State:
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved["params"] != asdict(run.params):
+    if saved["params"] != run.params.model_dump():
         # Parameters changed since the interrupted run: its state is not a valid start.
         log.warning("%s: parameters changed since it was written; starting afresh", path)
         path.unlink()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from pipeline.config import SECTIONS, section_dict
+from pipeline.config import SECTIONS
 from stages.common import load, params_option
 
 
@@ -16,7 +16,9 @@ def cli(params_path, section):
     p = load(params_path)
     names = [section] if section else list(SECTIONS)
     shown = {"profile": p.profile, "sources": p.sources} if not section else {}
-    shown.update({n: section_dict(getattr(p, n)) for n in names})
+    shown.update({n: getattr(p, n).model_dump() for n in names})
+    if not section:
+        shown["students"] = {n: s.model_dump() for n, s in p.students.items()}
     click.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
 
 

@@ -16,7 +16,10 @@ COMMANDS = {
     "extract": ("extract", "Detect and align every face of one source: HDF5 shards + frame table."),
     "build": ("build", "Merge and balance the per-task training sets; write indexes and the imbalance report."),
     "train-teacher": ("train_teacher", "Train the multitask teacher (Eq. 13); best epoch by the ABAW sum."),
-    "evaluate": ("evaluate", "Score every trained model and the trivial baselines on the validation set."),
+    "soft-labels": ("soft_labels", "Cache the teacher's logits on fixed views of every training frame."),
+    "train-student": ("train_student", "Train one student (Eq. 14) against the soft-label cache."),
+    "ensemble": ("ensemble", "Bundle the students named in ensemble.members (thresholds fixed or tuned)."),
+    "evaluate": ("evaluate", "Score every model and the baselines on validation, with paired intervals."),
 }
 
 

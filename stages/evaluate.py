@@ -1,4 +1,4 @@
-"""``evaluate``: every model and the trivial baselines on the validation set, one code path."""
+"""``evaluate``: every model and the baselines on the validation set, one code path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,42 +13,81 @@ from stages.common import friendly_errors, load, params_option
 @params_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
+@click.option("--teacher", default="models/teacher.pt", show_default=True, help="The teacher checkpoint.")
+@click.option("--students", "students_dir", default="models/students", show_default=True,
+              help="Folder of the students' checkpoints (<name>.pt, one per entry of `students`).")
+@click.option("--ensemble", default="models/ensemble.pt", show_default=True, help="The ensemble bundle.")
+@click.option("--soft-labels", "soft_labels", default="data/soft_labels.h5", show_default=True,
+              help="The soft-label cache (its teacher must be --teacher; its quality is reported).")
+@click.option("--ground-truth", "ground_truth", default="data/synth/ground_truth.parquet", show_default=True,
+              help="Synthetic data's complete labels (skipped when absent or about other frames).")
 @click.option("--predictions", default="reports/val_predictions.parquet", show_default=True,
               help="Long table: one row per validation frame and model.")
 @click.option("--out", default="reports/evaluation.json", show_default=True, help="Metrics per model.")
+@click.option("--soft-label-report", "soft_label_report", default="reports/soft_label_quality.json",
+              show_default=True, help="The soft labels against the ground truth, per source and task.")
 @click.option("--plots", default="reports/plots/evaluate", show_default=True, help="Folder for PNG and DVC plot data.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(params_path, index_dir, predictions, out, plots, quiet):
-    """Score the models of evaluate.models and the baselines with the ABAW metrics.
+def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, ground_truth, predictions, out,
+        soft_label_report, plots, quiet):
+    """Score the teacher, each student, the mean of the students and the ensemble with the
+    ABAW metrics, beside the trivial baseline and a pixel linear probe.
 
-    Writes the per-frame predictions, evaluation.json (computed from exactly those rows),
-    a per-AU F1 bar chart and expression confusion matrices.
+    Writes the per-frame predictions, evaluation.json (computed from exactly those rows,
+    with bootstrap intervals over videos and paired intervals against the teacher), the
+    soft-label quality report, and plots: the comparison of the models (the paper's
+    Figure 5), per-AU F1 and expression confusion matrices.
     """
     import pyarrow as pa
 
     from pipeline.data import FrameIndex
-    from pipeline.evaluate import evaluate
-    from pipeline.labels import TASKS
-    from pipeline.plots import evaluation_plots
-    from pipeline.store import write_parquet
     from pipeline.device import resolve_device
+    from pipeline.evaluate import Models, check_same_teacher, evaluate
+    from pipeline.labels import TASKS
+    from pipeline.plots import comparison_plot, evaluation_plots
+    from pipeline.scoring import evaluate_predictions
+    from pipeline.softlabels import SoftLabels
+    from pipeline.store import write_parquet
+    from pipeline.truth import read_ground_truth, soft_label_quality, with_true_labels
 
     p = load(params_path)
     e = p.evaluate
     index_dir = Path(index_dir or p.build.out)
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
-    table, evaluation = evaluate(e.models, train, val, resolve_device(e.device), e.batch, e.au_thresholds,
+    students = {name: str(Path(students_dir) / f"{name}.pt") for name in p.students}
+    models = Models(teacher=teacher, students=students, ensemble=ensemble)
+    for path in (teacher, *students.values(), ensemble):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: not found (run `dvc repro` up to the stage that writes it)")
+    cache = SoftLabels(soft_labels)
+    check_same_teacher(models, cache.attrs["teacher_sha256"])
+
+    table, evaluation = evaluate(models, train, val, resolve_device(e.device), e.batch, e.au_thresholds,
                                  e.bootstrap, e.seed, progress=not quiet)
+    gt = read_ground_truth(ground_truth, val.uid)
+    if gt is not None:  # the same rows scored against the complete true labels
+        complete = evaluate_predictions(with_true_labels(table, gt), n_boot=e.bootstrap, seed=e.seed,
+                                        means={"students_mean": list(students)})
+        for name, result in complete.items():
+            evaluation[name]["ground_truth"] = {k: v for k, v in result.items() if k != "ci"}
+    quality = soft_label_quality(cache, train, ground_truth, cache.attrs.get("va_centres", "centres"))
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
     write_json(out, evaluation)
+    write_json(soft_label_report, quality or {"note": "no ground truth for these frames (real data)"})
     evaluation_plots(table, evaluation, plots)
+    comparison_plot(evaluation, plots)
     for name, r in evaluation.items():
+        if "mean" in r:
+            click.echo(f"{name:>13}: total {r['mean']['abaw_total']:.4f} "
+                       f"(spread {r['spread_across_members']['abaw_total']:.4f})")
+            continue
         au, ex, va = r["AU"], r["EXPR"], r["VA"]
-        click.echo(f"{name:>10}: AU {au['score']:.4f} (F1 {au['f1']:.4f})  EXPR {ex['score']:.4f} "
-                   f"(F1 {ex['f1']:.4f})  CCC V {va['ccc_valence']:.4f} A {va['ccc_arousal']:.4f}"
-                   if au and ex and va else f"{name}: {r}")
+        vs = r.get("vs_teacher", {}).get("intervals", {}).get("abaw_total")
+        paired = f"  vs teacher [{vs[0]:+.3f}, {vs[1]:+.3f}]" if vs else ""
+        click.echo(f"{name:>13}: AU {au['score']:.4f}  EXPR {ex['score']:.4f}  CCC V {va['ccc_valence']:.4f} "
+                   f"A {va['ccc_arousal']:.4f}{paired}" if au and ex and va else f"{name}: {r}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import click
 
-from pipeline.config import with_overrides
-from pipeline.sources.synthetic import SIZE_NAMES
+from pipeline.config import SYNTH_SIZES, with_overrides
 from stages.common import friendly_errors, load, params_option
 
 
 @click.command("synth")
 @params_option
-@click.option("--size", type=click.Choice(SIZE_NAMES), default=None,
+@click.option("--size", type=click.Choice(SYNTH_SIZES), default=None,
               help="Named size: tiny (seconds), demo (~10k faces), medium, large, huge.")
 @click.option("--seed", type=int, default=None, help="Random seed; same seed and values give identical files.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,

@@ -1,13 +1,11 @@
 """``train_teacher``: the multitask teacher of Eq. 13 on the balanced task sets."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from pipeline.config import with_overrides
-from pipeline.fileio import write_json
 from stages.common import friendly_errors, load, params_option
+from stages.training import run_training
 
 
 @click.command("train-teacher")
@@ -33,24 +31,9 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
     weights as an uninterrupted run. Run under `torchrun --nproc_per_node N` for
     DistributedDataParallel training.
     """
-    from pipeline.train import Outputs, train
-
     p = load(params_path)
     params = with_overrides(p.teacher, epochs=epochs, device=device)
-    outputs = Outputs(checkpoint=Path(out), log_csv=Path(log_csv), report=Path(report), resume=Path(resume_file))
-    result = train(params, index_dir or p.build.out, outputs, name="teacher", progress=not quiet)
-    if result.get("interrupted"):
-        return
-    import torch.distributed as dist
-
-    if dist.is_initialized() and dist.get_rank() != 0:
-        return
-    write_json(outputs.report, result)
-    outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
-    v = result["validation"]
-    click.echo(f"teacher: best epoch {result['best_epoch']} total {result['best_total']:.4f} "
-               f"(AU {v['AU']['score'] if v['AU'] else 'n/a'}, EXPR {v['EXPR']['score'] if v['EXPR'] else 'n/a'}) "
-               f"-> {out}")
+    run_training(params, index_dir or p.build.out, out, log_csv, report, resume_file, "teacher", quiet)
 
 
 if __name__ == "__main__":

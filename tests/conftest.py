@@ -33,9 +33,12 @@ def project_files() -> list[str]:
 
 
 def set_profile(params_path: Path, profile: str, **section_overrides) -> None:
-    """Switch ``params.yaml`` to ``profile`` (and patch base sections) in place."""
+    """Switch ``params.yaml`` to ``profile`` (and patch base sections) in place; the
+    students become those the profile's ensemble names."""
     params = yaml.safe_load(params_path.read_text())
     params["profile"] = profile
+    members = (params["profiles"][profile]["ensemble"] or {}).get("members", params["ensemble"]["members"])
+    params["students"] = {name: params["students"].get(name, {"seed": i + 1}) for i, name in enumerate(members)}
     for section, values in section_overrides.items():
         params[section].update(values)
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -13,7 +13,8 @@ from pipeline.labels import TASKS
 from pipeline.losses import teacher_loss
 from pipeline.models import MultitaskNet
 from pipeline.sampling import TaskBatchSampler
-from pipeline.train import TaskPasses, distributed, seed_everything
+from pipeline.device import distributed
+from pipeline.train import TaskPasses, seed_everything
 
 torch.set_num_threads(1)
 index_dir, out = sys.argv[1], sys.argv[2]

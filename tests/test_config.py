@@ -15,22 +15,32 @@ def raw():
     return yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
+def use_abaw2020(raw: dict) -> dict:
+    """The paper's profile, with the two more students its ensemble names."""
+    raw["profile"] = "abaw2020"
+    raw["students"].update(s4={"seed": 4}, s5={"seed": 5})
+    return raw
+
+
 def test_committed_params_are_valid_for_every_profile(raw):
-    for profile in PROFILES:
+    for profile in ("demo", "tiny"):
         raw["profile"] = profile
-        p = resolve(raw)
-        assert p.profile == profile
+        assert resolve(raw).profile == profile
+    # abaw2020's ensemble has the paper's five students: the error says what to add
+    raw["profile"] = "abaw2020"
+    with pytest.raises(ParamsError, match="ensemble.members: 's4' is not a student .* add it under `students`"):
+        resolve(raw)
+    assert list(resolve(use_abaw2020(raw)).students) == ["s1", "s2", "s3", "s4", "s5"]
+    assert set(PROFILES) == {"demo", "tiny", "abaw2020"}
 
 
 def test_dataclass_defaults_are_the_params_yaml_base_sections(raw):
     # One set of defaults: a stage run by hand with no params file in sight behaves as the
     # base section says (profiles then override it).
-    import dataclasses
-
     from pipeline.config import SECTIONS
 
     for name, cls in SECTIONS.items():
-        assert dataclasses.asdict(cls()) == raw[name], name
+        assert cls().model_dump() == raw[name], name
 
 
 def test_profile_overrides_apply(raw):
@@ -38,7 +48,7 @@ def test_profile_overrides_apply(raw):
     raw["profiles"]["tiny"]["teacher"] = {"epochs": 1}
     raw["teacher"]["epochs"] = 8
     assert resolve(raw).teacher.epochs == 1
-    raw["profile"] = "abaw2020"
+    use_abaw2020(raw)
     raw["profiles"]["abaw2020"]["teacher"] = {}
     assert resolve(raw).teacher.epochs == 8
 
@@ -131,7 +141,7 @@ def test_cli_reports_bad_params_in_one_line(tmp_path, raw):
 def test_abaw2020_without_pretrained_weights_warns_loudly(tmp_path, raw):
     from stages.cli import main
 
-    raw["profile"] = "abaw2020"
+    use_abaw2020(raw)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     result = CliRunner().invoke(main, ["check-params", "--params", str(path), "--section", "teacher"])

@@ -79,9 +79,10 @@ def test_stage_depends_on_exactly_the_code_it_runs(stage):
 def test_the_dependency_finder_sees_lazy_and_relative_imports():
     # stages import the library inside their command functions, and the synthetic package
     # imports its siblings relatively: both must be found, or the lists above mean nothing
-    assert "pipeline.train" in imported_modules("stages.train_teacher")
+    assert "pipeline.train" in imported_modules("stages.training")  # inside a function
     assert "pipeline/labels.py" in code_of("stages.train_teacher")
-    assert not any("synthetic" in f for f in code_of("stages.train_teacher"))
+    teacher = code_of("stages.train_teacher")
+    assert not any("synthetic" in f for f in teacher) and "pipeline/softlabels.py" not in teacher
     synth = code_of("stages.synth")
     assert "pipeline/sources/synthetic/writers.py" in synth and "pipeline/sources/synthetic/__init__.py" in synth
 
@@ -94,3 +95,11 @@ def test_paths_in_the_command_are_the_commands_defaults(stage):
     for option, value in zip(tokens, tokens[1:]):
         if option.startswith("--") and "${" not in value and defaults.get(option) is not None:
             assert defaults[option] == value, f"{stage}: {option} is {value} in dvc.yaml, {defaults[option]} by default"
+
+
+def test_students_never_depend_on_the_teacher_checkpoint():
+    # they learn from the soft-label cache; the teacher is never loaded by a student
+    student = stage_body("train_student")
+    assert "models/teacher.pt" not in student["deps"] and "data/soft_labels.h5" in student["deps"]
+    assert "pipeline/models.py" in student["deps"]  # the student's own network
+    assert DVC["train_student"]["foreach"] == "${students}"

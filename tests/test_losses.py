@@ -371,8 +371,26 @@ def test_student_loss_against_numpy(lam):
                 term = distil
             expected += weights.get(head, 1.0) * term
     assert total.item() == pytest.approx(expected, abs=1e-6)
-    assert len(parts) == 9 + 3
+    # 3 supervision terms, the distillation terms (the labelled head's only when lam < 1)
+    # and one weighted total per task batch
+    assert len(parts) == 3 + (9 if lam < 1 else 6) + 3
     assert "VA/AU/distillation" in parts and "AU/AU/supervision" in parts
+    assert sum(parts[t].item() for t in L.TASKS) == pytest.approx(total.item(), abs=1e-9)
+
+
+def test_student_without_unlabelled_distillation_is_the_teacher_at_lam_one():
+    outputs, labels, teacher = make_batches(5)
+    weights = {"AU": 2.0, "VA": 0.5}
+    student, parts = losses.student_loss(outputs, labels, teacher, lam=1.0, task_weights=weights,
+                                         distill_unlabelled=False)
+    assert not any(k.endswith("distillation") for k in parts)
+    assert student.item() == losses.teacher_loss(outputs, labels, weights)[0].item()  # exactly
+    # lam < 1: the labelled heads only, each lam * supervision + (1 - lam) * distillation
+    total, parts = losses.student_loss(outputs, labels, teacher, lam=0.6, distill_unlabelled=False)
+    expected = sum(0.6 * np_supervision(outputs[t], labels, t)
+                   + 0.4 * np_distillation(outputs[t][t].detach().numpy(), teacher[t][t].numpy(), t, 1.5)
+                   for t in L.TASKS)
+    assert total.item() == pytest.approx(expected, abs=1e-6)
 
 
 def test_student_loss_lam_one_is_pure_supervision_on_the_labelled_head():

@@ -3,13 +3,10 @@ tiny profile: repro, no-op repro, byte-identical forced rerun, targeted reruns a
 param change, and push / fresh clone / pull through a local remote."""
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from sklearn.metrics import f1_score
-
-from pipeline.labels import AU_NAMES, EXPR_NAMES
+from reference import assert_close_dicts, sklearn_evaluation
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -25,11 +22,14 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     first = p.dvc("repro")
     stages = ran_stages(first.stdout)
     assert stages == sorted(["synth", "extract@affwild2", "extract@disfa", "extract@expw", "extract@afewva",
-                             "build", "train_teacher", "evaluate"]), first.stdout
+                             "build", "train_teacher", "soft_labels", "train_student@s1", "train_student@s2",
+                             "ensemble", "evaluate"]), first.stdout
     assert p.dvc("status", "-q", check=False).returncode == 0
     evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
-    assert {"baseline", "teacher"} <= set(evaluation)
-    check_evaluation_against_sklearn(pd.read_parquet(p.path / "reports/val_predictions.parquet"), evaluation)
+    assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "students_mean"}
+    table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
+    assert set(table["model"]) == set(evaluation) - {"students_mean"}
+    check_evaluation_against_sklearn(table, evaluation)
     lock = (p.path / "dvc.lock").read_text()
 
     # nothing changed: nothing runs
@@ -45,8 +45,13 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     p.dvc("repro", "--force", "--no-run-cache")
     assert (p.path / "dvc.lock").read_text() == lock
 
-    # a parameter of one stage reruns that stage only
+    # one student's seed reruns that student, the ensemble and the evaluation, nothing else
     params = yaml.safe_load((p.path / "params.yaml").read_text())
+    params["students"]["s2"]["seed"] = 7
+    (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "train_student@s2"]
+
+    # a parameter of one stage reruns that stage only
     params["profiles"]["tiny"]["evaluate"]["bootstrap"] = 10
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(p.dvc("repro").stdout) == ["evaluate"]
@@ -66,6 +71,7 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     assert pulled.dvc("status", "-q", check=False).returncode == 0
     assert ran_stages(pulled.dvc("repro").stdout) == []
     assert (clone / "models/teacher.pt").read_bytes() == (p.path / "models/teacher.pt").read_bytes()
+    assert (clone / "models/ensemble.pt").read_bytes() == (p.path / "models/ensemble.pt").read_bytes()
 
 
 def test_bad_params_stop_before_any_work(dvc_project):
@@ -79,25 +85,7 @@ def test_bad_params_stop_before_any_work(dvc_project):
     assert not (p.path / "data").exists()
 
 
-def ccc(x, y):
-    return 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
-
-
 def check_evaluation_against_sklearn(table: pd.DataFrame, evaluation: dict) -> None:
-    """evaluation.json is recomputable from val_predictions.parquet (to 1e-6)."""
+    """evaluation.json is recomputable from val_predictions.parquet (to 1e-6), every model."""
     for model, rows in table.groupby("model"):
-        ev = evaluation[model]
-        y = rows[list(AU_NAMES)].to_numpy()
-        pred = (rows[[f"p_{a}" for a in AU_NAMES]].to_numpy() >= rows[[f"thr_{a}" for a in AU_NAMES]].to_numpy())
-        known = y >= 0
-        f1s = [f1_score(y[known[:, j], j], pred[known[:, j], j], zero_division=0) for j in range(8)]
-        acc = (pred[known] == (y[known] == 1)).mean()
-        assert ev["AU"]["f1"] == pytest.approx(np.mean(f1s), abs=1e-6)
-        assert ev["AU"]["score"] == pytest.approx(0.5 * np.mean(f1s) + 0.5 * acc, abs=1e-6)
-        e = rows[rows["expr"] >= 0]
-        p = e[[f"p_{c}" for c in EXPR_NAMES]].to_numpy().argmax(axis=1)
-        f1 = f1_score(e["expr"], p, average="macro")
-        assert ev["EXPR"]["score"] == pytest.approx(0.67 * f1 + 0.33 * (p == e["expr"].to_numpy()).mean(), abs=1e-6)
-        v = rows[rows["valence"].notna()]
-        assert ev["VA"]["ccc_valence"] == pytest.approx(ccc(v["valence"].to_numpy(np.float64),
-                                                            v["pred_valence"].to_numpy(np.float64)), abs=1e-6)
+        assert_close_dicts(evaluation[model], sklearn_evaluation(rows), tol=1e-6)

@@ -48,7 +48,7 @@ def test_bootstrap_ci_deterministic_for_a_seed_and_dict_input():
 # --- evaluate_predictions -----------------------------------------------------------------
 
 
-def synthetic_predictions(seed=5, n_videos=6, frames=25):
+def synthetic_predictions(seed=5, n_videos=6, frames=25, models=(("teacher", 0.6), ("ensemble", 0.3))):
     """A small long-format table: two models, unknown labels of every kind."""
     rng = np.random.default_rng(seed)
     n = n_videos * frames
@@ -62,7 +62,7 @@ def synthetic_predictions(seed=5, n_videos=6, frames=25):
     va = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
     va[rng.random(n) < 0.15] = np.nan
     tables = []
-    for model, noise in (("teacher", 0.6), ("ensemble", 0.3)):
+    for model, noise in models:
         table = pd.DataFrame(truth)
         table["model"] = model
         for j, name in enumerate(AU_NAMES):
@@ -88,7 +88,8 @@ def test_evaluate_predictions_against_sklearn():
     assert list(evaluation) == list(pd.unique(df["model"]))
     for model, rows in df.groupby("model"):
         assert_close_dicts(evaluation[model], sklearn_evaluation(rows), tol=1e-6)
-        assert set(evaluation[model]) == {"AU", "EXPR", "VA", "ci"}
+    assert set(evaluation["teacher"]) == {"AU", "EXPR", "VA", "ci"}
+    assert set(evaluation["ensemble"]) == {"AU", "EXPR", "VA", "ci", "vs_teacher"}
     assert evaluation["ensemble"]["AU"]["score"] != evaluation["teacher"]["AU"]["score"]
 
 
@@ -97,7 +98,7 @@ def test_evaluate_predictions_intervals_equal_explicit_video_resampling():
     n_boot, seed = 15, 2
     evaluation = S.evaluate_predictions(df, n_boot=n_boot, seed=seed)
     rows = df[df["model"] == "ensemble"]
-    videos = pd.unique(rows["video"])      # the documented group order: first appearance
+    videos = sorted(pd.unique(df["video"]))      # the documented group order: sorted names
     draws = np.random.default_rng(seed).integers(0, len(videos), size=(n_boot, len(videos)))
     replicates = []
     for row in draws:
@@ -112,6 +113,44 @@ def test_evaluate_predictions_intervals_equal_explicit_video_resampling():
               for r in replicates]
     np.testing.assert_allclose(intervals["abaw_total"], np.percentile(totals, [2.5, 97.5]), atol=1e-6)
     assert evaluation["ensemble"]["ci"]["n_videos"] == len(videos)
+
+
+def total(r):
+    return r["AU"]["score"] + r["EXPR"]["score"] + r["VA"]["ccc_valence"] + r["VA"]["ccc_arousal"]
+
+
+def test_paired_intervals_resample_the_same_videos_for_both_models():
+    df = synthetic_predictions(seed=11, models=(("teacher", 0.6), ("s1", 0.4), ("s2", 0.5), ("ensemble", 0.3)))
+    n_boot, seed = 20, 3
+    evaluation = S.evaluate_predictions(df, n_boot=n_boot, seed=seed, means={"students_mean": ["s1", "s2"]})
+    videos = sorted(pd.unique(df["video"]))
+    draws = np.random.default_rng(seed).integers(0, len(videos), size=(n_boot, len(videos)))
+
+    def resampled(model, row):
+        rows = df[df["model"] == model]
+        return sklearn_evaluation(pd.concat([rows[rows["video"] == videos[g]] for g in row]))
+
+    reps = [{m: resampled(m, row) for m in ("teacher", "s1", "s2", "ensemble")} for row in draws]
+    diff = [total(r["ensemble"]) - total(r["teacher"]) for r in reps]
+    paired = evaluation["ensemble"]["vs_teacher"]
+    np.testing.assert_allclose(paired["intervals"]["abaw_total"], np.percentile(diff, [2.5, 97.5]), atol=1e-6)
+    whole = {m: sklearn_evaluation(df[df["model"] == m]) for m in ("teacher", "s1", "s2")}
+    assert paired["difference"]["abaw_total"] == pytest.approx(
+        S.abaw_total(evaluation["ensemble"]) - S.abaw_total(evaluation["teacher"]), abs=1e-9)
+    diff_v = [r["ensemble"]["VA"]["ccc_valence"] - r["teacher"]["VA"]["ccc_valence"] for r in reps]
+    np.testing.assert_allclose(paired["intervals"]["VA.ccc_valence"], np.percentile(diff_v, [2.5, 97.5]), atol=1e-6)
+    # the mean of the students: figure by figure, its spread, and its own paired interval
+    mean = evaluation["students_mean"]
+    assert mean["members"] == ["s1", "s2"]
+    assert mean["mean"]["abaw_total"] == pytest.approx((total(whole["s1"]) + total(whole["s2"])) / 2, abs=1e-6)
+    assert mean["spread_across_members"]["abaw_total"] == pytest.approx(
+        abs(total(whole["s1"]) - total(whole["s2"])) / 2, abs=1e-6)
+    mean_diff = [(total(r["s1"]) + total(r["s2"])) / 2 - total(r["teacher"]) for r in reps]
+    np.testing.assert_allclose(mean["vs_teacher"]["intervals"]["abaw_total"],
+                               np.percentile(mean_diff, [2.5, 97.5]), atol=1e-6)
+    # pairing is what narrows the interval: the unpaired spread of the total is wider
+    unpaired = np.percentile([total(r["ensemble"]) for r in reps], [2.5, 97.5])
+    assert np.diff(paired["intervals"]["abaw_total"])[0] < np.diff(unpaired)[0]
 
 
 def test_evaluate_predictions_intervals_cover_point_estimates():

@@ -464,7 +464,9 @@ def test_larger_sizes_plan_without_rendering():
     from pipeline.config import SynthParams
     from pipeline.sources.synthetic.planning import SIZES, plan
 
-    assert list(SIZES) == ["tiny", "demo", "medium", "large", "huge"]
+    from pipeline.config import SYNTH_SIZES
+
+    assert tuple(SIZES) == SYNTH_SIZES  # one list of names: the params schema's
     jobs = plan(SynthParams(size="large"))
     frames = sum(j.frames or len(j.images) for j in jobs)
     assert frames > 200_000

@@ -8,9 +8,6 @@ AU cues), ``render`` (a person into a frame). Around it: ``episodes`` (labels ov
 colour, blur, grain, vignette), ``nuisances`` (per-frame lighting, blur, occluders, sensor
 noise), ``annotation`` (label noise, ground-truth rows), ``writers`` (the file formats and
 the ground-truth table). The run: ``planning`` (sizes, jobs), ``runners`` (one per
-source), ``generate`` (workers, manifest), ``contact_sheet`` (the picture).
-Nothing heavy is imported here, so ``SIZE_NAMES`` is cheap to reach from the command line.
+source), ``generate`` (workers, manifest), ``contact_sheet`` (the picture). The size
+names are ``pipeline.config.SYNTH_SIZES``; ``planning.SIZES`` defines each.
 """
-
-#: The named sizes, smallest first (defined in ``planning.SIZES``).
-SIZE_NAMES = ("tiny", "demo", "medium", "large", "huge")

@@ -86,7 +86,7 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
     seconds = time.perf_counter() - t0
     manifest = {
         "generator": "mtaffect synthetic v3",
-        "config": {k: v for k, v in asdict(config).items() if k not in NOT_IN_MANIFEST},
+        "config": {k: v for k, v in config.model_dump().items() if k not in NOT_IN_MANIFEST},
         "size": asdict(size_spec(config.size)),
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},
         "ground_truth_rows": rows,

@@ -1,0 +1,62 @@
+"""``ensemble``: the students named in ``ensemble.members``, in one bundle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+
+
+@click.command("ensemble")
+@params_option
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of the build stage's indexes (default: build.out); its val.parquet tunes thresholds.")
+@click.option("--students", "students_dir", default="models/students", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of the students' checkpoints (<name>.pt).")
+@click.option("--out", default="models/ensemble.pt", show_default=True, type=click.Path(dir_okay=False),
+              help="The model bundle: members' weights, label schema, alignment, AU thresholds.")
+@click.option("--report", default="reports/ensemble.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Members, their checkpoints' hashes, the AU thresholds.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, index_dir, students_dir, out, report, quiet):
+    """Average the members' probabilities (AU, EXPR) and VA expectations; AU thresholds
+    0.5, or tuned per AU on the validation set (ensemble.au_thresholds: tuned)."""
+    from tqdm import tqdm
+
+    from pipeline.align import template_points
+    from pipeline.data import FrameIndex
+    from pipeline.device import resolve_device
+    from pipeline.ensemble import combine, save_bundle
+    from pipeline.fileio import write_json
+    from pipeline.inference import predict
+    from pipeline.metrics import tune_thresholds
+    from pipeline.models import load_checkpoint
+
+    p = load(params_path)
+    e = p.ensemble
+    members = {name: str(Path(students_dir) / f"{name}.pt") for name in e.members}
+    for name, path in members.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
+                                    f"(run `dvc repro train_student@{name}`)")
+    thresholds, mode = 0.5, "fixed 0.5"
+    if e.au_thresholds == "tuned":
+        device = resolve_device(e.device)
+        val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")
+        preds = []
+        for name, path in members.items():
+            model, ckpt = load_checkpoint(path, device)
+            with tqdm(total=len(val), desc=f"ensemble {name}", unit="face", disable=quiet) as bar:
+                preds.append(predict(model, val, device, e.batch, ckpt["train"]["va_centres"], bar))
+        thresholds, mode = tune_thresholds(val.au, combine(preds)["AU"]), "tuned per AU on the validation set"
+    alignment = {"size": p.extract.size, "template_scale": p.extract.template_scale,
+                 "template": template_points(p.extract.size, p.extract.template_scale).tolist()}
+    summary = save_bundle(out, members, thresholds, mode, alignment)
+    write_json(report, summary)
+    click.echo(f"ensemble of {', '.join(members)} (AU thresholds {mode}) -> {out}")
+
+
+if __name__ == "__main__":
+    cli()

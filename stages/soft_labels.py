@@ -1,0 +1,53 @@
+"""``soft_labels``: the teacher's logits on fixed views of every training frame, once."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+
+
+@click.command("soft-labels")
+@params_option
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of the build stage's indexes (default: build.out).")
+@click.option("--teacher", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),
+              help="The teacher checkpoint.")
+@click.option("--out", default="data/soft_labels.h5", show_default=True, type=click.Path(dir_okay=False),
+              help="The cache (HDF5, frames by uid).")
+@click.option("--report", default="reports/soft_labels.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Frames, views and hashes (no timings: the same inputs give the same bytes).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, index_dir, teacher, out, report, quiet):
+    """Run the teacher once over every frame of the training indexes, on K fixed views per
+    frame (or the centre view), and store its logits for the students.
+
+    Runs under `torchrun --nproc_per_node N -m stages.soft_labels` too: each process takes
+    every N-th batch; the file is the same as a one-process dump.
+    """
+    from pipeline.device import distributed, resolve_device
+    from pipeline.fileio import write_json
+    from pipeline.models import load_checkpoint
+    from pipeline.softlabels import dump
+
+    p = load(params_path)
+    s = p.soft_labels
+    rank, _ = distributed()
+    device = resolve_device(s.device)
+    model, ckpt = load_checkpoint(teacher, device)
+    started = time.perf_counter()
+    summary = dump(model, index_dir or p.build.out, out, teacher, s.views, s.mode, s.batch, device,
+                   ckpt["train"]["va_centres"], progress=not quiet)
+    seconds = time.perf_counter() - started
+    if rank != 0:
+        return
+    write_json(report, summary)
+    click.echo(f"soft labels: {summary['frames']} frames x {summary['views']} views ({s.mode}) in {seconds:.1f} s "
+               f"({summary['frames'] / max(seconds, 1e-9):.0f} frames/s) -> {Path(out)}")
+
+
+if __name__ == "__main__":
+    cli()

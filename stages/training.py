@@ -1,0 +1,28 @@
+"""What the teacher's and the students' commands share: run the loop, write the report."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def run_training(params, index_dir, out: str, log_csv: str, report: str, resume: str, name: str, quiet: bool,
+                 soft_labels=None, provenance: dict | None = None) -> None:
+    """Train (resuming from ``resume`` if it exists), write the report on rank 0, and
+    remove the resume file once finished."""
+    import torch.distributed as dist
+
+    from pipeline.fileio import write_json
+    from pipeline.train import Outputs, train
+
+    outputs = Outputs(checkpoint=Path(out), log_csv=Path(log_csv), report=Path(report), resume=Path(resume))
+    result = train(params, index_dir, outputs, name=name, progress=not quiet, soft_labels=soft_labels,
+                   provenance=provenance)
+    if result.get("interrupted") or (dist.is_initialized() and dist.get_rank() != 0):
+        return
+    write_json(outputs.report, result)
+    outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
+    v = result["validation"]
+    click.echo(f"{name}: best epoch {result['best_epoch']} total {result['best_total']:.4f} "
+               f"(AU {v['AU']['score'] if v['AU'] else 'n/a'}, EXPR {v['EXPR']['score'] if v['EXPR'] else 'n/a'}) "
+               f"-> {out}")

@@ -1,0 +1,54 @@
+"""The ensemble: averages by hand, and the bundle's round trip and refusals."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.ensemble import BUNDLE_FORMAT, combine, load_bundle, save_bundle
+from pipeline.errors import CheckpointError
+from pipeline.models import MultitaskNet, save_checkpoint
+
+
+def test_combine_averages_probabilities_and_reports_the_spread():
+    a = {"AU": np.array([[0.2] * 8]), "EXPR": np.array([[0.5, 0.5, 0, 0, 0, 0, 0]]), "VA": np.array([[0.4, -0.2]])}
+    b = {"AU": np.array([[0.6] * 8]), "EXPR": np.array([[0.1, 0.9, 0, 0, 0, 0, 0]]), "VA": np.array([[0.0, 0.2]])}
+    out = combine([a, b])
+    np.testing.assert_allclose(out["AU"], [[0.4] * 8])
+    np.testing.assert_allclose(out["EXPR"], [[0.3, 0.7, 0, 0, 0, 0, 0]])
+    np.testing.assert_allclose(out["VA"], [[0.2, 0.0]])
+    np.testing.assert_allclose(out["uncertainty_AU"], [0.2], rtol=1e-6)        # std of 0.2 and 0.6
+    np.testing.assert_allclose(out["uncertainty_EXPR"], [0.4 / 7], rtol=1e-6)  # classes 0 and 1 differ by 0.4
+    np.testing.assert_allclose(out["uncertainty_VA"], [[0.2, 0.2]], rtol=1e-6)
+    with pytest.raises(ValueError, match="at least one member"):
+        combine([])
+
+
+def test_bundle_round_trip_and_refusals(tmp_path):
+    torch.manual_seed(0)
+    members = {}
+    for name in ("s1", "s2"):
+        model = MultitaskNet("mobilenet_v3_small")
+        save_checkpoint(tmp_path / f"{name}.pt", model, {"train": {"va_centres": "reference" if name == "s2" else "centres"}})
+        members[name] = str(tmp_path / f"{name}.pt")
+    alignment = {"size": 112, "template_scale": 1.0, "template": [[38.3, 51.7]] * 5}
+    summary = save_bundle(tmp_path / "ensemble.pt", members, [0.3] * 8, "tuned per AU on the validation set", alignment)
+    assert list(summary["members"]) == ["s1", "s2"] and summary["au_thresholds"] == [0.3] * 8
+    loaded, bundle = load_bundle(tmp_path / "ensemble.pt")
+    assert [(n, c) for n, _, c in loaded] == [("s1", "centres"), ("s2", "reference")]
+    reference = torch.load(tmp_path / "s2.pt", weights_only=True)["state_dict"]
+    for k, v in loaded[1][1].state_dict().items():
+        assert torch.equal(v, reference[k])
+    assert bundle["alignment"] == alignment and bundle["au_threshold_mode"].startswith("tuned")
+    assert bundle["member_sha256"] == summary["members"]
+
+    raw = torch.load(tmp_path / "ensemble.pt", weights_only=True)
+    torch.save({**raw, "format_version": BUNDLE_FORMAT + 1}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=f"bundle format {BUNDLE_FORMAT + 1}; this version of mtaffect reads"):
+        load_bundle(tmp_path / "future.pt")
+    torch.save({"state_dict": {}}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not an mtaffect ensemble bundle"):
+        load_bundle(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00" * 10)
+    with pytest.raises(CheckpointError, match="not a readable model bundle"):
+        load_bundle(tmp_path / "junk.pt")
+    with pytest.raises(FileNotFoundError, match="dvc repro ensemble"):
+        load_bundle(tmp_path / "absent.pt")
