@@ -8,8 +8,11 @@ from pipeline.labels import AU_NAMES, EXPR_NAMES
 
 
 def corrcoef_ccc(x, y):
-    """Eq. 8 written with Pearson's rho and population standard deviations."""
+    """Eq. 8 written with Pearson's rho and population standard deviations; a constant
+    input has no rho, but then the covariance, hence the CCC, is 0."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
     rho = np.corrcoef(x, y)[0, 1]
     return 2 * rho * x.std() * y.std() / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
 

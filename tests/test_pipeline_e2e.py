@@ -40,6 +40,7 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     episodes = p.path / "pipeline/sources/synthetic/episodes.py"
     episodes.write_text(episodes.read_text() + "\n# an edit that changes no output\n")
     assert ran_stages(p.dvc("repro").stdout) == ["synth"]
+    lock = (p.path / "dvc.lock").read_text()
 
     # every output is byte-identical when recomputed: dvc.lock does not change
     p.dvc("repro", "--force", "--no-run-cache")
