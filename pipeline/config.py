@@ -144,11 +144,14 @@ class TrainParams(Section):
     va_centres: Literal["centres", "reference"] = "centres"
     ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
     separate_task_passes: bool = True  #: three forward passes (BN sees each task alone)
+    bn_momentum: Optional[Fraction] = None  #: every BatchNorm's momentum (None: the backbone's own)
+    channels_last: bool = True  #: channels-last tensors: the fast convolutions on CPUs and recent GPUs
     augment: bool = True
     workers: Index = 0  #: DataLoader workers
     seed: Index = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     eval_batch: Count = 128
+    selection_videos: Optional[Count] = None  #: score each epoch on the first n validation videos (None: all)
     save_every: Count = 50  #: steps between resume files (an interrupted run loses at most this)
 
     _check_device = field_validator("device")(_device)

@@ -59,6 +59,13 @@ class FrameIndex:
     def __len__(self) -> int:
         return len(self.uid)
 
+    def first_videos(self, n: int | None) -> "FrameIndex":
+        """The rows of the first ``n`` videos in sorted order (all rows for None)."""
+        if n is None:
+            return self
+        keep = np.isin(self.video, sorted(set(self.video))[:n])
+        return FrameIndex(**{f: getattr(self, f)[keep] for f in self.__dataclass_fields__})
+
     def labels(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         return {"AU": torch.from_numpy(self.au[positions].astype(np.int64)),
                 "EXPR": torch.from_numpy(self.expr[positions].astype(np.int64)),

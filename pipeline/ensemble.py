@@ -85,6 +85,6 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[l
     for entry in bundle["members"]:
         model = MultitaskNet(entry["backbone"])
         model.load_state_dict(entry["state_dict"])
-        members.append((entry["name"], model.to(device).eval(), entry["va_centres"]))
+        members.append((entry["name"], model.to(device, memory_format=torch.channels_last).eval(), entry["va_centres"]))
     return members, {k: v for k, v in bundle.items() if k != "members"} | {
         "member_sha256": {e["name"]: e["sha256"] for e in bundle["members"]}}

@@ -20,7 +20,7 @@ def predict(model: torch.nn.Module, index: FrameIndex, device: torch.device, bat
     c = torch.as_tensor(va_centres(centres), dtype=torch.float32, device=device)
     au, expr, va, logits = [], [], [], []
     for x, _ in eval_batches(index, batch):
-        out = model(x.to(device))
+        out = model(x.to(device, memory_format=torch.channels_last))  # the faster layout for convolutions
         au.append(torch.sigmoid(out["AU"]).cpu())
         expr.append(torch.softmax(out["EXPR"], dim=1).cpu())
         va.append(va_expectation(out["VA"], c).cpu())

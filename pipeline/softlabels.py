@@ -88,7 +88,8 @@ def teacher_logits(model: torch.nn.Module, frames: Frames, offsets: np.ndarray, 
             stop = min(start + batch, n)
             if b % world == rank:
                 faces = np.stack([reader.read(frames.shard[i], frames.row[i]) for i in range(start, stop)])
-                out = model(views_batch(faces, offsets[start:stop], flips[start:stop]).to(device))
+                x = views_batch(faces, offsets[start:stop], flips[start:stop])
+                out = model(x.to(device, memory_format=torch.channels_last))
                 logits = torch.cat([out[t] for t in TASKS], dim=1).reshape(stop - start, k, N_LOGITS)
                 yield b, logits.to(torch.float16).cpu().numpy()
             bar.update((stop - start) * world if b % world == rank else 0)

@@ -234,12 +234,14 @@ class FaceReader:
 
     def __init__(self):
         self._files: dict[str, h5py.File] = {}
+        self._datasets: dict[str, h5py.Dataset] = {}  # looked up once: a lookup costs as much as a read
 
-    def dataset(self, shard: str):
-        f = self._files.get(shard)
-        if f is None:
+    def dataset(self, shard: str) -> h5py.Dataset:
+        d = self._datasets.get(shard)
+        if d is None:
             f = self._files[shard] = h5py.File(shard, "r")
-        return f[FACES_DATASET]
+            d = self._datasets[shard] = f[FACES_DATASET]
+        return d
 
     def read(self, shard: str, row: int) -> np.ndarray:
         return self.dataset(shard)[int(row)]
@@ -248,7 +250,8 @@ class FaceReader:
         for f in self._files.values():
             f.close()
         self._files.clear()
+        self._datasets.clear()
 
     def __getstate__(self):
         # Pickled into worker processes without open handles; each reopens lazily.
-        return {"_files": {}}
+        return {"_files": {}, "_datasets": {}}

@@ -125,14 +125,14 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=Non
     seed_everything(params.seed)
     index_dir = Path(index_dir)
     indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
-    val = FrameIndex.read(index_dir / "val.parquet")
+    val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
     sampler = TaskBatchSampler({t: indexes[t].weight for t in TASKS}, params.batch_per_task,
                                epoch_length=params.steps_per_epoch or "smallest", seed=params.seed,
                                rank=rank, world_size=world)
-    model = MultitaskNet(params.backbone)
+    model = MultitaskNet(params.backbone, params.bn_momentum)
     if params.pretrained:
         load_pretrained_backbone(model, params.pretrained)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if params.channels_last else torch.contiguous_format)
     runner: nn.Module = TaskPasses(model, params.separate_task_passes)
     if world > 1:
         if params.batch_per_task % world:
@@ -218,8 +218,9 @@ def train_step(run: Run, batch: dict) -> tuple[float, dict, float]:
     """One optimiser step on one batch per task; returns the loss, its parts per task and
     the learning rate used."""
     images, labels = {}, {}
+    layout = torch.channels_last if run.params.channels_last else torch.contiguous_format
     for task, (x, y, _) in batch.items():  # this process's share of each task batch
-        images[task] = x.to(run.device, non_blocking=True)
+        images[task] = x.to(run.device, memory_format=layout, non_blocking=True)
         labels[task] = {k: v.to(run.device) for k, v in y.items()}
     outputs = run.runner(images)
     if run.world > 1:  # the loss of the whole batch, as in one process
