@@ -25,6 +25,7 @@ the size of the data set.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -206,6 +207,14 @@ def balance_va(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
 # --- pass 3: writing the indexes ----------------------------------------------------
 
 
+def relative_shards(shards: pa.Array, table_folder: Path, out: Path) -> pa.Array:
+    """Shard paths of a frame table (relative to its folder) made relative to the index
+    folder ``out``, so the data folders can move together (docs/architecture.md)."""
+    encoded = shards.dictionary_encode()
+    moved = [os.path.relpath(os.path.join(table_folder, s), out) for s in encoded.dictionary.to_pylist()]
+    return pa.array(moved, pa.string()).take(encoded.indices)
+
+
 def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits: Splits, weights: Weights,
                   out: Path) -> None:
     """Stream the selected rows of every batch, with their weights, into the four indexes.
@@ -217,8 +226,11 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
     writers = {o: FrameTableWriter(out / f"{names[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
     au_at = 0
     try:
-        for _source, batch, s in selections(files, sources, Selector(p, splits), [*INDEX_COLUMNS, "split"]):
+        tables = dict(zip(sources, files))
+        for source, batch, s in selections(files, sources, Selector(p, splits), [*INDEX_COLUMNS, "split"]):
             indexed = batch.select(INDEX_COLUMNS)
+            indexed = indexed.set_column(INDEX_COLUMNS.index("shard"), "shard",
+                                         relative_shards(indexed["shard"], tables[source].parent, out))
             for o in OUTPUTS:
                 rows = np.flatnonzero(s.masks[o])
                 if len(rows) == 0:

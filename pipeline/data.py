@@ -12,6 +12,7 @@ and one flip for the whole run by mistake). Evaluation: resize to 134, centre cr
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,12 +47,15 @@ class FrameIndex:
 
     @classmethod
     def read(cls, path: str | Path) -> "FrameIndex":
+        """An index file; its shard paths, stored relative to its folder, are resolved."""
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
         df = pd.read_parquet(path)
+        folder = Path(path).parent
+        shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
         return cls(
             uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
-            shard=df["shard"].to_numpy(), row=df["row"].to_numpy(),
+            shard=shard.to_numpy(dtype=object), row=df["row"].to_numpy(),
             au=df[list(AU_NAMES)].to_numpy(np.int8), expr=df["expr"].to_numpy(np.int8),
             va=df[["valence", "arousal"]].to_numpy(np.float32), weight=df["weight"].to_numpy(np.float64),
         )

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from pipeline.errors import CheckpointError
-from pipeline.fileio import atomic_write, file_sha256
-from pipeline.models import SCHEMA, MultitaskNet, load_checkpoint
+from pipeline.fileio import file_sha256, write_torch
+from pipeline.models import SCHEMA, MultitaskNet, load_checkpoint, read_torch_file
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
@@ -56,8 +56,7 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
     bundle = {"format_version": BUNDLE_FORMAT, "kind": BUNDLE_KIND, "schema": SCHEMA, "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
               "provenance": provenance or {}}
-    with atomic_write(path) as tmp:
-        torch.save(bundle, tmp)
+    write_torch(path, bundle)
     return {"members": {e["name"]: e["sha256"] for e in entries}, "au_thresholds": thresholds,
             "au_threshold_mode": threshold_mode}
 
@@ -70,10 +69,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[l
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model bundle not found (run `dvc repro ensemble`)")
-    try:
-        bundle = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file: one clear message
-        raise CheckpointError(f"{path}: not a readable model bundle ({type(e).__name__}: {str(e)[:200]})") from None
+    bundle = read_torch_file(path, "model bundle", device)
     if not isinstance(bundle, dict) or bundle.get("kind") != BUNDLE_KIND:
         raise CheckpointError(f"{path}: not an mtaffect ensemble bundle")
     if bundle.get("format_version") != BUNDLE_FORMAT:

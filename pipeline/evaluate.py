@@ -24,7 +24,7 @@ from pipeline.fileio import file_sha256
 from pipeline.inference import predict
 from pipeline.labels import AU_NAMES, EXPR_NAMES
 from pipeline.metrics import tune_thresholds
-from pipeline.models import load_checkpoint
+from pipeline.models import load_checkpoint, read_torch_file
 from pipeline.probe import PixelProbe
 from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
 
@@ -108,7 +108,7 @@ def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None
         raise CheckpointError(f"the soft-label cache comes from another teacher (sha256 {cache_teacher_sha256[:12]}...) "
                               f"than {models.teacher} ({teacher_sha[:12]}...): rerun `dvc repro soft_labels`")
     for name, path in models.students.items():
-        learned = torch.load(path, map_location="cpu", weights_only=True).get("soft_labels", {}).get("teacher_sha256")
+        learned = read_torch_file(path, "checkpoint").get("soft_labels", {}).get("teacher_sha256")
         if teacher_sha is not None and learned is not None and learned != teacher_sha:
             raise CheckpointError(f"{path}: student {name!r} learned from another teacher's soft labels (sha256 "
                                   f"{learned[:12]}...) than {models.teacher} ({teacher_sha[:12]}...): "

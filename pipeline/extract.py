@@ -25,7 +25,7 @@ from pipeline import align
 from pipeline.config import ExtractParams
 from pipeline.errors import DataError
 from pipeline.extract_worker import JobResult, Worker
-from pipeline.fileio import write_json
+from pipeline.fileio import check_output_folder, replacing_folder, write_json
 from pipeline.labels import AU_NAMES
 from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
 from pipeline.sources.base import Job, Problems, SourceRead
@@ -54,22 +54,32 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
 
     Returns the report written to ``extract.json``. ``name`` is the source name used in
-    uids (default: ``kind``).
+    uids (default: ``kind``). ``out`` is refused before any work when it overlaps the
+    dataset or holds anything but an earlier extraction; it is written under a temporary
+    name and replaces the earlier one only once complete, so a failure leaves it as it was.
     """
     name = name or kind
     out = Path(out)
+    check_output_folder(out, "extract.json", inputs=[root])
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
     source = read_source(kind, root, problems, params)
-    jobs = source.jobs
-    total = sum(len(j) for j in jobs)
+    total = sum(len(j) for j in source.jobs)
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
+    with replacing_folder(out) as work:
+        report = _extract_into(work, kind, name, root, source, params, problems, progress)
+    seconds = time.perf_counter() - started
+    log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
+             total, seconds, report["faces_written"] / max(seconds, 1e-9))
+    return report
 
-    # Outputs are replaced whole: old shards must not survive next to new ones.
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+
+def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
+                  problems: Problems, progress: bool) -> dict:
+    """The jobs of ``source`` through the workers, into the (new, empty) folder ``out``."""
+    jobs = source.jobs
+    total = sum(len(j) for j in jobs)
     tmpdir = tempfile.mkdtemp(prefix=".extract-", dir=out)
     attrs = {
         "size": params.size, "template": json.dumps(align.template_points(params.size, params.template_scale).tolist()),
@@ -97,17 +107,17 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
                               labels_without_frame=res.labels_without_frame)
                 track.update(res.track)
                 bar.update(len(job))
+        if counts["faces_written"] == 0:
+            raise DataError(f"{root}: no face could be extracted from {total} labelled frames "
+                            f"({problems.summary() or 'no face found'})")
     except BaseException:
-        # Nothing half-done survives: a later stage must never take it for an output.
-        shards.abort()
+        shards.abort()  # nothing half-written survives (the folder goes too)
         table.abort()
-        shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     written = shards.close()
     table.close()
-
     report = {
         "source": name,
         "kind": kind,
@@ -126,9 +136,6 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
         "notes": source.notes,
     }
     write_json(out / "extract.json", report)
-    seconds = time.perf_counter() - started
-    log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
-             total, seconds, report["faces_written"] / max(seconds, 1e-9))
     return report
 
 

@@ -6,11 +6,14 @@ not depend on threading and 1 and 2 workers write the same bytes.
 """
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
+import PIL.Image
 
 from pipeline import align
 from pipeline import faces as F
@@ -83,9 +86,31 @@ def fix_mmap_threshold() -> None:
         pass
 
 
-def read_rgb(path: str) -> np.ndarray | None:
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+def read_rgb(path: str) -> tuple[np.ndarray | None, str | None]:
+    """An image file as RGB, or (None, why not). A file that decodes only in part is
+    refused: OpenCV returns a truncated JPEG's missing rows as flat grey, without error,
+    so the whole file is decoded once more by Pillow, which does raise."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return None, f"unreadable image ({e.strerror})"
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        return None, "unreadable image"
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as check:
+            check.load()
+    except (OSError, SyntaxError, ValueError, PIL.Image.DecompressionBombError) as e:
+        return None, f"truncated or damaged image, only part of it decodes ({str(e).split(' (')[0]})"
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
+
+
+def box_inside(box, shape, least: float = 0.5) -> bool:
+    """Whether at least ``least`` of a face box's area lies inside an image of ``shape``."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    h, w = shape[:2]
+    inside = max(0.0, min(x2, w) - max(x1, 0.0)) * max(0.0, min(y2, h) - max(y1, 0.0))
+    return inside >= least * (x2 - x1) * (y2 - y1)
 
 
 def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdir: str) -> JobResult:
@@ -109,15 +134,15 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
         elif job.mode == "detect":
             _detect_images(job, params, get_detector(), res, emit)
         else:
-            cache: dict[str, np.ndarray | None] = {}
+            cache: dict[str, tuple] = {}
             for row in range(n):
                 path = job.images[row]
                 if path not in cache:  # ExpW: several faces share one image
                     cache = {path: read_rgb(path)}
                     res.frames_read += 1
-                image = cache[path]
+                image, why = cache[path]
                 if image is None:
-                    res.rejected.append((path, "unreadable image", None, 1))
+                    res.rejected.append((path, why, None, 1))
                     continue
                 if job.mode == "aligned":
                     if image.shape[:2] != (size, size):
@@ -127,6 +152,10 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                     emit(row, align.align_face(image, job.landmarks[row], size, scale), job.landmarks[row])
                 else:  # boxes: refine landmarks inside the given box, else derive them from it
                     box = job.boxes[row]
+                    if not box_inside(box, image.shape):
+                        res.rejected.append((path, f"face box lies mostly outside the {image.shape[1]}x"
+                                             f"{image.shape[0]} image", None, 1))
+                        continue
                     points = T.refine_in_box(image, box, get_detector())
                     score = 1.0 if points is not None else np.nan
                     if points is None:
@@ -155,6 +184,8 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
     wanted = job.frames
     row, frame_no = 0, 0
     block_rows, block_frames = [], []
+    listed, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
+    misplaced = None  # the first frame whose time stamp says it is another frame
 
     def flush():
         if not block_rows:
@@ -174,6 +205,8 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
         ok, bgr = cap.read()
         if not ok:
             break
+        if fps > 0 and misplaced is None and round(cap.get(cv2.CAP_PROP_POS_MSEC) * fps / 1000) != frame_no:
+            misplaced = frame_no
         res.frames_read += 1
         block_rows.append(row)
         block_frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
@@ -182,9 +215,23 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
         row += 1
         frame_no += 1
     flush()
+    decoded = frame_no
+    while listed > 0 and cap.grab():  # count the frames after the last label too
+        decoded += 1
     cap.release()
     if tracker is not None:
         res.track = asdict(tracker.stats)
+    if misplaced is not None or (listed > 0 and decoded != listed):
+        # A damaged stretch: the decoder skips frames without an error, so from there on
+        # the decode order is not the frame number, and the labels cannot be placed
+        # exactly. Nothing of the video is kept (never a label on a neighbour's face).
+        why = (f"frame {misplaced} has the time stamp of another frame" if misplaced is not None else
+               f"decoded {decoded} of the {listed} frames the file lists")
+        res.keep[:] = False
+        res.frames_without_face = 0
+        res.rejected.append((job.video_path, f"{why}: frames are missing or damaged, the labels cannot be placed "
+                             "exactly; video skipped", None, len(job)))
+        return
     if row < len(wanted):
         # The labels go on past the video's end (or the file is truncated): counted, never
         # shifted onto other frames.
@@ -199,10 +246,10 @@ def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, em
     for start in range(0, len(job), params.batch):
         rows, frames = [], []
         for row in range(start, min(start + params.batch, len(job))):
-            image = read_rgb(job.images[row])
+            image, why = read_rgb(job.images[row])
             res.frames_read += 1
             if image is None:
-                res.rejected.append((job.images[row], "unreadable image", None, 1))
+                res.rejected.append((job.images[row], why, None, 1))
                 continue
             rows.append(row)
             frames.append(image)

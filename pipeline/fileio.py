@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
+
+from pipeline.errors import DataError
 
 
 def temp_path(path: str | Path) -> Path:
@@ -35,6 +38,55 @@ def atomic_write(path: str | Path):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_output_folder(out: str | Path, marker: str, inputs=()) -> None:
+    """Refuse, before any work, an output folder that overlaps an input or that holds
+    anything but a previous output of the same stage (recognised by its ``marker`` file)."""
+    out = Path(out).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if out == source or source in out.parents or out in source.parents:
+            raise DataError(f"{out}: the output folder would overlap the input {source}: refusing (choose another --out)")
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder: refusing to replace it")
+        if any(out.iterdir()) and not (out / marker).exists():
+            raise DataError(f"{out}: holds files but no {marker}, so it is not an earlier output of this stage: "
+                            "refusing to replace it (choose another --out, or empty it yourself)")
+
+
+@contextmanager
+def replacing_folder(out: str | Path):
+    """Yield a temporary sibling folder to write an output folder into; on success it
+    replaces ``out`` (the old one is removed only then), on error it is removed and
+    ``out`` stays as it was. Check ``out`` first with :func:`check_output_folder`."""
+    out = Path(out)
+    work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    for leftover in (work, old):  # ours, from a run that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_torch(path: str | Path, obj) -> None:
+    """``torch.save`` of plain values and tensors, atomically; torch's own write errors
+    (a full disk shows as a RuntimeError) become an OSError naming the file."""
+    import torch
+
+    with atomic_write(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            raise OSError(f"cannot write ({str(e).splitlines()[0][:120]}; is the disk full?)") from e
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -17,7 +17,7 @@ import torchvision
 from torch import nn
 
 from pipeline.errors import CheckpointError
-from pipeline.fileio import atomic_write
+from pipeline.fileio import write_torch
 from pipeline.labels import AU_NAMES, EXPR_NAMES, TASK_OUTPUTS, TASKS, VA_BINS
 
 log = logging.getLogger("mtaffect.models")
@@ -92,6 +92,15 @@ class MultitaskNet(nn.Module):
         return {"backbone": self.backbone_name, "schema": SCHEMA}
 
 
+def read_torch_file(path: str | Path, what: str, device: str | torch.device = "cpu"):
+    """``torch.load`` with ``weights_only=True`` (no arbitrary pickle ever runs); an empty,
+    damaged or foreign file is one CheckpointError naming it."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+
+
 def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
     """Load a local backbone state dict (e.g. ImageNet or VGGFace2 weights); never downloads.
 
@@ -102,7 +111,7 @@ def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: pretrained weights not found (no download is attempted)")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read_torch_file(path, "weights file")
     state = state.get("state_dict", state) if isinstance(state, dict) else state
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a state dict of backbone weights")
@@ -127,8 +136,7 @@ def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
 def save_checkpoint(path: str | Path, model: nn.Module, extra: dict | None = None) -> None:
     """State dict + config (+ ``extra`` plain values), written atomically."""
     net = model.module if hasattr(model, "module") else model
-    with atomic_write(path) as tmp:
-        torch.save({"state_dict": net.state_dict(), "config": net.config(), **(extra or {})}, tmp)
+    write_torch(path, {"state_dict": net.state_dict(), "config": net.config(), **(extra or {})})
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultitaskNet, dict]:
@@ -136,7 +144,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     The model is in the channels-last layout (the faster one for inference)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
+    ckpt = read_torch_file(path, "checkpoint", device)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not an mtaffect checkpoint (no state_dict/config)")
     config = ckpt["config"]

@@ -138,8 +138,10 @@ class ShardWriter:
     """Appends aligned faces to HDF5 shards of at most ``shard_faces`` faces each.
 
     Shards are named ``shard-00000.h5``, ... in ``directory``; :meth:`add` returns the
-    (shard path, row) of each face. Each shard is written as ``.shard-....h5.tmp`` and
-    renamed when full or on :meth:`close`, so readers never see a partial shard.
+    (shard file name, row) of each face: names relative to the folder, so the folder can
+    move (or be written under a temporary name and renamed) without invalidating them.
+    Each shard is written as ``.shard-....h5.tmp`` and renamed when full or on
+    :meth:`close`, so readers never see a partial shard.
     """
 
     directory: Path
@@ -174,7 +176,7 @@ class ShardWriter:
         self._row = 0
 
     def add(self, faces: np.ndarray) -> list[tuple[str, int]]:
-        """Append faces ``uint8 [k, size, size, 3]``; returns their (shard path, row)."""
+        """Append faces ``uint8 [k, size, size, 3]``; returns their (shard file name, row)."""
         faces = np.asarray(faces, dtype=np.uint8)
         if faces.ndim != 4 or faces.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"faces must be [k, {self.size}, {self.size}, 3] uint8, got {faces.shape}")
@@ -187,7 +189,7 @@ class ShardWriter:
             d = self._file[FACES_DATASET]
             d.resize(self._row + take, axis=0)
             d[self._row:self._row + take] = faces[start:start + take]
-            where.extend((str(self.current_path), self._row + i) for i in range(take))
+            where.extend((self.current_path.name, self._row + i) for i in range(take))
             self._row += take
             start += take
             if self._row == self.shard_faces:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import random
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
 from pipeline.device import distributed, resolve_device
 from pipeline.distributed import convert_batchnorm, gather_batches
-from pipeline.fileio import atomic_write
+from pipeline.fileio import atomic_write, write_torch
 from pipeline.inference import predict, score
 from pipeline.labels import TASKS, split_logits, va_centres
 from pipeline.losses import student_loss, teacher_loss
@@ -74,12 +76,21 @@ class TaskPasses(nn.Module):
 
 @dataclass
 class Outputs:
-    """Where a training run writes: the best checkpoint, logs, and the resume file."""
+    """Where a training run writes: the best checkpoint, logs, and the resume file.
+
+    The best epoch's checkpoint is kept next to the resume file (``best``, not a DVC
+    output) and copied to ``checkpoint`` when the run ends: DVC deletes the outputs of a
+    stage before it reruns it, so a run resumed after its best epoch still has it.
+    """
 
     checkpoint: Path
     log_csv: Path
     report: Path
     resume: Path
+
+    @property
+    def best(self) -> Path:
+        return self.resume.with_name(f"best-{self.resume.name}")
 
 
 @dataclass
@@ -175,6 +186,10 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
         if not train_one_epoch(run, state, outputs, progress, budget):
             return {"interrupted": True, "epoch": state.epoch, "step": state.step}
         finish_epoch(run, state, outputs, provenance or {})
+    if run.rank == 0:
+        with atomic_write(outputs.checkpoint) as tmp:
+            shutil.copyfile(outputs.best, tmp)
+        _write_log(outputs.log_csv, state.history)
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
             "batch_per_task": params.batch_per_task, "backbone": params.backbone, **(provenance or {}),
@@ -250,8 +265,8 @@ def finish_epoch(run: Run, state: State, outputs: Outputs, provenance: dict) -> 
         state.history.append(row)
         if result["total"] > state.best_total:
             state.best_total, state.best_epoch, state.best_metrics = result["total"], state.epoch + 1, result
-            save_checkpoint(outputs.checkpoint, run.model, {"train": run.params.model_dump(), "epoch": state.epoch + 1,
-                                                            "metrics_total": float(result["total"]), **provenance})
+            save_checkpoint(outputs.best, run.model, {"train": run.params.model_dump(), "epoch": state.epoch + 1,
+                                                      "metrics_total": float(result["total"]), **provenance})
         log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
                  row["loss"], result["total"], state.best_total, state.best_epoch)
         _write_log(outputs.log_csv, state.history)
@@ -280,17 +295,27 @@ def _write_log(path: Path, history: list[dict]) -> None:
 
 
 def _save_resume(path: Path, run: Run, state: State) -> None:
-    with atomic_write(path) as tmp:
-        torch.save({
-            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(),
-            "state": asdict(state), "params": run.params.model_dump(),
-            "torch_rng": torch.get_rng_state(),
-        }, tmp)
+    write_torch(path, {
+        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(), "state": asdict(state), "params": run.params.model_dump(),
+        "torch_rng": torch.get_rng_state(),
+    })
 
 
 def _load_resume(path: Path, run: Run) -> State:
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    """The state of an interrupted run, restored into ``run``; a fresh state when the file
+    is of other parameters, or unreadable (it is then moved aside, so it blocks no later
+    run, and the run starts afresh)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(saved, dict) or not {"params", "model", "optimizer", "scheduler", "state"} <= set(saved):
+            raise ValueError("not a resume file of this code")
+    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run can start afresh
+        aside = path.with_name(f"{path.name}.unreadable")
+        os.replace(path, aside)
+        log.warning("%s: unreadable (%s: %s), moved to %s; starting afresh", path, type(e).__name__,
+                    str(e)[:120], aside)
+        return State()
     if saved["params"] != run.params.model_dump():
         # Parameters changed since the interrupted run: its state is not a valid start.
         log.warning("%s: parameters changed since it was written; starting afresh", path)

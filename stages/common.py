@@ -28,7 +28,8 @@ def load(params_path: str):
 
 
 def friendly_errors(fn):
-    """Report expected failures (bad params, bad data) as one line, not a traceback."""
+    """Report expected failures (bad params, bad data or checkpoints, files that cannot be
+    read or written: a read-only folder, a full disk) as one line, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -37,5 +38,8 @@ def friendly_errors(fn):
             return fn(*args, **kwargs)
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # permissions, a full disk, ...: the message names the file
+            where = f"{e.filename}: " if e.filename else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
 
     return wrapper

@@ -22,6 +22,7 @@ def run_training(params, index_dir, out: str, log_csv: str, report: str, resume:
         return
     write_json(outputs.report, result)
     outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
+    outputs.best.unlink(missing_ok=True)
     v = result["validation"]
     click.echo(f"{name}: best epoch {result['best_epoch']} total {result['best_total']:.4f} "
                f"(AU {v['AU']['score'] if v['AU'] else 'n/a'}, EXPR {v['EXPR']['score'] if v['EXPR'] else 'n/a'}) "

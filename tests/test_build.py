@@ -1,5 +1,6 @@
 """The build stage on fabricated frame tables (the build reads tables, never faces)."""
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, ex
     }
     cols["subject"] = cols["video"]
     cols["uid"] = [uid(source, v, f) for v, f in zip(cols["video"], cols["frame"])]
-    cols["shard"] = [f"{faces_dir}/{source}/shard-{i // 50:05d}.h5" for i in range(n)]
+    cols["shard"] = [f"shard-{i // 50:05d}.h5" for i in range(n)]  # relative to the table, as extraction writes
     freq = np.array([0.3, 0.2, 0.25, 0.3, 0.35, 0.08, 0.05, 0.5])
     a = (rng.random((n, 8)) < freq).astype(np.int8) if au else np.full((n, 8), -1, np.int8)
     for j, name in enumerate(AU_NAMES):
@@ -177,10 +178,12 @@ def test_video_on_both_sides_is_dropped_from_training(faces_dir, tmp_path):
     assert "v0" not in set(pd.read_parquet(tmp_path / "b" / "train_AU.parquet").video)
 
 
-def whole_table_indexes(faces_dir, p):
-    """The rows of each index computed the plain way: every frame table whole in pandas."""
+def whole_table_indexes(faces_dir, p, out):
+    """The rows of each index computed the plain way: every frame table whole in pandas,
+    shard paths made relative to the index folder ``out``."""
     sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {"affwild2"})
     f = pd.concat([pd.read_parquet(faces_dir / s / "frames.parquet") for s in sources], ignore_index=True)
+    f["shard"] = [os.path.relpath(faces_dir / s / shard, out) for s, shard in zip(f.source, f.shard)]
     val = f.split == "val"
     video, subject = f.source + "/" + f.video, f.source + "/" + f.subject
     train = (f.split == "train") & ~video.isin(video[val]) & ~subject.isin(subject[val])
@@ -216,7 +219,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
     p = BuildParams(au_balance=False, expr_balance=False, va_balance=False, **selection)
     build(faces_dir, tmp_path / "streamed", p)
-    expected = whole_table_indexes(faces_dir, p)
+    expected = whole_table_indexes(faces_dir, p, tmp_path / "streamed")
     assert "v0" in set(expected["val"].video) and "v0" not in set(expected["train_AU"].video)
     for name, rows in expected.items():
         table = pa.Table.from_pandas(rows[INDEX_COLUMNS].assign(weight=1.0), schema=INDEX_SCHEMA, preserve_index=False)

@@ -88,16 +88,23 @@ def test_rerun_and_worker_count_give_identical_bytes(synth, extracted, tmp_path)
         assert (tmp_path / "first" / name).read_bytes() == (out / "disfa" / name).read_bytes(), name
 
 
-def write_disfa(root, video_bytes=None, frames=20, labels=20):
+def write_disfa(root, video_bytes=None, frames=20, labels=20, face=False):
+    """A DISFA-layout data set of one subject: grey frames, or with ``face`` the astronaut
+    of skimage (a real photo MTCNN finds) in each."""
     sn = "SN009"
     (root / "Videos_LeftCamera").mkdir(parents=True)
     path = root / f"Videos_LeftCamera/LeftVideo{sn}_comp.avi"
     if video_bytes is not None:
         path.write_bytes(video_bytes)
     else:
-        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (160, 120))
+        picture = np.full((240, 320, 3), 100, np.uint8)
+        if face:
+            from skimage import data as skimage_data
+
+            picture[:, 40:280] = cv2.cvtColor(cv2.resize(skimage_data.astronaut(), (240, 240)), cv2.COLOR_RGB2BGR)
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
         for _ in range(frames):
-            w.write(np.full((120, 160, 3), 100, np.uint8))
+            w.write(picture)
         w.release()
     d = root / "ActionUnit_Labels" / sn
     d.mkdir(parents=True)
@@ -107,21 +114,26 @@ def write_disfa(root, video_bytes=None, frames=20, labels=20):
 
 
 def test_corrupt_video_is_counted_or_fails_naming_it(tmp_path):
-    path = write_disfa(tmp_path / "d", video_bytes=b"this is not a video" * 100)
-    rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
-    assert rep["faces_written"] == 0 and rep["labels_without_frame"] == 20
-    assert any(str(path) in v["first"] for v in rep["rows_rejected"].values())
+    write_disfa(tmp_path / "d", video_bytes=b"this is not a video" * 100)
+    # the only video cannot be read: a source without a single face is an error, whose
+    # message gives the reasons, and nothing is left behind
+    with pytest.raises(DataError, match=r"no face could be extracted from 20 labelled frames \(20 skipped: "
+                                        r"cannot open video \(20\)\)"):
+        extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match=r"LeftVideoSN009_comp.avi"):
         extract("disfa", tmp_path / "d", tmp_path / "out2", ExtractParams(workers=1, on_error="fail"), progress=False)
     assert not (tmp_path / "out2").exists()  # nothing half-written left behind
 
 
 def test_labels_longer_than_video_are_counted_not_shifted(tmp_path):
-    write_disfa(tmp_path / "d", frames=12, labels=20)
+    write_disfa(tmp_path / "d", frames=12, labels=20, face=True)
     rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
     assert rep["frames_read"] == 12 and rep["labels_without_frame"] == 8
     assert "video ends at frame 12" in " ".join(rep["rows_rejected"])
-    assert rep["frames_without_face"] == 12  # blank frames: no face, counted
+    assert rep["faces_written"] == 12 and rep["frames_without_face"] == 0
+    frames = pd.read_parquet(tmp_path / "out" / "frames.parquet")
+    assert frames["frame"].tolist() == list(range(12))  # each label on its own frame
 
 
 def test_unreadable_image_is_counted(synth, tmp_path):

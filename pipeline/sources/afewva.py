@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline.align import landmarks5_from_68
 from pipeline.labels import afewva_to_va
-from pipeline.sources.base import Job, Problems, SourceRead
+from pipeline.sources.base import Job, Problems, SourceRead, read_text
 
 
 def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
@@ -22,8 +22,11 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
         problems.reject(str(clip), f"expected one JSON file, found {len(jsons)}")
         return None
     path = jsons[0]
+    text = read_text(path, problems)
+    if text is None:
+        return None
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(text)
         entries = meta["frames"]
         if not isinstance(entries, dict):
             raise ValueError("'frames' is not a mapping")

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline.labels import (
     AFFWILD2_HEADERS, AU_NAMES, AU_UNKNOWN, affwild2_au, affwild2_expr, affwild2_va, header_order,
 )
-from pipeline.sources.base import Job, Problems, SourceRead
+from pipeline.sources.base import Job, Problems, SourceRead, read_text
 
 SPLITS = {"Training_Set": "train", "Validation_Set": "val"}
 TASK_DIRS = {"AU": "AU_Set", "EXPR": "EXPR_Set", "VA": "VA_Set"}
@@ -31,7 +31,10 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> dict[int, obj
 
     Invalid markers (-1, -5) become unknown labels, kept as such: the frame still exists.
     """
-    lines = path.read_text().splitlines()
+    text = read_text(path, problems)
+    if text is None:
+        return {}
+    lines = text.splitlines()
     if not lines:
         problems.reject(str(path), "empty annotation file")
         return {}
@@ -41,6 +44,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> dict[int, obj
     except ValueError as e:
         problems.reject(str(path), f"bad header: {e}", line=1)
         return {}
+    width = len(lines[0].split(","))  # columns the rows carry (the header may name more than ours)
     out: dict[int, object] = {}
     for i, line in enumerate(lines[1:]):
         lineno = i + 2
@@ -57,8 +61,8 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> dict[int, obj
                 k = int(cells[0])
                 out[i] = affwild2_expr(order.index(k) if 0 <= k < len(order) else k)
                 continue
-            if len(cells) != len(names):
-                raise ValueError(f"expected {len(names)} values, got {len(cells)}")
+            if len(cells) != width:
+                raise ValueError(f"expected {width} values (one per header column), got {len(cells)}")
             values = [cells[j] for j in order]
             out[i] = affwild2_au(values) if task == "AU" else affwild2_va(*values)
         except ValueError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -31,7 +32,8 @@ class Problems:
     """Collects rejected rows and files: counted and logged, or raised (``on_error='fail'``)."""
 
     on_error: Literal["skip", "fail"] = "skip"
-    counts: Counter = field(default_factory=Counter)
+    counts: Counter = field(default_factory=Counter)  # rows (frames, faces) skipped per reason
+    events: Counter = field(default_factory=Counter)  # rejections per reason (one may cover many rows)
     examples: dict = field(default_factory=dict)
 
     def reject(self, where: str, reason: str, line: int | None = None, n: int = 1) -> None:
@@ -39,13 +41,32 @@ class Problems:
         if self.on_error == "fail":
             raise DataError(f"{place}: {reason}")
         self.counts[reason] += n
+        self.events[reason] += 1
         # Keep the first place of each reason so the report can point at a real example.
         self.examples.setdefault(reason, place)
-        if self.counts[reason] <= 3:
-            log.warning("skipped %s: %s", place, reason)
+        if self.events[reason] <= 3:  # the first few of every reason reach the user
+            rows = f" ({n} rows)" if n > 1 else ""
+            log.warning("skipped %s%s: %s", place, rows, reason)
+
+    def summary(self) -> str:
+        """``"12 skipped: reason (n), ..."``, or "" when nothing was skipped."""
+        if not self.counts:
+            return ""
+        reasons = ", ".join(f"{r} ({c})" for r, c in sorted(self.counts.items()))
+        return f"{sum(self.counts.values())} skipped: {reasons}"
 
     def as_dict(self) -> dict:
         return {r: {"count": int(c), "first": self.examples[r]} for r, c in sorted(self.counts.items())}
+
+
+def read_text(path: Path, problems: Problems) -> str | None:
+    """A text file as real ones come: a UTF-8 byte-order mark and Windows line ends are
+    fine; a file that cannot be read or decoded is a rejection naming it (None)."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.reject(str(path), f"unreadable text file ({type(e).__name__}: {str(e)[:80]})")
+        return None
 
 
 @dataclass

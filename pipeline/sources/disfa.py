@@ -13,17 +13,21 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.labels import AU_NAMES, AU_NUMBERS, AU_UNKNOWN, DISFA_AUS, disfa_to_au
-from pipeline.sources.base import Job, Problems, SourceRead
+from pipeline.sources.base import Job, Problems, SourceRead, read_text
 
 
 def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
     """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``."""
     out: dict[int, int] = {}
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+    text = read_text(path, problems)
+    for lineno, line in enumerate((text or "").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            frame_s, value_s = (c.strip() for c in line.split(","))
+            cells = [c.strip() for c in line.split(",")]
+            if len(cells) < 2:
+                raise ValueError(f"expected 'frame,intensity', got {line.strip()!r}")
+            frame_s, value_s = cells[:2]  # further columns are not ours
             frame, value = int(frame_s), int(float(value_s))
             if frame < 1:
                 raise ValueError(f"frame numbers start at 1, got {frame}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.labels import expw_to_expr
-from pipeline.sources.base import Job, Problems, SourceRead
+from pipeline.sources.base import Job, Problems, SourceRead, read_text
 
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
@@ -24,12 +24,13 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         raise FileNotFoundError(f"{images_dir}: missing")
     by_image: dict[str, list[tuple[int, list[float], int]]] = {}
     result = SourceRead(jobs=[], problems=problems)
-    for lineno, line in enumerate(label_file.read_text().splitlines(), start=1):
+    text = read_text(label_file, problems)
+    for lineno, line in enumerate((text or "").splitlines(), start=1):
         if not line.strip():
             continue
         cells = line.split()
         try:
-            if len(cells) != 8:
+            if len(cells) < 8:  # further fields are not ours
                 raise ValueError(f"expected 8 fields, got {len(cells)}")
             name, face_id = cells[0], int(cells[1])
             top, left, right, bottom = (float(c) for c in cells[2:6])
