@@ -159,3 +159,11 @@ def test_cli_help_lists_every_command():
     assert result.exit_code == 0
     for name in COMMANDS:
         assert name in result.output
+
+
+def test_the_backbone_names_are_torchvisions():
+    import torchvision
+
+    from pipeline.config import BACKBONES
+
+    assert sorted(BACKBONES) == sorted(torchvision.models.list_models(module=torchvision.models))

@@ -82,6 +82,34 @@ def test_interrupted_run_resumes_to_the_same_weights(index_dir, tmp_path):
         assert torch.equal(v, b.state_dict()[k]), k
 
 
+def test_resumed_after_the_best_epoch_still_writes_the_best_checkpoint(index_dir, tmp_path):
+    # DVC deletes a stage's outputs before rerunning it: the best epoch's weights must come
+    # from the scratch folder, whatever epoch the run was interrupted in.
+    full = train(PARAMS, index_dir, outputs(tmp_path / "full"), progress=False)
+    out = outputs(tmp_path / "cut")
+    train(PARAMS, index_dir, out, progress=False, stop_after_steps=5)  # in the last epoch
+    out.checkpoint.unlink(missing_ok=True)
+    out.log_csv.unlink(missing_ok=True)
+    resumed = train(PARAMS, index_dir, out, progress=False)
+    assert resumed["history"] == full["history"]
+    assert out.checkpoint.read_bytes() == (tmp_path / "full" / "model.pt").read_bytes()
+    assert out.log_csv.read_text() == (tmp_path / "full" / "log.csv").read_text()
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", None])
+def test_an_unreadable_resume_file_is_moved_aside_and_the_run_starts_afresh(index_dir, tmp_path, content, caplog):
+    out = outputs(tmp_path / "run")
+    out.resume.parent.mkdir(parents=True)
+    if content is None:
+        torch.save({"not": "a resume file"}, out.resume)
+    else:
+        out.resume.write_bytes(content)
+    report = train(PARAMS, index_dir, out, progress=False)
+    assert len(report["history"]) == PARAMS.epochs and out.checkpoint.exists()
+    assert out.resume.with_name("resume.pt.unreadable").exists()
+    assert "unreadable" in caplog.text and "starting afresh" in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):

@@ -1,0 +1,250 @@
+"""Bad input, one class of it per test, through the real command line on the tiny
+synthetic data set and hand-made files. Every case checks the exit status, that the
+message names the file or key in one line (no traceback), that no input file changed, that
+nothing half-written is left, and, where rows survive, that each label sits on its own
+frame (the synthetic ground truth knows every one)."""
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+
+from pipeline.config import SynthParams
+from pipeline.sources.synthetic.generate import generate
+from stages.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("affwild2", "disfa", "expw", "afewva")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, SynthParams(size="tiny", seed=0, workers=1), progress=False)
+    return root
+
+
+@pytest.fixture
+def data(synth, tmp_path) -> Path:
+    """A private copy of the tiny data set (cases damage it) and a params file using it."""
+    root = tmp_path / "synth"
+    shutil.copytree(synth, root)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["profile"] = "tiny"
+    params["sources"] = {s: str(root / s) for s in SOURCES}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
+
+
+def tree_hash(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run(tmp_path: Path, *args: str):
+    result = CliRunner().invoke(main, [args[0], "--params", str(tmp_path / "params.yaml"), *args[1:]])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def failed_naming(result, *names: str) -> str:
+    """The one-line error of a failed command, naming each of ``names``."""
+    assert result.exit_code != 0, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    for name in names:
+        assert name in errors[0], (name, errors[0])
+    return errors[0]
+
+
+def labels_on_their_frames(out: Path, synth_root: Path) -> int:
+    """Every stored face's labels are those of its own frame in the files (ground truth)."""
+    frames = pd.read_parquet(out / "frames.parquet")
+    truth = pd.read_parquet(synth_root / "ground_truth.parquet").set_index("uid").loc[frames["uid"]]
+    for au in ("AU1", "AU12", "AU25"):
+        np.testing.assert_array_equal(frames[au].to_numpy(), truth[f"lab_{au}"].to_numpy())
+    np.testing.assert_array_equal(frames["expr"].to_numpy(), truth["lab_expr"].to_numpy())
+    np.testing.assert_allclose(frames["valence"].to_numpy(), truth["lab_valence"].to_numpy(), atol=1e-6,
+                               equal_nan=True)
+    return len(frames)
+
+
+def no_leftovers(folder: Path) -> None:
+    assert not [p for p in folder.rglob(".*") if p.name.endswith((".tmp", ".old")) or ".part" in p.name], \
+        list(folder.rglob(".*"))
+
+
+# --- outputs never overwrite what they did not create -----------------------------------------
+
+
+def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
+    before = tree_hash(data)
+    # the dataset itself, or a folder around it
+    failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
+                      str(data / "disfa"), "--quiet"), "overlap the input")
+    failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
+                      str(data), "--quiet"), "overlap the input")
+    # a folder holding something else
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("years of work")
+    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--root", str(data / "afewva"), "--out",
+                      str(foreign), "--quiet"), str(foreign), "no extract.json")
+    assert (foreign / "chapter1.tex").read_text() == "years of work"
+    assert tree_hash(data) == before
+    # an earlier extraction is replaced; a bad value stops the run before it is touched
+    out = tmp_path / "faces"
+    assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
+    good = tree_hash(out)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["extract"]["size"] = 0
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"), "extract.size",
+                  "must be >= 16, got 0")
+    assert tree_hash(out) == good
+    no_leftovers(tmp_path)
+
+
+# --- every label on its own frame, or on none --------------------------------------------------
+
+
+def test_damaged_video_is_skipped_never_shifted(data, tmp_path):
+    video = data / "disfa" / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
+    raw = bytearray(video.read_bytes())
+    third = len(raw) // 3
+    raw[third:third + 20_000] = np.random.default_rng(0).integers(0, 256, 20_000, dtype=np.uint8).tobytes()
+    video.write_bytes(bytes(raw))
+    before = tree_hash(data)
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "disfa", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "LeftVideoSN001_comp.avi" in result.output and "frames are missing or damaged" in result.output
+    frames = pd.read_parquet(out / "frames.parquet")
+    assert set(frames["video"]) == {"SN002"}  # nothing of the damaged video
+    assert labels_on_their_frames(out, data) > 0
+    assert tree_hash(data) == before
+    no_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("source", ["affwild2", "expw"])
+def test_partly_decoding_images_are_skips_never_faces(data, tmp_path, source):
+    folder = data / ("affwild2/cropped_aligned" if source == "affwild2" else "expw/image/origin")
+    victim = sorted(folder.rglob("*.jpg"))[3]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 3])  # OpenCV decodes this, grey below
+    before = tree_hash(data)
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", source, "--out", str(out), "--quiet")
+    assert result.exit_code == 0 and victim.name in result.output and "truncated or damaged image" in result.output
+    frames = pd.read_parquet(out / "frames.parquet")
+    stem = victim.stem if source == "expw" else victim.parent.name
+    kept = frames[frames["video"] == stem]["frame"].tolist()
+    assert (int(victim.stem) - 1) not in kept if source == "affwild2" else kept == []
+    assert labels_on_their_frames(out, data) > 0
+    # with on_error fail: an error naming the file, and no output at all
+    failed_naming(run(tmp_path, "extract", "--source", source, "--out", str(tmp_path / "strict"), "--on-error",
+                      "fail", "--quiet"), str(victim))
+    assert not (tmp_path / "strict").exists()
+    assert tree_hash(data) == before
+    no_leftovers(tmp_path)
+
+
+def test_expw_box_outside_the_image_is_a_skip(data, tmp_path):
+    label = data / "expw" / "label" / "label.lst"
+    lines = label.read_text().splitlines()
+    name, face = lines[0].split()[:2]
+    lines[0] = f"{name} {face} 5000 5000 5100 5100 0.9 3"  # top left right bottom: far outside
+    label.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet")
+    assert result.exit_code == 0 and "face box lies mostly outside" in result.output
+    frames = pd.read_parquet(out / "frames.parquet")
+    assert f"expw/{Path(name).stem}/{face}" not in set(frames["uid"])
+    labels_on_their_frames(out, data)
+
+
+def test_real_files_bom_windows_line_ends_extra_columns(data, tmp_path):
+    for path in sorted((data / "affwild2" / "annotations").rglob("*.txt"))[:3]:
+        lines = path.read_text().splitlines()
+        lines = [lines[0] + ",notes"] + [line + ",x" for line in lines[1:]] if "EXPR" not in str(path) else lines
+        path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n")
+    au1 = sorted((data / "disfa" / "ActionUnit_Labels").rglob("*_au1.txt"))[0]
+    au1.write_text("\n".join(line + ",0.0" for line in au1.read_text().splitlines()) + "\n")
+    label = data / "expw" / "label" / "label.lst"
+    label.write_text("\n".join(line + " extra" for line in label.read_text().splitlines()) + "\n")
+    for source in ("affwild2", "disfa", "expw"):
+        out = tmp_path / source
+        result = run(tmp_path, "extract", "--source", source, "--out", str(out), "--quiet")
+        assert result.exit_code == 0 and "skipped" not in result.output.replace("0 skipped", ""), result.output
+        labels_on_their_frames(out, data)
+
+
+def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path):
+    for video in (data / "disfa" / "Videos_LeftCamera").glob("*.avi"):
+        video.write_bytes(b"not a video")
+    result = run(tmp_path, "extract", "--source", "disfa", "--out", str(tmp_path / "faces"), "--quiet")
+    message = failed_naming(result, "no face could be extracted", "cannot open video")
+    assert "skipped" in message
+    assert "cannot open video" in result.output.split("Error:")[0]  # the reason was logged, not only counted
+    assert not (tmp_path / "faces").exists()
+
+
+# --- parameters that type-check but make no sense -------------------------------------------
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("teacher", "epochs", -3, "teacher.epochs: must be >= 1, got -3"),
+    ("teacher", "batch_per_task", 0, "teacher.batch_per_task: must be >= 1, got 0"),
+    ("teacher", "lr", -0.1, "teacher.lr: must be > 0"),
+    ("teacher", "backbone", "resnet51", "teacher.backbone: unknown backbone 'resnet51'"),
+    ("teacher", "steps_per_epoch", 0, "teacher.steps_per_epoch: must be >= 1, got 0"),
+    ("evaluate", "bootstrap", -5, "evaluate.bootstrap: must be >= 1, got -5"),
+    ("extract", "min_prob", 1.5, "extract.min_prob: must be <= 1"),
+    ("student", "lam", 1.2, "student.lam: must be <= 1"),
+    ("soft_labels", "views", 0, "soft_labels.views: must be >= 1"),
+    ("ensemble", "members", ["s1", "s9"], "ensemble.members: 's9' is not a student"),
+    ("teacher", "device", "tpu", "teacher.device: unknown device 'tpu'"),
+])
+def test_values_out_of_range_stop_before_any_work(data, tmp_path, section, key, value, message):
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params[section][key] = value
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed_naming(run(tmp_path, "check-params"), message)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
+def test_cuda_without_a_gpu_and_duplicate_keys(data, tmp_path):
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["teacher"]["device"] = "cuda"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed_naming(run(tmp_path, "check-params"), "teacher.device: 'cuda' asked for, but this machine has no CUDA")
+    text = (ROOT / "params.yaml").read_text().replace("profile: demo", "profile: demo\nprofile: tiny", 1)
+    (tmp_path / "params.yaml").write_text(text)
+    failed_naming(run(tmp_path, "check-params"), "duplicate key 'profile'")
+
+
+# --- unreadable checkpoints, resume files and outputs --------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"PK\x03\x04 not really a zip"])
+def test_damaged_checkpoints_are_one_line_errors(data, tmp_path, content):
+    bad = tmp_path / "teacher.pt"
+    bad.write_bytes(content)
+    failed_naming(run(tmp_path, "soft-labels", "--index", str(tmp_path), "--teacher", str(bad), "--out",
+                      str(tmp_path / "cache.h5"), "--quiet"), str(bad), "not a readable checkpoint")
+    torch.save({"something": "else"}, bad)
+    failed_naming(run(tmp_path, "soft-labels", "--index", str(tmp_path), "--teacher", str(bad), "--out",
+                      str(tmp_path / "cache.h5"), "--quiet"), str(bad), "not an mtaffect checkpoint")
+    assert not (tmp_path / "cache.h5").exists()
+
+
+def test_an_output_that_cannot_be_written_is_a_one_line_error(data, tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    result = run(tmp_path, "check-params")  # sanity: the params are fine
+    assert result.exit_code == 0
+    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(tmp_path / "faces"), "--report",
+                      str(tmp_path / "blocker" / "afewva.json"), "--quiet"), "blocker")
