@@ -98,7 +98,8 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+        why = next(iter(str(e).splitlines()), "")[:160]  # some errors carry no message
+        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {why})") from None
 
 
 def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:

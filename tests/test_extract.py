@@ -142,7 +142,7 @@ def test_unreadable_image_is_counted(synth, tmp_path):
     victim = sorted((root / "image" / "origin").glob("*.jpg"))[0]
     victim.write_bytes(b"\xff\xd8 truncated")
     rep = extract("expw", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
-    assert rep["rows_rejected"]["unreadable image"]["first"] == str(victim)
+    assert rep["rows_rejected"]["unreadable or truncated image"]["first"] == str(victim)
     with pytest.raises(DataError, match=victim.name):
         extract("expw", root, tmp_path / "out2", ExtractParams(workers=1, on_error="fail"), progress=False)
 

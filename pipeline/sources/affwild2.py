@@ -52,18 +52,19 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> dict[int, obj
             problems.reject(str(path), "blank line", line=lineno)
             continue
         try:
-            cells = [float(c) for c in line.split(",")]
+            cells = line.split(",")
             if task == "EXPR":
                 # One value per row: an index into the header's class list, which may be
                 # in another order than ours.
-                if len(cells) != 1 or cells[0] != int(cells[0]):
+                k = float(cells[0])
+                if len(cells) != 1 or k != int(k):
                     raise ValueError(f"expected one integer, got {line.strip()!r}")
-                k = int(cells[0])
+                k = int(k)
                 out[i] = affwild2_expr(order.index(k) if 0 <= k < len(order) else k)
                 continue
             if len(cells) != width:
                 raise ValueError(f"expected {width} values (one per header column), got {len(cells)}")
-            values = [cells[j] for j in order]
+            values = [float(cells[j]) for j in order]  # columns we do not know are not read
             out[i] = affwild2_au(values) if task == "AU" else affwild2_va(*values)
         except ValueError as e:
             problems.reject(str(path), f"bad {task} row: {e}", line=lineno)
