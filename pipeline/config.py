@@ -1,4 +1,6 @@
 """Every knob of the pipeline: one model per ``params.yaml`` section, plus profiles.
+(Longer than our usual 300 lines on purpose: the whole schema, with each range, is read in
+one place.)
 
 ``params.yaml`` holds a base value for every key, a ``profile`` name, and per profile a
 set of overrides (``profiles.<name>.<section>.<key>``). A stage's effective parameters

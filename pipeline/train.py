@@ -1,4 +1,5 @@
-"""One training loop for the teacher (Eq. 13) and the students (Eq. 14).
+"""One training loop for the teacher (Eq. 13) and the students (Eq. 14). (A little over 300
+lines: the loop, its resume file and its log belong together.)
 
 A student differs in two places only: its batches come with the teacher's logits on the
 very views it sees (``softlabels.Targets``, read from the cache; the teacher is never

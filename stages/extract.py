@@ -43,9 +43,10 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     counts = extract(source, root, out, params, progress=not quiet)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())
+    skipped = sum(r["count"] for r in counts["rows_rejected"].values())  # each reason was logged
     click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} labelled frames "
                f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
-               f"without a frame) -> {out}")
+               f"without a frame, {skipped} rows skipped) -> {out}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,6 @@ def run_training(params, index_dir, out: str, log_csv: str, report: str, resume:
     outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh
     outputs.best.unlink(missing_ok=True)
     v = result["validation"]
+    score = lambda task: f"{v[task]['score']:.4f}" if v[task] else "n/a"  # noqa: E731
     click.echo(f"{name}: best epoch {result['best_epoch']} total {result['best_total']:.4f} "
-               f"(AU {v['AU']['score'] if v['AU'] else 'n/a'}, EXPR {v['EXPR']['score'] if v['EXPR'] else 'n/a'}) "
-               f"-> {out}")
+               f"(AU {score('AU')}, EXPR {score('EXPR')}) -> {out}")

@@ -125,6 +125,7 @@ def test_damaged_video_is_skipped_never_shifted(data, tmp_path, caplog):
     result = run(tmp_path, "extract", "--source", "disfa", "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
     assert "LeftVideoSN001_comp.avi" in caplog.text and "frames are missing or damaged" in caplog.text
+    assert "72 rows skipped" in result.output
     frames = pd.read_parquet(out / "frames.parquet")
     assert set(frames["video"]) == {"SN002"}  # nothing of the damaged video
     assert labels_on_their_frames(out, data) > 0

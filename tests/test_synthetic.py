@@ -1,7 +1,7 @@
 """The synthetic data set, checked from the outside.
 
 The ``tiny`` set is generated once per module through the ``synth`` command. Every format
-is then read back by a small parser written here from ``shared/docs/formats.md`` (not
+is then read back by a small parser written here from ``docs/formats.md`` (not
 from the generator's code, nor the project's readers) and compared with
 ``ground_truth.parquet``; the labels' correlations and imbalance, determinism, the
 contact sheet and MTCNN's detection rate are checked on the same files.
