@@ -19,10 +19,10 @@ demo: $(STAMP)  ## run the whole pipeline on the active profile (synthetic demo 
 
 # Tests run in two processes of one torch thread each (see tests/conftest.py).
 test: $(STAMP)  ## the whole test suite, end-to-end DVC tests included
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: $(STAMP)  ## everything but the slow end-to-end tests
-	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadgroup -m "not slow"
 
 bench: $(STAMP)  ## every benchmarks/bench_*.py: one table, benchmarks/results.json
 	$(PY) benchmarks/run.py

@@ -37,7 +37,7 @@ from pipeline.config import TrainParams
 from pipeline.data import FrameIndex, StepDataset
 from pipeline.device import distributed, resolve_device
 from pipeline.distributed import convert_batchnorm, gather_batches
-from pipeline.fileio import atomic_write, write_torch
+from pipeline.fileio import atomic_write, file_sha256, write_torch
 from pipeline.inference import predict, score
 from pipeline.labels import TASKS, split_logits, va_centres
 from pipeline.losses import student_loss, teacher_loss
@@ -124,6 +124,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss: object  # (outputs per task batch, labels per task batch) -> (total, parts per task)
     targets: object | None  # a student's soft labels (softlabels.Targets)
+    inputs: dict  # SHA-256 of the indexes (and the cache's teacher): a resume file must match them
 
 
 def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=None) -> Run:
@@ -155,6 +156,9 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=Non
     scheduler = make_scheduler(optimizer, params, sampler.steps_per_epoch)
     centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
     targets = None if soft_labels is None else soft_labels.targets(indexes)
+    inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
+    if soft_labels is not None:
+        inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
 
     def loss(outputs, labels):
         if targets is None:
@@ -164,7 +168,7 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=Non
                             params.ccc_weighting, params.distill_unlabelled)
 
     return Run(params, name, rank, world, device, indexes, val, sampler, model, runner, optimizer, scheduler, loss,
-               targets)
+               targets, inputs)
 
 
 def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
@@ -299,7 +303,7 @@ def _save_resume(path: Path, run: Run, state: State) -> None:
     write_torch(path, {
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(), "state": asdict(state), "params": run.params.model_dump(),
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": torch.get_rng_state(), "inputs": run.inputs,
     })
 
 
@@ -317,9 +321,10 @@ def _load_resume(path: Path, run: Run) -> State:
         log.warning("%s: unreadable (%s: %s), moved to %s; starting afresh", path, type(e).__name__,
                     str(e)[:120], aside)
         return State()
-    if saved["params"] != run.params.model_dump():
-        # Parameters changed since the interrupted run: its state is not a valid start.
-        log.warning("%s: parameters changed since it was written; starting afresh", path)
+    changed = ("parameters" if saved["params"] != run.params.model_dump() else
+               "training data" if saved.get("inputs") != run.inputs else None)
+    if changed:  # the interrupted run's state is not a valid start for this one
+        log.warning("%s: %s changed since it was written; starting afresh", path, changed)
         path.unlink()
         return State()
     run.model.load_state_dict(saved["model"])

@@ -1,9 +1,11 @@
 """Model, checkpoints and the training loop on small real shards (fake faces)."""
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
@@ -161,3 +163,18 @@ def test_pretrained_backbone_from_a_local_file(tmp_path):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "resnet50.pth")
     with pytest.raises(CheckpointError, match="does not fit backbone resnet18"):
         load_pretrained_backbone(model, str(tmp_path / "resnet50.pth"))
+
+
+def test_a_resume_file_of_other_training_data_is_not_resumed(index_dir, tmp_path, caplog):
+    # Same parameters, other indexes (the build changed between the interrupted run and its
+    # rerun): continuing the old state would mix two data sets in one model.
+    other = index_dir.with_name(f"build_{tmp_path.name}")  # beside it: shard paths are relative
+    shutil.copytree(index_dir, other)
+    table = pq.read_table(other / "train_AU.parquet")
+    pq.write_table(table.take(list(range(0, table.num_rows, 2))), other / "train_AU.parquet")
+    out = outputs(tmp_path / "cut")
+    train(PARAMS, index_dir, out, progress=False, stop_after_steps=4)
+    fresh = train(PARAMS, other, outputs(tmp_path / "fresh"), progress=False)
+    resumed = train(PARAMS, other, out, progress=False)
+    assert "training data changed since it was written; starting afresh" in caplog.text
+    assert resumed["history"] == fresh["history"]
