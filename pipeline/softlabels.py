@@ -35,6 +35,7 @@ from pipeline.store import FaceReader
 from pipeline.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 FORMAT_VERSION = 1
 
@@ -91,7 +92,9 @@ def teacher_logits(model: torch.nn.Module, frames: Frames, offsets: np.ndarray, 
                 x = views_batch(faces, offsets[start:stop], flips[start:stop])
                 out = model(x.to(device, memory_format=torch.channels_last))
                 logits = torch.cat([out[t] for t in TASKS], dim=1).reshape(stop - start, k, N_LOGITS)
-                yield b, logits.to(torch.float16).cpu().numpy()
+                # Beyond float16's range a logit would turn into an infinity: saturate it, which
+                # leaves every sigmoid and softmax as it was (NaN stays NaN, and is refused).
+                yield b, logits.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).cpu().numpy()
             bar.update((stop - start) * world if b % world == rank else 0)
     finally:
         bar.close()

@@ -113,6 +113,19 @@ def test_cache_from_other_indexes_is_refused_naming_both_hashes(cache, index_dir
         cache.check_index(other)
 
 
+def test_logits_beyond_float16_saturate_instead_of_becoming_infinite(index_dir, teacher, tmp_path):
+    # A teacher that trained with too high a learning rate gives logits of 1e5 and more: in
+    # float16 they would be infinities, which the students refuse.
+    model, _ = load_checkpoint(teacher)
+    with torch.no_grad():
+        for head in model.heads.values():
+            head[-1].bias.fill_(-1e6)
+    dump(model, index_dir, tmp_path / "big.h5", teacher, 2, "views", 16, torch.device("cpu"), progress=False)
+    big = SoftLabels(tmp_path / "big.h5")
+    big.check_finite()
+    assert (big.array("logits")[:] == np.float16(-65504)).mean() > 0.99
+
+
 def test_nan_or_inf_in_the_cache_is_refused_naming_the_frame(cache, tmp_path):
     broken = tmp_path / "broken.h5"
     shutil.copy(cache.path, broken)
