@@ -21,7 +21,7 @@ from pipeline.data import FrameIndex
 from pipeline.ensemble import combine, load_bundle
 from pipeline.errors import CheckpointError
 from pipeline.fileio import file_sha256
-from pipeline.inference import predict
+from pipeline.inference import predict_many
 from pipeline.labels import AU_NAMES, EXPR_NAMES
 from pipeline.metrics import tune_thresholds
 from pipeline.models import load_checkpoint, read_torch_file
@@ -78,14 +78,18 @@ def baseline_predictions(train: dict[str, FrameIndex], n: int) -> dict[str, np.n
             "VA": np.tile(va.astype(np.float32), (n, 1))}
 
 
-def _predict(name: str, model, centres: str, val: FrameIndex, device, batch: int, progress: bool) -> dict:
-    with tqdm(total=len(val), desc=f"evaluate {name}", unit="face", disable=not progress) as bar:
-        return predict(model, val, device, batch, centres, bar)
+def _predict(label: str, models: dict[str, tuple], val: FrameIndex, device, batch: int, progress: bool) -> dict:
+    with tqdm(total=len(val), desc=f"evaluate {label}", unit="face", disable=not progress) as bar:
+        return predict_many(models, val, device, batch, bar)
 
 
-def checkpoint_predictions(name: str, path: str, val: FrameIndex, device, batch: int, progress: bool) -> dict:
-    model, ckpt = load_checkpoint(path, device)
-    return _predict(name, model, ckpt.get("train", {}).get("va_centres", "centres"), val, device, batch, progress)
+def checkpoint_predictions(paths: dict[str, str], val: FrameIndex, device, batch: int, progress: bool) -> dict:
+    """Predictions of each checkpoint ``{name: path}``, in one pass over the faces."""
+    models = {}
+    for name, path in paths.items():
+        model, ckpt = load_checkpoint(path, device)
+        models[name] = (model, ckpt.get("train", {}).get("va_centres", "centres"))
+    return _predict(", ".join(paths), models, val, device, batch, progress) if models else {}
 
 
 def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: FrameIndex, device, batch: int,
@@ -93,12 +97,11 @@ def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: Fra
     """The bundle's predictions and its other entries. A member whose checkpoint is one of
     ``known`` (name -> (sha256, predictions)) reuses those predictions."""
     members, bundle = load_bundle(path, device)
-    preds = []
-    for name, model, centres in members:
-        sha, done = known.get(name, (None, None))
-        preds.append(done if sha == bundle["member_sha256"][name] else
-                     _predict(f"{ENSEMBLE}/{name}", model, centres, val, device, batch, progress))
-    return combine(preds), bundle
+    reused = {name: known[name][1] for name, _, _ in members
+              if name in known and known[name][0] == bundle["member_sha256"][name]}
+    todo = {name: (model, centres) for name, model, centres in members if name not in reused}
+    fresh = _predict(f"{ENSEMBLE} members", todo, val, device, batch, progress) if todo else {}
+    return combine([reused.get(name, fresh.get(name)) for name, _, _ in members]), bundle
 
 
 def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None:
@@ -124,10 +127,10 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
     log.info("fitting the pixel linear probe")
     rows.append(prediction_rows(PROBE, val, PixelProbe.fit(train, seed).predict(val), 0.5))
     notes[PROBE] = fixed
+    paths = {**({TEACHER: models.teacher} if models.teacher else {}), **models.students}
     known = {}
-    for name, path in ([(TEACHER, models.teacher)] if models.teacher else []) + list(models.students.items()):
-        preds = checkpoint_predictions(name, path, val, device, batch, progress)
-        known[name] = (file_sha256(path), preds)
+    for name, preds in checkpoint_predictions(paths, val, device, batch, progress).items():
+        known[name] = (file_sha256(paths[name]), preds)
         thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else 0.5
         rows.append(prediction_rows(name, val, preds, thr))
         notes[name] = tuned if au_thresholds == "tuned" else fixed

@@ -1,4 +1,4 @@
-"""Running a model over an index, and scoring the predictions with the ABAW metrics."""
+"""Running models over an index, and scoring the predictions with the ABAW metrics."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,25 +11,38 @@ from pipeline.losses import va_expectation
 
 
 @torch.no_grad()
+def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameIndex, device: torch.device,
+                 batch: int = 128, progress=None) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`predict` for several ``{name: (model, va_centres)}`` in one pass over the
+    faces: each batch is read and resized once, whatever the number of models."""
+    was_training = {name: model.training for name, (model, _) in models.items()}
+    centres = {name: torch.as_tensor(va_centres(c), dtype=torch.float32, device=device)
+               for name, (_, c) in models.items()}
+    parts = {name: {"AU": [], "EXPR": [], "VA": [], "logits": []} for name in models}
+    for model, _ in models.values():
+        model.eval()
+    for x, _ in eval_batches(index, batch):
+        x = x.to(device, memory_format=torch.channels_last)  # the faster layout for convolutions
+        for name, (model, _) in models.items():
+            out, p = model(x), parts[name]
+            p["AU"].append(torch.sigmoid(out["AU"]).cpu())
+            p["EXPR"].append(torch.softmax(out["EXPR"], dim=1).cpu())
+            p["VA"].append(va_expectation(out["VA"], centres[name]).cpu())
+            p["logits"].append(torch.cat([out["AU"], out["EXPR"], out["VA"]], dim=1).cpu())
+        if progress is not None:
+            progress.update(len(x))
+    for name, (model, _) in models.items():
+        model.train(was_training[name])
+    widths = {"AU": 8, "EXPR": 7, "VA": 2, "logits": 55}
+    return {name: {k: torch.cat(v).numpy() if v else np.zeros((0, widths[k]), np.float32) for k, v in p.items()}
+            for name, p in parts.items()}
+
+
 def predict(model: torch.nn.Module, index: FrameIndex, device: torch.device, batch: int = 128,
             centres: str = "centres", progress=None) -> dict[str, np.ndarray]:
     """Probabilities and VA expectations for every frame of ``index``, in index order:
     ``{"AU": [n,8] sigmoid, "EXPR": [n,7] softmax, "VA": [n,2], "logits": [n,55]}``."""
-    was_training = model.training
-    model.eval()
-    c = torch.as_tensor(va_centres(centres), dtype=torch.float32, device=device)
-    au, expr, va, logits = [], [], [], []
-    for x, _ in eval_batches(index, batch):
-        out = model(x.to(device, memory_format=torch.channels_last))  # the faster layout for convolutions
-        au.append(torch.sigmoid(out["AU"]).cpu())
-        expr.append(torch.softmax(out["EXPR"], dim=1).cpu())
-        va.append(va_expectation(out["VA"], c).cpu())
-        logits.append(torch.cat([out["AU"], out["EXPR"], out["VA"]], dim=1).cpu())
-        if progress is not None:
-            progress.update(len(x))
-    model.train(was_training)
-    cat = lambda xs, d: torch.cat(xs).numpy() if xs else np.zeros((0, d), np.float32)  # noqa: E731
-    return {"AU": cat(au, 8), "EXPR": cat(expr, 7), "VA": cat(va, 2), "logits": cat(logits, 55)}
+    return predict_many({"model": (model, centres)}, index, device, batch, progress)["model"]
 
 
 def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=0.5) -> dict:

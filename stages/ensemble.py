@@ -30,7 +30,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     from pipeline.device import resolve_device
     from pipeline.ensemble import combine, save_bundle
     from pipeline.fileio import write_json
-    from pipeline.inference import predict
+    from pipeline.inference import predict_many
     from pipeline.metrics import tune_thresholds
     from pipeline.models import load_checkpoint
 
@@ -45,12 +45,14 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     if e.au_thresholds == "tuned":
         device = resolve_device(e.device)
         val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")
-        preds = []
+        models = {}
         for name, path in members.items():
             model, ckpt = load_checkpoint(path, device)
-            with tqdm(total=len(val), desc=f"ensemble {name}", unit="face", disable=quiet) as bar:
-                preds.append(predict(model, val, device, e.batch, ckpt["train"]["va_centres"], bar))
-        thresholds, mode = tune_thresholds(val.au, combine(preds)["AU"]), "tuned per AU on the validation set"
+            models[name] = (model, ckpt["train"]["va_centres"])
+        with tqdm(total=len(val), desc="ensemble members", unit="face", disable=quiet) as bar:
+            preds = predict_many(models, val, device, e.batch, bar)
+        thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
+        mode = "tuned per AU on the validation set"
     alignment = {"size": p.extract.size, "template_scale": p.extract.template_scale,
                  "template": template_points(p.extract.size, p.extract.template_scale).tolist()}
     summary = save_bundle(out, members, thresholds, mode, alignment)
