@@ -10,7 +10,7 @@ from stages.common import friendly_errors, load, params_option
 @click.command("synth")
 @params_option
 @click.option("--size", type=click.Choice(SYNTH_SIZES), default=None,
-              help="Named size: tiny (seconds), demo (~10k faces), medium, large, huge.")
+              help="Named size: tiny (seconds), demo (~36k faces), medium, large, huge.")
 @click.option("--seed", type=int, default=None, help="Random seed; same seed and values give identical files.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (gets affwild2/ disfa/ expw/ afewva/ ground_truth.parquet synth.json).")
