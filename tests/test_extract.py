@@ -13,6 +13,7 @@ from pipeline.extract import extract
 from pipeline.errors import DataError
 from pipeline.labels import AU_NAMES
 from pipeline.sources.synthetic.generate import generate
+from pipeline.store import read_frames
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 
@@ -78,14 +79,21 @@ def test_reports_account_for_every_label(synth, tmp_path):
     json.dumps(rep)
 
 
-def test_rerun_and_worker_count_give_identical_bytes(synth, extracted, tmp_path):
+def test_rerun_worker_count_and_folder_give_identical_bytes(synth, extracted, tmp_path):
+    """Artefacts are relocatable: the same extraction, with another worker count, into
+    another folder at another depth, gives the same bytes (paths inside are relative)."""
     out, _ = extracted
-    extract("disfa", synth / "disfa", tmp_path / "disfa", ExtractParams(workers=2), progress=False)
-    # shard paths are stored in the table: compare with the same output folder
-    shutil.move(str(out / "disfa"), str(tmp_path / "first"))
-    extract("disfa", synth / "disfa", out / "disfa", ExtractParams(workers=2), progress=False)
-    for name in ("frames.parquet", "shard-00000.h5", "extract.json"):
-        assert (tmp_path / "first" / name).read_bytes() == (out / "disfa" / name).read_bytes(), name
+    elsewhere = tmp_path / "another" / "place" / "disfa"
+    extract("disfa", synth / "disfa", elsewhere, ExtractParams(workers=2), progress=False)
+    names = sorted(p.name for p in (out / "disfa").iterdir())
+    assert {"frames.parquet", "shard-00000.h5", "extract.json"} <= set(names)
+    assert sorted(p.name for p in elsewhere.iterdir()) == names
+    for name in names:
+        assert (elsewhere / name).read_bytes() == (out / "disfa" / name).read_bytes(), name
+    # moved after writing, the table still finds its faces
+    shutil.move(str(elsewhere.parent), str(tmp_path / "moved"))
+    moved = read_frames(tmp_path / "moved" / "disfa" / "frames.parquet")
+    assert len(moved) > 0 and all((tmp_path / "moved" / "disfa" / s).exists() for s in set(moved["shard"]))
 
 
 def write_disfa(root, video_bytes=None, frames=20, labels=20, face=False):

@@ -52,6 +52,12 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "train_student@s2"]
 
+    # a teacher parameter reruns the teacher and everything after it, not extraction or build
+    params["profiles"]["tiny"]["teacher"]["lr"] = 0.0002
+    (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "soft_labels", "train_student@s1",
+                                                 "train_student@s2", "train_teacher"]
+
     # a parameter of one stage reruns that stage only
     params["profiles"]["tiny"]["evaluate"]["bootstrap"] = 10
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
