@@ -1,15 +1,18 @@
 # The README's two commands: `make demo` and `make test`. Each builds the environment
-# (a venv in .venv, installed from setup.cfg) when it is missing or setup.cfg changed.
+# (a venv in .venv with the exact versions of requirements.lock, then mtaffect itself)
+# when it is missing or the lock, setup.cfg or pyproject.toml changed.
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+LOCK   := requirements.lock
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: venv demo test test-fast bench lint clean-venv
+.PHONY: venv demo test test-fast bench lint lock clean-venv
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): $(LOCK) setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes -r $(LOCK)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)  ## build the environment only
@@ -29,6 +32,14 @@ bench: $(STAMP)  ## every benchmarks/bench_*.py: one table, benchmarks/results.j
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pipeline stages tests benchmarks
+
+# The newest versions setup.cfg's ranges allow, for every platform and Python >= 3.11,
+# with the hashes of their files (uv; the command is also in the lock's header).
+lock:  ## refresh requirements.lock (then run `make test` and commit both)
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile setup.cfg --extra test --universal --python-version 3.11 --generate-hashes \
+		--quiet -o $(LOCK)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -211,6 +211,8 @@ def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path, cap
     ("student", "lam", 1.2, "student.lam: must be <= 1"),
     ("soft_labels", "views", 0, "soft_labels.views: must be >= 1"),
     ("ensemble", "members", ["s1", "s9"], "ensemble.members: 's9' is not a student"),
+    ("ensemble", "members", [], "ensemble.members: List should have at least 1 item"),
+    ("student", "backbone", "resnet51", "student.backbone: unknown backbone 'resnet51'"),
     ("teacher", "device", "tpu", "teacher.device: unknown device 'tpu'"),
 ])
 def test_values_out_of_range_stop_before_any_work(data, tmp_path, section, key, value, message):
@@ -219,6 +221,13 @@ def test_values_out_of_range_stop_before_any_work(data, tmp_path, section, key, 
     params["profiles"]["tiny"][section].pop(key, None)  # the profile would override it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     failed_naming(run(tmp_path, "check-params"), message)
+
+
+def test_one_students_unknown_backbone_is_named(data, tmp_path):
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["students"]["s2"]["backbone"] = "resnet51"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed_naming(run(tmp_path, "check-params"), "students.s2.backbone: unknown backbone 'resnet51'")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the machine has a GPU")
