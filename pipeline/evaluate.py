@@ -21,10 +21,10 @@ from pipeline.data import FrameIndex
 from pipeline.ensemble import combine, load_bundle
 from pipeline.errors import CheckpointError
 from pipeline.fileio import file_sha256
-from pipeline.inference import predict_many
+from pipeline.inference import load_models, predict_many
 from pipeline.labels import AU_NAMES, EXPR_NAMES
 from pipeline.metrics import tune_thresholds
-from pipeline.models import load_checkpoint, read_torch_file
+from pipeline.models import read_torch_file
 from pipeline.probe import PixelProbe
 from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
 
@@ -85,11 +85,7 @@ def _predict(label: str, models: dict[str, tuple], val: FrameIndex, device, batc
 
 def checkpoint_predictions(paths: dict[str, str], val: FrameIndex, device, batch: int, progress: bool) -> dict:
     """Predictions of each checkpoint ``{name: path}``, in one pass over the faces."""
-    models = {}
-    for name, path in paths.items():
-        model, ckpt = load_checkpoint(path, device)
-        models[name] = (model, ckpt.get("train", {}).get("va_centres", "centres"))
-    return _predict(", ".join(paths), models, val, device, batch, progress) if models else {}
+    return _predict(", ".join(paths), load_models(paths, device), val, device, batch, progress) if paths else {}
 
 
 def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: FrameIndex, device, batch: int,

@@ -8,6 +8,7 @@ from pipeline import metrics
 from pipeline.data import FrameIndex, eval_batches
 from pipeline.labels import va_centres
 from pipeline.losses import va_expectation
+from pipeline.models import load_checkpoint
 
 
 @torch.no_grad()
@@ -36,6 +37,16 @@ def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameInd
     widths = {"AU": 8, "EXPR": 7, "VA": 2, "logits": 55}
     return {name: {k: torch.cat(v).numpy() if v else np.zeros((0, widths[k]), np.float32) for k, v in p.items()}
             for name, p in parts.items()}
+
+
+def load_models(paths: dict[str, str], device: torch.device) -> dict[str, tuple[torch.nn.Module, str]]:
+    """``{name: (model, va_centres)}`` of the checkpoints ``{name: path}``, as
+    :func:`predict_many` takes them."""
+    models = {}
+    for name, path in paths.items():
+        model, ckpt = load_checkpoint(path, device)
+        models[name] = (model, ckpt.get("train", {}).get("va_centres", "centres"))
+    return models
 
 
 def predict(model: torch.nn.Module, index: FrameIndex, device: torch.device, batch: int = 128,

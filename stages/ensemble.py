@@ -30,9 +30,8 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     from pipeline.device import resolve_device
     from pipeline.ensemble import combine, save_bundle
     from pipeline.fileio import write_json
-    from pipeline.inference import predict_many
+    from pipeline.inference import load_models, predict_many
     from pipeline.metrics import tune_thresholds
-    from pipeline.models import load_checkpoint
 
     p = load(params_path)
     e = p.ensemble
@@ -45,12 +44,8 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     if e.au_thresholds == "tuned":
         device = resolve_device(e.device)
         val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")
-        models = {}
-        for name, path in members.items():
-            model, ckpt = load_checkpoint(path, device)
-            models[name] = (model, ckpt["train"]["va_centres"])
         with tqdm(total=len(val), desc="ensemble members", unit="face", disable=quiet) as bar:
-            preds = predict_many(models, val, device, e.batch, bar)
+            preds = predict_many(load_models(members, device), val, device, e.batch, bar)
         thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
         mode = "tuned per AU on the validation set"
     alignment = {"size": p.extract.size, "template_scale": p.extract.template_scale,

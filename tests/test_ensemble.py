@@ -52,3 +52,64 @@ def test_bundle_round_trip_and_refusals(tmp_path):
         load_bundle(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError, match="dvc repro ensemble"):
         load_bundle(tmp_path / "absent.pt")
+
+
+def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_path):
+    """`ensemble.au_thresholds: tuned`: the F1-best threshold per AU of the members' mean
+    probability on validation, recomputed here from each member's own predictions."""
+    import json
+    import os
+    import shutil
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from conftest import set_profile
+    from pipeline.data import FrameIndex
+    from pipeline.config import TrainParams
+    from pipeline.inference import predict
+    from pipeline.labels import AU_NAMES
+    from pipeline.metrics import tune_thresholds
+    from pipeline.models import load_checkpoint
+    from pipeline.train import Outputs, train
+    from stages.ensemble import cli
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", params)
+    set_profile(params, "tiny", ensemble={"au_thresholds": "tuned"})
+    # two members trained for a few steps (random weights predict the same for every face)
+    val, preds = FrameIndex.read(index_dir / "val.parquet"), []
+    for seed, name in enumerate(("s1", "s2")):
+        params_s = TrainParams(backbone="mobilenet_v3_small", epochs=1, steps_per_epoch=3, batch_per_task=6,
+                               device="cpu", eval_batch=64, seed=seed, bn_momentum=0.5)
+        run = tmp_path / "runs" / name
+        train(params_s, index_dir, Outputs(tmp_path / "students" / f"{name}.pt", run / "log.csv", run / "report.json",
+                                           run / "resume.pt"), progress=False)
+        model, _ = load_checkpoint(tmp_path / "students" / f"{name}.pt")
+        preds.append(predict(model, val, torch.device("cpu")))
+    mean = combine(preds)["AU"]
+    # validation AU labels that the members' mean predicts well (so that thresholds do not
+    # all tie at the lowest): a copy of val.parquet elsewhere, its shard paths made
+    # relative to the new folder
+    table = pq.read_table(index_dir / "val.parquet")
+    df = table.to_pandas()
+    (tmp_path / "index").mkdir()
+    df["shard"] = [os.path.relpath(s, tmp_path / "index") for s in val.shard]
+    for j, au in enumerate(AU_NAMES):
+        df[au] = (mean[:, j] > np.quantile(mean[:, j], 0.7)).astype(df[au].dtype)
+    pq.write_table(pa.Table.from_pandas(df, schema=table.schema, preserve_index=False), tmp_path / "index/val.parquet")
+    val = FrameIndex.read(tmp_path / "index/val.parquet")
+
+    result = CliRunner().invoke(cli, ["--params", str(params), "--index", str(tmp_path / "index"), "--students",
+                                      str(tmp_path / "students"), "--out", str(tmp_path / "ensemble.pt"),
+                                      "--report", str(tmp_path / "ensemble.json"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "ensemble.json").read_text())
+    expected = tune_thresholds(val.au, mean)
+    assert not np.allclose(expected, tune_thresholds(val.au, preds[0]["AU"]))  # the mean matters here
+    np.testing.assert_allclose(report["au_thresholds"], expected)
+    assert report["au_threshold_mode"] == "tuned per AU on the validation set"
+    _, bundle = load_bundle(tmp_path / "ensemble.pt")
+    np.testing.assert_allclose(bundle["au_thresholds"], report["au_thresholds"])
