@@ -254,10 +254,16 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
         writer.close()
 
 
+def input_tables(faces_dir: str | Path, p: BuildParams) -> dict[str, Path]:
+    """The frame table of every source the build reads (source -> path)."""
+    sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {VAL_SOURCE})
+    return dict(zip(sources, frame_table_paths(faces_dir, sources)))
+
+
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     """Write the three training indexes and the validation index; return the report."""
-    sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {VAL_SOURCE})
-    files = frame_table_paths(faces_dir, sources)
+    tables = input_tables(faces_dir, p)
+    sources, files = list(tables), list(tables.values())
     splits = scan_splits(files)
     counts = scan_tasks(files, sources, p, splits)
     split_report = {

@@ -9,7 +9,8 @@ The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loade
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
 size), ``alignment`` (template points and crop size the faces were aligned with), the
 members (name, backbone, VA bin values, state dict, SHA-256 of the checkpoint file),
-``au_thresholds`` with how they were chosen, and where the members came from.
+``au_thresholds`` with how they were chosen, and ``provenance`` (``pipeline.provenance``:
+the ensemble stage's record; each member keeps its checkpoint's records).
 """
 from __future__ import annotations
 
@@ -44,18 +45,18 @@ def combine(member_predictions: list[dict[str, np.ndarray]]) -> dict[str, np.nda
 
 
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
-                alignment: dict, provenance: dict | None = None) -> dict:
+                alignment: dict, provenance: list | None = None) -> dict:
     """Write the bundle of ``members`` (name -> checkpoint path); returns its summary."""
     entries = []
     for name, checkpoint in members.items():
         model, ckpt = load_checkpoint(checkpoint)
         entries.append({"name": name, "backbone": model.backbone_name, "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
-                        "sha256": file_sha256(checkpoint)})
+                        "sha256": file_sha256(checkpoint), "provenance": ckpt.get("provenance", [])})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
     bundle = {"format_version": BUNDLE_FORMAT, "kind": BUNDLE_KIND, "schema": SCHEMA, "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
-              "provenance": provenance or {}}
+              "provenance": provenance or []}
     write_torch(path, bundle)
     return {"members": {e["name"]: e["sha256"] for e in entries}, "au_thresholds": thresholds,
             "au_threshold_mode": threshold_mode}

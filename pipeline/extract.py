@@ -50,8 +50,9 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
 
 
 def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams, name: str | None = None,
-            progress: bool = True) -> dict:
-    """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
+            progress: bool = True, provenance: list | None = None) -> dict:
+    """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``, which
+    carries ``provenance``: ``pipeline.provenance`` records).
 
     Returns the report written to ``extract.json``. ``name`` is the source name used in
     uids (default: ``kind``). ``out`` is refused before any work when it overlaps the
@@ -68,7 +69,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
     with replacing_folder(out) as work:
-        report = _extract_into(work, kind, name, root, source, params, problems, progress)
+        report = _extract_into(work, kind, name, root, source, params, problems, progress, provenance)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
              total, seconds, report["faces_written"] / max(seconds, 1e-9))
@@ -76,7 +77,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
 
 
 def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
-                  problems: Problems, progress: bool) -> dict:
+                  problems: Problems, progress: bool, provenance: list | None) -> dict:
     """The jobs of ``source`` through the workers, into the (new, empty) folder ``out``."""
     jobs = source.jobs
     total = sum(len(j) for j in jobs)
@@ -134,6 +135,7 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
         "tracking": dict(sorted(track.items())),
         "shards": [p.name for p in written],
         "notes": source.notes,
+        "provenance": provenance or [],
     }
     write_json(out / "extract.json", report)
     return report

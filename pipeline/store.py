@@ -7,6 +7,8 @@ and fixed attributes, Parquet with a fixed schema, compression and row-group siz
 """
 from __future__ import annotations
 
+import json
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,10 +61,12 @@ def uid(source: str, video: str, frame: int) -> str:
     return f"{source}/{video}/{int(frame)}"
 
 
-def write_parquet(table: pa.Table, path: str | Path) -> None:
-    """Write ``table`` to ``path`` atomically with the project's fixed options."""
+def write_parquet(table: pa.Table, path: str | Path, provenance: list | None = None) -> None:
+    """Write ``table`` to ``path`` atomically with the project's fixed options, and
+    ``provenance`` (``pipeline.provenance`` records) in its schema metadata."""
     # Drop pandas/arrow metadata that could differ between runs or library versions.
-    table = table.replace_schema_metadata(None)
+    meta = {b"mtaffect.provenance": json.dumps(provenance, sort_keys=True).encode()} if provenance else None
+    table = table.replace_schema_metadata(meta)
     with atomic_write(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 

@@ -173,10 +173,10 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=Non
 
 def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
           progress: bool = True, stop_after_steps: int | None = None, soft_labels=None,
-          provenance: dict | None = None) -> dict:
+          extra: dict | None = None) -> dict:
     """Train a multitask model from ``index_dir``'s indexes; returns the report.
 
-    ``soft_labels`` makes it a student's run (see :func:`setup`). ``provenance`` (plain
+    ``soft_labels`` makes it a student's run (see :func:`setup`). ``extra`` (plain
     values: where the inputs came from) goes into the checkpoint and the report. ``stop_after_steps``
     ends the run early (after that many optimiser steps in this call, with a resume file
     written), which is how the tests interrupt a run deterministically.
@@ -190,14 +190,14 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
     while state.epoch < params.epochs:
         if not train_one_epoch(run, state, outputs, progress, budget):
             return {"interrupted": True, "epoch": state.epoch, "step": state.step}
-        finish_epoch(run, state, outputs, provenance or {})
+        finish_epoch(run, state, outputs, extra or {})
     if run.rank == 0:
         with atomic_write(outputs.checkpoint) as tmp:
             shutil.copyfile(outputs.best, tmp)
         _write_log(outputs.log_csv, state.history)
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
-            "batch_per_task": params.batch_per_task, "backbone": params.backbone, **(provenance or {}),
+            "batch_per_task": params.batch_per_task, "backbone": params.backbone, **(extra or {}),
             "history": state.history}
 
 
@@ -259,7 +259,7 @@ def validate(run: Run) -> dict:
     return score(run.val, predict(run.model, run.val, run.device, run.params.eval_batch, run.params.va_centres))
 
 
-def finish_epoch(run: Run, state: State, outputs: Outputs, provenance: dict) -> None:
+def finish_epoch(run: Run, state: State, outputs: Outputs, extra: dict) -> None:
     """Validate, log, keep the best checkpoint, and write the resume file of the next epoch."""
     steps = run.sampler.steps_per_epoch
     row = {"epoch": state.epoch + 1, "lr": state.lr,
@@ -271,7 +271,7 @@ def finish_epoch(run: Run, state: State, outputs: Outputs, provenance: dict) -> 
         if result["total"] > state.best_total:
             state.best_total, state.best_epoch, state.best_metrics = result["total"], state.epoch + 1, result
             save_checkpoint(outputs.best, run.model, {"train": run.params.model_dump(), "epoch": state.epoch + 1,
-                                                      "metrics_total": float(result["total"]), **provenance})
+                                                      "metrics_total": float(result["total"]), **extra})
         log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
                  row["loss"], result["total"], state.best_total, state.best_epoch)
         _write_log(outputs.log_csv, state.history)

@@ -27,15 +27,18 @@ def cli(params_path, faces, out, report, plots, no_balance):
     Writes train_{AU,EXPR,VA}.parquet and val.parquet (indexes into the face shards, with
     per-epoch weights), the report, and plots of the distributions before and after.
     """
-    from pipeline.build import build
+    from pipeline.build import build, input_tables
     from pipeline.plots import build_figure, build_plot_data
+    from pipeline.provenance import record
 
     p = load(params_path)
     params = p.build
     if no_balance:
         params = with_overrides(params, au_balance=False, expr_balance=False, va_balance=False)
-    result = build(faces or p.extract.out, out or params.out, params)
-    write_json(report, result)
+    faces = faces or p.extract.out
+    inputs = {f"frames {s}": path for s, path in input_tables(faces, params).items()}
+    result = build(faces, out or params.out, params)
+    write_json(report, result | {"provenance": [record(__spec__.name, {"build": params.model_dump(mode="json")}, inputs)]})
     build_plot_data(result, plots)
     build_figure(result, Path(plots) / "build_distributions.png")
     au, ex, va = result["AU"], result["EXPR"], result["VA"]

@@ -32,6 +32,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     from pipeline.fileio import write_json
     from pipeline.inference import load_models, predict_many
     from pipeline.metrics import tune_thresholds
+    from pipeline.provenance import record
 
     p = load(params_path)
     e = p.ensemble
@@ -50,8 +51,11 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
         mode = "tuned per AU on the validation set"
     alignment = {"size": p.extract.size, "template_scale": p.extract.template_scale,
                  "template": template_points(p.extract.size, p.extract.template_scale).tolist()}
-    summary = save_bundle(out, members, thresholds, mode, alignment)
-    write_json(report, summary)
+    inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
+    provenance = [record(__spec__.name, {"ensemble": e.model_dump(mode="json"), "extract": {
+        "size": p.extract.size, "template_scale": p.extract.template_scale}}, inputs)]
+    summary = save_bundle(out, members, thresholds, mode, alignment, provenance)
+    write_json(report, summary | {"provenance": provenance})
     click.echo(f"ensemble of {', '.join(members)} (AU thresholds {mode}) -> {out}")
 
 

@@ -46,6 +46,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, gr
     from pipeline.evaluate import Models, check_same_teacher, evaluate
     from pipeline.labels import TASKS
     from pipeline.plots import comparison_plot, evaluation_plots
+    from pipeline.provenance import record
     from pipeline.scoring import evaluate_predictions
     from pipeline.softlabels import SoftLabels
     from pipeline.store import write_parquet
@@ -73,9 +74,15 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, gr
         for name, result in complete.items():
             evaluation[name]["ground_truth"] = {k: v for k, v in result.items() if k != "ci"}
     quality = soft_label_quality(cache, train, ground_truth, cache.attrs.get("va_centres", "centres"))
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
-    write_json(out, evaluation)
-    write_json(soft_label_report, quality or {"note": "no ground truth for these frames (real data)"})
+    inputs = {"build": index_dir, "teacher": teacher, "ensemble": ensemble, "soft_labels": soft_labels,
+              **{f"student {name}": path for name, path in students.items()}}
+    if Path(ground_truth).exists():
+        inputs["ground_truth"] = ground_truth
+    provenance = [record(__spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students)}, inputs)]
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions, provenance)
+    write_json(out, evaluation | {"provenance": provenance})
+    write_json(soft_label_report, (quality or {"note": "no ground truth for these frames (real data)"})
+               | {"provenance": provenance})
     evaluation_plots(table, evaluation, plots)
     comparison_plot(evaluation, plots)
     for name, r in evaluation.items():

@@ -32,6 +32,7 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     as -1/NaN) and extract.json (counts of what was read, written, skipped and why).
     """
     from pipeline.extract import extract
+    from pipeline.provenance import record
 
     p = load(params_path)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)
@@ -40,7 +41,9 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
             raise click.UsageError(f"--root is required for --source {source}")
         root = p.sources[source]
     out = out or str(Path(params.out) / source)
-    counts = extract(source, root, out, params, progress=not quiet)
+    provenance = [record(__spec__.name, {"source": source, "extract": params.model_dump(mode="json")},
+                         {"source": root})]
+    counts = extract(source, root, out, params, progress=not quiet, provenance=provenance)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())
     skipped = sum(r["count"] for r in counts["rows_rejected"].values())  # each reason was logged

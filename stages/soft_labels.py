@@ -31,6 +31,7 @@ def cli(params_path, index_dir, teacher, out, report, quiet):
     from pipeline.device import distributed, resolve_device
     from pipeline.fileio import write_json
     from pipeline.models import load_checkpoint
+    from pipeline.provenance import record
     from pipeline.softlabels import dump
 
     p = load(params_path)
@@ -38,13 +39,16 @@ def cli(params_path, index_dir, teacher, out, report, quiet):
     rank, _ = distributed()
     device = resolve_device(s.device)
     model, ckpt = load_checkpoint(teacher, device)
+    index_dir = index_dir or p.build.out
+    provenance = [record(__spec__.name, {"soft_labels": s.model_dump(mode="json")},
+                         {"build": index_dir, "teacher": teacher})]
     started = time.perf_counter()
-    summary = dump(model, index_dir or p.build.out, out, teacher, s.views, s.mode, s.batch, device,
-                   ckpt["train"]["va_centres"], progress=not quiet)
+    summary = dump(model, index_dir, out, teacher, s.views, s.mode, s.batch, device,
+                   ckpt["train"]["va_centres"], progress=not quiet, provenance=provenance)
     seconds = time.perf_counter() - started
     if rank != 0:
         return
-    write_json(report, summary)
+    write_json(report, summary | {"provenance": provenance})
     click.echo(f"soft labels: {summary['frames']} frames x {summary['views']} views ({s.mode}) in {seconds:.1f} s "
                f"({summary['frames'] / max(seconds, 1e-9):.0f} frames/s) -> {Path(out)}")
 

@@ -29,7 +29,7 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     naming both hashes, before any training. Runs under torchrun like the teacher.
     """
     from pipeline.errors import ParamsError
-    from pipeline.fileio import file_sha256
+    from pipeline.provenance import record
     from pipeline.softlabels import SoftLabels
 
     p = load(params_path)
@@ -43,12 +43,15 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     if not params.augment and cache.mode == "views":
         raise ParamsError(f"params.yaml: students.{name}.augment: false needs a centre-mode cache "
                           f"(soft_labels.mode: centre); {soft_labels} holds {cache.views} views")
-    provenance = {"soft_labels": {"sha256": file_sha256(soft_labels), "mode": cache.mode, "views": cache.views,
-                                  "teacher_sha256": cache.attrs["teacher_sha256"],
-                                  "index_sha256": cache.index_sha256}}
+    origin = record(__spec__.name, {"student": name, "students": {name: params.model_dump(mode="json")}},
+                    {"build": index_dir, "soft_labels": soft_labels})
+    extra = {"soft_labels": {"sha256": origin["inputs"]["soft_labels"]["sha256"], "mode": cache.mode,
+                             "views": cache.views, "teacher_sha256": cache.attrs["teacher_sha256"],
+                             "index_sha256": cache.index_sha256},
+             "provenance": [origin]}
     run_training(params, index_dir, out or f"models/students/{name}.pt",
                  log_csv or f"reports/plots/students/{name}.csv", report or f"reports/students/{name}.json",
-                 resume_file or f"scratch/students/{name}/resume.pt", name, quiet, cache, provenance)
+                 resume_file or f"scratch/students/{name}/resume.pt", name, quiet, cache, extra)
 
 
 if __name__ == "__main__":

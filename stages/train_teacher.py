@@ -31,9 +31,13 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
     weights as an uninterrupted run. Run under `torchrun --nproc_per_node N` for
     DistributedDataParallel training.
     """
+    from pipeline.provenance import record
+
     p = load(params_path)
     params = with_overrides(p.teacher, epochs=epochs, device=device)
-    run_training(params, index_dir or p.build.out, out, log_csv, report, resume_file, "teacher", quiet)
+    index_dir = index_dir or p.build.out
+    extra = {"provenance": [record(__spec__.name, {"teacher": params.model_dump(mode="json")}, {"build": index_dir})]}
+    run_training(params, index_dir, out, log_csv, report, resume_file, "teacher", quiet, extra=extra)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import click
 
 
 def run_training(params, index_dir, out: str, log_csv: str, report: str, resume: str, name: str, quiet: bool,
-                 soft_labels=None, provenance: dict | None = None) -> None:
+                 soft_labels=None, extra: dict | None = None) -> None:
     """Train (resuming from ``resume`` if it exists), write the report on rank 0, and
     remove the resume file once finished."""
     import torch.distributed as dist
@@ -17,7 +17,7 @@ def run_training(params, index_dir, out: str, log_csv: str, report: str, resume:
 
     outputs = Outputs(checkpoint=Path(out), log_csv=Path(log_csv), report=Path(report), resume=Path(resume))
     result = train(params, index_dir, outputs, name=name, progress=not quiet, soft_labels=soft_labels,
-                   provenance=provenance)
+                   extra=extra)
     if result.get("interrupted") or (dist.is_initialized() and dist.get_rank() != 0):
         return
     write_json(outputs.report, result)

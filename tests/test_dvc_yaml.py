@@ -2,61 +2,20 @@
 imports (directly or through other project modules), and every path a stage's command
 passes equals the command's own default, so running a stage by hand writes where DVC
 expects it."""
-import ast
 import importlib
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipeline", "stages")
+from pipeline.provenance import PACKAGES, ROOT, code_files, imported_modules
+
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
-def module_file(name: str) -> Path | None:
-    parts = name.split(".")
-    if parts[0] not in PACKAGES:
-        return None
-    p = ROOT.joinpath(*parts)
-    if (p / "__init__.py").exists():
-        return p / "__init__.py"
-    return p.with_suffix(".py") if p.with_suffix(".py").exists() else None
-
-
-def imported_modules(name: str) -> set[str]:
-    """Project modules that module ``name`` imports anywhere in its file (also inside
-    functions: the stages import lazily)."""
-    path = module_file(name)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the package, up level - 1
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
-            found.add(base)
-            found.update(f"{base}.{a.name}" for a in node.names)  # "from pkg import module"
-    return {m for m in found if module_file(m)}
-
-
 def code_of(module: str) -> set[str]:
-    """Files of every project module importing ``module`` runs, packages' __init__ included."""
-    seen, todo = set(), [module]
-    while todo:
-        m = todo.pop()
-        if m in seen:
-            continue
-        seen.add(m)
-        parts = m.split(".")
-        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))  # parent packages run first
-        todo.extend(imported_modules(m))
-    return {str(module_file(m).relative_to(ROOT)) for m in seen}
+    return set(code_files(module))
 
 
 def stage_body(name: str) -> dict:

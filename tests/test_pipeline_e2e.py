@@ -26,11 +26,18 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
                              "ensemble", "evaluate"]), first.stdout
     assert p.dvc("status", "-q", check=False).returncode == 0
     evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
-    assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "students_mean"}
+    assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "students_mean", "provenance"}
     table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
-    assert set(table["model"]) == set(evaluation) - {"students_mean"}
+    assert set(table["model"]) == set(evaluation) - {"students_mean", "provenance"}
     check_evaluation_against_sklearn(table, evaluation)
     lock = (p.path / "dvc.lock").read_text()
+
+    # every model and report says where it came from: the committed code, inputs as now
+    head = p.git("rev-parse", "HEAD").stdout.strip()
+    info = p.run("python", "-m", "stages.info", "models/ensemble.pt", "reports/evaluation.json").stdout
+    assert info.count(f"code    commit {head[:12]}") == 4, info  # ensemble, s1, s2, evaluate
+    assert "stage   train_student" in info and "input   teacher: models/teacher.pt" in info
+    assert "(differs now)" not in info and "dirty" not in info
 
     # nothing changed: nothing runs
     assert ran_stages(p.dvc("repro").stdout) == []
@@ -45,6 +52,9 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     # every output is byte-identical when recomputed: dvc.lock does not change
     p.dvc("repro", "--force", "--no-run-cache")
     assert (p.path / "dvc.lock").read_text() == lock
+    # an uncommitted edit of code extraction does not run leaves its record clean
+    info = p.run("python", "-m", "stages.info", "reports/extract/affwild2.json").stdout
+    assert "code    commit" in info and "dirty" not in info  # the synth edit is not extraction's code
 
     # one student's seed reruns that student, the ensemble and the evaluation, nothing else
     params = yaml.safe_load((p.path / "params.yaml").read_text())

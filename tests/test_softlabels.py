@@ -164,7 +164,7 @@ def test_student_learns_from_the_cache_and_resumes_to_the_same_weights(cache, in
     params = StudentParams(**TRAIN)
     full = Outputs(tmp_path / "a" / "m.pt", tmp_path / "a" / "l.csv", tmp_path / "a" / "r.json", tmp_path / "a" / "x.pt")
     report = train(params, index_dir, full, name="s1", progress=False, soft_labels=cache,
-                   provenance={"soft_labels": {"sha256": "abc"}})
+                   extra={"soft_labels": {"sha256": "abc"}})
     assert report["soft_labels"] == {"sha256": "abc"} and torch.load(full.checkpoint, weights_only=True)["soft_labels"]
     cut = Outputs(tmp_path / "b" / "m.pt", tmp_path / "b" / "l.csv", tmp_path / "b" / "r.json", tmp_path / "b" / "x.pt")
     assert train(params, index_dir, cut, name="s1", progress=False, soft_labels=cache, stop_after_steps=4)["interrupted"]
