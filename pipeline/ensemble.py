@@ -7,7 +7,7 @@ raw logits instead). The spread across members is the per-frame uncertainty.
 
 The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loaded with
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
-size), ``alignment`` (template points and crop size the faces were aligned with), the
+size), ``alignment`` (template points, crop size and MTCNN settings of the extraction), the
 members (name, backbone, VA bin values, state dict, SHA-256 of the checkpoint file),
 ``au_thresholds`` with how they were chosen, and ``provenance`` (``pipeline.provenance``:
 the ensemble stage's record; each member keeps its checkpoint's records).

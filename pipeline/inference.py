@@ -25,11 +25,8 @@ def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameInd
     for x, _ in eval_batches(index, batch):
         x = x.to(device, memory_format=torch.channels_last)  # the faster layout for convolutions
         for name, (model, _) in models.items():
-            out, p = model(x), parts[name]
-            p["AU"].append(torch.sigmoid(out["AU"]).cpu())
-            p["EXPR"].append(torch.softmax(out["EXPR"], dim=1).cpu())
-            p["VA"].append(va_expectation(out["VA"], centres[name]).cpu())
-            p["logits"].append(torch.cat([out["AU"], out["EXPR"], out["VA"]], dim=1).cpu())
+            for k, v in outputs(model, x, centres[name]).items():
+                parts[name][k].append(v)
         if progress is not None:
             progress.update(len(x))
     for name, (model, _) in models.items():
@@ -37,6 +34,15 @@ def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameInd
     widths = {"AU": 8, "EXPR": 7, "VA": 2, "logits": 55}
     return {name: {k: torch.cat(v).numpy() if v else np.zeros((0, widths[k]), np.float32) for k, v in p.items()}
             for name, p in parts.items()}
+
+
+def outputs(model: torch.nn.Module, x: torch.Tensor, centres: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One batch of evaluation views through ``model`` (in eval mode): AU sigmoids, EXPR
+    softmax, VA expectations over the bin values ``centres``, and the 55 raw logits (CPU)."""
+    out = model(x)
+    return {"AU": torch.sigmoid(out["AU"]).cpu(), "EXPR": torch.softmax(out["EXPR"], dim=1).cpu(),
+            "VA": va_expectation(out["VA"], centres).cpu(),
+            "logits": torch.cat([out["AU"], out["EXPR"], out["VA"]], dim=1).cpu()}
 
 
 def load_models(paths: dict[str, str], device: torch.device) -> dict[str, tuple[torch.nn.Module, str]]:

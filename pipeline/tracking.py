@@ -3,6 +3,7 @@
 * :class:`FaceTracker` follows the face of a video, running MTCNN on a small crop
   around the last known face instead of the whole frame (several times cheaper:
   ``benchmarks/bench_faces.py``).
+* :class:`TrackIds` gives every face of every frame a track id (``predict --all-faces``).
 * :func:`refine_in_box` finds the five points of a face in a given box (ExpW).
 
 Conventions as in :mod:`pipeline.faces`. Deterministic for the same frames given in the
@@ -211,6 +212,40 @@ class FaceTracker:
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return (box[:2] + box[2:]) / 2
+
+
+# --- every face of a video: track ids -------------------------------------------------
+
+
+@dataclass
+class TrackIds:
+    """Stable ids for the faces of consecutive frames: a face continues the track whose
+    last box it overlaps most (IoU >= ``min_iou``, greedy from the largest overlap), if
+    that track was seen within ``max_gap`` frames; otherwise it starts a new id. A face
+    that leaves for longer, or comes back elsewhere, gets a new id."""
+
+    min_iou: float = 0.3
+    max_gap: int = 15
+    tracks: dict = field(default_factory=dict, init=False)  # id -> (last box, last frame)
+    next_id: int = field(default=0, init=False)
+
+    def assign(self, frame: int, boxes: np.ndarray) -> list[int]:
+        """The ids of ``boxes`` [k, 4] found in frame number ``frame``."""
+        self.tracks = {t: v for t, v in self.tracks.items() if frame - v[1] <= self.max_gap}  # forget the gone
+        alive = list(self.tracks)
+        pairs = sorted(((float(box_iou(self.tracks[t][0], boxes[[i]])[0]), i, t)
+                        for t in alive for i in range(len(boxes))), reverse=True)
+        ids: list[int | None] = [None] * len(boxes)
+        taken = set()
+        for iou, i, t in pairs:
+            if iou >= self.min_iou and ids[i] is None and t not in taken:
+                ids[i] = t
+                taken.add(t)
+        for i in range(len(boxes)):
+            if ids[i] is None:
+                ids[i], self.next_id = self.next_id, self.next_id + 1
+            self.tracks[ids[i]] = (np.asarray(boxes[i], dtype=np.float64), frame)
+        return ids
 
 
 # --- ExpW: refine a given box --------------------------------------------------------

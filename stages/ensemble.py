@@ -49,11 +49,13 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
             preds = predict_many(load_models(members, device), val, device, e.batch, bar)
         thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
         mode = "tuned per AU on the validation set"
-    alignment = {"size": p.extract.size, "template_scale": p.extract.template_scale,
-                 "template": template_points(p.extract.size, p.extract.template_scale).tolist()}
+    x = p.extract  # predict finds and aligns faces exactly as the extraction did
+    alignment = {"size": x.size, "template_scale": x.template_scale,
+                 "template": template_points(x.size, x.template_scale).tolist(),
+                 "detection": {"detect_size": x.detect_size, "min_face": x.min_face, "min_prob": x.min_prob}}
     inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
     provenance = [record(__spec__.name, {"ensemble": e.model_dump(mode="json"), "extract": {
-        "size": p.extract.size, "template_scale": p.extract.template_scale}}, inputs)]
+        k: v for k, v in alignment.items() if k != "template"}}, inputs)]
     summary = save_bundle(out, members, thresholds, mode, alignment, provenance)
     write_json(report, summary | {"provenance": provenance})
     click.echo(f"ensemble of {', '.join(members)} (AU thresholds {mode}) -> {out}")

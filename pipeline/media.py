@@ -1,0 +1,163 @@
+"""New inputs for ``mtaffect predict``: which files are videos or images, their frames
+streamed one at a time (memory does not grow with a video's length), and the overlay
+video written as frames come."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.errors import DataError
+from pipeline.sources.affwild2 import VIDEO_EXTENSIONS
+from pipeline.sources.unlabelled import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to predict on: a video, one image, or a folder of images (sorted by name)."""
+
+    path: Path
+    kind: str  # "video" | "image" | "folder"
+    images: tuple[Path, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The output files' name: the file's stem, or the folder's name."""
+        return self.path.name if self.kind == "folder" else self.path.stem
+
+
+def find_inputs(paths) -> list[Input]:
+    """Check every given path before any work: a video, an image, or a folder holding
+    videos and/or images (each video of a folder is its own input; its images are one)."""
+    found = []
+    for given in map(Path, paths):
+        if not given.exists():
+            raise DataError(f"{given}: no such file or folder")
+        if given.is_dir():
+            entries = sorted(p for p in given.iterdir() if p.is_file())
+            videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
+            images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not videos and not images:
+                raise DataError(f"{given}: no video ({', '.join(VIDEO_EXTENSIONS)}) or image "
+                                f"({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+            found += [_video(v) for v in videos] + ([Input(given, "folder", images)] if images else [])
+        elif given.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append(_video(given))
+        elif given.suffix.lower() in IMAGE_EXTENSIONS:
+            found.append(Input(given, "image", (given,)))
+        else:
+            raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
+    names = [i.name for i in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"two inputs would write the same output files: {', '.join(twice)} (predict them apart)")
+    return found
+
+
+def _video(path: Path) -> Input:
+    cap = cv2.VideoCapture(str(path))
+    ok = cap.isOpened() and cap.grab()
+    cap.release()
+    if not ok:
+        raise DataError(f"{path}: cannot be decoded as a video")
+    return Input(path, "video")
+
+
+@dataclass
+class Frame:
+    """One picture: its number (video frame, or image number in the folder's order), its
+    time in seconds (NaN for images), the file it came from (images), RGB uint8 pixels."""
+
+    number: int
+    time: float
+    file: str
+    image: np.ndarray
+
+
+@dataclass
+class VideoFrames:
+    """Every ``every``-th frame of a video, decoded in order; after iterating, ``decoded``
+    is the number of frames read, ``listed`` what the container claims, and ``broken``
+    says whether decoding stopped early (a truncated or damaged file)."""
+
+    path: Path
+    every: int = 1
+    fps: float = 0.0
+    listed: int = 0
+    decoded: int = 0
+    broken: bool = field(default=False)
+
+    def __post_init__(self):
+        cap = cv2.VideoCapture(str(self.path))
+        self.fps, self.listed = cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+
+    def __iter__(self):
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            number = 0
+            while True:
+                if number % self.every:
+                    if not cap.grab():
+                        break
+                else:
+                    ok, bgr = cap.read()
+                    if not ok:
+                        break
+                    time = number / self.fps if self.fps > 0 else float("nan")
+                    yield Frame(number, time, "", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                number += 1
+            self.decoded = number
+            self.broken = self.listed > 0 and number < self.listed
+        finally:
+            cap.release()
+
+
+def image_frames(inp: Input, skipped: list):
+    """The images of an image input, numbered in name order; an unreadable one is appended
+    to ``skipped`` as (file, reason) and yields no frame."""
+    for number, path in enumerate(inp.images):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            skipped.append((str(path), "cannot be decoded as an image"))
+            continue
+        yield Frame(number, float("nan"), path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+class OverlayWriter:
+    """The input video with each face's box, track id, top expression and V/A drawn on it
+    (OpenCV, mp4v), written under a temporary name until :meth:`close`."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.tmp = path, path.with_name(f".{path.name}.tmp.mp4")
+        self.fps, self.writer = fps if fps > 0 else 25.0, None
+
+    def add(self, frame: Frame, rows: list[dict]) -> None:
+        image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise OSError(f"{self.path}: OpenCV cannot write an mp4v video here")
+        for row in rows:
+            if not row["face"]:
+                cv2.putText(image, "no face", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2)
+                continue
+            x1, y1, x2, y2 = (int(round(row[k])) for k in ("box_x1", "box_y1", "box_x2", "box_y2"))
+            cv2.rectangle(image, (x1, y1), (x2, y2), (0, 220, 0), 2)
+            label = f"#{row['track']} {row['expression']} V{row['valence']:+.2f} A{row['arousal']:+.2f}"
+            cv2.putText(image, label, (x1, max(16, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 0), 1)
+        self.writer.write(image)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,146 @@
+"""The ensemble bundle on new videos and images (``mtaffect predict``): faces found and
+aligned exactly as the extraction does, the members averaged as in the ``ensemble``
+stage, one table row per frame (per face with several faces), streamed to disk.
+
+Columns (README, "Predicting on new videos and images"): ``frame``, ``timestamp``,
+``file``, ``face``, ``track``, ``box_x1`` ... ``box_y2``, ``det_score``, ``p_AU1`` ...
+``p_AU25``, ``AU1`` ... ``AU25`` (0/1), ``p_Neutral`` ... ``p_Surprise``, ``expression``,
+``valence``, ``arousal``, ``unc_AU``, ``unc_EXPR``, ``unc_valence``, ``unc_arousal``.
+A frame without a face is a row with ``face`` false and the rest empty, never a missing row.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pipeline.align import align_face
+from pipeline.data import centre_view, to_tensor
+from pipeline.ensemble import combine, load_bundle
+from pipeline.inference import outputs
+from pipeline.labels import AU_NAMES, EXPR_NAMES, va_centres
+from pipeline.media import Frame
+
+BOX = ("box_x1", "box_y1", "box_x2", "box_y2")
+SMOOTHED = [f"p_{a}" for a in AU_NAMES] + [f"p_{e}" for e in EXPR_NAMES] + ["valence", "arousal"]
+SCHEMA = pa.schema(
+    [("frame", pa.int64()), ("timestamp", pa.float64()), ("file", pa.string()), ("face", pa.bool_()),
+     ("track", pa.int32()), *[(k, pa.float32()) for k in BOX], ("det_score", pa.float32())]
+    + [(f"p_{a}", pa.float32()) for a in AU_NAMES] + [(a, pa.int8()) for a in AU_NAMES]
+    + [(f"p_{e}", pa.float32()) for e in EXPR_NAMES] + [("expression", pa.string())]
+    + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
+#: what the extraction uses when a bundle does not say (the params.yaml defaults)
+DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9}
+
+
+class Ensemble:
+    """A bundle's members on aligned faces: mean probabilities, VA and their spread."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        members, info = load_bundle(path, device)
+        self.device = device
+        self.members = [(model, torch.as_tensor(va_centres(c), dtype=torch.float32, device=device))
+                        for _, model, c in members]
+        self.thresholds = np.asarray(info["au_thresholds"], dtype=np.float32)
+        alignment = info["alignment"]
+        self.size, self.scale = int(alignment["size"]), float(alignment["template_scale"])
+        self.detection = {**DETECTION_DEFAULTS, **alignment.get("detection", {})}
+
+    @torch.no_grad()
+    def __call__(self, faces: np.ndarray) -> dict[str, np.ndarray]:
+        x = centre_view(to_tensor(faces)).to(self.device, memory_format=torch.channels_last)
+        preds = [{k: v.numpy() for k, v in outputs(model, x, c).items()} for model, c in self.members]
+        return combine(preds)
+
+
+@dataclass
+class Found:
+    """One face of a frame: its track id, box [4], detection score and five points."""
+
+    track: int
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+
+def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
+    """The table rows of each frame (one per face, or one without a face)."""
+    flat = [(i, f) for i, found in enumerate(faces) for f in found]
+    preds = None
+    if flat:
+        aligned = np.stack([align_face(frames[i].image, f.landmarks, model.size, model.scale) for i, f in flat])
+        preds = model(aligned)
+    result = [[] for _ in frames]
+    for k, (i, f) in enumerate(flat):
+        row = {"track": f.track, "det_score": f.score, **dict(zip(BOX, map(float, f.box)))}
+        row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
+        row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
+        row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
+                   unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
+                   unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
+        result[i].append(decide(row, model.thresholds))
+    for frame, rows in zip(frames, result):
+        if not rows:
+            rows.append({"face": False, "track": -1})
+        for row in rows:
+            row.update(frame=frame.number, timestamp=frame.time, file=frame.file)
+    return result
+
+
+def decide(row: dict, thresholds: np.ndarray) -> dict:
+    """AU decisions (probability >= the bundle's threshold) and the expression's name."""
+    row["face"] = True
+    for a, t in zip(AU_NAMES, thresholds):
+        row[a] = int(row[f"p_{a}"] >= t)
+    row["expression"] = max(EXPR_NAMES, key=lambda e: row[f"p_{e}"])
+    return row
+
+
+class CentredMean:
+    """``--smooth W``: each face's probabilities and VA replaced by their mean over the
+    frames of the same track within W frames centred on it (frames without that face are
+    left out); decisions follow the means. Holds W frames, so memory stays flat."""
+
+    def __init__(self, window: int, thresholds: np.ndarray):
+        self.half, self.thresholds = max(window, 1) // 2, thresholds
+        self.buffer: deque = deque()  # (frame, rows to emit, raw rows) from absolute position start on
+        self.start = self.next = self.count = 0
+
+    def push(self, frame: Frame, rows: list[dict]):
+        """The frames whose window is now complete, in order, as (frame, rows)."""
+        self.buffer.append((frame, rows, [dict(r) for r in rows] if self.half else rows))
+        self.count += 1
+        while self.next + self.half < self.count:
+            yield self._emit()
+
+    def flush(self):
+        while self.next < self.count:
+            yield self._emit()
+
+    def _emit(self):
+        p = self.next - self.start
+        frame, rows, _ = self.buffer[p]
+        if self.half:
+            window = [r for _, _, raw in islice(self.buffer, max(0, p - self.half), p + self.half + 1)
+                      for r in raw if r["face"]]
+            for row in rows:
+                if row["face"]:
+                    same = [r for r in window if r["track"] == row["track"]]
+                    row.update({k: float(np.mean([r[k] for r in same])) for k in SMOOTHED})
+                    decide(row, self.thresholds)
+        self.next += 1
+        while self.start < self.next - self.half:
+            self.buffer.popleft()
+            self.start += 1
+        return frame, rows
+
+
+def batched(iterable, n: int):
+    it = iter(iterable)
+    while block := list(islice(it, n)):
+        yield block

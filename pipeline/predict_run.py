@@ -1,0 +1,160 @@
+"""One input through ``predict``: frames streamed in blocks, faces found as the
+extraction finds them, rows to a table written under a temporary name, the overlay video
+and the timeline picture (the rows and the model: :mod:`pipeline.predict`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from pipeline.faces import FaceDetector
+from pipeline.fileio import temp_path
+from pipeline.media import Input, OverlayWriter, VideoFrames, image_frames
+from pipeline.predict import SCHEMA, CentredMean, Ensemble, Found, batched, rows_for
+from pipeline.store import PARQUET_OPTIONS
+from pipeline.tracking import FaceTracker, TrackIds
+
+
+@dataclass
+class Settings:
+    every: int = 1          # every N-th video frame
+    all_faces: bool = False  # every face with a track id (default: the main face, one row per frame)
+    batch: int = 16         # frames per detection block (the extraction's block size)
+    smooth: int = 1         # centred moving average over this many frames (1: off)
+    overlay: bool = False   # write <name>_overlay.mp4
+    timeline: bool = True   # write <name>.png for videos
+    fmt: str = "csv"        # csv | parquet
+
+
+class FaceFinder:
+    """The faces of blocks of frames: the extraction's tracker for the main face of a
+    video, every face with :class:`TrackIds` (``all_faces``), every face of an image."""
+
+    def __init__(self, detection: dict, settings: Settings):
+        self.detector = FaceDetector(min_face_size=detection["min_face"], detect_size=detection["detect_size"],
+                                     batch_size=settings.batch)
+        self.min_prob, self.settings = detection["min_prob"], settings
+        self.reset()
+
+    def reset(self) -> None:
+        """A new input: no face known yet."""
+        self.tracker = FaceTracker(self.detector, block_size=self.settings.batch, min_prob=self.min_prob)
+        self.ids = TrackIds()
+
+    def video(self, frames) -> list[list[Found]]:
+        images = [f.image for f in frames]
+        if not self.settings.all_faces:
+            return [[Found(0, d.box, d.prob, d.landmarks)] if d is not None and d.prob >= self.min_prob else []
+                    for d in self.tracker.track(images)]
+        found = []
+        for frame, faces in zip(frames, self.detector.detect(images)):
+            keep = np.flatnonzero(faces.probs >= self.min_prob)
+            ids = self.ids.assign(frame.number, faces.boxes[keep])
+            found.append([Found(t, faces.boxes[k], float(faces.probs[k]), faces.landmarks[k]) for t, k in zip(ids, keep)])
+        return found
+
+    def images(self, frames) -> list[list[Found]]:
+        """Every face of each image, numbered from left to right."""
+        found = []
+        for faces in self.detector.detect([f.image for f in frames]):
+            keep = sorted(np.flatnonzero(faces.probs >= self.min_prob), key=lambda k: faces.boxes[k][0])
+            found.append([Found(j, faces.boxes[k], float(faces.probs[k]), faces.landmarks[k])
+                          for j, k in enumerate(keep)])
+        return found
+
+
+class TableSink:
+    """Rows streamed to CSV or Parquet under a temporary name; renamed on :meth:`close`."""
+
+    def __init__(self, path: Path, fmt: str):
+        self.path, self.tmp, self.rows = path, temp_path(path), 0
+        options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}  # a block per write
+        self.writer = (pq.ParquetWriter(str(self.tmp), SCHEMA, **options) if fmt == "parquet"
+                       else pacsv.CSVWriter(str(self.tmp), SCHEMA))
+
+    def add(self, rows: list[dict]) -> None:
+        if rows:
+            self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+            self.rows += len(rows)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Summary:
+    """What happened to one input: rows written, frames seen and with a face, problems."""
+
+    name: str
+    table: Path
+    rows: int = 0
+    frames: int = 0
+    frames_with_face: int = 0
+    tracks: set = field(default_factory=set)
+    warnings: list = field(default_factory=list)
+    pictures: list = field(default_factory=list)
+
+
+def predict_input(inp: Input, model: Ensemble, finder: FaceFinder, out_dir: Path, settings: Settings,
+                  progress=None) -> Summary:
+    """Predict on one input into ``out_dir``; nothing of it is left there on error."""
+    finder.reset()
+    table = out_dir / f"{inp.name}.{settings.fmt}"
+    summary, skipped = Summary(inp.name, table), []
+    video = VideoFrames(inp.path, settings.every) if inp.kind == "video" else None
+    frames = video if video is not None else image_frames(inp, skipped)
+    sink = TableSink(table, settings.fmt)
+    overlay = OverlayWriter(out_dir / f"{inp.name}_overlay.mp4", video.fps / settings.every) \
+        if video is not None and settings.overlay else None
+    smoother = CentredMean(settings.smooth, model.thresholds)
+    try:
+        def emit(ready):
+            for frame, rows in ready:
+                sink.add(rows)
+                summary.frames += 1
+                summary.frames_with_face += rows[0]["face"]
+                summary.tracks.update(r["track"] for r in rows if r["face"])
+                if overlay is not None:
+                    overlay.add(frame, rows)
+
+        for block in batched(frames, settings.batch):
+            faces = finder.video(block) if video is not None else finder.images(block)
+            for frame, rows in zip(block, rows_for(block, faces, model)):
+                emit(smoother.push(frame, rows))
+            if progress is not None:
+                progress.update(len(block))
+        emit(smoother.flush())
+        if summary.frames == 0:
+            raise ValueError(f"{inp.path}: no frame or image could be decoded")
+        sink.close()
+    except BaseException:
+        sink.abort()
+        if overlay is not None:
+            overlay.abort()
+        raise
+    if overlay is not None:
+        overlay.close()
+        summary.pictures.append(overlay.path)
+    summary.rows = sink.rows
+    summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped]
+    if video is not None and video.broken:
+        summary.warnings.append(f"{inp.path}: decoding stopped at frame {video.decoded} of the {video.listed} the "
+                                "file lists (truncated or damaged): rows up to there")
+    if summary.frames_with_face == 0:
+        summary.warnings.append(f"{inp.path}: no face found in any frame (every row has face = false)")
+    if video is not None and settings.timeline:
+        from pipeline.timeline import draw_timeline
+
+        summary.pictures.append(draw_timeline(table, out_dir / f"{inp.name}.png", inp.name))
+    return summary

@@ -1,0 +1,29 @@
+"""``mtaffect export-abaw``: ABAW 2020 submission files from predict's tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors
+
+
+@click.command("export-abaw")
+@click.argument("tables", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for AU_Set/, EXPR_Set/, VA_Set/.")
+@click.option("--task", "tasks", multiple=True, type=click.Choice(["AU", "EXPR", "VA"]),
+              help="Only these tasks (repeatable; default: all three).")
+@friendly_errors
+def cli(tables, out, tasks):
+    """Write <out>/<task>_Set/<video>.txt for each TABLE (a video's predict output, .csv or
+    .parquet, named after the video): a header, then one line per frame; frames without a
+    face take the nearest earlier prediction (the nearest later one at the start)."""
+    from pipeline.abaw_export import export
+
+    for table in tables:
+        written = export(Path(table), Path(out), tasks or ("AU", "EXPR", "VA"))
+        click.echo(f"{table} -> " + ", ".join(str(p) for p in written.values()))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,76 @@
+"""``mtaffect predict``: the trained ensemble on new videos, images and folders."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors
+
+
+@click.command("predict")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--model", "bundle", default="models/ensemble.pt", show_default=True, type=click.Path(dir_okay=False),
+              help="The model bundle the ensemble stage writes.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the tables and pictures.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
+              help="Table format: <out>/<input name>.csv or .parquet.")
+@click.option("--all-faces", is_flag=True,
+              help="Every face of every frame, each with a track id (default: the main face, one row per frame).")
+@click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Every N-th video frame.")
+@click.option("--smooth", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Centred moving average over W frames of each face's track (1: off).")
+@click.option("--overlay", is_flag=True, help="Also write <input name>_overlay.mp4 with boxes and predictions.")
+@click.option("--no-timeline", is_flag=True, help="Do not draw <input name>.png for videos.")
+@click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Frames per detection block and model batch.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(inputs, bundle, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, quiet):
+    """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
+    image, or a folder (its videos one by one, its images as one table).
+
+    Writes <out>/<name>.csv (one row per frame, or per face; a frame without a face is a
+    row with face = false), a PNG timeline per video and, with --overlay, an annotated
+    video. Columns: README, "Predicting on new videos and images".
+    """
+    from tqdm import tqdm
+
+    from pipeline.device import resolve_device
+    from pipeline.media import VideoFrames, find_inputs
+    from pipeline.predict import Ensemble
+    from pipeline.predict_run import FaceFinder, Settings, predict_input
+
+    found = find_inputs(inputs)
+    out_dir = Path(out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".mtaffect-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
+    model = Ensemble(bundle, resolve_device(device))
+    settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
+                        timeline=not no_timeline, fmt=fmt)
+    finder = FaceFinder(model.detection, settings)
+    for inp in found:
+        total = len(inp.images)
+        if inp.kind == "video":
+            listed = VideoFrames(inp.path).listed
+            total = -(-listed // every) if listed > 0 else None
+        with tqdm(total=total, desc=inp.name, unit="frame", disable=quiet) as bar:
+            try:
+                summary = predict_input(inp, model, finder, out_dir, settings, bar)
+            except ValueError as e:
+                raise click.ClickException(str(e)) from None
+        for warning in summary.warnings:
+            click.secho(f"warning: {warning}", fg="yellow", err=True)
+        tracks = f", {len(summary.tracks)} tracks" if all_faces else ""
+        click.echo(f"{inp.path}: {summary.rows} rows, {summary.frames_with_face} of {summary.frames} frames with a "
+                   f"face{tracks} -> {summary.table}" + "".join(f", {p}" for p in summary.pictures))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,52 @@
+"""ABAW submission files from predict tables: layout, headers, and the fill rule for
+frames without a face, worked out by hand."""
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from pipeline.labels import AU_NAMES, EXPR_NAMES
+from stages.export_abaw import cli
+
+
+def table(path, frames, faces, all_faces=False):
+    rows = []
+    for f, has in zip(frames, faces):
+        row = {"frame": f, "face": has, "track": 0 if has else -1, "expression": EXPR_NAMES[f % 7] if has else None,
+               "valence": f / 10 if has else None, "arousal": -f / 10 if has else None}
+        row.update({a: (f + i) % 2 if has else None for i, a in enumerate(AU_NAMES)})
+        rows.append(row)
+    if all_faces:
+        rows.append(dict(rows[-1]))
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_prediction(tmp_path):
+    # frames 0-1 without a face (take frame 2's), 5 without (takes 4's), 6-7 skipped (--every), 8 has one
+    path = table(tmp_path / "video_a.csv", [0, 1, 2, 3, 4, 5, 8], [False, False, True, True, True, False, True])
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
+    assert result.exit_code == 0, result.output
+    source = [2, 2, 2, 3, 4, 4, 4, 4, 8]  # the frame each of frames 0..8 takes its prediction from
+    expr = (tmp_path / "sub/EXPR_Set/video_a.txt").read_text().splitlines()
+    assert expr[0] == "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise"
+    assert expr[1:] == [str(f % 7) for f in source]
+    au = (tmp_path / "sub/AU_Set/video_a.txt").read_text().splitlines()
+    assert au[0] == "AU1,AU2,AU4,AU6,AU12,AU15,AU20,AU25"
+    assert au[1:] == [",".join(str((f + i) % 2) for i in range(8)) for f in source]
+    va = (tmp_path / "sub/VA_Set/video_a.txt").read_text().splitlines()
+    assert va[0] == "valence,arousal" and va[1:] == [f"{f / 10:.6f},{-f / 10:.6f}" for f in source]
+
+
+@pytest.mark.parametrize("frames, faces, all_faces, message", [
+    ([0, 1], [False, False], False, "no face in any frame"),
+    ([0, 1], [True, True], True, "several rows per frame"),
+])
+def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces, all_faces, message):
+    path = table(tmp_path / "v.csv", frames, faces, all_faces)
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "sub").exists()
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    result = CliRunner().invoke(cli, [str(other), "--out", str(tmp_path / "sub")])
+    assert result.exit_code != 0 and "not a table written by `mtaffect predict`" in result.output

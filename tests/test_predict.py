@@ -1,0 +1,256 @@
+"""``mtaffect predict`` and ``export-abaw`` on real files: synthetic videos made of a real
+photograph, the photograph itself, two faces, every bad input; the rows against the
+extraction + ensemble path on the same faces, smoothing against pandas, the pictures read
+back."""
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from skimage import data as skimage_data
+
+from pipeline.data import FrameIndex
+from pipeline.ensemble import combine, load_bundle, save_bundle
+from pipeline.inference import predict_many
+from pipeline.labels import AU_NAMES, EXPR_NAMES
+from pipeline.models import MultitaskNet, save_checkpoint
+from pipeline.predict import CentredMean
+from pipeline.tracking import TrackIds
+from stages.predict import cli as predict_cli
+
+SIZE = (360, 640)  # h, w
+HIDDEN = set(range(12, 16))        # frames where the face is not drawn
+OUTSIDE = set(range(28, 31))       # frames where it has left the picture
+N_FRAMES = 40
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundle")
+    members = {}
+    for seed, name in enumerate(("s1", "s2")):
+        torch.manual_seed(seed)
+        model = MultitaskNet("resnet18")
+        with torch.no_grad():  # random weights barely tell faces apart: make the outputs depend on them
+            for head in model.heads.values():
+                head[-1].weight.mul_(10)
+        save_checkpoint(folder / f"{name}.pt", model, {"train": {"va_centres": "centres"}})
+        members[name] = str(folder / f"{name}.pt")
+    from pipeline.align import template_points
+
+    alignment = {"size": 112, "template_scale": 1.0, "template": template_points(112, 1.0).tolist(),
+                 "detection": {"detect_size": 320, "min_face": 40, "min_prob": 0.9}}
+    save_bundle(folder / "ensemble.pt", members, [0.5] * 8, "fixed 0.5", alignment)
+    return folder / "ensemble.pt"
+
+
+@pytest.fixture(scope="module")
+def face():
+    return cv2.resize(skimage_data.astronaut()[:260, 120:380], (150, 150), interpolation=cv2.INTER_AREA)
+
+
+def write_video(path, frames, fps=30):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (frames[0].shape[1], frames[0].shape[0]))
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def paste(frame, face, x, y):
+    h, w = face.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
+    if x0 < x1 and y0 < y1:
+        frame[y0:y1, x0:x1] = face[y0 - y:y1 - y, x0 - x:x1 - x]
+
+
+@pytest.fixture(scope="module")
+def one_face_video(tmp_path_factory, face):
+    frames = []
+    for t in range(N_FRAMES):
+        frame = np.full((*SIZE, 3), 70, np.uint8)
+        if t in OUTSIDE:
+            paste(frame, face, SIZE[1] + 50, 100)  # gone out of the picture
+        elif t not in HIDDEN:
+            paste(frame, face, 150 + 3 * t, 100 + t)
+        frames.append(frame)
+    return write_video(tmp_path_factory.mktemp("video") / "clip.avi", frames)
+
+
+def run(*args):
+    result = CliRunner().invoke(predict_cli, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def predicted(one_face_video, bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = run(one_face_video, "--model", bundle, "--out", out, "--overlay", "--quiet")
+    assert result.exit_code == 0, result.output
+    return out, pd.read_csv(out / "clip.csv")
+
+
+def test_one_row_per_frame_with_the_face_flag_off_exactly_where_it_is_gone(predicted):
+    _, rows = predicted
+    assert rows["frame"].tolist() == list(range(N_FRAMES))
+    assert set(rows.loc[~rows["face"], "frame"]) == HIDDEN | OUTSIDE
+    faces = rows[rows["face"]]
+    probs = faces[[f"p_{a}" for a in AU_NAMES] + [f"p_{e}" for e in EXPR_NAMES]]
+    assert probs.notna().all().all() and (probs >= 0).all().all() and (probs <= 1).all().all()
+    np.testing.assert_allclose(faces[[f"p_{e}" for e in EXPR_NAMES]].sum(axis=1), 1, atol=1e-5)
+    assert faces[["valence", "arousal"]].abs().le(1).all().all()
+    assert (faces[list(AU_NAMES)].to_numpy() == (faces[[f"p_{a}" for a in AU_NAMES]].to_numpy() >= 0.5)).all()
+    assert set(faces["expression"]) <= set(EXPR_NAMES) and (faces["track"] == 0).all()
+    assert rows.loc[~rows["face"], ["p_AU1", "valence", "box_x1"]].isna().all().all()  # unknown stays unknown
+    np.testing.assert_allclose(rows["timestamp"], rows["frame"] / 30, atol=1e-6)
+
+
+def test_predictions_equal_the_extraction_and_ensemble_path_on_the_same_faces(predicted, one_face_video, bundle,
+                                                                              tmp_path):
+    from stages.extract import cli as extract_cli
+
+    _, rows = predicted
+    faces_dir = tmp_path / "faces"
+    result = CliRunner().invoke(extract_cli, ["--source", "input", "--root", str(one_face_video), "--out",
+                                              str(faces_dir), "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(faces_dir / "frames.parquet")
+    assert sorted(table["frame"]) == sorted(rows.loc[rows["face"], "frame"])  # the same faces found
+    n = len(table)
+    index = FrameIndex(uid=table["uid"].to_numpy(), video=table["video"].to_numpy(), frame=table["frame"].to_numpy(),
+                       shard=np.array([str(faces_dir / s) for s in table["shard"]], dtype=object),
+                       row=table["row"].to_numpy(), au=np.full((n, 8), -1, np.int8), expr=np.full(n, -1, np.int8),
+                       va=np.full((n, 2), np.nan, np.float32), weight=np.ones(n))
+    members, _ = load_bundle(bundle)
+    preds = predict_many({name: (m, c) for name, m, c in members}, index, torch.device("cpu"))
+    ensemble = combine(list(preds.values()))
+    ours = rows.set_index("frame").loc[table["frame"]]
+    np.testing.assert_allclose(ours[[f"p_{a}" for a in AU_NAMES]], ensemble["AU"], atol=1e-5)
+    np.testing.assert_allclose(ours[[f"p_{e}" for e in EXPR_NAMES]], ensemble["EXPR"], atol=1e-5)
+    np.testing.assert_allclose(ours[["valence", "arousal"]], ensemble["VA"], atol=1e-5)
+    np.testing.assert_allclose(ours["unc_AU"], ensemble["uncertainty_AU"], atol=1e-5)
+
+
+def test_timeline_and_overlay_are_readable_pictures(predicted):
+    out, rows = predicted
+    png = cv2.imread(str(out / "clip.png"))
+    assert png is not None and png.shape[0] > 400 and png.shape[1] > 800 and png.std() > 20
+    cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
+    frames = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        frames.append(f)
+    assert len(frames) == len(rows) and frames[0].shape[:2] == SIZE
+    # the box is drawn in green where the face is, not where it is hidden
+    green = [((f[:, :, 1] > 180) & (f[:, :, 0] < 60) & (f[:, :, 2] < 60)).sum() for f in frames]
+    assert all(g > 200 for t, g in enumerate(green) if t not in HIDDEN | OUTSIDE)
+    assert all(g < 50 for t, g in enumerate(green) if t in HIDDEN)
+
+
+def test_a_photograph_gives_a_full_row_and_two_faces_two_rows(bundle, tmp_path):
+    photo = skimage_data.astronaut()
+    cv2.imwrite(str(tmp_path / "astronaut.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    pair = tmp_path / "pair"
+    pair.mkdir()
+    cv2.imwrite(str(pair / "two.png"), cv2.cvtColor(np.hstack([photo, photo[:, ::-1]]), cv2.COLOR_RGB2BGR))
+    (pair / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    result = run(tmp_path / "astronaut.png", pair, "--model", bundle, "--out", tmp_path / "out", "--quiet",
+                 "--format", "parquet")
+    assert result.exit_code == 0, result.output
+    one = pd.read_parquet(tmp_path / "out" / "astronaut.parquet")
+    assert len(one) == 1 and one["face"].all() and one.drop(columns=["timestamp"]).notna().all().all()
+    two = pd.read_parquet(tmp_path / "out" / "pair.parquet")
+    assert two["file"].tolist() == ["two.png", "two.png"] and two["track"].tolist() == [0, 1]
+    assert two["box_x1"].iloc[0] < 512 <= two["box_x1"].iloc[1]  # numbered from left to right
+    assert "broken.jpg: cannot be decoded as an image; skipped" in result.output
+
+
+def test_two_people_keep_their_track_ids(bundle, face, tmp_path):
+    frames = []
+    for t in range(24):
+        frame = np.full((*SIZE, 3), 70, np.uint8)
+        paste(frame, face, 40 + 2 * t, 90)                  # left person drifts right
+        paste(frame, face[:, ::-1], 440 - 2 * t, 110)       # right person drifts left
+        frames.append(frame)
+    video = write_video(tmp_path / "two.avi", frames)
+    result = run(video, "--model", bundle, "--out", tmp_path / "out", "--all-faces", "--quiet", "--no-timeline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "out" / "two.csv")
+    assert len(rows) == 48 and rows["face"].all() and rows.groupby("frame").size().eq(2).all()
+    side = rows.assign(left=rows["box_x1"] < SIZE[1] / 2).groupby("track")["left"].agg(["all", "any", "size"])
+    assert len(side) == 2 and side["size"].eq(24).all()
+    assert sorted(side["all"]) == [False, True] and sorted(side["any"]) == [False, True]  # never swapped
+
+
+def test_smoothing_is_a_centred_mean_over_the_frames_with_that_face():
+    rng = np.random.default_rng(0)
+    n, window = 30, 5
+    has = rng.random(n) > 0.2
+    values = rng.random(n)
+    rows, out = [], []
+    smoother = CentredMean(window, np.full(8, 0.5))
+    for t in range(n):
+        row = {"face": bool(has[t]), "track": 0 if has[t] else -1, "frame": t}
+        if has[t]:
+            row.update({k: float(values[t]) for k in ["valence", "arousal"] + [f"p_{a}" for a in AU_NAMES]
+                        + [f"p_{e}" for e in EXPR_NAMES]})
+        out += list(smoother.push(t, [row]))
+    out += list(smoother.flush())
+    assert [f for f, _ in out] == list(range(n))
+    expected = pd.Series(np.where(has, values, np.nan)).rolling(window, center=True, min_periods=1).mean()
+    got = [rows[0]["valence"] if rows[0]["face"] else np.nan for _, rows in out]
+    np.testing.assert_allclose(got, expected.where(has), rtol=1e-12)
+    assert all(r[0]["AU1"] == int(r[0]["p_AU1"] >= 0.5) for _, r in out if r[0]["face"])
+
+
+def test_track_ids_follow_overlap_and_start_anew_after_a_long_absence():
+    ids = TrackIds(max_gap=3)
+    left, right = np.array([[0, 0, 10, 10]]), np.array([[50, 0, 60, 10]])
+    assert ids.assign(0, np.vstack([left, right])) == [0, 1]
+    assert ids.assign(1, np.vstack([right + 1, left + 1])) == [1, 0]  # order in the frame does not matter
+    assert ids.assign(2, left + 2) == [0]
+    assert ids.assign(7, right) == [2]  # gone for longer than max_gap: a new id
+
+
+@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable"])
+def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
+    out, model, given = tmp_path / "out", bundle, one_face_video
+    if case == "not-media":
+        given = tmp_path / "notes.txt"
+        given.write_text("hello")
+    elif case == "empty-folder":
+        given = tmp_path / "empty"
+        given.mkdir()
+    elif case == "missing":
+        given = tmp_path / "nowhere.mp4"
+    elif case == "bad-bundle":
+        other = torch.load(bundle, weights_only=True) | {"format_version": 99}
+        torch.save(other, tmp_path / "future.pt")
+        model = tmp_path / "future.pt"
+    elif case == "unwritable":
+        (tmp_path / "a-file").write_text("")
+        out = tmp_path / "a-file" / "out"  # (permissions do not stop root: a file in the way does)
+    result = run(given, "--model", model, "--out", out, "--quiet")
+    expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
+                "bad-bundle": "bundle format 99", "unwritable": "cannot write there"}[case]
+    assert result.exit_code != 0 and expected in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not list(tmp_path.glob("**/clip.csv")) and not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_no_face_at_all_and_a_truncated_video_are_warnings_with_their_rows(bundle, one_face_video, tmp_path):
+    blank = write_video(tmp_path / "blank.avi", [np.full((*SIZE, 3), 90, np.uint8)] * 10)
+    cut = tmp_path / "cut.avi"
+    data = one_face_video.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    result = run(blank, cut, "--model", bundle, "--out", tmp_path / "out", "--quiet", "--no-timeline")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "out" / "blank.csv")
+    assert len(rows) == 10 and not rows["face"].any() and "no face found in any frame" in result.output
+    cut_rows = pd.read_csv(tmp_path / "out" / "cut.csv")
+    assert 0 < len(cut_rows) < N_FRAMES and cut_rows["frame"].tolist() == list(range(len(cut_rows)))
+    assert f"decoding stopped at frame {len(cut_rows)} of the {N_FRAMES}" in result.output
