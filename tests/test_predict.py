@@ -191,7 +191,7 @@ def test_smoothing_is_a_centred_mean_over_the_frames_with_that_face():
     n, window = 30, 5
     has = rng.random(n) > 0.2
     values = rng.random(n)
-    rows, out = [], []
+    out = []
     smoother = CentredMean(window, np.full(8, 0.5))
     for t in range(n):
         row = {"face": bool(has[t]), "track": 0 if has[t] else -1, "frame": t}
