@@ -203,6 +203,18 @@ class EnsembleParams(Section):
     _check_device = field_validator("device")(_device)
 
 
+class FeaturesParams(Section):
+    """The frozen CNN's per-frame features for the temporal model (``features``)."""
+
+    #: best_member (the ensemble member whose checkpoint has the best validation total),
+    #: teacher, or the path of any checkpoint
+    checkpoint: str = "best_member"
+    batch: Count = 128  #: frames per forward pass
+    device: str = "auto"
+
+    _check_device = field_validator("device")(_device)
+
+
 class EvaluateParams(Section):
     """Scoring on the validation set."""
 
@@ -224,6 +236,7 @@ SECTIONS: dict[str, type[Section]] = {
     "student": StudentParams,
     "ensemble": EnsembleParams,
     "evaluate": EvaluateParams,
+    "features": FeaturesParams,
 }
 TOP_LEVEL = ("profile", "profiles", "sources", "students", *SECTIONS)
 
@@ -241,6 +254,7 @@ class Params:
     students: dict[str, StudentParams]
     ensemble: EnsembleParams
     evaluate: EvaluateParams
+    features: FeaturesParams
 
 
 # --- loading and validation ---------------------------------------------------------

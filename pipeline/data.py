@@ -47,7 +47,8 @@ class FrameIndex:
 
     @classmethod
     def read(cls, path: str | Path) -> "FrameIndex":
-        """An index file; its shard paths, stored relative to its folder, are resolved."""
+        """An index file; its shard paths, stored relative to its folder, are resolved. An
+        extraction's frame table (``frames.parquet``, no ``weight`` column) reads with weight 1."""
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
         df = pd.read_parquet(path)
@@ -57,7 +58,8 @@ class FrameIndex:
             uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
             shard=shard.to_numpy(dtype=object), row=df["row"].to_numpy(),
             au=df[list(AU_NAMES)].to_numpy(np.int8), expr=df["expr"].to_numpy(np.int8),
-            va=df[["valence", "arousal"]].to_numpy(np.float32), weight=df["weight"].to_numpy(np.float64),
+            va=df[["valence", "arousal"]].to_numpy(np.float32),
+            weight=df["weight"].to_numpy(np.float64) if "weight" in df else np.ones(len(df)),
         )
 
     def __len__(self) -> int:

@@ -20,6 +20,7 @@ COMMANDS = {
     "train-student": ("train_student", "Train one student (Eq. 14) against the soft-label cache."),
     "ensemble": ("ensemble", "Bundle the students named in ensemble.members (thresholds fixed or tuned)."),
     "evaluate": ("evaluate", "Score every model and the baselines on validation, with paired intervals."),
+    "features": ("features", "The frozen CNN's per-task features of every Aff-Wild2 frame, for the temporal model."),
     "predict": ("predict", "Per-frame AUs, expression and valence/arousal of new videos and images (tables, pictures)."),
     "export-abaw": ("export_abaw", "ABAW 2020 submission files (<task>_Set/<video>.txt) from predict's tables."),
     "info": ("info", "Where a model, bundle, cache, table or report came from: stage, code commit, inputs, params."),

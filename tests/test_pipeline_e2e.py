@@ -23,7 +23,7 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     stages = ran_stages(first.stdout)
     assert stages == sorted(["synth", "extract@affwild2", "extract@disfa", "extract@expw", "extract@afewva",
                              "build", "train_teacher", "soft_labels", "train_student@s1", "train_student@s2",
-                             "ensemble", "evaluate"]), first.stdout
+                             "ensemble", "evaluate", "features"]), first.stdout
     assert p.dvc("status", "-q", check=False).returncode == 0
     evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
     assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "students_mean", "provenance"}
@@ -56,17 +56,18 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     info = p.run("python", "-m", "stages.info", "reports/extract/affwild2.json").stdout
     assert "code    commit" in info and "dirty" not in info  # the synth edit is not extraction's code
 
-    # one student's seed reruns that student, the ensemble and the evaluation, nothing else
+    # one student's seed reruns that student, the ensemble, the evaluation and the features
+    # (they come from the best member), nothing else
     params = yaml.safe_load((p.path / "params.yaml").read_text())
     params["students"]["s2"]["seed"] = 7
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "train_student@s2"]
+    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "features", "train_student@s2"]
 
     # a teacher parameter reruns the teacher and everything after it, not extraction or build
     params["profiles"]["tiny"]["teacher"]["lr"] = 0.0002
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "soft_labels", "train_student@s1",
-                                                 "train_student@s2", "train_teacher"]
+    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "features", "soft_labels",
+                                                 "train_student@s1", "train_student@s2", "train_teacher"]
 
     # a parameter of one stage reruns that stage only
     params["profiles"]["tiny"]["evaluate"]["bootstrap"] = 10

@@ -118,11 +118,7 @@ def test_predictions_equal_the_extraction_and_ensemble_path_on_the_same_faces(pr
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(faces_dir / "frames.parquet")
     assert sorted(table["frame"]) == sorted(rows.loc[rows["face"], "frame"])  # the same faces found
-    n = len(table)
-    index = FrameIndex(uid=table["uid"].to_numpy(), video=table["video"].to_numpy(), frame=table["frame"].to_numpy(),
-                       shard=np.array([str(faces_dir / s) for s in table["shard"]], dtype=object),
-                       row=table["row"].to_numpy(), au=np.full((n, 8), -1, np.int8), expr=np.full(n, -1, np.int8),
-                       va=np.full((n, 2), np.nan, np.float32), weight=np.ones(n))
+    index = FrameIndex.read(faces_dir / "frames.parquet")
     members, _ = load_bundle(bundle)
     preds = predict_many({name: (m, c) for name, m, c in members}, index, torch.device("cpu"))
     ensemble = combine(list(preds.values()))

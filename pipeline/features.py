@@ -1,0 +1,100 @@
+"""The frozen CNN's per-frame features for the temporal model, computed once
+(docs/architecture.md, "Temporal model").
+
+The authors run the frozen CNN again inside every step of GRU training; here it runs once
+over every Aff-Wild2 frame (training and validation), in eval mode, and the GRUs train on
+what it wrote. One view per frame, the evaluation view (centre crop): a window's frames
+must share one view for the sequence to make sense, and the GRUs learn from the features'
+changes over time, not from the CNN's invariance to crops, which is already trained in.
+
+File (``data/features.h5``), the frame table's rows in its order: ``uid``, ``video``
+(strings), ``frame`` int64 [M], ``split`` (strings), ``features`` float32 [M, 3, 128]
+(the AU, EXPR and VA heads' features after their second BatchNorm, before the last
+linear layer), ``logits`` float32 [M, 55] (8 AU, 7 EXPR, 20 + 20 VA, as the CNN's own
+output); attributes ``format_version``, ``checkpoint_sha256``, ``backbone``,
+``va_centres``, ``provenance`` (JSON).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.data import FrameIndex, eval_batches
+from pipeline.errors import CheckpointError
+from pipeline.fileio import atomic_write, file_sha256
+from pipeline.labels import TASKS
+
+FORMAT_VERSION = 1
+FEATURE_DIM = 128
+
+
+@torch.no_grad()
+def task_outputs(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-task head features [n, 3, 128] and the 55 logits [n, 55] of one batch, from one
+    backbone pass (the logits are the heads' last layers on those very features)."""
+    feats = model.task_features(x)
+    logits = torch.cat([model.heads[t][-1](feats[t]) for t in TASKS], dim=1)
+    return torch.stack([feats[t] for t in TASKS], dim=1), logits
+
+
+def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint: str | Path, batch: int,
+         device: torch.device, va_centres: str, progress=None, provenance: list | None = None) -> dict:
+    """Features and logits of every frame of the frame table ``table`` with ``model`` (the
+    checkpoint at ``checkpoint``, in eval mode), written to ``out``; returns a summary."""
+    index = FrameIndex.read(table)
+    split = pd.read_parquet(table, columns=["split"])["split"].to_numpy()
+    model.eval()
+    n = len(index)
+    with atomic_write(out) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
+        strings = h5py.string_dtype("utf-8")
+        h5.create_dataset("uid", data=index.uid.astype(object), dtype=strings, track_times=False)
+        h5.create_dataset("video", data=index.video.astype(object), dtype=strings, track_times=False)
+        h5.create_dataset("frame", data=index.frame.astype(np.int64), track_times=False)
+        h5.create_dataset("split", data=split.astype(object), dtype=strings, track_times=False)
+        feats = h5.create_dataset("features", shape=(n, len(TASKS), FEATURE_DIM), dtype=np.float32, track_times=False)
+        logits = h5.create_dataset("logits", shape=(n, 55), dtype=np.float32, track_times=False)
+        for x, positions in eval_batches(index, batch):
+            f, lg = task_outputs(model, x.to(device, memory_format=torch.channels_last))
+            feats[positions[0]:positions[-1] + 1] = f.cpu().numpy()
+            logits[positions[0]:positions[-1] + 1] = lg.cpu().numpy()
+            if progress is not None:
+                progress.update(len(positions))
+        attrs = {"format_version": FORMAT_VERSION, "checkpoint_sha256": file_sha256(checkpoint),
+                 "backbone": getattr(model, "backbone_name", ""), "va_centres": va_centres,
+                 "provenance": json.dumps(provenance or [], sort_keys=True)}
+        for key in sorted(attrs):
+            h5.attrs[key] = attrs[key]
+    return {"frames": n, "videos": int(len(np.unique(index.video))),
+            "train_frames": int((split == "train").sum()), "val_frames": int((split == "val").sum()),
+            "checkpoint_sha256": attrs["checkpoint_sha256"], "backbone": attrs["backbone"]}
+
+
+class Features:
+    """A features file in memory (float32 [M, 3, 128] is about 1.5 kB a frame)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: features not found (run `dvc repro features`)")
+        try:
+            with h5py.File(self.path, "r") as h5:
+                self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+                if self.attrs.get("format_version") != FORMAT_VERSION:
+                    raise CheckpointError(f"{self.path}: features format {self.attrs.get('format_version')!r}; this "
+                                          f"version reads {FORMAT_VERSION} (rerun `dvc repro features`)")
+                self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
+                self.frame, self.features, self.logits = h5["frame"][:], h5["features"][:], h5["logits"][:]
+        except OSError as e:
+            raise CheckpointError(f"{self.path}: not a readable features file ({e})") from None
+
+    def check_checkpoint(self, checkpoint: str | Path) -> None:
+        """Refuse features computed by another checkpoint than ``checkpoint``."""
+        ours, theirs = file_sha256(checkpoint), self.attrs["checkpoint_sha256"]
+        if ours != theirs:
+            raise CheckpointError(f"{self.path}: computed by another checkpoint (sha256 {theirs[:12]}...) than "
+                                  f"{checkpoint} (sha256 {ours[:12]}...): rerun `dvc repro features`")

@@ -1,0 +1,78 @@
+"""``features``: the frozen CNN's per-task features of every Aff-Wild2 frame, once."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+
+
+def choose_checkpoint(choice: str, members: list[str], students_dir: str, teacher: str) -> str:
+    """The checkpoint ``features.checkpoint`` names: the member with the best validation
+    total recorded in its checkpoint (``best_member``), the teacher, or a path."""
+    from pipeline.errors import ParamsError
+    from pipeline.models import read_torch_file
+
+    if choice == "teacher":
+        return teacher
+    if choice != "best_member":
+        if not Path(choice).is_file():
+            raise ParamsError(f"params.yaml: features.checkpoint: {choice!r} is not a checkpoint file "
+                              "(nor best_member, nor teacher)")
+        return choice
+    totals = {}
+    for name in members:
+        path = Path(students_dir) / f"{name}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
+                                    f"(run `dvc repro train_student@{name}`)")
+        totals[str(path)] = float(read_torch_file(path, "checkpoint").get("metrics_total", float("-inf")))
+    return max(totals, key=lambda p: (totals[p], p))
+
+
+@click.command("features")
+@params_option
+@click.option("--faces", "table", default=None, type=click.Path(dir_okay=False),
+              help="Aff-Wild2's frame table (default: <extract.out>/affwild2/frames.parquet).")
+@click.option("--students", "students_dir", default="models/students", show_default=True,
+              type=click.Path(file_okay=False), help="Folder of the students' checkpoints (<name>.pt).")
+@click.option("--teacher", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),
+              help="The teacher (used when features.checkpoint is teacher).")
+@click.option("--out", default="data/features.h5", show_default=True, type=click.Path(dir_okay=False),
+              help="Features and logits per frame (HDF5).")
+@click.option("--report", default="reports/features.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Frames, videos and the checkpoint's hash.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, table, students_dir, teacher, out, report, quiet):
+    """Run the frozen CNN (eval mode, centre view) once over every Aff-Wild2 frame of the
+    training and validation videos and store its 128-d per-task features and its logits,
+    for the temporal model to train on."""
+    from tqdm import tqdm
+
+    from pipeline.device import resolve_device
+    from pipeline.features import dump
+    from pipeline.fileio import write_json
+    from pipeline.models import load_checkpoint
+    from pipeline.provenance import record
+
+    p = load(params_path)
+    f = p.features
+    table = table or str(Path(p.extract.out) / "affwild2" / "frames.parquet")
+    if not Path(table).exists():
+        raise FileNotFoundError(f"{table}: Aff-Wild2's frame table not found (run `dvc repro extract@affwild2`)")
+    checkpoint = choose_checkpoint(f.checkpoint, p.ensemble.members, students_dir, teacher)
+    device = resolve_device(f.device)
+    model, ckpt = load_checkpoint(checkpoint, device)
+    provenance = [record(__spec__.name, {"features": f.model_dump(mode="json"), "checkpoint": checkpoint},
+                         {"frames": table, "checkpoint": checkpoint})]
+    with tqdm(desc="features", unit="frame", disable=quiet) as bar:
+        summary = dump(model, table, out, checkpoint, f.batch, device, ckpt.get("train", {}).get("va_centres", "centres"),
+                       bar, provenance)
+    write_json(report, summary | {"checkpoint": checkpoint, "provenance": provenance})
+    click.echo(f"features: {summary['frames']} frames of {summary['videos']} videos from {checkpoint} -> {out}")
+
+
+if __name__ == "__main__":
+    cli()

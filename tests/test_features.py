@@ -1,0 +1,69 @@
+"""The features stage: per-task features and logits equal to the model's own forward on the
+evaluation view, byte-identical reruns, the checkpoint choice, and a file from another
+checkpoint refused."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.data import FrameIndex, eval_batches
+from pipeline.errors import CheckpointError, ParamsError
+from pipeline.features import Features, dump
+from pipeline.labels import TASKS
+from pipeline.models import MultitaskNet, save_checkpoint
+from stages.features import choose_checkpoint
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, index_dir):
+    tmp = tmp_path_factory.mktemp("features")
+    torch.manual_seed(0)
+    model = MultitaskNet("resnet18").eval()
+    save_checkpoint(tmp / "s1.pt", model, {"train": {"va_centres": "centres"}, "metrics_total": 2.0})
+    table = index_dir.parent / "faces" / "affwild2" / "frames.parquet"
+    dump(model, table, tmp / "features.h5", tmp / "s1.pt", 32, torch.device("cpu"), "centres")
+    return tmp, model, table
+
+
+def test_features_and_logits_are_the_models_own_on_the_evaluation_view(setup):
+    tmp, model, table = setup
+    cached = Features(tmp / "features.h5")
+    index = FrameIndex.read(table)
+    assert list(cached.uid) == list(index.uid) and list(cached.frame) == list(index.frame)
+    assert list(cached.split) == pd.read_parquet(table)["split"].tolist()
+    with torch.no_grad():
+        for x, positions in eval_batches(index, 50):
+            out = model(x)
+            logits = torch.cat([out[t] for t in TASKS], dim=1).numpy()
+            np.testing.assert_allclose(cached.logits[positions], logits, atol=1e-4)
+            feats = model.task_features(x)
+            for k, task in enumerate(TASKS):
+                np.testing.assert_allclose(cached.features[positions, k], feats[task].numpy(), atol=1e-4)
+
+
+def test_the_same_checkpoint_and_frames_give_the_same_bytes(setup):
+    tmp, model, table = setup
+    dump(model, table, tmp / "again.h5", tmp / "s1.pt", 16, torch.device("cpu"), "centres")
+    assert (tmp / "again.h5").read_bytes() == (tmp / "features.h5").read_bytes()  # batch size changes nothing
+
+
+def test_features_of_another_checkpoint_are_refused_naming_both(setup):
+    tmp, model, _ = setup
+    Features(tmp / "features.h5").check_checkpoint(tmp / "s1.pt")
+    torch.manual_seed(1)
+    save_checkpoint(tmp / "other.pt", MultitaskNet("resnet18"), {})
+    with pytest.raises(CheckpointError, match=r"another checkpoint \(sha256 \w+\.\.\.\) than .*other.pt"):
+        Features(tmp / "features.h5").check_checkpoint(tmp / "other.pt")
+
+
+def test_the_checkpoint_choice(tmp_path):
+    for name, total in (("s1", 2.5), ("s2", 2.9), ("s3", 2.7)):
+        save_checkpoint(tmp_path / f"{name}.pt", MultitaskNet("mobilenet_v3_small"), {"metrics_total": total})
+    assert choose_checkpoint("best_member", ["s1", "s2", "s3"], str(tmp_path), "t.pt").endswith("s2.pt")
+    assert choose_checkpoint("best_member", ["s1", "s3"], str(tmp_path), "t.pt").endswith("s3.pt")
+    assert choose_checkpoint("teacher", ["s1"], str(tmp_path), "t.pt") == "t.pt"
+    assert choose_checkpoint(str(tmp_path / "s1.pt"), [], str(tmp_path), "t.pt") == str(tmp_path / "s1.pt")
+    with pytest.raises(ParamsError, match="features.checkpoint: 'nowhere.pt' is not a checkpoint file"):
+        choose_checkpoint("nowhere.pt", [], str(tmp_path), "t.pt")
+    with pytest.raises(FileNotFoundError, match="member 's9'"):
+        choose_checkpoint("best_member", ["s9"], str(tmp_path), "t.pt")
