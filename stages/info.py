@@ -29,7 +29,8 @@ def describe(entry: dict, check_inputs: bool) -> list[str]:
     if not code["git"]:
         lines.append(f"code    {len(entry['code'])} files (git not available: cannot name the commit)")
     elif code["commit"]:
-        lines.append(f"code    commit {code['commit'][:12]} ({code['date']}) {code['subject']}")
+        subject = code["subject"] if len(code["subject"]) <= 72 else code["subject"][:71] + "..."
+        lines.append(f"code    commit {code['commit'][:12]} ({code['date']}) {subject}")
     else:
         lines.append(f"code    uncommitted changes: the tree was dirty (no commit of HEAD's history holds "
                      f"these {len(entry['code'])} files)")
