@@ -88,7 +88,7 @@ def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> 
         if not rows:
             rows.append({"face": False, "track": -1})
         for row in rows:
-            row.update(frame=frame.number, timestamp=frame.time, file=frame.file)
+            row.update(frame=frame.number, timestamp=None if np.isnan(frame.time) else frame.time, file=frame.file)
     return result
 
 

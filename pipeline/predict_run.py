@@ -24,7 +24,7 @@ class Settings:
     every: int = 1          # every N-th video frame
     all_faces: bool = False  # every face with a track id (default: the main face, one row per frame)
     batch: int = 16         # frames per detection block (the extraction's block size)
-    smooth: int = 1         # centred moving average over this many frames (1: off)
+    smooth: int = 1         # centred moving average over this many (odd) frames of a video (1: off)
     overlay: bool = False   # write <name>_overlay.mp4
     timeline: bool = True   # write <name>.png for videos
     fmt: str = "csv"        # csv | parquet
@@ -43,7 +43,7 @@ class FaceFinder:
     def reset(self) -> None:
         """A new input: no face known yet."""
         self.tracker = FaceTracker(self.detector, block_size=self.settings.batch, min_prob=self.min_prob)
-        self.ids = TrackIds()
+        self.ids = TrackIds(max_gap=15 * self.settings.every)  # 15 predicted frames
 
     def video(self, frames) -> list[list[Found]]:
         images = [f.image for f in frames]
@@ -117,7 +117,7 @@ def predict_input(inp: Input, model: Ensemble, finder: FaceFinder, out_dir: Path
     sink = TableSink(table, settings.fmt)
     overlay = OverlayWriter(out_dir / f"{inp.name}_overlay.mp4", video.fps / settings.every) \
         if video is not None and settings.overlay else None
-    smoother = CentredMean(settings.smooth, model.thresholds)
+    smoother = CentredMean(settings.smooth if video is not None else 1, model.thresholds)  # images: no time
     try:
         def emit(ready):
             for frame, rows in ready:

@@ -19,7 +19,7 @@ from stages.common import friendly_errors
               help="Every face of every frame, each with a track id (default: the main face, one row per frame).")
 @click.option("--every", type=click.IntRange(min=1), default=1, show_default=True, help="Every N-th video frame.")
 @click.option("--smooth", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Centred moving average over W frames of each face's track (1: off).")
+              help="Centred moving average over W (odd) predicted frames of each face's track, videos only (1: off).")
 @click.option("--overlay", is_flag=True, help="Also write <input name>_overlay.mp4 with boxes and predictions.")
 @click.option("--no-timeline", is_flag=True, help="Do not draw <input name>.png for videos.")
 @click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
@@ -42,6 +42,8 @@ def cli(inputs, bundle, out, fmt, all_faces, every, smooth, overlay, no_timeline
     from pipeline.predict import Ensemble
     from pipeline.predict_run import FaceFinder, Settings, predict_input
 
+    if smooth % 2 == 0:
+        raise click.UsageError(f"--smooth {smooth}: the window is centred on each frame, so it must be odd")
     found = find_inputs(inputs)
     out_dir = Path(out)
     try:

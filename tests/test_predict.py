@@ -212,9 +212,9 @@ def test_track_ids_follow_overlap_and_start_anew_after_a_long_absence():
     assert ids.assign(7, right) == [2]  # gone for longer than max_gap: a new id
 
 
-@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable"])
+@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable", "even-smooth"])
 def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
-    out, model, given = tmp_path / "out", bundle, one_face_video
+    out, model, given, extra = tmp_path / "out", bundle, one_face_video, []
     if case == "not-media":
         given = tmp_path / "notes.txt"
         given.write_text("hello")
@@ -230,11 +230,13 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
     elif case == "unwritable":
         (tmp_path / "a-file").write_text("")
         out = tmp_path / "a-file" / "out"  # (permissions do not stop root: a file in the way does)
-    result = run(given, "--model", model, "--out", out, "--quiet")
+    elif case == "even-smooth":
+        extra = ["--smooth", "4"]
+    result = run(given, "--model", model, "--out", out, "--quiet", *extra)
     expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
-                "bad-bundle": "bundle format 99", "unwritable": "cannot write there"}[case]
+                "bad-bundle": "bundle format 99", "unwritable": "cannot write there", "even-smooth": "must be odd"}[case]
     assert result.exit_code != 0 and expected in result.output
-    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert case == "even-smooth" or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/clip.csv")) and not list(tmp_path.glob("**/.*.tmp"))
 
 
