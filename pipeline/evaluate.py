@@ -1,7 +1,8 @@
 """Scoring on the validation set: every model by one code path, beside the baselines.
 
-Models: the teacher, each student, the ensemble (from its bundle), and two baselines every
-model must beat: the trivial one (no AU, the majority expression, the mean VA) and the
+Models: the teacher, each student, the ensemble (from its bundle), the ensemble smoothed
+over time (``pipeline.smoothing``: the baseline of the temporal models), and two baselines
+every model must beat: the trivial one (no AU, the majority expression, the mean VA) and the
 pixel linear probe (``pipeline.probe``). Every model's predictions become rows of one
 long table (``val_predictions.parquet``, docs/architecture.md); ``evaluation.json`` is
 computed from exactly those rows by ``scoring.evaluate_predictions``, with paired
@@ -27,12 +28,14 @@ from pipeline.metrics import tune_thresholds
 from pipeline.models import read_torch_file
 from pipeline.probe import PixelProbe
 from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
+from pipeline.smoothing import best_window, smooth
 
 log = logging.getLogger("mtaffect.evaluate")
 
 BASELINE = "baseline"  # all AUs absent, the majority training class, the mean training VA
 PROBE = "pixel_probe"
 TEACHER, ENSEMBLE, STUDENTS_MEAN = "teacher", "ensemble", "students_mean"
+ENSEMBLE_SMOOTHED = "ensemble_smoothed"  # the ensemble's outputs, moving-averaged over time
 UNCERTAINTY = ["unc_AU", "unc_EXPR", "unc_valence", "unc_arousal"]
 
 
@@ -130,13 +133,23 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
         thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else 0.5
         rows.append(prediction_rows(name, val, preds, thr))
         notes[name] = tuned if au_thresholds == "tuned" else fixed
+    windows = {}
     if models.ensemble:
         preds, bundle = ensemble_predictions(models.ensemble, known, val, device, batch, progress)
         rows.append(prediction_rows(ENSEMBLE, val, preds, bundle["au_thresholds"]))
         notes[ENSEMBLE] = bundle["au_threshold_mode"]
+        # what smoothing alone gives, for the temporal models to be compared with
+        window, totals = best_window(val, preds, bundle["au_thresholds"])
+        rows.append(prediction_rows(ENSEMBLE_SMOOTHED, val, smooth(preds, val.video, val.frame, window),
+                                    bundle["au_thresholds"]))
+        notes[ENSEMBLE_SMOOTHED] = bundle["au_threshold_mode"]
+        windows[ENSEMBLE_SMOOTHED] = {"frames": window, "chosen": "by the total on the validation set (optimistic)",
+                                      "totals": [[w, t] for w, t in totals.items()]}
     table = pd.concat(rows, ignore_index=True)
     evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed, reference=TEACHER,
                                       means={STUDENTS_MEAN: list(models.students)})
     for name, note in notes.items():
         evaluation[name]["au_thresholds"] = note
+    for name, window in windows.items():
+        evaluation[name]["smoothing_window"] = window
     return table, evaluation

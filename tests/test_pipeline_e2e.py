@@ -26,7 +26,8 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
                              "ensemble", "evaluate", "features"]), first.stdout
     assert p.dvc("status", "-q", check=False).returncode == 0
     evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
-    assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "students_mean", "provenance"}
+    assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "ensemble_smoothed",
+                               "students_mean", "provenance"}
     table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
     assert set(table["model"]) == set(evaluation) - {"students_mean", "provenance"}
     check_evaluation_against_sklearn(table, evaluation)

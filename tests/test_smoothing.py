@@ -1,0 +1,43 @@
+"""The smoothed frame model: moving averages against pandas, gaps never crossed, rows in
+any order, and the window chosen by the validation total."""
+import numpy as np
+import pandas as pd
+
+from pipeline.data import FrameIndex
+from pipeline.smoothing import best_window, centred_mean, smooth
+
+
+def test_centred_mean_is_pandas_centred_rolling_mean():
+    x = np.random.default_rng(0).random((20, 3))
+    for window in (1, 3, 5, 21, 41):
+        expected = pd.DataFrame(x).rolling(window, center=True, min_periods=1).mean().to_numpy()
+        np.testing.assert_allclose(centred_mean(x, window), expected, rtol=1e-12)
+
+
+def test_smoothing_stays_within_runs_and_follows_rows_in_any_order():
+    videos = np.array(["a"] * 5 + ["b"] * 3)
+    frames = np.array([0, 1, 2, 6, 7, 0, 1, 2])  # video a loses its face on frames 3-5
+    values = np.arange(8, dtype=np.float64)[:, None]
+    preds = {"AU": np.repeat(values, 8, 1), "EXPR": np.repeat(values, 7, 1), "VA": np.repeat(values, 2, 1)}
+    out = smooth(preds, videos, frames, 3)
+    np.testing.assert_allclose(out["VA"][:, 0], [0.5, 1, 1.5, 3.5, 3.5, 5.5, 6, 6.5])
+    shuffle = np.random.default_rng(1).permutation(8)
+    shuffled = smooth({k: v[shuffle] for k, v in preds.items()}, videos[shuffle], frames[shuffle], 3)
+    np.testing.assert_allclose(shuffled["AU"], out["AU"][shuffle])
+
+
+def test_the_window_is_the_one_with_the_best_validation_total():
+    rng = np.random.default_rng(0)
+    n, videos = 400, np.repeat(["v1", "v2", "v3", "v4"], 100)
+    frames = np.tile(np.arange(100), 4)
+    truth = np.clip(np.sin(frames / 15 + np.repeat(np.arange(4), 100))[:, None] * [1, 0.8], -1, 1)
+    expr = (truth[:, 0] > 0).astype(np.int8)
+    au = (truth[:, [0] * 8] > 0.2).astype(np.int8)
+    index = FrameIndex(uid=np.arange(n).astype(str), video=videos, frame=frames, shard=np.array([""] * n),
+                       row=np.zeros(n, int), au=au, expr=expr, va=truth.astype(np.float32), weight=np.ones(n))
+    noisy = truth + rng.normal(0, 0.5, truth.shape)  # noise: averaging neighbours helps
+    p_expr = np.zeros((n, 7))
+    p_expr[:, 0], p_expr[:, 1] = 1 - (noisy[:, 0] > 0), noisy[:, 0] > 0
+    preds = {"AU": 1 / (1 + np.exp(-3 * noisy[:, [0] * 8])), "EXPR": p_expr, "VA": np.clip(noisy, -1, 1)}
+    window, totals = best_window(index, preds)
+    assert window > 1 and totals[window] == max(totals.values()) and totals[window] > totals[1] + 0.1
