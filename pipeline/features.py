@@ -28,6 +28,7 @@ from pipeline.data import FrameIndex, eval_batches
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256
 from pipeline.labels import TASKS
+from pipeline.store import read_stage_h5
 
 FORMAT_VERSION = 1
 FEATURE_DIM = 128
@@ -79,18 +80,9 @@ class Features:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: features not found (run `dvc repro features`)")
-        try:
-            with h5py.File(self.path, "r") as h5:
-                self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
-                if self.attrs.get("format_version") != FORMAT_VERSION:
-                    raise CheckpointError(f"{self.path}: features format {self.attrs.get('format_version')!r}; this "
-                                          f"version reads {FORMAT_VERSION} (rerun `dvc repro features`)")
-                self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
-                self.frame, self.features, self.logits = h5["frame"][:], h5["features"][:], h5["logits"][:]
-        except OSError as e:
-            raise CheckpointError(f"{self.path}: not a readable features file ({e})") from None
+        with read_stage_h5(self.path, "features file", FORMAT_VERSION, "features") as (h5, self.attrs):
+            self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
+            self.frame, self.features, self.logits = h5["frame"][:], h5["features"][:], h5["logits"][:]
 
     def check_checkpoint(self, checkpoint: str | Path) -> None:
         """Refuse features computed by another checkpoint than ``checkpoint``."""

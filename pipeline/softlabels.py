@@ -31,7 +31,7 @@ from pipeline.data import FrameIndex, crop_views, resize, to_tensor
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256, temp_path
 from pipeline.labels import N_LOGITS, TASKS
-from pipeline.store import FaceReader
+from pipeline.store import FaceReader, read_stage_h5
 from pipeline.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
@@ -165,19 +165,10 @@ class SoftLabels:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: soft-label cache not found (run `dvc repro soft_labels`)")
-        try:
-            with h5py.File(self.path, "r") as h5:
-                self.attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
-                if self.attrs.get("format_version") != FORMAT_VERSION:
-                    raise CheckpointError(f"{self.path}: soft-label format {self.attrs.get('format_version')!r}, "
-                                          f"this code reads {FORMAT_VERSION} (rerun `dvc repro soft_labels`)")
-                self.uid = np.asarray(h5["uid"].asstr()[:], dtype=str)
-                self._layout = {name: (h5[name].id.get_offset(), h5[name].shape, h5[name].dtype)
-                                for name in ("logits", "offsets", "flips")}
-        except OSError as e:
-            raise CheckpointError(f"{self.path}: not a readable soft-label cache ({e})") from None
+        with read_stage_h5(self.path, "soft-label cache", FORMAT_VERSION, "soft_labels") as (h5, self.attrs):
+            self.uid = np.asarray(h5["uid"].asstr()[:], dtype=str)
+            self._layout = {name: (h5[name].id.get_offset(), h5[name].shape, h5[name].dtype)
+                            for name in ("logits", "offsets", "flips")}
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
         self.index_sha256 = json.loads(self.attrs["index_sha256"])
         self._maps: dict = {}

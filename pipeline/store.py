@@ -8,8 +8,8 @@ and fixed attributes, Parquet with a fixed schema, compression and row-group siz
 from __future__ import annotations
 
 import json
-
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, temp_path
 from pipeline.labels import AU_NAMES
 
@@ -261,3 +262,21 @@ class FaceReader:
     def __getstate__(self):
         # Pickled into worker processes without open handles; each reopens lazily.
         return {"_files": {}, "_datasets": {}}
+
+
+@contextmanager
+def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
+    """Open an HDF5 file a stage writes (the soft-label cache, the features) as ``(h5,
+    attrs)``: missing, unreadable or of another format version is one clear error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: {what} not found (run `dvc repro {stage}`)")
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+            if attrs.get("format_version") != version:
+                raise CheckpointError(f"{path}: {what} format {attrs.get('format_version')!r}, this code reads "
+                                      f"{version} (rerun `dvc repro {stage}`)")
+            yield h5, attrs
+    except OSError as e:
+        raise CheckpointError(f"{path}: not a readable {what} ({e})") from None
