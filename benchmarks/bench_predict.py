@@ -73,7 +73,7 @@ def main() -> dict:
         found = [f for block in batched(frames, settings.batch) for f in finder.video(block)]
         timing["detection"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        aligned = np.stack([align_face(fr.image, f[0].landmarks, model.size, model.scale)
+        aligned = np.stack([align_face(fr.image, f[0].face.landmarks, model.size, model.scale)
                             for fr, f in zip(frames, found) if f])
         timing["alignment"] = time.perf_counter() - t0
         t0 = time.perf_counter()

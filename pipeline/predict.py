@@ -22,6 +22,7 @@ import torch
 from pipeline.align import align_face
 from pipeline.data import centre_view, to_tensor
 from pipeline.ensemble import combine, load_bundle
+from pipeline.faces import Detection
 from pipeline.inference import outputs
 from pipeline.labels import AU_NAMES, EXPR_NAMES, va_centres
 from pipeline.media import Frame
@@ -60,12 +61,10 @@ class Ensemble:
 
 @dataclass
 class Found:
-    """One face of a frame: its track id, box [4], detection score and five points."""
+    """One face of a frame (box, MTCNN probability, five points) and its track id."""
 
     track: int
-    box: np.ndarray
-    score: float
-    landmarks: np.ndarray
+    face: Detection
 
 
 def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
@@ -73,11 +72,11 @@ def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> 
     flat = [(i, f) for i, found in enumerate(faces) for f in found]
     preds = None
     if flat:
-        aligned = np.stack([align_face(frames[i].image, f.landmarks, model.size, model.scale) for i, f in flat])
+        aligned = np.stack([align_face(frames[i].image, f.face.landmarks, model.size, model.scale) for i, f in flat])
         preds = model(aligned)
     result = [[] for _ in frames]
     for k, (i, f) in enumerate(flat):
-        row = {"track": f.track, "det_score": f.score, **dict(zip(BOX, map(float, f.box)))}
+        row = {"track": f.track, "det_score": f.face.prob, **dict(zip(BOX, map(float, f.face.box)))}
         row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
         row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
         row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),

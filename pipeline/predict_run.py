@@ -48,13 +48,13 @@ class FaceFinder:
     def video(self, frames) -> list[list[Found]]:
         images = [f.image for f in frames]
         if not self.settings.all_faces:
-            return [[Found(0, d.box, d.prob, d.landmarks)] if d is not None and d.prob >= self.min_prob else []
+            return [[Found(0, d)] if d is not None and d.prob >= self.min_prob else []
                     for d in self.tracker.track(images)]
         found = []
         for frame, faces in zip(frames, self.detector.detect(images)):
             keep = np.flatnonzero(faces.probs >= self.min_prob)
             ids = self.ids.assign(frame.number, faces.boxes[keep])
-            found.append([Found(t, faces.boxes[k], float(faces.probs[k]), faces.landmarks[k]) for t, k in zip(ids, keep)])
+            found.append([Found(t, faces.detection(k)) for t, k in zip(ids, keep)])
         return found
 
     def images(self, frames) -> list[list[Found]]:
@@ -62,8 +62,7 @@ class FaceFinder:
         found = []
         for faces in self.detector.detect([f.image for f in frames]):
             keep = sorted(np.flatnonzero(faces.probs >= self.min_prob), key=lambda k: faces.boxes[k][0])
-            found.append([Found(j, faces.boxes[k], float(faces.probs[k]), faces.landmarks[k])
-                          for j, k in enumerate(keep)])
+            found.append([Found(j, faces.detection(k)) for j, k in enumerate(keep)])
         return found
 
 
