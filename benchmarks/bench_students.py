@@ -72,10 +72,10 @@ def bench_student(index_dir: Path, cache: SoftLabels, backbone: str, batch: int,
     teacher = MultitaskNet(backbone).eval()
     params = StudentParams(backbone=backbone, batch_per_task=batch, steps_per_epoch=steps + 2, device="cpu")
     run = setup(params, index_dir, "bench", soft_labels=cache)
-    data = StepDataset(run.indexes, run.sampler, 0, 0, params.seed, True, run.targets)
+    data = StepDataset(run.data.indexes, run.sampler, 0, 0, params.seed, True, run.data.targets)
     cached = time_steps(run, data, steps)
     run = setup(params, index_dir, "bench", soft_labels=cache)  # fresh optimiser and weights
-    plain = StepDataset(run.indexes, run.sampler, 0, 0, params.seed, True)  # no cache: the teacher gives the targets
+    plain = StepDataset(run.data.indexes, run.sampler, 0, 0, params.seed, True)  # no cache: the teacher gives the targets
     online = time_steps(run, plain, steps, teacher)
     forward = teacher_forward_seconds(teacher, plain, steps)
     bare = online - forward  # the student's own step

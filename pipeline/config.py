@@ -139,11 +139,9 @@ class BuildParams(Section):
     missing_class: Literal["error", "warn"] = "error"
 
 
-class TrainParams(Section):
-    """One training loop for teacher and students."""
+class LoopParams(Section):
+    """The training loop's knobs, shared by the CNN and the temporal (GRU) models."""
 
-    backbone: str = "resnet50"  #: any torchvision classification model by name
-    pretrained: Optional[str] = None  #: path to a local state dict; never downloaded
     epochs: Count = 8
     steps_per_epoch: Optional[Count] = None  #: None: the smallest task's balanced size / batch
     batch_per_task: Count = 20
@@ -157,10 +155,6 @@ class TrainParams(Section):
     task_weights: dict[Literal[TASK_NAMES], NonNegative] = {"AU": 1.0, "EXPR": 1.0, "VA": 1.0}
     va_centres: Literal["centres", "reference"] = "centres"
     ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
-    separate_task_passes: bool = True  #: three forward passes (BN sees each task alone)
-    bn_momentum: Optional[Fraction] = None  #: every BatchNorm's momentum (None: the backbone's own)
-    channels_last: bool = True  #: channels-last tensors: the fast convolutions on CPUs and recent GPUs
-    augment: bool = True
     workers: Index = 0  #: DataLoader workers
     seed: Index = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
@@ -169,16 +163,53 @@ class TrainParams(Section):
     save_every: Count = 50  #: steps between resume files (an interrupted run loses at most this)
 
     _check_device = field_validator("device")(_device)
-    _check_backbone = field_validator("backbone")(_backbone)
 
 
-class StudentParams(TrainParams):
-    """A student (Eq. 14): the training loop's knobs plus the distillation's."""
+class DistillParams(Section):
+    """What a student adds to the loop (Eq. 14)."""
 
-    epochs: Count = 3  #: the paper trains each student for 3 epochs
     lam: Fraction = 0.6  #: weight of the ground truth on the labelled task (1 - lam on the teacher)
     temperature: Positive = 1.5  #: softmax temperature of the EXPR and VA distillation
     distill_unlabelled: bool = True  #: learn the unlabelled tasks from the teacher (False: a control)
+
+
+class TrainParams(LoopParams):
+    """One training loop for the CNN teacher and students."""
+
+    backbone: str = "resnet50"  #: any torchvision classification model by name
+    pretrained: Optional[str] = None  #: path to a local state dict; never downloaded
+    separate_task_passes: bool = True  #: three forward passes (BN sees each task alone)
+    bn_momentum: Optional[Fraction] = None  #: every BatchNorm's momentum (None: the backbone's own)
+    channels_last: bool = True  #: channels-last tensors: the fast convolutions on CPUs and recent GPUs
+    augment: bool = True
+
+    _check_backbone = field_validator("backbone")(_backbone)
+
+
+class StudentParams(DistillParams, TrainParams):
+    """A CNN student (Eq. 14): the training loop's knobs plus the distillation's."""
+
+    epochs: Count = 3  #: the paper trains each student for 3 epochs
+
+
+class TemporalParams(Section):
+    """What every temporal stage shares (``rnn_*``)."""
+
+    #: one set of temporal models per length (frames per window); the paper compares 8, 16, 32
+    sequence_lengths: Annotated[list[Count], Field(min_length=1)] = [8, 16, 32]
+
+
+class RnnParams(LoopParams):
+    """The temporal teacher (``rnn_teacher``): one bidirectional GRU per task on the cached
+    features. ``batch_per_task`` counts windows."""
+
+    hidden: Count = 64  #: GRU hidden size per direction
+
+
+class RnnStudentParams(DistillParams, RnnParams):
+    """A temporal student (``rnn_student@<name>``)."""
+
+    epochs: Count = 3
 
 
 class SoftLabelsParams(Section):
@@ -215,6 +246,12 @@ class FeaturesParams(Section):
     _check_device = field_validator("device")(_device)
 
 
+class RnnEnsembleParams(EnsembleParams):
+    """The temporal students' ensemble, one per sequence length (``rnn_ensemble``)."""
+
+    members: Annotated[list[str], Field(min_length=1)] = ["r1", "r2", "r3"]  #: names under `rnn_students`
+
+
 class EvaluateParams(Section):
     """Scoring on the validation set."""
 
@@ -237,8 +274,14 @@ SECTIONS: dict[str, type[Section]] = {
     "ensemble": EnsembleParams,
     "evaluate": EvaluateParams,
     "features": FeaturesParams,
+    "temporal": TemporalParams,
+    "rnn_teacher": RnnParams,
+    "rnn_student": RnnStudentParams,
+    "rnn_ensemble": RnnEnsembleParams,
 }
-TOP_LEVEL = ("profile", "profiles", "sources", "students", *SECTIONS)
+#: Sections of named models, each entry overriding a base section: name -> (base, class).
+FAMILIES = {"students": ("student", StudentParams), "rnn_students": ("rnn_student", RnnStudentParams)}
+TOP_LEVEL = ("profile", "profiles", "sources", *FAMILIES, *SECTIONS)
 
 
 @dataclass
@@ -255,6 +298,11 @@ class Params:
     ensemble: EnsembleParams
     evaluate: EvaluateParams
     features: FeaturesParams
+    temporal: TemporalParams
+    rnn_teacher: RnnParams
+    rnn_student: RnnStudentParams
+    rnn_students: dict[str, RnnStudentParams]
+    rnn_ensemble: RnnEnsembleParams
 
 
 # --- loading and validation ---------------------------------------------------------
@@ -317,17 +365,20 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
             section = _section(cls, {**base, **o}, where, name, f"profiles.{pname}.{name}")
             if pname == profile:
                 sections[name] = section
-    students = {}
-    for sname, override in _mapping(raw["students"], where, "students").items():
-        override = _mapping(override, where, f"students.{sname}")
-        reject_unknown(override, StudentParams.model_fields, where, prefix=f"students.{sname}.")
-        students[str(sname)] = validate(StudentParams, {**sections["student"].model_dump(), **override}, where,
-                                        f"students.{sname}")
-    for member in sections["ensemble"].members:
-        if member not in students:
-            raise ParamsError(f"{where}: ensemble.members: {member!r} is not a student (students: "
-                              f"{', '.join(students) or 'none'}); add it under `students`")
-    params = Params(profile=profile, sources=sources, students=students, **sections)
+    families = {}
+    for family, (base, cls) in FAMILIES.items():
+        families[family] = {}
+        for sname, override in _mapping(raw[family], where, family).items():
+            override = _mapping(override, where, f"{family}.{sname}")
+            reject_unknown(override, cls.model_fields, where, prefix=f"{family}.{sname}.")
+            families[family][str(sname)] = validate(cls, {**sections[base].model_dump(), **override}, where,
+                                                    f"{family}.{sname}")
+    for ensemble, family in (("ensemble", "students"), ("rnn_ensemble", "rnn_students")):
+        for member in sections[ensemble].members:
+            if member not in families[family]:
+                raise ParamsError(f"{where}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
+                                  f"({family}: {', '.join(families[family]) or 'none'}); add it under `{family}`")
+    params = Params(profile=profile, sources=sources, **families, **sections)
     _check_devices(params, where)
     return params
 
@@ -335,8 +386,8 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
 def _check_devices(p: Params, where: str) -> None:
     """A CUDA device asked for by the active profile must exist (inactive ones may name a
     GPU machine's)."""
-    named = {"teacher": p.teacher, "soft_labels": p.soft_labels, "ensemble": p.ensemble, "evaluate": p.evaluate,
-             **{f"students.{n}": s for n, s in p.students.items()}}
+    named = {name: getattr(p, name) for name in SECTIONS if hasattr(getattr(p, name), "device")}
+    named.update({f"{family}.{n}": s for family in FAMILIES for n, s in getattr(p, family).items()})
     wanted = {k: s.device for k, s in named.items() if s.device.startswith("cuda")}
     if wanted:
         import torch

@@ -69,8 +69,11 @@ class FrameIndex:
         """The rows of the first ``n`` videos in sorted order (all rows for None)."""
         if n is None:
             return self
-        keep = np.isin(self.video, sorted(set(self.video))[:n])
-        return FrameIndex(**{f: getattr(self, f)[keep] for f in self.__dataclass_fields__})
+        return self.subset(np.isin(self.video, sorted(set(self.video))[:n]))
+
+    def subset(self, positions: np.ndarray) -> "FrameIndex":
+        """The rows at ``positions`` (or where a boolean mask is true)."""
+        return FrameIndex(**{f: getattr(self, f)[positions] for f in self.__dataclass_fields__})
 
     def labels(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         return {"AU": torch.from_numpy(self.au[positions].astype(np.int64)),

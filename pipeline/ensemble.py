@@ -8,9 +8,11 @@ raw logits instead). The spread across members is the per-frame uncertainty.
 The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loaded with
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
 size), ``alignment`` (template points, crop size and MTCNN settings of the extraction), the
-members (name, backbone, VA bin values, state dict, SHA-256 of the checkpoint file),
+members (name, backbone, model config, VA bin values, state dict, SHA-256 of the checkpoint file),
 ``au_thresholds`` with how they were chosen, and ``provenance`` (``pipeline.provenance``:
-the ensemble stage's record; each member keeps its checkpoint's records).
+the ensemble stage's record; each member keeps its checkpoint's records). The temporal
+ensemble's bundle (``rnn_ensemble``) is the same dict of another ``kind``, with GRU
+members, the sequence length and the features' checkpoint hash instead of an alignment.
 """
 from __future__ import annotations
 
@@ -23,9 +25,13 @@ import torch
 from pipeline.errors import CheckpointError
 from pipeline.fileio import file_sha256, write_torch
 from pipeline.models import SCHEMA, MultitaskNet, load_checkpoint, read_torch_file
+from pipeline.temporal import TemporalNet, load_temporal
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
+#: The temporal students' bundle (``rnn_ensemble``): GRU members, run on cached features.
+RNN_BUNDLE_KIND = "mtaffect-rnn-ensemble"
+_LOADERS = {BUNDLE_KIND: load_checkpoint, RNN_BUNDLE_KIND: load_temporal}
 
 
 def combine(member_predictions: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -45,25 +51,29 @@ def combine(member_predictions: list[dict[str, np.ndarray]]) -> dict[str, np.nda
 
 
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
-                alignment: dict, provenance: list | None = None) -> dict:
-    """Write the bundle of ``members`` (name -> checkpoint path); returns its summary."""
+                alignment: dict | None, provenance: list | None = None, kind: str = BUNDLE_KIND,
+                extra: dict | None = None) -> dict:
+    """Write the bundle of ``members`` (name -> checkpoint path) of ``kind`` (CNN or
+    temporal members), with ``extra`` entries; returns its summary."""
     entries = []
     for name, checkpoint in members.items():
-        model, ckpt = load_checkpoint(checkpoint)
-        entries.append({"name": name, "backbone": model.backbone_name, "state_dict": model.state_dict(),
+        model, ckpt = _LOADERS[kind](checkpoint)
+        entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
+                        "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
                         "sha256": file_sha256(checkpoint), "provenance": ckpt.get("provenance", [])})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
-    bundle = {"format_version": BUNDLE_FORMAT, "kind": BUNDLE_KIND, "schema": SCHEMA, "alignment": alignment,
+    bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": SCHEMA, "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
-              "provenance": provenance or []}
+              "provenance": provenance or [], **(extra or {})}
     write_torch(path, bundle)
     return {"members": {e["name"]: e["sha256"] for e in entries}, "au_thresholds": thresholds,
             "au_threshold_mode": threshold_mode}
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[list[tuple[str, MultitaskNet, str]], dict]:
-    """The members ``(name, model, va_centres)`` of a bundle, and the bundle's other entries.
+def load_bundle(path: str | Path, device: str | torch.device = "cpu",
+                kind: str = BUNDLE_KIND) -> tuple[list[tuple[str, torch.nn.Module, str]], dict]:
+    """The members ``(name, model, va_centres)`` of a bundle of ``kind``, and the bundle's other entries.
 
     A file that is not an mtaffect bundle, or one of another format version or label
     schema, is refused with a message saying what differs.
@@ -71,8 +81,10 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[l
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: model bundle not found (run `dvc repro ensemble`)")
     bundle = read_torch_file(path, "model bundle", device)
-    if not isinstance(bundle, dict) or bundle.get("kind") != BUNDLE_KIND:
-        raise CheckpointError(f"{path}: not an mtaffect ensemble bundle")
+    if not isinstance(bundle, dict) or bundle.get("kind") != kind:
+        what = {BUNDLE_KIND: "an mtaffect ensemble bundle", RNN_BUNDLE_KIND: "an mtaffect temporal ensemble bundle"}
+        raise CheckpointError(f"{path}: not {what[kind]}" + (f" (it is {what[bundle['kind']]})" if isinstance(
+            bundle, dict) and bundle.get("kind") in what else ""))
     if bundle.get("format_version") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path}: bundle format {bundle.get('format_version')!r}; this version of mtaffect "
                               f"reads format {BUNDLE_FORMAT} (rebuild it with `dvc repro ensemble`)")
@@ -80,8 +92,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[l
         raise CheckpointError(f"{path}: made for another label schema: {bundle.get('schema')} != {SCHEMA}")
     members = []
     for entry in bundle["members"]:
-        model = MultitaskNet(entry["backbone"])
+        if kind == RNN_BUNDLE_KIND:
+            model = TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
+        else:
+            model = MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
         model.load_state_dict(entry["state_dict"])
-        members.append((entry["name"], model.to(device, memory_format=torch.channels_last).eval(), entry["va_centres"]))
+        members.append((entry["name"], model.to(device).eval(), entry["va_centres"]))
     return members, {k: v for k, v in bundle.items() if k != "members"} | {
         "member_sha256": {e["name"]: e["sha256"] for e in bundle["members"]}}

@@ -1,12 +1,14 @@
 """Scoring on the validation set: every model by one code path, beside the baselines.
 
 Models: the teacher, each student, the ensemble (from its bundle), the ensemble smoothed
-over time (``pipeline.smoothing``: the baseline of the temporal models), and two baselines
+over time (``pipeline.smoothing``: the baseline of the temporal models), the temporal
+teacher and ensemble of every sequence length (on the cached features), and two baselines
 every model must beat: the trivial one (no AU, the majority expression, the mean VA) and the
 pixel linear probe (``pipeline.probe``). Every model's predictions become rows of one
 long table (``val_predictions.parquet``, docs/architecture.md); ``evaluation.json`` is
 computed from exactly those rows by ``scoring.evaluate_predictions``, with paired
-intervals against the teacher and the mean of the students as an entry of its own.
+intervals against the teacher (each temporal ensemble also against the CNN ensemble and
+its smoothed outputs) and the mean of the students as an entry of its own.
 """
 from __future__ import annotations
 
@@ -21,14 +23,18 @@ from tqdm import tqdm
 from pipeline.data import FrameIndex
 from pipeline.ensemble import combine, load_bundle
 from pipeline.errors import CheckpointError
+from pipeline.features import Features
 from pipeline.fileio import file_sha256
 from pipeline.inference import load_models, predict_many
 from pipeline.labels import AU_NAMES, EXPR_NAMES
 from pipeline.metrics import tune_thresholds
 from pipeline.models import read_torch_file
 from pipeline.probe import PixelProbe
+from pipeline.sequences import Split, bundle_predictions
+from pipeline.sequences import predict as predict_sequences
 from pipeline.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
 from pipeline.smoothing import best_window, smooth
+from pipeline.temporal import load_temporal
 
 log = logging.getLogger("mtaffect.evaluate")
 
@@ -46,6 +52,9 @@ class Models:
     teacher: str | None = None
     students: dict[str, str] = field(default_factory=dict)
     ensemble: str | None = None
+    features: str | None = None  # the temporal models' input
+    rnn_teachers: dict[int, str] = field(default_factory=dict)  # sequence length -> checkpoint
+    rnn_ensembles: dict[int, str] = field(default_factory=dict)  # sequence length -> bundle
 
 
 def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray], thresholds) -> pd.DataFrame:
@@ -117,6 +126,29 @@ def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None
                                   f"rerun `dvc repro train_student@{name}`")
 
 
+def temporal_predictions(models: Models, val: FrameIndex, device, batch: int) -> dict[str, tuple]:
+    """``{name: (predictions in val order, AU thresholds, note)}`` of each temporal teacher
+    (``rnn_teacher_T<length>``) and ensemble (``rnn_ensemble_T<length>``)."""
+    features = Features(models.features)
+    where = pd.Index(features.uid).get_indexer(val.uid.astype(str))
+    if (where < 0).any():
+        raise CheckpointError(f"{models.features}: no features for validation frame {val.uid[where < 0][0]} "
+                              f"({int((where < 0).sum())} missing): rerun `dvc repro features`")
+    order = np.argsort(where, kind="stable")
+    rows, back = where[order], np.argsort(order)  # the features' order (videos in runs), and back to val's
+    out = {}
+    for length, path in models.rnn_teachers.items():
+        model, ckpt = load_temporal(path, device)
+        preds = predict_sequences(model, features, Split.of(features, rows, length, training=False), device, batch,
+                                  ckpt["train"]["va_centres"])
+        out[f"rnn_teacher_T{length}"] = ({k: v[back] for k, v in preds.items()}, 0.5, "fixed 0.5")
+    for length, path in models.rnn_ensembles.items():
+        preds, bundle = bundle_predictions(path, features, rows, device, batch)
+        out[f"rnn_ensemble_T{length}"] = ({k: v[back] for k, v in preds.items()}, bundle["au_thresholds"],
+                                          bundle["au_threshold_mode"])
+    return out
+
+
 def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, device: torch.device,
              batch: int = 128, au_thresholds: str = "fixed", n_boot: int = 200, seed: int = 0,
              progress: bool = True) -> tuple[pd.DataFrame, dict]:
@@ -145,9 +177,17 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
         notes[ENSEMBLE_SMOOTHED] = bundle["au_threshold_mode"]
         windows[ENSEMBLE_SMOOTHED] = {"frames": window, "chosen": "by the total on the validation set (optimistic)",
                                       "totals": [[w, t] for w, t in totals.items()]}
+    pairs = []
+    if models.features:
+        temporal = temporal_predictions(models, val, device, batch)
+        for name, (preds, thresholds, note) in temporal.items():
+            rows.append(prediction_rows(name, val, preds, thresholds))
+            notes[name] = note
+            if name.startswith("rnn_ensemble"):
+                pairs += [(name, ENSEMBLE), (name, ENSEMBLE_SMOOTHED)]
     table = pd.concat(rows, ignore_index=True)
     evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed, reference=TEACHER,
-                                      means={STUDENTS_MEAN: list(models.students)})
+                                      means={STUDENTS_MEAN: list(models.students)}, pairs=pairs)
     for name, note in notes.items():
         evaluation[name]["au_thresholds"] = note
     for name, window in windows.items():

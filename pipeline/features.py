@@ -28,7 +28,7 @@ from pipeline.data import FrameIndex, eval_batches
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256
 from pipeline.labels import TASKS
-from pipeline.store import read_stage_h5
+from pipeline.store import MappedDatasets, read_stage_h5
 
 FORMAT_VERSION = 1
 FEATURE_DIM = 128
@@ -76,13 +76,23 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
 
 
 class Features:
-    """A features file in memory (float32 [M, 3, 128] is about 1.5 kB a frame)."""
+    """A features file: the frames' names in memory, ``features`` and ``logits`` memory-mapped
+    (float32 [M, 3, 128] is 1.5 kB a frame: read as windows need them)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         with read_stage_h5(self.path, "features file", FORMAT_VERSION, "features") as (h5, self.attrs):
             self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
-            self.frame, self.features, self.logits = h5["frame"][:], h5["features"][:], h5["logits"][:]
+            self.frame = h5["frame"][:]
+            self._mapped = MappedDatasets(self.path, h5, ("features", "logits"))
+
+    @property
+    def features(self) -> np.ndarray:
+        return self._mapped["features"]
+
+    @property
+    def logits(self) -> np.ndarray:
+        return self._mapped["logits"]
 
     def check_checkpoint(self, checkpoint: str | Path) -> None:
         """Refuse features computed by another checkpoint than ``checkpoint``."""

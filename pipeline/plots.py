@@ -190,3 +190,39 @@ def comparison_plot(evaluation: dict, folder: str | Path) -> list[Path]:
     files.append(folder / "comparison.png")
     save_png(fig, files[-1])
     return files
+
+
+def sequence_length_plot(evaluation: dict, folder: str | Path) -> list[Path]:
+    """The temporal teacher and ensemble against the sequence length, beside the CNN
+    ensemble and its smoothed outputs (the paper's Figure 6, with 95% intervals)."""
+    lengths = sorted(int(m.rsplit("_T", 1)[1]) for m in evaluation if m.startswith("rnn_ensemble_T"))
+    if not lengths:
+        return []
+    folder = Path(folder)
+    rows = [[m, length, key, round(float(v), 6)] for length in lengths for m in (f"rnn_teacher_T{length}",
+            f"rnn_ensemble_T{length}") if m in evaluation for key, _ in FIGURE
+            if (v := _figure(evaluation[m], key)) is not None]
+    files = [folder / "sequence_length.csv"]
+    write_csv(files[0], ["model", "sequence_length", "metric", "value"], rows)
+    fig, axes = plt.subplots(1, len(FIGURE), figsize=(3.6 * len(FIGURE), 3.8))
+    for a, (key, title) in zip(axes, FIGURE):
+        for kind, colour in (("rnn_teacher", "C0"), ("rnn_ensemble", "C1")):
+            names = [f"{kind}_T{length}" for length in lengths if f"{kind}_T{length}" in evaluation]
+            values = [_figure(evaluation[m], key) for m in names]
+            cis = [evaluation[m]["ci"]["intervals"].get(key) or (v, v) for m, v in zip(names, values)]
+            err = [[max(v - lo, 0) for v, (lo, _) in zip(values, cis)], [max(hi - v, 0) for v, (_, hi) in zip(values, cis)]]
+            a.errorbar(lengths[:len(values)], values, yerr=err, fmt="o-", color=colour, capsize=3,
+                       label=kind.replace("_", " "))
+        for m, style in (("ensemble", "--"), ("ensemble_smoothed", ":")):
+            if m in evaluation and (v := _figure(evaluation[m], key)) is not None:
+                a.axhline(v, color="grey", ls=style, label=f"CNN {m.replace('_', ' ')}")
+        a.set_xscale("log", base=2)
+        a.set_xticks(lengths, [str(length) for length in lengths])
+        a.set_xlabel("sequence length (frames)")
+        a.set_title(title)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Temporal models by sequence length (validation, 95% bootstrap intervals over videos)")
+    fig.tight_layout()
+    files.append(folder / "sequence_length.png")
+    save_png(fig, files[-1])
+    return files

@@ -108,7 +108,8 @@ def _difference(a: dict, b: dict) -> dict:
 
 
 def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
-                         reference: str | None = "teacher", means: dict[str, list[str]] | None = None) -> dict:
+                         reference: str | None = "teacher", means: dict[str, list[str]] | None = None,
+                         pairs: list[tuple[str, str]] | None = None) -> dict:
     """``{model: {"AU", "EXPR", "VA", "ci"[, "vs_<reference>"]}}`` from the long table.
 
     Uses exactly the table's rows (docs/architecture.md, ``reports/val_predictions.parquet``)
@@ -118,9 +119,10 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     "ci" holds percentile bootstrap intervals over videos for every scalar figure and the
     ABAW total. Every model is resampled with the same draws of videos (videos numbered
     in sorted order), so "vs_<reference>" gives **paired** intervals of each figure's
-    difference to the reference model: what tells a small gain from noise. ``means`` adds
-    entries such as ``{"students_mean": [names]}``: the figure-by-figure mean of those
-    models, its spread (standard deviation across them) and its paired interval.
+    difference to the reference model: what tells a small gain from noise. ``pairs`` adds
+    such comparisons, ``(model, other)`` giving ``result[model]["vs_<other>"]``. ``means``
+    adds entries such as ``{"students_mean": [names]}``: the figure-by-figure mean of
+    those models, its spread (standard deviation across them) and its paired interval.
     """
     required = ["model", "video", *AU_NAMES, "expr", *VA_NAMES, *P_AU, *THR_AU, *P_EXPR, *PRED_VA]
     missing = [c for c in required if c not in df.columns]
@@ -132,6 +134,8 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     models = list(pd.unique(df["model"]))
     reference = reference if reference in models else None
     means = {name: members for name, members in (means or {}).items() if members and set(members) <= set(models)}
+    compared = [(m, reference) for m in [*models, *means] if reference is not None and m != reference]
+    compared += [(m, other) for m, other in pairs or [] if m in models and other in models]
     stats, result = {}, {}
     for model, rows in df.groupby("model", sort=False):
         stats[model] = _per_video(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos))
@@ -146,16 +150,10 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
 
     def replicate(sums):
         per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in ("AU", "EXPR", "VA")}) for m in models}
-        out = {}
-        for m in models:
-            out.update({f"{m}|{k}": v for k, v in per_model[m].items()})
-        for name, members in means.items():
-            out.update({f"{name}|{k}": v for k, v in _mean([per_model[x] for x in members]).items()})
-        if reference is not None:
-            for m in [*models, *means]:
-                if m != reference:
-                    own = per_model[m] if m in per_model else _mean([per_model[x] for x in means[m]])
-                    out.update({f"{m}|vs|{k}": v for k, v in _difference(own, per_model[reference]).items()})
+        per_model.update({name: _mean([per_model[x] for x in members]) for name, members in means.items()})
+        out = {f"{m}|{k}": v for m, scores in per_model.items() for k, v in scores.items()}
+        for m, other in compared:
+            out.update({f"{m}|vs:{other}|{k}": v for k, v in _difference(per_model[m], per_model[other]).items()})
         return out
 
     arrays = {f"{m}/{k}": v for m, s in stats.items() for k, v in s.items()}
@@ -164,10 +162,11 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
               "n_boot": n_boot, "seed": seed, "level": 1 - alpha, "n_videos": len(videos)}
     for m in [*models, *means]:
         result[m]["ci"] = {**method, "intervals": {k.split("|", 1)[1]: v for k, v in intervals.items()
-                                                   if k.startswith(f"{m}|") and "|vs|" not in k}}
-        if reference is not None and m != reference:
-            own = flat[m] if m in flat else result[m]["mean"]
-            result[m][f"vs_{reference}"] = {
-                "difference": _difference(own, flat[reference]),
-                "intervals": {k.split("|vs|", 1)[1]: v for k, v in intervals.items() if k.startswith(f"{m}|vs|")}}
+                                                   if k.startswith(f"{m}|") and "|vs:" not in k}}
+    for m, other in compared:
+        own = flat[m] if m in flat else result[m]["mean"]
+        prefix = f"{m}|vs:{other}|"
+        result[m][f"vs_{other}"] = {
+            "difference": _difference(own, flat[other]),
+            "intervals": {k.removeprefix(prefix): v for k, v in intervals.items() if k.startswith(prefix)}}
     return result

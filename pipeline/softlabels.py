@@ -31,7 +31,7 @@ from pipeline.data import FrameIndex, crop_views, resize, to_tensor
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256, temp_path
 from pipeline.labels import N_LOGITS, TASKS
-from pipeline.store import FaceReader, read_stage_h5
+from pipeline.store import FaceReader, MappedDatasets, read_stage_h5
 from pipeline.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
@@ -92,9 +92,7 @@ def teacher_logits(model: torch.nn.Module, frames: Frames, offsets: np.ndarray, 
                 x = views_batch(faces, offsets[start:stop], flips[start:stop])
                 out = model(x.to(device, memory_format=torch.channels_last))
                 logits = torch.cat([out[t] for t in TASKS], dim=1).reshape(stop - start, k, N_LOGITS)
-                # Beyond float16's range a logit would turn into an infinity: saturate it, which
-                # leaves every sigmoid and softmax as it was (NaN stays NaN, and is refused).
-                yield b, logits.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).cpu().numpy()
+                yield b, to_float16(logits)
             bar.update((stop - start) * world if b % world == rank else 0)
     finally:
         bar.close()
@@ -139,22 +137,42 @@ def _write(out: Path, uids, offsets, flips, attrs: dict, batch: int, world: int)
     n, k = flips.shape
     row_bytes = k * N_LOGITS * 2
     parts = [open(temp_path(out).with_suffix(f".part{r}"), "rb") for r in range(world)]
+
+    def blocks():
+        for b, start in enumerate(range(0, n, batch)):
+            stop = min(start + batch, n)
+            data = parts[b % world].read((stop - start) * row_bytes)
+            yield np.frombuffer(data, np.float16).reshape(stop - start, k, N_LOGITS)
+
     try:
-        with atomic_write(out) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
-            h5.create_dataset("uid", data=np.asarray(uids, dtype=object), dtype=h5py.string_dtype("utf-8"),
-                              track_times=False)
-            logits = h5.create_dataset("logits", shape=(n, k, N_LOGITS), dtype=np.float16, track_times=False)
-            for b, start in enumerate(range(0, n, batch)):
-                stop = min(start + batch, n)
-                data = parts[b % world].read((stop - start) * row_bytes)
-                logits[start:stop] = np.frombuffer(data, np.float16).reshape(stop - start, k, N_LOGITS)
-            h5.create_dataset("offsets", data=offsets, track_times=False)
-            h5.create_dataset("flips", data=flips.astype(np.uint8), track_times=False)
-            for key in sorted(attrs):
-                h5.attrs[key] = attrs[key]
+        write_cache(out, uids, offsets, flips, attrs, blocks())
     finally:
         for f in parts:
             f.close()
+
+
+def write_cache(out: str | Path, uids, offsets, flips, attrs: dict, blocks) -> None:
+    """Write a cache file: ``uids`` sorted, ``blocks`` the float16 logits [b, K, 55] of the
+    frames in that order, block after block; written under a temporary name."""
+    n, k = flips.shape
+    with atomic_write(out) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
+        h5.create_dataset("uid", data=np.asarray(uids, dtype=object), dtype=h5py.string_dtype("utf-8"),
+                          track_times=False)
+        logits = h5.create_dataset("logits", shape=(n, k, N_LOGITS), dtype=np.float16, track_times=False)
+        start = 0
+        for block in blocks:
+            logits[start:start + len(block)] = block
+            start += len(block)
+        h5.create_dataset("offsets", data=offsets, track_times=False)
+        h5.create_dataset("flips", data=flips.astype(np.uint8), track_times=False)
+        for key in sorted(attrs):
+            h5.attrs[key] = attrs[key]
+
+
+def to_float16(logits: torch.Tensor) -> np.ndarray:
+    """Logits as stored: float16, saturated beyond its range (which leaves every sigmoid and
+    softmax as it was; NaN stays NaN, and is refused when read)."""
+    return logits.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).cpu().numpy()
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -167,21 +185,13 @@ class SoftLabels:
         self.path = Path(path)
         with read_stage_h5(self.path, "soft-label cache", FORMAT_VERSION, "soft_labels") as (h5, self.attrs):
             self.uid = np.asarray(h5["uid"].asstr()[:], dtype=str)
-            self._layout = {name: (h5[name].id.get_offset(), h5[name].shape, h5[name].dtype)
-                            for name in ("logits", "offsets", "flips")}
+            self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
         self.index_sha256 = json.loads(self.attrs["index_sha256"])
-        self._maps: dict = {}
 
-    def array(self, name: str) -> np.memmap:
-        """A dataset as a read-only memory map (opened lazily: safe in DataLoader workers)."""
-        if name not in self._maps:
-            offset, shape, dtype = self._layout[name]
-            self._maps[name] = np.memmap(self.path, mode="r", dtype=dtype, offset=offset, shape=shape)
-        return self._maps[name]
-
-    def __getstate__(self):
-        return {**self.__dict__, "_maps": {}}
+    def array(self, name: str) -> np.ndarray:
+        """A dataset as a read-only memory map."""
+        return self._mapped[name]
 
     def check_index(self, index_dir: str | Path) -> None:
         """Refuse a cache computed from other indexes than the ones in ``index_dir``."""

@@ -280,3 +280,23 @@ def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
             yield h5, attrs
     except OSError as e:
         raise CheckpointError(f"{path}: not a readable {what} ({e})") from None
+
+
+class MappedDatasets:
+    """Contiguous datasets of an HDF5 file read through memory maps, so that reading a
+    few rows never loads the whole array (maps open lazily: safe in DataLoader workers)."""
+
+    def __init__(self, path: str | Path, h5: h5py.File, names: tuple[str, ...]):
+        self.path = Path(path)
+        self._layout = {n: (h5[n].id.get_offset(), h5[n].shape, h5[n].dtype) for n in names}
+        self._maps: dict = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._maps:
+            offset, shape, dtype = self._layout[name]
+            self._maps[name] = (np.zeros(shape, dtype) if offset is None  # nothing written: no storage
+                                else np.memmap(self.path, mode="r", dtype=dtype, offset=offset, shape=shape))
+        return self._maps[name]
+
+    def __getstate__(self):
+        return {**self.__dict__, "_maps": {}}

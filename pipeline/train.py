@@ -1,9 +1,15 @@
-"""One training loop for the teacher (Eq. 13) and the students (Eq. 14). (A little over 300
-lines: the loop, its resume file and its log belong together.)
+"""One training loop for the teacher (Eq. 13) and the students (Eq. 14), of the CNN and of
+the temporal model. (About 360 lines: the loop, its resume file and its log belong
+together.)
+
+What is trained on comes from a data object: :class:`ImageData` (the build stage's
+indexes, faces from the shards) or ``sequences.SequenceData`` (windows of cached
+features). It gives the sampler's weights per task, the model, each epoch's batches, the
+validation scores and the hashes a resume file must match; the loop is the same.
 
 A student differs in two places only: its batches come with the teacher's logits on the
-very views it sees (``softlabels.Targets``, read from the cache; the teacher is never
-loaded) and its loss is Eq. 14 instead of Eq. 13.
+very views it sees (read from the soft-label cache; the teacher is never loaded) and its
+loss is Eq. 14 instead of Eq. 13.
 
 Each step draws one batch per task with the balanced weights of the build stage, runs
 the model on each (three passes, so BatchNorm sees each task batch alone, or one
@@ -115,38 +121,69 @@ class Run:
     rank: int
     world: int
     device: torch.device
-    indexes: dict[str, FrameIndex]
-    val: FrameIndex
+    data: object  # ImageData or sequences.SequenceData
     sampler: TaskBatchSampler
     model: MultitaskNet
     runner: nn.Module  # the model's task passes, wrapped in DDP under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss: object  # (outputs per task batch, labels per task batch) -> (total, parts per task)
-    targets: object | None  # a student's soft labels (softlabels.Targets)
-    inputs: dict  # SHA-256 of the indexes (and the cache's teacher): a resume file must match them
+    inputs: dict  # what the data came from (hashes): a resume file must match them
 
 
-def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=None) -> Run:
-    """Indexes, sampler, model, optimiser, scheduler and loss of a run (nothing trained yet).
+class ImageData:
+    """The CNN's training data: the build stage's indexes in ``index_dir``, faces read from
+    the shards; with ``soft_labels`` (a ``softlabels.SoftLabels`` cache) a student's."""
 
-    With ``soft_labels`` (a ``softlabels.SoftLabels`` cache, and ``params`` a
-    ``StudentParams``) the run is a student's.
+    def __init__(self, params: TrainParams, index_dir: str | Path, soft_labels=None):
+        index_dir = Path(index_dir)
+        self.indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
+        self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
+        self.weights = {t: self.indexes[t].weight for t in TASKS}
+        self.targets = None if soft_labels is None else soft_labels.targets(self.indexes)
+        self.inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
+        if soft_labels is not None:
+            self.inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
+
+    @staticmethod
+    def make_model(params: TrainParams) -> MultitaskNet:
+        model = MultitaskNet(params.backbone, params.bn_momentum)
+        if params.pretrained:
+            load_pretrained_backbone(model, params.pretrained)
+        return model.to(memory_format=_layout(params))
+
+    def steps(self, sampler: TaskBatchSampler, epoch: int, start_step: int, params: TrainParams) -> StepDataset:
+        return StepDataset(self.indexes, sampler, epoch, start_step, params.seed, params.augment, self.targets)
+
+    @staticmethod
+    def to_device(x: torch.Tensor, device: torch.device, params: TrainParams) -> torch.Tensor:
+        return x.to(device, memory_format=_layout(params), non_blocking=True)
+
+    def validate(self, model: MultitaskNet, device: torch.device, params: TrainParams) -> dict:
+        """ABAW scores on the validation index (AU threshold 0.5)."""
+        return score(self.val, predict(model, self.val, device, params.eval_batch, params.va_centres))
+
+
+def _layout(params) -> torch.memory_format:
+    return torch.channels_last if params.channels_last else torch.contiguous_format
+
+
+def setup(params: TrainParams, data, name: str, soft_labels=None) -> Run:
+    """Data, sampler, model, optimiser, scheduler and loss of a run (nothing trained yet).
+
+    ``data`` is a folder of the build stage's indexes (the CNN: :class:`ImageData` with
+    ``soft_labels``) or a data object such as ``sequences.SequenceData``. With soft labels
+    (``params`` then has the distillation's knobs) the run is a student's.
     """
     rank, world = distributed()
     device = resolve_device(params.device)
     seed_everything(params.seed)
-    index_dir = Path(index_dir)
-    indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
-    val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
-    sampler = TaskBatchSampler({t: indexes[t].weight for t in TASKS}, params.batch_per_task,
-                               epoch_length=params.steps_per_epoch or "smallest", seed=params.seed,
-                               rank=rank, world_size=world)
-    model = MultitaskNet(params.backbone, params.bn_momentum)
-    if params.pretrained:
-        load_pretrained_backbone(model, params.pretrained)
-    model.to(device, memory_format=torch.channels_last if params.channels_last else torch.contiguous_format)
-    runner: nn.Module = TaskPasses(model, params.separate_task_passes)
+    if isinstance(data, (str, Path)):
+        data = ImageData(params, data, soft_labels)
+    sampler = TaskBatchSampler(data.weights, params.batch_per_task, epoch_length=params.steps_per_epoch or "smallest",
+                               seed=params.seed, rank=rank, world_size=world)
+    model = data.make_model(params).to(device)
+    runner: nn.Module = TaskPasses(model, getattr(params, "separate_task_passes", True))
     if world > 1:
         if params.batch_per_task % world:
             raise ValueError(f"batch_per_task {params.batch_per_task} is not a multiple of the {world} processes")
@@ -155,33 +192,29 @@ def setup(params: TrainParams, index_dir: str | Path, name: str, soft_labels=Non
     optimizer = make_optimizer(model, params)
     scheduler = make_scheduler(optimizer, params, sampler.steps_per_epoch)
     centres = torch.as_tensor(va_centres(params.va_centres), dtype=torch.float32, device=device)
-    targets = None if soft_labels is None else soft_labels.targets(indexes)
-    inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
-    if soft_labels is not None:
-        inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
 
     def loss(outputs, labels):
-        if targets is None:
+        if data.targets is None:
             return teacher_loss(outputs, labels, params.task_weights, centres, params.ccc_weighting)
         teacher = {task: split_logits(labels[task]["teacher"]) for task in outputs}
         return student_loss(outputs, labels, teacher, params.lam, params.temperature, params.task_weights, centres,
                             params.ccc_weighting, params.distill_unlabelled)
 
-    return Run(params, name, rank, world, device, indexes, val, sampler, model, runner, optimizer, scheduler, loss,
-               targets, inputs)
+    return Run(params, name, rank, world, device, data, sampler, model, runner, optimizer, scheduler, loss,
+               data.inputs)
 
 
-def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: str = "teacher",
+def train(params: TrainParams, data, outputs: Outputs, name: str = "teacher",
           progress: bool = True, stop_after_steps: int | None = None, soft_labels=None,
           extra: dict | None = None) -> dict:
-    """Train a multitask model from ``index_dir``'s indexes; returns the report.
+    """Train a multitask model on ``data`` (see :func:`setup`); returns the report.
 
     ``soft_labels`` makes it a student's run (see :func:`setup`). ``extra`` (plain
     values: where the inputs came from) goes into the checkpoint and the report. ``stop_after_steps``
     ends the run early (after that many optimiser steps in this call, with a resume file
     written), which is how the tests interrupt a run deterministically.
     """
-    run = setup(params, index_dir, name, soft_labels)
+    run = setup(params, data, name, soft_labels)
     state = State()
     if outputs.resume.exists():
         state = _load_resume(outputs.resume, run)
@@ -197,7 +230,7 @@ def train(params: TrainParams, index_dir: str | Path, outputs: Outputs, name: st
         _write_log(outputs.log_csv, state.history)
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
-            "batch_per_task": params.batch_per_task, "backbone": params.backbone, **(extra or {}),
+            "batch_per_task": params.batch_per_task, "backbone": run.model.backbone_name, **(extra or {}),
             "history": state.history}
 
 
@@ -205,8 +238,8 @@ def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, bu
     """The steps of ``state.epoch`` from ``state.step`` on; False if the step budget ran out
     first (``budget[0]``: steps this call may still take, None for no limit)."""
     params, steps = run.params, run.sampler.steps_per_epoch
-    data = StepDataset(run.indexes, run.sampler, state.epoch, state.step, params.seed, params.augment, run.targets)
-    loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=params.workers,
+    steps_data = run.data.steps(run.sampler, state.epoch, state.step, params)
+    loader = torch.utils.data.DataLoader(steps_data, batch_size=None, shuffle=False, num_workers=params.workers,
                                          persistent_workers=False, prefetch_factor=4 if params.workers else None)
     if state.step == 0:
         state.sums = {"loss": 0.0, **{f"loss_{t}": 0.0 for t in TASKS}}
@@ -237,12 +270,11 @@ def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, bu
 def train_step(run: Run, batch: dict) -> tuple[float, dict, float]:
     """One optimiser step on one batch per task; returns the loss, its parts per task and
     the learning rate used."""
-    images, labels = {}, {}
-    layout = torch.channels_last if run.params.channels_last else torch.contiguous_format
+    inputs, labels = {}, {}
     for task, (x, y, _) in batch.items():  # this process's share of each task batch
-        images[task] = x.to(run.device, memory_format=layout, non_blocking=True)
+        inputs[task] = run.data.to_device(x, run.device, run.params)
         labels[task] = {k: v.to(run.device) for k, v in y.items()}
-    outputs = run.runner(images)
+    outputs = run.runner(inputs)
     if run.world > 1:  # the loss of the whole batch, as in one process
         outputs, labels = gather_batches(outputs, labels)
     loss, parts = run.loss(outputs, labels)
@@ -255,8 +287,8 @@ def train_step(run: Run, batch: dict) -> tuple[float, dict, float]:
 
 
 def validate(run: Run) -> dict:
-    """ABAW scores of the model on the validation index (AU threshold 0.5)."""
-    return score(run.val, predict(run.model, run.val, run.device, run.params.eval_batch, run.params.va_centres))
+    """ABAW scores of the model on the validation data (AU threshold 0.5)."""
+    return run.data.validate(run.model, run.device, run.params)
 
 
 def finish_epoch(run: Run, state: State, outputs: Outputs, extra: dict) -> None:

@@ -17,6 +17,12 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--students", "students_dir", default="models/students", show_default=True,
               help="Folder of the students' checkpoints (<name>.pt, one per entry of `students`).")
 @click.option("--ensemble", default="models/ensemble.pt", show_default=True, help="The ensemble bundle.")
+@click.option("--features", "features", default="data/features.h5", show_default=True,
+              help="The temporal models' input features.")
+@click.option("--rnn-teacher", "rnn_teacher", default="models/rnn/teacher", show_default=True,
+              help="Folder of the temporal teachers, T<length>.pt.")
+@click.option("--rnn-ensemble", "rnn_ensemble", default="models/rnn/ensemble", show_default=True,
+              help="Folder of the temporal ensembles' bundles, T<length>.pt.")
 @click.option("--soft-labels", "soft_labels", default="data/soft_labels.h5", show_default=True,
               help="The soft-label cache (its teacher must be --teacher; its quality is reported).")
 @click.option("--ground-truth", "ground_truth", default="data/synth/ground_truth.parquet", show_default=True,
@@ -29,15 +35,19 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--plots", default="reports/plots/evaluate", show_default=True, help="Folder for PNG and DVC plot data.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, ground_truth, predictions, out,
-        soft_label_report, plots, quiet):
+def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_teacher, rnn_ensemble, soft_labels,
+        ground_truth, predictions, out, soft_label_report, plots, quiet):
     """Score the teacher, each student, the mean of the students and the ensemble with the
     ABAW metrics, beside the trivial baseline and a pixel linear probe.
+
+    Then the temporal teacher and ensemble of every length in temporal.sequence_lengths,
+    each ensemble with paired intervals against the CNN ensemble and its smoothed outputs.
 
     Writes the per-frame predictions, evaluation.json (computed from exactly those rows,
     with bootstrap intervals over videos and paired intervals against the teacher), the
     soft-label quality report, and plots: the comparison of the models (the paper's
-    Figure 5), per-AU F1 and expression confusion matrices.
+    Figure 5), the temporal models by sequence length (its Figure 6), per-AU F1 and
+    expression confusion matrices.
     """
     import pyarrow as pa
 
@@ -45,7 +55,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, gr
     from pipeline.device import resolve_device
     from pipeline.evaluate import Models, check_same_teacher, evaluate
     from pipeline.labels import TASKS
-    from pipeline.plots import comparison_plot, evaluation_plots
+    from pipeline.plots import comparison_plot, evaluation_plots, sequence_length_plot
     from pipeline.provenance import record
     from pipeline.scoring import evaluate_predictions
     from pipeline.softlabels import SoftLabels
@@ -58,8 +68,12 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, gr
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
     students = {name: str(Path(students_dir) / f"{name}.pt") for name in p.students}
-    models = Models(teacher=teacher, students=students, ensemble=ensemble)
-    for path in (teacher, *students.values(), ensemble):
+    lengths = p.temporal.sequence_lengths
+    models = Models(teacher=teacher, students=students, ensemble=ensemble, features=features,
+                    rnn_teachers={n: str(Path(rnn_teacher) / f"T{n}.pt") for n in lengths},
+                    rnn_ensembles={n: str(Path(rnn_ensemble) / f"T{n}.pt") for n in lengths})
+    for path in (teacher, *students.values(), ensemble, features, *models.rnn_teachers.values(),
+                 *models.rnn_ensembles.values()):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: not found (run `dvc repro` up to the stage that writes it)")
     cache = SoftLabels(soft_labels)
@@ -75,25 +89,28 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, soft_labels, gr
             evaluation[name]["ground_truth"] = {k: v for k, v in result.items() if k != "ci"}
     quality = soft_label_quality(cache, train, ground_truth, cache.attrs.get("va_centres", "centres"))
     inputs = {"build": index_dir, "teacher": teacher, "ensemble": ensemble, "soft_labels": soft_labels,
+              "features": features, "rnn_teacher": rnn_teacher, "rnn_ensemble": rnn_ensemble,
               **{f"student {name}": path for name, path in students.items()}}
     if Path(ground_truth).exists():
         inputs["ground_truth"] = ground_truth
-    provenance = [record(__spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students)}, inputs)]
+    provenance = [record(__spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students),
+                                         "temporal": p.temporal.model_dump(mode="json")}, inputs)]
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions, provenance)
     write_json(out, evaluation | {"provenance": provenance})
     write_json(soft_label_report, (quality or {"note": "no ground truth for these frames (real data)"})
                | {"provenance": provenance})
     evaluation_plots(table, evaluation, plots)
     comparison_plot(evaluation, plots)
+    sequence_length_plot(evaluation, plots)
     for name, r in evaluation.items():
         if "mean" in r:
-            click.echo(f"{name:>13}: total {r['mean']['abaw_total']:.4f} "
+            click.echo(f"{name:>17}: total {r['mean']['abaw_total']:.4f} "
                        f"(spread {r['spread_across_members']['abaw_total']:.4f})")
             continue
         au, ex, va = r["AU"], r["EXPR"], r["VA"]
         vs = r.get("vs_teacher", {}).get("intervals", {}).get("abaw_total")
         paired = f"  vs teacher [{vs[0]:+.3f}, {vs[1]:+.3f}]" if vs else ""
-        click.echo(f"{name:>13}: AU {au['score']:.4f}  EXPR {ex['score']:.4f}  CCC V {va['ccc_valence']:.4f} "
+        click.echo(f"{name:>17}: AU {au['score']:.4f}  EXPR {ex['score']:.4f}  CCC V {va['ccc_valence']:.4f} "
                    f"A {va['ccc_arousal']:.4f}{paired}" if au and ex and va else f"{name}: {r}")
 
 

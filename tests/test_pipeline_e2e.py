@@ -11,6 +11,9 @@ from reference import assert_close_dicts, sklearn_evaluation
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
+TEMPORAL = ["rnn_ensemble", "rnn_soft_labels", "rnn_student@r1", "rnn_student@r2", "rnn_student@r3", "rnn_teacher"]
+
+
 def ran_stages(output: str) -> list[str]:
     return sorted(line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage"))
 
@@ -23,11 +26,13 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     stages = ran_stages(first.stdout)
     assert stages == sorted(["synth", "extract@affwild2", "extract@disfa", "extract@expw", "extract@afewva",
                              "build", "train_teacher", "soft_labels", "train_student@s1", "train_student@s2",
-                             "ensemble", "evaluate", "features"]), first.stdout
+                             "ensemble", "evaluate", "features", *TEMPORAL]), first.stdout
     assert p.dvc("status", "-q", check=False).returncode == 0
     evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
     assert set(evaluation) == {"baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble", "ensemble_smoothed",
-                               "students_mean", "provenance"}
+                               "students_mean", "provenance", "rnn_teacher_T4", "rnn_teacher_T8", "rnn_ensemble_T4",
+                               "rnn_ensemble_T8"}
+    assert set(evaluation["rnn_ensemble_T8"]) >= {"vs_teacher", "vs_ensemble", "vs_ensemble_smoothed"}
     table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
     assert set(table["model"]) == set(evaluation) - {"students_mean", "provenance"}
     check_evaluation_against_sklearn(table, evaluation)
@@ -58,17 +63,30 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     assert "code    commit" in info and "dirty" not in info  # the synth edit is not extraction's code
 
     # one student's seed reruns that student, the ensemble, the evaluation and the features
-    # (they come from the best member), nothing else
+    # (they come from the best member); the temporal stages rerun if the features changed
     params = yaml.safe_load((p.path / "params.yaml").read_text())
     params["students"]["s2"]["seed"] = 7
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "features", "train_student@s2"]
+    ran = ran_stages(p.dvc("repro").stdout)
+    assert [s for s in ran if s not in TEMPORAL] == ["ensemble", "evaluate", "features", "train_student@s2"]
+    assert set(ran) & set(TEMPORAL) in (set(), set(TEMPORAL))
 
     # a teacher parameter reruns the teacher and everything after it, not extraction or build
     params["profiles"]["tiny"]["teacher"]["lr"] = 0.0002
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(p.dvc("repro").stdout) == ["ensemble", "evaluate", "features", "soft_labels",
-                                                 "train_student@s1", "train_student@s2", "train_teacher"]
+    assert ran_stages(p.dvc("repro").stdout) == sorted(["ensemble", "evaluate", "features", "soft_labels",
+                                                        "train_student@s1", "train_student@s2", "train_teacher",
+                                                        *TEMPORAL])
+
+    # the sequence lengths rerun the temporal stages and the evaluation, nothing else
+    params["profiles"]["tiny"]["temporal"]["sequence_lengths"] = [4, 6]
+    (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(p.dvc("repro").stdout) == sorted(["evaluate", *TEMPORAL])
+    assert "rnn_ensemble_T6" in json.loads((p.path / "reports/evaluation.json").read_text())
+    # ... and one temporal student's seed reruns that student, the temporal ensemble and the evaluation
+    params["rnn_students"]["r2"]["seed"] = 9
+    (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(p.dvc("repro").stdout) == ["evaluate", "rnn_ensemble", "rnn_student@r2"]
 
     # a parameter of one stage reruns that stage only
     params["profiles"]["tiny"]["evaluate"]["bootstrap"] = 10

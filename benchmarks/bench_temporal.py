@@ -1,0 +1,117 @@
+"""The temporal model on cached features against the authors' way (the frozen CNN run
+again inside every GRU step), and the feature dump against the bare forward pass; side by
+side in one run, on the demo's Aff-Wild2 training frames and its best CNN student (run
+`make demo` first).
+
+- GRU steps: ``pipeline.train.train_step`` on the windows of ``sequences.WindowSteps``
+  (features read from the file), against the same steps whose features come from reading
+  the windows' faces and running the frozen CNN on them (eval mode, no grad), as the
+  authors' CNN-RNN does. Goal: an epoch at least 20x faster on the features.
+- The dump: frames per second of ``features.dump`` (read faces, centre view, forward,
+  write) against the bare forward of the same model on batches of the same size already
+  in memory.
+
+Usage: python benchmarks/bench_temporal.py
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.config import RnnParams, load_params  # noqa: E402
+from pipeline.data import FrameIndex, centre_view, read_faces, to_tensor  # noqa: E402
+from pipeline.features import Features, dump, task_outputs  # noqa: E402
+from pipeline.models import load_checkpoint  # noqa: E402
+from pipeline.sequences import SequenceData  # noqa: E402
+from pipeline.store import FaceReader  # noqa: E402
+from pipeline.train import setup, train_step  # noqa: E402
+from stages.features import choose_checkpoint  # noqa: E402
+
+LENGTH, WINDOWS, STEPS, BATCH = 32, 16, 4, 128
+
+
+def time_steps(run, data: SequenceData, steps: int, cnn=None, table=None) -> float:
+    """Seconds per GRU step over ``steps`` steps (after one untimed); with ``cnn`` the
+    windows' features are recomputed from their faces, as the authors do."""
+    items = data.steps(run.sampler, 0, 0, run.params)
+    reader = FaceReader()
+    run.runner.train()
+    for k in range(steps + 1):
+        if k == 1:
+            start = time.perf_counter()
+        batch = items[k]
+        if cnn is not None:
+            for task, ((x, lengths), labels, windows) in batch.items():
+                frames = np.concatenate([data.train.frames(w) for w in data.task_windows[task][windows.numpy()]])
+                with torch.no_grad():
+                    feats, _ = task_outputs(cnn, centre_view(to_tensor(read_faces(reader, table, frames))))
+                fresh = torch.zeros_like(x)
+                fresh[torch.arange(x.shape[1])[None] < lengths[:, None]] = feats
+                batch[task] = ((fresh, lengths), labels, windows)
+        train_step(run, batch)
+    reader.close()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> dict:
+    torch.set_num_threads(2)
+    p = load_params(ROOT / "params.yaml")
+    table_path = ROOT / p.extract.out / "affwild2" / "frames.parquet"
+    checkpoint = choose_checkpoint(p.features.checkpoint, p.ensemble.members, str(ROOT / "models/students"),
+                                   str(ROOT / "models/teacher.pt"))
+    cnn, ckpt = load_checkpoint(checkpoint)
+    cnn.eval()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        frames = pd.read_parquet(table_path)
+        train = frames[frames["split"] == "train"].copy()
+        train["shard"] = [str((table_path.parent / s).resolve()) for s in train["shard"]]
+        train.to_parquet(tmp / "frames.parquet")
+        table = FrameIndex.read(tmp / "frames.parquet")
+
+        start = time.perf_counter()
+        dump(cnn, tmp / "frames.parquet", tmp / "features.h5", checkpoint, BATCH, torch.device("cpu"), "centres")
+        dumped = len(table) / (time.perf_counter() - start)
+        reader = FaceReader()
+        batches = [centre_view(to_tensor(read_faces(reader, table, np.arange(s, min(s + BATCH, len(table))))))
+                   for s in range(0, len(table), BATCH)]
+        reader.close()
+        start = time.perf_counter()
+        for x in batches:
+            task_outputs(cnn, x.contiguous(memory_format=torch.channels_last))
+        bare = len(table) / (time.perf_counter() - start)
+        rows.append({"bench": "feature_dump", "backbone": cnn.backbone_name, "frames": len(table),
+                     "dump_frames_per_s": round(dumped, 1), "bare_forward_frames_per_s": round(bare, 1),
+                     "ratio": round(dumped / bare, 3)})
+
+        data = SequenceData(Features(tmp / "features.h5"), table, LENGTH)
+        params = RnnParams(batch_per_task=WINDOWS, device="cpu")
+        features_step = time_steps(setup(params, data, "bench"), data, STEPS)
+        cnn_step = time_steps(setup(params, data, "bench"), data, STEPS, cnn, table)
+        epoch = setup(params, data, "bench").sampler.steps_per_epoch
+        rows.append({"bench": "gru_epoch", "backbone": cnn.backbone_name, "sequence_length": LENGTH,
+                     "windows_per_task": WINDOWS, "steps_per_epoch": epoch,
+                     "features_s_per_epoch": round(features_step * epoch, 3),
+                     "through_cnn_s_per_epoch": round(cnn_step * epoch, 3),
+                     "speedup": round(cnn_step / features_step, 1)})
+    d, g = rows
+    print(f"feature dump ({d['backbone']}): {d['dump_frames_per_s']:.0f} frames/s against "
+          f"{d['bare_forward_frames_per_s']:.0f} for the bare forward: ratio {d['ratio']:.3f}")
+    print(f"GRU epoch (T={LENGTH}, {WINDOWS} windows per task, {g['steps_per_epoch']} steps): "
+          f"{g['features_s_per_epoch']:.2f} s on cached features, {g['through_cnn_s_per_epoch']:.2f} s through the "
+          f"frozen CNN: {g['speedup']:.1f}x")
+    return {"name": "temporal", "rows": rows}
+
+
+if __name__ == "__main__":
+    main()

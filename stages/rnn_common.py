@@ -1,0 +1,43 @@
+"""What the temporal stages (``rnn_*``) share: the checked features, the frame labels and
+where each sequence length's files go.
+
+The CNN checkpoints are read only to check that the features come from the one
+``features.checkpoint`` names (a features file made by hand from another checkpoint is
+refused); they are not DVC dependencies of these stages: the features file is, and it
+changes exactly when the checkpoint it came from does."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+features_option = click.option("--features", "features_path", default="data/features.h5", show_default=True,
+                               type=click.Path(dir_okay=False), help="The frozen CNN's features (features stage).")
+frames_option = click.option("--faces", "table", default=None, type=click.Path(dir_okay=False),
+                             help="Aff-Wild2's frame table with the labels (default: "
+                                  "<extract.out>/affwild2/frames.parquet).")
+students_option = click.option("--students", "students_dir", default="models/students", show_default=True,
+                               type=click.Path(file_okay=False),
+                               help="The CNN students' checkpoints (to check which checkpoint made the features).")
+teacher_option = click.option("--teacher", "cnn_teacher", default="models/teacher.pt", show_default=True,
+                              type=click.Path(dir_okay=False), help="The CNN teacher (idem).")
+
+
+def open_features(p, features_path: str, table: str | None, students_dir: str, cnn_teacher: str):
+    """The features file and the frame table, after checking that the features come from
+    the checkpoint ``features.checkpoint`` names now."""
+    from pipeline.data import FrameIndex
+    from pipeline.features import Features
+    from stages.features import choose_checkpoint
+
+    features = Features(features_path)
+    features.check_checkpoint(choose_checkpoint(p.features.checkpoint, p.ensemble.members, students_dir, cnn_teacher))
+    table = table or str(Path(p.extract.out) / "affwild2" / "frames.parquet")
+    if not Path(table).exists():
+        raise FileNotFoundError(f"{table}: Aff-Wild2's frame table not found (run `dvc repro extract@affwild2`)")
+    return features, FrameIndex.read(table)
+
+
+def per_length(folder: str | Path, length: int, suffix: str = ".pt") -> Path:
+    """The file of one sequence length in a stage's output folder."""
+    return Path(folder) / f"T{length}{suffix}"

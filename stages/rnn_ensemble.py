@@ -1,0 +1,71 @@
+"""``rnn_ensemble``: the temporal students named in ``rnn_ensemble.members``, one bundle per
+sequence length."""
+from __future__ import annotations
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
+    teacher_option
+
+
+@click.command("rnn-ensemble")
+@params_option
+@features_option
+@frames_option
+@students_option
+@teacher_option
+@click.option("--members", "members_dir", default="models/rnn/students", show_default=True,
+              type=click.Path(file_okay=False), help="The temporal students' folders, <name>/T<length>.pt.")
+@click.option("--out", "out_dir", default="models/rnn/ensemble", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the bundles, T<length>.pt.")
+@click.option("--report", default="reports/rnn/ensemble.json", show_default=True,
+              help="Members, hashes, thresholds and validation scores per length.")
+@friendly_errors
+def cli(params_path, features_path, table, students_dir, cnn_teacher, members_dir, out_dir, report):
+    """Average the temporal members' probabilities (AU, EXPR) and VA expectations, as the
+    CNN ensemble does; AU thresholds 0.5, or tuned per AU on the validation set."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from pipeline.device import resolve_device
+    from pipeline.ensemble import RNN_BUNDLE_KIND, save_bundle
+    from pipeline.fileio import write_json
+    from pipeline.inference import score
+    from pipeline.metrics import tune_thresholds
+    from pipeline.provenance import record
+    from pipeline.sequences import bundle_predictions
+
+    p = load(params_path)
+    e = p.rnn_ensemble
+    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    device = resolve_device(e.device)
+    val_rows = np.flatnonzero(features.split == "val")
+    val = frames.subset(val_rows)
+    summaries = {}
+    for length in p.temporal.sequence_lengths:
+        members = {name: str(per_length(Path(members_dir) / name, length)) for name in e.members}
+        for name, path in members.items():
+            if not Path(path).exists():
+                raise FileNotFoundError(f"{path}: checkpoint of temporal member {name!r} not found "
+                                        f"(run `dvc repro rnn_student@{name}`)")
+        provenance = [record(__spec__.name, {"rnn_ensemble": e.model_dump(mode="json"), "length": length},
+                             {"features": features_path, **members})]
+        out = per_length(out_dir, length)
+        extra = {"sequence_length": length, "features_sha256": features.attrs["checkpoint_sha256"]}
+        summary = save_bundle(out, members, 0.5, "fixed 0.5", None, provenance, RNN_BUNDLE_KIND, extra)
+        preds, _ = bundle_predictions(out, features, val_rows, device, e.batch)
+        if e.au_thresholds == "tuned":
+            thresholds = tune_thresholds(val.au, preds["AU"])
+            summary = save_bundle(out, members, thresholds, "tuned per AU on the validation set", None, provenance,
+                                  RNN_BUNDLE_KIND, extra)
+        summary["validation"] = score(val, preds, summary["au_thresholds"])
+        summaries[f"T{length}"] = summary
+        click.echo(f"rnn ensemble T{length} of {', '.join(members)}: validation total "
+                   f"{summary['validation']['total']:.4f} -> {out}")
+    write_json(report, summaries)
+
+
+if __name__ == "__main__":
+    cli()

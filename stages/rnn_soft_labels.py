@@ -1,0 +1,55 @@
+"""``rnn_soft_labels``: the temporal teacher's logits of every training frame, cached once
+per sequence length for the temporal students."""
+from __future__ import annotations
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
+    teacher_option
+
+
+@click.command("rnn-soft-labels")
+@params_option
+@features_option
+@frames_option
+@students_option
+@teacher_option
+@click.option("--teacher-dir", "teacher_dir", default="models/rnn/teacher", show_default=True,
+              type=click.Path(file_okay=False), help="The temporal teachers, T<length>.pt.")
+@click.option("--out", "out_dir", default="data/rnn_soft_labels", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the caches, T<length>.h5 (the soft-label cache's format).")
+@click.option("--report", default="reports/rnn/soft_labels.json", show_default=True, help="Frames and hashes.")
+@friendly_errors
+def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_dir, out_dir, report):
+    """For every length in temporal.sequence_lengths, run that length's temporal teacher
+    over the training videos (evaluation windows, a frame in two windows gets the mean of
+    its logits) and store each frame's logits."""
+    from pipeline.device import resolve_device
+    from pipeline.fileio import write_json
+    from pipeline.provenance import record
+    from pipeline.sequences import dump_soft_labels
+    from pipeline.temporal import load_temporal
+
+    p = load(params_path)
+    features, _ = open_features(p, features_path, table, students_dir, cnn_teacher)
+    device = resolve_device(p.rnn_teacher.device)
+    summaries = {}
+    for length in p.temporal.sequence_lengths:
+        teacher = per_length(teacher_dir, length)
+        model, ckpt = load_temporal(teacher, device)
+        if ckpt.get("sequence_length") != length:
+            raise click.ClickException(f"{teacher}: trained at sequence length {ckpt.get('sequence_length')}, "
+                                       f"not {length}: rerun `dvc repro rnn_teacher`")
+        provenance = [record(__spec__.name, {"temporal": p.temporal.model_dump(mode="json"), "length": length},
+                             {"features": features_path, "teacher": str(teacher)})]
+        out = per_length(out_dir, length, ".h5")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        summaries[f"T{length}"] = dump_soft_labels(model, features, length, out, teacher, p.rnn_teacher.eval_batch,
+                                                   device, ckpt["train"]["va_centres"], provenance)
+        click.echo(f"rnn soft labels T{length}: {summaries[f'T{length}']['frames']} frames -> {out}")
+    write_json(report, summaries)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,60 @@
+"""``rnn_student@<name>``: one temporal student (Eq. 14 on windows), one per sequence length."""
+from __future__ import annotations
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
+    teacher_option
+
+
+@click.command("rnn-student")
+@params_option
+@click.option("--name", required=True, help="The student: a key of `rnn_students` in params.yaml.")
+@features_option
+@frames_option
+@students_option
+@teacher_option
+@click.option("--soft-labels", "soft_dir", default="data/rnn_soft_labels", show_default=True,
+              type=click.Path(file_okay=False), help="The temporal teacher's caches, T<length>.h5.")
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of its checkpoints, T<length>.pt (default: models/rnn/students/<name>).")
+@click.option("--log", "log_dir", default=None, help="Per-epoch logs (default: reports/plots/rnn/students/<name>).")
+@click.option("--report", default=None, help="Best epochs and scores (default: reports/rnn/students/<name>.json).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft_dir, out_dir, log_dir, report, quiet):
+    """Train one temporal student on the ground truth and the temporal teacher's cached
+    logits, for every length in temporal.sequence_lengths (the teacher is never loaded)."""
+    from pipeline.errors import ParamsError
+    from pipeline.fileio import write_json
+    from pipeline.provenance import record
+    from pipeline.sequences import SequenceData, check_cache
+    from pipeline.softlabels import SoftLabels
+    from stages.training import run_training
+
+    p = load(params_path)
+    if name not in p.rnn_students:
+        raise ParamsError(f"params.yaml: rnn_students: no student {name!r} (rnn_students: {', '.join(p.rnn_students)})")
+    params = p.rnn_students[name]
+    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    out_dir, log_dir = out_dir or f"models/rnn/students/{name}", log_dir or f"reports/plots/rnn/students/{name}"
+    results, origin = {}, None
+    for length in p.temporal.sequence_lengths:
+        cache = SoftLabels(per_length(soft_dir, length, ".h5"))
+        check_cache(cache, features, length)
+        cache.check_finite()
+        origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
+                                        "length": length},
+                        {"features": features_path, "soft_labels": str(cache.path)})
+        data = SequenceData(features, frames, length, params.selection_videos, cache)
+        result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
+                              None, f"scratch/rnn_students/{name}/T{length}/resume.pt", f"rnn_student {name} T{length}",
+                              quiet, extra={"sequence_length": length, "provenance": [origin],
+                                            "soft_labels": {"teacher_sha256": cache.attrs["teacher_sha256"]}})
+        results[f"T{length}"] = {k: v for k, v in result.items() if k not in ("history", "provenance")}
+    write_json(report or f"reports/rnn/students/{name}.json", results)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,49 @@
+"""``rnn_teacher``: the temporal teacher (Eq. 13 on windows of features), one per sequence length."""
+from __future__ import annotations
+
+import click
+
+from stages.common import friendly_errors, load, params_option
+from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
+    teacher_option
+
+
+@click.command("rnn-teacher")
+@params_option
+@features_option
+@frames_option
+@students_option
+@teacher_option
+@click.option("--out", "out_dir", default="models/rnn/teacher", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the best checkpoints, T<length>.pt.")
+@click.option("--log", "log_dir", default="reports/plots/rnn/teacher", show_default=True,
+              help="Folder of the per-epoch logs, T<length>.csv.")
+@click.option("--report", default="reports/rnn/teacher.json", show_default=True, help="Best epochs and scores.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, log_dir, report, quiet):
+    """Train one bidirectional GRU per task on windows of the cached CNN features of the
+    Aff-Wild2 training videos, for every length in temporal.sequence_lengths. Reads the
+    features only: no face is opened, no CNN is run."""
+    from pipeline.fileio import write_json
+    from pipeline.provenance import record
+    from pipeline.sequences import SequenceData
+    from stages.training import run_training
+
+    p = load(params_path)
+    params = p.rnn_teacher
+    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    origin = record(__spec__.name, {"rnn_teacher": params.model_dump(mode="json"),
+                                    "temporal": p.temporal.model_dump(mode="json")}, {"features": features_path})
+    results = {}
+    for length in p.temporal.sequence_lengths:
+        data = SequenceData(features, frames, length, params.selection_videos)
+        result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
+                              None, f"scratch/rnn_teacher/T{length}/resume.pt", f"rnn_teacher T{length}", quiet,
+                              extra={"sequence_length": length, "provenance": [origin]})
+        results[f"T{length}"] = {k: v for k, v in result.items() if k not in ("history", "provenance")}
+    write_json(report, results | {"provenance": [origin]})
+
+
+if __name__ == "__main__":
+    cli()
