@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from pipeline.config import SECTIONS
+from pipeline.config import FAMILIES, SECTIONS
 from stages.common import load, params_option
 
 
@@ -18,7 +18,8 @@ def cli(params_path, section):
     shown = {"profile": p.profile, "sources": p.sources} if not section else {}
     shown.update({n: getattr(p, n).model_dump() for n in names})
     if not section:
-        shown["students"] = {n: s.model_dump() for n, s in p.students.items()}
+        for family in FAMILIES:
+            shown[family] = {n: s.model_dump() for n, s in getattr(p, family).items()}
     click.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
 
 
