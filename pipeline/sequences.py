@@ -111,8 +111,9 @@ class WindowSteps(torch.utils.data.Dataset):
             windows = d.task_windows[task][self.draws[task][self.start_step + k]]
             x, lengths, frames = window_batch(d.features, d.train, windows)
             labels = d.table.labels(frames)
-            if d.soft_labels is not None:
-                labels["teacher"] = torch.from_numpy(np.asarray(d.teacher_logits[frames], dtype=np.float32))
+            if d.targets is not None:  # read from the cache's memory map as windows need them
+                logits = d.targets.array("logits")[d.cache_rows[frames], 0]
+                labels["teacher"] = torch.from_numpy(np.asarray(logits, dtype=np.float32))
             batch[task] = ((x, lengths), labels, torch.from_numpy(windows))
         return batch
 
@@ -138,22 +139,17 @@ class SequenceData:
             if len(w) == 0:
                 raise DataError(f"{features.path}: no training window holds a {task} label")
         self.weights = {task: np.ones(len(w)) for task, w in self.task_windows.items()}
-        self.soft_labels = soft_labels
-        self.teacher_logits = None
-        if soft_labels is not None:  # the training frames' rows; every one must be in the cache
-            rows = soft_labels.rows(table.subset(self.train.rows))
-            self.teacher_logits = np.full((len(table), soft_labels.array("logits").shape[-1]), np.nan, np.float32)
-            self.teacher_logits[self.train.rows] = soft_labels.array("logits")[rows, 0]
+        self.targets = soft_labels
+        self.cache_rows = None  # the cache's row of each training frame; every one must be there
+        if soft_labels is not None:
+            self.cache_rows = np.full(len(table), -1, np.int64)
+            self.cache_rows[self.train.rows] = soft_labels.rows(table.subset(self.train.rows))
         self.inputs = {"features": features.attrs["checkpoint_sha256"], "length": length,
                        **({"teacher": soft_labels.attrs["teacher_sha256"]} if soft_labels is not None else {})}
 
     def known(self) -> dict[str, np.ndarray]:
         t = self.table
         return {"AU": (t.au >= 0).any(axis=1), "EXPR": t.expr >= 0, "VA": ~np.isnan(t.va).any(axis=1)}
-
-    @property
-    def targets(self):
-        return self.soft_labels
 
     def make_model(self, params) -> TemporalNet:
         return TemporalNet(params.hidden, self.features.features.shape[-1])

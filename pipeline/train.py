@@ -123,7 +123,7 @@ class Run:
     device: torch.device
     data: object  # ImageData or sequences.SequenceData
     sampler: TaskBatchSampler
-    model: MultitaskNet
+    model: nn.Module  # MultitaskNet or temporal.TemporalNet
     runner: nn.Module  # the model's task passes, wrapped in DDP under torchrun
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler

@@ -43,13 +43,15 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     device = resolve_device(e.device)
     val_rows = np.flatnonzero(features.split == "val")
     val = frames.subset(val_rows)
-    summaries = {}
-    for length in p.temporal.sequence_lengths:
-        members = {name: str(per_length(Path(members_dir) / name, length)) for name in e.members}
+    every = {n: {name: str(per_length(Path(members_dir) / name, n)) for name in e.members}
+             for n in p.temporal.sequence_lengths}
+    for members in every.values():  # all found before anything is written
         for name, path in members.items():
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: checkpoint of temporal member {name!r} not found "
                                         f"(run `dvc repro rnn_student@{name}`)")
+    summaries = {}
+    for length, members in every.items():
         provenance = [record(__spec__.name, {"rnn_ensemble": e.model_dump(mode="json"), "length": length},
                              {"features": features_path, **members})]
         out = per_length(out_dir, length)

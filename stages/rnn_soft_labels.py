@@ -34,13 +34,14 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
     p = load(params_path)
     features, _ = open_features(p, features_path, table, students_dir, cnn_teacher)
     device = resolve_device(p.rnn_teacher.device)
-    summaries = {}
-    for length in p.temporal.sequence_lengths:
-        teacher = per_length(teacher_dir, length)
-        model, ckpt = load_temporal(teacher, device)
+    teachers = {n: (per_length(teacher_dir, n), *load_temporal(per_length(teacher_dir, n), device))
+                for n in p.temporal.sequence_lengths}  # all checked before anything is written
+    for length, (teacher, _, ckpt) in teachers.items():
         if ckpt.get("sequence_length") != length:
             raise click.ClickException(f"{teacher}: trained at sequence length {ckpt.get('sequence_length')}, "
                                        f"not {length}: rerun `dvc repro rnn_teacher`")
+    summaries = {}
+    for length, (teacher, model, ckpt) in teachers.items():
         provenance = [record(__spec__.name, {"temporal": p.temporal.model_dump(mode="json"), "length": length},
                              {"features": features_path, "teacher": str(teacher)})]
         out = per_length(out_dir, length, ".h5")

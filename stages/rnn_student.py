@@ -39,15 +39,18 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     params = p.rnn_students[name]
     features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
     out_dir, log_dir = out_dir or f"models/rnn/students/{name}", log_dir or f"reports/plots/rnn/students/{name}"
-    results, origin = {}, None
-    for length in p.temporal.sequence_lengths:
-        cache = SoftLabels(per_length(soft_dir, length, ".h5"))
+    caches = {n: SoftLabels(per_length(soft_dir, n, ".h5")) for n in p.temporal.sequence_lengths}
+    datas = {}  # every length checked first: bad input stops the stage before anything is written
+    for length, cache in caches.items():
         check_cache(cache, features, length)
         cache.check_finite()
+        datas[length] = SequenceData(features, frames, length, params.selection_videos, cache)
+    results = {}
+    for length, data in datas.items():
+        cache = caches[length]
         origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
                                         "length": length},
                         {"features": features_path, "soft_labels": str(cache.path)})
-        data = SequenceData(features, frames, length, params.selection_videos, cache)
         result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
                               None, f"scratch/rnn_students/{name}/T{length}/resume.pt", f"rnn_student {name} T{length}",
                               quiet, extra={"sequence_length": length, "provenance": [origin],

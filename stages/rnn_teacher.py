@@ -35,9 +35,10 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, l
     features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
     origin = record(__spec__.name, {"rnn_teacher": params.model_dump(mode="json"),
                                     "temporal": p.temporal.model_dump(mode="json")}, {"features": features_path})
+    # every length's windows first: a bad length stops the stage before anything is written
+    datas = {n: SequenceData(features, frames, n, params.selection_videos) for n in p.temporal.sequence_lengths}
     results = {}
-    for length in p.temporal.sequence_lengths:
-        data = SequenceData(features, frames, length, params.selection_videos)
+    for length, data in datas.items():
         result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
                               None, f"scratch/rnn_teacher/T{length}/resume.pt", f"rnn_teacher T{length}", quiet,
                               extra={"sequence_length": length, "provenance": [origin]})

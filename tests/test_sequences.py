@@ -213,3 +213,36 @@ def test_features_of_another_checkpoint_are_refused_by_the_temporal_stages(tmp_p
                         extract=SimpleNamespace(out=str(tmp_path)))
     with pytest.raises(CheckpointError, match=r"computed by another checkpoint \(sha256 cccccccccccc...\) than .*named.pt"):
         open_features(p, str(tmp_path / "f.h5"), None, "models/students", "models/teacher.pt")
+
+
+def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
+    import pandas as pd
+    import yaml
+    from click.testing import CliRunner
+
+    from pipeline.fileio import file_sha256
+    from pipeline.labels import AU_NAMES
+    from stages.rnn_teacher import cli
+
+    checkpoint = tmp_path / "member.pt"
+    checkpoint.write_bytes(b"the frozen CNN")
+    features = write_features(tmp_path / "f.h5", sha=file_sha256(checkpoint))
+    t = frame_table(features)
+    table = pd.DataFrame({"uid": t.uid, "video": t.video, "frame": t.frame, "shard": t.shard, "row": t.row,
+                          **{a: t.au[:, j] for j, a in enumerate(AU_NAMES)}, "expr": t.expr,
+                          "valence": t.va[:, 0], "arousal": t.va[:, 1]})
+    table.to_parquet(tmp_path / "frames.parquet")
+    raw = yaml.safe_load(open("params.yaml"))
+    raw["profile"] = "tiny"
+    raw["features"]["checkpoint"] = str(checkpoint)
+    raw["profiles"]["tiny"]["temporal"] = {"sequence_lengths": [8, 31]}  # 31: longer than every training run
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "rnn"
+    result = CliRunner().invoke(cli, ["--params", str(tmp_path / "params.yaml"), "--features", str(tmp_path / "f.h5"),
+                                      "--faces", str(tmp_path / "frames.parquet"), "--out", str(out),
+                                      "--log", str(tmp_path / "logs"), "--report", str(tmp_path / "r.json"), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: sequence length 31: longer than every training video's run of consecutive frames (the longest has "
+        "30 frames); choose temporal.sequence_lengths of at most 30")
+    assert not out.exists() and not (tmp_path / "r.json").exists()
