@@ -133,6 +133,8 @@ class SequenceData:
         if selection_videos is not None:
             val_rows = val_rows[np.isin(features.video[val_rows], sorted(set(features.video[val_rows]))[:selection_videos])]
         self.val = Split.of(features, val_rows, length, training=False)
+        if not len(val_rows):
+            raise DataError(f"{features.path}: no validation frames: the epoch choice needs Aff-Wild2's validation videos")
         self.task_windows = {task: np.flatnonzero([known[self.train.frames(k)].any() for k in range(len(self.train.windows))])
                              for task, known in self.known().items()}
         for task, w in self.task_windows.items():

@@ -23,6 +23,13 @@ teacher_option = click.option("--teacher", "cnn_teacher", default="models/teache
                               type=click.Path(dir_okay=False), help="The CNN teacher (idem).")
 
 
+def input_options(command):
+    """The options of every temporal stage's inputs: features, frame table, CNN checkpoints."""
+    for option in (teacher_option, students_option, frames_option, features_option):
+        command = option(command)
+    return command
+
+
 def open_features(p, features_path: str, table: str | None, students_dir: str, cnn_teacher: str):
     """The features file and the frame table, after checking that the features come from
     the checkpoint ``features.checkpoint`` names now."""

@@ -5,16 +5,12 @@ from __future__ import annotations
 import click
 
 from stages.common import friendly_errors, load, params_option
-from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
-    teacher_option
+from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-soft-labels")
 @params_option
-@features_option
-@frames_option
-@students_option
-@teacher_option
+@input_options
 @click.option("--teacher-dir", "teacher_dir", default="models/rnn/teacher", show_default=True,
               type=click.Path(file_okay=False), help="The temporal teachers, T<length>.pt.")
 @click.option("--out", "out_dir", default="data/rnn_soft_labels", show_default=True, type=click.Path(file_okay=False),

@@ -4,17 +4,13 @@ from __future__ import annotations
 import click
 
 from stages.common import friendly_errors, load, params_option
-from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
-    teacher_option
+from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-student")
 @params_option
 @click.option("--name", required=True, help="The student: a key of `rnn_students` in params.yaml.")
-@features_option
-@frames_option
-@students_option
-@teacher_option
+@input_options
 @click.option("--soft-labels", "soft_dir", default="data/rnn_soft_labels", show_default=True,
               type=click.Path(file_okay=False), help="The temporal teacher's caches, T<length>.h5.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),

@@ -4,16 +4,12 @@ from __future__ import annotations
 import click
 
 from stages.common import friendly_errors, load, params_option
-from stages.rnn_common import features_option, frames_option, open_features, per_length, students_option, \
-    teacher_option
+from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-teacher")
 @params_option
-@features_option
-@frames_option
-@students_option
-@teacher_option
+@input_options
 @click.option("--out", "out_dir", default="models/rnn/teacher", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the best checkpoints, T<length>.pt.")
 @click.option("--log", "log_dir", default="reports/plots/rnn/teacher", show_default=True,

@@ -186,7 +186,10 @@ def test_bad_sequence_lengths_and_frame_order(tmp_path):
     shuffled = write_features(tmp_path / "g.h5", {"a": ("train", [0, 1, 3, 2, 4])})
     with pytest.raises(DataError, match="video a: frame 2 comes after frame 3"):
         SequenceData(shuffled, frame_table(shuffled), 2)
-    other = frame_table(write_features(tmp_path / "h.h5", {"a": ("train", list(range(30)))}))
+    only_train = write_features(tmp_path / "h.h5", {"a": ("train", list(range(30)))})
+    with pytest.raises(DataError, match="no validation frames"):
+        SequenceData(only_train, frame_table(only_train), 8)
+    other = frame_table(only_train)
     with pytest.raises(CheckpointError, match="not the features of this frame table"):
         SequenceData(features, other, 8)
 
