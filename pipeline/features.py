@@ -16,6 +16,7 @@ output); attributes ``format_version``, ``checkpoint_sha256``, ``backbone``,
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -93,6 +94,11 @@ class Features:
     @property
     def logits(self) -> np.ndarray:
         return self._mapped["logits"]
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """The file's SHA-256, computed once (the file is gigabytes at real sizes)."""
+        return file_sha256(self.path)
 
     def check_checkpoint(self, checkpoint: str | Path) -> None:
         """Refuse features computed by another checkpoint than ``checkpoint``."""

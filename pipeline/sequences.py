@@ -182,7 +182,7 @@ def dump_soft_labels(model: TemporalNet, features: Features, length: int, out, t
     n = len(rows)
     attrs = {"format_version": FORMAT_VERSION, "mode": "centre", "views": 1, "teacher_sha256": file_sha256(teacher),
              "teacher_backbone": model.backbone_name, "va_centres": centres, "sequence_length": length,
-             "index_sha256": json.dumps({"features": file_sha256(features.path)}, sort_keys=True),
+             "index_sha256": json.dumps({"features": features.sha256}, sort_keys=True),
              "provenance": json.dumps(provenance or [], sort_keys=True)}
     write_cache(out, features.uid[rows][order], np.zeros((n, 1, 2), np.uint8), np.zeros((n, 1), np.uint8), attrs,
                 [to_float16(torch.from_numpy(logits[order])).reshape(n, 1, -1)])
@@ -192,21 +192,28 @@ def dump_soft_labels(model: TemporalNet, features: Features, length: int, out, t
 def check_cache(cache, features: Features, length: int) -> None:
     """Refuse a temporal soft-label cache of other features or another sequence length."""
     made = cache.index_sha256.get("features")
-    if made != file_sha256(features.path) or int(cache.attrs.get("sequence_length", -1)) != length:
+    if made != features.sha256 or int(cache.attrs.get("sequence_length", -1)) != length:
         raise CheckpointError(f"{cache.path}: computed from other features (sha256 {str(made)[:12]}...) or another "
                               f"sequence length ({cache.attrs.get('sequence_length')}) than {features.path} at "
                               f"{length}: rerun `dvc repro rnn_soft_labels`")
 
 
+def ensemble_predict(members, features: Features, rows: np.ndarray, length: int, device, batch: int = 128) -> dict:
+    """The ensemble of temporal ``members`` ``(name, model, va_centres)`` on the feature-file
+    ``rows``: each member through the evaluation windows, combined by ``ensemble.combine``."""
+    from pipeline.ensemble import combine
+
+    split = Split.of(features, rows, length, training=False)
+    return combine([predict(model, features, split, device, batch, centres) for _, model, centres in members])
+
+
 def bundle_predictions(path, features: Features, rows: np.ndarray, device, batch: int = 128) -> tuple[dict, dict]:
-    """A temporal ensemble bundle's predictions for the feature-file ``rows`` (members'
-    probabilities averaged, ``ensemble.combine``), each member's, and the bundle's entries."""
-    from pipeline.ensemble import RNN_BUNDLE_KIND, combine, load_bundle
+    """A temporal ensemble bundle's predictions for the feature-file ``rows`` and the
+    bundle's other entries."""
+    from pipeline.ensemble import RNN_BUNDLE_KIND, load_bundle
 
     members, bundle = load_bundle(path, device, RNN_BUNDLE_KIND)
     if bundle["features_sha256"] != features.attrs["checkpoint_sha256"]:
         raise CheckpointError(f"{path}: trained on features of another checkpoint (sha256 "
                               f"{bundle['features_sha256'][:12]}...) than {features.path}: rerun `dvc repro rnn_ensemble`")
-    split = Split.of(features, rows, bundle["sequence_length"], training=False)
-    each = {name: predict(model, features, split, device, batch, centres) for name, model, centres in members}
-    return combine(list(each.values())), {**bundle, "member_predictions": each}
+    return ensemble_predict(members, features, rows, bundle["sequence_length"], device, batch), bundle

@@ -31,7 +31,8 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.inference import score
     from pipeline.metrics import tune_thresholds
     from pipeline.provenance import record
-    from pipeline.sequences import bundle_predictions
+    from pipeline.sequences import ensemble_predict
+    from pipeline.temporal import load_temporal
 
     p = load(params_path)
     e = p.rnn_ensemble
@@ -46,18 +47,20 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: checkpoint of temporal member {name!r} not found "
                                         f"(run `dvc repro rnn_student@{name}`)")
+    provenance = [record(__spec__.name, {"rnn_ensemble": e.model_dump(mode="json"),
+                                         "temporal": p.temporal.model_dump(mode="json")},
+                         {"features": features_path, **{name: str(Path(members_dir) / name) for name in e.members}})]
     summaries = {}
     for length, members in every.items():
-        provenance = [record(__spec__.name, {"rnn_ensemble": e.model_dump(mode="json"), "length": length},
-                             {"features": features_path, **members})]
+        models = [(name, *load_temporal(path, device)) for name, path in members.items()]
+        preds = ensemble_predict([(name, model, ckpt["train"]["va_centres"]) for name, model, ckpt in models],
+                                 features, val_rows, length, device, e.batch)
+        thresholds, mode = 0.5, "fixed 0.5"
+        if e.au_thresholds == "tuned":
+            thresholds, mode = tune_thresholds(val.au, preds["AU"]), "tuned per AU on the validation set"
         out = per_length(out_dir, length)
         extra = {"sequence_length": length, "features_sha256": features.attrs["checkpoint_sha256"]}
-        summary = save_bundle(out, members, 0.5, "fixed 0.5", None, provenance, RNN_BUNDLE_KIND, extra)
-        preds, _ = bundle_predictions(out, features, val_rows, device, e.batch)
-        if e.au_thresholds == "tuned":
-            thresholds = tune_thresholds(val.au, preds["AU"])
-            summary = save_bundle(out, members, thresholds, "tuned per AU on the validation set", None, provenance,
-                                  RNN_BUNDLE_KIND, extra)
+        summary = save_bundle(out, members, thresholds, mode, None, provenance, RNN_BUNDLE_KIND, extra)
         summary["validation"] = score(val, preds, summary["au_thresholds"])
         summaries[f"T{length}"] = summary
         click.echo(f"rnn ensemble T{length} of {', '.join(members)}: validation total "

@@ -36,10 +36,10 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
         if ckpt.get("sequence_length") != length:
             raise click.ClickException(f"{teacher}: trained at sequence length {ckpt.get('sequence_length')}, "
                                        f"not {length}: rerun `dvc repro rnn_teacher`")
+    provenance = [record(__spec__.name, {"temporal": p.temporal.model_dump(mode="json")},
+                         {"features": features_path, "teachers": teacher_dir})]
     summaries = {}
     for length, (teacher, model, ckpt) in teachers.items():
-        provenance = [record(__spec__.name, {"temporal": p.temporal.model_dump(mode="json"), "length": length},
-                             {"features": features_path, "teacher": str(teacher)})]
         out = per_length(out_dir, length, ".h5")
         out.parent.mkdir(parents=True, exist_ok=True)
         summaries[f"T{length}"] = dump_soft_labels(model, features, length, out, teacher, p.rnn_teacher.eval_batch,

@@ -41,16 +41,15 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
         check_cache(cache, features, length)
         cache.check_finite()
         datas[length] = SequenceData(features, frames, length, params.selection_videos, cache)
+    origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
+                                    "temporal": p.temporal.model_dump(mode="json")},
+                    {"features": features_path, "soft_labels": soft_dir})
     results = {}
     for length, data in datas.items():
-        cache = caches[length]
-        origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
-                                        "length": length},
-                        {"features": features_path, "soft_labels": str(cache.path)})
         result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
                               None, f"scratch/rnn_students/{name}/T{length}/resume.pt", f"rnn_student {name} T{length}",
                               quiet, extra={"sequence_length": length, "provenance": [origin],
-                                            "soft_labels": {"teacher_sha256": cache.attrs["teacher_sha256"]}})
+                                            "soft_labels": {"teacher_sha256": caches[length].attrs["teacher_sha256"]}})
         results[f"T{length}"] = {k: v for k, v in result.items() if k not in ("history", "provenance")}
     write_json(report or f"reports/rnn/students/{name}.json", results)
 
