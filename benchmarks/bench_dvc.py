@@ -2,7 +2,11 @@
 has nothing to run, in the working tree after ``make demo`` (goal: under 3 s each).
 
 The first call of each is reported apart (files not yet in the page cache, DVC's state
-database cold); then the median of five. Usage: python benchmarks/bench_dvc.py
+database cold); then the median of five. Then where the time goes: ``dvc status`` of
+single stages, one whose output is the synthetic data set, one whose dependency is the
+synthetic Aff-Wild2 folder and one without a large folder; the differences, per thousand
+files, are what each tracked file costs DVC as an output and as a dependency.
+Usage: python benchmarks/bench_dvc.py
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DVC = ROOT / ".venv" / "bin" / "dvc"
 RUNS = 5
+# (stage, the large folder it checks, as what): the breakdown rows
+BREAKDOWN = (("train_teacher", None, "no large folder"), ("synth", "data/synth", "output"),
+             ("extract@affwild2", "data/synth/affwild2", "dependency"))
 
 
 def timed(*args: str) -> tuple[float, subprocess.CompletedProcess]:
@@ -38,7 +45,28 @@ def main() -> dict:
         times = [timed(*args)[0] for _ in range(RUNS)]
         rows.append({"command": label, "first_s": round(first, 3), "median_s": round(statistics.median(times), 3),
                      "max_s": round(max(times), 3), "stages": stages})
+    rows.extend(breakdown())
     return {"name": "dvc", "rows": rows}
+
+
+def count_files(folder: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(folder))
+
+
+def breakdown() -> list[dict]:
+    """``dvc status`` of single stages: what one tracked file costs as an output and as a dependency."""
+    rows, base = [], None
+    for stage, folder, role in BREAKDOWN:
+        timed("status", "-q", stage)  # warm
+        median = statistics.median(timed("status", "-q", stage)[0] for _ in range(RUNS))
+        row = {"command": f"dvc status {stage}", "median_s": round(median, 3), "checks": role}
+        if folder is None:
+            base = median
+        else:
+            files = count_files(ROOT / folder)
+            row.update(files=files, ms_per_1000_files=round((median - base) / files * 1e6, 1))
+        rows.append(row)
+    return rows
 
 
 if __name__ == "__main__":
