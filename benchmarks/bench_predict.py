@@ -8,7 +8,9 @@ Rows, side by side in one run on the 300-frame video:
 - ``predict``: the whole command's work (decode, detect, align, model, CSV, timeline PNG),
   frames/s (goal: at least 30, real time);
 - ``memory``: peak RSS of ``mtaffect predict`` in a fresh process on the video and on one
-  4x longer (goal: the longer at most 1.2x the shorter).
+  4x longer (goal: the longer at most 1.2x the shorter);
+- ``predict --temporal`` and its memory, the same with the temporal bundle
+  ``models/rnn/ensemble/T32.pt`` (features of each face, then the GRUs over its track).
 Usage: python benchmarks/bench_predict.py
 """
 from __future__ import annotations
@@ -35,9 +37,9 @@ finally:
 """
 
 
-def peak_rss_mb(video: Path, bundle: Path, out: Path) -> float:
+def peak_rss_mb(video: Path, bundle: Path, out: Path, *extra: str) -> float:
     proc = subprocess.run([sys.executable, "-c", PEAK_RSS, str(video), "--model", str(bundle), "--out", str(out),
-                           "--quiet"], cwd=ROOT, capture_output=True, text=True, check=True)
+                           "--quiet", *extra], cwd=ROOT, capture_output=True, text=True, check=True)
     return int(proc.stdout.split("PEAK_KB")[-1]) / 1024
 
 
@@ -50,6 +52,7 @@ def main() -> dict:
     from pipeline.media import Input, VideoFrames
     from pipeline.predict import Ensemble, batched
     from pipeline.predict_run import FaceFinder, Settings, predict_input
+    from pipeline.predict_temporal import TemporalModel
 
     bundle = ROOT / "models" / "ensemble.pt"
     if not bundle.exists():
@@ -93,6 +96,19 @@ def main() -> dict:
         mem = {n: peak_rss_mb(v, bundle, tmp / f"mem{n}") for n, v in ((SHORT, short), (LONG, long))}
         rows.append({"measure": "memory", "frames": f"{SHORT} / {LONG}", "peak_mb": f"{mem[SHORT]:.0f} / {mem[LONG]:.0f}",
                      "ratio": round(mem[LONG] / mem[SHORT], 3)})
+        temporal = ROOT / "models" / "rnn" / "ensemble" / "T32.pt"
+        if temporal.exists():
+            gru = TemporalModel(temporal, bundle, torch.device("cpu"))
+            t0 = time.perf_counter()
+            summary = predict_input(Input(short, "video"), gru, FaceFinder(gru.detection, settings), tmp, settings)
+            seconds = time.perf_counter() - t0
+            rows.append({"measure": "predict --temporal (T=32)", "frames": SHORT, "seconds": round(seconds, 3),
+                         "frames_per_s": round(SHORT / seconds, 1), "faces_found": summary.frames_with_face,
+                         "members": len(gru.members)})
+            mem = {n: peak_rss_mb(v, bundle, tmp / f"tmem{n}", "--temporal", str(temporal))
+                   for n, v in ((SHORT, short), (LONG, long))}
+            rows.append({"measure": "memory --temporal", "frames": f"{SHORT} / {LONG}",
+                         "peak_mb": f"{mem[SHORT]:.0f} / {mem[LONG]:.0f}", "ratio": round(mem[LONG] / mem[SHORT], 3)})
     for row in rows:
         print(json.dumps(row))
     return {"name": "predict", "rows": rows}

@@ -39,6 +39,13 @@ SCHEMA = pa.schema(
 DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9}
 
 
+def alignment_of(bundle: dict) -> tuple[int, float, dict]:
+    """A frame bundle's crop size, template scale and MTCNN settings (those of its extraction)."""
+    alignment = bundle["alignment"]
+    return (int(alignment["size"]), float(alignment["template_scale"]),
+            {**DETECTION_DEFAULTS, **alignment.get("detection", {})})
+
+
 class Ensemble:
     """A bundle's members on aligned faces: mean probabilities, VA and their spread."""
 
@@ -48,9 +55,7 @@ class Ensemble:
         self.members = [(model, torch.as_tensor(va_centres(c), dtype=torch.float32, device=device))
                         for _, model, c in members]
         self.thresholds = np.asarray(info["au_thresholds"], dtype=np.float32)
-        alignment = info["alignment"]
-        self.size, self.scale = int(alignment["size"]), float(alignment["template_scale"])
-        self.detection = {**DETECTION_DEFAULTS, **alignment.get("detection", {})}
+        self.size, self.scale, self.detection = alignment_of(info)
 
     @torch.no_grad()
     def __call__(self, faces: np.ndarray) -> dict[str, np.ndarray]:
@@ -67,28 +72,41 @@ class Found:
     face: Detection
 
 
-def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
-    """The table rows of each frame (one per face, or one without a face)."""
+def face_rows(frames: list[Frame], faces: list[list[Found]], size: int, scale: float) -> tuple[list[list[dict]], np.ndarray]:
+    """The table rows of each frame (one per face, or one without a face), predictions not
+    yet filled in, and the faces aligned [n_faces, size, size, 3] in the rows' order."""
     flat = [(i, f) for i, found in enumerate(faces) for f in found]
-    preds = None
-    if flat:
-        aligned = np.stack([align_face(frames[i].image, f.face.landmarks, model.size, model.scale) for i, f in flat])
-        preds = model(aligned)
+    aligned = np.stack([align_face(frames[i].image, f.face.landmarks, size, scale) for i, f in flat]) if flat \
+        else np.zeros((0, size, size, 3), np.uint8)
     result = [[] for _ in frames]
-    for k, (i, f) in enumerate(flat):
-        row = {"track": f.track, "det_score": f.face.prob, **dict(zip(BOX, map(float, f.face.box)))}
-        row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
-        row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
-        row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
-                   unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
-                   unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
-        result[i].append(decide(row, model.thresholds))
+    for i, f in flat:
+        result[i].append({"face": True, "track": f.track, "det_score": f.face.prob, **dict(zip(BOX, map(float, f.face.box)))})
     for frame, rows in zip(frames, result):
         if not rows:
             rows.append({"face": False, "track": -1})
         for row in rows:
             row.update(frame=frame.number, timestamp=None if np.isnan(frame.time) else frame.time, file=frame.file)
-    return result
+    return result, aligned
+
+
+def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray) -> dict:
+    """``row`` with the ``k``-th face's predictions (``ensemble.combine``'s output) and decisions."""
+    row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
+    row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
+    row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
+               unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
+               unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
+    return decide(row, thresholds)
+
+
+def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
+    """The table rows of each frame, with the frame ensemble's predictions."""
+    rows, aligned = face_rows(frames, faces, model.size, model.scale)
+    if len(aligned):
+        preds = model(aligned)
+        for k, row in enumerate(r for frame_rows in rows for r in frame_rows if r["face"]):
+            fill(row, preds, k, model.thresholds)
+    return rows
 
 
 def decide(row: dict, thresholds: np.ndarray) -> dict:

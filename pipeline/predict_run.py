@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 from pipeline.faces import FaceDetector
 from pipeline.fileio import temp_path
 from pipeline.media import Input, OverlayWriter, VideoFrames, image_frames
-from pipeline.predict import SCHEMA, CentredMean, Ensemble, Found, batched, rows_for
+from pipeline.predict import SCHEMA, CentredMean, Ensemble, Found, batched, face_rows, rows_for
+from pipeline.predict_temporal import TemporalModel, TemporalStream
 from pipeline.store import PARQUET_OPTIONS
 from pipeline.tracking import FaceTracker, TrackIds
 
@@ -105,9 +106,10 @@ class Summary:
     pictures: list = field(default_factory=list)
 
 
-def predict_input(inp: Input, model: Ensemble, finder: FaceFinder, out_dir: Path, settings: Settings,
-                  progress=None) -> Summary:
-    """Predict on one input into ``out_dir``; nothing of it is left there on error."""
+def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinder, out_dir: Path,
+                  settings: Settings, progress=None) -> Summary:
+    """Predict on one input into ``out_dir`` with the frame ensemble or, for videos, a
+    temporal one; nothing of it is left there on error."""
     finder.reset()
     table = out_dir / f"{inp.name}.{settings.fmt}"
     summary, skipped = Summary(inp.name, table), []
@@ -116,7 +118,11 @@ def predict_input(inp: Input, model: Ensemble, finder: FaceFinder, out_dir: Path
     sink = TableSink(table, settings.fmt)
     overlay = OverlayWriter(out_dir / f"{inp.name}_overlay.mp4", video.fps / settings.every) \
         if video is not None and settings.overlay else None
-    smoother = CentredMean(settings.smooth if video is not None else 1, model.thresholds)  # images: no time
+    temporal = isinstance(model, TemporalModel)
+    if temporal:
+        stream = TemporalStream(model)
+    else:
+        stream = CentredMean(settings.smooth if video is not None else 1, model.thresholds)  # images: no time
     try:
         def emit(ready):
             for frame, rows in ready:
@@ -129,11 +135,17 @@ def predict_input(inp: Input, model: Ensemble, finder: FaceFinder, out_dir: Path
 
         for block in batched(frames, settings.batch):
             faces = finder.video(block) if video is not None else finder.images(block)
-            for frame, rows in zip(block, rows_for(block, faces, model)):
-                emit(smoother.push(frame, rows))
+            if temporal:
+                rows, aligned = face_rows(block, faces, model.size, model.scale)
+                features = iter(model.features(aligned) if len(aligned) else ())
+                for frame, frame_rows in zip(block, rows):
+                    emit(stream.push(frame, frame_rows, [next(features) for r in frame_rows if r["face"]]))
+            else:
+                for frame, rows in zip(block, rows_for(block, faces, model)):
+                    emit(stream.push(frame, rows))
             if progress is not None:
                 progress.update(len(block))
-        emit(smoother.flush())
+        emit(stream.flush())
         if summary.frames == 0:
             raise ValueError(f"{inp.path}: no frame or image could be decoded")
         sink.close()

@@ -12,6 +12,10 @@ from stages.common import friendly_errors
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "bundle", default="models/ensemble.pt", show_default=True, type=click.Path(dir_okay=False),
               help="The model bundle the ensemble stage writes.")
+@click.option("--temporal", type=click.Path(dir_okay=False),
+              help="A temporal ensemble bundle (models/rnn/ensemble/T<length>.pt): each face's track through its "
+                   "GRUs instead of the frame ensemble. Videos only, every frame; the CNN that made its features "
+                   "must be a member of --model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the tables and pictures.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True,
               help="Table format: <out>/<input name>.csv or .parquet.")
@@ -27,7 +31,7 @@ from stages.common import friendly_errors
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(inputs, bundle, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, quiet):
+def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, quiet):
     """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
     image, or a folder (its videos one by one, its images as one table).
 
@@ -41,10 +45,19 @@ def cli(inputs, bundle, out, fmt, all_faces, every, smooth, overlay, no_timeline
     from pipeline.media import VideoFrames, find_inputs
     from pipeline.predict import Ensemble
     from pipeline.predict_run import FaceFinder, Settings, predict_input
+    from pipeline.predict_temporal import TemporalModel
 
     if smooth % 2 == 0:
         raise click.UsageError(f"--smooth {smooth}: the window is centred on each frame, so it must be odd")
+    if temporal and (every != 1 or smooth != 1):
+        raise click.UsageError("--temporal reads every frame of a face's track (the GRUs learned from consecutive "
+                               "frames and smooth over them already): leave --every and --smooth at 1")
     found = find_inputs(inputs)
+    if temporal:
+        for inp in found:
+            if inp.kind != "video":
+                raise click.UsageError(f"{inp.path}: --temporal needs videos (images have no frame order); "
+                                       "predict on the images without it")
     out_dir = Path(out)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +66,8 @@ def cli(inputs, bundle, out, fmt, all_faces, every, smooth, overlay, no_timeline
         probe.unlink()
     except OSError as e:
         raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
-    model = Ensemble(bundle, resolve_device(device))
+    dev = resolve_device(device)
+    model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
     settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
                         timeline=not no_timeline, fmt=fmt)
     finder = FaceFinder(model.detection, settings)

@@ -1,7 +1,9 @@
 """``mtaffect predict`` and ``export-abaw`` on real files: synthetic videos made of a real
 photograph, the photograph itself, two faces, every bad input; the rows against the
 extraction + ensemble path on the same faces, smoothing against pandas, the pictures read
-back."""
+back. ``--temporal``: the streamed windows against the temporal stages' own (whole runs
+through ``windows.eval_windows``), a video against the extraction -> features -> temporal
+bundle path on the same faces."""
 import cv2
 import numpy as np
 import pandas as pd
@@ -11,11 +13,16 @@ from click.testing import CliRunner
 from skimage import data as skimage_data
 
 from pipeline.data import FrameIndex
-from pipeline.ensemble import combine, load_bundle, save_bundle
+from pipeline.ensemble import RNN_BUNDLE_KIND, combine, load_bundle, save_bundle
+from pipeline.features import Features, dump
+from pipeline.fileio import file_sha256
 from pipeline.inference import predict_many
 from pipeline.labels import AU_NAMES, EXPR_NAMES
-from pipeline.models import MultitaskNet, save_checkpoint
+from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.predict import CentredMean
+from pipeline.predict_temporal import TemporalStream, segment_predict
+from pipeline.sequences import bundle_predictions
+from pipeline.temporal import TemporalNet
 from pipeline.tracking import TrackIds
 from stages.predict import cli as predict_cli
 
@@ -252,3 +259,130 @@ def test_no_face_at_all_and_a_truncated_video_are_warnings_with_their_rows(bundl
     cut_rows = pd.read_csv(tmp_path / "out" / "cut.csv")
     assert 0 < len(cut_rows) < N_FRAMES and cut_rows["frame"].tolist() == list(range(len(cut_rows)))
     assert f"decoding stopped at frame {len(cut_rows)} of the {N_FRAMES}" in result.output
+
+
+# --- --temporal ----------------------------------------------------------------------------
+
+def gru_members(n: int, feature_dim: int, seed: int = 0):
+    members = []
+    for i in range(n):
+        torch.manual_seed(seed + i)
+        model = TemporalNet(8, feature_dim)
+        with torch.no_grad():  # larger outputs, so they depend visibly on the features
+            for head in model.heads.values():
+                head.weight.mul_(10)
+        members.append((f"r{i + 1}", model.eval(), "centres"))
+    return members
+
+
+class FakeModel:
+    """What ``TemporalStream`` needs of a ``TemporalModel``: the GRUs, no CNN."""
+
+    def __init__(self, members, length):
+        self.members, self.length, self.thresholds = members, length, np.full(8, 0.5, np.float32)
+
+    def segment(self, features):
+        return segment_predict(self.members, features, self.length, "cpu")
+
+
+class Frame:
+    def __init__(self, number):
+        self.number = number
+
+
+def test_the_stream_gives_each_run_its_whole_runs_windows_in_frame_order_holding_under_2L_frames():
+    length, rng = 4, np.random.default_rng(0)
+    model = FakeModel(gru_members(2, 16), length)
+    # track 0: runs of 11 (windows streamed before the run ends), 3 (shorter than L), 9 and 2 frames (cut by
+    # frames 26-27, which never come); track 1: one run of 18 alongside; frames 30-31 without any face
+    numbers = [n for n in range(32) if n not in (26, 27)]
+    present = {0: set(range(0, 11)) | set(range(13, 16)) | set(range(17, 30)) - {26, 27}, 1: set(range(5, 23))}
+    stream, out, features, most = TemporalStream(model), [], {}, 0
+    for n in numbers:
+        rows, feats = [], []
+        for track in (1, 0):  # any order within a frame
+            if n in present[track]:
+                rows.append({"face": True, "track": track, "frame": n})
+                features[track, n] = rng.normal(size=(3, 16)).astype(np.float32)
+                feats.append(features[track, n])
+        out += stream.push(Frame(n), rows or [{"face": False, "track": -1, "frame": n}], feats)
+        most = max([most, *(len(r.rows) for r in stream.runs.values())])
+    out += stream.flush()
+    assert [f.number for f, _ in out] == numbers and most < 2 * length
+    got = {(r["track"], r["frame"]): r for _, rows in out for r in rows if r["face"]}
+    assert len(got) == len(features)
+    for track, frames in present.items():
+        frames = sorted(frames)
+        cuts = [0, *[i for i in range(1, len(frames)) if frames[i] != frames[i - 1] + 1], len(frames)]
+        for a, b in zip(cuts, cuts[1:]):  # each run offline, through its own evaluation windows
+            run_frames = frames[a:b]
+            preds = segment_predict(model.members, np.stack([features[track, n] for n in run_frames]), length, "cpu")
+            for k, n in enumerate(run_frames):
+                row = got[track, n]
+                np.testing.assert_allclose([row[f"p_{a}"] for a in AU_NAMES], preds["AU"][k], atol=1e-6)
+                np.testing.assert_allclose([row["valence"], row["arousal"]], preds["VA"][k], atol=1e-6)
+                np.testing.assert_allclose(row["unc_EXPR"], preds["uncertainty_EXPR"][k], atol=1e-6)
+                assert row["AU1"] == int(row["p_AU1"] >= 0.5)
+
+
+@pytest.fixture(scope="module")
+def temporal_bundle(bundle, tmp_path_factory):
+    """GRU members on the features of the frame bundle's member s1, L = 4."""
+    folder = tmp_path_factory.mktemp("rnn")
+    paths = {}
+    for name, model, _ in gru_members(2, 128, seed=5):
+        save_checkpoint(folder / f"{name}.pt", model, {"train": {"va_centres": "centres"}})
+        paths[name] = str(folder / f"{name}.pt")
+    s1 = bundle.parent / "s1.pt"
+    save_bundle(folder / "T4.pt", paths, [0.5] * 8, "fixed 0.5", None, None, RNN_BUNDLE_KIND,
+                {"sequence_length": 4, "features_sha256": file_sha256(s1)})
+    return folder / "T4.pt"
+
+
+def test_a_video_gives_what_extraction_features_and_the_temporal_bundle_give(bundle, temporal_bundle, one_face_video,
+                                                                           tmp_path):
+    from stages.extract import cli as extract_cli
+
+    result = run(one_face_video, "--model", bundle, "--temporal", temporal_bundle, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(tmp_path / "out" / "clip.csv")
+    assert rows["frame"].tolist() == list(range(N_FRAMES))
+    assert set(rows.loc[~rows["face"], "frame"]) == HIDDEN | OUTSIDE  # runs of 12, 12 and 9 frames
+
+    faces = tmp_path / "faces"
+    result = CliRunner().invoke(extract_cli, ["--source", "input", "--root", str(one_face_video), "--out", str(faces),
+                                              "--workers", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    cnn, _ = load_checkpoint(bundle.parent / "s1.pt")
+    dump(cnn, faces / "frames.parquet", tmp_path / "features.h5", bundle.parent / "s1.pt", 16, torch.device("cpu"),
+         "centres")
+    features = Features(tmp_path / "features.h5")
+    preds, _ = bundle_predictions(temporal_bundle, features, np.arange(len(features.uid)), "cpu")
+    ours = rows.set_index("frame").loc[features.frame]
+    np.testing.assert_allclose(ours[[f"p_{a}" for a in AU_NAMES]], preds["AU"], atol=1e-5)
+    np.testing.assert_allclose(ours[[f"p_{e}" for e in EXPR_NAMES]], preds["EXPR"], atol=1e-5)
+    np.testing.assert_allclose(ours[["valence", "arousal"]], preds["VA"], atol=1e-5)
+    np.testing.assert_allclose(ours["unc_AU"], preds["uncertainty_AU"], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["every", "image", "other-cnn", "frame-bundle"])
+def test_bad_temporal_input_is_one_line_and_leaves_no_table(case, bundle, temporal_bundle, one_face_video, face,
+                                                            tmp_path):
+    given, model, temporal, extra = one_face_video, bundle, temporal_bundle, []
+    if case == "every":
+        extra = ["--every", "2"]
+    elif case == "image":
+        given = tmp_path / "photo.png"
+        cv2.imwrite(str(given), face)
+    elif case == "other-cnn":  # a temporal bundle of features from a checkpoint not in --model
+        other = torch.load(temporal_bundle, weights_only=True) | {"features_sha256": "d" * 64}
+        torch.save(other, tmp_path / "T4-other.pt")
+        temporal = tmp_path / "T4-other.pt"
+    elif case == "frame-bundle":
+        temporal = bundle
+    result = run(given, "--model", model, "--temporal", temporal, "--out", tmp_path / "out", "--quiet", *extra)
+    expected = {"every": "leave --every and --smooth at 1", "image": "--temporal needs videos",
+                "other-cnn": "not a member of", "frame-bundle": "not an mtaffect temporal ensemble bundle"}[case]
+    assert result.exit_code != 0 and expected in result.output, result.output
+    assert case in ("every", "image") or len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert not list(tmp_path.glob("**/*.csv")) and not list(tmp_path.glob("**/.*.tmp"))
