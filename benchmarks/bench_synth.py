@@ -31,7 +31,7 @@ def generation_rows(size: str, out: Path) -> tuple[list[dict], float]:
     from pipeline.sources.synthetic.generate import generate
 
     t0 = time.perf_counter()
-    report = generate(out, SynthParams(size=size, workers=2), progress=False)
+    report = generate(out, SynthParams(dataset_size=size, workers=2), progress=False)
     wall = time.perf_counter() - t0
     rows = []
     for s in SOURCES:

@@ -88,7 +88,9 @@ def _backbone(name: str) -> str:
 class SynthParams(Section):
     """The synthetic data set (see docs/synthetic-data.md for what each knob does)."""
 
-    size: Literal[SYNTH_SIZES] = "demo"  #: named size (frames per source)
+    # Not "size": DVC leaves keys named size out of its run-cache hash (treeverse/dvc#10296), so a
+    # change of it would restore the other size's outputs. Same for ExtractParams.face_size.
+    dataset_size: Literal[SYNTH_SIZES] = "demo"  #: named size (frames per source)
     seed: Index = 0
     out: str = "data/synth"
     difficulty: NonNegative = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)
@@ -112,7 +114,7 @@ class ExtractParams(Section):
     min_prob: Fraction = 0.9  #: faces below this MTCNN probability are not kept
     track: bool = True  #: search near the previous face before a full-frame search
     template_scale: Positive = 1.0  #: < 1 shows more context around the face
-    size: Annotated[int, Field(ge=16)] = 112
+    face_size: Annotated[int, Field(ge=16)] = 112  #: side of the aligned face, pixels
     shard_faces: Count = 4096  #: faces per HDF5 shard (4096 faces of 112 x 112 x 3 bytes: 154 MB)
     on_error: Literal["skip", "fail"] = "skip"  #: bad rows/files: count and skip, or stop
     use_cropped_aligned: bool = True  #: Aff-Wild2: use the organisers' crops when present

@@ -83,15 +83,15 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
     total = sum(len(j) for j in jobs)
     tmpdir = tempfile.mkdtemp(prefix=".extract-", dir=out)
     attrs = {
-        "size": params.size, "template": json.dumps(align.template_points(params.size, params.template_scale).tolist()),
+        "size": params.face_size, "template": json.dumps(align.template_points(params.face_size, params.template_scale).tolist()),
         "template_scale": params.template_scale, "detector": "facenet-pytorch MTCNN",
         "format_version": FORMAT_VERSION, "source": name,
     }
-    shards = ShardWriter(out, shard_faces=params.shard_faces, size=params.size, attrs=attrs)
+    shards = ShardWriter(out, shard_faces=params.shard_faces, size=params.face_size, attrs=attrs)
     table = FrameTableWriter(out / "frames.parquet")
     counts = Counter()
     track = Counter()
-    face_bytes = params.size * params.size * 3
+    face_bytes = params.face_size * params.face_size * 3
     try:
         ctx = mp.get_context("spawn")  # fork after torch/h5py is unsafe; spawn is the same everywhere
         with ctx.Pool(max(1, params.workers), initializer=Worker.init, initargs=(params, tmpdir)) as pool, \
@@ -101,7 +101,7 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                 for where, reason, line, n in res.rejected:
                     problems.reject(where, reason, line=line, n=n)
                 kept = np.flatnonzero(res.keep)
-                where = _copy_faces(res.faces_path, len(kept), face_bytes, params.size, shards)
+                where = _copy_faces(res.faces_path, len(kept), face_bytes, params.face_size, shards)
                 table.add(_rows(name, job, res, kept, where))
                 counts.update(frames_read=res.frames_read, faces_written=len(kept),
                               frames_without_face=res.frames_without_face,

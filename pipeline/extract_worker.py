@@ -111,7 +111,7 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
     res = JobResult(index=index, keep=np.zeros(n, bool), det_score=np.full(n, np.nan, np.float32),
                     landmarks=np.full((n, 5, 2), np.nan, np.float32),
                     faces_path=os.path.join(tmpdir, f"job-{index:07d}.raw"))
-    size, scale = params.size, params.template_scale
+    size, scale = params.face_size, params.template_scale
     with open(res.faces_path, "wb") as out:
 
         def emit(row: int, face: np.ndarray, landmarks=None, score=np.nan) -> None:
@@ -161,7 +161,7 @@ def _emit_detections(rows, frames, detections, params, res, emit) -> None:
         if det is None or det.prob < params.min_prob:
             res.frames_without_face += 1
             continue
-        emit(row, align.align_face(frame, det.landmarks, params.size, params.template_scale), det.landmarks, det.prob)
+        emit(row, align.align_face(frame, det.landmarks, params.face_size, params.template_scale), det.landmarks, det.prob)
 
 
 def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:

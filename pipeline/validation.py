@@ -34,12 +34,20 @@ def load_yaml(text: str, where: str):
         raise ParamsError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
 
 
+#: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run
+#: cache finds earlier runs by (treeverse/dvc#10296): a changed value would bring back the
+#: outputs of the old one. No parameter may be named so (tests/test_config.py).
+RENAMED = {"synth.size": "dataset_size", "extract.size": "face_size"}
+
+
 def reject_unknown(d: dict, known, where: str, prefix: str) -> None:
     """Fail on a key of ``d`` not in ``known``, suggesting the closest known one."""
     for key in d:
         if key not in known:
+            renamed = next((new for old, new in RENAMED.items() if f"{prefix}{key}".endswith(old)), None)
             close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}"
+            hint = (f"; it is now '{prefix}{renamed}' (DVC's run cache ignores keys named size)" if renamed
+                    else f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}")
             raise ParamsError(f"{where}: unknown key '{prefix}{key}'{hint}")
 
 

@@ -50,8 +50,8 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
         thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
         mode = "tuned per AU on the validation set"
     x = p.extract  # predict finds and aligns faces exactly as the extraction did
-    alignment = {"size": x.size, "template_scale": x.template_scale,
-                 "template": template_points(x.size, x.template_scale).tolist(),
+    alignment = {"size": x.face_size, "template_scale": x.template_scale,
+                 "template": template_points(x.face_size, x.template_scale).tolist(),
                  "detection": {"detect_size": x.detect_size, "min_face": x.min_face, "min_prob": x.min_prob}}
     inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
     provenance = [record(__spec__.name, {"ensemble": e.model_dump(mode="json"), "extract": {

@@ -9,8 +9,8 @@ from stages.common import friendly_errors, load, params_option
 
 @click.command("synth")
 @params_option
-@click.option("--size", type=click.Choice(SYNTH_SIZES), default=None,
-              help="Named size: tiny (seconds), demo (~36k faces), medium, large, huge.")
+@click.option("--size", "dataset_size", type=click.Choice(SYNTH_SIZES), default=None,
+              help="Named size (synth.dataset_size): tiny (seconds), demo (~36k faces), medium, large, huge.")
 @click.option("--seed", type=int, default=None, help="Random seed; same seed and values give identical files.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (gets affwild2/ disfa/ expw/ afewva/ ground_truth.parquet synth.json).")
@@ -29,7 +29,7 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--workers", type=int, default=None, help="Rendering processes (speed only, never the files).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @friendly_errors
-def cli(params_path, size, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
+def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
         imbalance, spontaneous_au, identity_spread, workers, progress):
     """Write the four synthetic datasets in their real formats, the ground truth, and a contact sheet.
 
@@ -39,7 +39,7 @@ def cli(params_path, size, seed, out, contact_sheet, no_contact_sheet, difficult
     from pipeline.sources.synthetic.generate import generate
 
     section = with_overrides(
-        load(params_path).synth, size=size, seed=seed, out=out, contact_sheet=contact_sheet,
+        load(params_path).synth, dataset_size=dataset_size, seed=seed, out=out, contact_sheet=contact_sheet,
         difficulty=difficulty, domain_shift=domain_shift, label_noise=label_noise, imbalance=imbalance,
         spontaneous_au=spontaneous_au, identity_spread=identity_spread, workers=workers,
     )

@@ -26,7 +26,7 @@ SOURCES = ("affwild2", "disfa", "expw", "afewva")
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthParams(size="tiny", seed=0, workers=1), progress=False)
+    generate(root, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
     return root
 
 
@@ -103,9 +103,9 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
     good = tree_hash(out)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["extract"]["size"] = 0
+    params["extract"]["face_size"] = 0
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"), "extract.size",
+    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"), "extract.face_size",
                   "must be >= 16, got 0")
     assert tree_hash(out) == good
     no_leftovers(tmp_path)

@@ -106,6 +106,35 @@ def test_unknown_key_suggests_the_right_one(raw):
         resolve(raw)
 
 
+def _keys(d, path=""):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield f"{path}{k}", k
+            yield from _keys(v, f"{path}{k}.")
+
+
+def test_no_parameter_is_named_size_or_nfiles_which_dvcs_run_cache_would_ignore(raw):
+    # DVC drops keys named size and nfiles, at any depth, from the hash its run cache finds
+    # earlier runs by (treeverse/dvc#10296): changing such a parameter would check out the
+    # outputs of its old value. (`synth.size` did: a demo run came back for size medium.)
+    bad = [path for path, key in _keys(raw) if key in ("size", "nfiles")]
+    assert not bad
+    from dvc.utils import dict_sha256  # the run cache's hash, with the keys it leaves out
+
+    changed = {**raw, "synth": {**raw["synth"], "dataset_size": "medium"}}
+    assert dict_sha256(changed, exclude=["size", "nfiles"]) != dict_sha256(raw, exclude=["size", "nfiles"])
+
+
+def test_old_size_keys_say_what_they_are_now(raw):
+    raw["synth"]["size"] = raw["synth"].pop("dataset_size")
+    with pytest.raises(ParamsError, match=r"unknown key 'synth.size'; it is now 'synth.dataset_size'"):
+        resolve(raw)
+    raw["synth"]["dataset_size"] = raw["synth"].pop("size")
+    raw["profiles"]["demo"]["extract"]["size"] = 128
+    with pytest.raises(ParamsError, match=r"'profiles.demo.extract.size'; it is now 'profiles.demo.extract.face_size'"):
+        resolve(raw)
+
+
 def test_optional_and_int_as_float(raw):
     raw["build"]["au_mean_ir"] = 2
     assert resolve(raw).build.au_mean_ir == 2.0

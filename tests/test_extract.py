@@ -21,7 +21,7 @@ SOURCES = ("affwild2", "disfa", "expw", "afewva")
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    generate(root, SynthParams(size="tiny", seed=0), progress=False)
+    generate(root, SynthParams(dataset_size="tiny", seed=0), progress=False)
     return root
 
 

@@ -434,7 +434,7 @@ def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
     from pipeline.sources.synthetic.generate import generate
 
     root, _, _ = tiny
-    generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
+    generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
     a, b = file_hashes(root), file_hashes(tmp_path)
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
@@ -446,7 +446,7 @@ def test_another_seed_gives_other_files(tiny, tmp_path):
     from pipeline.sources.synthetic.runners import run_job
 
     root, _, _ = tiny
-    cfg = SynthParams(size="tiny", seed=1, workers=1)
+    cfg = SynthParams(dataset_size="tiny", seed=1, workers=1)
     for job in [j for j in plan(cfg) if j.source in ("disfa", "afewva")][:2]:
         run_job((job, cfg, str(tmp_path)))
     compared = 0
@@ -467,7 +467,7 @@ def test_larger_sizes_plan_without_rendering():
     from pipeline.config import SYNTH_SIZES
 
     assert tuple(SIZES) == SYNTH_SIZES  # one list of names: the params schema's
-    jobs = plan(SynthParams(size="large"))
+    jobs = plan(SynthParams(dataset_size="large"))
     frames = sum(j.frames or len(j.images) for j in jobs)
     assert frames > 200_000
     names = [(j.source, j.folder, j.name) for j in jobs]
@@ -483,7 +483,7 @@ def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
     from pipeline.store import PARQUET_OPTIONS
 
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 100)
-    report = generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
+    report = generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
     meta = pq.ParquetFile(tmp_path / "ground_truth.parquet").metadata
     sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
     assert sum(sizes) == report["rows"] == 913
@@ -500,7 +500,7 @@ def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
 
     monkeypatch.setitem(runners.RUNNERS, "disfa", broken)  # workers=1: runs in this process
     with pytest.raises(RuntimeError, match="renderer broke"):
-        generate(tmp_path, SynthParams(size="tiny", seed=0, workers=1), progress=False)
+        generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
     assert not (tmp_path / "ground_truth.parquet").exists()
     assert not list(tmp_path.glob(".ground_truth.parquet*"))
 

@@ -64,7 +64,7 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
     t0 = time.perf_counter()
     try:
         from tqdm import tqdm
-        bar = tqdm(total=total, unit="frame", desc=f"synth {config.size}", disable=not progress, leave=False)
+        bar = tqdm(total=total, unit="frame", desc=f"synth {config.dataset_size}", disable=not progress, leave=False)
         for res in _results(jobs, config, out):
             s = res["source"]
             gt.add(res["rows"])
@@ -87,7 +87,7 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
     manifest = {
         "generator": "mtaffect synthetic v3",
         "config": {k: v for k, v in config.model_dump().items() if k not in NOT_IN_MANIFEST},
-        "size": asdict(size_spec(config.size)),
+        "size": asdict(size_spec(config.dataset_size)),
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},
         "ground_truth_rows": rows,
     }

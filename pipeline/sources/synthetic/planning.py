@@ -77,7 +77,7 @@ SIZES: dict[str, SizeSpec] = {
 
 
 def size_spec(name: str) -> SizeSpec:
-    """The named size (``SynthParams.size``)."""
+    """The named size (``SynthParams.dataset_size``)."""
     if name not in SIZES:
         raise ValueError(f"unknown synthetic size {name!r}; choose one of {', '.join(SIZES)}")
     return SIZES[name]
@@ -128,7 +128,7 @@ AFFWILD2_FRAME_SIZES = [(320, 240), (480, 270)]
 
 def plan(config: SynthParams) -> list[Job]:
     """Every job of the data set, in the order their results are written."""
-    spec = size_spec(config.size)
+    spec = size_spec(config.dataset_size)
     rng = np.random.default_rng([config.seed, 0])
     jobs: list[Job] = []
 
