@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from pipeline.data import centre_view, to_tensor
-from pipeline.ensemble import RNN_BUNDLE_KIND, combine, load_bundle
+from pipeline.ensemble import RNN_BUNDLE_KIND, load_bundle
 from pipeline.errors import CheckpointError
 from pipeline.features import task_outputs
 from pipeline.predict import alignment_of, fill
-from pipeline.sequences import Split, predict
+from pipeline.sequences import Split, ensemble_predict
 from pipeline.windows import eval_windows
 
 
@@ -37,11 +37,9 @@ class _InMemory:
 def segment_predict(members, features: np.ndarray, length: int, device, batch: int = 128) -> dict:
     """The ensemble of temporal ``members`` ``(name, model, va_centres)`` on the features
     [m, 3, 128] of one run of consecutive frames, or of a run's part that starts a multiple
-    of ``length`` frames into it (whose evaluation windows are then the run's own): each
-    member through those windows (``sequences.predict``), combined by ``ensemble.combine``."""
+    of ``length`` frames into it (whose evaluation windows are then the run's own)."""
     split = Split(np.arange(len(features)), np.asarray(eval_windows(0, len(features), length)).reshape(-1, 2))
-    source = _InMemory(features)
-    return combine([predict(model, source, split, device, batch, centres) for _, model, centres in members])
+    return ensemble_predict(members, _InMemory(features), split, device, batch)
 
 
 class TemporalModel:

@@ -198,12 +198,11 @@ def check_cache(cache, features: Features, length: int) -> None:
                               f"{length}: rerun `dvc repro rnn_soft_labels`")
 
 
-def ensemble_predict(members, features: Features, rows: np.ndarray, length: int, device, batch: int = 128) -> dict:
-    """The ensemble of temporal ``members`` ``(name, model, va_centres)`` on the feature-file
-    ``rows``: each member through the evaluation windows, combined by ``ensemble.combine``."""
+def ensemble_predict(members, features: Features, split: Split, device, batch: int = 128) -> dict:
+    """The ensemble of temporal ``members`` ``(name, model, va_centres)`` on the frames of
+    ``split`` (evaluation windows): each member through them, combined by ``ensemble.combine``."""
     from pipeline.ensemble import combine
 
-    split = Split.of(features, rows, length, training=False)
     return combine([predict(model, features, split, device, batch, centres) for _, model, centres in members])
 
 
@@ -216,4 +215,5 @@ def bundle_predictions(path, features: Features, rows: np.ndarray, device, batch
     if bundle["features_sha256"] != features.attrs["checkpoint_sha256"]:
         raise CheckpointError(f"{path}: trained on features of another checkpoint (sha256 "
                               f"{bundle['features_sha256'][:12]}...) than {features.path}: rerun `dvc repro rnn_ensemble`")
-    return ensemble_predict(members, features, rows, bundle["sequence_length"], device, batch), bundle
+    split = Split.of(features, rows, bundle["sequence_length"], training=False)
+    return ensemble_predict(members, features, split, device, batch), bundle

@@ -31,7 +31,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.inference import score
     from pipeline.metrics import tune_thresholds
     from pipeline.provenance import record
-    from pipeline.sequences import ensemble_predict
+    from pipeline.sequences import Split, ensemble_predict
     from pipeline.temporal import load_temporal
 
     p = load(params_path)
@@ -54,7 +54,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     for length, members in every.items():
         models = [(name, *load_temporal(path, device)) for name, path in members.items()]
         preds = ensemble_predict([(name, model, ckpt["train"]["va_centres"]) for name, model, ckpt in models],
-                                 features, val_rows, length, device, e.batch)
+                                 features, Split.of(features, val_rows, length, training=False), device, e.batch)
         thresholds, mode = 0.5, "fixed 0.5"
         if e.au_thresholds == "tuned":
             thresholds, mode = tune_thresholds(val.au, preds["AU"]), "tuned per AU on the validation set"
