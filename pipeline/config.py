@@ -103,6 +103,16 @@ class SynthParams(Section):
     contact_sheet: str = "reports/synth_contact_sheet.png"
 
 
+class SourceParams(Section):
+    """Where one dataset is (``sources.<name>``), and what DVC watches for its changes."""
+
+    root: str  #: the dataset's folder, in the layout it ships in (docs/formats.md)
+    #: the root itself, or a small file that changes whenever the data do (the version
+    #: file ``synth`` writes, or the dataset's ``.dvc`` file): DVC then hashes that file
+    #: instead of walking every file of the dataset again (pipeline/dataset_version.py)
+    version: str
+
+
 class ExtractParams(Section):
     """Face extraction per source (``extract@<source>``)."""
 
@@ -289,7 +299,7 @@ TOP_LEVEL = ("profile", "profiles", "sources", *FAMILIES, *SECTIONS)
 @dataclass
 class Params:
     profile: str
-    sources: dict[str, str]
+    sources: dict[str, SourceParams]
     synth: SynthParams
     extract: ExtractParams
     build: BuildParams
@@ -334,6 +344,16 @@ def _section(cls, values: dict, where: str, section: str, label: str):
     return validate(cls, values, where, label)
 
 
+def _source(entry, where: str, label: str) -> SourceParams:
+    if isinstance(entry, str):  # the format before versions
+        raise ParamsError(f"{where}: {label}: expected {{root: <folder>, version: <file or folder>}}, got a path; "
+                          f"write {{root: {entry}, version: {entry}}} (README, \"Working with real data\")")
+    entry = _mapping(entry, where, label)
+    reject_unknown(entry, SourceParams.model_fields, where, prefix=f"{label}.")
+    require(entry, SourceParams.model_fields, where, prefix=f"{label}.")
+    return validate(SourceParams, entry, where, label)
+
+
 def resolve(raw: dict, where: str = "params.yaml") -> Params:
     """Validate a parsed params mapping and merge the active profile's overrides."""
     raw = _mapping(raw, where, "the top level")
@@ -346,9 +366,7 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
     require(profiles, PROFILES, where, prefix="profiles.", what="section")
     sources = _mapping(raw["sources"], where, "sources")
     reject_unknown(sources, SOURCE_KINDS, where, prefix="sources.")
-    for name, root in sources.items():
-        if not isinstance(root, str):
-            raise ParamsError(f"{where}: sources.{name}: expected a path, got {root!r}")
+    sources = {name: _source(entry, where, f"sources.{name}") for name, entry in sources.items()}
 
     sections = {}
     for name, cls in SECTIONS.items():

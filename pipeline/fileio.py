@@ -107,3 +107,17 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def digest(path: str | Path, progress: bool = False) -> str:
+    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False):
+        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()

@@ -17,6 +17,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from pipeline.fileio import digest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipeline", "stages")
 FORMAT = 1
@@ -74,28 +76,16 @@ def blob_id(path: str | Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s."""
-    from pipeline.fileio import file_sha256
-
-    path = Path(path)
-    if not path.is_dir():
-        return file_sha256(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
-
-
-def record(module: str, params: dict, inputs: dict[str, str | Path]) -> dict:
+def record(module: str, params: dict, inputs: dict[str, str | Path], progress: bool = False) -> dict:
     """The provenance record of a stage run by ``module`` (e.g. ``stages.train_teacher``)
-    with effective ``params`` (plain values) on ``inputs`` (name -> file or folder)."""
+    with effective ``params`` (plain values) on ``inputs`` (name -> file or folder);
+    ``progress`` shows a bar while a folder is hashed."""
     return {
         "format": FORMAT,
         "stage": module.rpartition(".")[2],
         "params": params,
         "code": {f: blob_id(ROOT / f) for f in code_files(module)},
-        "inputs": {name: {"path": Path(os.path.relpath(p)).as_posix(), "sha256": digest(p)}
+        "inputs": {name: {"path": Path(os.path.relpath(p)).as_posix(), "sha256": digest(p, progress)}
                    for name, p in sorted(inputs.items())},
     }
 

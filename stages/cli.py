@@ -27,6 +27,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "Score every model and the baselines on validation, with paired intervals."),
     "predict": ("predict", "Per-frame AUs, expression and valence/arousal of new videos and images (tables, pictures)."),
     "export-abaw": ("export_abaw", "ABAW 2020 submission files (<task>_Set/<video>.txt) from predict's tables."),
+    "dataset-version": ("dataset_version", "Write a dataset folder's version file (its digest), for sources.<name>.version."),
     "info": ("info", "Where a model, bundle, cache, table or report came from: stage, code commit, inputs, params."),
 }
 

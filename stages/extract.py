@@ -15,7 +15,7 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--source", required=True, type=click.Choice([*SOURCE_KINDS, "input"]),
               help="Dataset kind; 'input' is an unlabelled video or folder of images.")
 @click.option("--root", default=None, type=click.Path(exists=True),
-              help="Dataset root (default: sources.<source> in params.yaml).")
+              help="Dataset root (default: sources.<source>.root in params.yaml, checked against its version).")
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Output folder (default: <extract.out>/<source>).")
 @click.option("--report", default=None, type=click.Path(dir_okay=False),
@@ -31,18 +31,22 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
     as -1/NaN) and extract.json (counts of what was read, written, skipped and why).
     """
+    from pipeline.dataset_version import check_version
     from pipeline.extract import extract
     from pipeline.provenance import record
 
     p = load(params_path)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)
+    version = None
     if root is None:
         if source not in p.sources:
             raise click.UsageError(f"--root is required for --source {source}")
-        root = p.sources[source]
+        root, version = p.sources[source].root, p.sources[source].version
     out = out or str(Path(params.out) / source)
     provenance = [record(__spec__.name, {"source": source, "extract": params.model_dump(mode="json")},
-                         {"source": root})]
+                         {"source": root}, progress=not quiet)]
+    if version is not None:
+        check_version(root, version, provenance[0]["inputs"]["source"]["sha256"])
     counts = extract(source, root, out, params, progress=not quiet, provenance=provenance)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())

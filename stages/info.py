@@ -21,8 +21,8 @@ def describe(entry: dict, check_inputs: bool) -> list[str]:
     """The lines printed for one provenance record."""
     from pathlib import Path
 
+    from pipeline.fileio import digest
     from pipeline.info import code_version
-    from pipeline.provenance import digest
 
     lines = [f"stage   {entry['stage']}"]
     code = code_version(entry["code"])

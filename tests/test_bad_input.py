@@ -37,7 +37,8 @@ def data(synth, tmp_path) -> Path:
     shutil.copytree(synth, root)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["profile"] = "tiny"
-    params["sources"] = {s: str(root / s) for s in SOURCES}
+    # version = root: the cases edit the files, which a version file would refuse
+    params["sources"] = {s: {"root": str(root / s), "version": str(root / s)} for s in SOURCES}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
@@ -108,6 +109,28 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"), "extract.face_size",
                   "must be >= 16, got 0")
     assert tree_hash(out) == good
+    no_leftovers(tmp_path)
+
+
+def test_data_that_no_longer_fit_their_version_stop_extraction(data, tmp_path):
+    # DVC reruns extract when the version file changes, not when the folder does: the run
+    # must then refuse files that are not those the version was written for
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["sources"]["afewva"]["version"] = str(data / "afewva.version.json")
+    params["sources"]["expw"]["version"] = str(data / "afewva.version.json")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "faces"
+    assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
+    good = tree_hash(out)
+    failed_naming(run(tmp_path, "extract", "--source", "expw", "--out", str(tmp_path / "expw"), "--quiet"),
+                  "afewva.version.json", "is the version of", "not of")
+    landmarks = next((data / "afewva").rglob("*.json"))
+    landmarks.write_text(landmarks.read_text().replace("1", "2", 1))
+    before = tree_hash(data)
+    failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"),
+                  str(data / "afewva"), "afewva.version.json", "dvc repro --force synth")
+    assert tree_hash(out) == good and tree_hash(data) == before
+    assert not (tmp_path / "expw").exists()
     no_leftovers(tmp_path)
 
 

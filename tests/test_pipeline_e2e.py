@@ -48,6 +48,18 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     # nothing changed: nothing runs
     assert ran_stages(p.dvc("repro").stdout) == []
 
+    # extraction depends on each dataset's version file, not on its folder: a hand edit of
+    # the synthetic data changes synth's output, which repro restores, and nothing reruns
+    lock_entry = yaml.safe_load(lock)["stages"]["extract@disfa"]
+    assert "data/synth/disfa.version.json" in [d["path"] for d in lock_entry["deps"]]
+    label = sorted((p.path / "data/synth/disfa/ActionUnit_Labels").rglob("*.txt"))[0]
+    original = label.read_bytes()
+    label.write_bytes(original.replace(b"0", b"5", 1))
+    status = p.dvc("status").stdout
+    assert status.startswith("synth:") and "modified:" in status and "extract" not in status, status
+    assert [s for s in ran_stages(p.dvc("repro").stdout) if s != "synth"] == []
+    assert label.read_bytes() == original and p.dvc("status", "-q", check=False).returncode == 0
+
     # editing code only the generator runs reruns synth alone: its outputs are the same
     # bytes, so DVC stops there (extraction and the teacher do not depend on that code)
     episodes = p.path / "pipeline/sources/synthetic/episodes.py"

@@ -2,7 +2,6 @@
 byte-identical, reading them back from every kind of artefact, and naming the commit."""
 import json
 import os
-import shutil
 import subprocess
 
 import h5py
@@ -12,9 +11,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.fileio import file_sha256
 from pipeline.info import code_version, read
-from pipeline.provenance import blob_id, code_files, digest, record
+from pipeline.provenance import blob_id, code_files, record
 from pipeline.store import write_parquet
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
@@ -31,22 +29,6 @@ def test_blob_id_is_what_git_computes(tmp_path):
     f.write_bytes(b"print('hello')\n\x00\xff")
     expected = subprocess.run(["git", "hash-object", str(f)], check=True, capture_output=True, text=True).stdout.strip()
     assert blob_id(f) == expected
-
-
-def test_folder_digest_follows_names_and_bytes_not_location(tmp_path):
-    a = tmp_path / "a"
-    (a / "sub").mkdir(parents=True)
-    (a / "x.bin").write_bytes(b"one")
-    (a / "sub" / "y.bin").write_bytes(b"two")
-    b = tmp_path / "elsewhere" / "b"
-    shutil.copytree(a, b)
-    assert digest(a) == digest(b)  # relocation keeps it
-    assert digest(a / "x.bin") == file_sha256(a / "x.bin")
-    (b / "sub" / "y.bin").write_bytes(b"TWO")
-    assert digest(a) != digest(b)
-    (b / "sub" / "y.bin").write_bytes(b"two")
-    (b / "sub" / "y.bin").rename(b / "sub" / "z.bin")
-    assert digest(a) != digest(b)
 
 
 def test_record_is_deterministic_relative_and_names_the_stage_code(tmp_path, monkeypatch):

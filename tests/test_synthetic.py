@@ -440,6 +440,16 @@ def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
     assert [k for k in a if a[k] != b[k]] == []
 
 
+def test_each_dataset_has_a_version_file_that_fits_it(tiny):
+    # what extract depends on in dvc.yaml: written after the last file of its dataset
+    from pipeline.dataset_version import check_version, version_path
+    from pipeline.fileio import digest
+
+    root, _, _ = tiny
+    for source in ("affwild2", "disfa", "expw", "afewva"):
+        check_version(root / source, version_path(root / source), digest(root / source))
+
+
 def test_another_seed_gives_other_files(tiny, tmp_path):
     from pipeline.config import SynthParams
     from pipeline.sources.synthetic.planning import plan

@@ -9,6 +9,7 @@
     out/afewva/     NN/<clip>/00000.png ..., NN/<clip>/<clip>.json
     out/ground_truth.parquet   every face's true labels, what the files say, box, landmarks
     out/synth.json             the parameters and the counts (no time stamps)
+    out/<source>.version.json  each dataset's digest: what extract depends on (pipeline.dataset_version)
 
 A plan (``planning``: cheap, made from the seed alone) lists one job per video, subject,
 clip or batch of images. Jobs render in worker processes (``runners``); each draws its
@@ -32,13 +33,14 @@ from pathlib import Path
 import cv2
 
 from pipeline.config import SynthParams
+from pipeline.dataset_version import SUFFIX, write_version
 from pipeline.store import FrameTableWriter
 
 from . import writers
 from .planning import SOURCES, plan, size_spec
 from .runners import run_job
 
-OUTPUTS = (*SOURCES, "ground_truth.parquet", "synth.json")
+OUTPUTS = (*SOURCES, *(s + SUFFIX for s in SOURCES), "ground_truth.parquet", "synth.json")
 #: Settings that never change the bytes (speed, where things go), left out of synth.json.
 NOT_IN_MANIFEST = ("workers", "out", "contact_sheet")
 
@@ -92,6 +94,8 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         "ground_truth_rows": rows,
     }
     (out / "synth.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for s in SOURCES:
+        write_version(out / s, progress=progress)
     stats["ground_truth"] = {"rows": rows, "bytes": (out / "ground_truth.parquet").stat().st_size}
     return {"seconds": seconds, "sources": stats, "rows": rows}
 

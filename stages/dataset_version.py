@@ -1,0 +1,30 @@
+"""``mtaffect dataset-version ROOT``: write ``ROOT.version.json`` for ``sources.<name>.version``."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from stages.common import friendly_errors
+
+
+@click.command("dataset-version")
+@click.argument("root", type=click.Path(exists=True, file_okay=False))
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(root, quiet):
+    """Write ROOT.version.json next to a dataset folder: its file count and digest.
+
+    Point `sources.<name>.version` at it and DVC watches that one file instead of hashing
+    every file of the dataset at each `dvc status` (README, "Working with real data"). Run
+    it again whenever the dataset changes: extraction refuses files that differ from it.
+    """
+    from pipeline.dataset_version import write_version
+
+    path = write_version(root, progress=not quiet)
+    record = json.loads(path.read_text())
+    click.echo(f"{path}: {record['files']} files, sha256 {record['sha256'][:16]}...")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,104 @@
+"""Dataset versions: the version file synth writes, and the check that a `sources` entry's
+version speaks of the folder extract reads."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.dataset_version import check_version, version_path, write_version
+from pipeline.errors import DataError
+from pipeline.fileio import digest
+
+DVC = str(Path(sys.executable).parent / "dvc")
+
+
+def independent_digest(folder: Path) -> str:
+    """The folder digest recomputed with hashlib alone: names and bytes of every file."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(folder).as_posix()}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    root = tmp_path / "data" / "disfa"
+    (root / "ActionUnit_Labels" / "SN001").mkdir(parents=True)
+    (root / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt").write_text("1,0\n2,3\n")
+    (root / "Videos_LeftCamera").mkdir()
+    (root / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi").write_bytes(bytes(range(256)) * 4)
+    return root
+
+
+def test_version_file_holds_the_folders_digest_next_to_it(dataset):
+    path = write_version(dataset)
+    assert path == dataset.parent / "disfa.version.json" == version_path(dataset)
+    record = json.loads(path.read_text())
+    assert record == {"dataset": "disfa", "files": 2, "sha256": independent_digest(dataset)}
+    check_version(dataset, path, digest(dataset))
+
+
+def test_any_change_to_the_data_changes_the_version_and_relocation_does_not(dataset, tmp_path):
+    first = write_version(dataset).read_bytes()
+    moved = tmp_path / "elsewhere" / "disfa"
+    shutil.copytree(dataset, moved)
+    assert write_version(moved).read_bytes() == first  # same data in another folder: same bytes
+    label = dataset / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+    label.write_text("1,0\n2,4\n")  # one label
+    assert write_version(dataset).read_bytes() != first
+    label.write_text("1,0\n2,3\n")
+    assert write_version(dataset).read_bytes() == first
+    label.rename(label.with_name("SN001_au2.txt"))  # same bytes, another name
+    assert write_version(dataset).read_bytes() != first
+
+
+def test_version_that_does_not_fit_the_data_is_refused(dataset, tmp_path):
+    path = write_version(dataset)
+    with pytest.raises(DataError, match=r"disfa: its files differ from those .*disfa.version.json was written for"):
+        check_version(dataset, path, digest(dataset) + "0")  # the files read are not those described
+    other = tmp_path / "data" / "expw"
+    other.mkdir()
+    with pytest.raises(DataError, match=r"disfa.version.json: is the version of .*disfa, not of .*expw"):
+        check_version(other, path, digest(other))
+    with pytest.raises(DataError, match=r"missing.version.json: version of .*disfa not found"):
+        check_version(dataset, tmp_path / "missing.version.json", digest(dataset))
+    broken = tmp_path / "broken.version.json"
+    broken.write_text('{"dataset": "disfa"')
+    with pytest.raises(DataError, match=r"broken.version.json: not a version file"):
+        check_version(dataset, broken, digest(dataset))
+
+
+def test_the_root_itself_is_its_own_version(dataset):
+    check_version(dataset, dataset, "any: DVC hashes the folder itself")
+    check_version(dataset, dataset.parent / "." / "disfa", "")
+
+
+def test_a_dvc_file_is_a_version_of_the_folder_it_tracks(dataset, tmp_path):
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path),
+           "DVC_SITE_CACHE_DIR": str(tmp_path / "site-cache")}
+    project = dataset.parent.parent
+    subprocess.run([DVC, "init", "--no-scm", "-q"], cwd=project, env=env, check=True)
+    subprocess.run([DVC, "add", "-q", "data/disfa"], cwd=project, env=env, check=True)
+    dvc_file = project / "data" / "disfa.dvc"
+    check_version(dataset, dvc_file, digest(dataset))
+    other = project / "data" / "expw"
+    other.mkdir()
+    with pytest.raises(DataError, match=r"disfa.dvc: tracks .*disfa, not .*expw"):
+        check_version(other, dvc_file, digest(other))
+
+
+def test_dataset_version_command_writes_it_and_says_so(dataset):
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    result = CliRunner().invoke(main, ["dataset-version", str(dataset)])
+    assert result.exit_code == 0, result.output
+    path = version_path(dataset)
+    assert f"{path}: 2 files, sha256 {independent_digest(dataset)[:16]}" in result.output
+    check_version(dataset, path, independent_digest(dataset))
