@@ -196,3 +196,17 @@ def test_the_backbone_names_are_torchvisions():
     from pipeline.config import BACKBONES
 
     assert sorted(BACKBONES) == sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def test_sources_name_root_and_version_and_the_old_form_says_how(raw):
+    assert resolve(raw).sources["disfa"].version == "data/synth/disfa.version.json"
+    raw["sources"]["disfa"] = "/data/DISFA"
+    with pytest.raises(ParamsError, match=r"sources.disfa: expected \{root: <folder>, version: <file or folder>\}, "
+                                          r"got a path; write \{root: /data/DISFA, version: /data/DISFA\}"):
+        resolve(raw)
+    raw["sources"]["disfa"] = {"root": "/data/DISFA"}
+    with pytest.raises(ParamsError, match=r"missing key 'sources.disfa.version'"):
+        resolve(raw)
+    raw["sources"]["disfa"] = {"root": "/data/DISFA", "versoin": "x"}
+    with pytest.raises(ParamsError, match=r"unknown key 'sources.disfa.versoin'; did you mean 'sources.disfa.version'"):
+        resolve(raw)
