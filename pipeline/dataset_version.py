@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from pipeline.errors import DataError
-from pipeline.fileio import digest, write_json
+from pipeline.fileio import digest, folder_files, write_json
 from pipeline.validation import load_yaml
 
 SUFFIX = ".version.json"
@@ -34,10 +34,9 @@ def version_path(root: str | Path) -> Path:
 
 def write_version(root: str | Path, progress: bool = False) -> Path:
     """Write ``<root>.version.json``: the dataset's folder name, file count and digest."""
-    root = Path(root)
-    files = sum(1 for p in root.rglob("*") if p.is_file())
+    root, files = Path(root), folder_files(root)
     path = version_path(root)
-    write_json(path, {"dataset": root.name, "files": files, "sha256": digest(root, progress=progress)})
+    write_json(path, {"dataset": root.name, "files": len(files), "sha256": digest(root, progress, files)})
     return path
 
 

@@ -109,15 +109,21 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def digest(path: str | Path, progress: bool = False) -> str:
-    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s."""
+def folder_files(path: str | Path) -> list[Path]:
+    """Every file below a folder, sorted: the order ``digest`` hashes them in."""
+    return sorted(p for p in Path(path).rglob("*") if p.is_file())
+
+
+def digest(path: str | Path, progress: bool = False, files: list[Path] | None = None) -> str:
+    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s
+    (``files``: the folder's ``folder_files``, when the caller has listed them already)."""
     from tqdm import tqdm
 
     path = Path(path)
     if not path.is_dir():
         return file_sha256(path)
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file())
+    files = folder_files(path) if files is None else files
     for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False):
         h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()
