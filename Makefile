@@ -17,7 +17,10 @@ $(STAMP): $(LOCK) setup.cfg pyproject.toml
 
 venv: $(STAMP)  ## build the environment only
 
+# repair-lock first: a run killed while DVC rewrote dvc.lock left it unreadable (README,
+# "Interrupting a run"); it does nothing when dvc.lock is fine.
 demo: $(STAMP)  ## run the whole pipeline on the active profile (synthetic demo by default)
+	$(VENV)/bin/mtaffect repair-lock
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
 
 # Tests run in two processes of one torch thread each (see tests/conftest.py).

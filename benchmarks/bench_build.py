@@ -49,7 +49,7 @@ def fabricate(faces_dir: Path, n: int) -> None:
                 "video": videos, "subject": videos, "frame": np.arange(m), "split": split,
                 "expr": expr if "E" in has else np.full(m, -1), "valence": va[:, 0] if "V" in has else np.nan,
                 "arousal": va[:, 1] if "V" in has else np.nan, "shard": [f"{source}/shard-00000.h5"] * m,
-                "row": np.arange(m) % 4096, "det_score": np.ones(m)}
+                "row": np.arange(m) % 4096, "det_score": np.ones(m), "timestamp": np.full(m, np.nan)}
         cols["valence"] = np.broadcast_to(cols["valence"], (m,))
         cols["arousal"] = np.broadcast_to(cols["arousal"], (m,))
         for j, a in enumerate(AU_NAMES):

@@ -33,6 +33,7 @@ PROFILES = ("demo", "tiny", "abaw2020")
 SOURCE_KINDS = ("affwild2", "disfa", "expw", "afewva")
 SYNTH_SIZES = ("tiny", "demo", "medium", "large", "huge")
 TASK_NAMES = ("AU", "EXPR", "VA")  # as pipeline.labels.TASKS, without importing numpy here
+MAX_THREADS = 1024
 
 Count = Annotated[int, Field(ge=1)]
 Index = Annotated[int, Field(ge=0)]
@@ -293,12 +294,13 @@ SECTIONS: dict[str, type[Section]] = {
 }
 #: Sections of named models, each entry overriding a base section: name -> (base, class).
 FAMILIES = {"students": ("student", StudentParams), "rnn_students": ("rnn_student", RnnStudentParams)}
-TOP_LEVEL = ("profile", "profiles", "sources", *FAMILIES, *SECTIONS)
+TOP_LEVEL = ("profile", "threads", "profiles", "sources", *FAMILIES, *SECTIONS)
 
 
 @dataclass
 class Params:
     profile: str
+    threads: int
     sources: dict[str, SourceParams]
     synth: SynthParams
     extract: ExtractParams
@@ -364,6 +366,10 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
     if profile not in PROFILES:
         raise ParamsError(f"{where}: profile: unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     require(profiles, PROFILES, where, prefix="profiles.", what="section")
+    threads = raw["threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+        raise ParamsError(f"{where}: threads: expected a whole number of threads from 1 to {MAX_THREADS}, "
+                          f"got {threads!r}")
     sources = _mapping(raw["sources"], where, "sources")
     reject_unknown(sources, SOURCE_KINDS, where, prefix="sources.")
     sources = {name: _source(entry, where, f"sources.{name}") for name, entry in sources.items()}
@@ -398,7 +404,7 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
             if member not in families[family]:
                 raise ParamsError(f"{where}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
                                   f"({family}: {', '.join(families[family]) or 'none'}); add it under `{family}`")
-    params = Params(profile=profile, sources=sources, **families, **sections)
+    params = Params(profile=profile, threads=threads, sources=sources, **families, **sections)
     _check_devices(params, where)
     return params
 

@@ -17,10 +17,14 @@ whenever the data do spares the second walk (docs/architecture.md, "Dataset vers
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm import tqdm
+
 from pipeline.errors import DataError
-from pipeline.fileio import digest, folder_files, write_json
+from pipeline.fileio import combine, digest, file_sha256, folder_files, write_json
 from pipeline.validation import load_yaml
 
 SUFFIX = ".version.json"
@@ -34,7 +38,10 @@ def version_path(root: str | Path) -> Path:
 
 def write_version(root: str | Path, progress: bool = False) -> Path:
     """Write ``<root>.version.json``: the dataset's folder name, file count and digest."""
-    root, files = Path(root), folder_files(root)
+    root = Path(root).resolve()  # "." has no name to write the version file under
+    if not root.name:
+        raise DataError(f"{root}: the file system's root is not a dataset folder")
+    files = folder_files(root)
     path = version_path(root)
     write_json(path, {"dataset": root.name, "files": len(files), "sha256": digest(root, progress, files)})
     return path
@@ -65,3 +72,58 @@ def check_version(root: str | Path, version: str | Path, root_digest: str) -> No
     if sha256 != root_digest:
         raise DataError(f"{root}: its files differ from those {version} was written for "
                         f"(edited since? rerun the stage that wrote them: dvc repro --force synth)")
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@dataclass
+class DatasetRead:
+    """The digest of the bytes extraction reads, not of the bytes there were before it.
+
+    ``start`` notes every file's size and modification time; the workers hash each image
+    and video as they read it (``fileio.HashingReader``: no second read) and :meth:`add`
+    collects those; :meth:`finish` hashes the files nobody read, checks that no file
+    changed, came or went since the start, and returns the folder's digest (the formula of
+    ``fileio.digest``). A dataset edited during extraction is refused, naming a file:
+    its faces would otherwise be recorded as coming from data they did not come from.
+    """
+
+    root: Path
+    stats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, root: str | Path) -> "DatasetRead":
+        root = Path(root)
+        files = [root] if root.is_file() else folder_files(root)
+        return cls(root, {cls._name(root, f): _stat(f) for f in files})
+
+    @staticmethod
+    def _name(root: Path, path: Path) -> str:
+        return "" if root.is_file() else Path(os.path.relpath(path, root)).as_posix()
+
+    def add(self, hashes: dict[str, str]) -> None:
+        """Hashes of files read elsewhere (``{path as read: sha256}``)."""
+        self.hashes.update({self._name(self.root, Path(p)): h for p, h in hashes.items()})
+
+    def finish(self, progress: bool = False) -> str:
+        self._unchanged()
+        unread = [n for n in self.stats if n not in self.hashes]
+        for name in tqdm(unread, desc=f"hashing the rest of {self.root.name}", unit="file", leave=False,
+                         disable=not progress or not unread):
+            self.hashes[name] = file_sha256(self.root / name if name else self.root)
+        self._unchanged()
+        if self.root.is_file():
+            return self.hashes[""]
+        return combine({n: self.hashes[n] for n in self.stats})
+
+    def _unchanged(self) -> None:
+        now = DatasetRead.start(self.root).stats if self.root.exists() else {}
+        changed = sorted(set(now) ^ set(self.stats)) or sorted(n for n in now if now[n] != self.stats[n])
+        if changed:
+            raise DataError(f"{self.root / changed[0]}: changed while it was being extracted "
+                            f"({len(changed)} file(s) changed, came or went): nothing written; run it again "
+                            "once the dataset is complete")

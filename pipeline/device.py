@@ -7,6 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from pipeline.errors import ParamsError
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto``: CUDA when present (this process's local rank under torchrun), else CPU."""
@@ -15,7 +17,7 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but CUDA is not available (use device: auto or cpu)")
+        raise ParamsError(f"device {name!r} asked for, but CUDA is not available (use device auto or cpu)")
     return torch.device(name)
 
 

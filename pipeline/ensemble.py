@@ -24,7 +24,7 @@ import torch
 
 from pipeline.errors import CheckpointError
 from pipeline.fileio import file_sha256, write_torch
-from pipeline.models import SCHEMA, MultitaskNet, load_checkpoint, read_torch_file
+from pipeline.models import SCHEMA, MultitaskNet, check_finite, load_checkpoint, read_torch_file
 from pipeline.temporal import TemporalNet, load_temporal
 
 BUNDLE_FORMAT = 1
@@ -90,13 +90,45 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
                               f"reads format {BUNDLE_FORMAT} (rebuild it with `dvc repro ensemble`)")
     if bundle.get("schema") != SCHEMA:
         raise CheckpointError(f"{path}: made for another label schema: {bundle.get('schema')} != {SCHEMA}")
+    _check_entries(bundle, path, kind)
     members = []
     for entry in bundle["members"]:
+        check_finite(entry["state_dict"], path, f"bundle (member {entry['name']})")
         if kind == RNN_BUNDLE_KIND:
             model = TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
         else:
             model = MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
-        model.load_state_dict(entry["state_dict"])
+        try:
+            model.load_state_dict(entry["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: member {entry['name']} does not fit its model: {str(e)[:200]}") from None
         members.append((entry["name"], model.to(device).eval(), entry["va_centres"]))
     return members, {k: v for k, v in bundle.items() if k != "members"} | {
         "member_sha256": {e["name"]: e["sha256"] for e in bundle["members"]}}
+
+
+def _check_entries(bundle: dict, path, kind: str) -> None:
+    """Every entry a bundle of ``kind`` needs is there and sensible, or one error naming it."""
+    rebuild = "(rebuild it: dvc repro ensemble)" if kind == BUNDLE_KIND else "(rebuild it: dvc repro rnn_ensemble)"
+    member_keys = {"name", "state_dict", "va_centres", "sha256", "config"} | ({"backbone"} if kind == BUNDLE_KIND else set())
+    members = bundle.get("members")
+    if not isinstance(members, list) or not members or not all(
+            isinstance(m, dict) and member_keys <= set(m) for m in members):
+        raise CheckpointError(f"{path}: its 'members' entry is missing or incomplete {rebuild}")
+    needed = ("au_thresholds", "alignment") if kind == BUNDLE_KIND else ("au_thresholds",)
+    for key in needed:
+        if not bundle.get(key):
+            raise CheckpointError(f"{path}: bundle lacks its {key!r} entry {rebuild}")
+    thresholds = np.asarray(bundle["au_thresholds"], dtype=np.float64)
+    if thresholds.shape != (len(SCHEMA["AU"]),) or not (np.isfinite(thresholds).all() and (thresholds >= 0).all()
+                                                         and (thresholds <= 1).all()):
+        raise CheckpointError(f"{path}: its AU thresholds {bundle['au_thresholds']} are not {len(SCHEMA['AU'])} "
+                              f"probabilities in [0, 1] {rebuild}")
+    if kind == BUNDLE_KIND:
+        alignment = bundle["alignment"]
+        try:
+            ok = int(alignment["size"]) >= 16 and float(alignment["template_scale"]) > 0
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: its 'alignment' entry lacks a crop size or template scale {rebuild}")

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from pipeline import align
 from pipeline.config import ExtractParams
+from pipeline.dataset_version import DatasetRead
 from pipeline.errors import DataError
 from pipeline.extract_worker import JobResult, Worker
 from pipeline.fileio import check_output_folder, replacing_folder, write_json
@@ -50,26 +52,29 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
 
 
 def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams, name: str | None = None,
-            progress: bool = True, provenance: list | None = None) -> dict:
-    """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``, which
-    carries ``provenance``: ``pipeline.provenance`` records).
+            progress: bool = True, describe: Callable[[str], list] | None = None) -> dict:
+    """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
 
     Returns the report written to ``extract.json``. ``name`` is the source name used in
     uids (default: ``kind``). ``out`` is refused before any work when it overlaps the
     dataset or holds anything but an earlier extraction; it is written under a temporary
     name and replaces the earlier one only once complete, so a failure leaves it as it was.
+    The dataset is hashed as it is read (``dataset_version.DatasetRead``); ``describe``
+    gets that digest before anything is written and returns the report's ``provenance``
+    (``pipeline.provenance`` records), or raises to refuse the data.
     """
     name = name or kind
     out = Path(out)
     check_output_folder(out, "extract.json", inputs=[root])
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
+    read = DatasetRead.start(root)
     source = read_source(kind, root, problems, params)
     total = sum(len(j) for j in source.jobs)
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
     with replacing_folder(out) as work:
-        report = _extract_into(work, kind, name, root, source, params, problems, progress, provenance)
+        report = _extract_into(work, kind, name, root, source, params, problems, progress, read, describe)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
              total, seconds, report["faces_written"] / max(seconds, 1e-9))
@@ -77,7 +82,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
 
 
 def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
-                  problems: Problems, progress: bool, provenance: list | None) -> dict:
+                  problems: Problems, progress: bool, read: DatasetRead, describe) -> dict:
     """The jobs of ``source`` through the workers, into the (new, empty) folder ``out``."""
     jobs = source.jobs
     total = sum(len(j) for j in jobs)
@@ -107,10 +112,12 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                               frames_without_face=res.frames_without_face,
                               labels_without_frame=res.labels_without_frame)
                 track.update(res.track)
+                read.add(res.hashes)
                 bar.update(len(job))
         if counts["faces_written"] == 0:
             raise DataError(f"{root}: no face could be extracted from {total} labelled frames "
                             f"({problems.summary() or 'no face found'})")
+        provenance = describe(read.finish(progress)) if describe else []
     except BaseException:
         shards.abort()  # nothing half-written survives (the folder goes too)
         table.abort()
@@ -135,7 +142,7 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
         "tracking": dict(sorted(track.items())),
         "shards": [p.name for p in written],
         "notes": source.notes,
-        "provenance": provenance or [],
+        "provenance": provenance,
     }
     write_json(out / "extract.json", report)
     return report
@@ -163,6 +170,7 @@ def _rows(name: str, job: Job, res: JobResult, kept: np.ndarray, where: list) ->
         "video": [job.video] * len(kept),
         "subject": [job.subject] * len(kept),
         "frame": frames,
+        "timestamp": res.timestamp[kept],
         "split": [job.split] * len(kept),
         "expr": job.expr[kept],
         "valence": job.va[kept, 0],

@@ -6,6 +6,7 @@ not depend on threading and 1 and 2 workers write the same bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,6 +18,8 @@ from pipeline import align
 from pipeline import faces as F
 from pipeline import tracking as T
 from pipeline.config import ExtractParams
+from pipeline.fileio import HashingReader
+from pipeline.labels import AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.sources.base import Job
 
 
@@ -28,12 +31,14 @@ class JobResult:
     keep: np.ndarray  # bool [n]: rows of the job that got a face
     det_score: np.ndarray  # float32 [n]
     landmarks: np.ndarray  # float32 [n, 5, 2] in source-image pixels (NaN when unknown)
+    timestamp: np.ndarray  # float64 [n]: the decoder's time of each video frame, seconds (NaN: not a video)
     faces_path: str  # raw uint8 faces of the kept rows, in row order
     frames_read: int = 0
     frames_without_face: int = 0
     labels_without_frame: int = 0
     rejected: list = field(default_factory=list)  # (where, reason, line, n)
     track: dict = field(default_factory=dict)
+    hashes: dict = field(default_factory=dict)  # SHA-256 of every file read, as read
 
 
 class Worker:
@@ -84,17 +89,19 @@ def fix_mmap_threshold() -> None:
         pass
 
 
-def read_rgb(path: str) -> tuple[np.ndarray | None, str | None]:
-    """An image file as RGB, or (None, why not). OpenCV 5 refuses a truncated JPEG or PNG
-    outright (tested), so an interrupted copy is a skip, never a face with grey rows."""
+def read_rgb(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
+    """An image file as RGB, or (None, why not), and the SHA-256 of the bytes read (None if
+    unreadable). OpenCV 5 refuses a truncated JPEG or PNG outright (tested), so an
+    interrupted copy is a skip, never a face with grey rows."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
-        return None, f"unreadable image ({e.strerror})"
+        return None, f"unreadable image ({e.strerror})", None
+    sha = hashlib.sha256(data).hexdigest()
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        return None, "unreadable or truncated image"
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None
+        return None, "unreadable or truncated image", sha
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None, sha
 
 
 def box_inside(box, shape, least: float = 0.5) -> bool:
@@ -109,7 +116,7 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
     """Find, align and stream out the faces of one job."""
     n = len(job)
     res = JobResult(index=index, keep=np.zeros(n, bool), det_score=np.full(n, np.nan, np.float32),
-                    landmarks=np.full((n, 5, 2), np.nan, np.float32),
+                    landmarks=np.full((n, 5, 2), np.nan, np.float32), timestamp=np.full(n, np.nan),
                     faces_path=os.path.join(tmpdir, f"job-{index:07d}.raw"))
     size, scale = params.face_size, params.template_scale
     with open(res.faces_path, "wb") as out:
@@ -132,7 +139,9 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                 if path not in cache:  # ExpW: several faces share one image
                     cache = {path: read_rgb(path)}
                     res.frames_read += 1
-                image, why = cache[path]
+                image, why, sha = cache[path]
+                if sha is not None:
+                    res.hashes[path] = sha
                 if image is None:
                     res.rejected.append((path, why, None, 1))
                     continue
@@ -165,19 +174,36 @@ def _emit_detections(rows, frames, detections, params, res, emit) -> None:
 
 
 def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
-    """Decode once, in order; detect (tracking the face) only on the wanted frames."""
-    cap = cv2.VideoCapture(job.video_path)
-    if not cap.isOpened():
-        res.rejected.append((job.video_path, "cannot open video", None, len(job)))
+    """Decode once, in order, hashing the file as the decoder reads it; detect (tracking
+    the face) only on the wanted frames, each timed by the decoder's own time stamp."""
+    try:
+        reader = HashingReader(job.video_path)
+    except OSError as e:
+        res.rejected.append((job.video_path, f"cannot open video ({e.strerror})", None, len(job)))
         res.labels_without_frame += len(job)
         return
+    try:
+        cap = cv2.VideoCapture(reader, cv2.CAP_FFMPEG, [])
+        try:
+            if not cap.isOpened():
+                res.rejected.append((job.video_path, "cannot open video", None, len(job)))
+                res.labels_without_frame += len(job)
+                return
+            _decode(cap, job, params, detector, res, emit)
+        finally:
+            cap.release()
+    finally:
+        res.hashes[job.video_path] = reader.sha256()
+
+
+def _decode(cap, job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
     tracker = (T.FaceTracker(detector, block_size=params.batch, min_prob=params.min_prob, side=job.side)
                if params.track else None)
     wanted = job.frames
-    row, frame_no = 0, 0
+    row, frame_no, last_ms = 0, 0, -np.inf
     block_rows, block_frames = [], []
-    listed, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
-    misplaced = None  # the first frame whose time stamp says it is another frame
+    listed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    disordered = None  # the first frame whose time stamp is not after the one before
 
     def flush():
         if not block_rows:
@@ -188,18 +214,26 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
         block_rows.clear()
         block_frames.clear()
 
+    def timed() -> None:
+        nonlocal last_ms, disordered
+        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+        if ms <= last_ms and disordered is None:
+            disordered = frame_no
+        last_ms = ms
+
     while row < len(wanted):
         if wanted[row] != frame_no:  # not wanted: skip without decoding the picture
             if not cap.grab():
                 break
+            timed()
             frame_no += 1
             continue
         ok, bgr = cap.read()
         if not ok:
             break
-        if fps > 0 and misplaced is None and round(cap.get(cv2.CAP_PROP_POS_MSEC) * fps / 1000) != frame_no:
-            misplaced = frame_no
+        timed()
         res.frames_read += 1
+        res.timestamp[row] = last_ms / 1000
         block_rows.append(row)
         block_frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
         if len(block_rows) == params.batch:
@@ -209,15 +243,18 @@ def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emi
     flush()
     decoded = frame_no
     while listed > 0 and cap.grab():  # count the frames after the last label too
+        timed()
         decoded += 1
-    cap.release()
     if tracker is not None:
         res.track = asdict(tracker.stats)
-    if misplaced is not None or (listed > 0 and decoded != listed):
-        # A damaged stretch: the decoder skips frames without an error, so from there on
-        # the decode order is not the frame number, and the labels cannot be placed
-        # exactly. Nothing of the video is kept (never a label on a neighbour's face).
-        why = (f"frame {misplaced} has the time stamp of another frame" if misplaced is not None else
+    labelled = (job.au != AU_UNKNOWN).any() or (job.expr != EXPR_UNKNOWN).any() or not np.isnan(job.va).all()
+    if labelled and (disordered is not None or (listed > 0 and decoded != listed)):
+        # The decoder's frame order is the labels' only when every frame the file lists
+        # came out, in time order: a damaged stretch makes the decoder skip frames without
+        # an error, and from there on the labels cannot be placed exactly. Nothing of the
+        # video is kept (never a label on a neighbour's face). A variable frame rate is no
+        # such sign: frames are counted, never placed by time x average rate.
+        why = (f"frame {disordered} is not later than the frame before it" if disordered is not None else
                f"decoded {decoded} of the {listed} frames the file lists")
         res.keep[:] = False
         res.frames_without_face = 0
@@ -238,8 +275,10 @@ def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, em
     for start in range(0, len(job), params.batch):
         rows, frames = [], []
         for row in range(start, min(start + params.batch, len(job))):
-            image, why = read_rgb(job.images[row])
+            image, why, sha = read_rgb(job.images[row])
             res.frames_read += 1
+            if sha is not None:
+                res.hashes[job.images[row]] = sha
             if image is None:
                 res.rejected.append((job.images[row], why, None, 1))
                 continue

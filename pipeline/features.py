@@ -11,8 +11,8 @@ File (``data/features.h5``), the frame table's rows in its order: ``uid``, ``vid
 (strings), ``frame`` int64 [M], ``split`` (strings), ``features`` float32 [M, 3, 128]
 (the AU, EXPR and VA heads' features after their second BatchNorm, before the last
 linear layer), ``logits`` float32 [M, 55] (8 AU, 7 EXPR, 20 + 20 VA, as the CNN's own
-output); attributes ``format_version``, ``checkpoint_sha256``, ``backbone``,
-``va_centres``, ``provenance`` (JSON).
+output); attributes ``format_version``, ``sha256`` (each dataset's, checked when the file
+is opened), ``checkpoint_sha256``, ``backbone``, ``va_centres``, ``provenance`` (JSON).
 """
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ from pipeline.data import FrameIndex, eval_batches
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256
 from pipeline.labels import TASKS
-from pipeline.store import MappedDatasets, read_stage_h5
+from pipeline.store import MappedDatasets, read_stage_h5, seal_h5
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
 FEATURE_DIM = 128
 
 
@@ -71,6 +71,7 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
                  "provenance": json.dumps(provenance or [], sort_keys=True)}
         for key in sorted(attrs):
             h5.attrs[key] = attrs[key]
+        seal_h5(h5)
     return {"frames": n, "videos": int(len(np.unique(index.video))),
             "train_frames": int((split == "train").sum()), "val_frames": int((split == "val").sum()),
             "checkpoint_sha256": attrs["checkpoint_sha256"], "backbone": attrs["backbone"]}

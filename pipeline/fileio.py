@@ -8,6 +8,7 @@ for a finished one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,10 @@ def atomic_write(path: str | Path):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # a full disk, ...: name the file being written, not its temporary name
+        if e.filename not in (None, str(tmp)):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -114,6 +119,15 @@ def folder_files(path: str | Path) -> list[Path]:
     return sorted(p for p in Path(path).rglob("*") if p.is_file())
 
 
+def combine(hashes: dict[str, str]) -> str:
+    """A folder's digest from its files' SHA-256s (relative POSIX name -> hex): SHA-256 of
+    every file's name and SHA-256, in ``folder_files`` order."""
+    h = hashlib.sha256()
+    for name in sorted(hashes, key=lambda n: tuple(n.split("/"))):  # Path order: by parts
+        h.update(f"{name}\0{hashes[name]}\n".encode())
+    return h.hexdigest()
+
+
 def digest(path: str | Path, progress: bool = False, files: list[Path] | None = None) -> str:
     """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s
     (``files``: the folder's ``folder_files``, when the caller has listed them already)."""
@@ -122,8 +136,50 @@ def digest(path: str | Path, progress: bool = False, files: list[Path] | None = 
     path = Path(path)
     if not path.is_dir():
         return file_sha256(path)
-    h = hashlib.sha256()
     files = folder_files(path) if files is None else files
-    for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False):
-        h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
-    return h.hexdigest()
+    return combine({f.relative_to(path).as_posix(): file_sha256(f)
+                    for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False)})
+
+
+class HashingReader(io.BufferedIOBase):
+    """A file read by someone else (OpenCV's video decoder reads through it) and hashed on
+    the way, so that hashing costs no second read: the bytes read in order extend the
+    SHA-256, and :meth:`sha256` reads only what the reader skipped."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path, self._file, self._hash = Path(path), open(path, "rb"), hashlib.sha256()
+        self._pos = self._hashed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if self._pos <= self._hashed < self._pos + len(data):
+            self._hash.update(memoryview(data)[self._hashed - self._pos:])
+            self._hashed = self._pos + len(data)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._file.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def sha256(self) -> str:
+        """The file's SHA-256 (reading what was never read), after which it is closed."""
+        self._file.seek(self._hashed)
+        for block in iter(lambda: self._file.read(1 << 20), b""):
+            self._hash.update(block)
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import DataError
+from pipeline.fileio import temp_path
 from pipeline.sources.affwild2 import VIDEO_EXTENSIONS
 from pipeline.sources.unlabelled import IMAGE_EXTENSIONS
 
@@ -28,21 +29,27 @@ class Input:
         return self.path.name if self.kind == "folder" else self.path.stem
 
 
-def find_inputs(paths) -> list[Input]:
+def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
     """Check every given path before any work: a video, an image, or a folder holding
-    videos and/or images (each video of a folder is its own input; its images are one)."""
-    found = []
+    videos and/or images (each video of a folder is its own input; its images are one).
+    Files of a folder that are in ``skip`` (an earlier predict's outputs) are left out;
+    returns the inputs and how many files were left out so."""
+    found, skipped = [], 0
     for given in map(Path, paths):
         if not given.exists():
             raise DataError(f"{given}: no such file or folder")
         if given.is_dir():
             entries = sorted(p for p in given.iterdir() if p.is_file())
+            skipped += sum(p in skip for p in entries)
+            entries = [p for p in entries if p not in skip]
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not videos and not images:
                 raise DataError(f"{given}: no video ({', '.join(VIDEO_EXTENSIONS)}) or image "
                                 f"({', '.join(IMAGE_EXTENSIONS)}) in this folder")
             found += [_video(v) for v in videos] + ([Input(given, "folder", images)] if images else [])
+        elif not given.is_file():
+            raise DataError(f"{given}: not a regular file (a pipe or a device cannot be read as a video or image)")
         elif given.suffix.lower() in VIDEO_EXTENSIONS:
             found.append(_video(given))
         elif given.suffix.lower() in IMAGE_EXTENSIONS:
@@ -50,11 +57,7 @@ def find_inputs(paths) -> list[Input]:
         else:
             raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
-    names = [i.name for i in found]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DataError(f"two inputs would write the same output files: {', '.join(twice)} (predict them apart)")
-    return found
+    return found, skipped
 
 
 def _video(path: Path) -> Input:
@@ -79,9 +82,11 @@ class Frame:
 
 @dataclass
 class VideoFrames:
-    """Every ``every``-th frame of a video, decoded in order; after iterating, ``decoded``
-    is the number of frames read, ``listed`` what the container claims, and ``broken``
-    says whether decoding stopped early (a truncated or damaged file)."""
+    """Every ``every``-th frame of a video, decoded in order, each timed by the decoder's own
+    time stamp (a phone's variable frame rate makes frame / average rate wrong by tenths of
+    a second). After iterating, ``decoded`` is the number of frames read, ``listed`` what
+    the container claims, and ``broken`` whether decoding stopped well short of it (an
+    edited video's container often counts a few frames it never shows: not a damage)."""
 
     path: Path
     every: int = 1
@@ -107,11 +112,11 @@ class VideoFrames:
                     ok, bgr = cap.read()
                     if not ok:
                         break
-                    time = number / self.fps if self.fps > 0 else float("nan")
+                    time = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
                     yield Frame(number, time, "", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 number += 1
             self.decoded = number
-            self.broken = self.listed > 0 and number < self.listed
+            self.broken = self.listed > 0 and number < self.listed - max(3, self.listed // 20)
         finally:
             cap.release()
 
@@ -129,11 +134,12 @@ def image_frames(inp: Input, skipped: list):
 
 class OverlayWriter:
     """The input video with each face's box, track id, top expression and V/A drawn on it
-    (OpenCV, mp4v), written under a temporary name until :meth:`close`."""
+    (OpenCV, mp4v), written under a temporary name and renamed by :meth:`close` only once
+    it reads back whole (OpenCV's writer reports no error, e.g. on a full disk)."""
 
     def __init__(self, path: Path, fps: float):
-        self.path, self.tmp = path, path.with_name(f".{path.name}.tmp.mp4")
-        self.fps, self.writer = fps if fps > 0 else 25.0, None
+        self.path, self.tmp = path, temp_path(path).with_suffix(".tmp.mp4")  # the suffix picks the container
+        self.fps, self.writer, self.frames = fps if fps > 0 else 25.0, None, 0
 
     def add(self, frame: Frame, rows: list[dict]) -> None:
         image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
@@ -151,11 +157,20 @@ class OverlayWriter:
             label = f"#{row['track']} {row['expression']} V{row['valence']:+.2f} A{row['arousal']:+.2f}"
             cv2.putText(image, label, (x1, max(16, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 0), 1)
         self.writer.write(image)
+        self.frames += 1
 
     def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.tmp.replace(self.path)
+        if self.writer is None:
+            return
+        self.writer.release()
+        cap = cv2.VideoCapture(str(self.tmp))
+        readable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if readable != self.frames:
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"{self.path}: the video could not be written whole ({readable} of {self.frames} frames "
+                          "read back; is the disk full?): not written")
+        self.tmp.replace(self.path)
 
     def abort(self) -> None:
         if self.writer is not None:

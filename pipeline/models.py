@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -94,12 +95,38 @@ class MultitaskNet(nn.Module):
 
 def read_torch_file(path: str | Path, what: str, device: str | torch.device = "cpu"):
     """``torch.load`` with ``weights_only=True`` (no arbitrary pickle ever runs); an empty,
-    damaged or foreign file is one CheckpointError naming it."""
+    damaged or foreign file is one CheckpointError naming it.
+
+    torch's files are zip archives with a CRC-32 per record, which ``torch.load`` does not
+    check: a flipped bit in a weight would load as a wrong weight without a word. Every
+    record is checked here first (a few per cent of the load, ``benchmarks/bench_load.py``).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        why = next(iter(str(e).splitlines()), "")[:160]
+        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {why})") from None
+    if damaged is not None:
+        raise CheckpointError(f"{path}: {what} damaged: its record {damaged} fails its checksum")
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
         why = next(iter(str(e).splitlines()), "")[:160]  # some errors carry no message
         raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {why})") from None
+
+
+def check_finite(state: dict, path: str | Path, what: str) -> None:
+    """Refuse a state dict holding a weight that is not a finite number (a model with one
+    would give NaN for every input, which reads as a confident "Neutral")."""
+    floats = [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
+    if not floats:
+        return
+    # a float64 sum is finite exactly when every float32/16 value summed is
+    sums = torch.stack([v.sum(dtype=torch.float64) for _, v in floats])
+    bad = (~torch.isfinite(sums)).nonzero()
+    if len(bad):
+        raise CheckpointError(f"{path}: {what} holds values that are not finite in {floats[int(bad[0])][0]}")
 
 
 def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
@@ -117,6 +144,7 @@ def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a state dict of backbone weights")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    check_finite(state, path, "weights file")
     expected = [k for k in model.backbone.state_dict() if not k.endswith("num_batches_tracked")]
     matched = [k for k in expected if k in state]
     if len(matched) < len(expected):
@@ -151,6 +179,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     config = ckpt["config"]
     if config.get("schema") != SCHEMA:
         raise CheckpointError(f"{path}: trained for another label schema: {config.get('schema')} != {SCHEMA}")
+    check_finite(ckpt["state_dict"], path, "checkpoint")
     model = MultitaskNet(config["backbone"])
     try:
         model.load_state_dict(ckpt["state_dict"])

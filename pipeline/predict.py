@@ -22,6 +22,7 @@ import torch
 from pipeline.align import align_face
 from pipeline.data import centre_view, to_tensor
 from pipeline.ensemble import combine, load_bundle
+from pipeline.errors import CheckpointError
 from pipeline.faces import Detection
 from pipeline.inference import outputs
 from pipeline.labels import AU_NAMES, EXPR_NAMES, va_centres
@@ -90,7 +91,12 @@ def face_rows(frames: list[Frame], faces: list[list[Found]], size: int, scale: f
 
 
 def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray) -> dict:
-    """``row`` with the ``k``-th face's predictions (``ensemble.combine``'s output) and decisions."""
+    """``row`` with the ``k``-th face's predictions (``ensemble.combine``'s output) and decisions.
+    Outputs that are not numbers stop the run: written down, they would read as a confident
+    "Neutral" with every AU off."""
+    if not all(np.isfinite(v[k]).all() for v in preds.values()):
+        raise CheckpointError(f"frame {row['frame']}: the model's outputs are not finite numbers (a damaged bundle, "
+                              "or a face it cannot handle); nothing is reported for this input")
     row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
     row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
     row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),

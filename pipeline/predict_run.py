@@ -3,6 +3,7 @@ extraction finds them, rows to a table written under a temporary name, the overl
 and the timeline picture (the rows and the model: :mod:`pipeline.predict`)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline.errors import CheckpointError
 from pipeline.faces import FaceDetector
 from pipeline.fileio import temp_path
 from pipeline.media import Input, OverlayWriter, VideoFrames, image_frames
+from pipeline.outputs import OutputFolder
 from pipeline.predict import SCHEMA, CentredMean, Ensemble, Found, batched, face_rows, rows_for
 from pipeline.predict_temporal import TemporalModel, TemporalStream
 from pipeline.store import PARQUET_OPTIONS
@@ -73,23 +76,46 @@ class TableSink:
     def __init__(self, path: Path, fmt: str):
         self.path, self.tmp, self.rows = path, temp_path(path), 0
         options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}  # a block per write
-        self.writer = (pq.ParquetWriter(str(self.tmp), SCHEMA, **options) if fmt == "parquet"
-                       else pacsv.CSVWriter(str(self.tmp), SCHEMA))
+        with self._naming_the_file():
+            self.writer = (pq.ParquetWriter(str(self.tmp), SCHEMA, **options) if fmt == "parquet"
+                           else pacsv.CSVWriter(str(self.tmp), SCHEMA))
+
+    @contextmanager
+    def _naming_the_file(self):
+        try:
+            yield
+        except OSError as e:  # Arrow's errors name no file
+            raise OSError(f"{self.path}: cannot write ({str(e).splitlines()[0][:160]})") from None
 
     def add(self, rows: list[dict]) -> None:
         if rows:
-            self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+            with self._naming_the_file():
+                self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
             self.rows += len(rows)
 
     def close(self) -> None:
-        self.writer.close()
-        self.tmp.replace(self.path)
+        with self._naming_the_file():
+            self.writer.close()
+            self.tmp.replace(self.path)
 
     def abort(self) -> None:
         try:
             self.writer.close()
+        except OSError:
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def output_paths(inp: Input, out_dir: Path, settings: Settings) -> dict[str, Path]:
+    """The files predicting on ``inp`` writes: the table, and for a video the timeline
+    picture and the overlay when asked for."""
+    paths = {"table": out_dir / f"{inp.name}.{settings.fmt}"}
+    if inp.kind == "video" and settings.timeline:
+        paths["timeline"] = out_dir / f"{inp.name}.png"
+    if inp.kind == "video" and settings.overlay:
+        paths["overlay"] = out_dir / f"{inp.name}_overlay.mp4"
+    return paths
 
 
 @dataclass
@@ -106,18 +132,19 @@ class Summary:
     pictures: list = field(default_factory=list)
 
 
-def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinder, out_dir: Path,
+def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinder, out: OutputFolder,
                   settings: Settings, progress=None) -> Summary:
-    """Predict on one input into ``out_dir`` with the frame ensemble or, for videos, a
-    temporal one; nothing of it is left there on error."""
+    """Predict on one input into ``out`` (its outputs claimed there already) with the frame
+    ensemble or, for videos, a temporal one. Each output is complete or absent: written
+    under a temporary name, checked, renamed, recorded as ours; an error names the file."""
     finder.reset()
-    table = out_dir / f"{inp.name}.{settings.fmt}"
+    paths = output_paths(inp, out.folder, settings)
+    table = paths["table"]
     summary, skipped = Summary(inp.name, table), []
     video = VideoFrames(inp.path, settings.every) if inp.kind == "video" else None
     frames = video if video is not None else image_frames(inp, skipped)
     sink = TableSink(table, settings.fmt)
-    overlay = OverlayWriter(out_dir / f"{inp.name}_overlay.mp4", video.fps / settings.every) \
-        if video is not None and settings.overlay else None
+    overlay = OverlayWriter(paths["overlay"], video.fps / settings.every) if "overlay" in paths else None
     temporal = isinstance(model, TemporalModel)
     if temporal:
         stream = TemporalStream(model)
@@ -149,14 +176,18 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
         if summary.frames == 0:
             raise ValueError(f"{inp.path}: no frame or image could be decoded")
         sink.close()
-    except BaseException:
+        out.record(table)
+        if overlay is not None:
+            overlay.close()
+            out.record(overlay.path)
+            summary.pictures.append(overlay.path)
+    except BaseException as e:
         sink.abort()
         if overlay is not None:
             overlay.abort()
+        if isinstance(e, CheckpointError):
+            raise CheckpointError(f"{inp.path}: {e}") from None
         raise
-    if overlay is not None:
-        overlay.close()
-        summary.pictures.append(overlay.path)
     summary.rows = sink.rows
     summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped]
     if video is not None and video.broken:
@@ -164,8 +195,9 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
                                 "file lists (truncated or damaged): rows up to there")
     if summary.frames_with_face == 0:
         summary.warnings.append(f"{inp.path}: no face found in any frame (every row has face = false)")
-    if video is not None and settings.timeline:
+    if "timeline" in paths:
         from pipeline.timeline import draw_timeline
 
-        summary.pictures.append(draw_timeline(table, out_dir / f"{inp.name}.png", inp.name))
+        summary.pictures.append(draw_timeline(table, paths["timeline"], inp.name))
+        out.record(paths["timeline"])
     return summary

@@ -76,16 +76,19 @@ def blob_id(path: str | Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def record(module: str, params: dict, inputs: dict[str, str | Path], progress: bool = False) -> dict:
+def record(module: str, params: dict, inputs: dict[str, str | Path], progress: bool = False,
+           digests: dict[str, str] | None = None) -> dict:
     """The provenance record of a stage run by ``module`` (e.g. ``stages.train_teacher``)
     with effective ``params`` (plain values) on ``inputs`` (name -> file or folder);
+    ``digests`` gives the SHA-256 of inputs hashed already (as extraction reads them),
     ``progress`` shows a bar while a folder is hashed."""
+    digests = digests or {}
     return {
         "format": FORMAT,
         "stage": module.rpartition(".")[2],
         "params": params,
         "code": {f: blob_id(ROOT / f) for f in code_files(module)},
-        "inputs": {name: {"path": Path(os.path.relpath(p)).as_posix(), "sha256": digest(p, progress)}
+        "inputs": {name: {"path": Path(os.path.relpath(p)).as_posix(),
+                          "sha256": digests[name] if name in digests else digest(p, progress)}
                    for name, p in sorted(inputs.items())},
     }
-

@@ -7,7 +7,8 @@ read it through memory maps (memory does not grow with the data set):
 
 - ``uid`` [M] (UTF-8), ``logits`` float16 [M, K, 55] (8 AU, 7 EXPR, 40 VA logits),
   ``offsets`` uint8 [M, K, 2] (crop dy, dx in the 134 resize) and ``flips`` uint8 [M, K];
-- attributes: ``format_version``, ``mode`` (views or centre), ``views`` (K), the
+- attributes: ``format_version``, ``sha256`` (each dataset's, checked when the file is
+  opened, with the finiteness of every logit), ``mode`` (views or centre), ``views`` (K), the
   teacher checkpoint's ``teacher_sha256``, ``teacher_backbone`` and ``va_centres``, and
   ``index_sha256`` (JSON: task -> SHA-256 of the ``train_<task>.parquet`` it covers).
 
@@ -31,13 +32,13 @@ from pipeline.data import FrameIndex, crop_views, resize, to_tensor
 from pipeline.errors import CheckpointError
 from pipeline.fileio import atomic_write, file_sha256, temp_path
 from pipeline.labels import N_LOGITS, TASKS
-from pipeline.store import FaceReader, MappedDatasets, read_stage_h5
+from pipeline.store import FaceReader, MappedDatasets, read_stage_h5, seal_h5
 from pipeline.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
 
 
 def index_paths(index_dir: str | Path) -> dict[str, Path]:
@@ -167,11 +168,12 @@ def write_cache(out: str | Path, uids, offsets, flips, attrs: dict, blocks) -> N
         h5.create_dataset("flips", data=flips.astype(np.uint8), track_times=False)
         for key in sorted(attrs):
             h5.attrs[key] = attrs[key]
+        seal_h5(h5)
 
 
 def to_float16(logits: torch.Tensor) -> np.ndarray:
     """Logits as stored: float16, saturated beyond its range (which leaves every sigmoid and
-    softmax as it was; NaN stays NaN, and is refused when read)."""
+    softmax as it was; NaN stays NaN, and the file is refused when opened)."""
     return logits.clamp(-FLOAT16_MAX, FLOAT16_MAX).to(torch.float16).cpu().numpy()
 
 
@@ -202,17 +204,6 @@ class SoftLabels:
                     f"{self.path}: computed from another train_{task} index (sha256 "
                     f"{self.index_sha256.get(task, 'none')[:12]}...) than {index_paths(index_dir)[task]} "
                     f"(sha256 {ours[task][:12]}...): rerun `dvc repro soft_labels`")
-
-    def check_finite(self, block: int = 1 << 16) -> None:
-        """Every logit is a finite number (a NaN would silently poison a student)."""
-        logits = self.array("logits")
-        for start in range(0, len(logits), block):
-            part = np.asarray(logits[start:start + block], dtype=np.float32)
-            bad = ~np.isfinite(part)
-            if bad.any():
-                i, v, j = (int(a[0]) for a in np.nonzero(bad))
-                raise CheckpointError(f"{self.path}: logit {j} of view {v} of frame {self.uid[start + i]} is "
-                                      f"{part[i, v, j]}: rerun `dvc repro soft_labels`")
 
     def targets(self, indexes: dict[str, FrameIndex]) -> "Targets":
         """What a student's batches take from this cache, for these training indexes."""

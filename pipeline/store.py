@@ -7,6 +7,7 @@ and fixed attributes, Parquet with a fixed schema, compression and row-group siz
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ FRAME_SCHEMA = pa.schema(
         ("video", pa.string()),
         ("subject", pa.string()),
         ("frame", pa.int32()),
+        ("timestamp", pa.float64()),  # the decoder's time of a video frame, seconds (NaN: not a video)
         ("split", pa.string()),
         *[(au, pa.int8()) for au in AU_NAMES],
         ("expr", pa.int8()),
@@ -172,9 +174,11 @@ class ShardWriter:
         self._file = h5py.File(self._tmp, "w", libver="earliest", track_order=False)
         s = self.size
         # One face per chunk: random access to a single face reads exactly one chunk.
+        # A Fletcher-32 checksum per chunk, checked by HDF5 on every read: a damaged face is
+        # an error naming its shard, never a picture of noise with a label.
         self._file.create_dataset(
             FACES_DATASET, shape=(0, s, s, 3), maxshape=(self.shard_faces, s, s, 3),
-            dtype=np.uint8, chunks=(1, s, s, 3), track_times=False,
+            dtype=np.uint8, chunks=(1, s, s, 3), fletcher32=True, track_times=False,
         )
         for key in sorted(self.attrs):
             self._file[FACES_DATASET].attrs[key] = self.attrs[key]
@@ -251,7 +255,11 @@ class FaceReader:
         return d
 
     def read(self, shard: str, row: int) -> np.ndarray:
-        return self.dataset(shard)[int(row)]
+        try:
+            return self.dataset(shard)[int(row)]
+        except OSError as e:  # unreadable file, or a chunk failing its checksum
+            raise CheckpointError(f"{shard}: face {int(row)} cannot be read ({str(e).splitlines()[0][:120]}): the "
+                                  "shard is damaged; rerun its extraction (dvc repro --force extract@<source>)") from None
 
     def close(self) -> None:
         for f in self._files.values():
@@ -267,7 +275,8 @@ class FaceReader:
 @contextmanager
 def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
     """Open an HDF5 file a stage writes (the soft-label cache, the features) as ``(h5,
-    attrs)``: missing, unreadable or of another format version is one clear error."""
+    attrs)``: missing, unreadable, of another format version, damaged (its checksums) or
+    holding values that are not finite is one clear error."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found (run `dvc repro {stage}`)")
@@ -277,9 +286,47 @@ def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
             if attrs.get("format_version") != version:
                 raise CheckpointError(f"{path}: {what} format {attrs.get('format_version')!r}, this code reads "
                                       f"{version} (rerun `dvc repro {stage}`)")
+            check_sealed(h5, path, what, stage)
             yield h5, attrs
     except OSError as e:
         raise CheckpointError(f"{path}: not a readable {what} ({e})") from None
+
+
+def _digest(dataset: h5py.Dataset, block_bytes: int = 8 << 20) -> tuple[str, bool]:
+    """SHA-256 of a dataset's values (strings: UTF-8, each ended by a zero byte; numbers:
+    their bytes in C order), read a few MB at a time, and whether every float is finite."""
+    h, finite = hashlib.sha256(), True
+    strings = h5py.check_string_dtype(dataset.dtype) is not None
+    row_bytes = max(1, int(np.prod(dataset.shape[1:], dtype=np.int64)) * dataset.dtype.itemsize)
+    rows = max(1, block_bytes // row_bytes)
+    for start in range(0, len(dataset), rows):
+        if strings:
+            h.update(b"".join(v.encode() + b"\0" for v in dataset.asstr()[start:start + rows]))
+            continue
+        part = np.ascontiguousarray(dataset[start:start + rows])
+        h.update(part.tobytes())
+        finite = finite and (part.dtype.kind != "f" or bool(np.isfinite(part).all()))
+    return h.hexdigest(), finite
+
+
+def seal_h5(h5: h5py.File) -> None:
+    """Record every dataset's SHA-256 in the ``sha256`` attribute (JSON), for
+    :func:`check_sealed`; the last thing written to the file."""
+    h5.attrs["sha256"] = json.dumps({name: _digest(h5[name])[0] for name in sorted(h5)}, sort_keys=True)
+
+
+def check_sealed(h5: h5py.File, path: str | Path, what: str, stage: str) -> None:
+    """Refuse a stage's HDF5 file whose values are not those it was written with, or not
+    finite (one pass over the data: the price of a few seconds at real sizes)."""
+    expected = json.loads(h5.attrs.get("sha256", "{}"))
+    for name in sorted(h5):
+        digest, finite = _digest(h5[name])
+        if expected.get(name) != digest:
+            raise CheckpointError(f"{path}: {what} damaged: dataset {name!r} fails its checksum "
+                                  f"(rerun `dvc repro --force {stage}`)")
+        if not finite:
+            raise CheckpointError(f"{path}: {what} holds values that are not finite in {name!r} "
+                                  f"(rerun `dvc repro --force {stage}`)")
 
 
 class MappedDatasets:

@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.errors import CheckpointError
 from pipeline.labels import TASK_OUTPUTS, TASKS
-from pipeline.models import HEAD_FEATURES, SCHEMA, read_torch_file
+from pipeline.models import HEAD_FEATURES, SCHEMA, check_finite, read_torch_file
 
 KIND = "gru"
 
@@ -59,6 +59,7 @@ def load_temporal(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise CheckpointError(f"{path}: not a temporal (GRU) checkpoint of mtaffect")
     if config.get("schema") != SCHEMA:
         raise CheckpointError(f"{path}: trained for another label schema: {config.get('schema')} != {SCHEMA}")
+    check_finite(ckpt["state_dict"], path, "checkpoint")
     model = TemporalNet(config["hidden"], config["feature_dim"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt

@@ -15,7 +15,8 @@ def cli(params_path, section):
     """Validate params.yaml (every profile) and print the active profile's values."""
     p = load(params_path)
     names = [section] if section else list(SECTIONS)
-    shown = {"profile": p.profile, "sources": {n: s.model_dump() for n, s in p.sources.items()}} if not section else {}
+    shown = ({"profile": p.profile, "threads": p.threads, "sources": {n: s.model_dump() for n, s in p.sources.items()}}
+             if not section else {})
     shown.update({n: getattr(p, n).model_dump() for n in names})
     if not section:
         for family in FAMILIES:

@@ -29,6 +29,7 @@ COMMANDS = {
     "export-abaw": ("export_abaw", "ABAW 2020 submission files (<task>_Set/<video>.txt) from predict's tables."),
     "dataset-version": ("dataset_version", "Write a dataset folder's version file (its digest), for sources.<name>.version."),
     "info": ("info", "Where a model, bundle, cache, table or report came from: stage, code commit, inputs, params."),
+    "repair-lock": ("repair_lock", "Bring back dvc.lock after a kill cut it short (then `dvc repro` restores finished stages)."),
 }
 
 

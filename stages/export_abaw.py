@@ -17,11 +17,24 @@ from stages.common import friendly_errors
 def cli(tables, out, tasks):
     """Write <out>/<task>_Set/<video>.txt for each TABLE (a video's predict output, .csv or
     .parquet, named after the video): a header, then one line per frame; frames without a
-    face take the nearest earlier prediction (the nearest later one at the start)."""
-    from pipeline.abaw_export import export
+    face take the nearest earlier prediction (the nearest later one at the start).
 
+    Files in --out are replaced only when an earlier export-abaw wrote them and nobody
+    changed them since; two tables of one video name are refused before anything is written.
+    """
+    from pipeline.abaw_export import export, output_paths, read_predictions
+    from pipeline.outputs import OutputFolder, check_out_option
+
+    out_dir = check_out_option(out)
+    tasks = tasks or ("AU", "EXPR", "VA")
+    target = OutputFolder(out_dir, "export-abaw")
+    target.claim([p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()])
+    for table in tables:  # every table is checked before the first file is written
+        read_predictions(Path(table))
     for table in tables:
-        written = export(Path(table), Path(out), tasks or ("AU", "EXPR", "VA"))
+        written = export(Path(table), out_dir, tasks)
+        for path in written.values():
+            target.record(path)
         click.echo(f"{table} -> " + ", ".join(str(p) for p in written.values()))
 
 

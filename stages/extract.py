@@ -43,11 +43,14 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
             raise click.UsageError(f"--root is required for --source {source}")
         root, version = p.sources[source].root, p.sources[source].version
     out = out or str(Path(params.out) / source)
-    provenance = [record(__spec__.name, {"source": source, "extract": params.model_dump(mode="json")},
-                         {"source": root}, progress=not quiet)]
-    if version is not None:
-        check_version(root, version, provenance[0]["inputs"]["source"]["sha256"])
-    counts = extract(source, root, out, params, progress=not quiet, provenance=provenance)
+
+    def describe(sha256: str) -> list:  # the digest of the bytes read, before anything is written
+        if version is not None:
+            check_version(root, version, sha256)
+        return [record(__spec__.name, {"source": source, "extract": params.model_dump(mode="json")},
+                       {"source": root}, digests={"source": sha256})]
+
+    counts = extract(source, root, out, params, progress=not quiet, describe=describe)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())
     skipped = sum(r["count"] for r in counts["rows_rejected"].values())  # each reason was logged

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors
+from stages.common import friendly_errors, use_threads
 
 
 @click.command("predict")
@@ -29,9 +29,12 @@ from stages.common import friendly_errors
 @click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames per detection block and model batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPU threads for the networks (more than the free cores slows a shared machine down).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, quiet):
+def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, threads,
+        quiet):
     """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
     image, or a folder (its videos one by one, its images as one table).
 
@@ -39,12 +42,14 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     row with face = false), a PNG timeline per video and, with --overlay, an annotated
     video. Columns: README, "Predicting on new videos and images".
     """
+    use_threads(threads)
     from tqdm import tqdm
 
     from pipeline.device import resolve_device
     from pipeline.media import VideoFrames, find_inputs
+    from pipeline.outputs import OutputFolder, check_out_option
     from pipeline.predict import Ensemble
-    from pipeline.predict_run import FaceFinder, Settings, predict_input
+    from pipeline.predict_run import FaceFinder, Settings, output_paths, predict_input
     from pipeline.predict_temporal import TemporalModel
 
     if smooth % 2 == 0:
@@ -52,13 +57,21 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     if temporal and (every != 1 or smooth != 1):
         raise click.UsageError("--temporal reads every frame of a face's track (the GRUs learned from consecutive "
                                "frames and smooth over them already): leave --every and --smooth at 1")
-    found = find_inputs(inputs)
+    out_dir = check_out_option(out)
+    target = OutputFolder(out_dir, "predict")
+    found, own = find_inputs(inputs, skip=target.own_files())
+    if own:
+        click.echo(f"{own} file(s) of the input folders are an earlier predict's outputs: not predicted on")
     if temporal:
         for inp in found:
             if inp.kind != "video":
                 raise click.UsageError(f"{inp.path}: --temporal needs videos (images have no frame order); "
                                        "predict on the images without it")
-    out_dir = Path(out)
+    settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
+                        timeline=not no_timeline, fmt=fmt)
+    target.claim([p for inp in found for p in output_paths(inp, out_dir, settings).values()])
+    dev = resolve_device(device)
+    model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".mtaffect-write-test"
@@ -66,10 +79,6 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
         probe.unlink()
     except OSError as e:
         raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
-    dev = resolve_device(device)
-    model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
-    settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
-                        timeline=not no_timeline, fmt=fmt)
     finder = FaceFinder(model.detection, settings)
     for inp in found:
         total = len(inp.images)
@@ -78,7 +87,7 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
             total = -(-listed // every) if listed > 0 else None
         with tqdm(total=total, desc=inp.name, unit="frame", disable=quiet) as bar:
             try:
-                summary = predict_input(inp, model, finder, out_dir, settings, bar)
+                summary = predict_input(inp, model, finder, target, settings, bar)
             except ValueError as e:
                 raise click.ClickException(str(e)) from None
         for warning in summary.warnings:

@@ -39,7 +39,6 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     datas = {}  # every length checked first: bad input stops the stage before anything is written
     for length, cache in caches.items():
         check_cache(cache, features, length)
-        cache.check_finite()
         datas[length] = SequenceData(features, frames, length, params.selection_videos, cache)
     origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
                                     "temporal": p.temporal.model_dump(mode="json")},

@@ -38,7 +38,6 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     index_dir = index_dir or p.build.out
     cache = SoftLabels(soft_labels)
     cache.check_index(index_dir)
-    cache.check_finite()
     params = p.students[name]
     if not params.augment and cache.mode == "views":
         raise ParamsError(f"params.yaml: students.{name}.augment: false needs a centre-mode cache "

@@ -127,7 +127,7 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
         videos = [f"{split}{i % 4}" for i in range(n)]
         cols = {
             "uid": [uid(source, v, i) for i, v in enumerate(videos)], "source": [source] * n, "video": videos,
-            "subject": videos, "frame": np.arange(n), "split": [split] * n,
+            "subject": videos, "frame": np.arange(n), "timestamp": np.full(n, np.nan), "split": [split] * n,
             "expr": expr if "E" in tasks else np.full(n, -1), "valence": va[:, 0] if "V" in tasks else np.full(n, np.nan),
             "arousal": va[:, 1] if "V" in tasks else np.full(n, np.nan),
             "shard": [w[0] for w in where], "row": [w[1] for w in where], "det_score": np.ones(n),

@@ -24,6 +24,7 @@ def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, ex
         "split": [split] * n,
         "row": np.arange(n) % 50,
         "det_score": np.ones(n),
+        "timestamp": np.full(n, np.nan),
     }
     cols["subject"] = cols["video"]
     cols["uid"] = [uid(source, v, f) for v, f in zip(cols["video"], cols["frame"])]

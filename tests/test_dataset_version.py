@@ -102,3 +102,62 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
     path = version_path(dataset)
     assert f"{path}: 2 files, sha256 {independent_digest(dataset)[:16]}" in result.output
     check_version(dataset, path, independent_digest(dataset))
+
+
+# --- the digest of what extraction reads ----------------------------------------------------
+
+
+def test_what_extraction_reads_gives_the_folders_digest_and_a_change_meanwhile_is_refused(dataset):
+    from pipeline.dataset_version import DatasetRead
+    from pipeline.fileio import HashingReader
+
+    read = DatasetRead.start(dataset)
+    video = dataset / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
+    reader = HashingReader(video)
+    reader.read(100), reader.seek(900), reader.read(50)  # a decoder's reads, out of order
+    read.add({str(video): reader.sha256()})  # (what it skipped is read for the hash, once)
+    assert read.finish() == independent_digest(dataset) == digest(dataset)
+    for change in ("edit", "new", "gone"):
+        read = DatasetRead.start(dataset)
+        labels = dataset / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+        if change == "edit":
+            os.utime(labels, ns=(0, 12345))  # same bytes, touched: still a sign of a change
+        elif change == "new":
+            (dataset / "late.txt").write_text("arrived during the run")
+        else:
+            video.unlink()
+        with pytest.raises(DataError, match="changed while it was being extracted"):
+            read.finish()
+
+
+def test_a_video_is_read_once_to_extract_and_hash_it(tmp_path):
+    """The worker hashes the bytes OpenCV's decoder reads: the file's bytes go through
+    read() once (/proc/self/io), not once for the hash and once for the decoder."""
+    import cv2
+    import numpy as np
+
+    from pipeline.config import ExtractParams
+    from pipeline.extract_worker import process_job
+    from pipeline.fileio import file_sha256
+    from pipeline.sources.base import Job
+
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))
+    for k in range(60):
+        writer.write(np.random.default_rng(k).integers(0, 255, (240, 320, 3), dtype=np.uint8))
+    writer.release()
+    job = Job(source="input", video="v", subject="v", split="test", mode="detect", frames=np.arange(60),
+              video_path=str(video))
+
+    class NoFaces:
+        def detect(self, frames):
+            return [type("F", (), {"pick": lambda *a, **k: None})() for _ in frames]
+
+    def read_chars() -> int:
+        return int(next(line for line in open("/proc/self/io") if line.startswith("rchar")).split()[1])
+
+    before = read_chars()
+    res = process_job(0, job, ExtractParams(track=False), NoFaces, str(tmp_path))
+    read = read_chars() - before
+    assert res.hashes == {str(video): file_sha256(video)} and res.frames_read == 60
+    assert video.stat().st_size <= read < 1.2 * video.stat().st_size, (read, video.stat().st_size)

@@ -15,6 +15,7 @@ from pipeline.labels import N_LOGITS
 from pipeline.scoring import evaluate_predictions
 from pipeline.sequences import SequenceData, Split, check_cache, dump_soft_labels, predict, window_batch
 from pipeline.softlabels import SoftLabels
+from pipeline.store import seal_h5
 from pipeline.temporal import TemporalNet, load_temporal
 from pipeline.train import Outputs, train
 
@@ -42,6 +43,7 @@ def write_features(path, videos=VIDEOS, seed=0, sha="c" * 64):
         for k, v in {"format_version": FORMAT_VERSION, "checkpoint_sha256": sha, "backbone": "x",
                      "va_centres": "centres", "provenance": "[]"}.items():
             h5.attrs[k] = v
+        seal_h5(h5)
     return Features(path)
 
 

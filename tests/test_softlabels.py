@@ -16,7 +16,7 @@ from pipeline.data import FrameIndex, draw_augmentation, to_tensor
 from pipeline.errors import CheckpointError
 from pipeline.labels import TASKS
 from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.softlabels import SoftLabels, dump
+from pipeline.softlabels import SoftLabels, dump, write_cache
 from pipeline.store import FaceReader
 from pipeline.train import Outputs, train
 from pipeline.views import view_geometry
@@ -121,19 +121,23 @@ def test_logits_beyond_float16_saturate_instead_of_becoming_infinite(index_dir, 
         for head in model.heads.values():
             head[-1].bias.fill_(-1e6)
     dump(model, index_dir, tmp_path / "big.h5", teacher, 2, "views", 16, torch.device("cpu"), progress=False)
-    big = SoftLabels(tmp_path / "big.h5")
-    big.check_finite()
+    big = SoftLabels(tmp_path / "big.h5")  # opening checks every logit is finite
     assert (big.array("logits")[:] == np.float16(-65504)).mean() > 0.99
 
 
-def test_nan_or_inf_in_the_cache_is_refused_naming_the_frame(cache, tmp_path):
-    broken = tmp_path / "broken.h5"
-    shutil.copy(cache.path, broken)
-    with h5py.File(broken, "r+") as h5:
-        h5["logits"][5, 1, 9] = np.inf
-    with pytest.raises(CheckpointError, match=rf"logit 9 of view 1 of frame {cache.uid[5]} is inf"):
-        SoftLabels(broken).check_finite()
-    cache.check_finite()
+def test_a_changed_byte_or_a_value_that_is_not_finite_is_refused_naming_the_file(cache, tmp_path):
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(cache.path, damaged)
+    with h5py.File(damaged, "r+") as h5:  # one value changed behind the writer's back
+        h5["logits"][5, 1, 9] = h5["logits"][5, 1, 9] + np.float16(0.5)
+    with pytest.raises(CheckpointError, match=rf"{damaged}: soft-label cache damaged: dataset 'logits' fails its checksum"):
+        SoftLabels(damaged)
+    logits = np.array(cache.array("logits"))
+    logits[5, 1, 9] = np.inf  # a teacher that gave inf: written and sealed so, refused when read
+    write_cache(tmp_path / "inf.h5", cache.uid, cache.array("offsets"), cache.array("flips"), cache.attrs, [logits])
+    with pytest.raises(CheckpointError, match="holds values that are not finite in 'logits'"):
+        SoftLabels(tmp_path / "inf.h5")
+    SoftLabels(cache.path)  # the original is fine
 
 
 def test_a_file_that_is_no_cache_is_a_clear_error(tmp_path):

@@ -27,6 +27,8 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
         return None
     try:
         meta = json.loads(text)
+        if not isinstance(meta, dict):
+            raise ValueError(f"the top level is a {type(meta).__name__}, not a mapping with 'frames'")
         entries = meta["frames"]
         if not isinstance(entries, dict):
             raise ValueError("'frames' is not a mapping")

@@ -1,0 +1,72 @@
+"""The same inputs give the same bytes however busy the machine is: the teacher, the
+soft-label cache and a student, each made twice through the real commands, once on an idle
+machine and once while processes running torch on every core compete for them; and the
+thread count the stages run with is the parameter's, not the machine's."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HOG = """
+import time, torch
+torch.set_num_threads(2)
+a = torch.randn(384, 384)
+while True:
+    a = torch.tanh(a @ a)
+"""
+
+
+def params(tmp: Path, threads: int = 1) -> Path:
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["profile"], p["threads"] = "tiny", threads
+    path = tmp / "params.yaml"
+    path.write_text(yaml.safe_dump(p, sort_keys=False))
+    return path
+
+
+def stage(*args: str, cwd: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    proc = subprocess.run([sys.executable, "-m", *args, "--quiet"], cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def make(index_dir: Path, folder: Path) -> dict[str, bytes]:
+    folder.mkdir()
+    p = str(params(folder))
+    stage("stages.train_teacher", "--params", p, "--index", str(index_dir), "--out", "teacher.pt", "--log", "t.csv",
+          "--report", "t.json", "--resume", "resume/t.pt", cwd=folder)
+    stage("stages.soft_labels", "--params", p, "--index", str(index_dir), "--teacher", "teacher.pt", "--out",
+          "cache.h5", "--report", "c.json", cwd=folder)
+    stage("stages.train_student", "--params", p, "--name", "s1", "--index", str(index_dir), "--soft-labels",
+          "cache.h5", "--out", "s1.pt", "--log", "s.csv", "--report", "s.json", "--resume", "resume/s.pt", cwd=folder)
+    return {name: (folder / name).read_bytes() for name in ("teacher.pt", "cache.h5", "s1.pt")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_teacher_cache_and_student_have_the_same_bytes_on_a_busy_machine(index_dir, tmp_path):
+    idle = make(index_dir, tmp_path / "idle")
+    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2)]
+    try:
+        time.sleep(1)
+        busy = make(index_dir, tmp_path / "busy")
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    for name in idle:
+        assert busy[name] == idle[name], name
+
+
+def test_the_stages_run_torch_on_the_parameters_thread_count(tmp_path):
+    code = ("import sys; from stages.common import load; load(sys.argv[1]); import torch; "
+            "print(torch.get_num_threads())")
+    for threads in (1, 2):
+        out = subprocess.run([sys.executable, "-c", code, str(params(tmp_path, threads))], cwd=ROOT,
+                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "7"})
+        assert out.stdout.split()[-1] == str(threads), out.stderr
