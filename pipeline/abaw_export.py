@@ -24,6 +24,11 @@ COLUMNS = ["frame", "face", "track", *AU_NAMES, "expression", "valence", "arousa
 MAX_FRAMES = 10_000_000
 
 
+def shown(value) -> str:
+    """A cell as the user wrote it (numpy's scalars without their type name)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def read_predictions(path: Path) -> pd.DataFrame:
     """A predict table of one video, one row per frame (the main face), checked."""
     try:
@@ -35,7 +40,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
     bad = frame.isna() | (frame < 0) | (frame != frame.round()) | (frame >= MAX_FRAMES)
     if bad.any():
         i = bad.idxmax()
-        raise DataError(f"{line(i)}: frame {rows['frame'][i]!r} is not a frame number (0 .. {MAX_FRAMES - 1:,})")
+        raise DataError(f"{line(i)}: frame {shown(rows['frame'][i])} is not a frame number (0 .. {MAX_FRAMES - 1:,})")
     rows["frame"] = frame.astype(np.int64)
     if rows["frame"].duplicated().any():
         raise DataError(f"{path}: several rows per frame (--all-faces): ABAW wants one face per frame; "
@@ -43,7 +48,7 @@ def read_predictions(path: Path) -> pd.DataFrame:
     face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
     if face.isna().any():
         i = face.isna().idxmax()
-        raise DataError(f"{line(i)}: face {rows['face'][i]!r} is not true or false")
+        raise DataError(f"{line(i)}: face {shown(rows['face'][i])} is not true or false")
     rows["face"] = face.astype(bool)
     if not rows["face"].any():
         raise DataError(f"{path}: no face in any frame: nothing to fill the frames with")
@@ -62,16 +67,16 @@ def _check_face_rows(faces: pd.DataFrame, line) -> None:
     for column in AU_NAMES:
         bad = ~faces[column].isin([0, 1])
         if bad.any():
-            raise DataError(f"{line(bad.idxmax())}: {column} = {faces[column][bad.idxmax()]!r}, not 0 or 1")
+            raise DataError(f"{line(bad.idxmax())}: {column} = {shown(faces[column][bad.idxmax()])}, not 0 or 1")
     bad = ~faces["expression"].isin(EXPR_NAMES)
     if bad.any():
-        raise DataError(f"{line(bad.idxmax())}: expression {faces['expression'][bad.idxmax()]!r} is none of "
+        raise DataError(f"{line(bad.idxmax())}: expression {shown(faces['expression'][bad.idxmax()])} is none of "
                         f"{', '.join(EXPR_NAMES)}")
     for column in ("valence", "arousal"):
         value = pd.to_numeric(faces[column], errors="coerce")
         bad = value.isna() | (value.abs() > 1)
         if bad.any():
-            raise DataError(f"{line(bad.idxmax())}: {column} {faces[column][bad.idxmax()]!r} is not a number in [-1, 1]")
+            raise DataError(f"{line(bad.idxmax())}: {column} {shown(faces[column][bad.idxmax()])} is not a number in [-1, 1]")
 
 
 def filled(rows: pd.DataFrame):

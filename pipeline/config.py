@@ -36,6 +36,11 @@ TASK_NAMES = ("AU", "EXPR", "VA")  # as pipeline.labels.TASKS, without importing
 MAX_THREADS = 1024
 
 Count = Annotated[int, Field(ge=1)]
+#: Upper bounds keep a value within what memory and time allow: a batch of a million faces
+#: would ask for tens of gigabytes before failing with a traceback.
+Batch = Annotated[int, Field(ge=1, le=4096)]  #: faces, frames or windows per pass
+Workers = Annotated[int, Field(ge=1, le=256)]
+Epochs = Annotated[int, Field(ge=1, le=10_000)]
 Index = Annotated[int, Field(ge=0)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
@@ -46,7 +51,7 @@ Source = Literal["affwild2", "disfa", "expw", "afewva"]
 class Section(BaseModel):
     """A params section: strict types (no "8" for 8), no unknown keys."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
 
 
 def _device(value: str) -> str:
@@ -100,7 +105,7 @@ class SynthParams(Section):
     imbalance: NonNegative = 1.0  #: class skew: 1 = like the real sets, 0 = balanced, > 1 = more skewed
     spontaneous_au: NonNegative = 1.0  #: scales expression-free AU events (talking, brow flashes)
     identity_spread: NonNegative = 1.0  #: variety of face shapes (0 = everyone average)
-    workers: Count = 2  #: processes rendering videos in parallel (does not change the files)
+    workers: Workers = 2  #: processes rendering videos in parallel (does not change the files)
     contact_sheet: str = "reports/synth_contact_sheet.png"
 
 
@@ -118,15 +123,15 @@ class ExtractParams(Section):
     """Face extraction per source (``extract@<source>``)."""
 
     out: str = "data/faces"  #: shards and tables go to <out>/<source>/
-    workers: Count = 2  #: worker processes (work is split by video)
-    batch: Count = 16  #: frames per MTCNN batch
-    detect_size: Annotated[int, Field(ge=48)] = 320  #: long side of the frame the detector sees
-    min_face: Annotated[int, Field(ge=12)] = 40  #: MTCNN min_face_size, in detector pixels
+    workers: Workers = 2  #: worker processes (work is split by video)
+    batch: Batch = 16  #: frames per MTCNN batch
+    detect_size: Annotated[int, Field(ge=48, le=4096)] = 320  #: long side of the frame the detector sees
+    min_face: Annotated[int, Field(ge=12, le=4096)] = 40  #: MTCNN min_face_size, in detector pixels
     min_prob: Fraction = 0.9  #: faces below this MTCNN probability are not kept
     track: bool = True  #: search near the previous face before a full-frame search
-    template_scale: Positive = 1.0  #: < 1 shows more context around the face
-    face_size: Annotated[int, Field(ge=16)] = 112  #: side of the aligned face, pixels
-    shard_faces: Count = 4096  #: faces per HDF5 shard (4096 faces of 112 x 112 x 3 bytes: 154 MB)
+    template_scale: Annotated[float, Field(gt=0, le=4)] = 1.0  #: < 1 shows more context around the face
+    face_size: Annotated[int, Field(ge=16, le=1024)] = 112  #: side of the aligned face, pixels
+    shard_faces: Annotated[int, Field(ge=1, le=65_536)] = 4096  #: faces per HDF5 shard (4096 faces of 112 x 112 x 3 bytes: 154 MB)
     on_error: Literal["skip", "fail"] = "skip"  #: bad rows/files: count and skip, or stop
     use_cropped_aligned: bool = True  #: Aff-Wild2: use the organisers' crops when present
 
@@ -155,23 +160,23 @@ class BuildParams(Section):
 class LoopParams(Section):
     """The training loop's knobs, shared by the CNN and the temporal (GRU) models."""
 
-    epochs: Count = 8
-    steps_per_epoch: Optional[Count] = None  #: None: the smallest task's balanced size / batch
-    batch_per_task: Count = 20
+    epochs: Epochs = 8
+    steps_per_epoch: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None  #: None: the smallest task's balanced size / batch
+    batch_per_task: Batch = 20
     optimizer: Literal["adam", "adamw"] = "adam"
-    lr: Positive = 1e-4
+    lr: Annotated[float, Field(gt=0, le=1)] = 1e-4
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]
-    weight_decay: NonNegative = 0.0
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.0
     lr_schedule: Literal["step", "cosine", "constant"] = "step"
     lr_step_epochs: Index = 3  #: step schedule: divide lr by 10 every this many epochs (0 = never)
     warmup_epochs: NonNegative = 0.0  #: linear warm-up from 0 over this many epochs
     task_weights: dict[Literal[TASK_NAMES], NonNegative] = {"AU": 1.0, "EXPR": 1.0, "VA": 1.0}
     va_centres: Literal["centres", "reference"] = "centres"
     ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
-    workers: Index = 0  #: DataLoader workers
+    workers: Annotated[int, Field(ge=0, le=256)] = 0  #: DataLoader workers
     seed: Index = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
-    eval_batch: Count = 128
+    eval_batch: Batch = 128
     selection_videos: Optional[Count] = None  #: score each epoch on the first n validation videos (None: all)
     save_every: Count = 50  #: steps between resume files (an interrupted run loses at most this)
 
@@ -202,35 +207,35 @@ class TrainParams(LoopParams):
 class StudentParams(DistillParams, TrainParams):
     """A CNN student (Eq. 14): the training loop's knobs plus the distillation's."""
 
-    epochs: Count = 3  #: the paper trains each student for 3 epochs
+    epochs: Epochs = 3  #: the paper trains each student for 3 epochs
 
 
 class TemporalParams(Section):
     """What every temporal stage shares (``rnn_*``)."""
 
     #: one set of temporal models per length (frames per window); the paper compares 8, 16, 32
-    sequence_lengths: Annotated[list[Count], Field(min_length=1)] = [8, 16, 32]
+    sequence_lengths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [8, 16, 32]
 
 
 class RnnParams(LoopParams):
     """The temporal teacher (``rnn_teacher``): one bidirectional GRU per task on the cached
     features. ``batch_per_task`` counts windows."""
 
-    hidden: Count = 64  #: GRU hidden size per direction
+    hidden: Annotated[int, Field(ge=1, le=4096)] = 64  #: GRU hidden size per direction
 
 
 class RnnStudentParams(DistillParams, RnnParams):
     """A temporal student (``rnn_student@<name>``)."""
 
-    epochs: Count = 3
+    epochs: Epochs = 3
 
 
 class SoftLabelsParams(Section):
     """The teacher's logits on fixed views of every training frame (``soft_labels``)."""
 
     mode: Literal["views", "centre"] = "views"  #: K drawn views per frame, or the centre view for every augmentation
-    views: Count = 8  #: views per frame in views mode (half of them mirrored)
-    batch: Count = 64  #: frames per forward pass (times the views)
+    views: Annotated[int, Field(ge=1, le=64)] = 8  #: views per frame in views mode (half of them mirrored)
+    batch: Batch = 64  #: frames per forward pass (times the views)
     device: str = "auto"
 
     _check_device = field_validator("device")(_device)
@@ -242,7 +247,7 @@ class EnsembleParams(Section):
     members: Annotated[list[str], Field(min_length=1)] = ["s1", "s2", "s3"]  #: names under `students`
     au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: 0.5, or tuned per AU on validation
     device: str = "auto"
-    batch: Count = 128
+    batch: Batch = 128
 
     _check_device = field_validator("device")(_device)
 
@@ -253,7 +258,7 @@ class FeaturesParams(Section):
     #: best_member (the ensemble member whose checkpoint has the best validation total),
     #: teacher, or the path of any checkpoint
     checkpoint: str = "best_member"
-    batch: Count = 128  #: frames per forward pass
+    batch: Batch = 128  #: frames per forward pass
     device: str = "auto"
 
     _check_device = field_validator("device")(_device)
@@ -268,11 +273,11 @@ class RnnEnsembleParams(EnsembleParams):
 class EvaluateParams(Section):
     """Scoring on the validation set."""
 
-    bootstrap: Count = 200  #: bootstrap resamples over videos for confidence intervals
+    bootstrap: Annotated[int, Field(ge=1, le=100_000)] = 200  #: bootstrap resamples over videos for confidence intervals
     seed: Index = 0
     au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: single models: 0.5, or tuned per AU on val
     device: str = "auto"
-    batch: Count = 128
+    batch: Batch = 128
 
     _check_device = field_validator("device")(_device)
 

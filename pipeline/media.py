@@ -33,14 +33,14 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
     """Check every given path before any work: a video, an image, or a folder holding
     videos and/or images (each video of a folder is its own input; its images are one).
     Files of a folder that are in ``skip`` (an earlier predict's outputs) are left out;
-    returns the inputs and how many files were left out so."""
+    returns the inputs and how many pictures or videos were left out so."""
     found, skipped = [], 0
     for given in map(Path, paths):
         if not given.exists():
             raise DataError(f"{given}: no such file or folder")
         if given.is_dir():
             entries = sorted(p for p in given.iterdir() if p.is_file())
-            skipped += sum(p in skip for p in entries)
+            skipped += sum(p in skip and p.suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS) for p in entries)
             entries = [p for p in entries if p not in skip]
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)

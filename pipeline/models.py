@@ -9,8 +9,12 @@ refused with a message saying what differs.
 from __future__ import annotations
 
 import logging
+import mmap
 import os
+import struct
 import zipfile
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -24,6 +28,9 @@ from pipeline.labels import AU_NAMES, EXPR_NAMES, TASK_OUTPUTS, TASKS, VA_BINS
 log = logging.getLogger("mtaffect.models")
 
 HEAD_FEATURES = 128
+#: Above this size the archive's CRC-32s are checked in a thread beside ``torch.load``;
+#: below it the check is a few milliseconds, less than starting a thread costs.
+THREADED_CHECK_BYTES = 64 << 20
 #: What a checkpoint must agree on to be loaded into a model of this code.
 SCHEMA = {"AU": list(AU_NAMES), "EXPR": list(EXPR_NAMES), "VA_bins": VA_BINS, "image_size": 112}
 
@@ -99,21 +106,44 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
 
     torch's files are zip archives with a CRC-32 per record, which ``torch.load`` does not
     check: a flipped bit in a weight would load as a wrong weight without a word. Every
-    record is checked here first (a few per cent of the load, ``benchmarks/bench_load.py``).
+    record is checked; in a large file, in a thread while torch reads it (zlib releases
+    the GIL), so the check costs little of the load (``benchmarks/bench_load.py``).
     """
+    with ThreadPoolExecutor(1) as pool:
+        large = os.path.getsize(path) > THREADED_CHECK_BYTES if os.path.exists(path) else False
+        records = pool.submit(_damaged_record, path) if large else None
+        try:
+            loaded = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
+            loaded = e
+        damaged = records.result() if large else _damaged_record(path)
+    if damaged:
+        raise CheckpointError(f"{path}: {what} damaged: {damaged}")
+    if isinstance(loaded, Exception):
+        why = next(iter(str(loaded).splitlines()), "")[:160]  # some errors carry no message
+        raise CheckpointError(f"{path}: not a readable {what} ({type(loaded).__name__}: {why})") from None
+    return loaded
+
+
+def _damaged_record(path) -> str | None:
+    """What is wrong with a torch archive's records (a CRC-32 that does not match), or None
+    (a file that is no zip at all is left for ``torch.load`` to name). The records are
+    read through a memory map, so the CRC runs on the file's pages without a copy."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            damaged = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        why = next(iter(str(e).splitlines()), "")[:160]
-        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {why})") from None
-    if damaged is not None:
-        raise CheckpointError(f"{path}: {what} damaged: its record {damaged} fails its checksum")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
-        why = next(iter(str(e).splitlines()), "")[:160]  # some errors carry no message
-        raise CheckpointError(f"{path}: not a readable {what} ({type(e).__name__}: {why})") from None
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data, \
+                zipfile.ZipFile(f) as archive:
+            for record in archive.infolist():
+                start = record.header_offset
+                if data[start:start + 4] != b"PK\x03\x04":
+                    return f"its record {record.filename} has no header where the index says"
+                name_len, extra_len = struct.unpack("<HH", data[start + 26:start + 30])
+                start += 30 + name_len + extra_len
+                with memoryview(data)[start:start + record.compress_size] as stored:
+                    if len(stored) != record.compress_size or zlib.crc32(stored) != record.CRC:
+                        return f"its record {record.filename} fails its checksum"
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error):
+        return None
+    return None
 
 
 def check_finite(state: dict, path: str | Path, what: str) -> None:
@@ -122,11 +152,12 @@ def check_finite(state: dict, path: str | Path, what: str) -> None:
     floats = [(k, v) for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()]
     if not floats:
         return
-    # a float64 sum is finite exactly when every float32/16 value summed is
-    sums = torch.stack([v.sum(dtype=torch.float64) for _, v in floats])
-    bad = (~torch.isfinite(sums)).nonzero()
-    if len(bad):
-        raise CheckpointError(f"{path}: {what} holds values that are not finite in {floats[int(bad[0])][0]}")
+    # A sum is NaN or infinite when a value is; the rare sum of finite values that
+    # overflows is looked at value by value.
+    sums = torch.stack([v.sum(dtype=torch.float32) for _, v in floats])
+    for i in (~torch.isfinite(sums)).nonzero().flatten().tolist():
+        if not torch.isfinite(floats[i][1]).all():
+            raise CheckpointError(f"{path}: {what} holds values that are not finite in {floats[i][0]}")
 
 
 def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:

@@ -32,6 +32,7 @@ class Settings:
     overlay: bool = False   # write <name>_overlay.mp4
     timeline: bool = True   # write <name>.png for videos
     fmt: str = "csv"        # csv | parquet
+    detect_size: int | None = None  # long side the detector sees (None: the bundle's, as the extraction)
 
 
 class FaceFinder:
@@ -39,9 +40,11 @@ class FaceFinder:
     video, every face with :class:`TrackIds` (``all_faces``), every face of an image."""
 
     def __init__(self, detection: dict, settings: Settings):
-        self.detector = FaceDetector(min_face_size=detection["min_face"], detect_size=detection["detect_size"],
+        self.detector = FaceDetector(min_face_size=detection["min_face"],
+                                     detect_size=settings.detect_size or detection["detect_size"],
                                      batch_size=settings.batch)
         self.min_prob, self.settings = detection["min_prob"], settings
+        self.notes: list[str] = []  # images whose faces may be too small for the detection size
         self.reset()
 
     def reset(self) -> None:
@@ -64,9 +67,16 @@ class FaceFinder:
     def images(self, frames) -> list[list[Found]]:
         """Every face of each image, numbered from left to right."""
         found = []
-        for faces in self.detector.detect([f.image for f in frames]):
+        for frame, faces in zip(frames, self.detector.detect([f.image for f in frames])):
             keep = sorted(np.flatnonzero(faces.probs >= self.min_prob), key=lambda k: faces.boxes[k][0])
             found.append([Found(j, faces.detection(k)) for j, k in enumerate(keep)])
+            h, w = frame.image.shape[:2]
+            size = self.detector.detect_size
+            if not keep and max(h, w) > 2 * size:
+                smallest = 12 * max(h, w) / size  # MTCNN's 12-pixel window, at the detection scale
+                self.notes.append(f"{frame.file}: no face found; this {w}x{h} image is searched at {size} pixels, "
+                                  f"where faces under {smallest:.0f} pixels cannot be found "
+                                  f"(--detect-size {min(4096, 4 * size)} searches for smaller ones)")
         return found
 
 
@@ -189,7 +199,8 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
             raise CheckpointError(f"{inp.path}: {e}") from None
         raise
     summary.rows = sink.rows
-    summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped]
+    summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped] + finder.notes
+    finder.notes = []
     if video is not None and video.broken:
         summary.warnings.append(f"{inp.path}: decoding stopped at frame {video.decoded} of the {video.listed} the "
                                 "file lists (truncated or damaged): rows up to there")

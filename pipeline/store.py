@@ -258,8 +258,9 @@ class FaceReader:
         try:
             return self.dataset(shard)[int(row)]
         except OSError as e:  # unreadable file, or a chunk failing its checksum
-            raise CheckpointError(f"{shard}: face {int(row)} cannot be read ({str(e).splitlines()[0][:120]}): the "
-                                  "shard is damaged; rerun its extraction (dvc repro --force extract@<source>)") from None
+            raise CheckpointError(f"{shard}: face {int(row)} is damaged: its checksum fails or it cannot be read "
+                                  f"({str(e).splitlines()[0][:100]}); rerun the extraction that wrote it "
+                                  "(dvc repro --force extract@<source>)") from None
 
     def close(self) -> None:
         for f in self._files.values():

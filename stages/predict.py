@@ -26,6 +26,9 @@ from stages.common import friendly_errors, use_threads
               help="Centred moving average over W (odd) predicted frames of each face's track, videos only (1: off).")
 @click.option("--overlay", is_flag=True, help="Also write <input name>_overlay.mp4 with boxes and predictions.")
 @click.option("--no-timeline", is_flag=True, help="Do not draw <input name>.png for videos.")
+@click.option("--detect-size", type=click.IntRange(min=48, max=4096), default=None,
+              help="Long side, in pixels, of the picture the face detector sees (default: the extraction's, "
+                   "from the bundle). Raise it for small faces in large photographs.")
 @click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames per detection block and model batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
@@ -33,8 +36,8 @@ from stages.common import friendly_errors, use_threads
               help="CPU threads for the networks (more than the free cores slows a shared machine down).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, batch, device, threads,
-        quiet):
+def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, detect_size, batch, device,
+        threads, quiet):
     """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
     image, or a folder (its videos one by one, its images as one table).
 
@@ -61,14 +64,15 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     target = OutputFolder(out_dir, "predict")
     found, own = find_inputs(inputs, skip=target.own_files())
     if own:
-        click.echo(f"{own} file(s) of the input folders are an earlier predict's outputs: not predicted on")
+        click.echo(f"{own} picture(s) or video(s) of the input folders are an earlier predict's outputs: "
+                   "not predicted on")
     if temporal:
         for inp in found:
             if inp.kind != "video":
                 raise click.UsageError(f"{inp.path}: --temporal needs videos (images have no frame order); "
                                        "predict on the images without it")
     settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
-                        timeline=not no_timeline, fmt=fmt)
+                        timeline=not no_timeline, fmt=fmt, detect_size=detect_size)
     target.claim([p for inp in found for p in output_paths(inp, out_dir, settings).values()])
     dev = resolve_device(device)
     model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)

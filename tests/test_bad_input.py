@@ -237,6 +237,9 @@ def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path, cap
     ("ensemble", "members", [], "ensemble.members: List should have at least 1 item"),
     ("student", "backbone", "resnet51", "student.backbone: unknown backbone 'resnet51'"),
     ("teacher", "device", "tpu", "teacher.device: unknown device 'tpu'"),
+    ("teacher", "lr", float("inf"), "teacher.lr: Input should be a finite number"),
+    ("soft_labels", "views", 1_000_000_000, "soft_labels.views: must be <= 64, got 1000000000"),
+    ("teacher", "batch_per_task", 100_000, "teacher.batch_per_task: must be <= 4096"),
 ])
 def test_values_out_of_range_stop_before_any_work(data, tmp_path, section, key, value, message):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
@@ -285,3 +288,97 @@ def test_an_output_that_cannot_be_written_is_a_one_line_error(data, tmp_path):
     assert result.exit_code == 0
     failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(tmp_path / "faces"), "--report",
                       str(tmp_path / "blocker" / "afewva.json"), "--quiet"), "blocker")
+
+
+# --- data that changed, or were damaged, after they were made ----------------------------------
+
+
+def test_a_dataset_changed_during_extraction_is_refused_naming_the_file(data, tmp_path, monkeypatch):
+    import pipeline.extract
+
+    read_source = pipeline.extract.read_source
+    victim = sorted((data / "expw" / "image" / "origin").glob("*.jpg"))[2]
+
+    def read_then_edit(*args, **kwargs):  # the annotations are read; an image changes before it is
+        source = read_source(*args, **kwargs)
+        victim.write_bytes(victim.read_bytes() + b"\0")
+        return source
+
+    monkeypatch.setattr(pipeline.extract, "read_source", read_then_edit)
+    out = tmp_path / "faces"
+    failed_naming(run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet"), str(victim),
+                  "changed while it was being extracted", "nothing written")
+    assert not out.exists()
+    no_leftovers(tmp_path)
+
+
+def flip_a_byte_of_each_face(shard: Path) -> None:
+    import h5py
+
+    with h5py.File(shard) as h5:
+        offsets = [h5["faces"].id.get_chunk_info(i).byte_offset for i in range(h5["faces"].id.get_num_chunks())]
+    with open(shard, "r+b") as f:
+        for offset in offsets:
+            f.seek(offset + 500)
+            value = f.read(1)[0]
+            f.seek(offset + 500)
+            f.write(bytes([value ^ 0x10]))
+
+
+def test_a_damaged_shard_or_cache_stops_a_stage_run_by_hand(data, index_dir, tmp_path):
+    faces = tmp_path / "faces"
+    shutil.copytree(index_dir.parent / "faces", faces)
+    build = tmp_path / "build"
+    shutil.copytree(index_dir, build)  # its shard paths are relative: ../faces/<source>/...
+    for shard in sorted((faces / "affwild2").glob("shard-*.h5")):
+        flip_a_byte_of_each_face(shard)
+    args = ["--index", str(build), "--out", str(tmp_path / "t.pt"), "--log", str(tmp_path / "t.csv"), "--report",
+            str(tmp_path / "t.json"), "--resume", str(tmp_path / "r" / "t.pt"), "--quiet"]
+    failed_naming(run(tmp_path, "train-teacher", *args), "shard-0000", "is damaged: its checksum fails")
+    assert not (tmp_path / "t.pt").exists()
+    # a cache with one logit changed behind its writer's back
+    shutil.rmtree(faces)
+    shutil.copytree(index_dir.parent / "faces", faces)
+    assert run(tmp_path, "train-teacher", *args).exit_code == 0
+    cache = tmp_path / "cache.h5"
+    assert run(tmp_path, "soft-labels", "--index", str(build), "--teacher", str(tmp_path / "t.pt"), "--out", str(cache),
+               "--report", str(tmp_path / "c.json"), "--quiet").exit_code == 0
+    import h5py
+
+    with h5py.File(cache, "r+") as h5:
+        h5["logits"][3, 0, 7] = h5["logits"][3, 0, 7] + np.float16(1)
+    failed_naming(run(tmp_path, "train-student", "--name", "s1", "--index", str(build), "--soft-labels", str(cache),
+                      "--out", str(tmp_path / "s.pt"), "--quiet"), str(cache), "fails its checksum")
+    assert not (tmp_path / "s.pt").exists()
+    no_leftovers(tmp_path)
+
+
+def test_labels_that_are_no_labels_are_counted_skips(data, tmp_path, caplog):
+    au1 = sorted((data / "disfa" / "ActionUnit_Labels").rglob("*_au1.txt"))[0]
+    lines = au1.read_text().splitlines()
+    lines[4] = lines[4].split(",")[0] + ",1.9"  # intensities are whole numbers: never rounded to 1
+    au1.write_text("\n".join(lines) + "\n")
+    clip = sorted((data / "afewva").rglob("*.json"))[0]
+    clip.write_text(json.dumps([json.loads(clip.read_text())]))  # a list, not a mapping
+    for source, reason in (("disfa", "intensity must be a whole number 0..5, got 1.9"),
+                           ("afewva", "the top level is a list")):
+        out = tmp_path / source
+        result = run(tmp_path, "extract", "--source", source, "--out", str(out), "--quiet")
+        assert result.exit_code == 0 and reason in caplog.text, result.output
+        rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
+        assert any(reason in r for r in rejected), rejected
+    labels_on_their_frames(tmp_path / "afewva", data)
+    frames = pd.read_parquet(tmp_path / "disfa" / "frames.parquet")
+    bad = (frames["video"] == au1.parent.name) & (frames["frame"] == 4)
+    assert frames.loc[bad, "AU1"].tolist() == [-1] and (frames.loc[bad, "AU2"] >= 0).all()  # unknown, not 0 or 1
+    truth = pd.read_parquet(data / "ground_truth.parquet").set_index("uid").loc[frames.loc[~bad, "uid"]]
+    np.testing.assert_array_equal(frames.loc[~bad, "AU1"].to_numpy(), truth["lab_AU1"].to_numpy())
+
+
+def test_dataset_version_of_the_current_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    (folder / "a.txt").write_text("x")
+    monkeypatch.chdir(folder)
+    result = CliRunner().invoke(main, ["dataset-version", ".", "--quiet"])
+    assert result.exit_code == 0 and (tmp_path / "mydata.version.json").exists(), result.output

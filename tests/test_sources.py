@@ -117,15 +117,16 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
 
 def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
     root = tmp_path / "disfa"
-    write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n")
+    write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n3,1.9\n4,2.0\n")
     (root / "Videos_LeftCamera").mkdir()
     (root / "Videos_LeftCamera/LeftVideoSN002_comp.avi").write_bytes(b"")
-    with pytest.raises(DataError, match=r"SN002_au1.txt:2: .*intensity must be 0..5"):
+    with pytest.raises(DataError, match=r"SN002_au1.txt:2: .*intensity must be a whole number 0..5, got 7"):
         disfa.read(root, Problems(on_error="fail"))
     p = Problems()
     res = disfa.read(root, p)
-    assert res.jobs[0].frames.tolist() == [0]
-    assert any("intensity" in r for r in p.counts)
+    assert res.jobs[0].frames.tolist() == [0, 3]  # 7 and 1.9 (never rounded to 1) skipped; 2.0 is 2
+    assert res.jobs[0].au[:, 0].tolist() == [0, 1]
+    assert sum(c for r, c in p.counts.items() if "intensity" in r) == 2
 
 
 # --- ExpW ---------------------------------------------------------------------------

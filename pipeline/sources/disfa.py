@@ -28,11 +28,12 @@ def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
             if len(cells) < 2:
                 raise ValueError(f"expected 'frame,intensity', got {line.strip()!r}")
             frame_s, value_s = cells[:2]  # further columns are not ours
-            frame, value = int(frame_s), int(float(value_s))
+            frame, number = int(frame_s), float(value_s)
             if frame < 1:
                 raise ValueError(f"frame numbers start at 1, got {frame}")
-            if not 0 <= value <= 5:
-                raise ValueError(f"intensity must be 0..5, got {value_s}")
+            if not (number == int(number) and 0 <= number <= 5):  # 1.9 is no intensity: never rounded
+                raise ValueError(f"intensity must be a whole number 0..5, got {value_s}")
+            value = int(number)
             if frame - 1 in out:
                 raise ValueError(f"frame {frame} listed twice")
         except ValueError as e:

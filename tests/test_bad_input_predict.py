@@ -1,0 +1,232 @@
+"""Bad input to ``predict`` and ``export-abaw``, one class per test, through the real
+command line: the user's files never replaced, a damaged model never believed, every output
+complete or absent. Each case checks the exit status, the one-line message naming the file,
+that no input or user file changed, and that nothing half-written is left."""
+import hashlib
+import resource
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+from skimage import data as skimage_data
+
+from stages.cli import main
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    from test_predict import bundle as make_bundle
+
+    return make_bundle.__wrapped__(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """20 frames of a face (a photograph) drifting right."""
+    face = cv2.resize(skimage_data.astronaut()[:260, 120:380], (150, 150), interpolation=cv2.INTER_AREA)
+    path = tmp_path_factory.mktemp("clip") / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for t in range(20):
+        frame = np.full((360, 640, 3), 70, np.uint8)
+        frame[100:250, 150 + 3 * t:300 + 3 * t] = face[:, :, ::-1]
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output, result.output
+    return result
+
+
+def failed_naming(result, *names) -> str:
+    assert result.exit_code != 0, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.output
+    for name in names:
+        assert str(name) in errors[0], (name, errors[0])
+    return errors[0]
+
+
+def tree(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def no_leftovers(folder: Path) -> None:
+    assert not [p for p in folder.rglob(".*") if ".tmp" in p.name], list(folder.rglob(".*"))
+
+
+# --- the user's files are never replaced ------------------------------------------------------
+
+
+def test_predict_into_the_input_folder_leaves_the_users_picture_alone(bundle, clip, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "clip.avi").write_bytes(clip.read_bytes())
+    cv2.imwrite(str(folder / "clip.png"), np.zeros((8, 8, 3), np.uint8))  # the user's own picture
+    before = tree(folder)
+    failed_naming(run("predict", folder, "--model", bundle, "--out", folder, "--quiet"), folder / "clip.png",
+                  "was not written by an earlier `mtaffect predict`")
+    assert tree(folder) == before
+    # elsewhere: a hand-edited table of an earlier run is the user's now
+    out = tmp_path / "out"
+    assert run("predict", clip, "--model", bundle, "--out", out, "--quiet").exit_code == 0
+    assert run("predict", clip, "--model", bundle, "--out", out, "--quiet").exit_code == 0  # ours: replaced
+    (out / "clip.csv").write_text((out / "clip.csv").read_text() + "my notes\n")
+    kept = tree(out)
+    failed_naming(run("predict", clip, "--model", bundle, "--out", out, "--quiet"), out / "clip.csv")
+    assert tree(out) == kept
+    no_leftovers(tmp_path)
+
+
+def test_predict_into_its_own_input_folder_does_not_read_its_outputs_back(bundle, clip, tmp_path):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "clip.avi").write_bytes(clip.read_bytes())
+    for _ in range(2):
+        result = run("predict", folder, "--model", bundle, "--out", folder, "--quiet")
+        assert result.exit_code == 0, result.output
+    assert "1 picture(s) or video(s) of the input folders are an earlier predict's outputs" \
+        in result.output  # its timeline, not a picture to predict on
+    assert sorted(p.name for p in folder.iterdir()) == [".mtaffect-outputs.json", "clip.avi", "clip.csv", "clip.png"]
+
+
+def test_two_tables_of_one_video_name_are_refused_before_anything_is_written(bundle, clip, tmp_path):
+    out = tmp_path / "p"
+    assert run("predict", clip, "--model", bundle, "--out", out, "--quiet", "--no-timeline").exit_code == 0
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "clip.csv").write_bytes((out / "clip.csv").read_bytes())
+    failed_naming(run("export-abaw", tmp_path / "a" / "clip.csv", tmp_path / "b" / "clip.csv", "--out",
+                      tmp_path / "sub"), "two inputs would write this same file")
+    assert not (tmp_path / "sub").exists()
+    (tmp_path / "sub" / "AU_Set").mkdir(parents=True)
+    (tmp_path / "sub" / "AU_Set" / "clip.txt").write_text("my own submission\n")
+    failed_naming(run("export-abaw", tmp_path / "a" / "clip.csv", "--out", tmp_path / "sub"),
+                  tmp_path / "sub" / "AU_Set" / "clip.txt")
+    assert (tmp_path / "sub" / "AU_Set" / "clip.txt").read_text() == "my own submission\n"
+
+
+# --- a damaged model is never believed -----------------------------------------------------------
+
+
+def damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
+    path = tmp_path / f"{how}.pt"
+    if how == "flipped-bit":  # one bit of one weight, as a disk or a copy flips it
+        raw = bytearray(bundle.read_bytes())
+        with zipfile.ZipFile(bundle) as archive:
+            record = max(archive.infolist(), key=lambda r: r.file_size)
+        start = record.header_offset + 30 + len(record.filename.encode()) + len(record.extra) + 1000
+        raw[start + 3] ^= 0x40
+        path.write_bytes(bytes(raw))
+        return path
+    b = torch.load(bundle, weights_only=True)
+    if how == "nan-weight":
+        b["members"][0]["state_dict"]["heads.EXPR.4.weight"][0, 0] = float("nan")
+    elif how == "nan-threshold":
+        b["au_thresholds"][3] = float("nan")
+    elif how == "no-alignment":
+        del b["alignment"]
+    elif how == "overflowing":  # finite weights, outputs that are not numbers
+        for m in b["members"]:
+            m["state_dict"]["heads.EXPR.4.weight"].fill_(3e38)
+    torch.save(b, path)
+    return path
+
+
+@pytest.mark.parametrize("how, message", [
+    ("flipped-bit", "model bundle damaged: its record"), ("nan-weight", "holds values that are not finite"),
+    ("nan-threshold", "AU thresholds"), ("no-alignment", "lacks its 'alignment' entry"),
+    ("overflowing", "the model's outputs are not finite numbers"),
+])
+def test_a_damaged_bundle_is_refused_never_reported_as_neutral(bundle, clip, tmp_path, how, message):
+    model = damaged(bundle, tmp_path, how)
+    name = clip if how == "overflowing" else model  # the one whose outputs fail names the input
+    failed_naming(run("predict", clip, "--model", model, "--out", tmp_path / "out", "--quiet"), name, message)
+    assert not list((tmp_path / "out").glob("clip.*")) if (tmp_path / "out").exists() else True
+    no_leftovers(tmp_path)
+
+
+# --- outputs complete or absent -------------------------------------------------------------------
+
+
+def test_a_full_disk_during_the_overlay_leaves_no_unplayable_video(bundle, clip, tmp_path):
+    def full_disk_at_40_kb():  # writes beyond 40 kB fail (EFBIG), as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    out = tmp_path / "out"
+    proc = subprocess.run([str(BIN / "mtaffect"), "predict", str(clip), "--model", str(bundle), "--out", str(out),
+                           "--overlay", "--no-timeline", "--quiet"], preexec_fn=full_disk_at_40_kb,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and str(out / "clip_overlay.mp4") in errors[0] and "disk" in errors[0], proc.stderr
+    assert not (out / "clip_overlay.mp4").exists()  # absent, not a 12 kB stub under its final name
+    no_leftovers(tmp_path)
+
+
+def test_a_killed_runs_temporary_table_is_cleared_by_the_next_run(bundle, clip, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".clip.csv.tmp").write_text("frame,timestamp\n0,")  # what a kill -9 leaves
+    assert run("predict", clip, "--model", bundle, "--out", out, "--quiet", "--no-timeline").exit_code == 0
+    assert pd.read_csv(out / "clip.csv")["frame"].tolist() == list(range(20))
+    no_leftovers(tmp_path)
+
+
+# --- tracebacks that became one line ----------------------------------------------------------------
+
+
+def test_pipes_empty_out_and_missing_devices_are_one_line(bundle, clip, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.mp4")
+    failed_naming(run("predict", tmp_path / "pipe.mp4", "--model", bundle, "--out", tmp_path / "o", "--quiet"),
+                  "pipe.mp4", "not a regular file")
+    failed_naming(run("predict", clip, "--model", bundle, "--out", "", "--quiet"), "--out: empty path")
+    if not torch.cuda.is_available():
+        failed_naming(run("predict", clip, "--model", bundle, "--out", tmp_path / "o", "--device", "cuda", "--quiet"),
+                      "'cuda' asked for, but CUDA is not available")
+    assert not (tmp_path / "o").exists() and not list(Path.cwd().glob("clip.csv"))
+
+
+def test_a_small_face_in_a_large_photograph_is_a_warning_with_the_fix(bundle, tmp_path):
+    face = cv2.resize(skimage_data.astronaut()[:260, 120:380], (130, 130), interpolation=cv2.INTER_AREA)
+    photo = np.full((3000, 4000, 3), 90, np.uint8)
+    photo[1000:1130, 2000:2130] = face
+    cv2.imwrite(str(tmp_path / "big.jpg"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    result = run("predict", tmp_path / "big.jpg", "--model", bundle, "--out", tmp_path / "a", "--quiet")
+    assert result.exit_code == 0 and "searched at 320 pixels, where faces under 150 pixels cannot be found" \
+        in result.output and "--detect-size 1280" in result.output
+    result = run("predict", tmp_path / "big.jpg", "--model", bundle, "--out", tmp_path / "b", "--quiet",
+                 "--detect-size", "1280")
+    assert result.exit_code == 0 and pd.read_csv(tmp_path / "b" / "big.csv")["face"].all()
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.assign(expression=t["expression"].where(t.index != 3, "Happy")), "row 5: expression 'Happy'"),
+    (lambda t: t.assign(frame=t["frame"].where(t.index != 4, 1e9)), "row 6: frame"),
+    (lambda t: t.assign(AU4=np.nan), "column AU4 is empty in every row with a face"),
+    (lambda t: t.assign(valence=t["valence"].where(t.index != 2, np.nan)), "row 4: valence is missing"),
+    (lambda t: t.assign(valence=t["valence"].where(t.index != 2, 7.5)), "row 4: valence 7.5 is not a number in"),
+    (lambda t: t.assign(AU12=t["AU12"].where(t.index != 1, 2)), "row 3: AU12 = 2"),
+])
+def test_a_hand_edited_table_is_refused_naming_the_row_never_written_as_given(bundle, clip, tmp_path, edit, message):
+    assert run("predict", clip, "--model", bundle, "--out", tmp_path / "p", "--quiet", "--no-timeline").exit_code == 0
+    table = edit(pd.read_csv(tmp_path / "p" / "clip.csv"))
+    table.to_csv(tmp_path / "clip.csv", index=False)
+    failed_naming(run("export-abaw", tmp_path / "clip.csv", "--out", tmp_path / "sub"), tmp_path / "clip.csv", message)
+    assert not (tmp_path / "sub").exists()
