@@ -8,7 +8,7 @@ The baseline is the RSS after the imports and Arrow's one-off initialisation of 
 compute functions (~36 MB, the same for any table size).
 
 Time should grow about linearly. Memory: the build streams the tables (see
-``pipeline/build.py``), so what it holds is a record batch, one row group per index and,
+``pipeline/build/indexes.py``), so what it holds is a record batch, one row group per index and,
 for ML-ROS, a code and a clone count per AU frame. The first two stop growing once the
 tables exceed a batch (8,192 rows); the last is the only per-frame memory: ``growth B/frame``
 between two sizes. Usage: python benchmarks/bench_build.py
@@ -31,8 +31,8 @@ def fabricate(faces_dir: Path, n: int) -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from pipeline.labels import AU_NAMES
-    from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, uid
+    from pipeline.core.labels import AU_NAMES
+    from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, uid
 
     rng = np.random.default_rng(0)
     plan = {"affwild2": 0.55, "disfa": 0.18, "expw": 0.17, "afewva": 0.10}
@@ -66,8 +66,8 @@ def run_one(faces_dir: str) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from pipeline.build import build
-    from pipeline.config import BuildParams
+    from pipeline.build.indexes import build
+    from pipeline.core.config import BuildParams
 
     pc.equal(pa.array(["a"]), "a")  # Arrow loads its compute functions on first use
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -114,7 +114,7 @@ if __name__ == "__main__":
         fabricate(Path(sys.argv[3]), int(sys.argv[2]))
     elif len(sys.argv) == 3 and sys.argv[1] == "--one":
         sys.path.insert(0, str(ROOT))
-        import pipeline.build  # noqa: F401  (imports are not the build's memory)
+        import pipeline.build.indexes  # noqa: F401  (imports are not the build's memory)
         print(json.dumps(run_one(sys.argv[2])))
     else:
         main()

@@ -2,7 +2,7 @@
 
 A DISFA-layout data set holds one synthetic video (skimage's astronaut drifting over a
 textured background, written as mp4 and decoded again). We run the real
-``pipeline.extract.extract`` (decode, tracked MTCNN, alignment, HDF5 shard, frame table)
+``pipeline.extraction.extract.extract`` (decode, tracked MTCNN, alignment, HDF5 shard, frame table)
 at two lengths, each in its own process so its peak memory is its own; the difference of
 the two wall times divided by the difference of lengths is the steady per-face cost
 (process start-up and model loading cancel out). Against it: MTCNN's own time on the
@@ -40,8 +40,8 @@ def make_dataset(root: Path, n: int) -> Path:
 
 def run_extract(root: str) -> dict:
     """In a child process: the real extraction; wall time and peak memory of the tree."""
-    from pipeline.config import ExtractParams
-    from pipeline.extract import extract
+    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.extract import extract
 
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
@@ -57,10 +57,10 @@ def mtcnn_alone(video: Path) -> tuple[float, int]:
     import cv2
     import torch
 
-    from pipeline import faces as F
-    from pipeline import tracking as T
-    from pipeline.config import ExtractParams
-    from pipeline.extract_worker import fix_mmap_threshold
+    from pipeline.extraction import faces as F
+    from pipeline.extraction import tracking as T
+    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.worker import fix_mmap_threshold
 
     torch.set_num_threads(1)
     fix_mmap_threshold()  # the memory policy of an extraction worker (see its docstring)

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from skimage import data as skimage_data
 
-from pipeline import faces as F
-from pipeline import tracking as T
-from pipeline.align import align_face
+from pipeline.extraction import faces as F
+from pipeline.extraction import tracking as T
+from pipeline.extraction.align import align_face
 
 WIDTH, HEIGHT, FPS = 640, 360, 25
 N_FRAMES = 300

@@ -20,9 +20,10 @@ from unittest import mock
 
 import torch
 
-from pipeline import ensemble, models
-from pipeline.align import template_points
-from pipeline.models import MultitaskNet, save_checkpoint
+from pipeline.inference.runner import ensemble
+from pipeline.training import models
+from pipeline.extraction.align import template_points
+from pipeline.training.models import MultitaskNet, save_checkpoint
 
 REPEATS = 11
 BUNDLES = {"demo (3 x mobilenet_v3_small)": ("mobilenet_v3_small", 3), "abaw2020 (5 x resnet50)": ("resnet50", 5)}

@@ -48,11 +48,11 @@ def main() -> dict:
     import torch
     from bench_faces import make_video
 
-    from pipeline.align import align_face
-    from pipeline.media import Input, VideoFrames
-    from pipeline.predict import Ensemble, batched
-    from pipeline.predict_run import FaceFinder, Settings, predict_input
-    from pipeline.predict_temporal import TemporalModel
+    from pipeline.extraction.align import align_face
+    from pipeline.predict.media import Input, VideoFrames
+    from pipeline.predict.rows import Ensemble, batched
+    from pipeline.predict.run import FaceFinder, Settings, predict_input
+    from pipeline.predict.temporal import TemporalModel
 
     bundle = ROOT / "models" / "ensemble.pt"
     if not bundle.exists():

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from pipeline import mlros
-from pipeline.sampling import TaskBatchSampler
+from pipeline.build import mlros
+from pipeline.training.sampling import TaskBatchSampler
 
 SIZES = (100_000, 1_000_000)
 BATCH = 32

@@ -26,15 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_fake_extraction  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.config import BuildParams, StudentParams  # noqa: E402
-from pipeline.data import FrameIndex, StepDataset  # noqa: E402
-from pipeline.labels import TASKS  # noqa: E402
-from pipeline.models import MultitaskNet, save_checkpoint  # noqa: E402
-from pipeline.softlabels import Frames, SoftLabels, dump, teacher_logits, views_batch  # noqa: E402
-from pipeline.store import FaceReader  # noqa: E402
-from pipeline.train import setup, train_step  # noqa: E402
-from pipeline.views import frame_views  # noqa: E402
+from pipeline.build.indexes import build  # noqa: E402
+from pipeline.core.config import BuildParams, StudentParams  # noqa: E402
+from pipeline.core.data import FrameIndex, StepDataset  # noqa: E402
+from pipeline.core.labels import TASKS  # noqa: E402
+from pipeline.training.models import MultitaskNet, save_checkpoint  # noqa: E402
+from pipeline.training.softlabels import Frames, SoftLabels, dump, teacher_logits, views_batch  # noqa: E402
+from pipeline.core.store import FaceReader  # noqa: E402
+from pipeline.training.train import setup, train_step  # noqa: E402
+from pipeline.training.views import frame_views  # noqa: E402
 
 CASES = (("mobilenet_v3_small", 32, 12), ("resnet18", 32, 6), ("resnet50", 20, 3))  # backbone, batch, steps
 VIEWS, DUMP_BATCH = 8, 16
@@ -120,7 +120,7 @@ def main() -> dict:
                                                      "afewva": 300})
         build(tmp / "faces", tmp / "build", BuildParams())
         save_checkpoint(tmp / "teacher.pt", MultitaskNet("mobilenet_v3_small"), {"train": {"va_centres": "centres"}})
-        from pipeline.models import load_checkpoint
+        from pipeline.training.models import load_checkpoint
 
         teacher, _ = load_checkpoint(tmp / "teacher.pt")
         dump(teacher, tmp / "build", tmp / "cache.h5", tmp / "teacher.pt", VIEWS, "views", 32, torch.device("cpu"),

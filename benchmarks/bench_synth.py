@@ -27,8 +27,8 @@ DETECT_SAMPLE = int(os.environ.get("BENCH_SYNTH_SAMPLE", "150"))
 
 
 def generation_rows(size: str, out: Path) -> tuple[list[dict], float]:
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic.generate import generate
+    from pipeline.core.config import SynthParams
+    from synthetic.generate import generate
 
     t0 = time.perf_counter()
     report = generate(out, SynthParams(dataset_size=size, workers=2), progress=False)
@@ -57,7 +57,7 @@ def detection_rows(data: Path, n: int) -> list[dict]:
     import torch
     from facenet_pytorch import MTCNN
 
-    from pipeline.sources.synthetic.contact_sheet import read_frame
+    from synthetic.contact_sheet import read_frame
 
     torch.set_num_threads(2)
     gt = pd.read_parquet(data / "ground_truth.parquet")

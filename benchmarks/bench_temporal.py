@@ -3,7 +3,7 @@ again inside every GRU step), and the feature dump against the bare forward pass
 side in one run, on the demo's Aff-Wild2 training frames and its best CNN student (run
 `make demo` first).
 
-- GRU steps: ``pipeline.train.train_step`` on the windows of ``sequences.WindowSteps``
+- GRU steps: ``pipeline.training.train.train_step`` on the windows of ``sequences.WindowSteps``
   (features read from the file), against the same steps whose features come from reading
   the windows' faces and running the frozen CNN on them (eval mode, no grad), as the
   authors' CNN-RNN does. Goal: an epoch at least 20x faster on the features.
@@ -27,13 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import RnnParams, load_params  # noqa: E402
-from pipeline.data import FrameIndex, centre_view, read_faces, to_tensor  # noqa: E402
-from pipeline.features import Features, dump, task_outputs  # noqa: E402
-from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint  # noqa: E402
-from pipeline.sequences import SequenceData  # noqa: E402
-from pipeline.store import FaceReader  # noqa: E402
-from pipeline.train import setup, train_step  # noqa: E402
+from pipeline.core.config import RnnParams, load_params  # noqa: E402
+from pipeline.core.data import FrameIndex, centre_view, read_faces, to_tensor  # noqa: E402
+from pipeline.temporal.features import Features, dump, task_outputs  # noqa: E402
+from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint  # noqa: E402
+from pipeline.temporal.sequences import SequenceData  # noqa: E402
+from pipeline.core.store import FaceReader  # noqa: E402
+from pipeline.training.train import setup, train_step  # noqa: E402
 from stages.features import choose_checkpoint  # noqa: E402
 
 LENGTH, WINDOWS, STEPS, BATCH = 32, 16, 4, 128

@@ -17,14 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_fake_extraction  # noqa: E402
-from pipeline.build import build  # noqa: E402
-from pipeline.config import BuildParams  # noqa: E402
-from pipeline.data import FrameIndex, StepDataset  # noqa: E402
-from pipeline.labels import TASKS  # noqa: E402
-from pipeline.losses import teacher_loss  # noqa: E402
-from pipeline.models import MultitaskNet  # noqa: E402
-from pipeline.sampling import TaskBatchSampler  # noqa: E402
-from pipeline.train import TaskPasses  # noqa: E402
+from pipeline.build.indexes import build  # noqa: E402
+from pipeline.core.config import BuildParams  # noqa: E402
+from pipeline.core.data import FrameIndex, StepDataset  # noqa: E402
+from pipeline.core.labels import TASKS  # noqa: E402
+from pipeline.training.losses import teacher_loss  # noqa: E402
+from pipeline.training.models import MultitaskNet  # noqa: E402
+from pipeline.training.sampling import TaskBatchSampler  # noqa: E402
+from pipeline.training.train import TaskPasses  # noqa: E402
 
 
 def steps_per_second(backbone: str, batches, steps: int) -> float:

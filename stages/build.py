@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import with_overrides
-from pipeline.fileio import write_json
+from pipeline.core.config import with_overrides
+from pipeline.core.fileio import write_json
 from stages.common import friendly_errors, load, params_option
 
 
@@ -27,9 +27,9 @@ def cli(params_path, faces, out, report, plots, no_balance):
     Writes train_{AU,EXPR,VA}.parquet and val.parquet (indexes into the face shards, with
     per-epoch weights), the report, and plots of the distributions before and after.
     """
-    from pipeline.build import build, input_tables
-    from pipeline.plots import build_figure, build_plot_data
-    from pipeline.provenance import record
+    from pipeline.build.indexes import build, input_tables
+    from pipeline.core.plots import build_figure, build_plot_data
+    from pipeline.core.provenance import record
 
     p = load(params_path)
     params = p.build

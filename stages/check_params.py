@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from pipeline.config import FAMILIES, SECTIONS
+from pipeline.core.config import FAMILIES, SECTIONS
 from stages.common import load, params_option
 
 

@@ -6,8 +6,8 @@ import logging
 
 import click
 
-from pipeline.config import advice, load_params
-from pipeline.errors import CheckpointError, DataError, ParamsError
+from pipeline.core.config import advice, load_params
+from pipeline.core.errors import CheckpointError, DataError, ParamsError
 
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,

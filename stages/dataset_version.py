@@ -19,7 +19,7 @@ def cli(root, quiet):
     every file of the dataset at each `dvc status` (README, "Working with real data"). Run
     it again whenever the dataset changes: extraction refuses files that differ from it.
     """
-    from pipeline.dataset_version import write_version
+    from pipeline.extraction.dataset_version import write_version
 
     path = write_version(root, progress=not quiet)
     record = json.loads(path.read_text())

@@ -25,14 +25,14 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     0.5, or tuned per AU on the validation set (ensemble.au_thresholds: tuned)."""
     from tqdm import tqdm
 
-    from pipeline.align import template_points
-    from pipeline.data import FrameIndex
-    from pipeline.device import resolve_device
-    from pipeline.ensemble import combine, save_bundle
-    from pipeline.fileio import write_json
-    from pipeline.inference import load_models, predict_many
-    from pipeline.metrics import tune_thresholds
-    from pipeline.provenance import record
+    from pipeline.extraction.align import template_points
+    from pipeline.core.data import FrameIndex
+    from pipeline.core.device import resolve_device
+    from pipeline.inference.ensemble import combine, save_bundle
+    from pipeline.core.fileio import write_json
+    from pipeline.inference.runner import load_models, predict_many
+    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.core.provenance import record
 
     p = load(params_path)
     e = p.ensemble

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.fileio import write_json
+from pipeline.core.fileio import write_json
 from stages.common import friendly_errors, load, params_option
 
 
@@ -51,16 +51,16 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     """
     import pyarrow as pa
 
-    from pipeline.data import FrameIndex
-    from pipeline.device import resolve_device
-    from pipeline.evaluate import Models, check_same_teacher, evaluate
-    from pipeline.labels import TASKS
-    from pipeline.plots import comparison_plot, evaluation_plots, sequence_length_plot
-    from pipeline.provenance import record
-    from pipeline.scoring import evaluate_predictions
-    from pipeline.softlabels import SoftLabels
-    from pipeline.store import write_parquet
-    from pipeline.truth import read_ground_truth, soft_label_quality, with_true_labels
+    from pipeline.core.data import FrameIndex
+    from pipeline.core.device import resolve_device
+    from pipeline.evaluation.evaluate import Models, check_same_teacher, evaluate
+    from pipeline.core.labels import TASKS
+    from pipeline.core.plots import comparison_plot, evaluation_plots, sequence_length_plot
+    from pipeline.core.provenance import record
+    from pipeline.evaluation.scoring import evaluate_predictions
+    from pipeline.training.softlabels import SoftLabels
+    from pipeline.core.store import write_parquet
+    from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
     p = load(params_path)
     e = p.evaluate

@@ -22,8 +22,8 @@ def cli(tables, out, tasks):
     Files in --out are replaced only when an earlier export-abaw wrote them and nobody
     changed them since; two tables of one video name are refused before anything is written.
     """
-    from pipeline.abaw_export import export, output_paths, read_predictions
-    from pipeline.outputs import OutputFolder, check_out_option
+    from pipeline.predict.export import export, output_paths, read_predictions
+    from pipeline.predict.outputs import OutputFolder, check_out_option
 
     out_dir = check_out_option(out)
     tasks = tasks or ("AU", "EXPR", "VA")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.config import SOURCE_KINDS, with_overrides
-from pipeline.fileio import write_text
+from pipeline.core.config import SOURCE_KINDS, with_overrides
+from pipeline.core.fileio import write_text
 from stages.common import friendly_errors, load, params_option
 
 
@@ -31,9 +31,9 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
     as -1/NaN) and extract.json (counts of what was read, written, skipped and why).
     """
-    from pipeline.dataset_version import check_version
-    from pipeline.extract import extract
-    from pipeline.provenance import record
+    from pipeline.extraction.dataset_version import check_version
+    from pipeline.extraction.extract import extract
+    from pipeline.core.provenance import record
 
     p = load(params_path)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)

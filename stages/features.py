@@ -11,8 +11,8 @@ from stages.common import friendly_errors, load, params_option
 def choose_checkpoint(choice: str, members: list[str], students_dir: str, teacher: str) -> str:
     """The checkpoint ``features.checkpoint`` names: the member with the best validation
     total recorded in its checkpoint (``best_member``), the teacher, or a path."""
-    from pipeline.errors import ParamsError
-    from pipeline.models import read_torch_file
+    from pipeline.core.errors import ParamsError
+    from pipeline.training.models import read_torch_file
 
     if choice == "teacher":
         return teacher
@@ -51,11 +51,11 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet):
     for the temporal model to train on."""
     from tqdm import tqdm
 
-    from pipeline.device import resolve_device
-    from pipeline.features import dump
-    from pipeline.fileio import write_json
-    from pipeline.models import load_checkpoint
-    from pipeline.provenance import record
+    from pipeline.core.device import resolve_device
+    from pipeline.temporal.features import dump
+    from pipeline.core.fileio import write_json
+    from pipeline.training.models import load_checkpoint
+    from pipeline.core.provenance import record
 
     p = load(params_path)
     f = p.features

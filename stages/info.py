@@ -21,8 +21,8 @@ def describe(entry: dict, check_inputs: bool) -> list[str]:
     """The lines printed for one provenance record."""
     from pathlib import Path
 
-    from pipeline.fileio import digest
-    from pipeline.info import code_version
+    from pipeline.core.fileio import digest
+    from pipeline.core.info import code_version
 
     lines = [f"stage   {entry['stage']}"]
     code = code_version(entry["code"])
@@ -60,7 +60,7 @@ def cli(files, as_json, check_inputs):
     FILE is a checkpoint or bundle (.pt), a report (.json), the soft-label cache (.h5) or a
     table (.parquet) written by a stage. A bundle lists its members' records too.
     """
-    from pipeline.info import read
+    from pipeline.core.info import read
 
     for path in files:
         try:

@@ -48,12 +48,12 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     use_threads(threads)
     from tqdm import tqdm
 
-    from pipeline.device import resolve_device
-    from pipeline.media import VideoFrames, find_inputs
-    from pipeline.outputs import OutputFolder, check_out_option
-    from pipeline.predict import Ensemble
-    from pipeline.predict_run import FaceFinder, Settings, output_paths, predict_input
-    from pipeline.predict_temporal import TemporalModel
+    from pipeline.core.device import resolve_device
+    from pipeline.predict.media import VideoFrames, find_inputs
+    from pipeline.predict.outputs import OutputFolder, check_out_option
+    from pipeline.predict.rows import Ensemble
+    from pipeline.predict.run import FaceFinder, Settings, output_paths, predict_input
+    from pipeline.predict.temporal import TemporalModel
 
     if smooth % 2 == 0:
         raise click.UsageError(f"--smooth {smooth}: the window is centred on each frame, so it must be odd")

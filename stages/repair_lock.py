@@ -17,7 +17,7 @@ def cli(project):
     Then run `dvc repro`: every stage that had finished is restored from DVC's run cache
     instead of running again (README, "Interrupting a run").
     """
-    from pipeline.dvc_lock import repair
+    from pipeline.core.dvc_lock import repair
 
     done = repair(project)
     for line in done:

@@ -33,8 +33,8 @@ def input_options(command):
 def open_features(p, features_path: str, table: str | None, students_dir: str, cnn_teacher: str):
     """The features file and the frame table, after checking that the features come from
     the checkpoint ``features.checkpoint`` names now."""
-    from pipeline.data import FrameIndex
-    from pipeline.features import Features
+    from pipeline.core.data import FrameIndex
+    from pipeline.temporal.features import Features
     from stages.features import choose_checkpoint
 
     features = Features(features_path)

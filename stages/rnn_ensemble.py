@@ -25,14 +25,14 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
 
     import numpy as np
 
-    from pipeline.device import resolve_device
-    from pipeline.ensemble import RNN_BUNDLE_KIND, save_bundle
-    from pipeline.fileio import write_json
-    from pipeline.inference import score
-    from pipeline.metrics import tune_thresholds
-    from pipeline.provenance import record
-    from pipeline.sequences import Split, ensemble_predict
-    from pipeline.temporal import load_temporal
+    from pipeline.core.device import resolve_device
+    from pipeline.inference.ensemble import RNN_BUNDLE_KIND, save_bundle
+    from pipeline.core.fileio import write_json
+    from pipeline.inference.runner import score
+    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.core.provenance import record
+    from pipeline.temporal.sequences import Split, ensemble_predict
+    from pipeline.temporal.model import load_temporal
 
     p = load(params_path)
     e = p.rnn_ensemble

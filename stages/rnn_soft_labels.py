@@ -21,11 +21,11 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
     """For every length in temporal.sequence_lengths, run that length's temporal teacher
     over the training videos (evaluation windows, a frame in two windows gets the mean of
     its logits) and store each frame's logits."""
-    from pipeline.device import resolve_device
-    from pipeline.fileio import write_json
-    from pipeline.provenance import record
-    from pipeline.sequences import dump_soft_labels
-    from pipeline.temporal import load_temporal
+    from pipeline.core.device import resolve_device
+    from pipeline.core.fileio import write_json
+    from pipeline.core.provenance import record
+    from pipeline.temporal.sequences import dump_soft_labels
+    from pipeline.temporal.model import load_temporal
 
     p = load(params_path)
     features, _ = open_features(p, features_path, table, students_dir, cnn_teacher)

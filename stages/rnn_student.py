@@ -22,11 +22,11 @@ from stages.rnn_common import input_options, open_features, per_length
 def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft_dir, out_dir, log_dir, report, quiet):
     """Train one temporal student on the ground truth and the temporal teacher's cached
     logits, for every length in temporal.sequence_lengths (the teacher is never loaded)."""
-    from pipeline.errors import ParamsError
-    from pipeline.fileio import write_json
-    from pipeline.provenance import record
-    from pipeline.sequences import SequenceData, check_cache
-    from pipeline.softlabels import SoftLabels
+    from pipeline.core.errors import ParamsError
+    from pipeline.core.fileio import write_json
+    from pipeline.core.provenance import record
+    from pipeline.temporal.sequences import SequenceData, check_cache
+    from pipeline.training.softlabels import SoftLabels
     from stages.training import run_training
 
     p = load(params_path)

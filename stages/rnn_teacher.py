@@ -21,9 +21,9 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, l
     """Train one bidirectional GRU per task on windows of the cached CNN features of the
     Aff-Wild2 training videos, for every length in temporal.sequence_lengths. Reads the
     features only: no face is opened, no CNN is run."""
-    from pipeline.fileio import write_json
-    from pipeline.provenance import record
-    from pipeline.sequences import SequenceData
+    from pipeline.core.fileio import write_json
+    from pipeline.core.provenance import record
+    from pipeline.temporal.sequences import SequenceData
     from stages.training import run_training
 
     p = load(params_path)

@@ -28,11 +28,11 @@ def cli(params_path, index_dir, teacher, out, report, quiet):
     Runs under `torchrun --nproc_per_node N -m stages.soft_labels` too: each process takes
     every N-th batch; the file is the same as a one-process dump.
     """
-    from pipeline.device import distributed, resolve_device
-    from pipeline.fileio import write_json
-    from pipeline.models import load_checkpoint
-    from pipeline.provenance import record
-    from pipeline.softlabels import dump
+    from pipeline.core.device import distributed, resolve_device
+    from pipeline.core.fileio import write_json
+    from pipeline.training.models import load_checkpoint
+    from pipeline.core.provenance import record
+    from pipeline.training.softlabels import dump
 
     p = load(params_path)
     s = p.soft_labels

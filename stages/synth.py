@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.config import SYNTH_SIZES, with_overrides
+from pipeline.core.config import SYNTH_SIZES, with_overrides
 from stages.common import friendly_errors, load, params_option
 
 
@@ -35,8 +35,8 @@ def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, d
 
     Every option defaults to the active profile's `synth` section of params.yaml.
     """
-    from pipeline.sources.synthetic.contact_sheet import make_contact_sheet
-    from pipeline.sources.synthetic.generate import generate
+    from synthetic.contact_sheet import make_contact_sheet
+    from synthetic.generate import generate
 
     section = with_overrides(
         load(params_path).synth, dataset_size=dataset_size, seed=seed, out=out, contact_sheet=contact_sheet,

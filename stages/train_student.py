@@ -28,9 +28,9 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     The cache must come from the same indexes: a cache from other indexes is refused,
     naming both hashes, before any training. Runs under torchrun like the teacher.
     """
-    from pipeline.errors import ParamsError
-    from pipeline.provenance import record
-    from pipeline.softlabels import SoftLabels
+    from pipeline.core.errors import ParamsError
+    from pipeline.core.provenance import record
+    from pipeline.training.softlabels import SoftLabels
 
     p = load(params_path)
     if name not in p.students:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.config import with_overrides
+from pipeline.core.config import with_overrides
 from stages.common import friendly_errors, load, params_option
 from stages.training import run_training
 
@@ -31,7 +31,7 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
     weights as an uninterrupted run. Run under `torchrun --nproc_per_node N` for
     DistributedDataParallel training.
     """
-    from pipeline.provenance import record
+    from pipeline.core.provenance import record
 
     p = load(params_path)
     params = with_overrides(p.teacher, epochs=epochs, device=device)

@@ -8,13 +8,13 @@ import click
 
 def run_training(params, data, out: str, log_csv: str, report: str | None, resume: str, name: str, quiet: bool,
                  soft_labels=None, extra: dict | None = None) -> dict:
-    """Train on ``data`` (``pipeline.train.setup``), resuming from ``resume`` if it exists;
+    """Train on ``data`` (``pipeline.training.train.setup``), resuming from ``resume`` if it exists;
     write the report (if given) on rank 0, remove the resume file once finished, and
     return the report."""
     import torch.distributed as dist
 
-    from pipeline.fileio import write_json
-    from pipeline.train import Outputs, train
+    from pipeline.core.fileio import write_json
+    from pipeline.training.train import Outputs, train
 
     outputs = Outputs(checkpoint=Path(out), log_csv=Path(log_csv), report=report and Path(report), resume=Path(resume))
     result = train(params, data, outputs, name=name, progress=not quiet, soft_labels=soft_labels,

@@ -102,8 +102,8 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
     stages after extraction; the synthetic data set tests the real path end to end."""
     import numpy as np
 
-    from pipeline.labels import AU_NAMES
-    from pipeline.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
+    from pipeline.core.labels import AU_NAMES
+    from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
 
     rng = np.random.default_rng(seed)
     sizes = sizes or {"affwild2": 160, "affwild2_val": 60, "disfa": 60, "expw": 60, "afewva": 60}
@@ -146,8 +146,8 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
 @pytest.fixture(scope="session")
 def index_dir(tmp_path_factory) -> Path:
     """Build-stage indexes over fake extracted faces (for the training tests)."""
-    from pipeline.build import build
-    from pipeline.config import BuildParams
+    from pipeline.build.indexes import build
+    from pipeline.core.config import BuildParams
 
     tmp = tmp_path_factory.mktemp("indexes")
     write_fake_extraction(tmp / "faces")

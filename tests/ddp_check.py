@@ -7,14 +7,14 @@ import sys
 
 import torch
 
-from pipeline.data import FrameIndex, StepDataset
-from pipeline.distributed import convert_batchnorm, gather_batches
-from pipeline.labels import TASKS
-from pipeline.losses import teacher_loss
-from pipeline.models import MultitaskNet
-from pipeline.sampling import TaskBatchSampler
-from pipeline.device import distributed
-from pipeline.train import TaskPasses, seed_everything
+from pipeline.core.data import FrameIndex, StepDataset
+from pipeline.training.distributed import convert_batchnorm, gather_batches
+from pipeline.core.labels import TASKS
+from pipeline.training.losses import teacher_loss
+from pipeline.training.models import MultitaskNet
+from pipeline.training.sampling import TaskBatchSampler
+from pipeline.core.device import distributed
+from pipeline.training.train import TaskPasses, seed_everything
 
 torch.set_num_threads(1)
 index_dir, out = sys.argv[1], sys.argv[2]

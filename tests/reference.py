@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from pipeline.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 
 
 def corrcoef_ccc(x, y):

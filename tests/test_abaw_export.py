@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from pipeline.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from stages.export_abaw import cli
 
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.align: the similarity fit, the template, the warp and the five points
+"""Tests of pipeline.extraction.align: the similarity fit, the template, the warp and the five points
 from 68 landmarks or a box, checked exactly against transforms built by hand."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import align as A
+from pipeline.extraction import align as A
 
 
 # --- geometry -------------------------------------------------------------------------

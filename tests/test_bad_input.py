@@ -15,8 +15,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from pipeline.config import SynthParams
-from pipeline.sources.synthetic.generate import generate
+from pipeline.core.config import SynthParams
+from synthetic.generate import generate
 from stages.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -294,9 +294,9 @@ def test_an_output_that_cannot_be_written_is_a_one_line_error(data, tmp_path):
 
 
 def test_a_dataset_changed_during_extraction_is_refused_naming_the_file(data, tmp_path, monkeypatch):
-    import pipeline.extract
+    import pipeline.extraction.extract
 
-    read_source = pipeline.extract.read_source
+    read_source = pipeline.extraction.extract.read_source
     victim = sorted((data / "expw" / "image" / "origin").glob("*.jpg"))[2]
 
     def read_then_edit(*args, **kwargs):  # the annotations are read; an image changes before it is
@@ -304,7 +304,7 @@ def test_a_dataset_changed_during_extraction_is_refused_naming_the_file(data, tm
         victim.write_bytes(victim.read_bytes() + b"\0")
         return source
 
-    monkeypatch.setattr(pipeline.extract, "read_source", read_then_edit)
+    monkeypatch.setattr(pipeline.extraction.extract, "read_source", read_then_edit)
     out = tmp_path / "faces"
     failed_naming(run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet"), str(victim),
                   "changed while it was being extracted", "nothing written")

@@ -1,10 +1,10 @@
-"""Tests of pipeline.balance: class and VA-bin reweighting. Expected values are computed by
+"""Tests of pipeline.build.balance: class and VA-bin reweighting. Expected values are computed by
 hand, and histograms with numpy (``np.histogram2d`` on the label schema's bin edges)."""
 import numpy as np
 import pytest
 
-from pipeline import balance
-from pipeline.labels import VA_BIN_EDGES
+from pipeline.build import balance
+from pipeline.core.labels import VA_BIN_EDGES
 
 
 # --- expressions ---------------------------------------------------------------------

@@ -8,11 +8,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.build import INDEX_COLUMNS, INDEX_SCHEMA, build
-from pipeline.config import BuildParams
-from pipeline.labels import AU_NAMES, EXPR_NAMES, va_to_bin
-from pipeline.errors import DataError
-from pipeline.store import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
+from pipeline.build.indexes import INDEX_COLUMNS, INDEX_SCHEMA, build
+from pipeline.core.config import BuildParams
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_to_bin
+from pipeline.core.errors import DataError
+from pipeline.core.store import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
@@ -216,7 +216,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     across sources, selected runs and the dropped (overlapping) video."""
     fake_source(faces_dir, "affwild2", 50, np.random.default_rng(2), split="val", au=True, expr=True, va=True,
                 videos=1)  # validation video "v0" is also a training video: dropped from training
-    monkeypatch.setattr("pipeline.selection.READ_BATCH", 7)  # pieces of one row occur
+    monkeypatch.setattr("pipeline.build.selection.READ_BATCH", 7)  # pieces of one row occur
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
     p = BuildParams(au_balance=False, expr_balance=False, va_balance=False, **selection)
     build(faces_dir, tmp_path / "streamed", p)

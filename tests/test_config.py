@@ -4,8 +4,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from pipeline.config import PROFILES, load_params, resolve, with_overrides
-from pipeline.errors import ParamsError
+from pipeline.core.config import PROFILES, load_params, resolve, with_overrides
+from pipeline.core.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_committed_params_are_valid_for_every_profile(raw):
 def test_dataclass_defaults_are_the_params_yaml_base_sections(raw):
     # One set of defaults: a stage run by hand with no params file in sight behaves as the
     # base section says (profiles then override it).
-    from pipeline.config import SECTIONS
+    from pipeline.core.config import SECTIONS
 
     for name, cls in SECTIONS.items():
         assert cls().model_dump() == raw[name], name
@@ -193,7 +193,7 @@ def test_cli_help_lists_every_command():
 def test_the_backbone_names_are_torchvisions():
     import torchvision
 
-    from pipeline.config import BACKBONES
+    from pipeline.core.config import BACKBONES
 
     assert sorted(BACKBONES) == sorted(torchvision.models.list_models(module=torchvision.models))
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dataset_version import check_version, version_path, write_version
-from pipeline.errors import DataError
-from pipeline.fileio import digest
+from pipeline.extraction.dataset_version import check_version, version_path, write_version
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import digest
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -108,8 +108,8 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
 
 
 def test_what_extraction_reads_gives_the_folders_digest_and_a_change_meanwhile_is_refused(dataset):
-    from pipeline.dataset_version import DatasetRead
-    from pipeline.fileio import HashingReader
+    from pipeline.extraction.dataset_version import DatasetRead
+    from pipeline.core.fileio import HashingReader
 
     read = DatasetRead.start(dataset)
     video = dataset / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
@@ -136,10 +136,10 @@ def test_a_video_is_read_once_to_extract_and_hash_it(tmp_path):
     import cv2
     import numpy as np
 
-    from pipeline.config import ExtractParams
-    from pipeline.extract_worker import process_job
-    from pipeline.fileio import file_sha256
-    from pipeline.sources.base import Job
+    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.worker import process_job
+    from pipeline.core.fileio import file_sha256
+    from pipeline.extraction.sources.base import Job
 
     video = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (320, 240))

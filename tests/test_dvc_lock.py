@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.dvc_lock import lock_problem, repair
+from pipeline.core.dvc_lock import lock_problem, repair
 
 BIN = Path(sys.executable).parent
 STAGES = 24
@@ -112,7 +112,7 @@ def test_a_kill_during_the_lock_write_is_repaired_and_no_finished_stage_runs_aga
 def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
     import zc.lockfile
 
-    from pipeline.errors import DataError
+    from pipeline.core.errors import DataError
 
     with pytest.raises(DataError, match="not a DVC project"):
         repair(tmp_path)
@@ -120,7 +120,7 @@ def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
     held = zc.lockfile.LockFile(str(tmp_path / ".dvc" / "tmp" / "lock"))
     try:
         # the lock is per process: ask from another one, as a second command would
-        code = "import sys; from pipeline.dvc_lock import repair; repair(sys.argv[1])"
+        code = "import sys; from pipeline.core.dvc_lock import repair; repair(sys.argv[1])"
         proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True)
         assert "a DVC command is running in this project" in proc.stderr
     finally:

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.ensemble import BUNDLE_FORMAT, combine, load_bundle, save_bundle
-from pipeline.errors import CheckpointError
-from pipeline.models import MultitaskNet, save_checkpoint
+from pipeline.inference.ensemble import BUNDLE_FORMAT, combine, load_bundle, save_bundle
+from pipeline.core.errors import CheckpointError
+from pipeline.training.models import MultitaskNet, save_checkpoint
 
 
 def test_combine_averages_probabilities_and_reports_the_spread():
@@ -67,13 +67,13 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
     from click.testing import CliRunner
 
     from conftest import set_profile
-    from pipeline.data import FrameIndex
-    from pipeline.config import TrainParams
-    from pipeline.inference import predict
-    from pipeline.labels import AU_NAMES
-    from pipeline.metrics import tune_thresholds
-    from pipeline.models import load_checkpoint
-    from pipeline.train import Outputs, train
+    from pipeline.core.data import FrameIndex
+    from pipeline.core.config import TrainParams
+    from pipeline.inference.runner import predict
+    from pipeline.core.labels import AU_NAMES
+    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.training.models import load_checkpoint
+    from pipeline.training.train import Outputs, train
     from stages.ensemble import cli
 
     params = tmp_path / "params.yaml"

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import ExtractParams, SynthParams
-from pipeline.extract import extract
-from pipeline.errors import DataError
-from pipeline.labels import AU_NAMES
-from pipeline.sources.synthetic.generate import generate
-from pipeline.store import read_frames
+from pipeline.core.config import ExtractParams, SynthParams
+from pipeline.extraction.extract import extract
+from pipeline.core.errors import DataError
+from pipeline.core.labels import AU_NAMES
+from synthetic.generate import generate
+from pipeline.core.store import read_frames
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 

@@ -1,4 +1,4 @@
-"""Tests of pipeline.faces: MTCNN on a real photo (skimage's astronaut,
+"""Tests of pipeline.extraction.faces: MTCNN on a real photo (skimage's astronaut,
 shipped with scikit-image, no download), tracking against full-frame detection."""
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline import align as A
-from pipeline import faces as F
-from pipeline import tracking as T
+from pipeline.extraction import align as A
+from pipeline.extraction import faces as F
+from pipeline.extraction import tracking as T
 
 skimage_data = pytest.importorskip("skimage.data")
 

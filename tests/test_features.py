@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.data import FrameIndex, eval_batches
-from pipeline.errors import CheckpointError, ParamsError
-from pipeline.features import Features, dump
-from pipeline.labels import TASKS
-from pipeline.models import MultitaskNet, save_checkpoint
+from pipeline.core.data import FrameIndex, eval_batches
+from pipeline.core.errors import CheckpointError, ParamsError
+from pipeline.temporal.features import Features, dump
+from pipeline.core.labels import TASKS
+from pipeline.training.models import MultitaskNet, save_checkpoint
 from stages.features import choose_checkpoint
 
 

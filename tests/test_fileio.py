@@ -1,7 +1,7 @@
 """Hashing files and folders."""
 import shutil
 
-from pipeline.fileio import digest, file_sha256
+from pipeline.core.fileio import digest, file_sha256
 
 
 def test_folder_digest_follows_names_and_bytes_not_location(tmp_path):

@@ -2,9 +2,9 @@
 import numpy as np
 import torch
 
-from pipeline.data import FrameIndex
-from pipeline.inference import predict, predict_many
-from pipeline.models import MultitaskNet
+from pipeline.core.data import FrameIndex
+from pipeline.inference.runner import predict, predict_many
+from pipeline.training.models import MultitaskNet
 
 
 def test_predict_many_equals_one_model_at_a_time(index_dir):

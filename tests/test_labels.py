@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from pipeline import labels as L
+from pipeline.core import labels as L
 
 
 def test_orders_and_sizes():

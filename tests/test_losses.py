@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import labels as L
-from pipeline import losses
+from pipeline.core import labels as L
+from pipeline.training import losses
 
 # --- independent numpy references (written from the paper's equations, not from losses.py) --
 

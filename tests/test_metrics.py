@@ -4,7 +4,7 @@ import pytest
 from reference import assert_close_dicts, corrcoef_ccc, sklearn_au, sklearn_expr
 from sklearn.metrics import f1_score
 
-from pipeline import metrics as M
+from pipeline.evaluation import metrics as M
 
 
 # --- CCC ----------------------------------------------------------------------------------

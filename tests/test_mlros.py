@@ -1,10 +1,10 @@
-"""Tests of pipeline.mlros: IRLbl, MeanIR and ML-ROS. Expected values are computed by hand
+"""Tests of pipeline.build.mlros: IRLbl, MeanIR and ML-ROS. Expected values are computed by hand
 or with plain numpy counts (``reference_irlbl``), never with the library's own counting."""
 import numpy as np
 import pytest
 
-from pipeline import mlros
-from pipeline.labels import AU_NAMES
+from pipeline.build import mlros
+from pipeline.core.labels import AU_NAMES
 
 # 5 rows, 3 labels; -1 is unknown and must not count as positive.
 # positives per label: [4, 1, 2] -> IRLbl = [4/4, 4/1, 4/2] = [1, 4, 2], MeanIR = 7/3.

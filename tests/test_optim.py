@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from pipeline.config import TrainParams
-from pipeline.optim import lr_factor, make_optimizer, make_scheduler
+from pipeline.core.config import TrainParams
+from pipeline.training.optim import lr_factor, make_optimizer, make_scheduler
 
 
 def test_step_schedule_divides_by_ten_every_k_epochs():

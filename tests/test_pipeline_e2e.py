@@ -62,7 +62,7 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
 
     # editing code only the generator runs reruns synth alone: its outputs are the same
     # bytes, so DVC stops there (extraction and the teacher do not depend on that code)
-    episodes = p.path / "pipeline/sources/synthetic/episodes.py"
+    episodes = p.path / "synthetic/episodes.py"
     episodes.write_text(episodes.read_text() + "\n# an edit that changes no output\n")
     assert ran_stages(p.dvc("repro").stdout) == ["synth"]
     lock = (p.path / "dvc.lock").read_text()

@@ -12,18 +12,18 @@ import torch
 from click.testing import CliRunner
 from skimage import data as skimage_data
 
-from pipeline.data import FrameIndex
-from pipeline.ensemble import RNN_BUNDLE_KIND, combine, load_bundle, save_bundle
-from pipeline.features import Features, dump
-from pipeline.fileio import file_sha256
-from pipeline.inference import predict_many
-from pipeline.labels import AU_NAMES, EXPR_NAMES
-from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.predict import CentredMean
-from pipeline.predict_temporal import TemporalStream, segment_predict
-from pipeline.sequences import bundle_predictions
-from pipeline.temporal import TemporalNet
-from pipeline.tracking import TrackIds
+from pipeline.core.data import FrameIndex
+from pipeline.inference.ensemble import RNN_BUNDLE_KIND, combine, load_bundle, save_bundle
+from pipeline.temporal.features import Features, dump
+from pipeline.core.fileio import file_sha256
+from pipeline.inference.runner import predict_many
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.predict.rows import CentredMean
+from pipeline.predict.temporal import TemporalStream, segment_predict
+from pipeline.temporal.sequences import bundle_predictions
+from pipeline.temporal.model import TemporalNet
+from pipeline.extraction.tracking import TrackIds
 from stages.predict import cli as predict_cli
 
 SIZE = (360, 640)  # h, w
@@ -44,7 +44,7 @@ def bundle(tmp_path_factory):
                 head[-1].weight.mul_(10)
         save_checkpoint(folder / f"{name}.pt", model, {"train": {"va_centres": "centres"}})
         members[name] = str(folder / f"{name}.pt")
-    from pipeline.align import template_points
+    from pipeline.extraction.align import template_points
 
     alignment = {"size": 112, "template_scale": 1.0, "template": template_points(112, 1.0).tolist(),
                  "detection": {"detect_size": 320, "min_face": 40, "min_prob": 0.9}}

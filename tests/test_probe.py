@@ -5,10 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import metrics
-from pipeline.data import FrameIndex
-from pipeline.labels import TASKS
-from pipeline.probe import PIXELS, PixelProbe, pixel_features
+from pipeline.evaluation import metrics
+from pipeline.core.data import FrameIndex
+from pipeline.core.labels import TASKS
+from pipeline.evaluation.probe import PIXELS, PixelProbe, pixel_features
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.info import code_version, read
-from pipeline.provenance import blob_id, code_files, record
-from pipeline.store import write_parquet
+from pipeline.core.info import code_version, read
+from pipeline.core.provenance import blob_id, code_files, record
+from pipeline.core.store import write_parquet
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null"}
@@ -40,7 +40,7 @@ def test_record_is_deterministic_relative_and_names_the_stage_code(tmp_path, mon
     assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
     assert one["stage"] == "train_teacher" and one["inputs"]["build"]["path"] == "data"
     assert sorted(one["code"]) == code_files("stages.train_teacher")
-    assert "pipeline/train.py" in one["code"] and "stages/train_teacher.py" in one["code"]
+    assert "pipeline/training/train.py" in one["code"] and "stages/train_teacher.py" in one["code"]
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_code_version_names_the_commit_or_says_dirty(repo):
 
 
 def blob_id_of(text: str) -> str:
-    """git's own id of a file with this text (independent of pipeline.provenance)."""
+    """git's own id of a file with this text (independent of pipeline.core.provenance)."""
     return subprocess.run(["git", "hash-object", "--stdin"], input=text, check=True, capture_output=True,
                           text=True).stdout.strip()
 

@@ -1,9 +1,9 @@
-"""Tests of pipeline.sampling.TaskBatchSampler: proportional draws, reproducibility per
+"""Tests of pipeline.training.sampling.TaskBatchSampler: proportional draws, reproducibility per
 (seed, epoch), resumption, epoch-length rules and rank slicing."""
 import numpy as np
 import pytest
 
-from pipeline.sampling import TaskBatchSampler, draw_proportional
+from pipeline.training.sampling import TaskBatchSampler, draw_proportional
 
 
 def _weights(seed: int = 0) -> dict[str, np.ndarray]:

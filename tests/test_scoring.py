@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from reference import assert_close_dicts, sklearn_evaluation
 
-from pipeline import metrics as M
-from pipeline import scoring as S
-from pipeline.labels import AU_NAMES, EXPR_NAMES
+from pipeline.evaluation import metrics as M
+from pipeline.evaluation import scoring as S
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 
 
 # --- bootstrap ----------------------------------------------------------------------------

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import RnnParams, RnnStudentParams
-from pipeline.data import FrameIndex
-from pipeline.errors import CheckpointError, DataError
-from pipeline.features import FORMAT_VERSION, Features
-from pipeline.labels import N_LOGITS
-from pipeline.scoring import evaluate_predictions
-from pipeline.sequences import SequenceData, Split, check_cache, dump_soft_labels, predict, window_batch
-from pipeline.softlabels import SoftLabels
-from pipeline.store import seal_h5
-from pipeline.temporal import TemporalNet, load_temporal
-from pipeline.train import Outputs, train
+from pipeline.core.config import RnnParams, RnnStudentParams
+from pipeline.core.data import FrameIndex
+from pipeline.core.errors import CheckpointError, DataError
+from pipeline.temporal.features import FORMAT_VERSION, Features
+from pipeline.core.labels import N_LOGITS
+from pipeline.evaluation.scoring import evaluate_predictions
+from pipeline.temporal.sequences import SequenceData, Split, check_cache, dump_soft_labels, predict, window_batch
+from pipeline.training.softlabels import SoftLabels
+from pipeline.core.store import seal_h5
+from pipeline.temporal.model import TemporalNet, load_temporal
+from pipeline.training.train import Outputs, train
 
 # video -> (split, frame numbers): a gap in "a" (frames 10..14 lost), "v" for validation
 VIDEOS = {"a": ("train", [*range(0, 10), *range(15, 40)]), "b": ("train", list(range(30))),
@@ -116,12 +116,12 @@ def test_prediction_fuses_overlapping_windows(tmp_path):
 
 
 def test_training_reads_features_only_and_learns(tmp_path, monkeypatch):
-    import pipeline.store
+    import pipeline.core.store
 
     def refuse(*args, **kwargs):
         raise AssertionError("a face shard was opened")
 
-    monkeypatch.setattr(pipeline.store.FaceReader, "read", refuse)
+    monkeypatch.setattr(pipeline.core.store.FaceReader, "read", refuse)
     monkeypatch.setattr(h5py, "File", _only_features(h5py.File, tmp_path / "f.h5"))
     features = write_features(tmp_path / "f.h5")
     table = frame_table(features)
@@ -148,7 +148,7 @@ def test_soft_label_cache_and_a_student(tmp_path):
     table = frame_table(features)
     torch.manual_seed(0)
     teacher = TemporalNet(hidden=8)
-    from pipeline.models import save_checkpoint
+    from pipeline.training.models import save_checkpoint
     save_checkpoint(tmp_path / "t.pt", teacher, {"sequence_length": 8})
     summary = dump_soft_labels(teacher, features, 8, tmp_path / "soft.h5", tmp_path / "t.pt", 4, "cpu", "centres")
     cache = SoftLabels(tmp_path / "soft.h5")
@@ -174,7 +174,7 @@ def test_soft_label_cache_and_a_student(tmp_path):
 
 
 def _sampler(data):
-    from pipeline.sampling import TaskBatchSampler
+    from pipeline.training.sampling import TaskBatchSampler
     return TaskBatchSampler(data.weights, 4, epoch_length=2, seed=0)
 
 
@@ -225,8 +225,8 @@ def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
     import yaml
     from click.testing import CliRunner
 
-    from pipeline.fileio import file_sha256
-    from pipeline.labels import AU_NAMES
+    from pipeline.core.fileio import file_sha256
+    from pipeline.core.labels import AU_NAMES
     from stages.rnn_teacher import cli
 
     checkpoint = tmp_path / "member.pt"

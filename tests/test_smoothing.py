@@ -3,8 +3,8 @@ any order, and the window chosen by the validation total."""
 import numpy as np
 import pandas as pd
 
-from pipeline.data import FrameIndex
-from pipeline.smoothing import best_window, centred_mean, smooth
+from pipeline.core.data import FrameIndex
+from pipeline.evaluation.smoothing import best_window, centred_mean, smooth
 
 
 def test_centred_mean_is_pandas_centred_rolling_mean():

@@ -11,15 +11,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import StudentParams, TrainParams
-from pipeline.data import FrameIndex, draw_augmentation, to_tensor
-from pipeline.errors import CheckpointError
-from pipeline.labels import TASKS
-from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.softlabels import SoftLabels, dump, write_cache
-from pipeline.store import FaceReader
-from pipeline.train import Outputs, train
-from pipeline.views import view_geometry
+from pipeline.core.config import StudentParams, TrainParams
+from pipeline.core.data import FrameIndex, draw_augmentation, to_tensor
+from pipeline.core.errors import CheckpointError
+from pipeline.core.labels import TASKS
+from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.training.softlabels import SoftLabels, dump, write_cache
+from pipeline.core.store import FaceReader
+from pipeline.training.train import Outputs, train
+from pipeline.training.views import view_geometry
 
 HERE = Path(__file__).parent
 TRAIN = dict(backbone="mobilenet_v3_small", epochs=2, steps_per_epoch=3, batch_per_task=6, device="cpu",
@@ -180,8 +180,8 @@ def test_student_learns_from_the_cache_and_resumes_to_the_same_weights(cache, in
 @pytest.mark.timeout(900)
 def test_dump_under_torchrun_equals_a_one_process_dump(index_dir, teacher, tmp_path):
     script = (
-        "import sys, torch; torch.set_num_threads(1); from pipeline.device import distributed; "
-        "from pipeline.models import load_checkpoint; from pipeline.softlabels import dump; distributed(); "
+        "import sys, torch; torch.set_num_threads(1); from pipeline.core.device import distributed; "
+        "from pipeline.training.models import load_checkpoint; from pipeline.training.softlabels import dump; distributed(); "
         "m, _ = load_checkpoint(sys.argv[2]); "
         "dump(m, sys.argv[1], sys.argv[3], sys.argv[2], 3, 'views', 8, torch.device('cpu'), progress=False)"
     )

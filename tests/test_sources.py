@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.sources import affwild2, afewva, disfa, expw, unlabelled
-from pipeline.errors import DataError
-from pipeline.sources.base import Problems
+from pipeline.extraction.sources import affwild2, afewva, disfa, expw, unlabelled
+from pipeline.core.errors import DataError
+from pipeline.extraction.sources.base import Problems
 
 
 def write(path, text):

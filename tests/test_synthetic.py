@@ -331,7 +331,7 @@ def test_labels_are_correlated_as_specified(tiny):
 
 def test_imbalance_follows_the_configuration():
     """The label model hits the configured frame shares (checked on 180k frames, no pixels)."""
-    from pipeline.sources.synthetic.episodes import expression_shares, person_track, still_labels
+    from synthetic.episodes import expression_shares, person_track, still_labels
 
     rng = np.random.default_rng(0)
     for source in ("affwild2", "afewva"):
@@ -372,7 +372,7 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 
 def test_tone_lut_is_brightness_gamma_and_contrast():
-    from pipeline.sources.synthetic.camera import Look, tone_lut
+    from synthetic.camera import Look, tone_lut
 
     assert np.array_equal(tone_lut(Look(gamma=1.0, contrast=1.0)).ravel(), np.arange(256))
     lut = tone_lut(Look(gamma=2.0, contrast=1.5), brightness=1.2).ravel()
@@ -383,7 +383,7 @@ def test_tone_lut_is_brightness_gamma_and_contrast():
 
 
 def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
-    from pipeline.sources.synthetic.camera import Look, colour_matrix
+    from synthetic.camera import Look, colour_matrix
 
     pixels = np.array([[[0, 0, 0], [255, 255, 255], [30, 90, 200], [180, 120, 60]]], np.uint8)
     neutral = Look(gain=(1, 1, 1), saturation=1.0, shadow_tint=(0, 0, 0))
@@ -401,7 +401,7 @@ def test_colour_matrix_is_saturation_gain_and_a_fading_shadow_tint():
 
 
 def test_gaussian_blur_reaches_two_sigmas():
-    from pipeline.sources.synthetic.draw import gaussian_blur
+    from synthetic.draw import gaussian_blur
 
     img = np.random.default_rng(0).uniform(0, 255, (40, 50)).astype(np.float32)
     for sigma in (0.3, 0.45, 1.0, 1.7):
@@ -415,7 +415,7 @@ def test_gaussian_blur_reaches_two_sigmas():
 
 
 def test_grain_bank_depends_only_on_its_key():
-    from pipeline.sources.synthetic.nuisances import grain_bank
+    from synthetic.nuisances import grain_bank
 
     a = grain_bank(0, "disfa", 24, 32, 2.0)
     assert grain_bank(0, "disfa", 24, 32, 2.0) is a  # shared by the jobs of a process
@@ -430,8 +430,8 @@ def test_grain_bank_depends_only_on_its_key():
 
 
 def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic.generate import generate
+    from pipeline.core.config import SynthParams
+    from synthetic.generate import generate
 
     root, _, _ = tiny
     generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
@@ -442,8 +442,8 @@ def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
 
 def test_each_dataset_has_a_version_file_that_fits_it(tiny):
     # what extract depends on in dvc.yaml: written after the last file of its dataset
-    from pipeline.dataset_version import check_version, version_path
-    from pipeline.fileio import digest
+    from pipeline.extraction.dataset_version import check_version, version_path
+    from pipeline.core.fileio import digest
 
     root, _, _ = tiny
     for source in ("affwild2", "disfa", "expw", "afewva"):
@@ -451,9 +451,9 @@ def test_each_dataset_has_a_version_file_that_fits_it(tiny):
 
 
 def test_another_seed_gives_other_files(tiny, tmp_path):
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic.planning import plan
-    from pipeline.sources.synthetic.runners import run_job
+    from pipeline.core.config import SynthParams
+    from synthetic.planning import plan
+    from synthetic.runners import run_job
 
     root, _, _ = tiny
     cfg = SynthParams(dataset_size="tiny", seed=1, workers=1)
@@ -471,10 +471,10 @@ def test_another_seed_gives_other_files(tiny, tmp_path):
 
 
 def test_larger_sizes_plan_without_rendering():
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic.planning import SIZES, plan
+    from pipeline.core.config import SynthParams
+    from synthetic.planning import SIZES, plan
 
-    from pipeline.config import SYNTH_SIZES
+    from pipeline.core.config import SYNTH_SIZES
 
     assert tuple(SIZES) == SYNTH_SIZES  # one list of names: the params schema's
     jobs = plan(SynthParams(dataset_size="large"))
@@ -488,9 +488,9 @@ def test_larger_sizes_plan_without_rendering():
 def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic.generate import generate
-    from pipeline.store import PARQUET_OPTIONS
+    from pipeline.core.config import SynthParams
+    from synthetic.generate import generate
+    from pipeline.core.store import PARQUET_OPTIONS
 
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 100)
     report = generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)
@@ -501,9 +501,9 @@ def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
 
 
 def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
-    from pipeline.config import SynthParams
-    from pipeline.sources.synthetic import runners
-    from pipeline.sources.synthetic.generate import generate
+    from pipeline.core.config import SynthParams
+    from synthetic import runners
+    from synthetic.generate import generate
 
     def broken(job, cfg, root):
         raise RuntimeError("renderer broke")
@@ -519,7 +519,7 @@ def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
 
 
 def test_contact_sheet_has_the_expected_grid(tiny):
-    from pipeline.sources.synthetic.contact_sheet import CELL, COLUMNS, HEADER, LABEL_WIDTH
+    from synthetic.contact_sheet import CELL, COLUMNS, HEADER, LABEL_WIDTH
 
     _, _, sheet_path = tiny
     sheet = cv2.imread(str(sheet_path))

@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.config import TrainParams
-from pipeline.errors import CheckpointError
-from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.train import Outputs, train
+from pipeline.core.config import TrainParams
+from pipeline.core.errors import CheckpointError
+from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.training.train import Outputs, train
 
 PARAMS = TrainParams(backbone="mobilenet_v3_small", epochs=2, steps_per_epoch=3, batch_per_task=6, device="cpu",
                      save_every=2, eval_batch=64)
@@ -117,8 +117,8 @@ def test_an_unreadable_resume_file_is_moved_aside_and_the_run_starts_afresh(inde
 def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
     """The real thing: SIGKILL a training process mid-epoch, rerun, same final weights."""
     script = (
-        "import sys; from pathlib import Path; from pipeline.config import TrainParams; "
-        "from pipeline.train import Outputs, train; o = Path(sys.argv[1]); "
+        "import sys; from pathlib import Path; from pipeline.core.config import TrainParams; "
+        "from pipeline.training.train import Outputs, train; o = Path(sys.argv[1]); "
         "p = TrainParams(backbone='mobilenet_v3_small', epochs=2, steps_per_epoch=40, batch_per_task=6, "
         "device='cpu', save_every=3, eval_batch=64); "
         "train(p, sys.argv[2], Outputs(o/'model.pt', o/'log.csv', o/'r.json', o/'resume.pt'), progress=False)"
@@ -145,7 +145,7 @@ def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
 def test_pretrained_backbone_from_a_local_file(tmp_path):
     import torchvision
 
-    from pipeline.models import load_pretrained_backbone
+    from pipeline.training.models import load_pretrained_backbone
 
     torch.manual_seed(1)
     source = torchvision.models.resnet18(weights=None)  # what a user's ImageNet file would hold

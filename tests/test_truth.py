@@ -9,12 +9,12 @@ import pytest
 import torch
 from reference import sklearn_expr
 
-from pipeline.data import FrameIndex
-from pipeline.labels import AU_NAMES, TASKS
-from pipeline.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.softlabels import SoftLabels, dump
-from pipeline.store import write_parquet
-from pipeline.truth import read_ground_truth, soft_label_quality, with_true_labels
+from pipeline.core.data import FrameIndex
+from pipeline.core.labels import AU_NAMES, TASKS
+from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
+from pipeline.training.softlabels import SoftLabels, dump
+from pipeline.core.store import write_parquet
+from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ import hashlib
 
 import numpy as np
 
-from pipeline.views import CENTRE, frame_views, view_geometry
+from pipeline.training.views import CENTRE, frame_views, view_geometry
 
 
 def test_view_geometry_is_the_documented_hash():

@@ -3,8 +3,8 @@ from dropped frames, the end-aligned last window, fusing overlaps; bad frame tab
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.windows import eval_windows, fuse, runs, train_windows
+from pipeline.core.errors import DataError
+from pipeline.temporal.windows import eval_windows, fuse, runs, train_windows
 
 
 def test_runs_split_videos_and_gaps_from_dropped_frames():

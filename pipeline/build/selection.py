@@ -1,0 +1,169 @@
+"""Which frames go into which index: reading the frame tables batch by batch, the split
+of videos and subjects, and the per-batch decisions of the build (docs/method.md, "Data
+balancing"). Every pass over the tables makes the same decisions, so the build can
+count in one pass and write in the next without holding the tables.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.build import mlros
+from pipeline.core.config import BuildParams
+from pipeline.core.errors import DataError
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BINS, va_to_bin
+
+LABEL_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
+VAL_SOURCE = "affwild2"  # the paper validates on Aff-Wild2's validation videos only
+OUTPUTS = (*TASKS, "val")
+
+#: Frame tables are read this many rows at a time, on the calling thread: what the reader
+#: holds stays a few MB, whatever the size of the table.
+READ_BATCH = 8192
+
+
+# --- reading the frame tables -------------------------------------------------------
+
+
+def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
+    paths = [Path(faces_dir) / source / "frames.parquet" for source in sources]
+    for source, path in zip(sources, paths):
+        if not path.exists():
+            raise DataError(f"{path}: missing: source '{source}' has not been extracted "
+                            f"(run `dvc repro extract@{source}` or remove it from build.*_sources)")
+    return paths
+
+
+def read_batches(path: Path, columns: list[str]):
+    """The record batches of a frame table (only ``columns``), in row order."""
+    # No pre-buffering: it would hold every row group's column chunks at once.
+    with pq.ParquetFile(path, pre_buffer=False) as table:
+        yield from table.iter_batches(batch_size=READ_BATCH, columns=columns, use_threads=False)
+
+
+def qualified(batch: pa.RecordBatch, key: str) -> pa.Array:
+    """``source/<key>``: videos and subjects are only unique within a source."""
+    return pc.binary_join_element_wise(batch["source"], batch[key], "/")
+
+
+def as_numpy(column: pa.Array) -> np.ndarray:
+    return column.to_numpy(zero_copy_only=False)  # nulls (unknown VA) become NaN
+
+
+# --- pass 1: the splits -------------------------------------------------------------
+
+
+@dataclass
+class Splits:
+    """The qualified names of the videos (and subjects) on each side of the split."""
+
+    train_videos: set[str]
+    val_videos: set[str]
+    val_subjects: set[str]
+
+
+def scan_splits(files: list[Path]) -> Splits:
+    splits = Splits(set(), set(), set())
+    for path in files:
+        for batch in read_batches(path, ["source", "video", "subject", "split"]):
+            train, val = pc.equal(batch["split"], "train"), pc.equal(batch["split"], "val")
+            videos = qualified(batch, "video")
+            splits.train_videos.update(videos.filter(train).unique().to_pylist())
+            splits.val_videos.update(videos.filter(val).unique().to_pylist())
+            splits.val_subjects.update(qualified(batch, "subject").filter(val).unique().to_pylist())
+    return splits
+
+
+# --- which frames each task takes ---------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """One batch's decisions: a row mask per output, and the batch's labels as arrays."""
+
+    masks: dict[str, np.ndarray]
+    train: np.ndarray    # split "train" and not leaked
+    leaked: np.ndarray   # split "train" but the video or subject is also in validation: dropped
+    au: np.ndarray       # int8 [k, len(AU_NAMES)]
+    expr: np.ndarray     # int8 [k]
+    va: np.ndarray       # float32 [k, 2]
+    au_code: np.ndarray  # positive-label code of each AU row (mlros.positive_codes)
+    va_cell: np.ndarray  # joint VA cell of each VA row (va_cells)
+
+
+class Selector:
+    """Decides, batch by batch, which frames go into which index.
+
+    Every pass over the tables makes a new Selector, so the downsampling counters (keep
+    every k-th Aff-Wild2 frame of a class, or of the VA frames) start again and each pass
+    selects exactly the same rows.
+    """
+
+    COLUMNS = ["source", "video", "subject", "split", *LABEL_COLUMNS]
+
+    def __init__(self, p: BuildParams, splits: Splits):
+        self.p = p
+        self.val_videos = pa.array(sorted(splits.val_videos), pa.string())
+        self.val_subjects = pa.array(sorted(splits.val_subjects), pa.string())
+        self.expr_every = {class_index(name): k for name, k in p.expr_downsample.items()}
+        self.expr_seen = np.zeros(len(EXPR_NAMES), np.int64)  # Aff-Wild2 EXPR frames so far, per class
+        self.va_seen = 0  # Aff-Wild2 VA frames so far
+        self.code_dtype = mlros.code_dtype(len(AU_NAMES))
+
+    def __call__(self, source: str, batch: pa.RecordBatch) -> Selection:
+        p = self.p
+        split = batch["split"]
+        train = as_numpy(pc.equal(split, "train"))
+        leaked = train & as_numpy(pc.or_(pc.is_in(qualified(batch, "video"), self.val_videos),
+                                         pc.is_in(qualified(batch, "subject"), self.val_subjects)))
+        train &= ~leaked
+        au = np.stack([batch[name].to_numpy() for name in AU_NAMES], axis=1)
+        expr = batch["expr"].to_numpy()
+        if len(expr) and (expr.min() < -1 or expr.max() >= len(EXPR_NAMES)):
+            raise ValueError(f"expression classes must be -1..{len(EXPR_NAMES) - 1}, got {expr.min()}..{expr.max()}")
+        va = np.stack([as_numpy(batch["valence"]), as_numpy(batch["arousal"])], axis=1)
+        aw = source == VAL_SOURCE
+
+        masks = {
+            "AU": train & (au >= 0).any(axis=1) if source in p.au_sources else np.zeros(len(train), bool),
+            "EXPR": train & (expr >= 0) if source in p.expr_sources else np.zeros(len(train), bool),
+            "VA": train & ~np.isnan(va).any(axis=1) if source in p.va_sources else np.zeros(len(train), bool),
+            "val": as_numpy(pc.equal(split, "val")) if aw else np.zeros(len(train), bool),
+        }
+        if aw:  # the reference's downsampling of Aff-Wild2's dominant classes and of its VA frames
+            for k, every in self.expr_every.items():
+                rows = np.flatnonzero(masks["EXPR"] & (expr == k))
+                masks["EXPR"][rows[(self.expr_seen[k] + np.arange(len(rows))) % every != 0]] = False
+                self.expr_seen[k] += len(rows)
+            rows = np.flatnonzero(masks["VA"])
+            masks["VA"][rows[(self.va_seen + np.arange(len(rows))) % p.va_downsample != 0]] = False
+            self.va_seen += len(rows)
+        au_code = mlros.positive_codes(au[masks["AU"]]).astype(self.code_dtype)
+        return Selection(masks, train, leaked, au, expr, va, au_code, va_cells(va[masks["VA"]]))
+
+
+def class_index(name: str) -> int:
+    if name not in EXPR_NAMES:
+        raise DataError(f"build.expr_downsample: unknown class {name!r}; classes are {', '.join(EXPR_NAMES)}")
+    return EXPR_NAMES.index(name)
+
+
+def selections(files: list[Path], sources: list[str], selector: Selector, columns: list[str]):
+    """(source, batch, selection) for every batch of every frame table, in order."""
+    for source, path in zip(sources, files):
+        for batch in read_batches(path, columns):
+            try:
+                selection = selector(source, batch)
+            except ValueError as e:  # e.g. an AU value other than -1/0/1, VA outside [-1, 1]
+                raise DataError(f"{path}: {e}") from None
+            yield source, batch, selection
+
+
+def va_cells(va: np.ndarray) -> np.ndarray:
+    """Joint VA cell (valence bin * VA_BINS + arousal bin) of rows where both are known."""
+    return va_to_bin(va[:, 0]) * VA_BINS + va_to_bin(va[:, 1])

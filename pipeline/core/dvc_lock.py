@@ -1,0 +1,92 @@
+"""Bringing back a project whose ``dvc.lock`` a kill tore (README, "Interrupting a run").
+
+DVC rewrites ``dvc.lock`` in place after every stage (and its run-lock file
+``.dvc/tmp/rwlock`` around it): a ``kill -9`` in the few milliseconds of that write leaves
+the file cut short or empty, and every DVC command then stops on it. Nothing is lost
+though: DVC records each finished stage in its run cache *before* it writes the lock
+(``dvc/stage``: ``save`` then ``dump``), so a lock brought back from git (or none at all)
+and a ``dvc repro`` restore every finished stage from that cache without running it again.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import write_text
+
+
+def lock_problem(text: str) -> str | None:
+    """Why a ``dvc.lock`` text is not one DVC can read, or None."""
+    from dvc.schema import COMPILED_LOCKFILE_SCHEMA
+    from voluptuous import Invalid
+
+    try:
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as e:
+        return f"not valid YAML ({' '.join(str(e).split())[:100]})"
+    if not isinstance(data, dict):
+        return "empty" if data is None else "not a mapping"
+    try:
+        COMPILED_LOCKFILE_SCHEMA(data)
+    except Invalid as e:
+        return f"incomplete ({str(e)[:100]})"
+    return None
+
+
+def _dvc_running(project: Path) -> bool:
+    """Whether a DVC command holds the project's lock (``zc.lockfile``, as DVC takes it)."""
+    import zc.lockfile
+
+    lock = project / ".dvc" / "tmp" / "lock"
+    if not lock.exists():
+        return False
+    try:
+        zc.lockfile.LockFile(str(lock)).close()
+    except zc.lockfile.LockError:
+        return True
+    return False
+
+
+def _from_git(project: Path) -> str | None:
+    """``dvc.lock`` as the last commit holds it, or None (no git, not committed)."""
+    try:
+        proc = subprocess.run(["git", "show", "HEAD:./dvc.lock"], cwd=project, capture_output=True, text=True)
+    except OSError:
+        return None
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def repair(project: str | Path = ".") -> list[str]:
+    """Make ``dvc.lock`` and DVC's run-lock file readable again; returns what was done
+    (nothing when both are fine). Refuses while a DVC command is running in ``project``."""
+    project = Path(project)
+    if not (project / ".dvc").is_dir():
+        raise DataError(f"{project.resolve()}: not a DVC project (no .dvc folder)")
+    if _dvc_running(project):
+        raise DataError(f"{project / '.dvc/tmp/lock'}: a DVC command is running in this project; "
+                        "let it finish (or stop it) first")
+    done = []
+    lock = project / "dvc.lock"
+    problem = lock_problem(lock.read_text(errors="replace")) if lock.exists() else None
+    if problem:
+        committed = _from_git(project)
+        aside = project / ".dvc" / "tmp" / "dvc.lock.torn"
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        lock.replace(aside)
+        if committed is not None and lock_problem(committed) is None:
+            write_text(lock, committed)
+            done.append(f"{lock}: {problem}; restored from the last commit (the torn one is {aside})")
+        else:
+            done.append(f"{lock}: {problem}; moved to {aside} (no readable committed version to restore)")
+    rwlock = project / ".dvc" / "tmp" / "rwlock"
+    if rwlock.exists():
+        try:
+            json.loads(rwlock.read_text())
+        except ValueError:
+            rwlock.unlink()
+            done.append(f"{rwlock}: DVC's record of running stages was cut short; removed (no DVC is running)")
+    return done

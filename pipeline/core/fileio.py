@@ -1,0 +1,185 @@
+"""Writing files so that no reader ever sees half of one, and hashing them.
+
+Every output is written under a hidden temporary name in its own folder and renamed into
+place when complete (a rename within one file system is atomic), so a crash or a full
+disk leaves the previous file or nothing, never a truncated file a later stage could take
+for a finished one.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.core.errors import DataError
+
+
+def temp_path(path: str | Path) -> Path:
+    """Where ``path`` is written until it is complete: ``.<name>.tmp`` next to it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp")
+
+
+@contextmanager
+def atomic_write(path: str | Path):
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
+
+    The parent folder is created. Writers that need a file extension to pick a format
+    (matplotlib) must be given the format explicitly.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, ...: name the file being written, not its temporary name
+        if e.filename not in (None, str(tmp)):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def check_output_folder(out: str | Path, marker: str, inputs=()) -> None:
+    """Refuse, before any work, an output folder that overlaps an input or that holds
+    anything but a previous output of the same stage (recognised by its ``marker`` file)."""
+    out = Path(out).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if out == source or source in out.parents or out in source.parents:
+            raise DataError(f"{out}: the output folder would overlap the input {source}: refusing (choose another --out)")
+    if out.exists():
+        if not out.is_dir():
+            raise DataError(f"{out}: exists and is not a folder: refusing to replace it")
+        if any(out.iterdir()) and not (out / marker).exists():
+            raise DataError(f"{out}: holds files but no {marker}, so it is not an earlier output of this stage: "
+                            "refusing to replace it (choose another --out, or empty it yourself)")
+
+
+@contextmanager
+def replacing_folder(out: str | Path):
+    """Yield a temporary sibling folder to write an output folder into; on success it
+    replaces ``out`` (the old one is removed only then), on error it is removed and
+    ``out`` stays as it was. Check ``out`` first with :func:`check_output_folder`."""
+    out = Path(out)
+    work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
+    for leftover in (work, old):  # ours, from a run that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        yield work
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_torch(path: str | Path, obj) -> None:
+    """``torch.save`` of plain values and tensors, atomically; torch's own write errors
+    (a full disk shows as a RuntimeError) become an OSError naming the file."""
+    import torch
+
+    with atomic_write(path) as tmp:
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError as e:
+            raise OSError(f"cannot write ({str(e).splitlines()[0][:120]}; is the disk full?)") from e
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """``text`` to ``path``, atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(path: str | Path, data) -> None:
+    """``data`` as indented JSON (a fixed layout: same data, same bytes), atomically."""
+    write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_files(path: str | Path) -> list[Path]:
+    """Every file below a folder, sorted: the order ``digest`` hashes them in."""
+    return sorted(p for p in Path(path).rglob("*") if p.is_file())
+
+
+def combine(hashes: dict[str, str]) -> str:
+    """A folder's digest from its files' SHA-256s (relative POSIX name -> hex): SHA-256 of
+    every file's name and SHA-256, in ``folder_files`` order."""
+    h = hashlib.sha256()
+    for name in sorted(hashes, key=lambda n: tuple(n.split("/"))):  # Path order: by parts
+        h.update(f"{name}\0{hashes[name]}\n".encode())
+    return h.hexdigest()
+
+
+def digest(path: str | Path, progress: bool = False, files: list[Path] | None = None) -> str:
+    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s
+    (``files``: the folder's ``folder_files``, when the caller has listed them already)."""
+    from tqdm import tqdm
+
+    path = Path(path)
+    if not path.is_dir():
+        return file_sha256(path)
+    files = folder_files(path) if files is None else files
+    return combine({f.relative_to(path).as_posix(): file_sha256(f)
+                    for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False)})
+
+
+class HashingReader(io.BufferedIOBase):
+    """A file read by someone else (OpenCV's video decoder reads through it) and hashed on
+    the way, so that hashing costs no second read: the bytes read in order extend the
+    SHA-256, and :meth:`sha256` reads only what the reader skipped."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path, self._file, self._hash = Path(path), open(path, "rb"), hashlib.sha256()
+        self._pos = self._hashed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        if self._pos <= self._hashed < self._pos + len(data):
+            self._hash.update(memoryview(data)[self._hashed - self._pos:])
+            self._hashed = self._pos + len(data)
+        self._pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._pos = self._file.seek(offset, whence)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def sha256(self) -> str:
+        """The file's SHA-256 (reading what was never read), after which it is closed."""
+        self._file.seek(self._hashed)
+        for block in iter(lambda: self._file.read(1 << 20), b""):
+            self._hash.update(block)
+        self.close()
+        return self._hash.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()

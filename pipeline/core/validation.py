@@ -1,0 +1,91 @@
+"""Checking params.yaml: YAML without duplicate keys, unknown keys with a suggestion, and
+pydantic's type and range errors turned into one line that names the key."""
+from __future__ import annotations
+
+import difflib
+
+import pydantic
+import yaml
+
+from pipeline.core.errors import ParamsError
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe loader that refuses a mapping with the same key twice (as DVC does), where
+    PyYAML would silently keep the last value."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str, where: str):
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+
+
+#: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run
+#: cache finds earlier runs by (treeverse/dvc#10296): a changed value would bring back the
+#: outputs of the old one. No parameter may be named so (tests/test_config.py).
+RENAMED = {"synth.size": "dataset_size", "extract.size": "face_size"}
+
+
+def reject_unknown(d: dict, known, where: str, prefix: str) -> None:
+    """Fail on a key of ``d`` not in ``known``, suggesting the closest known one."""
+    for key in d:
+        if key not in known:
+            renamed = next((new for old, new in RENAMED.items() if f"{prefix}{key}".endswith(old)), None)
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = (f"; it is now '{prefix}{renamed}' (DVC's run cache ignores keys named size)" if renamed
+                    else f"; did you mean '{prefix}{close[0]}'?" if close else f"; known: {', '.join(sorted(known))}")
+            raise ParamsError(f"{where}: unknown key '{prefix}{key}'{hint}")
+
+
+def require(d: dict, keys, where: str, prefix: str, what: str = "key") -> None:
+    for key in keys:
+        if key not in d:
+            raise ParamsError(f"{where}: missing {what} '{prefix}{key}'")
+
+
+_EXPECTED = {
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+    "string_type": "a string", "list_type": "a list", "dict_type": "a mapping",
+}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+
+
+def _message(error: dict) -> str:
+    kind, value = error["type"], error.get("input")
+    got = f"got {value!r} ({type(value).__name__})"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}, {got}"
+    if kind == "literal_error":
+        return f"expected one of {error['ctx']['expected'].replace(' or ', ', ')}, got {value!r}"
+    if kind in _BOUNDS:
+        sign, bound = _BOUNDS[kind]
+        return f"must be {sign} {error['ctx'][bound]}, got {value!r}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return f"{error['msg']}, {got}"
+
+
+def validate(cls: type[pydantic.BaseModel], values: dict, where: str, label: str, sep: str = "."):
+    """``cls`` built from ``values``; the first problem raises one ParamsError naming
+    ``<label><sep><key>`` (e.g. ``params.yaml: teacher.epochs: expected an integer, got ...``)."""
+    try:
+        return cls.model_validate(values)
+    except pydantic.ValidationError as e:
+        error = e.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        raise ParamsError(f"{where}: {label}{sep}{key}: {_message(error)}") from None

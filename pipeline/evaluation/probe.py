@@ -1,0 +1,80 @@
+"""The pixel linear probe: a baseline every network must beat (docs/method.md, "Metrics").
+
+Faces as 32 x 32 grey pixels of the evaluation view (the 134 resize's centre 112 crop),
+PCA to 150 dimensions fitted on the training faces, then per task a linear model trained
+on that task's training index (every distinct frame once, unweighted): a logistic
+regression per AU, a multinomial logistic regression for the expression, a ridge
+regression for valence and for arousal. A network that does not beat it has learned no
+more than pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from pipeline.core.data import IMAGE_SIZE, RESIZE, FrameIndex
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.store import FaceReader
+
+PIXELS = 32
+COMPONENTS = 150
+MAX_FRAMES = 20_000  #: per task; a seeded subset beyond that keeps the probe's cost bounded
+
+
+def pixel_features(index: FrameIndex, positions: np.ndarray | None = None) -> np.ndarray:
+    """float32 [n, 32 * 32] grey pixels in [0, 1] of the faces at ``positions`` (default all)."""
+    positions = np.arange(len(index)) if positions is None else positions
+    reader = FaceReader()
+    o = (RESIZE - IMAGE_SIZE) // 2
+    out = np.empty((len(positions), PIXELS * PIXELS), np.float32)
+    try:
+        for i, p in enumerate(positions):
+            face = cv2.resize(reader.read(index.shard[p], index.row[p]), (RESIZE, RESIZE), interpolation=cv2.INTER_LINEAR)
+            grey = cv2.cvtColor(face[o:o + IMAGE_SIZE, o:o + IMAGE_SIZE], cv2.COLOR_RGB2GRAY)
+            out[i] = cv2.resize(grey, (PIXELS, PIXELS), interpolation=cv2.INTER_AREA).reshape(-1) / 255.0
+    finally:
+        reader.close()
+    return out
+
+
+def _subset(n: int, seed: int) -> np.ndarray:
+    return np.arange(n) if n <= MAX_FRAMES else np.sort(np.random.default_rng(seed).choice(n, MAX_FRAMES, False))
+
+
+@dataclass
+class PixelProbe:
+    pca: PCA
+    au: list  # per AU: a fitted LogisticRegression, or the constant share of positives
+    expr: LogisticRegression
+    va: list  # valence, arousal: fitted Ridge models
+
+    @classmethod
+    def fit(cls, train: dict[str, FrameIndex], seed: int = 0) -> "PixelProbe":
+        feats = {t: (pixel_features(ix, pos := _subset(len(ix), seed)), pos) for t, ix in train.items()}
+        pca = PCA(COMPONENTS, random_state=seed).fit(np.concatenate([f for f, _ in feats.values()]))
+        z = {t: pca.transform(f) for t, (f, _) in feats.items()}
+        au_y = train["AU"].au[feats["AU"][1]]
+        au = []
+        for j in range(len(AU_NAMES)):
+            known = au_y[:, j] >= 0
+            y = au_y[known, j]
+            au.append(LogisticRegression(max_iter=2000).fit(z["AU"][known], y) if len(np.unique(y)) == 2
+                      else float(y.mean()) if len(y) else 0.0)
+        ex_y = train["EXPR"].expr[feats["EXPR"][1]]
+        expr = LogisticRegression(max_iter=2000).fit(z["EXPR"][ex_y >= 0], ex_y[ex_y >= 0])
+        va_y = train["VA"].va[feats["VA"][1]]
+        va = [Ridge(alpha=1.0).fit(z["VA"][~np.isnan(va_y[:, d])], va_y[~np.isnan(va_y[:, d]), d]) for d in range(2)]
+        return cls(pca, au, expr, va)
+
+    def predict(self, index: FrameIndex) -> dict[str, np.ndarray]:
+        z = self.pca.transform(pixel_features(index))
+        au = np.stack([m.predict_proba(z)[:, 1] if hasattr(m, "predict_proba") else np.full(len(z), m)
+                       for m in self.au], axis=1)
+        expr = np.zeros((len(z), len(EXPR_NAMES)))
+        expr[:, self.expr.classes_] = self.expr.predict_proba(z)
+        va = np.clip(np.stack([m.predict(z) for m in self.va], axis=1), -1, 1)
+        return {"AU": au.astype(np.float32), "EXPR": expr.astype(np.float32), "VA": va.astype(np.float32)}

@@ -1,0 +1,102 @@
+"""What only the synthetic data can show: scores against the complete ground truth.
+
+The generator writes every face's true labels for all three tasks
+(``ground_truth.parquet``, docs/synthetic-data.md), which no real data set has. Two
+reports come from it:
+
+- every model scored on all three tasks of every validation face, from the true labels
+  rather than the files' (the same on noise-free validation files, by construction);
+- the quality of the cached soft labels on the tasks a training frame was *not*
+  labelled for (say the teacher's AU F1 on ExpW and AFEW-VA frames): the very thing the
+  students learn from, and the method's premise.
+
+Frames are matched by uid; a frame table of real data matches no synthetic uid, and then
+there is nothing to report.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import torch
+
+from pipeline.evaluation import metrics
+from pipeline.core.data import FrameIndex
+from pipeline.core.labels import AU_NAMES, TASKS, split_logits, va_centres
+from pipeline.training.losses import va_expectation
+from pipeline.training.softlabels import SoftLabels
+
+TRUTH_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
+
+
+def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
+    """The true labels of the frames ``uids`` that the ground truth has (indexed by uid),
+    or None when there is no ground truth or it knows none of them."""
+    if path is None or not Path(path).exists():
+        return None
+    wanted = set(map(str, uids))
+    gt = pq.read_table(path, columns=["uid", *TRUTH_COLUMNS]).to_pandas().set_index("uid")
+    gt = gt[gt.index.isin(wanted)]
+    return gt if len(gt) else None
+
+
+def with_true_labels(table: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
+    """The prediction table's rows that the ground truth knows, with its labels as truth."""
+    rows = table[table["uid"].isin(gt.index)].copy()
+    truth = gt.loc[rows["uid"]]
+    for column in TRUTH_COLUMNS:
+        rows[column] = truth[column].to_numpy()
+    return rows
+
+
+def task_scores(task: str, truth: pd.DataFrame, probs: dict[str, np.ndarray]) -> dict | None:
+    if task == "AU":
+        return metrics.au_metrics(truth[list(AU_NAMES)].to_numpy(), probs["AU"])
+    if task == "EXPR":
+        return metrics.expr_metrics(truth["expr"].to_numpy(), probs["EXPR"])
+    return metrics.va_metrics(truth[["valence", "arousal"]].to_numpy(), probs["VA"])
+
+
+def cache_probabilities(cache: SoftLabels, rows: np.ndarray, centres: str, block: int = 4096) -> dict:
+    """The teacher's predictions on frames ``rows`` of the cache, averaged over their views:
+    AU sigmoids, EXPR softmaxes, VA expectations."""
+    out = {t: [] for t in TASKS}
+    c = torch.as_tensor(va_centres(centres), dtype=torch.float32)
+    logits = cache.array("logits")
+    for start in range(0, len(rows), block):
+        x = split_logits(torch.from_numpy(np.asarray(logits[rows[start:start + block]], dtype=np.float32)))
+        n, k = x["AU"].shape[:2]
+        out["AU"].append(torch.sigmoid(x["AU"]).mean(1))
+        out["EXPR"].append(torch.softmax(x["EXPR"], dim=-1).mean(1))
+        out["VA"].append(va_expectation(x["VA"].reshape(n * k, -1), c).reshape(n, k, 2).mean(1))
+    return {t: torch.cat(v).numpy() if v else np.zeros((0, 1)) for t, v in out.items()}
+
+
+def soft_label_quality(cache: SoftLabels, train: dict[str, FrameIndex], gt_path: str | Path | None,
+                       centres: str = "centres") -> dict | None:
+    """Per training source and task, the cached soft labels scored against the truth on
+    the frames labelled for that task and on those that are not (what students fill in)."""
+    gt = read_ground_truth(gt_path, cache.uid)
+    if gt is None:
+        return None
+    labelled = {t: set(map(str, ix.uid)) for t, ix in train.items()}
+    known = np.flatnonzero(np.isin(cache.uid, gt.index))
+    probs = cache_probabilities(cache, known, centres)
+    uids = cache.uid[known]
+    sources = np.array([u.split("/", 1)[0] for u in uids])
+    truth = gt.loc[uids]
+    report = {}
+    for source in sorted(set(sources)):
+        report[source] = {}
+        for task in TASKS:
+            entry = {}
+            for kind, wanted in (("labelled", True), ("unlabelled", False)):
+                pick = (sources == source) & (np.isin(uids, list(labelled[task])) == wanted)
+                scores = task_scores(task, truth[pick], {t: p[pick] for t, p in probs.items()}) if pick.any() else None
+                entry[kind] = {"frames": int(pick.sum()), "scores": scores}
+            report[source][task] = entry
+    return {"note": "the teacher's cached soft labels (mean over views) against the synthetic ground truth; "
+                    "'unlabelled' frames are those a student learns that task from the teacher only",
+            "sources": report}

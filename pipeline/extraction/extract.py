@@ -1,0 +1,187 @@
+"""Extraction: from a dataset as it ships to aligned 112x112 faces and one frame table.
+
+A reader (``pipeline.extraction.sources``) lists jobs (one per video, clip or image); worker
+processes (``pipeline.extraction.worker``) find and align the faces of each job and stream
+them to a temporary raw file; the parent copies them, in job order, into HDF5 shards and
+writes the frame table. So the output depends only on the input, never on the number of
+workers or on timing, and memory stays flat however long a video is.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.extraction import align
+from pipeline.core.config import ExtractParams
+from pipeline.extraction.dataset_version import DatasetRead
+from pipeline.core.errors import DataError
+from pipeline.extraction.worker import JobResult, Worker
+from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
+from pipeline.core.labels import AU_NAMES
+from pipeline.extraction.sources import affwild2, afewva, disfa, expw, unlabelled
+from pipeline.extraction.sources.base import Job, Problems, SourceRead
+from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
+
+log = logging.getLogger("mtaffect.extract")
+
+FORMAT_VERSION = 1
+
+
+def read_source(kind: str, root: str | Path, problems: Problems, params: ExtractParams) -> SourceRead:
+    """The jobs of one dataset (``kind``: affwild2, disfa, expw, afewva or input)."""
+    if kind == "affwild2":
+        return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned)
+    readers = {"disfa": disfa.read, "expw": expw.read, "afewva": afewva.read, "input": unlabelled.read}
+    if kind not in readers:
+        raise ValueError(f"unknown source kind {kind!r}: use affwild2, disfa, expw, afewva or input")
+    return readers[kind](root, problems)
+
+
+# --- the whole source, in the parent --------------------------------------------------
+
+
+def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams, name: str | None = None,
+            progress: bool = True, describe: Callable[[str], list] | None = None) -> dict:
+    """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
+
+    Returns the report written to ``extract.json``. ``name`` is the source name used in
+    uids (default: ``kind``). ``out`` is refused before any work when it overlaps the
+    dataset or holds anything but an earlier extraction; it is written under a temporary
+    name and replaces the earlier one only once complete, so a failure leaves it as it was.
+    The dataset is hashed as it is read (``dataset_version.DatasetRead``); ``describe``
+    gets that digest before anything is written and returns the report's ``provenance``
+    (``pipeline.core.provenance`` records), or raises to refuse the data.
+    """
+    name = name or kind
+    out = Path(out)
+    check_output_folder(out, "extract.json", inputs=[root])
+    problems = Problems(on_error=params.on_error)
+    started = time.perf_counter()
+    read = DatasetRead.start(root)
+    source = read_source(kind, root, problems, params)
+    total = sum(len(j) for j in source.jobs)
+    if total == 0:
+        raise DataError(f"{root}: empty source: no labelled frame to extract")
+    with replacing_folder(out) as work:
+        report = _extract_into(work, kind, name, root, source, params, problems, progress, read, describe)
+    seconds = time.perf_counter() - started
+    log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
+             total, seconds, report["faces_written"] / max(seconds, 1e-9))
+    return report
+
+
+def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
+                  problems: Problems, progress: bool, read: DatasetRead, describe) -> dict:
+    """The jobs of ``source`` through the workers, into the (new, empty) folder ``out``."""
+    jobs = source.jobs
+    total = sum(len(j) for j in jobs)
+    tmpdir = tempfile.mkdtemp(prefix=".extract-", dir=out)
+    attrs = {
+        "size": params.face_size, "template": json.dumps(align.template_points(params.face_size, params.template_scale).tolist()),
+        "template_scale": params.template_scale, "detector": "facenet-pytorch MTCNN",
+        "format_version": FORMAT_VERSION, "source": name,
+    }
+    shards = ShardWriter(out, shard_faces=params.shard_faces, size=params.face_size, attrs=attrs)
+    table = FrameTableWriter(out / "frames.parquet")
+    counts = Counter()
+    track = Counter()
+    face_bytes = params.face_size * params.face_size * 3
+    try:
+        ctx = mp.get_context("spawn")  # fork after torch/h5py is unsafe; spawn is the same everywhere
+        with ctx.Pool(max(1, params.workers), initializer=Worker.init, initargs=(params, tmpdir)) as pool, \
+                tqdm(total=total, desc=f"extract {name}", unit="frame", disable=not progress) as bar:
+            for res in pool.imap(Worker.run, list(enumerate(jobs))):
+                job = jobs[res.index]
+                for where, reason, line, n in res.rejected:
+                    problems.reject(where, reason, line=line, n=n)
+                kept = np.flatnonzero(res.keep)
+                where = _copy_faces(res.faces_path, len(kept), face_bytes, params.face_size, shards)
+                table.add(_rows(name, job, res, kept, where))
+                counts.update(frames_read=res.frames_read, faces_written=len(kept),
+                              frames_without_face=res.frames_without_face,
+                              labels_without_frame=res.labels_without_frame)
+                track.update(res.track)
+                read.add(res.hashes)
+                bar.update(len(job))
+        if counts["faces_written"] == 0:
+            raise DataError(f"{root}: no face could be extracted from {total} labelled frames "
+                            f"({problems.summary() or 'no face found'})")
+        provenance = describe(read.finish(progress)) if describe else []
+    except BaseException:
+        shards.abort()  # nothing half-written survives (the folder goes too)
+        table.abort()
+        raise
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    written = shards.close()
+    table.close()
+    report = {
+        "source": name,
+        "kind": kind,
+        "root": str(root),
+        "jobs": len(jobs),
+        "labelled_frames": total,
+        "frames_read": counts["frames_read"],
+        "faces_written": counts["faces_written"],
+        "frames_without_face": counts["frames_without_face"],
+        "labels_without_frame": source.labels_without_frame + counts["labels_without_frame"],
+        "frames_without_label": source.frames_without_label,
+        "invalid_label_rows": source.invalid_label_rows,
+        "rows_rejected": problems.as_dict(),
+        "tracking": dict(sorted(track.items())),
+        "shards": [p.name for p in written],
+        "notes": source.notes,
+        "provenance": provenance,
+    }
+    write_json(out / "extract.json", report)
+    return report
+
+
+def _copy_faces(path: str, count: int, face_bytes: int, size: int, shards: ShardWriter) -> list:
+    """Move a job's raw faces into the shards, 256 at a time (memory does not grow with
+    the video: a memory map would keep every page it touched resident)."""
+    where = []
+    with open(path, "rb") as f:
+        for start in range(0, count, 256):
+            k = min(256, count - start)
+            block = np.frombuffer(f.read(k * face_bytes), dtype=np.uint8).reshape(k, size, size, 3)
+            where.extend(shards.add(block))
+    os.unlink(path)
+    return where
+
+
+def _rows(name: str, job: Job, res: JobResult, kept: np.ndarray, where: list) -> dict:
+    """Frame-table columns for the kept rows of one job."""
+    frames = job.frames[kept]
+    cols = {
+        "uid": [uid(name, job.video, f) for f in frames],
+        "source": [name] * len(kept),
+        "video": [job.video] * len(kept),
+        "subject": [job.subject] * len(kept),
+        "frame": frames,
+        "timestamp": res.timestamp[kept],
+        "split": [job.split] * len(kept),
+        "expr": job.expr[kept],
+        "valence": job.va[kept, 0],
+        "arousal": job.va[kept, 1],
+        "shard": [w[0] for w in where],
+        "row": np.array([w[1] for w in where], dtype=np.int32),
+        "det_score": res.det_score[kept],
+    }
+    for j, au in enumerate(AU_NAMES):
+        cols[au] = job.au[kept, j]
+    lm = res.landmarks[kept].reshape(len(kept), 10)
+    for j, c in enumerate(LANDMARK_COLUMNS):
+        cols[c] = lm[:, j]
+    return cols

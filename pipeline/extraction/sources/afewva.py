@@ -1,0 +1,81 @@
+"""AFEW-VA: ``<NN>/<clip>/`` folders of PNG frames with one JSON of labels and landmarks.
+
+The JSON's ``frames`` maps PNG basenames to integer valence/arousal in [-10, 10] and 68
+iBUG landmarks, which give the alignment directly (no detector). A key without its PNG,
+or a PNG without its key, is counted, never paired with a neighbour.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.extraction.align import landmarks5_from_68
+from pipeline.core.labels import afewva_to_va
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+
+
+def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
+    jsons = sorted(clip.glob("*.json"))
+    if len(jsons) != 1:
+        problems.reject(str(clip), f"expected one JSON file, found {len(jsons)}")
+        return None
+    path = jsons[0]
+    text = read_text(path, problems)
+    if text is None:
+        return None
+    try:
+        meta = json.loads(text)
+        if not isinstance(meta, dict):
+            raise ValueError(f"the top level is a {type(meta).__name__}, not a mapping with 'frames'")
+        entries = meta["frames"]
+        if not isinstance(entries, dict):
+            raise ValueError("'frames' is not a mapping")
+    except (ValueError, KeyError) as e:
+        problems.reject(str(path), f"unreadable JSON: {e}")
+        return None
+    pngs = {p.stem: p for p in clip.glob("*.png")}
+    frames, images, va, lms = [], [], [], []
+    for key in sorted(entries):
+        if key not in pngs:
+            result.labels_without_frame += 1
+            problems.reject(str(path), f"frame {key!r} has no PNG")
+            continue
+        e = entries[key]
+        try:
+            if not key.isdigit():
+                raise ValueError(f"frame key {key!r} is not a frame number")
+            v = afewva_to_va([e["valence"], e["arousal"]])
+            points = np.asarray(e["landmarks"], dtype=np.float64)
+            if points.shape != (68, 2):
+                raise ValueError(f"landmarks must be 68 x 2, got {points.shape}")
+        except (ValueError, KeyError, TypeError) as err:
+            problems.reject(str(path), f"bad entry {key!r}: {err}")
+            continue
+        frames.append(int(key))
+        images.append(str(pngs[key]))
+        va.append(v)
+        lms.append(landmarks5_from_68(points))
+    result.frames_without_label += len(set(pngs) - set(entries))
+    if not frames:
+        return None
+    video = f"{clip.parent.name}_{clip.name}"
+    return Job(source="afewva", video=video, subject=str(meta.get("actor", video)), split="train",
+               mode="landmarks", frames=np.array(frames), images=images,
+               va=np.array(va, dtype=np.float32), landmarks=np.array(lms, dtype=np.float32))
+
+
+def read(root: str | Path, problems: Problems) -> SourceRead:
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: missing")
+    clips = sorted(c for group in root.iterdir() if group.is_dir() for c in group.iterdir() if c.is_dir())
+    if not clips:
+        raise FileNotFoundError(f"{root}: no <NN>/<clip>/ folders")
+    result = SourceRead(jobs=[], problems=problems)
+    for clip in clips:
+        job = read_clip(clip, problems, result)
+        if job is not None:
+            result.jobs.append(job)
+    return result

@@ -1,0 +1,122 @@
+"""What every reader produces: jobs of frames with unified labels, and a problem log.
+
+A reader turns a dataset as it ships into :class:`Job` objects, one per video (or clip, or
+image), each saying where its frames come from, how to find the face in them (``mode``)
+and the unified labels of each frame. It never decodes video; the extraction stage does.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from pipeline.core.errors import DataError
+from pipeline.core.labels import AU_NAMES, AU_UNKNOWN, EXPR_UNKNOWN
+
+log = logging.getLogger("mtaffect.sources")
+
+#: How a job's faces are found:
+#: ``detect``   frames of a video file (``video_path``) or image files: detect and track;
+#: ``aligned``  images already aligned by the dataset's owners: resize only;
+#: ``landmarks`` the dataset gives 5 landmarks per frame: align directly;
+#: ``boxes``    the dataset gives a face box per row: refine landmarks inside it.
+Mode = Literal["detect", "aligned", "landmarks", "boxes"]
+
+
+@dataclass
+class Problems:
+    """Collects rejected rows and files: counted and logged, or raised (``on_error='fail'``)."""
+
+    on_error: Literal["skip", "fail"] = "skip"
+    counts: Counter = field(default_factory=Counter)  # rows (frames, faces) skipped per reason
+    events: Counter = field(default_factory=Counter)  # rejections per reason (one may cover many rows)
+    examples: dict = field(default_factory=dict)
+
+    def reject(self, where: str, reason: str, line: int | None = None, n: int = 1) -> None:
+        place = f"{where}:{line}" if line is not None else where
+        if self.on_error == "fail":
+            raise DataError(f"{place}: {reason}")
+        self.counts[reason] += n
+        self.events[reason] += 1
+        # Keep the first place of each reason so the report can point at a real example.
+        self.examples.setdefault(reason, place)
+        if self.events[reason] <= 3:  # the first few of every reason reach the user
+            rows = f" ({n} rows)" if n > 1 else ""
+            log.warning("skipped %s%s: %s", place, rows, reason)
+
+    def summary(self) -> str:
+        """``"12 skipped: reason (n), ..."``, or "" when nothing was skipped."""
+        if not self.counts:
+            return ""
+        reasons = ", ".join(f"{r} ({c})" for r, c in sorted(self.counts.items()))
+        return f"{sum(self.counts.values())} skipped: {reasons}"
+
+    def as_dict(self) -> dict:
+        return {r: {"count": int(c), "first": self.examples[r]} for r, c in sorted(self.counts.items())}
+
+
+def read_text(path: Path, problems: Problems) -> str | None:
+    """A text file as real ones come: a UTF-8 byte-order mark and Windows line ends are
+    fine; a file that cannot be read or decoded is a rejection naming it (None)."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        problems.reject(str(path), f"unreadable text file ({type(e).__name__}: {str(e)[:80]})")
+        return None
+
+
+@dataclass
+class Job:
+    """The frames of one video (or clip, or image) to extract, with their labels.
+
+    All per-row arrays have one entry per wanted frame, sorted by ``frames``. For ExpW,
+    whose images hold several faces, a row is a face and ``frames`` is the face id.
+    """
+
+    source: str
+    video: str
+    subject: str
+    split: str
+    mode: Mode
+    frames: np.ndarray  # int32 [n], 0-based frame numbers (ExpW: face id)
+    images: list[str] | None = None  # [n] image paths; None: decode ``video_path``
+    video_path: str | None = None
+    au: np.ndarray | None = None  # int8 [n, 8], -1 unknown
+    expr: np.ndarray | None = None  # int8 [n], -1 unknown
+    va: np.ndarray | None = None  # float32 [n, 2], NaN unknown
+    boxes: np.ndarray | None = None  # float32 [n, 4] x1, y1, x2, y2 (mode boxes)
+    landmarks: np.ndarray | None = None  # float32 [n, 5, 2] (mode landmarks)
+    side: str | None = None  # "left"/"right": which person of a two-person video
+
+    def __post_init__(self):
+        n = len(self.frames)
+        self.frames = np.asarray(self.frames, dtype=np.int32)
+        if self.au is None:
+            self.au = np.full((n, len(AU_NAMES)), AU_UNKNOWN, dtype=np.int8)
+        if self.expr is None:
+            self.expr = np.full(n, EXPR_UNKNOWN, dtype=np.int8)
+        if self.va is None:
+            self.va = np.full((n, 2), np.nan, dtype=np.float32)
+        for name in ("au", "expr", "va", "boxes", "landmarks", "images"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{self.source}/{self.video}: {name} has {len(value)} rows, frames {n}")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class SourceRead:
+    """A reader's result: the jobs, the problems met, and counts of what was seen."""
+
+    jobs: list[Job]
+    problems: Problems
+    labels_without_frame: int = 0  #: label rows whose image/frame does not exist
+    frames_without_label: int = 0  #: images present with no label row (not extracted)
+    invalid_label_rows: int = 0  #: frames whose every label is an invalid marker (not extracted)
+    notes: list[str] = field(default_factory=list)

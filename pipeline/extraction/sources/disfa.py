@@ -1,0 +1,79 @@
+"""DISFA: per-subject AU intensity files and the left-camera video.
+
+``ActionUnit_Labels/<SN>/<SN>_au<N>.txt`` holds ``frame,intensity`` lines (frame 1-based,
+intensity 0..5) for the 12 DISFA AUs; ``Videos_LeftCamera/LeftVideo<SN>_comp.avi`` is the
+video. Lines are joined on the frame number, never on their position, so a missing or
+out-of-order line cannot shift labels against frames; an AU without a line for a frame is
+unknown for that frame. Only AU labels: expression and VA stay unknown.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.labels import AU_NAMES, AU_NUMBERS, AU_UNKNOWN, DISFA_AUS, disfa_to_au
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+
+
+def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
+    """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``."""
+    out: dict[int, int] = {}
+    text = read_text(path, problems)
+    for lineno, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            cells = [c.strip() for c in line.split(",")]
+            if len(cells) < 2:
+                raise ValueError(f"expected 'frame,intensity', got {line.strip()!r}")
+            frame_s, value_s = cells[:2]  # further columns are not ours
+            frame, number = int(frame_s), float(value_s)
+            if frame < 1:
+                raise ValueError(f"frame numbers start at 1, got {frame}")
+            if not (number == int(number) and 0 <= number <= 5):  # 1.9 is no intensity: never rounded
+                raise ValueError(f"intensity must be a whole number 0..5, got {value_s}")
+            value = int(number)
+            if frame - 1 in out:
+                raise ValueError(f"frame {frame} listed twice")
+        except ValueError as e:
+            problems.reject(str(path), f"bad DISFA line: {e}", line=lineno)
+            continue
+        out[frame - 1] = value
+    return out
+
+
+def read(root: str | Path, problems: Problems) -> SourceRead:
+    root = Path(root)
+    labels_dir = root / "ActionUnit_Labels"
+    if not labels_dir.is_dir():
+        raise FileNotFoundError(f"{labels_dir}: missing (expected ActionUnit_Labels/<SN>/<SN>_au<N>.txt)")
+    subjects = sorted(p.name for p in labels_dir.iterdir() if p.is_dir())
+    if not subjects:
+        raise FileNotFoundError(f"{labels_dir}: no subject folders")
+    result = SourceRead(jobs=[], problems=problems)
+    for sn in subjects:
+        per_au: dict[int, dict[int, int]] = {}
+        for au in DISFA_AUS:
+            path = labels_dir / sn / f"{sn}_au{au}.txt"
+            if path.exists():
+                per_au[au] = parse_au_file(path, problems)
+            elif au in AU_NUMBERS:
+                problems.reject(str(path), "AU label file missing (that AU stays unknown)")
+        frames = np.array(sorted(set().union(*(set(d) for d in per_au.values()))), dtype=np.int32)
+        if len(frames) == 0:
+            problems.reject(str(labels_dir / sn), "no label lines")
+            continue
+        au = np.full((len(frames), len(AU_NAMES)), AU_UNKNOWN, dtype=np.int8)
+        for j, unified in enumerate(AU_NUMBERS):
+            labels = per_au.get(unified, {})
+            intensity = np.array([labels.get(int(f), -1) for f in frames])
+            au[:, j] = disfa_to_au(intensity)
+        video = root / "Videos_LeftCamera" / f"LeftVideo{sn}_comp.avi"
+        if not video.exists():
+            problems.reject(str(video), "video missing", n=len(frames))
+            result.labels_without_frame += len(frames)
+            continue
+        result.jobs.append(Job(source="disfa", video=sn, subject=sn, split="train", mode="detect",
+                               frames=frames, video_path=str(video), au=au))
+    return result

@@ -1,0 +1,62 @@
+"""ExpW: still images with one line per face in ``label/label.lst``.
+
+Line format: ``image_name face_id top left right bottom confidence label`` (label 0..6 in
+ExpW's order, mapped to the unified one). Every face of an image is its own row (the
+authors' code kept only the last face of each image). Expression labels only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.labels import expw_to_expr
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+
+
+def read(root: str | Path, problems: Problems) -> SourceRead:
+    root = Path(root)
+    label_file = root / "label" / "label.lst"
+    images_dir = root / "image" / "origin"
+    if not label_file.exists():
+        raise FileNotFoundError(f"{label_file}: missing")
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"{images_dir}: missing")
+    by_image: dict[str, list[tuple[int, list[float], int]]] = {}
+    result = SourceRead(jobs=[], problems=problems)
+    text = read_text(label_file, problems)
+    for lineno, line in enumerate((text or "").splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = line.split()
+        try:
+            if len(cells) < 8:  # further fields are not ours
+                raise ValueError(f"expected 8 fields, got {len(cells)}")
+            name, face_id = cells[0], int(cells[1])
+            top, left, right, bottom = (float(c) for c in cells[2:6])
+            label = int(cells[7])
+            expr = int(expw_to_expr([label])[0])
+            if right <= left or bottom <= top:
+                raise ValueError(f"empty box top={top} left={left} right={right} bottom={bottom}")
+            if any(fid == face_id for fid, _, _ in by_image.get(name, [])):
+                raise ValueError(f"face {face_id} of {name} listed twice")
+        except ValueError as e:
+            problems.reject(str(label_file), f"bad label line: {e}", line=lineno)
+            continue
+        if not (images_dir / name).exists():
+            problems.reject(str(label_file), f"image {name} missing", line=lineno)
+            result.labels_without_frame += 1
+            continue
+        by_image.setdefault(name, []).append((face_id, [left, top, right, bottom], expr))
+    for name in sorted(by_image):
+        faces = sorted(by_image[name])
+        result.jobs.append(Job(
+            source="expw", video=Path(name).stem, subject=Path(name).stem, split="train", mode="boxes",
+            frames=np.array([f for f, _, _ in faces]),
+            images=[str(images_dir / name)] * len(faces),
+            expr=np.array([e for _, _, e in faces], dtype=np.int8),
+            boxes=np.array([b for _, b, _ in faces], dtype=np.float32),
+        ))
+    if not result.jobs:
+        raise FileNotFoundError(f"{label_file}: no usable face")
+    return result

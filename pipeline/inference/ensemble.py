@@ -1,0 +1,134 @@
+"""The student ensemble (docs/method.md, "Ensemble") and its bundle: one file with
+everything ``predict`` needs.
+
+Members' outputs are averaged as probabilities: AU sigmoids, EXPR softmaxes, and each
+member's VA expectation (the authors' submission code does the same; their API averages
+raw logits instead). The spread across members is the per-frame uncertainty.
+
+The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loaded with
+``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
+size), ``alignment`` (template points, crop size and MTCNN settings of the extraction), the
+members (name, backbone, model config, VA bin values, state dict, SHA-256 of the checkpoint file),
+``au_thresholds`` with how they were chosen, and ``provenance`` (``pipeline.core.provenance``:
+the ensemble stage's record; each member keeps its checkpoint's records). The temporal
+ensemble's bundle (``rnn_ensemble``) is the same dict of another ``kind``, with GRU
+members, the sequence length and the features' checkpoint hash instead of an alignment.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.core.errors import CheckpointError
+from pipeline.core.fileio import file_sha256, write_torch
+from pipeline.training.models import SCHEMA, MultitaskNet, check_finite, load_checkpoint, read_torch_file
+from pipeline.temporal.model import TemporalNet, load_temporal
+
+BUNDLE_FORMAT = 1
+BUNDLE_KIND = "mtaffect-ensemble"
+#: The temporal students' bundle (``rnn_ensemble``): GRU members, run on cached features.
+RNN_BUNDLE_KIND = "mtaffect-rnn-ensemble"
+_LOADERS = {BUNDLE_KIND: load_checkpoint, RNN_BUNDLE_KIND: load_temporal}
+
+
+def combine(member_predictions: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The ensemble's predictions from its members' (each as ``inference.predict`` gives):
+    mean AU and EXPR probabilities and mean VA, plus the spread across members,
+    ``uncertainty_AU`` / ``_EXPR`` (the members' standard deviation of each probability,
+    averaged over AUs or classes) and ``uncertainty_VA`` [n, 2]."""
+    if not member_predictions:
+        raise ValueError("an ensemble needs at least one member")
+    out = {}
+    for task in ("AU", "EXPR", "VA"):
+        stack = np.stack([p[task] for p in member_predictions]).astype(np.float64)
+        out[task] = stack.mean(axis=0).astype(np.float32)
+        spread = stack.std(axis=0)
+        out[f"uncertainty_{task}"] = (spread if task == "VA" else spread.mean(axis=1)).astype(np.float32)
+    return out
+
+
+def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
+                alignment: dict | None, provenance: list | None = None, kind: str = BUNDLE_KIND,
+                extra: dict | None = None) -> dict:
+    """Write the bundle of ``members`` (name -> checkpoint path) of ``kind`` (CNN or
+    temporal members), with ``extra`` entries; returns its summary."""
+    entries = []
+    for name, checkpoint in members.items():
+        model, ckpt = _LOADERS[kind](checkpoint)
+        entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
+                        "state_dict": model.state_dict(),
+                        "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
+                        "sha256": file_sha256(checkpoint), "provenance": ckpt.get("provenance", [])})
+    thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
+    bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": SCHEMA, "alignment": alignment,
+              "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
+              "provenance": provenance or [], **(extra or {})}
+    write_torch(path, bundle)
+    return {"members": {e["name"]: e["sha256"] for e in entries}, "au_thresholds": thresholds,
+            "au_threshold_mode": threshold_mode}
+
+
+def load_bundle(path: str | Path, device: str | torch.device = "cpu",
+                kind: str = BUNDLE_KIND) -> tuple[list[tuple[str, torch.nn.Module, str]], dict]:
+    """The members ``(name, model, va_centres)`` of a bundle of ``kind``, and the bundle's other entries.
+
+    A file that is not an mtaffect bundle, or one of another format version or label
+    schema, is refused with a message saying what differs.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: model bundle not found (run `dvc repro ensemble`)")
+    bundle = read_torch_file(path, "model bundle", device)
+    if not isinstance(bundle, dict) or bundle.get("kind") != kind:
+        what = {BUNDLE_KIND: "an mtaffect ensemble bundle", RNN_BUNDLE_KIND: "an mtaffect temporal ensemble bundle"}
+        raise CheckpointError(f"{path}: not {what[kind]}" + (f" (it is {what[bundle['kind']]})" if isinstance(
+            bundle, dict) and bundle.get("kind") in what else ""))
+    if bundle.get("format_version") != BUNDLE_FORMAT:
+        raise CheckpointError(f"{path}: bundle format {bundle.get('format_version')!r}; this version of mtaffect "
+                              f"reads format {BUNDLE_FORMAT} (rebuild it with `dvc repro ensemble`)")
+    if bundle.get("schema") != SCHEMA:
+        raise CheckpointError(f"{path}: made for another label schema: {bundle.get('schema')} != {SCHEMA}")
+    _check_entries(bundle, path, kind)
+    members = []
+    for entry in bundle["members"]:
+        check_finite(entry["state_dict"], path, f"bundle (member {entry['name']})")
+        if kind == RNN_BUNDLE_KIND:
+            model = TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
+        else:
+            model = MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
+        try:
+            model.load_state_dict(entry["state_dict"])
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: member {entry['name']} does not fit its model: {str(e)[:200]}") from None
+        members.append((entry["name"], model.to(device).eval(), entry["va_centres"]))
+    return members, {k: v for k, v in bundle.items() if k != "members"} | {
+        "member_sha256": {e["name"]: e["sha256"] for e in bundle["members"]}}
+
+
+def _check_entries(bundle: dict, path, kind: str) -> None:
+    """Every entry a bundle of ``kind`` needs is there and sensible, or one error naming it."""
+    rebuild = "(rebuild it: dvc repro ensemble)" if kind == BUNDLE_KIND else "(rebuild it: dvc repro rnn_ensemble)"
+    member_keys = {"name", "state_dict", "va_centres", "sha256", "config"} | ({"backbone"} if kind == BUNDLE_KIND else set())
+    members = bundle.get("members")
+    if not isinstance(members, list) or not members or not all(
+            isinstance(m, dict) and member_keys <= set(m) for m in members):
+        raise CheckpointError(f"{path}: its 'members' entry is missing or incomplete {rebuild}")
+    needed = ("au_thresholds", "alignment") if kind == BUNDLE_KIND else ("au_thresholds",)
+    for key in needed:
+        if not bundle.get(key):
+            raise CheckpointError(f"{path}: bundle lacks its {key!r} entry {rebuild}")
+    thresholds = np.asarray(bundle["au_thresholds"], dtype=np.float64)
+    if thresholds.shape != (len(SCHEMA["AU"]),) or not (np.isfinite(thresholds).all() and (thresholds >= 0).all()
+                                                         and (thresholds <= 1).all()):
+        raise CheckpointError(f"{path}: its AU thresholds {bundle['au_thresholds']} are not {len(SCHEMA['AU'])} "
+                              f"probabilities in [0, 1] {rebuild}")
+    if kind == BUNDLE_KIND:
+        alignment = bundle["alignment"]
+        try:
+            ok = int(alignment["size"]) >= 16 and float(alignment["template_scale"]) > 0
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise CheckpointError(f"{path}: its 'alignment' entry lacks a crop size or template scale {rebuild}")

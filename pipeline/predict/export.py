@@ -1,0 +1,113 @@
+"""ABAW 2020 submission files from ``predict``'s tables: ``<task>_Set/<video>.txt``, a
+header line, then one line per video frame (docs/formats.md, "Aff-Wild2").
+
+Every frame needs a prediction: a frame without a face (or skipped with ``--every``) takes
+the nearest earlier frame's, or the nearest later one's before the first face. A row with a
+face must carry every prediction, each in its range: a value edited by hand into
+nonsense, or a missing cell, is refused naming the row, never filled or written as given.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import atomic_write
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+
+HEADERS = {"AU": ",".join(AU_NAMES), "EXPR": ",".join(EXPR_NAMES), "VA": "valence,arousal"}
+COLUMNS = ["frame", "face", "track", *AU_NAMES, "expression", "valence", "arousal"]
+#: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
+#: a damaged table, whose filling would write billions of lines.
+MAX_FRAMES = 10_000_000
+
+
+def shown(value) -> str:
+    """A cell as the user wrote it (numpy's scalars without their type name)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """A predict table of one video, one row per frame (the main face), checked."""
+    try:
+        rows = pd.read_parquet(path, columns=COLUMNS) if path.suffix == ".parquet" else pd.read_csv(path, usecols=COLUMNS)
+    except (ValueError, KeyError, OSError) as e:
+        raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
+    line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
+    frame = pd.to_numeric(rows["frame"], errors="coerce")
+    bad = frame.isna() | (frame < 0) | (frame != frame.round()) | (frame >= MAX_FRAMES)
+    if bad.any():
+        i = bad.idxmax()
+        raise DataError(f"{line(i)}: frame {shown(rows['frame'][i])} is not a frame number (0 .. {MAX_FRAMES - 1:,})")
+    rows["frame"] = frame.astype(np.int64)
+    if rows["frame"].duplicated().any():
+        raise DataError(f"{path}: several rows per frame (--all-faces): ABAW wants one face per frame; "
+                        "predict without --all-faces")
+    face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
+    if face.isna().any():
+        i = face.isna().idxmax()
+        raise DataError(f"{line(i)}: face {shown(rows['face'][i])} is not true or false")
+    rows["face"] = face.astype(bool)
+    if not rows["face"].any():
+        raise DataError(f"{path}: no face in any frame: nothing to fill the frames with")
+    _check_face_rows(rows[rows["face"]], line)
+    return rows.sort_values("frame", kind="stable").reset_index(drop=True)
+
+
+def _check_face_rows(faces: pd.DataFrame, line) -> None:
+    """Every prediction of a row with a face is there and in its range."""
+    for column in [*AU_NAMES, "expression", "valence", "arousal"]:
+        missing = faces[column].isna()
+        if missing.all():
+            raise DataError(f"{line(faces.index[0])}: column {column} is empty in every row with a face")
+        if missing.any():
+            raise DataError(f"{line(missing.idxmax())}: {column} is missing in a row with a face")
+    for column in AU_NAMES:
+        bad = ~faces[column].isin([0, 1])
+        if bad.any():
+            raise DataError(f"{line(bad.idxmax())}: {column} = {shown(faces[column][bad.idxmax()])}, not 0 or 1")
+    bad = ~faces["expression"].isin(EXPR_NAMES)
+    if bad.any():
+        raise DataError(f"{line(bad.idxmax())}: expression {shown(faces['expression'][bad.idxmax()])} is none of "
+                        f"{', '.join(EXPR_NAMES)}")
+    for column in ("valence", "arousal"):
+        value = pd.to_numeric(faces[column], errors="coerce")
+        bad = value.isna() | (value.abs() > 1)
+        if bad.any():
+            raise DataError(f"{line(bad.idxmax())}: {column} {shown(faces[column][bad.idxmax()])} is not a number in [-1, 1]")
+
+
+def filled(rows: pd.DataFrame):
+    """(frame, face row) for every frame 0 .. the last frame in the table, streamed: frames
+    without a face (or missing) carry the nearest earlier face's predictions (the nearest
+    later at the start)."""
+    faces = rows[rows["face"]].to_dict("records")
+    k = 0
+    for frame in range(int(rows["frame"].max()) + 1):
+        while k + 1 < len(faces) and faces[k + 1]["frame"] <= frame:
+            k += 1
+        yield frame, faces[k]
+
+
+LINES = {"AU": lambda r: ",".join(str(int(r[a])) for a in AU_NAMES),
+         "EXPR": lambda r: str(EXPR_NAMES.index(r["expression"])),
+         "VA": lambda r: f"{float(r['valence']):.6f},{float(r['arousal']):.6f}"}
+
+
+def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
+    """task -> the submission file of the table ``path`` (named after its video)."""
+    return {task: out / f"{task}_Set" / f"{Path(path).stem}.txt" for task in tasks}
+
+
+def export(path: Path, out: Path, tasks=("AU", "EXPR", "VA")) -> dict[str, Path]:
+    """Write the submission files of one predict table; returns task -> file."""
+    rows = read_predictions(path)
+    written = output_paths(path, out, tasks)
+    for task, target in written.items():
+        with atomic_write(target) as tmp, open(tmp, "w") as f:
+            f.write(HEADERS[task] + "\n")
+            for _, row in filled(rows):
+                f.write(LINES[task](row) + "\n")
+    return written

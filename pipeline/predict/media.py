@@ -1,0 +1,178 @@
+"""New inputs for ``mtaffect predict``: which files are videos or images, their frames
+streamed one at a time (memory does not grow with a video's length), and the overlay
+video written as frames come."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import temp_path
+from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
+from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to predict on: a video, one image, or a folder of images (sorted by name)."""
+
+    path: Path
+    kind: str  # "video" | "image" | "folder"
+    images: tuple[Path, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The output files' name: the file's stem, or the folder's name."""
+        return self.path.name if self.kind == "folder" else self.path.stem
+
+
+def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
+    """Check every given path before any work: a video, an image, or a folder holding
+    videos and/or images (each video of a folder is its own input; its images are one).
+    Files of a folder that are in ``skip`` (an earlier predict's outputs) are left out;
+    returns the inputs and how many pictures or videos were left out so."""
+    found, skipped = [], 0
+    for given in map(Path, paths):
+        if not given.exists():
+            raise DataError(f"{given}: no such file or folder")
+        if given.is_dir():
+            entries = sorted(p for p in given.iterdir() if p.is_file())
+            skipped += sum(p in skip and p.suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS) for p in entries)
+            entries = [p for p in entries if p not in skip]
+            videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
+            images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not videos and not images:
+                raise DataError(f"{given}: no video ({', '.join(VIDEO_EXTENSIONS)}) or image "
+                                f"({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+            found += [_video(v) for v in videos] + ([Input(given, "folder", images)] if images else [])
+        elif not given.is_file():
+            raise DataError(f"{given}: not a regular file (a pipe or a device cannot be read as a video or image)")
+        elif given.suffix.lower() in VIDEO_EXTENSIONS:
+            found.append(_video(given))
+        elif given.suffix.lower() in IMAGE_EXTENSIONS:
+            found.append(Input(given, "image", (given,)))
+        else:
+            raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
+                            f"({', '.join(IMAGE_EXTENSIONS)})")
+    return found, skipped
+
+
+def _video(path: Path) -> Input:
+    cap = cv2.VideoCapture(str(path))
+    ok = cap.isOpened() and cap.grab()
+    cap.release()
+    if not ok:
+        raise DataError(f"{path}: cannot be decoded as a video")
+    return Input(path, "video")
+
+
+@dataclass
+class Frame:
+    """One picture: its number (video frame, or image number in the folder's order), its
+    time in seconds (NaN for images), the file it came from (images), RGB uint8 pixels."""
+
+    number: int
+    time: float
+    file: str
+    image: np.ndarray
+
+
+@dataclass
+class VideoFrames:
+    """Every ``every``-th frame of a video, decoded in order, each timed by the decoder's own
+    time stamp (a phone's variable frame rate makes frame / average rate wrong by tenths of
+    a second). After iterating, ``decoded`` is the number of frames read, ``listed`` what
+    the container claims, and ``broken`` whether decoding stopped well short of it (an
+    edited video's container often counts a few frames it never shows: not a damage)."""
+
+    path: Path
+    every: int = 1
+    fps: float = 0.0
+    listed: int = 0
+    decoded: int = 0
+    broken: bool = field(default=False)
+
+    def __post_init__(self):
+        cap = cv2.VideoCapture(str(self.path))
+        self.fps, self.listed = cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        cap.release()
+
+    def __iter__(self):
+        cap = cv2.VideoCapture(str(self.path))
+        try:
+            number = 0
+            while True:
+                if number % self.every:
+                    if not cap.grab():
+                        break
+                else:
+                    ok, bgr = cap.read()
+                    if not ok:
+                        break
+                    time = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                    yield Frame(number, time, "", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                number += 1
+            self.decoded = number
+            self.broken = self.listed > 0 and number < self.listed - max(3, self.listed // 20)
+        finally:
+            cap.release()
+
+
+def image_frames(inp: Input, skipped: list):
+    """The images of an image input, numbered in name order; an unreadable one is appended
+    to ``skipped`` as (file, reason) and yields no frame."""
+    for number, path in enumerate(inp.images):
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            skipped.append((str(path), "cannot be decoded as an image"))
+            continue
+        yield Frame(number, float("nan"), path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+class OverlayWriter:
+    """The input video with each face's box, track id, top expression and V/A drawn on it
+    (OpenCV, mp4v), written under a temporary name and renamed by :meth:`close` only once
+    it reads back whole (OpenCV's writer reports no error, e.g. on a full disk)."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.tmp = path, temp_path(path).with_suffix(".tmp.mp4")  # the suffix picks the container
+        self.fps, self.writer, self.frames = fps if fps > 0 else 25.0, None, 0
+
+    def add(self, frame: Frame, rows: list[dict]) -> None:
+        image = cv2.cvtColor(frame.image, cv2.COLOR_RGB2BGR)
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():
+                raise OSError(f"{self.path}: OpenCV cannot write an mp4v video here")
+        for row in rows:
+            if not row["face"]:
+                cv2.putText(image, "no face", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2)
+                continue
+            x1, y1, x2, y2 = (int(round(row[k])) for k in ("box_x1", "box_y1", "box_x2", "box_y2"))
+            cv2.rectangle(image, (x1, y1), (x2, y2), (0, 220, 0), 2)
+            label = f"#{row['track']} {row['expression']} V{row['valence']:+.2f} A{row['arousal']:+.2f}"
+            cv2.putText(image, label, (x1, max(16, y1 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 220, 0), 1)
+        self.writer.write(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is None:
+            return
+        self.writer.release()
+        cap = cv2.VideoCapture(str(self.tmp))
+        readable = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+        cap.release()
+        if readable != self.frames:
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"{self.path}: the video could not be written whole ({readable} of {self.frames} frames "
+                          "read back; is the disk full?): not written")
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)

@@ -1,0 +1,80 @@
+"""Files written into a folder the user shares with us (``predict`` and ``export-abaw``
+``--out``): what a run may replace, and what it must never touch.
+
+Such a folder may hold the user's own files: a picture called ``clip.png`` beside
+``clip.avi``, a table edited by hand. Each command records what it wrote there, with the
+SHA-256 of the bytes, in ``.mtaffect-outputs.json``. A later run may replace a file only
+while it is exactly what an earlier run of the same command wrote; any other file of that
+name stops the run before any work, naming it. Two outputs of one name are refused the same
+way, and a killed run's temporary files (``.<name>.tmp``) are removed by the next run that
+writes the same name.
+"""
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import file_sha256, temp_path, write_json
+
+MANIFEST = ".mtaffect-outputs.json"
+
+
+@dataclass
+class OutputFolder:
+    """An output folder and the record of what ``command`` wrote into it."""
+
+    folder: Path
+    command: str
+    entries: dict = field(default_factory=dict)  # relative name -> {"command", "sha256"}
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)
+        manifest = self.folder / MANIFEST
+        if manifest.exists():
+            try:
+                self.entries = dict(json.loads(manifest.read_text())["files"])
+            except (ValueError, KeyError, TypeError, OSError):
+                raise DataError(f"{manifest}: unreadable record of mtaffect's earlier outputs (delete it only if "
+                                "nothing in the folder is yours to keep)") from None
+
+    def name(self, path: Path) -> str:
+        return Path(path).relative_to(self.folder).as_posix()
+
+    def ours(self, path: Path) -> bool:
+        """Whether ``path`` is still exactly what an earlier run of this command wrote."""
+        entry = self.entries.get(self.name(path))
+        return (entry is not None and entry.get("command") == self.command and Path(path).is_file()
+                and entry.get("sha256") == file_sha256(path))
+
+    def own_files(self) -> set[Path]:
+        """The files of the folder this command wrote and nobody changed since."""
+        return {p for p in (self.folder / n for n in self.entries) if p.is_file() and self.ours(p)}
+
+    def claim(self, paths: list[Path]) -> None:
+        """Before any work: refuse an output written twice, and an existing file (or
+        folder) of an output's name that is not ours; remove our stale temporaries."""
+        seen = set()
+        for path in map(Path, paths):
+            if path in seen:
+                raise DataError(f"{path}: two inputs would write this same file (predict or export them apart)")
+            seen.add(path)
+            if path.exists() and not self.ours(path):
+                raise DataError(f"{path}: exists and was not written by an earlier `mtaffect {self.command}`: "
+                                "refusing to replace it (choose another --out, or move the file)")
+            for stale in path.parent.glob(f"{glob.escape(temp_path(path).name)}*"):  # a killed run's
+                stale.unlink()
+
+    def record(self, path: Path) -> None:
+        """Note that this run wrote ``path`` (complete, under its final name)."""
+        self.entries[self.name(path)] = {"command": self.command, "sha256": file_sha256(path)}
+        write_json(self.folder / MANIFEST, {"files": dict(sorted(self.entries.items()))})
+
+
+def check_out_option(out: str) -> Path:
+    """``--out`` as given: an empty string would mean the current folder without saying so."""
+    if not str(out).strip():
+        raise DataError("--out: empty path (name the folder to write into, e.g. --out predictions)")
+    return Path(out)

@@ -1,0 +1,169 @@
+"""The ensemble bundle on new videos and images (``mtaffect predict``): faces found and
+aligned exactly as the extraction does, the members averaged as in the ``ensemble``
+stage, one table row per frame (per face with several faces), streamed to disk.
+
+Columns (README, "Predicting on new videos and images"): ``frame``, ``timestamp``,
+``file``, ``face``, ``track``, ``box_x1`` ... ``box_y2``, ``det_score``, ``p_AU1`` ...
+``p_AU25``, ``AU1`` ... ``AU25`` (0/1), ``p_Neutral`` ... ``p_Surprise``, ``expression``,
+``valence``, ``arousal``, ``unc_AU``, ``unc_EXPR``, ``unc_valence``, ``unc_arousal``.
+A frame without a face is a row with ``face`` false and the rest empty, never a missing row.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from pipeline.extraction.align import align_face
+from pipeline.core.data import centre_view, to_tensor
+from pipeline.inference.ensemble import combine, load_bundle
+from pipeline.core.errors import CheckpointError
+from pipeline.extraction.faces import Detection
+from pipeline.inference.runner import outputs
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_centres
+from pipeline.predict.media import Frame
+
+BOX = ("box_x1", "box_y1", "box_x2", "box_y2")
+SMOOTHED = [f"p_{a}" for a in AU_NAMES] + [f"p_{e}" for e in EXPR_NAMES] + ["valence", "arousal"]
+SCHEMA = pa.schema(
+    [("frame", pa.int64()), ("timestamp", pa.float64()), ("file", pa.string()), ("face", pa.bool_()),
+     ("track", pa.int32()), *[(k, pa.float32()) for k in BOX], ("det_score", pa.float32())]
+    + [(f"p_{a}", pa.float32()) for a in AU_NAMES] + [(a, pa.int8()) for a in AU_NAMES]
+    + [(f"p_{e}", pa.float32()) for e in EXPR_NAMES] + [("expression", pa.string())]
+    + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
+#: what the extraction uses when a bundle does not say (the params.yaml defaults)
+DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9}
+
+
+def alignment_of(bundle: dict) -> tuple[int, float, dict]:
+    """A frame bundle's crop size, template scale and MTCNN settings (those of its extraction)."""
+    alignment = bundle["alignment"]
+    return (int(alignment["size"]), float(alignment["template_scale"]),
+            {**DETECTION_DEFAULTS, **alignment.get("detection", {})})
+
+
+class Ensemble:
+    """A bundle's members on aligned faces: mean probabilities, VA and their spread."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        members, info = load_bundle(path, device)
+        self.device = device
+        self.members = [(model, torch.as_tensor(va_centres(c), dtype=torch.float32, device=device))
+                        for _, model, c in members]
+        self.thresholds = np.asarray(info["au_thresholds"], dtype=np.float32)
+        self.size, self.scale, self.detection = alignment_of(info)
+
+    @torch.no_grad()
+    def __call__(self, faces: np.ndarray) -> dict[str, np.ndarray]:
+        x = centre_view(to_tensor(faces)).to(self.device, memory_format=torch.channels_last)
+        preds = [{k: v.numpy() for k, v in outputs(model, x, c).items()} for model, c in self.members]
+        return combine(preds)
+
+
+@dataclass
+class Found:
+    """One face of a frame (box, MTCNN probability, five points) and its track id."""
+
+    track: int
+    face: Detection
+
+
+def face_rows(frames: list[Frame], faces: list[list[Found]], size: int, scale: float) -> tuple[list[list[dict]], np.ndarray]:
+    """The table rows of each frame (one per face, or one without a face), predictions not
+    yet filled in, and the faces aligned [n_faces, size, size, 3] in the rows' order."""
+    flat = [(i, f) for i, found in enumerate(faces) for f in found]
+    aligned = np.stack([align_face(frames[i].image, f.face.landmarks, size, scale) for i, f in flat]) if flat \
+        else np.zeros((0, size, size, 3), np.uint8)
+    result = [[] for _ in frames]
+    for i, f in flat:
+        result[i].append({"face": True, "track": f.track, "det_score": f.face.prob, **dict(zip(BOX, map(float, f.face.box)))})
+    for frame, rows in zip(frames, result):
+        if not rows:
+            rows.append({"face": False, "track": -1})
+        for row in rows:
+            row.update(frame=frame.number, timestamp=None if np.isnan(frame.time) else frame.time, file=frame.file)
+    return result, aligned
+
+
+def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray) -> dict:
+    """``row`` with the ``k``-th face's predictions (``ensemble.combine``'s output) and decisions.
+    Outputs that are not numbers stop the run: written down, they would read as a confident
+    "Neutral" with every AU off."""
+    if not all(np.isfinite(v[k]).all() for v in preds.values()):
+        raise CheckpointError(f"frame {row['frame']}: the model's outputs are not finite numbers (a damaged bundle, "
+                              "or a face it cannot handle); nothing is reported for this input")
+    row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
+    row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
+    row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
+               unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
+               unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
+    return decide(row, thresholds)
+
+
+def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
+    """The table rows of each frame, with the frame ensemble's predictions."""
+    rows, aligned = face_rows(frames, faces, model.size, model.scale)
+    if len(aligned):
+        preds = model(aligned)
+        for k, row in enumerate(r for frame_rows in rows for r in frame_rows if r["face"]):
+            fill(row, preds, k, model.thresholds)
+    return rows
+
+
+def decide(row: dict, thresholds: np.ndarray) -> dict:
+    """AU decisions (probability >= the bundle's threshold) and the expression's name."""
+    row["face"] = True
+    for a, t in zip(AU_NAMES, thresholds):
+        row[a] = int(row[f"p_{a}"] >= t)
+    row["expression"] = max(EXPR_NAMES, key=lambda e: row[f"p_{e}"])
+    return row
+
+
+class CentredMean:
+    """``--smooth W``: each face's probabilities and VA replaced by their mean over the
+    frames of the same track within W frames centred on it (frames without that face are
+    left out); decisions follow the means. Holds W frames, so memory stays flat."""
+
+    def __init__(self, window: int, thresholds: np.ndarray):
+        self.half, self.thresholds = max(window, 1) // 2, thresholds
+        self.buffer: deque = deque()  # (frame, rows to emit, raw rows) from absolute position start on
+        self.start = self.next = self.count = 0
+
+    def push(self, frame: Frame, rows: list[dict]):
+        """The frames whose window is now complete, in order, as (frame, rows)."""
+        self.buffer.append((frame, rows, [dict(r) for r in rows] if self.half else rows))
+        self.count += 1
+        while self.next + self.half < self.count:
+            yield self._emit()
+
+    def flush(self):
+        while self.next < self.count:
+            yield self._emit()
+
+    def _emit(self):
+        p = self.next - self.start
+        frame, rows, _ = self.buffer[p]
+        if self.half:
+            window = [r for _, _, raw in islice(self.buffer, max(0, p - self.half), p + self.half + 1)
+                      for r in raw if r["face"]]
+            for row in rows:
+                if row["face"]:
+                    same = [r for r in window if r["track"] == row["track"]]
+                    row.update({k: float(np.mean([r[k] for r in same])) for k in SMOOTHED})
+                    decide(row, self.thresholds)
+        self.next += 1
+        while self.start < self.next - self.half:
+            self.buffer.popleft()
+            self.start += 1
+        return frame, rows
+
+
+def batched(iterable, n: int):
+    it = iter(iterable)
+    while block := list(islice(it, n)):
+        yield block

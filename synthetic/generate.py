@@ -1,0 +1,128 @@
+"""Generate the synthetic data set: plan the videos, render them, write the four formats.
+
+``generate(out, config)`` writes::
+
+    out/affwild2/   annotations/{AU,EXPR,VA}_Set/{Training,Validation}_Set/<video>.txt,
+                    videos/<video>.avi, cropped_aligned/<video>/NNNNN.jpg
+    out/disfa/      ActionUnit_Labels/SNxxx/SNxxx_auN.txt, Videos_LeftCamera/LeftVideoSNxxx_comp.avi
+    out/expw/       image/origin/*.jpg, label/label.lst
+    out/afewva/     NN/<clip>/00000.png ..., NN/<clip>/<clip>.json
+    out/ground_truth.parquet   every face's true labels, what the files say, box, landmarks
+    out/synth.json             the parameters and the counts (no time stamps)
+    out/<source>.version.json  each dataset's digest: what extract depends on (pipeline.extraction.dataset_version)
+
+A plan (``planning``: cheap, made from the seed alone) lists one job per video, subject,
+clip or batch of images. Jobs render in worker processes (``runners``); each draws its
+random numbers from its own generator seeded by (seed, source, job number) (its sensor
+noise from a second one), so the files do not depend on the number of workers or on the
+order in which jobs finish. Results come back in plan order and the ground truth streams
+to disk, so memory stays flat at any size.
+
+``config`` is the ``synth`` section of params.yaml (``pipeline.core.config.SynthParams``);
+synth.json records it without the settings that never change the bytes.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+
+from pipeline.core.config import SynthParams
+from pipeline.extraction.dataset_version import SUFFIX, write_version
+from pipeline.core.store import FrameTableWriter
+
+from . import writers
+from .planning import SOURCES, plan, size_spec
+from .runners import run_job
+
+OUTPUTS = (*SOURCES, *(s + SUFFIX for s in SOURCES), "ground_truth.parquet", "synth.json")
+#: Settings that never change the bytes (speed, where things go), left out of synth.json.
+NOT_IN_MANIFEST = ("workers", "out", "contact_sheet")
+
+
+def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dict:
+    """Write the whole data set under ``out`` (replacing what an earlier run wrote there)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:  # only what this generator owns
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    jobs = plan(config)
+    for s in SOURCES:
+        (out / s).mkdir()
+    stats = {s: {"frames": 0, "faces": 0, "bytes": 0, "seconds": 0.0} for s in SOURCES}
+    # Fixed row groups, streamed: memory stays flat; renamed into place only when complete.
+    gt = FrameTableWriter(out / "ground_truth.parquet", schema=writers.GROUND_TRUTH_SCHEMA)
+    expw_lines: list[str] = []
+    total = sum(j.frames or len(j.images) for j in jobs)
+    t0 = time.perf_counter()
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=total, unit="frame", desc=f"synth {config.dataset_size}", disable=not progress, leave=False)
+        for res in _results(jobs, config, out):
+            s = res["source"]
+            gt.add(res["rows"])
+            expw_lines.extend(res.get("expw_lines", []))
+            for k in ("frames", "faces", "bytes"):
+                stats[s][k] += int(res[k])
+            stats[s]["seconds"] += res["seconds"]
+            bar.update(res["frames"])
+        bar.close()
+    except BaseException:
+        gt.abort()
+        raise
+    rows = gt.close()
+    label_dir = out / "expw" / "label"
+    label_dir.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(expw_lines) + "\n"
+    (label_dir / "label.lst").write_text(text)
+    stats["expw"]["bytes"] += len(text)
+    seconds = time.perf_counter() - t0
+    manifest = {
+        "generator": "mtaffect synthetic v3",
+        "config": {k: v for k, v in config.model_dump().items() if k not in NOT_IN_MANIFEST},
+        "size": asdict(size_spec(config.dataset_size)),
+        "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},
+        "ground_truth_rows": rows,
+    }
+    (out / "synth.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    for s in SOURCES:
+        write_version(out / s, progress=progress)
+    stats["ground_truth"] = {"rows": rows, "bytes": (out / "ground_truth.parquet").stat().st_size}
+    return {"seconds": seconds, "sources": stats, "rows": rows}
+
+
+def _worker_init() -> None:
+    cv2.setNumThreads(1)  # one core per worker: the parallelism comes from the processes
+
+
+def _results(jobs, config: SynthParams, out: Path):
+    args = [(j, config, str(out)) for j in jobs]
+    workers = max(1, int(config.workers))
+    if workers == 1 or len(jobs) == 1:
+        # Render here as a worker would, with one OpenCV thread: the images are small, and
+        # OpenCV's threads cost more CPU than they save on them. The caller's setting is
+        # restored afterwards.
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            for a in args:
+                yield run_job(a)
+        finally:
+            cv2.setNumThreads(threads)
+        return
+    # A fork server, not plain fork: forking a process whose torch/OpenMP threads already
+    # ran deadlocks the children (seen in the test suite). The server imports the heavy
+    # modules once and forks the workers from that clean state. Results keep plan order.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["synthetic.runners"])
+    with ctx.Pool(workers, initializer=_worker_init) as pool:
+        yield from pool.imap(run_job, args, chunksize=1)
