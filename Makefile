@@ -34,7 +34,7 @@ bench: $(STAMP)  ## every benchmarks/bench_*.py: one table, benchmarks/results.j
 	$(PY) benchmarks/run.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pipeline stages tests benchmarks templates
+	$(VENV)/bin/ruff check pipeline synthetic stages tests benchmarks templates
 
 # The newest versions setup.cfg's ranges allow, for every platform and Python >= 3.11,
 # with the hashes of their files (uv; the command is also in the lock's header).

@@ -32,7 +32,7 @@ def fabricate(faces_dir: Path, n: int) -> None:
     import numpy as np
 
     from pipeline.core.labels import AU_NAMES
-    from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, uid
+    from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
 
     rng = np.random.default_rng(0)
     plan = {"affwild2": 0.55, "disfa": 0.18, "expw": 0.17, "afewva": 0.10}

@@ -28,11 +28,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from conftest import write_fake_extraction  # noqa: E402
 from pipeline.build.indexes import build  # noqa: E402
 from pipeline.core.config import BuildParams, StudentParams  # noqa: E402
-from pipeline.core.data import FrameIndex, StepDataset  # noqa: E402
+from pipeline.core.index import FrameIndex  # noqa: E402
+from pipeline.training.data import StepDataset  # noqa: E402
 from pipeline.core.labels import TASKS  # noqa: E402
 from pipeline.training.models import MultitaskNet, save_checkpoint  # noqa: E402
 from pipeline.training.softlabels import Frames, SoftLabels, dump, teacher_logits, views_batch  # noqa: E402
-from pipeline.core.store import FaceReader  # noqa: E402
+from pipeline.core.shards import FaceReader  # noqa: E402
 from pipeline.training.train import setup, train_step  # noqa: E402
 from pipeline.training.views import frame_views  # noqa: E402
 

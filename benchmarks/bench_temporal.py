@@ -28,11 +28,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.core.config import RnnParams, load_params  # noqa: E402
-from pipeline.core.data import FrameIndex, centre_view, read_faces, to_tensor  # noqa: E402
+from pipeline.core.images import centre_view, to_tensor  # noqa: E402
+from pipeline.core.index import FrameIndex, read_faces  # noqa: E402
 from pipeline.temporal.features import Features, dump, task_outputs  # noqa: E402
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint  # noqa: E402
 from pipeline.temporal.sequences import SequenceData  # noqa: E402
-from pipeline.core.store import FaceReader  # noqa: E402
+from pipeline.core.shards import FaceReader  # noqa: E402
 from pipeline.training.train import setup, train_step  # noqa: E402
 from stages.features import choose_checkpoint  # noqa: E402
 

@@ -28,7 +28,7 @@ def cli(params_path, faces, out, report, plots, no_balance):
     per-epoch weights), the report, and plots of the distributions before and after.
     """
     from pipeline.build.indexes import build, input_tables
-    from pipeline.core.plots import build_figure, build_plot_data
+    from pipeline.build.figures import build_figure, build_plot_data
     from pipeline.core.provenance import record
 
     p = load(params_path)

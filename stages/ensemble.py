@@ -26,9 +26,10 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     from tqdm import tqdm
 
     from pipeline.extraction.align import template_points
-    from pipeline.core.data import FrameIndex
+    from pipeline.core.index import FrameIndex
     from pipeline.core.device import resolve_device
-    from pipeline.inference.ensemble import combine, save_bundle
+    from pipeline.inference.ensemble import save_bundle
+    from pipeline.inference.outputs import combine
     from pipeline.core.fileio import write_json
     from pipeline.inference.runner import load_models, predict_many
     from pipeline.evaluation.metrics import tune_thresholds

@@ -51,15 +51,15 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     """
     import pyarrow as pa
 
-    from pipeline.core.data import FrameIndex
+    from pipeline.core.index import FrameIndex
     from pipeline.core.device import resolve_device
     from pipeline.evaluation.evaluate import Models, check_same_teacher, evaluate
     from pipeline.core.labels import TASKS
-    from pipeline.core.plots import comparison_plot, evaluation_plots, sequence_length_plot
+    from pipeline.evaluation.figures import comparison_plot, evaluation_plots, sequence_length_plot
     from pipeline.core.provenance import record
     from pipeline.evaluation.scoring import evaluate_predictions
     from pipeline.training.softlabels import SoftLabels
-    from pipeline.core.store import write_parquet
+    from pipeline.core.tables import write_parquet
     from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
     p = load(params_path)

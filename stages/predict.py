@@ -1,7 +1,6 @@
 """``mtaffect predict``: the trained ensemble on new videos, images and folders."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import click
 

@@ -33,7 +33,7 @@ def input_options(command):
 def open_features(p, features_path: str, table: str | None, students_dir: str, cnn_teacher: str):
     """The features file and the frame table, after checking that the features come from
     the checkpoint ``features.checkpoint`` names now."""
-    from pipeline.core.data import FrameIndex
+    from pipeline.core.index import FrameIndex
     from pipeline.temporal.features import Features
     from stages.features import choose_checkpoint
 

@@ -28,7 +28,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.core.device import resolve_device
     from pipeline.inference.ensemble import RNN_BUNDLE_KIND, save_bundle
     from pipeline.core.fileio import write_json
-    from pipeline.inference.runner import score
+    from pipeline.evaluation.scoring import score
     from pipeline.evaluation.metrics import tune_thresholds
     from pipeline.core.provenance import record
     from pipeline.temporal.sequences import Split, ensemble_predict

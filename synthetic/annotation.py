@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.labels import AU_NAMES, AU_NUMBERS, DISFA_INTENSITY_THRESHOLD, TASKS
-from pipeline.core.store import LANDMARK_COLUMNS, uid
+from pipeline.core.tables import LANDMARK_COLUMNS, uid
 
 from . import writers
 from .episodes import N_EXPR, Track, smooth_noise

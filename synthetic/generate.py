@@ -34,7 +34,7 @@ import cv2
 
 from pipeline.core.config import SynthParams
 from pipeline.extraction.dataset_version import SUFFIX, write_version
-from pipeline.core.store import FrameTableWriter
+from pipeline.core.tables import FrameTableWriter
 
 from . import writers
 from .planning import SOURCES, plan, size_spec

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.core.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
-from pipeline.core.store import LANDMARK_COLUMNS
+from pipeline.core.tables import LANDMARK_COLUMNS
 
 from .geometry import DRAWN_AUS
 

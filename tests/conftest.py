@@ -103,7 +103,8 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
     import numpy as np
 
     from pipeline.core.labels import AU_NAMES
-    from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
+    from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
+    from pipeline.core.shards import ShardWriter
 
     rng = np.random.default_rng(seed)
     sizes = sizes or {"affwild2": 160, "affwild2_val": 60, "disfa": 60, "expw": 60, "afewva": 60}

@@ -7,7 +7,9 @@ import sys
 
 import torch
 
-from pipeline.core.data import FrameIndex, StepDataset
+from pipeline.core.index import FrameIndex
+
+from pipeline.training.data import StepDataset
 from pipeline.training.distributed import convert_batchnorm, gather_batches
 from pipeline.core.labels import TASKS
 from pipeline.training.losses import teacher_loss

@@ -12,7 +12,7 @@ from pipeline.build.indexes import INDEX_COLUMNS, INDEX_SCHEMA, build
 from pipeline.core.config import BuildParams
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_to_bin
 from pipeline.core.errors import DataError
-from pipeline.core.store import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
+from pipeline.core.tables import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,

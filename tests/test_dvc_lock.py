@@ -125,7 +125,8 @@ def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
         assert "a DVC command is running in this project" in proc.stderr
     finally:
         held.close()
-    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  s0:\n    cmd: echo\n    outs:\n    - path: o\n      hash: md5\n      md")
+    torn = "schema: '2.0'\nstages:\n  s0:\n    cmd: echo\n    outs:\n    - path: o\n      hash: md5\n      md"
+    (tmp_path / "dvc.lock").write_text(torn)
     (tmp_path / ".dvc" / "tmp" / "rwlock").write_text('{"read": {')
     done = repair(tmp_path)
     assert len(done) == 2 and not (tmp_path / "dvc.lock").exists() and not (tmp_path / ".dvc/tmp/rwlock").exists()

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.inference.ensemble import BUNDLE_FORMAT, combine, load_bundle, save_bundle
+from pipeline.inference.ensemble import BUNDLE_FORMAT, load_bundle, save_bundle
+
+from pipeline.inference.outputs import combine
 from pipeline.core.errors import CheckpointError
 from pipeline.training.models import MultitaskNet, save_checkpoint
 
@@ -67,7 +69,7 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
     from click.testing import CliRunner
 
     from conftest import set_profile
-    from pipeline.core.data import FrameIndex
+    from pipeline.core.index import FrameIndex
     from pipeline.core.config import TrainParams
     from pipeline.inference.runner import predict
     from pipeline.core.labels import AU_NAMES

@@ -13,7 +13,7 @@ from pipeline.extraction.extract import extract
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES
 from synthetic.generate import generate
-from pipeline.core.store import read_frames
+from pipeline.core.tables import read_frames
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.core.data import FrameIndex, eval_batches
+from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError, ParamsError
 from pipeline.temporal.features import Features, dump
 from pipeline.core.labels import TASKS

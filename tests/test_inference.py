@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.inference.runner import predict, predict_many
 from pipeline.training.models import MultitaskNet
 

@@ -12,8 +12,9 @@ import torch
 from click.testing import CliRunner
 from skimage import data as skimage_data
 
-from pipeline.core.data import FrameIndex
-from pipeline.inference.ensemble import RNN_BUNDLE_KIND, combine, load_bundle, save_bundle
+from pipeline.core.index import FrameIndex
+from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle, save_bundle
+from pipeline.inference.outputs import combine
 from pipeline.temporal.features import Features, dump
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import predict_many

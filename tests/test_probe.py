@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.evaluation import metrics
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.core.labels import TASKS
 from pipeline.evaluation.probe import PIXELS, PixelProbe, pixel_features
 

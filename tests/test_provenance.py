@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from pipeline.core.info import code_version, read
 from pipeline.core.provenance import blob_id, code_files, record
-from pipeline.core.store import write_parquet
+from pipeline.core.tables import write_parquet
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null"}

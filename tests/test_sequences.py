@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from pipeline.core.config import RnnParams, RnnStudentParams
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import FORMAT_VERSION, Features
 from pipeline.core.labels import N_LOGITS
 from pipeline.evaluation.scoring import evaluate_predictions
 from pipeline.temporal.sequences import SequenceData, Split, check_cache, dump_soft_labels, predict, window_batch
 from pipeline.training.softlabels import SoftLabels
-from pipeline.core.store import seal_h5
+from pipeline.core.shards import seal_h5
 from pipeline.temporal.model import TemporalNet, load_temporal
 from pipeline.training.train import Outputs, train
 
@@ -116,12 +116,12 @@ def test_prediction_fuses_overlapping_windows(tmp_path):
 
 
 def test_training_reads_features_only_and_learns(tmp_path, monkeypatch):
-    import pipeline.core.store
+    import pipeline.core.shards
 
     def refuse(*args, **kwargs):
         raise AssertionError("a face shard was opened")
 
-    monkeypatch.setattr(pipeline.core.store.FaceReader, "read", refuse)
+    monkeypatch.setattr(pipeline.core.shards.FaceReader, "read", refuse)
     monkeypatch.setattr(h5py, "File", _only_features(h5py.File, tmp_path / "f.h5"))
     features = write_features(tmp_path / "f.h5")
     table = frame_table(features)

@@ -3,7 +3,7 @@ any order, and the window chosen by the validation total."""
 import numpy as np
 import pandas as pd
 
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.evaluation.smoothing import best_window, centred_mean, smooth
 
 

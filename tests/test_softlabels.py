@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.config import StudentParams, TrainParams
-from pipeline.core.data import FrameIndex, draw_augmentation, to_tensor
+from pipeline.core.images import draw_augmentation, to_tensor
+from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError
 from pipeline.core.labels import TASKS
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.softlabels import SoftLabels, dump, write_cache
-from pipeline.core.store import FaceReader
+from pipeline.core.shards import FaceReader
 from pipeline.training.train import Outputs, train
 from pipeline.training.views import view_geometry
 

@@ -490,7 +490,7 @@ def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
 
     from pipeline.core.config import SynthParams
     from synthetic.generate import generate
-    from pipeline.core.store import PARQUET_OPTIONS
+    from pipeline.core.tables import PARQUET_OPTIONS
 
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 100)
     report = generate(tmp_path, SynthParams(dataset_size="tiny", seed=0, workers=1), progress=False)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from reference import sklearn_expr
 
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.softlabels import SoftLabels, dump
-from pipeline.core.store import write_parquet
+from pipeline.core.tables import write_parquet
 from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
 

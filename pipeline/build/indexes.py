@@ -40,7 +40,7 @@ from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA
 from pipeline.build.selection import (
     LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths, qualified, scan_splits, selections,
 )
-from pipeline.core.store import FrameTableWriter
+from pipeline.core.tables import FrameTableWriter
 
 log = logging.getLogger("mtaffect.build")
 

@@ -46,6 +46,11 @@ def split_logits(logits) -> dict:
     return {task: logits[..., s] for task, s in LOGIT_SLICES.items()}
 
 
+def va_dims(logits):
+    """[B, 40] VA logits (a tensor or an array) as [B, 2, 20]: valence bins, then arousal bins."""
+    return logits.reshape(logits.shape[0], 2, VA_BINS)
+
+
 def va_centres(kind: str = "centres") -> np.ndarray:
     """Bin values used for the VA expectation: ``centres`` (default) or ``reference``."""
     if kind == "centres":

@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from pipeline.core.data import FrameIndex
-from pipeline.inference.ensemble import combine, load_bundle
+from pipeline.core.index import FrameIndex
+from pipeline.inference.ensemble import load_bundle
+from pipeline.inference.outputs import combine
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256

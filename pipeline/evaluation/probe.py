@@ -16,9 +16,11 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression, Ridge
 
-from pipeline.core.data import IMAGE_SIZE, RESIZE, FrameIndex
+from pipeline.core.images import IMAGE_SIZE, RESIZE
+
+from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES
-from pipeline.core.store import FaceReader
+from pipeline.core.shards import FaceReader
 
 PIXELS = 32
 COMPONENTS = 150

@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, VA_NAMES
+from pipeline.core.index import FrameIndex
 from pipeline.evaluation.metrics import (
-    abaw_total, au_counts, au_scores, expr_confusion, expr_scores, va_metrics, va_scores_from_sums, va_sums,
+    abaw_total, au_counts, au_metrics, au_scores, expr_confusion, expr_metrics, expr_scores, va_metrics,
+    va_scores_from_sums, va_sums,
 )
 
 #: Prediction columns of the validation table (truth columns are the frame table's).
@@ -169,4 +171,14 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
         result[m][f"vs_{other}"] = {
             "difference": _difference(own, flat[other]),
             "intervals": {k.removeprefix(prefix): v for k, v in intervals.items() if k.startswith(prefix)}}
+    return result
+
+
+def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=0.5) -> dict:
+    """ABAW metrics of ``preds`` against the index's labels; a task without labels is None."""
+    au = au_metrics(index.au, preds["AU"], au_thresholds)
+    expr = expr_metrics(index.expr, preds["EXPR"])
+    va = va_metrics(index.va, preds["VA"])
+    result = {"AU": au, "EXPR": expr, "VA": va}
+    result["total"] = abaw_total(result)
     return result

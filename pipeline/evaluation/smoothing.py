@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.core.data import FrameIndex
-from pipeline.inference.runner import score
+from pipeline.core.index import FrameIndex
+from pipeline.evaluation.scoring import score
 from pipeline.temporal.windows import runs
 
 WINDOWS = (1, 3, 5, 9, 15, 25, 45)

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import torch
 
 from pipeline.evaluation import metrics
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS, split_logits, va_centres
-from pipeline.training.losses import va_expectation
+from pipeline.inference.outputs import va_expectation
 from pipeline.training.softlabels import SoftLabels
 
 TRUTH_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]

@@ -31,7 +31,8 @@ from pipeline.core.fileio import check_output_folder, replacing_folder, write_js
 from pipeline.core.labels import AU_NAMES
 from pipeline.extraction.sources import affwild2, afewva, disfa, expw, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
-from pipeline.core.store import LANDMARK_COLUMNS, FrameTableWriter, ShardWriter, uid
+from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
+from pipeline.core.shards import ShardWriter
 
 log = logging.getLogger("mtaffect.extract")
 

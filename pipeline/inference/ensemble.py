@@ -34,22 +34,6 @@ RNN_BUNDLE_KIND = "mtaffect-rnn-ensemble"
 _LOADERS = {BUNDLE_KIND: load_checkpoint, RNN_BUNDLE_KIND: load_temporal}
 
 
-def combine(member_predictions: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The ensemble's predictions from its members' (each as ``inference.predict`` gives):
-    mean AU and EXPR probabilities and mean VA, plus the spread across members,
-    ``uncertainty_AU`` / ``_EXPR`` (the members' standard deviation of each probability,
-    averaged over AUs or classes) and ``uncertainty_VA`` [n, 2]."""
-    if not member_predictions:
-        raise ValueError("an ensemble needs at least one member")
-    out = {}
-    for task in ("AU", "EXPR", "VA"):
-        stack = np.stack([p[task] for p in member_predictions]).astype(np.float64)
-        out[task] = stack.mean(axis=0).astype(np.float32)
-        spread = stack.std(axis=0)
-        out[f"uncertainty_{task}"] = (spread if task == "VA" else spread.mean(axis=1)).astype(np.float32)
-    return out
-
-
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
                 alignment: dict | None, provenance: list | None = None, kind: str = BUNDLE_KIND,
                 extra: dict | None = None) -> dict:

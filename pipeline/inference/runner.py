@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.evaluation import metrics
-from pipeline.core.data import FrameIndex, eval_batches
+from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.labels import va_centres
-from pipeline.training.losses import va_expectation
+from pipeline.inference.outputs import outputs
 from pipeline.training.models import load_checkpoint
 
 
@@ -36,15 +35,6 @@ def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameInd
             for name, p in parts.items()}
 
 
-def outputs(model: torch.nn.Module, x: torch.Tensor, centres: torch.Tensor) -> dict[str, torch.Tensor]:
-    """One batch of evaluation views through ``model`` (in eval mode): AU sigmoids, EXPR
-    softmax, VA expectations over the bin values ``centres``, and the 55 raw logits (CPU)."""
-    out = model(x)
-    return {"AU": torch.sigmoid(out["AU"]).cpu(), "EXPR": torch.softmax(out["EXPR"], dim=1).cpu(),
-            "VA": va_expectation(out["VA"], centres).cpu(),
-            "logits": torch.cat([out["AU"], out["EXPR"], out["VA"]], dim=1).cpu()}
-
-
 def load_models(paths: dict[str, str], device: torch.device) -> dict[str, tuple[torch.nn.Module, str]]:
     """``{name: (model, va_centres)}`` of the checkpoints ``{name: path}``, as
     :func:`predict_many` takes them."""
@@ -60,13 +50,3 @@ def predict(model: torch.nn.Module, index: FrameIndex, device: torch.device, bat
     """Probabilities and VA expectations for every frame of ``index``, in index order:
     ``{"AU": [n,8] sigmoid, "EXPR": [n,7] softmax, "VA": [n,2], "logits": [n,55]}``."""
     return predict_many({"model": (model, centres)}, index, device, batch, progress)["model"]
-
-
-def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=0.5) -> dict:
-    """ABAW metrics of ``preds`` against the index's labels; a task without labels is None."""
-    au = metrics.au_metrics(index.au, preds["AU"], au_thresholds)
-    expr = metrics.expr_metrics(index.expr, preds["EXPR"])
-    va = metrics.va_metrics(index.va, preds["VA"])
-    result = {"AU": au, "EXPR": expr, "VA": va}
-    result["total"] = metrics.abaw_total(result)
-    return result

@@ -20,11 +20,12 @@ import pyarrow as pa
 import torch
 
 from pipeline.extraction.align import align_face
-from pipeline.core.data import centre_view, to_tensor
-from pipeline.inference.ensemble import combine, load_bundle
+from pipeline.core.images import centre_view, to_tensor
+from pipeline.inference.ensemble import load_bundle
+from pipeline.inference.outputs import combine
 from pipeline.core.errors import CheckpointError
 from pipeline.extraction.faces import Detection
-from pipeline.inference.runner import outputs
+from pipeline.inference.outputs import outputs
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_centres
 from pipeline.predict.media import Frame
 

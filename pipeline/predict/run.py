@@ -19,7 +19,7 @@ from pipeline.predict.media import Input, OverlayWriter, VideoFrames, image_fram
 from pipeline.predict.outputs import OutputFolder
 from pipeline.predict.rows import SCHEMA, CentredMean, Ensemble, Found, batched, face_rows, rows_for
 from pipeline.predict.temporal import TemporalModel, TemporalStream
-from pipeline.core.store import PARQUET_OPTIONS
+from pipeline.core.tables import PARQUET_OPTIONS
 from pipeline.extraction.tracking import FaceTracker, TrackIds
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.core.data import centre_view, to_tensor
+from pipeline.core.images import centre_view, to_tensor
 from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import task_outputs

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.core.data import FrameIndex, eval_batches
+from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, file_sha256
 from pipeline.core.labels import TASKS
-from pipeline.core.store import MappedDatasets, read_stage_h5, seal_h5
+from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
 
 FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
 FEATURE_DIM = 128

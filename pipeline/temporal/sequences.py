@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.core.data import FrameIndex
+from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
-from pipeline.inference.runner import outputs, score
+from pipeline.evaluation.scoring import score
+from pipeline.inference.outputs import outputs
 from pipeline.core.labels import TASKS, va_centres
 from pipeline.training.softlabels import FORMAT_VERSION, to_float16, write_cache
 from pipeline.temporal.model import TemporalNet
@@ -201,7 +202,7 @@ def check_cache(cache, features: Features, length: int) -> None:
 def ensemble_predict(members, features: Features, split: Split, device, batch: int = 128) -> dict:
     """The ensemble of temporal ``members`` ``(name, model, va_centres)`` on the frames of
     ``split`` (evaluation windows): each member through them, combined by ``ensemble.combine``."""
-    from pipeline.inference.ensemble import combine
+    from pipeline.inference.outputs import combine
 
     return combine([predict(model, features, split, device, batch, centres) for _, model, centres in members])
 

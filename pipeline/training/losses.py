@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN, TASKS, VA_BIN_CENTRES, VA_BINS, va_to_bin
+from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN, TASKS, va_dims, va_to_bin
+from pipeline.inference.outputs import va_expectation
 from pipeline.evaluation.metrics import ccc_from_moments
 
 #: Distillation temperature of the paper (grid-searched there).
@@ -93,29 +93,6 @@ def expr_ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[known], labels[known].long())
 
 
-def _centres_tensor(centres, like: torch.Tensor) -> torch.Tensor:
-    """The 20 VA bin values as a tensor on ``like``'s device and dtype (default: true centres)."""
-    values = VA_BIN_CENTRES if centres is None else centres
-    if isinstance(values, torch.Tensor):
-        return values.to(device=like.device, dtype=like.dtype)
-    return torch.as_tensor(np.asarray(values), dtype=like.dtype, device=like.device)
-
-
-def _va_dims(logits: torch.Tensor) -> torch.Tensor:
-    """[B, 40] VA logits as [B, 2, 20]: valence bins, then arousal bins."""
-    return logits.reshape(logits.shape[0], 2, VA_BINS)
-
-
-def va_expectation(logits: torch.Tensor, centres=None) -> torch.Tensor:
-    """Eq. 7: predicted [valence, arousal] = sum(softmax(bin logits) * centres), shape [B, 2].
-
-    ``centres`` defaults to the true bin centres (labels.VA_BIN_CENTRES); pass
-    ``labels.va_centres("reference")`` for the authors' linspace(-1, 1, 20).
-    """
-    probs = torch.softmax(_va_dims(logits), dim=-1)
-    return probs @ _centres_tensor(centres, logits)
-
-
 CCC_WEIGHTINGS = ("authors", "paper")
 
 
@@ -131,7 +108,7 @@ def va_loss_terms(logits: torch.Tensor, labels: torch.Tensor, centres=None,
     if ccc_weighting not in CCC_WEIGHTINGS:
         raise ValueError(f"unknown ccc_weighting {ccc_weighting!r}: use one of {CCC_WEIGHTINGS}")
     bins = torch.as_tensor(va_to_bin(labels.detach().cpu().numpy()), device=logits.device)
-    dims = _va_dims(logits)
+    dims = va_dims(logits)
     expectation = va_expectation(logits, centres)
     terms: dict[str, torch.Tensor] = {}
     for d, name in enumerate(("valence", "arousal")):
@@ -202,7 +179,7 @@ def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, task: str,
     if task == "EXPR":
         return _soft_cross_entropy(student, teacher, T).mean()
     if task == "VA":
-        return _soft_cross_entropy(_va_dims(student), _va_dims(teacher), T).sum(dim=1).mean()
+        return _soft_cross_entropy(va_dims(student), va_dims(teacher), T).sum(dim=1).mean()
     raise ValueError(f"unknown task {task!r}: expected one of {TASKS}")
 
 

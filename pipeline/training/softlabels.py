@@ -28,11 +28,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from pipeline.core.data import FrameIndex, crop_views, resize, to_tensor
+from pipeline.core.images import crop_views, resize, to_tensor
+
+from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, file_sha256, temp_path
 from pipeline.core.labels import N_LOGITS, TASKS
-from pipeline.core.store import FaceReader, MappedDatasets, read_stage_h5, seal_h5
+from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
 from pipeline.training.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
@@ -220,7 +222,7 @@ class SoftLabels:
 
 
 class Targets:
-    """What a student's batches take from the cache (``pipeline.core.data.StepDataset``).
+    """What a student's batches take from the cache (``pipeline.training.data.StepDataset``).
 
     In ``views`` mode each image is one of its frame's cached views, drawn uniformly, and
     its target is the teacher's logits on that view. In ``centre`` mode the student

@@ -40,14 +40,13 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.core.config import TrainParams
-from pipeline.core.data import FrameIndex, StepDataset
 from pipeline.core.device import distributed, resolve_device
+from pipeline.training.data import ImageData
 from pipeline.training.distributed import convert_batchnorm, gather_batches
-from pipeline.core.fileio import atomic_write, file_sha256, write_torch
-from pipeline.inference.runner import predict, score
+from pipeline.core.fileio import atomic_write, write_torch
 from pipeline.core.labels import TASKS, split_logits, va_centres
 from pipeline.training.losses import student_loss, teacher_loss
-from pipeline.training.models import MultitaskNet, load_pretrained_backbone, save_checkpoint
+from pipeline.training.models import MultitaskNet, save_checkpoint
 from pipeline.training.optim import make_optimizer, make_scheduler
 from pipeline.training.sampling import TaskBatchSampler
 
@@ -129,43 +128,6 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss: object  # (outputs per task batch, labels per task batch) -> (total, parts per task)
     inputs: dict  # what the data came from (hashes): a resume file must match them
-
-
-class ImageData:
-    """The CNN's training data: the build stage's indexes in ``index_dir``, faces read from
-    the shards; with ``soft_labels`` (a ``softlabels.SoftLabels`` cache) a student's."""
-
-    def __init__(self, params: TrainParams, index_dir: str | Path, soft_labels=None):
-        index_dir = Path(index_dir)
-        self.indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
-        self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
-        self.weights = {t: self.indexes[t].weight for t in TASKS}
-        self.targets = None if soft_labels is None else soft_labels.targets(self.indexes)
-        self.inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
-        if soft_labels is not None:
-            self.inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
-
-    @staticmethod
-    def make_model(params: TrainParams) -> MultitaskNet:
-        model = MultitaskNet(params.backbone, params.bn_momentum)
-        if params.pretrained:
-            load_pretrained_backbone(model, params.pretrained)
-        return model.to(memory_format=_layout(params))
-
-    def steps(self, sampler: TaskBatchSampler, epoch: int, start_step: int, params: TrainParams) -> StepDataset:
-        return StepDataset(self.indexes, sampler, epoch, start_step, params.seed, params.augment, self.targets)
-
-    @staticmethod
-    def to_device(x: torch.Tensor, device: torch.device, params: TrainParams) -> torch.Tensor:
-        return x.to(device, memory_format=_layout(params), non_blocking=True)
-
-    def validate(self, model: MultitaskNet, device: torch.device, params: TrainParams) -> dict:
-        """ABAW scores on the validation index (AU threshold 0.5)."""
-        return score(self.val, predict(model, self.val, device, params.eval_batch, params.va_centres))
-
-
-def _layout(params) -> torch.memory_format:
-    return torch.channels_last if params.channels_last else torch.contiguous_format
 
 
 def setup(params: TrainParams, data, name: str, soft_labels=None) -> Run:

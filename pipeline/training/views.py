@@ -19,7 +19,7 @@ import hashlib
 
 import numpy as np
 
-from pipeline.core.data import IMAGE_SIZE, RESIZE
+from pipeline.core.images import IMAGE_SIZE, RESIZE
 
 POSITIONS = RESIZE - IMAGE_SIZE + 1  # crop offsets 0..22 in each direction
 CENTRE = (RESIZE - IMAGE_SIZE) // 2

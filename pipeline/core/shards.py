@@ -1,9 +1,8 @@
-"""Face shards (HDF5) and frame tables (Parquet): writing them reproducibly, reading them fast.
+"""Face shards and the stages' other HDF5 files: written reproducibly, read fast, checked.
 
-Both are written under a temporary name and renamed when complete (``pipeline.core.fileio``).
-Both are byte-identical for identical content: HDF5 datasets with ``track_times=False``
-and fixed attributes, Parquet with a fixed schema, compression and row-group size
-(docs/architecture.md, "Data contracts").
+Written under a temporary name and renamed when complete (``pipeline.core.fileio``), and
+byte-identical for identical content: datasets with ``track_times=False``, fixed
+attributes, written in a fixed order (docs/architecture.md, "Data contracts").
 """
 from __future__ import annotations
 
@@ -16,128 +15,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.core.errors import CheckpointError
-from pipeline.core.fileio import atomic_write, temp_path
-from pipeline.core.labels import AU_NAMES
+from pipeline.core.fileio import temp_path
 
 FACES_DATASET = "faces"
 SHARD_PATTERN = "shard-{:05d}.h5"
-
-# --- the frame table ----------------------------------------------------------------
-
-LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
-
-#: One row per face. Unknown labels: -1 (AU, expr) and NaN (valence, arousal).
-FRAME_SCHEMA = pa.schema(
-    [
-        ("uid", pa.string()),
-        ("source", pa.string()),
-        ("video", pa.string()),
-        ("subject", pa.string()),
-        ("frame", pa.int32()),
-        ("timestamp", pa.float64()),  # the decoder's time of a video frame, seconds (NaN: not a video)
-        ("split", pa.string()),
-        *[(au, pa.int8()) for au in AU_NAMES],
-        ("expr", pa.int8()),
-        ("valence", pa.float32()),
-        ("arousal", pa.float32()),
-        ("shard", pa.string()),
-        ("row", pa.int32()),
-        ("det_score", pa.float32()),
-        *[(c, pa.float32()) for c in LANDMARK_COLUMNS],
-    ]
-)
-
-#: Fixed writer options: the bytes of a table depend on its content only. Row groups of
-#: 8,192 rows keep what a streaming writer or reader holds to a few MB.
-PARQUET_OPTIONS = dict(
-    compression="zstd", compression_level=3, row_group_size=8192, use_dictionary=True,
-    write_statistics=True, data_page_version="2.0", version="2.6",
-)
-
-
-def uid(source: str, video: str, frame: int) -> str:
-    """The stable frame identifier ``source/video/frame`` (frame 0-based)."""
-    return f"{source}/{video}/{int(frame)}"
-
-
-def write_parquet(table: pa.Table, path: str | Path, provenance: list | None = None) -> None:
-    """Write ``table`` to ``path`` atomically with the project's fixed options, and
-    ``provenance`` (``pipeline.core.provenance`` records) in its schema metadata."""
-    # Drop pandas/arrow metadata that could differ between runs or library versions.
-    meta = {b"mtaffect.provenance": json.dumps(provenance, sort_keys=True).encode()} if provenance else None
-    table = table.replace_schema_metadata(meta)
-    with atomic_write(path) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
-
-
-def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
-    """A frame table from column arrays, cast to :data:`FRAME_SCHEMA` (checks the columns)."""
-    missing = [f.name for f in FRAME_SCHEMA if f.name not in columns]
-    if missing:
-        raise ValueError(f"frame table lacks columns {missing}")
-    arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in FRAME_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
-
-
-class FrameTableWriter:
-    """Streams rows to Parquet in row groups of a fixed size: frame-table rows by default,
-    or rows of ``schema`` (the build's indexes).
-
-    Memory holds at most one row group; the row-group boundaries depend only on the row
-    count, so the same rows give the same bytes. Written to a temp name, renamed on close.
-    """
-
-    def __init__(self, path: str | Path, schema: pa.Schema = FRAME_SCHEMA):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temp_path(self.path)
-        self.schema = schema
-        self.rows = PARQUET_OPTIONS["row_group_size"]
-        options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
-        self.writer = pq.ParquetWriter(self.tmp, schema, **options)
-        self.buffer: list[pa.Table] = []
-        self.buffered = 0
-        self.count = 0
-
-    def add(self, columns: dict) -> None:
-        table = frame_table(columns) if self.schema is FRAME_SCHEMA else pa.table(columns, schema=self.schema)
-        self.buffer.append(table)
-        self.buffered += table.num_rows
-        self.count += table.num_rows
-        while self.buffered >= self.rows:
-            self._flush(self.rows)
-
-    def _flush(self, n: int) -> None:
-        # Copy only the row group being written into one contiguous chunk (same bytes
-        # whatever the sizes of the added pieces); the rest stays a view of the pieces
-        # it came from, so no full-size merged copy outlives the write.
-        buffered = pa.concat_tables(self.buffer)
-        self.writer.write_table(buffered.slice(0, n).combine_chunks(), row_group_size=n)
-        rest = buffered.slice(n)
-        self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
-
-    def close(self) -> int:
-        if self.buffered:
-            self._flush(self.buffered)
-        self.writer.close()
-        os.replace(self.tmp, self.path)
-        return self.count
-
-    def abort(self) -> None:
-        self.writer.close()
-        self.tmp.unlink(missing_ok=True)
-
-
-def read_frames(path: str | Path, columns: list[str] | None = None):
-    """A frame table as a pandas DataFrame."""
-    return pq.read_table(path, columns=columns).to_pandas()
-
-
-# --- face shards --------------------------------------------------------------------
 
 
 @dataclass

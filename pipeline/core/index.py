@@ -1,0 +1,84 @@
+"""The build's indexes (and extraction's frame tables) as arrays, and their faces read in
+evaluation batches."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.core.images import IMAGE_SIZE, centre_view, to_tensor
+from pipeline.core.labels import AU_NAMES
+from pipeline.core.shards import FaceReader
+
+
+@dataclass
+class FrameIndex:
+    """An index file (``train_<task>.parquet`` or ``val.parquet``) as arrays."""
+
+    uid: np.ndarray
+    video: np.ndarray
+    frame: np.ndarray
+    shard: np.ndarray
+    row: np.ndarray
+    au: np.ndarray  # int8 [n, 8]
+    expr: np.ndarray  # int8 [n]
+    va: np.ndarray  # float32 [n, 2]
+    weight: np.ndarray
+
+    @classmethod
+    def read(cls, path: str | Path) -> "FrameIndex":
+        """An index file; its shard paths, stored relative to its folder, are resolved. An
+        extraction's frame table (``frames.parquet``, no ``weight`` column) reads with weight 1."""
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: index missing (run the build stage)")
+        df = pd.read_parquet(path)
+        folder = Path(path).parent
+        shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
+        return cls(
+            uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
+            shard=shard.to_numpy(dtype=object), row=df["row"].to_numpy(),
+            au=df[list(AU_NAMES)].to_numpy(np.int8), expr=df["expr"].to_numpy(np.int8),
+            va=df[["valence", "arousal"]].to_numpy(np.float32),
+            weight=df["weight"].to_numpy(np.float64) if "weight" in df else np.ones(len(df)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.uid)
+
+    def first_videos(self, n: int | None) -> "FrameIndex":
+        """The rows of the first ``n`` videos in sorted order (all rows for None)."""
+        if n is None:
+            return self
+        return self.subset(np.isin(self.video, sorted(set(self.video))[:n]))
+
+    def subset(self, positions: np.ndarray) -> "FrameIndex":
+        """The rows at ``positions`` (or where a boolean mask is true)."""
+        return FrameIndex(**{f: getattr(self, f)[positions] for f in self.__dataclass_fields__})
+
+    def labels(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
+        return {"AU": torch.from_numpy(self.au[positions].astype(np.int64)),
+                "EXPR": torch.from_numpy(self.expr[positions].astype(np.int64)),
+                "VA": torch.from_numpy(self.va[positions])}
+
+
+def read_faces(reader: FaceReader, index: FrameIndex, positions: np.ndarray) -> np.ndarray:
+    """uint8 [k, 112, 112, 3] faces of the given index positions (one chunk read each)."""
+    out = np.empty((len(positions), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    for i, p in enumerate(positions):
+        out[i] = reader.read(index.shard[p], index.row[p])
+    return out
+
+
+def eval_batches(index: FrameIndex, batch: int, flip: bool = False):
+    """Evaluation batches over a whole index in order: (images, positions)."""
+    reader = FaceReader()
+    try:
+        for start in range(0, len(index), batch):
+            positions = np.arange(start, min(start + batch, len(index)))
+            yield centre_view(to_tensor(read_faces(reader, index, positions)), flip), positions
+    finally:
+        reader.close()
