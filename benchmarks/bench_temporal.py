@@ -35,7 +35,7 @@ from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpo
 from pipeline.temporal.sequences import SequenceData  # noqa: E402
 from pipeline.core.shards import FaceReader  # noqa: E402
 from pipeline.training.train import setup, train_step  # noqa: E402
-from stages.features import choose_checkpoint  # noqa: E402
+from pipeline.temporal.features import choose_checkpoint  # noqa: E402
 
 LENGTH, WINDOWS, STEPS, BATCH = 32, 16, 4, 128
 

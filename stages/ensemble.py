@@ -27,6 +27,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
 
     from pipeline.extraction.align import template_points
     from pipeline.core.index import FrameIndex
+    from pipeline.core.labels import AU_THRESHOLD
     from pipeline.core.device import resolve_device
     from pipeline.inference.ensemble import save_bundle
     from pipeline.inference.outputs import combine
@@ -42,7 +43,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
                                     f"(run `dvc repro train_student@{name}`)")
-    thresholds, mode = 0.5, "fixed 0.5"
+    thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
     if e.au_thresholds == "tuned":
         device = resolve_device(e.device)
         val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import click
 
+from pipeline.core.labels import TASKS
 from stages.common import friendly_errors
 
 
 @click.command("export-abaw")
 @click.argument("tables", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for AU_Set/, EXPR_Set/, VA_Set/.")
-@click.option("--task", "tasks", multiple=True, type=click.Choice(["AU", "EXPR", "VA"]),
+@click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS),
               help="Only these tasks (repeatable; default: all three).")
 @friendly_errors
 def cli(tables, out, tasks):
@@ -26,7 +27,7 @@ def cli(tables, out, tasks):
     from pipeline.predict.outputs import OutputFolder, check_out_option
 
     out_dir = check_out_option(out)
-    tasks = tasks or ("AU", "EXPR", "VA")
+    tasks = tasks or TASKS
     target = OutputFolder(out_dir, "export-abaw")
     target.claim([p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()])
     for table in tables:  # every table is checked before the first file is written

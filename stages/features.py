@@ -8,29 +8,6 @@ import click
 from stages.common import friendly_errors, load, params_option
 
 
-def choose_checkpoint(choice: str, members: list[str], students_dir: str, teacher: str) -> str:
-    """The checkpoint ``features.checkpoint`` names: the member with the best validation
-    total recorded in its checkpoint (``best_member``), the teacher, or a path."""
-    from pipeline.core.errors import ParamsError
-    from pipeline.training.models import read_torch_file
-
-    if choice == "teacher":
-        return teacher
-    if choice != "best_member":
-        if not Path(choice).is_file():
-            raise ParamsError(f"params.yaml: features.checkpoint: {choice!r} is not a checkpoint file "
-                              "(nor best_member, nor teacher)")
-        return choice
-    totals = {}
-    for name in members:
-        path = Path(students_dir) / f"{name}.pt"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
-                                    f"(run `dvc repro train_student@{name}`)")
-        totals[str(path)] = float(read_torch_file(path, "checkpoint").get("metrics_total", float("-inf")))
-    return max(totals, key=lambda p: (totals[p], p))
-
-
 @click.command("features")
 @params_option
 @click.option("--faces", "table", default=None, type=click.Path(dir_okay=False),
@@ -52,7 +29,7 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet):
     from tqdm import tqdm
 
     from pipeline.core.device import resolve_device
-    from pipeline.temporal.features import dump
+    from pipeline.temporal.features import choose_checkpoint, dump
     from pipeline.core.fileio import write_json
     from pipeline.training.models import load_checkpoint
     from pipeline.core.provenance import record

@@ -34,8 +34,7 @@ def open_features(p, features_path: str, table: str | None, students_dir: str, c
     """The features file and the frame table, after checking that the features come from
     the checkpoint ``features.checkpoint`` names now."""
     from pipeline.core.index import FrameIndex
-    from pipeline.temporal.features import Features
-    from stages.features import choose_checkpoint
+    from pipeline.temporal.features import Features, choose_checkpoint
 
     features = Features(features_path)
     features.check_checkpoint(choose_checkpoint(p.features.checkpoint, p.ensemble.members, students_dir, cnn_teacher))

@@ -25,14 +25,15 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
 
     import numpy as np
 
+    from pipeline.core.labels import AU_THRESHOLD
+
     from pipeline.core.device import resolve_device
-    from pipeline.inference.ensemble import RNN_BUNDLE_KIND, save_bundle
     from pipeline.core.fileio import write_json
     from pipeline.evaluation.scoring import score
     from pipeline.evaluation.metrics import tune_thresholds
     from pipeline.core.provenance import record
     from pipeline.temporal.sequences import Split, ensemble_predict
-    from pipeline.temporal.model import load_temporal
+    from pipeline.temporal.model import load_temporal, save_rnn_bundle
 
     p = load(params_path)
     e = p.rnn_ensemble
@@ -55,12 +56,12 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
         models = [(name, *load_temporal(path, device)) for name, path in members.items()]
         preds = ensemble_predict([(name, model, ckpt["train"]["va_centres"]) for name, model, ckpt in models],
                                  features, Split.of(features, val_rows, length, training=False), device, e.batch)
-        thresholds, mode = 0.5, "fixed 0.5"
+        thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
         if e.au_thresholds == "tuned":
             thresholds, mode = tune_thresholds(val.au, preds["AU"]), "tuned per AU on the validation set"
         out = per_length(out_dir, length)
         extra = {"sequence_length": length, "features_sha256": features.attrs["checkpoint_sha256"]}
-        summary = save_bundle(out, members, thresholds, mode, None, provenance, RNN_BUNDLE_KIND, extra)
+        summary = save_rnn_bundle(out, members, thresholds, mode, provenance, extra)
         summary["validation"] = score(val, preds, summary["au_thresholds"])
         summaries[f"T{length}"] = summary
         click.echo(f"rnn ensemble T{length} of {', '.join(members)}: validation total "

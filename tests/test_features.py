@@ -11,7 +11,7 @@ from pipeline.core.errors import CheckpointError, ParamsError
 from pipeline.temporal.features import Features, dump
 from pipeline.core.labels import TASKS
 from pipeline.training.models import MultitaskNet, save_checkpoint
-from stages.features import choose_checkpoint
+from pipeline.temporal.features import choose_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -13,14 +13,14 @@ from click.testing import CliRunner
 from skimage import data as skimage_data
 
 from pipeline.core.index import FrameIndex
-from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle, save_bundle
+from pipeline.inference.ensemble import load_bundle, save_bundle
+from pipeline.temporal.model import save_rnn_bundle
 from pipeline.inference.outputs import combine
 from pipeline.temporal.features import Features, dump
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import predict_many
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
-from pipeline.predict.rows import CentredMean
 from pipeline.predict.temporal import TemporalStream, segment_predict
 from pipeline.temporal.sequences import bundle_predictions
 from pipeline.temporal.model import TemporalNet
@@ -190,27 +190,6 @@ def test_two_people_keep_their_track_ids(bundle, face, tmp_path):
     assert sorted(side["all"]) == [False, True] and sorted(side["any"]) == [False, True]  # never swapped
 
 
-def test_smoothing_is_a_centred_mean_over_the_frames_with_that_face():
-    rng = np.random.default_rng(0)
-    n, window = 30, 5
-    has = rng.random(n) > 0.2
-    values = rng.random(n)
-    out = []
-    smoother = CentredMean(window, np.full(8, 0.5))
-    for t in range(n):
-        row = {"face": bool(has[t]), "track": 0 if has[t] else -1, "frame": t}
-        if has[t]:
-            row.update({k: float(values[t]) for k in ["valence", "arousal"] + [f"p_{a}" for a in AU_NAMES]
-                        + [f"p_{e}" for e in EXPR_NAMES]})
-        out += list(smoother.push(t, [row]))
-    out += list(smoother.flush())
-    assert [f for f, _ in out] == list(range(n))
-    expected = pd.Series(np.where(has, values, np.nan)).rolling(window, center=True, min_periods=1).mean()
-    got = [rows[0]["valence"] if rows[0]["face"] else np.nan for _, rows in out]
-    np.testing.assert_allclose(got, expected.where(has), rtol=1e-12)
-    assert all(r[0]["AU1"] == int(r[0]["p_AU1"] >= 0.5) for _, r in out if r[0]["face"])
-
-
 def test_track_ids_follow_overlap_and_start_anew_after_a_long_absence():
     ids = TrackIds(max_gap=3)
     left, right = np.array([[0, 0, 10, 10]]), np.array([[50, 0, 60, 10]])
@@ -335,8 +314,8 @@ def temporal_bundle(bundle, tmp_path_factory):
         save_checkpoint(folder / f"{name}.pt", model, {"train": {"va_centres": "centres"}})
         paths[name] = str(folder / f"{name}.pt")
     s1 = bundle.parent / "s1.pt"
-    save_bundle(folder / "T4.pt", paths, [0.5] * 8, "fixed 0.5", None, None, RNN_BUNDLE_KIND,
-                {"sequence_length": 4, "features_sha256": file_sha256(s1)})
+    save_rnn_bundle(folder / "T4.pt", paths, [0.5] * 8, "fixed 0.5", None,
+                    {"sequence_length": 4, "features_sha256": file_sha256(s1)})
     return folder / "T4.pt"
 
 

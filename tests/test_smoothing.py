@@ -1,10 +1,14 @@
-"""The smoothed frame model: moving averages against pandas, gaps never crossed, rows in
-any order, and the window chosen by the validation total."""
+"""The smoothed frame model and predict's --smooth, one smoother: moving averages against
+pandas, gaps never crossed, rows in any order, the streamed version equal to the whole-table
+one to the last bit (two tracks, gaps, every other frame), and the window chosen by the
+validation total."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline.core.index import FrameIndex
-from pipeline.evaluation.smoothing import best_window, centred_mean, smooth
+from pipeline.evaluation.smoothing import best_window
+from pipeline.inference.smoothing import CentredStream, centred_mean, smooth
 
 
 def test_centred_mean_is_pandas_centred_rolling_mean():
@@ -41,3 +45,44 @@ def test_the_window_is_the_one_with_the_best_validation_total():
     preds = {"AU": 1 / (1 + np.exp(-3 * noisy[:, [0] * 8])), "EXPR": p_expr, "VA": np.clip(noisy, -1, 1)}
     window, totals = best_window(index, preds)
     assert window > 1 and totals[window] == max(totals.values()) and totals[window] > totals[1] + 0.1
+
+
+@pytest.mark.parametrize("window, step", [(1, 1), (3, 1), (5, 2), (9, 1)])
+def test_the_stream_gives_the_tables_numbers_bit_for_bit_in_frame_order(window, step):
+    """Two face tracks over 60 predicted frames (every ``step``-th frame), each lost now and
+    then: streamed, each track's values equal ``smooth`` on that track's rows alone (a
+    run per stretch of consecutive predicted frames), and frames leave in order."""
+    rng = np.random.default_rng(window)
+    numbers = np.arange(60) * step
+    present = {0: rng.random(60) > 0.15, 1: rng.random(60) > 0.3}
+    values = {t: rng.random((60, 3)).astype(np.float32) for t in present}
+    columns = ["p_a", "p_b", "valence"]
+    decided = []
+    stream = CentredStream(window, step, columns, lambda row: decided.append(row["track"]))
+    out = []
+    for k, number in enumerate(numbers):
+        rows = [{"face": True, "track": t, **dict(zip(columns, map(float, values[t][k])))}
+                for t in present if present[t][k]] or [{"face": False, "track": -1}]
+        out += stream.push(number, number, rows)
+    out += stream.flush()
+    assert [f for f, _ in out] == list(numbers) and len(decided) == sum(p.sum() for p in present.values())
+    for t in present:
+        kept = np.flatnonzero(present[t])
+        # runs of the table version: consecutive frame numbers, so count predicted frames
+        expected = smooth({"AU": values[t][kept], "EXPR": values[t][kept], "VA": values[t][kept]},
+                          np.zeros(len(kept)), kept, window)["AU"]
+        got = np.array([[r[c] for c in columns] for _, rows in out for r in rows if r["face"] and r["track"] == t],
+                       dtype=np.float32)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_a_frame_without_the_face_ends_its_run():
+    columns = ["valence"]
+    stream = CentredStream(3, 1, columns, lambda row: None)
+    seen = [1.0, 2.0, None, 10.0, 20.0]  # the face is lost on frame 2
+    out = []
+    for k, v in enumerate(seen):
+        rows = [{"face": True, "track": 0, "valence": v}] if v is not None else [{"face": False, "track": -1}]
+        out += stream.push(k, k, rows)
+    out += stream.flush()
+    assert [r[0].get("valence") for _, r in out] == [1.5, 1.5, None, 15.0, 15.0]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.core.errors import DataError
 from pipeline.core.images import IMAGE_SIZE, centre_view, to_tensor
 from pipeline.core.labels import AU_NAMES
 from pipeline.core.shards import FaceReader
@@ -82,3 +83,27 @@ def eval_batches(index: FrameIndex, batch: int, flip: bool = False):
             yield centre_view(to_tensor(read_faces(reader, index, positions)), flip), positions
     finally:
         reader.close()
+
+
+def runs(videos: np.ndarray, frames: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of every run of consecutive frames of one video, in table order.
+
+    The table must hold each video's frames together and in increasing order: anything
+    else is refused, naming the video and the frame where the order breaks.
+    """
+    videos, frames = np.asarray(videos), np.asarray(frames, dtype=np.int64)
+    n, out, start, done = len(frames), [], 0, set()
+    for i in range(1, n + 1):
+        if i < n and videos[i] == videos[i - 1]:
+            if frames[i] <= frames[i - 1]:
+                raise DataError(f"video {videos[i]}: frame {frames[i]} comes after frame {frames[i - 1]} in the "
+                                "frame table: frames must be in increasing order")
+            if frames[i] == frames[i - 1] + 1:
+                continue  # the run goes on
+        else:
+            done.add(videos[i - 1])
+            if i < n and videos[i] in done:
+                raise DataError(f"video {videos[i]}: its frames are not together in the frame table")
+        out.append((start, i))
+        start = i
+    return out

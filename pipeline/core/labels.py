@@ -34,6 +34,8 @@ VA_BIN_CENTRES = (VA_BIN_EDGES[:-1] + VA_BIN_EDGES[1:]) / 2
 VA_BIN_CENTRES_REFERENCE = np.linspace(VA_RANGE[0], VA_RANGE[1], VA_BINS)
 
 TASKS: tuple[str, ...] = ("AU", "EXPR", "VA")
+#: An AU is "present" when its probability reaches this (unless thresholds are tuned on validation).
+AU_THRESHOLD = 0.5
 #: Head output sizes: 8 AU logits, 7 EXPR logits, 20 valence + 20 arousal bin logits.
 TASK_OUTPUTS = {"AU": len(AU_NAMES), "EXPR": len(EXPR_NAMES), "VA": 2 * VA_BINS}
 #: Where each head's logits sit when the three are stored side by side (55 in all).

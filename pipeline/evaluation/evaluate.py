@@ -27,14 +27,15 @@ from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, EXPR_NAMES
 from pipeline.evaluation.metrics import tune_thresholds
 from pipeline.training.models import read_torch_file
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.temporal.sequences import Split, bundle_predictions
 from pipeline.temporal.sequences import predict as predict_sequences
 from pipeline.evaluation.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
-from pipeline.evaluation.smoothing import best_window, smooth
+from pipeline.evaluation.smoothing import best_window
+from pipeline.inference.smoothing import smooth
 from pipeline.temporal.model import load_temporal
 
 log = logging.getLogger("mtaffect.evaluate")
@@ -43,6 +44,7 @@ BASELINE = "baseline"  # all AUs absent, the majority training class, the mean t
 PROBE = "pixel_probe"
 TEACHER, ENSEMBLE, STUDENTS_MEAN = "teacher", "ensemble", "students_mean"
 ENSEMBLE_SMOOTHED = "ensemble_smoothed"  # the ensemble's outputs, moving-averaged over time
+FIXED = f"fixed {AU_THRESHOLD}"
 UNCERTAINTY = ["unc_AU", "unc_EXPR", "unc_valence", "unc_arousal"]
 
 
@@ -142,7 +144,7 @@ def temporal_predictions(models: Models, val: FrameIndex, device, batch: int) ->
         model, ckpt = load_temporal(path, device)
         preds = predict_sequences(model, features, Split.of(features, rows, length, training=False), device, batch,
                                   ckpt["train"]["va_centres"])
-        out[f"rnn_teacher_T{length}"] = ({k: v[back] for k, v in preds.items()}, 0.5, "fixed 0.5")
+        out[f"rnn_teacher_T{length}"] = ({k: v[back] for k, v in preds.items()}, AU_THRESHOLD, FIXED)
     for length, path in models.rnn_ensembles.items():
         preds, bundle = bundle_predictions(path, features, rows, device, batch)
         out[f"rnn_ensemble_T{length}"] = ({k: v[back] for k, v in preds.items()}, bundle["au_thresholds"],
@@ -154,7 +156,7 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
              batch: int = 128, au_thresholds: str = "fixed", n_boot: int = 200, seed: int = 0,
              progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """The long prediction table and the evaluation dict of the baselines and ``models``."""
-    fixed, tuned = "fixed 0.5", "tuned per AU on the validation set (optimistic)"
+    fixed, tuned = FIXED, "tuned per AU on the validation set (optimistic)"
     rows, notes = [prediction_rows(BASELINE, val, baseline_predictions(train, len(val)), 0.5)], {BASELINE: fixed}
     log.info("fitting the pixel linear probe")
     rows.append(prediction_rows(PROBE, val, PixelProbe.fit(train, seed).predict(val), 0.5))
@@ -163,7 +165,7 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
     known = {}
     for name, preds in checkpoint_predictions(paths, val, device, batch, progress).items():
         known[name] = (file_sha256(paths[name]), preds)
-        thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else 0.5
+        thr = tune_thresholds(val.au, preds["AU"]) if au_thresholds == "tuned" else AU_THRESHOLD
         rows.append(prediction_rows(name, val, preds, thr))
         notes[name] = tuned if au_thresholds == "tuned" else fixed
     windows = {}

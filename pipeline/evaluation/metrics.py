@@ -21,7 +21,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pipeline.core.labels import AU_NAMES, AU_UNKNOWN, EXPR_NAMES, EXPR_UNKNOWN, VA_NAMES
+from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, AU_UNKNOWN, EXPR_NAMES, EXPR_UNKNOWN, VA_NAMES
 
 AU_SCORE_WEIGHTS = (0.5, 0.5)      # (F1, Acc)
 EXPR_SCORE_WEIGHTS = (0.67, 0.33)  # (F1, Acc)
@@ -215,7 +215,7 @@ def _va_result(ccc_valence, ccc_arousal, n_known) -> dict | None:
 
 # --- public metrics -----------------------------------------------------------------------
 
-def au_metrics(labels, probs, thresholds=0.5) -> dict | None:
+def au_metrics(labels, probs, thresholds=AU_THRESHOLD) -> dict | None:
     """ABAW AU metrics of ``labels`` [N, 8] (1/0, -1 unknown) and ``probs`` [N, 8].
 
     ``thresholds``: a scalar, one per AU ([8]) or one per entry ([N, 8]); an AU is predicted
@@ -283,7 +283,7 @@ THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
 def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
     """Per-AU threshold with the best F1 on these labels (optimistic when they are the
     validation labels: reported as 'tuned')."""
-    out = np.full(labels.shape[1], 0.5)
+    out = np.full(labels.shape[1], AU_THRESHOLD)
     for j in range(labels.shape[1]):
         known = labels[:, j] >= 0
         if not known.any():

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, VA_NAMES
+from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, EXPR_NAMES, TASKS, VA_NAMES
 from pipeline.core.index import FrameIndex
 from pipeline.evaluation.metrics import (
     abaw_total, au_counts, au_metrics, au_scores, expr_confusion, expr_metrics, expr_scores, va_metrics,
@@ -151,7 +151,7 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
         result[name] = {"members": members, "mean": mean, "spread_across_members": spread}
 
     def replicate(sums):
-        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in ("AU", "EXPR", "VA")}) for m in models}
+        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in TASKS}) for m in models}
         per_model.update({name: _mean([per_model[x] for x in members]) for name, members in means.items()})
         out = {f"{m}|{k}": v for m, scores in per_model.items() for k, v in scores.items()}
         for m, other in compared:
@@ -174,7 +174,7 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     return result
 
 
-def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=0.5) -> dict:
+def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=AU_THRESHOLD) -> dict:
     """ABAW metrics of ``preds`` against the index's labels; a task without labels is None."""
     au = au_metrics(index.au, preds["AU"], au_thresholds)
     expr = expr_metrics(index.expr, preds["EXPR"])

@@ -1,9 +1,5 @@
-"""The student ensemble (docs/method.md, "Ensemble") and its bundle: one file with
-everything ``predict`` needs.
-
-Members' outputs are averaged as probabilities: AU sigmoids, EXPR softmaxes, and each
-member's VA expectation (the authors' submission code does the same; their API averages
-raw logits instead). The spread across members is the per-frame uncertainty.
+"""The student ensemble's bundle (docs/method.md, "Ensemble"): one file with everything
+``predict`` needs (the members' outputs are combined by ``inference.outputs.combine``).
 
 The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loaded with
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
@@ -25,23 +21,28 @@ import torch
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import file_sha256, write_torch
 from pipeline.training.models import SCHEMA, MultitaskNet, check_finite, load_checkpoint, read_torch_file
-from pipeline.temporal.model import TemporalNet, load_temporal
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
-#: The temporal students' bundle (``rnn_ensemble``): GRU members, run on cached features.
+#: The temporal students' bundle (``rnn_ensemble``): GRU members, run on cached features
+#: (``temporal.model`` loads and builds them).
 RNN_BUNDLE_KIND = "mtaffect-rnn-ensemble"
-_LOADERS = {BUNDLE_KIND: load_checkpoint, RNN_BUNDLE_KIND: load_temporal}
+KINDS = {BUNDLE_KIND: "an mtaffect ensemble bundle", RNN_BUNDLE_KIND: "an mtaffect temporal ensemble bundle"}
+
+
+def cnn_member(entry: dict) -> torch.nn.Module:
+    """The network a CNN bundle's member entry holds the weights of."""
+    return MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
 
 
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
                 alignment: dict | None, provenance: list | None = None, kind: str = BUNDLE_KIND,
-                extra: dict | None = None) -> dict:
-    """Write the bundle of ``members`` (name -> checkpoint path) of ``kind`` (CNN or
-    temporal members), with ``extra`` entries; returns its summary."""
+                extra: dict | None = None, load=load_checkpoint) -> dict:
+    """Write the bundle of ``members`` (name -> checkpoint path, read by ``load``) of
+    ``kind``, with ``extra`` entries; returns its summary."""
     entries = []
     for name, checkpoint in members.items():
-        model, ckpt = _LOADERS[kind](checkpoint)
+        model, ckpt = load(checkpoint)
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
                         "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
@@ -55,9 +56,10 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
             "au_threshold_mode": threshold_mode}
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "cpu",
-                kind: str = BUNDLE_KIND) -> tuple[list[tuple[str, torch.nn.Module, str]], dict]:
-    """The members ``(name, model, va_centres)`` of a bundle of ``kind``, and the bundle's other entries.
+def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str = BUNDLE_KIND,
+                build=cnn_member) -> tuple[list[tuple[str, torch.nn.Module, str]], dict]:
+    """The members ``(name, model, va_centres)`` of a bundle of ``kind`` (each network made
+    by ``build`` from its entry), and the bundle's other entries.
 
     A file that is not an mtaffect bundle, or one of another format version or label
     schema, is refused with a message saying what differs.
@@ -66,9 +68,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
         raise FileNotFoundError(f"{path}: model bundle not found (run `dvc repro ensemble`)")
     bundle = read_torch_file(path, "model bundle", device)
     if not isinstance(bundle, dict) or bundle.get("kind") != kind:
-        what = {BUNDLE_KIND: "an mtaffect ensemble bundle", RNN_BUNDLE_KIND: "an mtaffect temporal ensemble bundle"}
-        raise CheckpointError(f"{path}: not {what[kind]}" + (f" (it is {what[bundle['kind']]})" if isinstance(
-            bundle, dict) and bundle.get("kind") in what else ""))
+        raise CheckpointError(f"{path}: not {KINDS[kind]}" + (f" (it is {KINDS[bundle['kind']]})" if isinstance(
+            bundle, dict) and bundle.get("kind") in KINDS else ""))
     if bundle.get("format_version") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path}: bundle format {bundle.get('format_version')!r}; this version of mtaffect "
                               f"reads format {BUNDLE_FORMAT} (rebuild it with `dvc repro ensemble`)")
@@ -78,10 +79,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu",
     members = []
     for entry in bundle["members"]:
         check_finite(entry["state_dict"], path, f"bundle (member {entry['name']})")
-        if kind == RNN_BUNDLE_KIND:
-            model = TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
-        else:
-            model = MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
+        model = build(entry)
         try:
             model.load_state_dict(entry["state_dict"])
         except RuntimeError as e:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS
 
 HEADERS = {"AU": ",".join(AU_NAMES), "EXPR": ",".join(EXPR_NAMES), "VA": "valence,arousal"}
 COLUMNS = ["frame", "face", "track", *AU_NAMES, "expression", "valence", "arousal"]
@@ -101,7 +101,7 @@ def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
     return {task: out / f"{task}_Set" / f"{Path(path).stem}.txt" for task in tasks}
 
 
-def export(path: Path, out: Path, tasks=("AU", "EXPR", "VA")) -> dict[str, Path]:
+def export(path: Path, out: Path, tasks=TASKS) -> dict[str, Path]:
     """Write the submission files of one predict table; returns task -> file."""
     rows = read_predictions(path)
     written = output_paths(path, out, tasks)

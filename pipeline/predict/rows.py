@@ -10,7 +10,6 @@ A frame without a face is a row with ``face`` false and the rest empty, never a 
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -123,45 +122,6 @@ def decide(row: dict, thresholds: np.ndarray) -> dict:
         row[a] = int(row[f"p_{a}"] >= t)
     row["expression"] = max(EXPR_NAMES, key=lambda e: row[f"p_{e}"])
     return row
-
-
-class CentredMean:
-    """``--smooth W``: each face's probabilities and VA replaced by their mean over the
-    frames of the same track within W frames centred on it (frames without that face are
-    left out); decisions follow the means. Holds W frames, so memory stays flat."""
-
-    def __init__(self, window: int, thresholds: np.ndarray):
-        self.half, self.thresholds = max(window, 1) // 2, thresholds
-        self.buffer: deque = deque()  # (frame, rows to emit, raw rows) from absolute position start on
-        self.start = self.next = self.count = 0
-
-    def push(self, frame: Frame, rows: list[dict]):
-        """The frames whose window is now complete, in order, as (frame, rows)."""
-        self.buffer.append((frame, rows, [dict(r) for r in rows] if self.half else rows))
-        self.count += 1
-        while self.next + self.half < self.count:
-            yield self._emit()
-
-    def flush(self):
-        while self.next < self.count:
-            yield self._emit()
-
-    def _emit(self):
-        p = self.next - self.start
-        frame, rows, _ = self.buffer[p]
-        if self.half:
-            window = [r for _, _, raw in islice(self.buffer, max(0, p - self.half), p + self.half + 1)
-                      for r in raw if r["face"]]
-            for row in rows:
-                if row["face"]:
-                    same = [r for r in window if r["track"] == row["track"]]
-                    row.update({k: float(np.mean([r[k] for r in same])) for k in SMOOTHED})
-                    decide(row, self.thresholds)
-        self.next += 1
-        while self.start < self.next - self.half:
-            self.buffer.popleft()
-            self.start += 1
-        return frame, rows
 
 
 def batched(iterable, n: int):

@@ -17,7 +17,8 @@ from pipeline.extraction.faces import FaceDetector
 from pipeline.core.fileio import temp_path
 from pipeline.predict.media import Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
-from pipeline.predict.rows import SCHEMA, CentredMean, Ensemble, Found, batched, face_rows, rows_for
+from pipeline.inference.smoothing import CentredStream
+from pipeline.predict.rows import SCHEMA, SMOOTHED, Ensemble, Found, batched, decide, face_rows, rows_for
 from pipeline.predict.temporal import TemporalModel, TemporalStream
 from pipeline.core.tables import PARQUET_OPTIONS
 from pipeline.extraction.tracking import FaceTracker, TrackIds
@@ -159,7 +160,8 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
     if temporal:
         stream = TemporalStream(model)
     else:
-        stream = CentredMean(settings.smooth if video is not None else 1, model.thresholds)  # images: no time
+        window = settings.smooth if video is not None else 1  # images: no time
+        stream = CentredStream(window, settings.every, SMOOTHED, lambda row: decide(row, model.thresholds))
     try:
         def emit(ready):
             for frame, rows in ready:
@@ -179,7 +181,7 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
                     emit(stream.push(frame, frame_rows, [next(features) for r in frame_rows if r["face"]]))
             else:
                 for frame, rows in zip(block, rows_for(block, faces, model)):
-                    emit(stream.push(frame, rows))
+                    emit(stream.push(frame, frame.number, rows))
             if progress is not None:
                 progress.update(len(block))
         emit(stream.flush())

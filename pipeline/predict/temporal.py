@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from pipeline.core.images import centre_view, to_tensor
-from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle
+from pipeline.inference.ensemble import load_bundle
+from pipeline.temporal.model import load_rnn_bundle
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import task_outputs
 from pipeline.predict.rows import alignment_of, fill
@@ -46,7 +47,7 @@ class TemporalModel:
     """A temporal bundle and the CNN that makes its features (taken from ``frame_bundle``)."""
 
     def __init__(self, path: str | Path, frame_bundle: str | Path, device: torch.device):
-        self.members, info = load_bundle(path, device, RNN_BUNDLE_KIND)
+        self.members, info = load_rnn_bundle(path, device)
         cnns, cnn_info = load_bundle(frame_bundle, device)
         sha = info["features_sha256"]
         found = [model for name, model, _ in cnns if cnn_info["member_sha256"][name] == sha]

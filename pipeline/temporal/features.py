@@ -26,9 +26,10 @@ import pandas as pd
 import torch
 
 from pipeline.core.index import FrameIndex, eval_batches
-from pipeline.core.errors import CheckpointError
+from pipeline.core.errors import CheckpointError, ParamsError
 from pipeline.core.fileio import atomic_write, file_sha256
 from pipeline.core.labels import TASKS
+from pipeline.training.models import read_torch_file
 from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
 
 FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
@@ -107,3 +108,23 @@ class Features:
         if ours != theirs:
             raise CheckpointError(f"{self.path}: computed by another checkpoint (sha256 {theirs[:12]}...) than "
                                   f"{checkpoint} (sha256 {ours[:12]}...): rerun `dvc repro features`")
+
+
+def choose_checkpoint(choice: str, members: list[str], students_dir: str, teacher: str) -> str:
+    """The checkpoint ``features.checkpoint`` names: the member with the best validation
+    total recorded in its checkpoint (``best_member``), the teacher, or a path."""
+    if choice == "teacher":
+        return teacher
+    if choice != "best_member":
+        if not Path(choice).is_file():
+            raise ParamsError(f"params.yaml: features.checkpoint: {choice!r} is not a checkpoint file "
+                              "(nor best_member, nor teacher)")
+        return choice
+    totals = {}
+    for name in members:
+        path = Path(students_dir) / f"{name}.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
+                                    f"(run `dvc repro train_student@{name}`)")
+        totals[str(path)] = float(read_torch_file(path, "checkpoint").get("metrics_total", float("-inf")))
+    return max(totals, key=lambda p: (totals[p], p))

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.core.errors import CheckpointError
 from pipeline.core.labels import TASK_OUTPUTS, TASKS
+from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle, save_bundle
 from pipeline.training.models import HEAD_FEATURES, SCHEMA, check_finite, read_torch_file
 
 KIND = "gru"
@@ -63,3 +64,20 @@ def load_temporal(path: str | Path, device: str | torch.device = "cpu") -> tuple
     model = TemporalNet(config["hidden"], config["feature_dim"])
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
+
+
+def gru_member(entry: dict) -> TemporalNet:
+    """The network a temporal bundle's member entry holds the weights of."""
+    return TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
+
+
+def save_rnn_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
+                    provenance: list | None, extra: dict) -> dict:
+    """The temporal students' bundle: ``inference.ensemble``'s, of GRU members."""
+    return save_bundle(path, members, au_thresholds, threshold_mode, None, provenance, RNN_BUNDLE_KIND, extra,
+                       load=load_temporal)
+
+
+def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu"):
+    """The members ``(name, GRU model, va_centres)`` of a temporal bundle, and its other entries."""
+    return load_bundle(path, device, RNN_BUNDLE_KIND, build=gru_member)

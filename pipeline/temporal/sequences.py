@@ -89,7 +89,7 @@ def predict(model: TemporalNet, features: Features, split: Split, device, batch:
         x, lengths, _ = window_batch(features, split, range(start, min(start + batch, len(split.windows))))
         out = outputs(model, (x.to(device), lengths), c)
         parts.extend(zip(*(torch.split(v, lengths.tolist()) for v in out.values())))
-    keys = ("AU", "EXPR", "VA", "logits")
+    keys = (*TASKS, "logits")
     windows = [tuple(w) for w in split.windows]
     return {k: fuse(len(split.rows), windows, [p[i].numpy() for p in parts]).astype(np.float32)
             for i, k in enumerate(keys)}
@@ -210,9 +210,9 @@ def ensemble_predict(members, features: Features, split: Split, device, batch: i
 def bundle_predictions(path, features: Features, rows: np.ndarray, device, batch: int = 128) -> tuple[dict, dict]:
     """A temporal ensemble bundle's predictions for the feature-file ``rows`` and the
     bundle's other entries."""
-    from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle
+    from pipeline.temporal.model import load_rnn_bundle
 
-    members, bundle = load_bundle(path, device, RNN_BUNDLE_KIND)
+    members, bundle = load_rnn_bundle(path, device)
     if bundle["features_sha256"] != features.attrs["checkpoint_sha256"]:
         raise CheckpointError(f"{path}: trained on features of another checkpoint (sha256 "
                               f"{bundle['features_sha256'][:12]}...) than {features.path}: rerun `dvc repro rnn_ensemble`")

@@ -17,30 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.core.errors import DataError
-
-
-def runs(videos: np.ndarray, frames: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of every run of consecutive frames of one video, in table order.
-
-    The table must hold each video's frames together and in increasing order: anything
-    else is refused, naming the video and the frame where the order breaks.
-    """
-    videos, frames = np.asarray(videos), np.asarray(frames, dtype=np.int64)
-    n, out, start, done = len(frames), [], 0, set()
-    for i in range(1, n + 1):
-        if i < n and videos[i] == videos[i - 1]:
-            if frames[i] <= frames[i - 1]:
-                raise DataError(f"video {videos[i]}: frame {frames[i]} comes after frame {frames[i - 1]} in the "
-                                "frame table: frames must be in increasing order")
-            if frames[i] == frames[i - 1] + 1:
-                continue  # the run goes on
-        else:
-            done.add(videos[i - 1])
-            if i < n and videos[i] in done:
-                raise DataError(f"video {videos[i]}: its frames are not together in the frame table")
-        out.append((start, i))
-        start = i
-    return out
+from pipeline.core.index import runs  # noqa: F401  (the runs windows are cut in)
 
 
 def _check_length(length: int) -> None:
