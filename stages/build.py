@@ -7,7 +7,7 @@ import click
 
 from pipeline.core.config import with_overrides
 from pipeline.core.fileio import write_json
-from stages.common import friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option
 
 
 @click.command("build")
@@ -20,8 +20,9 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--plots", default="reports/plots/build", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the DVC plot data (CSV) and the distributions PNG.")
 @click.option("--no-balance", is_flag=True, help="Turn balancing off for every task (Table I's 'imbalanced').")
+@provenance_option("build")
 @friendly_errors
-def cli(params_path, faces, out, report, plots, no_balance):
+def cli(params_path, faces, out, report, plots, no_balance, provenance_path):
     """Merge sources per task, downsample and balance (ML-ROS, classes, VA bins).
 
     Writes train_{AU,EXPR,VA}.parquet and val.parquet (indexes into the face shards, with
@@ -29,7 +30,7 @@ def cli(params_path, faces, out, report, plots, no_balance):
     """
     from pipeline.build.indexes import build, input_tables
     from pipeline.build.figures import build_figure, build_plot_data
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
 
     p = load(params_path)
     params = p.build
@@ -37,13 +38,16 @@ def cli(params_path, faces, out, report, plots, no_balance):
         params = with_overrides(params, au_balance=False, expr_balance=False, va_balance=False)
     faces = faces or p.extract.out
     inputs = {f"frames {s}": path for s, path in input_tables(faces, params).items()}
-    result = build(faces, out or params.out, params)
-    write_json(report, result | {"provenance": [record(__spec__.name, {"build": params.model_dump(mode="json")}, inputs)]})
+    out = out or params.out
+    result = build(faces, out, params)
+    write_json(report, result)
     build_plot_data(result, plots)
     build_figure(result, Path(plots) / "build_distributions.png")
+    provenance.write(provenance_path, __spec__.name, {"build": params.model_dump(mode="json")}, inputs,
+                     {"indexes": out, "report": report, "plots": plots})
     au, ex, va = result["AU"], result["EXPR"], result["VA"]
     click.echo(f"AU {au['frames']} frames (MeanIR {au['meanir_before']:.2f} -> {au['meanir_after']:.2f}), "
-               f"EXPR {ex['frames']}, VA {va['frames']}, val {result['val']['frames']} -> {out or params.out}")
+               f"EXPR {ex['frames']}, VA {va['frames']}, val {result['val']['frames']} -> {out}")
     for w in result["warnings"]:
         click.echo(f"warning: {w}", err=True)
 

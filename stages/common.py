@@ -15,6 +15,19 @@ params_option = click.option(
 )
 
 
+def provenance_option(stage: str, per_name: bool = False):
+    """``--provenance``: where the run's record goes (``mtaffect info`` reads it), by default
+    ``provenance/<stage>.json``, or ``provenance/<stage>/<name>.json`` for a stage run per
+    student or source (``per_name``: the default is then left to the command)."""
+    from pipeline.core.provenance import record_path
+
+    default = None if per_name else str(record_path(stage))
+    where = f"provenance/{stage}/<name>.json" if per_name else None
+    return click.option("--provenance", "provenance_path", default=default, show_default=where or True,
+                        type=click.Path(dir_okay=False),
+                        help="Where this run's provenance record goes (mtaffect info reads it).")
+
+
 def load(params_path: str):
     """Validated parameters, or a clear one-line error before any work starts. Advice on
     valid but doubtful settings is printed loudly (``config.advice``)."""

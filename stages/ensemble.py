@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option
 
 
 @click.command("ensemble")
@@ -19,8 +19,9 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--report", default="reports/ensemble.json", show_default=True, type=click.Path(dir_okay=False),
               help="Members, their checkpoints' hashes, the AU thresholds.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("ensemble")
 @friendly_errors
-def cli(params_path, index_dir, students_dir, out, report, quiet):
+def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_path):
     """Average the members' probabilities (AU, EXPR) and VA expectations; AU thresholds
     0.5, or tuned per AU on the validation set (ensemble.au_thresholds: tuned)."""
     from tqdm import tqdm
@@ -34,7 +35,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
     from pipeline.core.fileio import write_json
     from pipeline.inference.runner import load_models, predict_many
     from pipeline.evaluation.metrics import tune_thresholds
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
 
     p = load(params_path)
     e = p.ensemble
@@ -56,10 +57,10 @@ def cli(params_path, index_dir, students_dir, out, report, quiet):
                  "template": template_points(x.face_size, x.template_scale).tolist(),
                  "detection": {"detect_size": x.detect_size, "min_face": x.min_face, "min_prob": x.min_prob}}
     inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
-    provenance = [record(__spec__.name, {"ensemble": e.model_dump(mode="json"), "extract": {
-        k: v for k, v in alignment.items() if k != "template"}}, inputs)]
-    summary = save_bundle(out, members, thresholds, mode, alignment, provenance)
-    write_json(report, summary | {"provenance": provenance})
+    summary = save_bundle(out, members, thresholds, mode, alignment)
+    write_json(report, summary)
+    provenance.write(provenance_path, __spec__.name, {"ensemble": e.model_dump(mode="json"), "extract": {
+        k: v for k, v in alignment.items() if k != "template"}}, inputs, {"bundle": out, "report": report})
     click.echo(f"ensemble of {', '.join(members)} (AU thresholds {mode}) -> {out}")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.fileio import write_json
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 
 
 @click.command("evaluate")
@@ -34,9 +34,10 @@ from stages.common import friendly_errors, load, params_option
               show_default=True, help="The soft labels against the ground truth, per source and task.")
 @click.option("--plots", default="reports/plots/evaluate", show_default=True, help="Folder for PNG and DVC plot data.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("evaluate")
 @friendly_errors
 def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_teacher, rnn_ensemble, soft_labels,
-        ground_truth, predictions, out, soft_label_report, plots, quiet):
+        ground_truth, predictions, out, soft_label_report, plots, quiet, provenance_path):
     """Score the teacher, each student, the mean of the students and the ensemble with the
     ABAW metrics, beside the trivial baseline and a pixel linear probe.
 
@@ -56,7 +57,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     from pipeline.evaluation.evaluate import Models, check_same_teacher, evaluate
     from pipeline.core.labels import TASKS
     from pipeline.evaluation.figures import comparison_plot, evaluation_plots, sequence_length_plot
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
     from pipeline.evaluation.scoring import evaluate_predictions
     from pipeline.training.softlabels import SoftLabels
     from pipeline.core.tables import write_parquet
@@ -93,15 +94,16 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
               **{f"student {name}": path for name, path in students.items()}}
     if Path(ground_truth).exists():
         inputs["ground_truth"] = ground_truth
-    provenance = [record(__spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students),
-                                         "temporal": p.temporal.model_dump(mode="json")}, inputs)]
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions, provenance)
-    write_json(out, evaluation | {"provenance": provenance})
-    write_json(soft_label_report, (quality or {"note": "no ground truth for these frames (real data)"})
-               | {"provenance": provenance})
+    write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
+    write_json(out, evaluation)
+    write_json(soft_label_report, quality or {"note": "no ground truth for these frames (real data)"})
     evaluation_plots(table, evaluation, plots)
     comparison_plot(evaluation, plots)
     sequence_length_plot(evaluation, plots)
+    provenance.write(provenance_path, __spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students),
+                                                     "temporal": p.temporal.model_dump(mode="json")}, inputs,
+                     {"predictions": predictions, "evaluation": out, "soft_label_quality": soft_label_report,
+                      "plots": plots})
     for name, r in evaluation.items():
         if "mean" in r:
             click.echo(f"{name:>17}: total {r['mean']['abaw_total']:.4f} "

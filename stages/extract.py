@@ -7,7 +7,7 @@ import click
 
 from pipeline.core.config import SOURCE_KINDS, with_overrides
 from pipeline.core.fileio import write_text
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 
 
 @click.command("extract")
@@ -24,8 +24,9 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--on-error", "on_error", default=None, type=click.Choice(["skip", "fail"]),
               help="Bad rows and files: count and skip them, or stop (default: extract.on_error).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("extract", per_name=True)
 @friendly_errors
-def cli(params_path, source, root, out, report, workers, on_error, quiet):
+def cli(params_path, source, root, out, report, workers, on_error, quiet, provenance_path):
     """Find, align (112x112) and store every face of one source, with its labels.
 
     Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
@@ -33,7 +34,8 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
     """
     from pipeline.extraction.dataset_version import check_version
     from pipeline.extraction.extract import extract
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
+    from pipeline.core.provenance import record_path
 
     p = load(params_path)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)
@@ -44,17 +46,20 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet):
         root, version = p.sources[source].root, p.sources[source].version
     out = out or str(Path(params.out) / source)
 
-    def describe(sha256: str) -> list:  # the digest of the bytes read, before anything is written
+    def check(sha256: str) -> None:  # the digest of the bytes read, before anything is written
         if version is not None:
             check_version(root, version, sha256)
-        return [record(__spec__.name, {"source": source, "extract": params.model_dump(mode="json")},
-                       {"source": root}, digests={"source": sha256})]
 
-    counts = extract(source, root, out, params, progress=not quiet, describe=describe)
+    counts = extract(source, root, out, params, progress=not quiet, check=check)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())
+    outputs = {"faces": out, "frames": Path(out) / "frames.parquet"} | ({"report": report} if report else {})
+    provenance.write(provenance_path or record_path("extract", source), __spec__.name,
+                     {"source": source, "extract": params.model_dump(mode="json")}, {"source": root}, outputs,
+                     digests={"source": counts["source_sha256"]})
     skipped = sum(r["count"] for r in counts["rows_rejected"].values())  # each reason was logged
-    click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} labelled frames "
+    frames = "frames" if source == "input" else "labelled frames"
+    click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} {frames} "
                f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
                f"without a frame, {skipped} rows skipped) -> {out}")
 

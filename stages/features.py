@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 
 
 @click.command("features")
@@ -21,8 +21,9 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--report", default="reports/features.json", show_default=True, type=click.Path(dir_okay=False),
               help="Frames, videos and the checkpoint's hash.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("features")
 @friendly_errors
-def cli(params_path, table, students_dir, teacher, out, report, quiet):
+def cli(params_path, table, students_dir, teacher, out, report, quiet, provenance_path):
     """Run the frozen CNN (eval mode, centre view) once over every Aff-Wild2 frame of the
     training and validation videos and store its 128-d per-task features and its logits,
     for the temporal model to train on."""
@@ -32,7 +33,7 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet):
     from pipeline.temporal.features import choose_checkpoint, dump
     from pipeline.core.fileio import write_json
     from pipeline.training.models import load_checkpoint
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
 
     p = load(params_path)
     f = p.features
@@ -42,12 +43,12 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet):
     checkpoint = choose_checkpoint(f.checkpoint, p.ensemble.members, students_dir, teacher)
     device = resolve_device(f.device)
     model, ckpt = load_checkpoint(checkpoint, device)
-    provenance = [record(__spec__.name, {"features": f.model_dump(mode="json"), "checkpoint": checkpoint},
-                         {"frames": table, "checkpoint": checkpoint})]
     with tqdm(desc="features", unit="frame", disable=quiet) as bar:
         summary = dump(model, table, out, checkpoint, f.batch, device, ckpt.get("train", {}).get("va_centres", "centres"),
-                       bar, provenance)
-    write_json(report, summary | {"checkpoint": checkpoint, "provenance": provenance})
+                       bar)
+    write_json(report, summary | {"checkpoint": checkpoint})
+    provenance.write(provenance_path, __spec__.name, {"features": f.model_dump(mode="json"), "checkpoint": checkpoint},
+                     {"frames": table, "checkpoint": checkpoint}, {"features": out, "report": report})
     click.echo(f"features: {summary['frames']} frames of {summary['videos']} videos from {checkpoint} -> {out}")
 
 

@@ -17,12 +17,10 @@ def _flat(value, prefix: str = ""):
         yield f"{prefix} = {json.dumps(value)}"
 
 
-def describe(entry: dict, check_inputs: bool) -> list[str]:
+def describe(record_file, entry: dict, check_inputs: bool) -> list[str]:
     """The lines printed for one provenance record."""
-    from pathlib import Path
-
-    from pipeline.core.fileio import digest
-    from pipeline.core.info import code_version
+    from pipeline.core.fileio import digest, file_sha256
+    from pipeline.core.info import code_version, resolve
 
     lines = [f"stage   {entry['stage']}"]
     code = code_version(entry["code"])
@@ -39,42 +37,57 @@ def describe(entry: dict, check_inputs: bool) -> list[str]:
     for name, given in entry["inputs"].items():
         state = ""
         if check_inputs:
-            path = Path(given["path"])
+            path = resolve(record_file, given["path"])
             state = ("  (missing now)" if not path.exists() else
                      "  (same now)" if digest(path) == given["sha256"] else "  (differs now)")
-        lines.append(f"input   {name}: {given['path']} sha256 {given['sha256'][:16]}{state}")
+        lines.append(f"input   {name}: {path_shown(record_file, given['path'])} sha256 {given['sha256'][:16]}{state}")
+    for name, given in entry["outputs"].items():
+        path, state = resolve(record_file, given["path"]), ""
+        if given["sha256"] is not None:
+            state = ("  (missing now)" if not path.exists() else
+                     "  (same now)" if file_sha256(path) == given["sha256"] else "  (differs now)")
+        sha = f" sha256 {given['sha256'][:16]}" if given["sha256"] else ""
+        lines.append(f"output  {name}: {path_shown(record_file, given['path'])}{sha}{state}")
     lines.extend(f"param   {line}" for line in _flat(entry["params"]))
     return lines
 
 
+def path_shown(record_file, path: str) -> str:
+    """A recorded path as the user would type it here: relative to the working directory."""
+    import os
+
+    from pipeline.core.info import resolve
+
+    return os.path.relpath(resolve(record_file, path))
+
+
 @click.command("info")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the stored records as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 @click.option("--check-inputs/--no-check-inputs", default=True, show_default=True,
-              help="Hash the recorded inputs again and say whether they are the same now.")
+              help="Hash the recorded inputs and outputs again and say whether they are the same now.")
 @friendly_errors
 def cli(files, as_json, check_inputs):
     """Print where each FILE came from: the stage, the code's commit (or that the tree was
-    dirty), the inputs' SHA-256 and the parameters.
+    dirty), the inputs' and outputs' SHA-256 and the parameters.
 
-    FILE is a checkpoint or bundle (.pt), a report (.json), the soft-label cache (.h5) or a
-    table (.parquet) written by a stage. A bundle lists its members' records too.
+    FILE is anything a stage wrote (a model, a bundle, a cache, a table, a report, a file of
+    an output folder), or a copy of one: its record is found in the provenance/ folder of
+    the project (README, "Provenance"). A bundle lists its members' records too.
     """
-    from pipeline.core.info import read
+    from pipeline.core.info import find
 
     for path in files:
-        try:
-            records = read(path)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from None
+        records = find(path)
         if as_json:
-            click.echo(json.dumps({path: records}, indent=2))
+            click.echo(json.dumps({path: [rec for _, rec in records]}, indent=2))
             continue
         click.secho(path, bold=True)
-        for i, entry in enumerate(records):
+        for i, (record_file, entry) in enumerate(records):
             if i:
                 click.echo("  --")
-            for line in describe(entry, check_inputs):
+            click.echo(f"  record  {path_shown(record_file, record_file.name)}")
+            for line in describe(record_file, entry, check_inputs):
                 click.echo(f"  {line}")
 
 

@@ -31,7 +31,7 @@ from stages.common import friendly_errors, use_threads
 @click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
               help="Frames per detection block and model batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
               help="CPU threads for the networks (more than the free cores slows a shared machine down).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
@@ -65,6 +65,8 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     if own:
         click.echo(f"{own} picture(s) or video(s) of the input folders are an earlier predict's outputs: "
                    "not predicted on")
+    if smooth != 1 and not any(inp.kind == "video" for inp in found):
+        raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
     if temporal:
         for inp in found:
             if inp.kind != "video":

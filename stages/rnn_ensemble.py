@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -17,8 +17,9 @@ from stages.rnn_common import input_options, open_features, per_length
               help="Folder of the bundles, T<length>.pt.")
 @click.option("--report", default="reports/rnn/ensemble.json", show_default=True,
               help="Members, hashes, thresholds and validation scores per length.")
+@provenance_option("rnn_ensemble")
 @friendly_errors
-def cli(params_path, features_path, table, students_dir, cnn_teacher, members_dir, out_dir, report):
+def cli(params_path, features_path, table, students_dir, cnn_teacher, members_dir, out_dir, report, provenance_path):
     """Average the temporal members' probabilities (AU, EXPR) and VA expectations, as the
     CNN ensemble does; AU thresholds 0.5, or tuned per AU on the validation set."""
     from pathlib import Path
@@ -31,7 +32,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.core.fileio import write_json
     from pipeline.evaluation.scoring import score
     from pipeline.evaluation.metrics import tune_thresholds
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
     from pipeline.temporal.sequences import Split, ensemble_predict
     from pipeline.temporal.model import load_temporal, save_rnn_bundle
 
@@ -48,9 +49,6 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
             if not Path(path).exists():
                 raise FileNotFoundError(f"{path}: checkpoint of temporal member {name!r} not found "
                                         f"(run `dvc repro rnn_student@{name}`)")
-    provenance = [record(__spec__.name, {"rnn_ensemble": e.model_dump(mode="json"),
-                                         "temporal": p.temporal.model_dump(mode="json")},
-                         {"features": features_path, **{name: str(Path(members_dir) / name) for name in e.members}})]
     summaries = {}
     for length, members in every.items():
         models = [(name, *load_temporal(path, device)) for name, path in members.items()]
@@ -61,12 +59,16 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
             thresholds, mode = tune_thresholds(val.au, preds["AU"]), "tuned per AU on the validation set"
         out = per_length(out_dir, length)
         extra = {"sequence_length": length, "features_sha256": features.attrs["checkpoint_sha256"]}
-        summary = save_rnn_bundle(out, members, thresholds, mode, provenance, extra)
+        summary = save_rnn_bundle(out, members, thresholds, mode, extra)
         summary["validation"] = score(val, preds, summary["au_thresholds"])
         summaries[f"T{length}"] = summary
         click.echo(f"rnn ensemble T{length} of {', '.join(members)}: validation total "
                    f"{summary['validation']['total']:.4f} -> {out}")
     write_json(report, summaries)
+    provenance.write(provenance_path, __spec__.name, {"rnn_ensemble": e.model_dump(mode="json"),
+                                                     "temporal": p.temporal.model_dump(mode="json")},
+                     {"features": features_path, **{name: str(Path(members_dir) / name) for name in e.members}},
+                     {"bundles": out_dir, "report": report})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -16,14 +16,15 @@ from stages.rnn_common import input_options, open_features, per_length
 @click.option("--out", "out_dir", default="data/rnn_soft_labels", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the caches, T<length>.h5 (the soft-label cache's format).")
 @click.option("--report", default="reports/rnn/soft_labels.json", show_default=True, help="Frames and hashes.")
+@provenance_option("rnn_soft_labels")
 @friendly_errors
-def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_dir, out_dir, report):
+def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_dir, out_dir, report, provenance_path):
     """For every length in temporal.sequence_lengths, run that length's temporal teacher
     over the training videos (evaluation windows, a frame in two windows gets the mean of
     its logits) and store each frame's logits."""
     from pipeline.core.device import resolve_device
     from pipeline.core.fileio import write_json
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
     from pipeline.temporal.sequences import dump_soft_labels
     from pipeline.temporal.model import load_temporal
 
@@ -36,16 +37,16 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
         if ckpt.get("sequence_length") != length:
             raise click.ClickException(f"{teacher}: trained at sequence length {ckpt.get('sequence_length')}, "
                                        f"not {length}: rerun `dvc repro rnn_teacher`")
-    provenance = [record(__spec__.name, {"temporal": p.temporal.model_dump(mode="json")},
-                         {"features": features_path, "teachers": teacher_dir})]
     summaries = {}
     for length, (teacher, model, ckpt) in teachers.items():
         out = per_length(out_dir, length, ".h5")
         out.parent.mkdir(parents=True, exist_ok=True)
         summaries[f"T{length}"] = dump_soft_labels(model, features, length, out, teacher, p.rnn_teacher.eval_batch,
-                                                   device, ckpt["train"]["va_centres"], provenance)
+                                                   device, ckpt["train"]["va_centres"])
         click.echo(f"rnn soft labels T{length}: {summaries[f'T{length}']['frames']} frames -> {out}")
     write_json(report, summaries)
+    provenance.write(provenance_path, __spec__.name, {"temporal": p.temporal.model_dump(mode="json")},
+                     {"features": features_path, "teachers": teacher_dir}, {"caches": out_dir, "report": report})
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -18,13 +18,16 @@ from stages.rnn_common import input_options, open_features, per_length
 @click.option("--log", "log_dir", default=None, help="Per-epoch logs (default: reports/plots/rnn/students/<name>).")
 @click.option("--report", default=None, help="Best epochs and scores (default: reports/rnn/students/<name>.json).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("rnn_student", per_name=True)
 @friendly_errors
-def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft_dir, out_dir, log_dir, report, quiet):
+def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft_dir, out_dir, log_dir, report, quiet,
+        provenance_path):
     """Train one temporal student on the ground truth and the temporal teacher's cached
     logits, for every length in temporal.sequence_lengths (the teacher is never loaded)."""
     from pipeline.core.errors import ParamsError
     from pipeline.core.fileio import write_json
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
+    from pipeline.core.provenance import record_path
     from pipeline.temporal.sequences import SequenceData, check_cache
     from pipeline.training.softlabels import SoftLabels
     from stages.training import run_training
@@ -40,17 +43,22 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     for length, cache in caches.items():
         check_cache(cache, features, length)
         datas[length] = SequenceData(features, frames, length, params.selection_videos, cache)
-    origin = record(__spec__.name, {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
-                                    "temporal": p.temporal.model_dump(mode="json")},
-                    {"features": features_path, "soft_labels": soft_dir})
     results = {}
     for length, data in datas.items():
         result = run_training(params, data, str(per_length(out_dir, length)), str(per_length(log_dir, length, ".csv")),
                               None, f"scratch/rnn_students/{name}/T{length}/resume.pt", f"rnn_student {name} T{length}",
-                              quiet, extra={"sequence_length": length, "provenance": [origin],
+                              quiet, extra={"sequence_length": length,
                                             "soft_labels": {"teacher_sha256": caches[length].attrs["teacher_sha256"]}})
-        results[f"T{length}"] = {k: v for k, v in result.items() if k not in ("history", "provenance")}
-    write_json(report or f"reports/rnn/students/{name}.json", results)
+        if result is None:  # interrupted, or not the first of several processes
+            return
+        results[f"T{length}"] = {k: v for k, v in result.items() if k != "history"}
+    report = report or f"reports/rnn/students/{name}.json"
+    write_json(report, results)
+    provenance.write(provenance_path or record_path("rnn_student", name), __spec__.name,
+                     {"student": name, "rnn_students": {name: params.model_dump(mode="json")},
+                      "temporal": p.temporal.model_dump(mode="json")},
+                     {"features": features_path, "soft_labels": soft_dir},
+                     {"models": out_dir, "logs": log_dir, "report": report})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 
 
 @click.command("soft-labels")
@@ -20,8 +20,9 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--report", default="reports/soft_labels.json", show_default=True, type=click.Path(dir_okay=False),
               help="Frames, views and hashes (no timings: the same inputs give the same bytes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("soft_labels")
 @friendly_errors
-def cli(params_path, index_dir, teacher, out, report, quiet):
+def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     """Run the teacher once over every frame of the training indexes, on K fixed views per
     frame (or the centre view), and store its logits for the students.
 
@@ -31,7 +32,7 @@ def cli(params_path, index_dir, teacher, out, report, quiet):
     from pipeline.core.device import distributed, resolve_device
     from pipeline.core.fileio import write_json
     from pipeline.training.models import load_checkpoint
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
     from pipeline.training.softlabels import dump
 
     p = load(params_path)
@@ -40,15 +41,15 @@ def cli(params_path, index_dir, teacher, out, report, quiet):
     device = resolve_device(s.device)
     model, ckpt = load_checkpoint(teacher, device)
     index_dir = index_dir or p.build.out
-    provenance = [record(__spec__.name, {"soft_labels": s.model_dump(mode="json")},
-                         {"build": index_dir, "teacher": teacher})]
     started = time.perf_counter()
     summary = dump(model, index_dir, out, teacher, s.views, s.mode, s.batch, device,
-                   ckpt["train"]["va_centres"], progress=not quiet, provenance=provenance)
+                   ckpt["train"]["va_centres"], progress=not quiet)
     seconds = time.perf_counter() - started
     if rank != 0:
         return
-    write_json(report, summary | {"provenance": provenance})
+    write_json(report, summary)
+    provenance.write(provenance_path, __spec__.name, {"soft_labels": s.model_dump(mode="json")},
+                     {"build": index_dir, "teacher": teacher}, {"cache": out, "report": report})
     click.echo(f"soft labels: {summary['frames']} frames x {summary['views']} views ({s.mode}) in {seconds:.1f} s "
                f"({summary['frames'] / max(seconds, 1e-9):.0f} frames/s) -> {Path(out)}")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 from stages.training import run_training
 
 
@@ -21,15 +21,18 @@ from stages.training import run_training
 @click.option("--resume", "resume_file", default=None,
               help="Resume file (default: scratch/students/<name>/resume.pt; not a DVC output).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("train_student", per_name=True)
 @friendly_errors
-def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_file, quiet):
+def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_file, quiet, provenance_path):
     """Train one student on the ground truth and the teacher's soft labels (Eq. 14).
 
     The cache must come from the same indexes: a cache from other indexes is refused,
     naming both hashes, before any training. Runs under torchrun like the teacher.
     """
     from pipeline.core.errors import ParamsError
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
+    from pipeline.core.fileio import file_sha256
+    from pipeline.core.provenance import record_path
     from pipeline.training.softlabels import SoftLabels
 
     p = load(params_path)
@@ -42,15 +45,17 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     if not params.augment and cache.mode == "views":
         raise ParamsError(f"params.yaml: students.{name}.augment: false needs a centre-mode cache "
                           f"(soft_labels.mode: centre); {soft_labels} holds {cache.views} views")
-    origin = record(__spec__.name, {"student": name, "students": {name: params.model_dump(mode="json")}},
-                    {"build": index_dir, "soft_labels": soft_labels})
-    extra = {"soft_labels": {"sha256": origin["inputs"]["soft_labels"]["sha256"], "mode": cache.mode,
-                             "views": cache.views, "teacher_sha256": cache.attrs["teacher_sha256"],
-                             "index_sha256": cache.index_sha256},
-             "provenance": [origin]}
-    run_training(params, index_dir, out or f"models/students/{name}.pt",
-                 log_csv or f"reports/plots/students/{name}.csv", report or f"reports/students/{name}.json",
-                 resume_file or f"scratch/students/{name}/resume.pt", name, quiet, cache, extra)
+    extra = {"soft_labels": {"sha256": file_sha256(soft_labels), "mode": cache.mode, "views": cache.views,
+                             "teacher_sha256": cache.attrs["teacher_sha256"], "index_sha256": cache.index_sha256}}
+    out, log_csv = out or f"models/students/{name}.pt", log_csv or f"reports/plots/students/{name}.csv"
+    report = report or f"reports/students/{name}.json"
+    result = run_training(params, index_dir, out, log_csv, report, resume_file or f"scratch/students/{name}/resume.pt",
+                          name, quiet, cache, extra)
+    if result is not None:
+        provenance.write(provenance_path or record_path("train_student", name), __spec__.name,
+                         {"student": name, "students": {name: params.model_dump(mode="json")}},
+                         {"build": index_dir, "soft_labels": soft_labels},
+                         {"checkpoint": out, "log": log_csv, "report": report})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from pipeline.core.config import with_overrides
-from stages.common import friendly_errors, load, params_option
+from stages.common import provenance_option, friendly_errors, load, params_option
 from stages.training import run_training
 
 
@@ -23,21 +23,24 @@ from stages.training import run_training
 @click.option("--epochs", type=int, default=None, help="Override teacher.epochs.")
 @click.option("--device", default=None, help="Override teacher.device (auto, cpu, cuda, cuda:N).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("train_teacher")
 @friendly_errors
-def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, device, quiet):
+def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, device, quiet, provenance_path):
     """Train the teacher; keep the best validation epoch by AU + EXPR + CCC_V + CCC_A.
 
     Rerunning after an interruption resumes from the resume file and reaches the same
     weights as an uninterrupted run. Run under `torchrun --nproc_per_node N` for
     DistributedDataParallel training.
     """
-    from pipeline.core.provenance import record
+    from pipeline.core import provenance
 
     p = load(params_path)
     params = with_overrides(p.teacher, epochs=epochs, device=device)
     index_dir = index_dir or p.build.out
-    extra = {"provenance": [record(__spec__.name, {"teacher": params.model_dump(mode="json")}, {"build": index_dir})]}
-    run_training(params, index_dir, out, log_csv, report, resume_file, "teacher", quiet, extra=extra)
+    result = run_training(params, index_dir, out, log_csv, report, resume_file, "teacher", quiet)
+    if result is not None:
+        provenance.write(provenance_path, __spec__.name, {"teacher": params.model_dump(mode="json")},
+                         {"build": index_dir}, {"checkpoint": out, "log": log_csv, "report": report})
 
 
 if __name__ == "__main__":

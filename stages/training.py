@@ -10,7 +10,7 @@ def run_training(params, data, out: str, log_csv: str, report: str | None, resum
                  soft_labels=None, extra: dict | None = None) -> dict:
     """Train on ``data`` (``pipeline.training.train.setup``), resuming from ``resume`` if it exists;
     write the report (if given) on rank 0, remove the resume file once finished, and
-    return the report."""
+    return the report (None in a process that wrote nothing: interrupted, or not rank 0)."""
     import torch.distributed as dist
 
     from pipeline.core.fileio import write_json
@@ -20,7 +20,7 @@ def run_training(params, data, out: str, log_csv: str, report: str | None, resum
     result = train(params, data, outputs, name=name, progress=not quiet, soft_labels=soft_labels,
                    extra=extra)
     if result.get("interrupted") or (dist.is_initialized() and dist.get_rank() != 0):
-        return result
+        return None
     if report:
         write_json(outputs.report, result)
     outputs.resume.unlink(missing_ok=True)  # finished: the next run starts afresh

@@ -11,7 +11,8 @@ from stages.export_abaw import cli
 def table(path, frames, faces, all_faces=False):
     rows = []
     for f, has in zip(frames, faces):
-        row = {"frame": f, "face": has, "track": 0 if has else -1, "expression": EXPR_NAMES[f % 7] if has else None,
+        row = {"frame": f, "file": None, "face": has, "track": 0 if has else -1,
+               "expression": EXPR_NAMES[f % 7] if has else None,
                "valence": f / 10 if has else None, "arousal": -f / 10 if has else None}
         row.update({a: (f + i) % 2 if has else None for i, a in enumerate(AU_NAMES)})
         rows.append(row)

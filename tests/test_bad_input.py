@@ -264,7 +264,7 @@ def test_cuda_without_a_gpu_and_duplicate_keys(data, tmp_path):
     failed_naming(run(tmp_path, "check-params"), "teacher.device: 'cuda' asked for, but this machine has no CUDA")
     text = (ROOT / "params.yaml").read_text().replace("profile: demo", "profile: demo\nprofile: tiny", 1)
     (tmp_path / "params.yaml").write_text(text)
-    failed_naming(run(tmp_path, "check-params"), "duplicate key 'profile'")
+    failed_naming(run(tmp_path, "check-params"), 'found duplicate key "profile"')
 
 
 # --- unreadable checkpoints, resume files and outputs --------------------------------------------

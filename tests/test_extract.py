@@ -138,7 +138,7 @@ def test_labels_longer_than_video_are_counted_not_shifted(tmp_path):
     write_disfa(tmp_path / "d", frames=12, labels=20, face=True)
     rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
     assert rep["frames_read"] == 12 and rep["labels_without_frame"] == 8
-    assert "video ends at frame 12" in " ".join(rep["rows_rejected"])
+    assert "the video has 12 frames but labels for 20" in " ".join(rep["rows_rejected"])
     assert rep["faces_written"] == 12 and rep["frames_without_face"] == 0
     frames = pd.read_parquet(tmp_path / "out" / "frames.parquet")
     assert frames["frame"].tolist() == list(range(12))  # each label on its own frame

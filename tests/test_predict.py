@@ -314,7 +314,7 @@ def temporal_bundle(bundle, tmp_path_factory):
         save_checkpoint(folder / f"{name}.pt", model, {"train": {"va_centres": "centres"}})
         paths[name] = str(folder / f"{name}.pt")
     s1 = bundle.parent / "s1.pt"
-    save_rnn_bundle(folder / "T4.pt", paths, [0.5] * 8, "fixed 0.5", None,
+    save_rnn_bundle(folder / "T4.pt", paths, [0.5] * 8, "fixed 0.5",
                     {"sequence_length": 4, "features_sha256": file_sha256(s1)})
     return folder / "T4.pt"
 

@@ -1,19 +1,17 @@
-"""Provenance records: git object ids, input digests, records that keep outputs
-byte-identical, reading them back from every kind of artefact, and naming the commit."""
+"""Provenance records: git object ids, input and output digests, records written beside
+the artefacts (which therefore stay byte-identical when only the code changes), found
+again from any file a stage wrote, or a copy of it, and the commit that holds the code."""
+import hashlib
 import json
 import os
 import subprocess
 
-import h5py
-import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 from click.testing import CliRunner
 
-from pipeline.core.info import code_version, read
-from pipeline.core.provenance import blob_id, code_files, record
-from pipeline.core.tables import write_parquet
+from pipeline.core.info import code_version, find
+from pipeline.core.provenance import blob_id, code_files, write
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": "/dev/null"}
@@ -35,10 +33,15 @@ def test_record_is_deterministic_relative_and_names_the_stage_code(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "t.parquet").write_bytes(b"table")
-    one = record("stages.train_teacher", {"teacher": {"lr": 0.1}}, {"build": tmp_path / "data"})
-    two = record("stages.train_teacher", {"teacher": {"lr": 0.1}}, {"build": "data"})
-    assert json.dumps(one, sort_keys=True) == json.dumps(two, sort_keys=True)
-    assert one["stage"] == "train_teacher" and one["inputs"]["build"]["path"] == "data"
+    (tmp_path / "model.pt").write_bytes(b"weights")
+    one = write("provenance/train_teacher.json", "stages.train_teacher", {"teacher": {"lr": 0.1}},
+                {"build": tmp_path / "data"}, {"checkpoint": "model.pt"})
+    first = (tmp_path / "provenance" / "train_teacher.json").read_bytes()
+    two = write("provenance/train_teacher.json", "stages.train_teacher", {"teacher": {"lr": 0.1}}, {"build": "data"},
+                {"checkpoint": tmp_path / "model.pt"})
+    assert one == two and (tmp_path / "provenance" / "train_teacher.json").read_bytes() == first
+    assert one["stage"] == "train_teacher" and one["inputs"]["build"]["path"] == "../data"  # from the record's folder
+    assert one["outputs"]["checkpoint"] == {"path": "../model.pt", "sha256": hashlib.sha256(b"weights").hexdigest()}
     assert sorted(one["code"]) == code_files("stages.train_teacher")
     assert "pipeline/training/train.py" in one["code"] and "stages/train_teacher.py" in one["code"]
 
@@ -80,46 +83,62 @@ def blob_id_of(text: str) -> str:
                           text=True).stdout.strip()
 
 
-def test_read_back_from_every_kind_of_artefact(tmp_path):
-    rec = [{"format": 1, "stage": "s", "params": {"x": 1}, "code": {}, "inputs": {}}]
-    torch.save({"state_dict": {}, "provenance": rec}, tmp_path / "m.pt")
-    torch.save({"kind": "bundle", "provenance": rec, "members": [{"provenance": rec}, {"provenance": rec}]},
-               tmp_path / "bundle.pt")
-    (tmp_path / "r.json").write_text(json.dumps({"score": 1.0, "provenance": rec}))
-    with h5py.File(tmp_path / "c.h5", "w") as f:
-        f.attrs["provenance"] = json.dumps(rec)
-    write_parquet(pa.table({"a": np.arange(3)}), tmp_path / "t.parquet", rec)
-    for name in ("m.pt", "r.json", "c.h5", "t.parquet"):
-        assert read(tmp_path / name) == rec, name
-    assert read(tmp_path / "bundle.pt") == rec * 3  # the bundle's own, then its members'
+def project(tmp_path, monkeypatch):
+    """A project folder with two stage runs' records: a student and an ensemble of it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "students").mkdir(parents=True)
+    (tmp_path / "in.bin").write_bytes(b"input")
+    student = tmp_path / "models" / "students" / "s1.pt"
+    torch.save({"state_dict": {"w": torch.ones(2)}}, student)
+    torch.save({"kind": "mtaffect-ensemble", "members": [{"name": "s1", "sha256": hashlib.sha256(
+        student.read_bytes()).hexdigest()}]}, tmp_path / "models" / "ensemble.pt")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "ensemble.json").write_text("{}")
+    write("provenance/train_student/s1.json", "stages.train_student", {"student": "s1"}, {"data": "in.bin"},
+          {"checkpoint": student})
+    return write("provenance/ensemble.json", "stages.ensemble", {"ensemble": {"members": ["s1"]}}, {"s1": student},
+                 {"bundle": "models/ensemble.pt", "report": "reports/ensemble.json"})
+
+
+def test_a_file_finds_the_record_of_the_run_that_wrote_it_and_a_bundle_its_members(tmp_path, monkeypatch):
+    rec = project(tmp_path, monkeypatch)
+    assert [r for _, r in find("reports/ensemble.json")] == [rec]
+    found = find(tmp_path / "models" / "ensemble.pt")
+    assert [r["stage"] for _, r in found] == ["ensemble", "train_student"]  # the bundle's own, then its member's
+    elsewhere = tmp_path / "copied" / "ensemble.pt"  # a copy, found by its SHA-256
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes((tmp_path / "models" / "ensemble.pt").read_bytes())
+    assert [r["stage"] for _, r in find(elsewhere)][0] == "ensemble"
 
 
 @pytest.mark.parametrize("name, content, message", [
-    ("old.json", json.dumps({"score": 1}), "no provenance recorded"),
-    ("bad.json", "{not json", "not a JSON report"),
-    ("notes.txt", "hello", "not an mtaffect artefact"),
+    ("notes.txt", "hello", "no provenance record names it"),
+    ("absent.pt", None, "no such file"),
 ])
-def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, name, content, message):
+def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, monkeypatch, name, content, message):
     from stages.info import cli
 
-    (tmp_path / name).write_text(content)
+    project(tmp_path, monkeypatch)
+    if content is not None:
+        (tmp_path / name).write_text(content)
     result = CliRunner().invoke(cli, [str(tmp_path / name)])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
-    missing = CliRunner().invoke(cli, [str(tmp_path / "absent.pt")])
-    assert missing.exit_code != 0 and "Traceback" not in missing.output
+    os.mkfifo(tmp_path / "pipe.pt")
+    fifo = CliRunner().invoke(cli, [str(tmp_path / "pipe.pt")])
+    assert fifo.exit_code != 0 and "not a regular file" in fifo.output
 
 
-def test_info_prints_stage_inputs_and_params(tmp_path, monkeypatch):
+def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):
     from stages.info import cli
 
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "in.bin").write_bytes(b"input")
-    rec = record("stages.ensemble", {"ensemble": {"members": ["s1"]}}, {"s1": "in.bin"})
-    (tmp_path / "report.json").write_text(json.dumps({"provenance": [rec]}))
-    out = CliRunner().invoke(cli, ["report.json"]).output
-    assert "stage   ensemble" in out and "input   s1: in.bin sha256" in out and "(same now)" in out
-    assert 'param   ensemble.members = ["s1"]' in out
-    (tmp_path / "in.bin").write_bytes(b"changed")
-    assert "(differs now)" in CliRunner().invoke(cli, ["report.json"]).output
-    as_json = json.loads(CliRunner().invoke(cli, ["report.json", "--json"]).output)
-    assert as_json == {"report.json": [rec]}
+    project(tmp_path, monkeypatch)
+    out = CliRunner().invoke(cli, ["reports/ensemble.json"]).output
+    assert "stage   ensemble" in out and "input   s1: models/students/s1.pt sha256" in out and "(same now)" in out
+    assert "output  bundle: models/ensemble.pt sha256" in out and 'param   ensemble.members = ["s1"]' in out
+    (tmp_path / "models" / "students" / "s1.pt").write_bytes(b"changed")
+    assert "(differs now)" in CliRunner().invoke(cli, ["reports/ensemble.json"]).output
+    monkeypatch.chdir(tmp_path / "models")  # from another folder: paths from the record's place, shown from here
+    out = CliRunner().invoke(cli, ["ensemble.pt", "--no-check-inputs"]).output
+    assert "input   s1: students/s1.pt" in out
+    as_json = json.loads(CliRunner().invoke(cli, ["../reports/ensemble.json", "--json"]).output)
+    assert as_json["../reports/ensemble.json"][0]["stage"] == "ensemble"

@@ -42,8 +42,12 @@ def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
 def read_batches(path: Path, columns: list[str]):
     """The record batches of a frame table (only ``columns``), in row order."""
     # No pre-buffering: it would hold every row group's column chunks at once.
-    with pq.ParquetFile(path, pre_buffer=False) as table:
-        yield from table.iter_batches(batch_size=READ_BATCH, columns=columns, use_threads=False)
+    try:
+        with pq.ParquetFile(path, pre_buffer=False) as table:
+            yield from table.iter_batches(batch_size=READ_BATCH, columns=columns, use_threads=False)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise DataError(f"{path}: not a readable frame table ({str(e).splitlines()[0][:100]}): rerun the "
+                        "extraction that wrote it") from None
 
 
 def qualified(batch: pa.RecordBatch, key: str) -> pa.Array:

@@ -20,6 +20,7 @@ wrong type or out of its range is one clear error that names the key.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, Optional
@@ -27,7 +28,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.core.errors import ParamsError
-from pipeline.core.validation import load_yaml, reject_unknown, require, validate
+from pipeline.core.validation import load_yaml, read_text, reject_unknown, require, validate
 
 PROFILES = ("demo", "tiny", "abaw2020")
 SOURCE_KINDS = ("affwild2", "disfa", "expw", "afewva")
@@ -79,6 +80,22 @@ BACKBONES = (
     "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14",
     "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
 )
+
+
+def _unique(values: list) -> list:
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(map(repr, twice))} listed twice")
+    return values
+
+
+def _all_tasks(weights: dict) -> dict:
+    missing = [t for t in TASK_NAMES if t not in weights]
+    if missing:
+        raise ValueError(f"give a weight for every task: {', '.join(missing)} missing")
+    if not any(weights.values()):
+        raise ValueError("every task weight is 0: nothing would be learned")
+    return weights
 
 
 def _backbone(name: str) -> str:
@@ -141,9 +158,9 @@ class BuildParams(Section):
 
     out: str = "data/build"
     seed: Index = 0
-    au_sources: list[Source] = ["affwild2", "disfa"]
-    expr_sources: list[Source] = ["affwild2", "expw"]
-    va_sources: list[Source] = ["affwild2", "afewva"]
+    au_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "disfa"]
+    expr_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "expw"]
+    va_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "afewva"]
     au_balance: bool = True  #: ML-ROS on the merged AU set
     au_clone_budget: NonNegative = 50.0  #: ML-ROS clones, in % of the set's size
     au_mean_ir: Optional[Positive] = None  #: None: from the data; the authors preset 2.0
@@ -181,6 +198,7 @@ class LoopParams(Section):
     save_every: Count = 50  #: steps between resume files (an interrupted run loses at most this)
 
     _check_device = field_validator("device")(_device)
+    _check_weights = field_validator("task_weights")(_all_tasks)
 
 
 class DistillParams(Section):
@@ -216,6 +234,8 @@ class TemporalParams(Section):
     #: one set of temporal models per length (frames per window); the paper compares 8, 16, 32
     sequence_lengths: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [8, 16, 32]
 
+    _check_unique = field_validator("sequence_lengths")(_unique)
+
 
 class RnnParams(LoopParams):
     """The temporal teacher (``rnn_teacher``): one bidirectional GRU per task on the cached
@@ -250,6 +270,7 @@ class EnsembleParams(Section):
     batch: Batch = 128
 
     _check_device = field_validator("device")(_device)
+    _check_unique = field_validator("members")(_unique)
 
 
 class FeaturesParams(Section):
@@ -332,7 +353,9 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path}: not found (run from the project root, or pass --params)")
-    return resolve(load_yaml(path.read_text(), str(path)) or {}, str(path))
+    if not path.is_file():
+        raise ParamsError(f"{path}: not a file")
+    return resolve(load_yaml(read_text(path), str(path)) or {}, str(path))
 
 
 def _mapping(value, where: str, label: str) -> dict:
@@ -400,6 +423,9 @@ def resolve(raw: dict, where: str = "params.yaml") -> Params:
     for family, (base, cls) in FAMILIES.items():
         families[family] = {}
         for sname, override in _mapping(raw[family], where, family).items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", str(sname)):
+                raise ParamsError(f"{where}: {family}.{sname}: a name of letters, digits, '_' and '-' only (it names "
+                                  "a DVC stage and a file)")
             override = _mapping(override, where, f"{family}.{sname}")
             reject_unknown(override, cls.model_fields, where, prefix=f"{family}.{sname}.")
             families[family][str(sname)] = validate(cls, {**sections[base].model_dump(), **override}, where,

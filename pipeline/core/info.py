@@ -1,50 +1,87 @@
-"""Reading provenance back (``mtaffect info``): the records stored in an artefact, and the
-git commit that holds the code they name (``pipeline.core.provenance`` writes them)."""
+"""Reading provenance back (``mtaffect info``): the records of the stage runs that wrote a
+file, and the git commit that holds the code they name (``pipeline.core.provenance``
+writes them)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from pipeline.core.provenance import ROOT, blob_id
+from pipeline.core.errors import CheckpointError, DataError
+from pipeline.core.fileio import file_sha256
+from pipeline.core.provenance import FORMAT, ROOT, blob_id
 
 
-def read(path: str | Path) -> list[dict]:
-    """The provenance records stored in an artefact: a checkpoint or bundle (``.pt``), a
-    JSON report, the soft-label cache (``.h5``) or a Parquet table. The artefact's own
-    record comes first; a bundle adds its members'."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
-    suffix = path.suffix.lower()
-    if suffix == ".pt":
-        from pipeline.training.models import read_torch_file
-
-        obj = read_torch_file(path, "checkpoint")
-        found = obj.get("provenance") if isinstance(obj, dict) else None
-        for member in (obj.get("members", []) if isinstance(obj, dict) else []):
-            found = (found or []) + member.get("provenance", [])
-    elif suffix == ".json":
-        try:
-            obj = json.loads(path.read_text())
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{path}: not a JSON report ({e})") from None
-        found = obj.get("provenance") if isinstance(obj, dict) else None
-    elif suffix in (".h5", ".hdf5"):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            found = json.loads(f.attrs["provenance"]) if "provenance" in f.attrs else None
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        found = json.loads(meta[b"mtaffect.provenance"]) if b"mtaffect.provenance" in meta else None
-    else:
-        raise ValueError(f"{path}: not an mtaffect artefact (models .pt, reports .json, caches .h5, tables .parquet)")
-    if not found:
-        raise ValueError(f"{path}: no provenance recorded (written before mtaffect recorded it, or not by a stage: "
-                         "rerun its stage with `dvc repro`)")
+def _record_folders(path: Path) -> list[Path]:
+    """The ``provenance`` folders of the projects around ``path`` and the working directory."""
+    found = []
+    for start in (path.resolve().parent, Path.cwd().resolve()):
+        for folder in (start, *start.parents):
+            if (folder / "provenance").is_dir() and folder / "provenance" not in found:
+                found.append(folder / "provenance")
     return found
+
+
+def _records(folders: list[Path]):
+    """(file, record) of every readable record in ``folders``."""
+    for folder in folders:
+        for file in sorted(folder.rglob("*.json")):
+            try:
+                rec = json.loads(file.read_text())
+            except (ValueError, OSError):
+                continue
+            if isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("outputs"), dict):
+                yield file, rec
+
+
+def resolve(record_file: Path, path: str) -> Path:
+    """A path a record holds (relative to the record's folder) as a path on this machine."""
+    return (record_file.parent / path).resolve()
+
+
+def find(path: str | Path) -> list[tuple[Path, dict]]:
+    """The records of the stage runs that wrote ``path`` (as the output they name, inside a
+    folder they wrote, or a copy of one of their files, found by its SHA-256); for a model
+    bundle, then its members'. Records are looked for in the ``provenance/`` folders of
+    the projects around the file and around the working directory."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise DataError(f"{path}: not a regular file")
+    target, sha = path.resolve(), file_sha256(path)
+    folders = _record_folders(path)
+    records = list(_records(folders))
+
+    def wrote(rec_file, rec, wanted=None, digest=None):
+        for out in rec["outputs"].values():
+            where = resolve(rec_file, out["path"])
+            if (wanted is not None and (where == wanted or where in wanted.parents)) or \
+                    (digest is not None and out["sha256"] == digest):
+                return True
+        return False
+
+    found = [(f, r) for f, r in records if wrote(f, r, wanted=target)] or \
+        [(f, r) for f, r in records if wrote(f, r, digest=sha)]
+    if not found:
+        where = ", ".join(str(f) for f in folders) or "no provenance/ folder around it or the working directory"
+        raise DataError(f"{path}: no provenance record names it (looked in {where}); was it written by a stage?")
+    for member in _bundle_members(path):
+        found += [(f, r) for f, r in records if wrote(f, r, digest=member) and (f, r) not in found]
+    return found
+
+
+def _bundle_members(path: Path) -> list[str]:
+    """The SHA-256 of a model bundle's members' checkpoints (nothing for other files)."""
+    if path.suffix != ".pt":
+        return []
+    from pipeline.training.models import read_torch_file
+
+    try:
+        obj = read_torch_file(path, "model file")
+    except CheckpointError:
+        return []
+    members = obj.get("members", []) if isinstance(obj, dict) else []
+    return [m["sha256"] for m in members if isinstance(m, dict) and "sha256" in m]
 
 
 def _git(root: Path, *args: str) -> str | None:

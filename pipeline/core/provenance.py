@@ -1,14 +1,19 @@
-"""Where an artefact came from: the stage, its parameters, the code that ran and the inputs
-it read (docs/architecture.md, "Provenance").
+"""Where an artefact came from: the stage, its parameters, the code that ran, the inputs it
+read and the outputs it wrote (docs/architecture.md, "Provenance").
 
-Every model and report carries one record. It deliberately holds no git commit and no
-"dirty" flag: the commit that records ``dvc.lock`` is never the one that produced the
-outputs, so writing either would make every fresh clone rebuild different bytes and DVC
-would never skip a stage. It holds instead the git object id of every project file the
-stage runs (its import closure, the same list ``dvc.yaml`` tracks), which names the code
-exactly; ``mtaffect info`` then finds the commit holding that code, or reports that the
-code was never committed (the tree was dirty). Inputs are named by SHA-256 of their bytes
-(a folder: of its files' names and hashes), paths relative to the working directory.
+Every stage run writes one record, a JSON file of its own (``provenance/<stage>.json``,
+``provenance/<stage>/<name>.json`` for the students and the sources), never into the
+artefacts: the record names the code, so it changes whenever the code does, and an
+artefact holding it would change with it, whatever its data. Downstream stages depend on
+the artefacts, not on the records, so a stage rerun for a code change that leaves its data
+as they were reruns nothing after it (DVC's early cutoff).
+
+A record holds no git commit and no "dirty" flag: it holds the git object id of every
+project file the stage runs (its import closure, the same list ``dvc.yaml`` tracks), which
+names the code exactly; ``mtaffect info`` then finds the commit holding that code, or says
+the code was never committed. Inputs and outputs are named by SHA-256 of their bytes (a
+folder input: of its files' names and hashes; a folder output is named by path only), with
+paths relative to the record's own folder, so the project can move.
 """
 from __future__ import annotations
 
@@ -17,11 +22,11 @@ import hashlib
 import os
 from pathlib import Path
 
-from pipeline.core.fileio import digest
+from pipeline.core.fileio import digest, file_sha256, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "stages", "synthetic")
-FORMAT = 1
+FORMAT = 2  # 2: one record per stage run, in a file of its own, with the outputs
 
 
 def module_file(name: str) -> Path | None:
@@ -76,19 +81,30 @@ def blob_id(path: str | Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def record(module: str, params: dict, inputs: dict[str, str | Path], progress: bool = False,
-           digests: dict[str, str] | None = None) -> dict:
-    """The provenance record of a stage run by ``module`` (e.g. ``stages.train_teacher``)
-    with effective ``params`` (plain values) on ``inputs`` (name -> file or folder);
-    ``digests`` gives the SHA-256 of inputs hashed already (as extraction reads them),
-    ``progress`` shows a bar while a folder is hashed."""
+def record_path(stage: str, name: str | None = None) -> Path:
+    """Where a stage run's record goes by default: ``provenance/<stage>[/<name>].json``."""
+    return Path("provenance") / stage / f"{name}.json" if name else Path("provenance") / f"{stage}.json"
+
+
+def write(path: str | Path, module: str, params: dict, inputs: dict[str, str | Path],
+          outputs: dict[str, str | Path], digests: dict[str, str] | None = None, progress: bool = False) -> dict:
+    """Write the record of a stage run by ``module`` (e.g. ``stages.train_teacher``) to
+    ``path``: effective ``params`` (plain values), ``inputs`` and ``outputs`` (name -> file
+    or folder; ``digests``: SHA-256 of inputs hashed already, as extraction reads them).
+    Returns the record."""
+    path = Path(path)
+    here = path.resolve().parent
+    relative = lambda p: Path(os.path.relpath(Path(p).resolve(), here)).as_posix()  # noqa: E731
     digests = digests or {}
-    return {
+    rec = {
         "format": FORMAT,
         "stage": module.rpartition(".")[2],
         "params": params,
         "code": {f: blob_id(ROOT / f) for f in code_files(module)},
-        "inputs": {name: {"path": Path(os.path.relpath(p)).as_posix(),
-                          "sha256": digests[name] if name in digests else digest(p, progress)}
+        "inputs": {name: {"path": relative(p), "sha256": digests[name] if name in digests else digest(p, progress)}
                    for name, p in sorted(inputs.items())},
+        "outputs": {name: {"path": relative(p), "sha256": None if Path(p).is_dir() else file_sha256(p)}
+                    for name, p in sorted(outputs.items())},
     }
+    write_json(path, rec)
+    return rec

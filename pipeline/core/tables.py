@@ -6,7 +6,6 @@ byte-identical for identical content: a fixed schema, compression and row-group 
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -53,12 +52,10 @@ def uid(source: str, video: str, frame: int) -> str:
     return f"{source}/{video}/{int(frame)}"
 
 
-def write_parquet(table: pa.Table, path: str | Path, provenance: list | None = None) -> None:
-    """Write ``table`` to ``path`` atomically with the project's fixed options, and
-    ``provenance`` (``pipeline.core.provenance`` records) in its schema metadata."""
-    # Drop pandas/arrow metadata that could differ between runs or library versions.
-    meta = {b"mtaffect.provenance": json.dumps(provenance, sort_keys=True).encode()} if provenance else None
-    table = table.replace_schema_metadata(meta)
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Write ``table`` to ``path`` atomically with the project's fixed options (and no
+    pandas or Arrow metadata, which could differ between runs or library versions)."""
+    table = table.replace_schema_metadata(None)
     with atomic_write(path) as tmp:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 

@@ -3,35 +3,36 @@ pydantic's type and range errors turned into one line that names the key."""
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
 import pydantic
-import yaml
 
 from pipeline.core.errors import ParamsError
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe loader that refuses a mapping with the same key twice (as DVC does), where
-    PyYAML would silently keep the last value."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` keys may be overridden
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
 def load_yaml(text: str, where: str):
+    """YAML as DVC reads it (ruamel.yaml, YAML 1.2: ``010`` is ten and ``yes`` a string, so
+    the value a stage runs with is the one ``dvc params diff`` shows); a key given twice,
+    which PyYAML would silently keep the last of, is an error."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
-    except yaml.YAMLError as e:
-        raise ParamsError(f"{where}: not valid YAML: {' '.join(str(e).split())}") from None
+        return YAML(typ="safe").load(text)
+    except YAMLError as e:
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e)
+        line = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ParamsError(f"{where}: not valid YAML{line}: {' '.join(problem.split())}") from None
+
+
+def read_text(path: Path) -> str:
+    """A parameters file's text: UTF-8 (a byte-order mark is fine), or one clear error."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
+                          "save it as UTF-8") from None
 
 
 #: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run

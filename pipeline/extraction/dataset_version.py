@@ -42,9 +42,24 @@ def write_version(root: str | Path, progress: bool = False) -> Path:
     if not root.name:
         raise DataError(f"{root}: the file system's root is not a dataset folder")
     files = folder_files(root)
+    if not files:
+        raise DataError(f"{root}: no file in this folder: nothing to version")
     path = version_path(root)
+    if path.exists() and _version_record(path) is None:
+        raise DataError(f"{path}: exists and is not a version file of {root.name}: refusing to replace it")
     write_json(path, {"dataset": root.name, "files": len(files), "sha256": digest(root, progress, files)})
     return path
+
+
+def _version_record(path: Path) -> dict | None:
+    """The version file's content, or None when the file is something else."""
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, OSError):
+        return None
+    keys = {"dataset", "files", "sha256"}
+    return record if isinstance(record, dict) and set(record) == keys and \
+        record["dataset"] == path.name.removesuffix(SUFFIX) else None
 
 
 def check_version(root: str | Path, version: str | Path, root_digest: str) -> None:
@@ -70,8 +85,10 @@ def check_version(root: str | Path, version: str | Path, root_digest: str) -> No
     if (version.parent / str(dataset)).resolve() != root.resolve():
         raise DataError(f"{version}: is the version of {version.parent / str(dataset)}, not of {root}")
     if sha256 != root_digest:
-        raise DataError(f"{root}: its files differ from those {version} was written for "
-                        f"(edited since? rerun the stage that wrote them: dvc repro --force synth)")
+        again = ("dvc repro --force synth" if Path(root).resolve().parent == version.resolve().parent
+                 and (version.parent / "synth.json").exists() else f"mtaffect dataset-version {root}")
+        raise DataError(f"{root}: its files differ from those {version} was written for (edited since? if the "
+                        f"change is meant, write the version again: {again})")
 
 
 def _stat(path: Path) -> tuple[int, int]:

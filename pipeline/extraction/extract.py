@@ -53,16 +53,16 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
 
 
 def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams, name: str | None = None,
-            progress: bool = True, describe: Callable[[str], list] | None = None) -> dict:
+            progress: bool = True, check: Callable[[str], None] | None = None) -> dict:
     """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
 
     Returns the report written to ``extract.json``. ``name`` is the source name used in
     uids (default: ``kind``). ``out`` is refused before any work when it overlaps the
     dataset or holds anything but an earlier extraction; it is written under a temporary
     name and replaces the earlier one only once complete, so a failure leaves it as it was.
-    The dataset is hashed as it is read (``dataset_version.DatasetRead``); ``describe``
-    gets that digest before anything is written and returns the report's ``provenance``
-    (``pipeline.core.provenance`` records), or raises to refuse the data.
+    The dataset is hashed as it is read (``dataset_version.DatasetRead``); the report holds
+    that digest (``source_sha256``), which ``check`` gets before anything is written, and
+    may refuse by raising.
     """
     name = name or kind
     out = Path(out)
@@ -75,7 +75,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
     with replacing_folder(out) as work:
-        report = _extract_into(work, kind, name, root, source, params, problems, progress, read, describe)
+        report = _extract_into(work, kind, name, root, source, params, problems, progress, read, check)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
              total, seconds, report["faces_written"] / max(seconds, 1e-9))
@@ -83,7 +83,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
 
 
 def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
-                  problems: Problems, progress: bool, read: DatasetRead, describe) -> dict:
+                  problems: Problems, progress: bool, read: DatasetRead, check) -> dict:
     """The jobs of ``source`` through the workers, into the (new, empty) folder ``out``."""
     jobs = source.jobs
     total = sum(len(j) for j in jobs)
@@ -114,11 +114,16 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                               labels_without_frame=res.labels_without_frame)
                 track.update(res.track)
                 read.add(res.hashes)
+                for note in res.notes:
+                    log.warning(note)
+                    source.notes.append(note)
                 bar.update(len(job))
         if counts["faces_written"] == 0:
             raise DataError(f"{root}: no face could be extracted from {total} labelled frames "
                             f"({problems.summary() or 'no face found'})")
-        provenance = describe(read.finish(progress)) if describe else []
+        source_sha256 = read.finish(progress)
+        if check is not None:
+            check(source_sha256)
     except BaseException:
         shards.abort()  # nothing half-written survives (the folder goes too)
         table.abort()
@@ -143,7 +148,7 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
         "tracking": dict(sorted(track.items())),
         "shards": [p.name for p in written],
         "notes": source.notes,
-        "provenance": provenance,
+        "source_sha256": source_sha256,
     }
     write_json(out / "extract.json", report)
     return report

@@ -39,6 +39,7 @@ class JobResult:
     rejected: list = field(default_factory=list)  # (where, reason, line, n)
     track: dict = field(default_factory=dict)
     hashes: dict = field(default_factory=dict)  # SHA-256 of every file read, as read
+    notes: list = field(default_factory=list)  # what the user should know, though nothing was skipped
 
 
 class Worker:
@@ -98,6 +99,8 @@ def read_rgb(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
     except OSError as e:
         return None, f"unreadable image ({e.strerror})", None
     sha = hashlib.sha256(data).hexdigest()
+    if not data:
+        return None, "empty image file (0 bytes)", sha
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         return None, "unreadable or truncated image", sha
@@ -146,11 +149,21 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                     res.rejected.append((path, why, None, 1))
                     continue
                 if job.mode == "aligned":
+                    h, w = image.shape[:2]
+                    if not (size / 2 <= min(h, w) and max(h, w) <= 4 * size and max(h, w) <= 1.25 * min(h, w)):
+                        res.rejected.append((path, f"a {w}x{h} crop is not an aligned face (about {size}x{size} "
+                                             "expected)", None, 1))
+                        continue
                     if image.shape[:2] != (size, size):
                         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
                     emit(row, image)
                 elif job.mode == "landmarks":
-                    emit(row, align.align_face(image, job.landmarks[row], size, scale), job.landmarks[row])
+                    try:
+                        face = align.align_face(image, job.landmarks[row], size, scale)
+                    except (ValueError, np.linalg.LinAlgError) as e:
+                        res.rejected.append((path, f"its landmarks give no alignment ({e})", None, 1))
+                        continue
+                    emit(row, face, job.landmarks[row])
                 else:  # boxes: refine landmarks inside the given box, else derive them from it
                     box = job.boxes[row]
                     if not box_inside(box, image.shape):
@@ -261,13 +274,16 @@ def _decode(cap, job: Job, params: ExtractParams, detector, res: JobResult, emit
         res.rejected.append((job.video_path, f"{why}: frames are missing or damaged, the labels cannot be placed "
                              "exactly; video skipped", None, len(job)))
         return
+    if not labelled and listed > 0 and decoded < listed:
+        res.notes.append(f"{job.video_path}: decoded {decoded} of the {listed} frames the file lists "
+                         "(truncated or damaged?): faces of those only")
     if row < len(wanted):
         # The labels go on past the video's end (or the file is truncated): counted, never
         # shifted onto other frames.
         missing = len(wanted) - row
         res.labels_without_frame += missing
-        res.rejected.append((job.video_path, f"video ends at frame {frame_no}; labels go on to frame "
-                             f"{int(wanted[-1])}", None, missing))
+        res.rejected.append((job.video_path, f"the video has {frame_no} frames but labels for {int(wanted[-1]) + 1}",
+                             None, missing))
 
 
 def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:

@@ -5,8 +5,8 @@ The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loade
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
 size), ``alignment`` (template points, crop size and MTCNN settings of the extraction), the
 members (name, backbone, model config, VA bin values, state dict, SHA-256 of the checkpoint file),
-``au_thresholds`` with how they were chosen, and ``provenance`` (``pipeline.core.provenance``:
-the ensemble stage's record; each member keeps its checkpoint's records). The temporal
+``au_thresholds`` with how they were chosen (where it came from: ``mtaffect info``, from its
+record in ``provenance/``; a member is found by its SHA-256). The temporal
 ensemble's bundle (``rnn_ensemble``) is the same dict of another ``kind``, with GRU
 members, the sequence length and the features' checkpoint hash instead of an alignment.
 """
@@ -36,8 +36,8 @@ def cnn_member(entry: dict) -> torch.nn.Module:
 
 
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
-                alignment: dict | None, provenance: list | None = None, kind: str = BUNDLE_KIND,
-                extra: dict | None = None, load=load_checkpoint) -> dict:
+                alignment: dict | None, kind: str = BUNDLE_KIND, extra: dict | None = None,
+                load=load_checkpoint) -> dict:
     """Write the bundle of ``members`` (name -> checkpoint path, read by ``load``) of
     ``kind``, with ``extra`` entries; returns its summary."""
     entries = []
@@ -46,11 +46,11 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
                         "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
-                        "sha256": file_sha256(checkpoint), "provenance": ckpt.get("provenance", [])})
+                        "sha256": file_sha256(checkpoint)})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
     bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": SCHEMA, "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
-              "provenance": provenance or [], **(extra or {})}
+              **(extra or {})}
     write_torch(path, bundle)
     return {"members": {e["name"]: e["sha256"] for e in entries}, "au_thresholds": thresholds,
             "au_threshold_mode": threshold_mode}

@@ -18,7 +18,7 @@ from pipeline.core.fileio import atomic_write
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS
 
 HEADERS = {"AU": ",".join(AU_NAMES), "EXPR": ",".join(EXPR_NAMES), "VA": "valence,arousal"}
-COLUMNS = ["frame", "face", "track", *AU_NAMES, "expression", "valence", "arousal"]
+COLUMNS = ["frame", "file", "face", "track", *AU_NAMES, "expression", "valence", "arousal"]
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
 #: a damaged table, whose filling would write billions of lines.
 MAX_FRAMES = 10_000_000
@@ -42,6 +42,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
         i = bad.idxmax()
         raise DataError(f"{line(i)}: frame {shown(rows['frame'][i])} is not a frame number (0 .. {MAX_FRAMES - 1:,})")
     rows["frame"] = frame.astype(np.int64)
+    if rows["file"].notna().any() and (rows["file"].astype(str) != "").any():
+        raise DataError(f"{path}: rows of images (a folder's table), not of a video's frames: ABAW submissions "
+                        "are per video")
     if rows["frame"].duplicated().any():
         raise DataError(f"{path}: several rows per frame (--all-faces): ABAW wants one face per frame; "
                         "predict without --all-faces")

@@ -12,12 +12,11 @@ File (``data/features.h5``), the frame table's rows in its order: ``uid``, ``vid
 (the AU, EXPR and VA heads' features after their second BatchNorm, before the last
 linear layer), ``logits`` float32 [M, 55] (8 AU, 7 EXPR, 20 + 20 VA, as the CNN's own
 output); attributes ``format_version``, ``sha256`` (each dataset's, checked when the file
-is opened), ``checkpoint_sha256``, ``backbone``, ``va_centres``, ``provenance`` (JSON).
+is opened), ``checkpoint_sha256``, ``backbone``, ``va_centres``.
 """
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import h5py
@@ -46,7 +45,7 @@ def task_outputs(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint: str | Path, batch: int,
-         device: torch.device, va_centres: str, progress=None, provenance: list | None = None) -> dict:
+         device: torch.device, va_centres: str, progress=None) -> dict:
     """Features and logits of every frame of the frame table ``table`` with ``model`` (the
     checkpoint at ``checkpoint``, in eval mode), written to ``out``; returns a summary."""
     index = FrameIndex.read(table)
@@ -68,8 +67,7 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
             if progress is not None:
                 progress.update(len(positions))
         attrs = {"format_version": FORMAT_VERSION, "checkpoint_sha256": file_sha256(checkpoint),
-                 "backbone": getattr(model, "backbone_name", ""), "va_centres": va_centres,
-                 "provenance": json.dumps(provenance or [], sort_keys=True)}
+                 "backbone": getattr(model, "backbone_name", ""), "va_centres": va_centres}
         for key in sorted(attrs):
             h5.attrs[key] = attrs[key]
         seal_h5(h5)

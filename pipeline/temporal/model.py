@@ -72,10 +72,9 @@ def gru_member(entry: dict) -> TemporalNet:
 
 
 def save_rnn_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
-                    provenance: list | None, extra: dict) -> dict:
+                    extra: dict) -> dict:
     """The temporal students' bundle: ``inference.ensemble``'s, of GRU members."""
-    return save_bundle(path, members, au_thresholds, threshold_mode, None, provenance, RNN_BUNDLE_KIND, extra,
-                       load=load_temporal)
+    return save_bundle(path, members, au_thresholds, threshold_mode, None, RNN_BUNDLE_KIND, extra, load=load_temporal)
 
 
 def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu"):

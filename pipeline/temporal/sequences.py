@@ -171,7 +171,7 @@ class SequenceData:
 
 
 def dump_soft_labels(model: TemporalNet, features: Features, length: int, out, teacher, batch: int, device,
-                     centres: str, provenance: list | None = None) -> dict:
+                     centres: str) -> dict:
     """The temporal teacher's logits of every training frame, in the soft-label cache's
     format (``softlabels``, centre mode: one target per frame): each frame's logits through
     the evaluation windows, the mean where two windows hold it (the teacher's own per-frame
@@ -183,8 +183,7 @@ def dump_soft_labels(model: TemporalNet, features: Features, length: int, out, t
     n = len(rows)
     attrs = {"format_version": FORMAT_VERSION, "mode": "centre", "views": 1, "teacher_sha256": file_sha256(teacher),
              "teacher_backbone": model.backbone_name, "va_centres": centres, "sequence_length": length,
-             "index_sha256": json.dumps({"features": features.sha256}, sort_keys=True),
-             "provenance": json.dumps(provenance or [], sort_keys=True)}
+             "index_sha256": json.dumps({"features": features.sha256}, sort_keys=True)}
     write_cache(out, features.uid[rows][order], np.zeros((n, 1, 2), np.uint8), np.zeros((n, 1), np.uint8), attrs,
                 [to_float16(torch.from_numpy(logits[order])).reshape(n, 1, -1)])
     return {"frames": n, "sequence_length": length, "teacher_sha256": attrs["teacher_sha256"]}

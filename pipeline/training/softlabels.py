@@ -103,11 +103,9 @@ def teacher_logits(model: torch.nn.Module, frames: Frames, offsets: np.ndarray, 
 
 
 def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher: str | Path, views: int,
-         mode: str, batch: int, device: torch.device, va_centres: str = "centres", progress: bool = True,
-         provenance: list | None = None) -> dict:
+         mode: str, batch: int, device: torch.device, va_centres: str = "centres", progress: bool = True) -> dict:
     """Compute the cache of ``index_dir``'s training frames with ``model`` (the checkpoint
-    at ``teacher``, whose VA bin values are ``va_centres``) and write it to ``out``, with
-    ``provenance`` (``pipeline.core.provenance`` records) in its attributes.
+    at ``teacher``, whose VA bin values are ``va_centres``) and write it to ``out``.
     Returns a summary for the report."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     indexes = {t: FrameIndex.read(p) for t, p in index_paths(index_dir).items()}
@@ -125,8 +123,7 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
         attrs = {"format_version": FORMAT_VERSION, "mode": mode, "views": int(flips.shape[1]),
                  "teacher_sha256": file_sha256(teacher), "teacher_backbone": getattr(model, "backbone_name", ""),
                  "va_centres": va_centres,
-                 "index_sha256": json.dumps(index_hashes(index_dir), sort_keys=True),
-                 "provenance": json.dumps(provenance or [], sort_keys=True)}
+                 "index_sha256": json.dumps(index_hashes(index_dir), sort_keys=True)}
         _write(out, frames.uid, offsets, flips, attrs, batch, world)
         summary.update(teacher_sha256=attrs["teacher_sha256"], index_sha256=json.loads(attrs["index_sha256"]))
     if world > 1:

@@ -46,10 +46,15 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
         try:
             if not key.isdigit():
                 raise ValueError(f"frame key {key!r} is not a frame number")
+            for dim in ("valence", "arousal"):  # whole numbers -10..10: never a bool, a string, 2.5
+                if type(e[dim]) is not int:
+                    raise ValueError(f"{dim} must be a whole number in [-10, 10], got {e[dim]!r}")
             v = afewva_to_va([e["valence"], e["arousal"]])
             points = np.asarray(e["landmarks"], dtype=np.float64)
             if points.shape != (68, 2):
                 raise ValueError(f"landmarks must be 68 x 2, got {points.shape}")
+            if not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1:
+                raise ValueError("landmarks are not finite, distinct points")
         except (ValueError, KeyError, TypeError) as err:
             problems.reject(str(path), f"bad entry {key!r}: {err}")
             continue

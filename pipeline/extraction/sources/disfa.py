@@ -20,8 +20,14 @@ def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
     """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``."""
     out: dict[int, int] = {}
     text = read_text(path, problems)
-    for lineno, line in enumerate((text or "").splitlines(), start=1):
+    if text is not None and not text.strip():
+        problems.reject(str(path), "empty label file (that AU stays unknown)")
+    lines = (text or "").splitlines()
+    while lines and not lines[-1].strip():  # a trailing blank line is only the end of the file
+        lines.pop()
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
+            problems.reject(str(path), "blank line (that frame's AU stays unknown)", line=lineno)
             continue
         try:
             cells = [c.strip() for c in line.split(",")]

@@ -31,9 +31,17 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         cells = line.split()
         try:
             if len(cells) < 8:  # further fields are not ours
-                raise ValueError(f"expected 8 fields, got {len(cells)}")
+                raise ValueError(f"expected 8 space-separated fields, got {len(cells)}")
             name, face_id = cells[0], int(cells[1])
-            top, left, right, bottom = (float(c) for c in cells[2:6])
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ValueError(f"image name {name!r} leaves image/origin/")
+            try:
+                top, left, right, bottom = (float(c) for c in cells[2:6])
+            except ValueError:
+                raise ValueError(f"the box {' '.join(cells[2:6])!r} is not four numbers (an image name with a "
+                                 "space?)") from None
+            if not all(abs(v) < 1e6 for v in (top, left, right, bottom)):
+                raise ValueError(f"the box {' '.join(cells[2:6])} is beyond any image")
             label = int(cells[7])
             expr = int(expw_to_expr([label])[0])
             if right <= left or bottom <= top:
