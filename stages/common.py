@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
+import threading
 
 import click
 
@@ -61,6 +63,10 @@ def use_threads(n: int) -> None:
         sys.modules["torch"].set_num_threads(n)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def friendly_errors(fn):
     """Report expected failures (bad params, bad data or checkpoints, files that cannot be
     read or written: a read-only folder, a full disk) as one line, not a traceback."""
@@ -68,6 +74,9 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        if threading.current_thread() is threading.main_thread():
+            # `kill` (SIGTERM) stops a command as Ctrl-C does: its cleanup runs, no temporary file stays
+            signal.signal(signal.SIGTERM, _interrupt)
         try:
             return fn(*args, **kwargs)
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:

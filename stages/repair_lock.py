@@ -24,6 +24,8 @@ def cli(project):
         click.echo(line)
     if done:
         click.echo("now run `dvc repro`: finished stages come back from DVC's run cache without running again")
+    else:
+        click.echo("dvc.lock and DVC's run-lock record are whole: nothing to repair")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,26 @@ def test_a_hand_edited_table_is_refused_naming_the_row_never_written_as_given(bu
     table.to_csv(tmp_path / "clip.csv", index=False)
     failed_naming(run("export-abaw", tmp_path / "clip.csv", "--out", tmp_path / "sub"), tmp_path / "clip.csv", message)
     assert not (tmp_path / "sub").exists()
+
+
+def test_a_kill_leaves_no_temporary_file(bundle, tmp_path):
+    """`kill` (SIGTERM) stops predict as Ctrl-C does: its half-written table and overlay go."""
+    import time
+
+    face = cv2.resize(skimage_data.astronaut()[:260, 120:380], (150, 150), interpolation=cv2.INTER_AREA)
+    long = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(long), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for t in range(600):
+        frame = np.full((360, 640, 3), 70, np.uint8)
+        frame[100:250, 150 + t % 200:300 + t % 200] = face[:, :, ::-1]
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(BIN / "mtaffect"), "predict", str(long), "--model", str(bundle), "--out", str(out),
+                             "--overlay", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not list(out.glob(".long*")) and proc.poll() is None:  # until it writes
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Traceback" not in err, err
+    assert not list(out.glob(".*tmp*")) and not (out / "long.csv").exists()

@@ -131,3 +131,12 @@ def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
     done = repair(tmp_path)
     assert len(done) == 2 and not (tmp_path / "dvc.lock").exists() and not (tmp_path / ".dvc/tmp/rwlock").exists()
     assert (tmp_path / ".dvc" / "tmp" / "dvc.lock.torn").exists()
+
+
+def test_a_lock_cut_at_the_end_of_a_line_is_caught(tmp_path):
+    whole = ("schema: '2.0'\nstages:\n  s0:\n    cmd: echo\n    outs:\n    - path: o\n      hash: md5\n"
+             "      md5: 0123456789abcdef0123456789abcdef\n      size: 3\n")
+    assert lock_problem(whole) is None
+    assert "cut short" in lock_problem(whole.replace("0123456789abcdef0123456789abcdef", "0123456789ab"))
+    assert "cut short" in lock_problem(whole[:whole.index("      size")])  # no size: the line after was lost
+    assert "cut short" in lock_problem(whole[:-1] + "0")  # the last line not whole

@@ -10,6 +10,7 @@ and a ``dvc repro`` restore every finished stage from that cache without running
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,12 @@ def lock_problem(text: str) -> str | None:
         COMPILED_LOCKFILE_SCHEMA(data)
     except Invalid as e:
         return f"incomplete ({str(e)[:100]})"
+    for name, stage in (data.get("stages") or {}).items():  # a cut at a line's end passes the schema
+        for item in (stage.get("deps") or []) + (stage.get("outs") or []):
+            if not (re.fullmatch(r"[0-9a-f]{32}(\.dir)?", str(item.get("md5", ""))) and "size" in item):
+                return f"cut short (stage {name}: {item.get('path')} has no whole hash and size)"
+    if not text.endswith("\n"):
+        return "cut short (its last line is not whole)"
     return None
 
 

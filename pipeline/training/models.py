@@ -117,6 +117,8 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
         except Exception as e:  # noqa: BLE001 - unpickling errors come in many types
             loaded = e
         damaged = records.result() if large else _damaged_record(path)
+    if damaged and damaged.startswith("not a torch file"):
+        raise CheckpointError(f"{path}: not a readable {what}: {damaged}")
     if damaged:
         raise CheckpointError(f"{path}: {what} damaged: {damaged}")
     if isinstance(loaded, Exception):
@@ -126,8 +128,8 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
 
 
 def _damaged_record(path) -> str | None:
-    """What is wrong with a torch archive's records (a CRC-32 that does not match), or None
-    (a file that is no zip at all is left for ``torch.load`` to name). The records are
+    """What is wrong with a torch archive's records (a CRC-32 that does not match, or no
+    archive at all), or None. The records are
     read through a memory map, so the CRC runs on the file's pages without a copy."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data, \
@@ -141,7 +143,9 @@ def _damaged_record(path) -> str | None:
                 with memoryview(data)[start:start + record.compress_size] as stored:
                     if len(stored) != record.compress_size or zlib.crc32(stored) != record.CRC:
                         return f"its record {record.filename} fails its checksum"
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, struct.error):
+    except zipfile.BadZipFile:
+        return "not a torch file (no zip archive)"
+    except (OSError, EOFError, ValueError, struct.error):
         return None
     return None
 
