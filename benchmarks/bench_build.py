@@ -67,7 +67,7 @@ def run_one(faces_dir: str) -> dict:
     import pyarrow.compute as pc
 
     from pipeline.build.indexes import build
-    from pipeline.core.config import BuildParams
+    from pipeline.build.params import BuildParams
 
     pc.equal(pa.array(["a"]), "a")  # Arrow loads its compute functions on first use
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -40,7 +40,7 @@ def make_dataset(root: Path, n: int) -> Path:
 
 def run_extract(root: str) -> dict:
     """In a child process: the real extraction; wall time and peak memory of the tree."""
-    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.params import ExtractParams
     from pipeline.extraction.extract import extract
 
     with tempfile.TemporaryDirectory() as out:
@@ -59,7 +59,7 @@ def mtcnn_alone(video: Path) -> tuple[float, int]:
 
     from pipeline.extraction import faces as F
     from pipeline.extraction import tracking as T
-    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.params import ExtractParams
     from pipeline.extraction.worker import fix_mmap_threshold
 
     torch.set_num_threads(1)

@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import write_fake_extraction  # noqa: E402
 from pipeline.build.indexes import build  # noqa: E402
-from pipeline.core.config import BuildParams, StudentParams  # noqa: E402
+from pipeline.build.params import BuildParams  # noqa: E402
+from pipeline.training.params import StudentParams  # noqa: E402
 from pipeline.core.index import FrameIndex  # noqa: E402
 from pipeline.training.data import StepDataset  # noqa: E402
 from pipeline.core.labels import TASKS  # noqa: E402

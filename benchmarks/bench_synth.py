@@ -27,7 +27,7 @@ DETECT_SAMPLE = int(os.environ.get("BENCH_SYNTH_SAMPLE", "150"))
 
 
 def generation_rows(size: str, out: Path) -> tuple[list[dict], float]:
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic.generate import generate
 
     t0 = time.perf_counter()

@@ -27,7 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.core.config import RnnParams, load_params  # noqa: E402
+from pipeline.temporal.params import RnnParams  # noqa: E402
+
+from pipeline.core.params import load_params  # noqa: E402
 from pipeline.core.images import centre_view, to_tensor  # noqa: E402
 from pipeline.core.index import FrameIndex, read_faces  # noqa: E402
 from pipeline.temporal.features import Features, dump, task_outputs  # noqa: E402

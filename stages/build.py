@@ -5,7 +5,9 @@ from pathlib import Path
 
 import click
 
-from pipeline.core.config import with_overrides
+from pipeline.build.params import BuildParams
+from pipeline.core.params import with_overrides
+from pipeline.extraction.params import ExtractParams
 from pipeline.core.fileio import write_json
 from stages.common import friendly_errors, load, params_option, provenance_option
 
@@ -32,7 +34,7 @@ def cli(params_path, faces, out, report, plots, no_balance, provenance_path):
     from pipeline.build.figures import build_figure, build_plot_data
     from pipeline.core import provenance
 
-    p = load(params_path)
+    p = load(params_path, BuildParams, ExtractParams)
     params = p.build
     if no_balance:
         params = with_overrides(params, au_balance=False, expr_balance=False, va_balance=False)

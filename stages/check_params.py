@@ -1,26 +1,42 @@
-"""Validate params.yaml and show the effective values of the active profile."""
+"""``mtaffect check-params`` (and the ``check_params`` stage): the whole params file checked."""
 from __future__ import annotations
 
 import click
 import yaml
 
-from pipeline.core.config import FAMILIES, SECTIONS
-from stages.common import load, params_option
+from stages.common import friendly_errors, params_option, warn
 
 
 @click.command("check-params")
 @params_option
-@click.option("--section", type=click.Choice(sorted(SECTIONS)), default=None, help="Show one section only.")
-def cli(params_path, section):
-    """Validate params.yaml (every profile) and print the active profile's values."""
-    p = load(params_path)
-    names = [section] if section else list(SECTIONS)
-    shown = ({"profile": p.profile, "threads": p.threads, "sources": {n: s.model_dump() for n, s in p.sources.items()}}
-             if not section else {})
-    shown.update({n: getattr(p, n).model_dump() for n in names})
-    if not section:
-        for family in FAMILIES:
-            shown[family] = {n: s.model_dump() for n, s in getattr(p, family).items()}
+@click.option("--section", default=None, help="Show one section only.")
+@click.option("--stamp", type=click.Path(dir_okay=False), default=None,
+              help="Write this file (always the same bytes) once the file is valid: what dvc.yaml's stages wait for.")
+@friendly_errors
+def cli(params_path, section, stamp):
+    """Check every section of params.yaml, and that they agree (an ensemble's members are
+    students), and print the values that run: a student's are the teacher's, updated with
+    `student` and its own entry.
+
+    `dvc repro` runs this first (the check_params stage), so a bad value anywhere stops
+    the run before any stage works.
+    """
+    from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, check_all
+    from pipeline.core.fileio import write_json
+
+    p, notes = check_all(params_path)
+    warn(notes)
+    if stamp:
+        write_json(stamp, {"params": "valid"})
+        return
+    names = [s.section for s in SCHEMAS]
+    shown = {"threads": p.threads, "sources": {n: s.model_dump() for n, s in p.sources.items()}}
+    shown |= {n: getattr(p, n).model_dump() for n in names if n != "sources"}
+    shown |= {family: {n: s.model_dump() for n, s in getattr(p, family).items()} for family in FAMILY_DEFAULTS}
+    if section is not None:
+        if section not in shown:
+            raise click.UsageError(f"--section {section}: no such section ({', '.join(shown)})")
+        shown = {section: shown[section]}
     click.echo(yaml.safe_dump(shown, sort_keys=False).rstrip())
 
 

@@ -8,12 +8,12 @@ import threading
 
 import click
 
-from pipeline.core.config import advice, load_params
 from pipeline.core.errors import CheckpointError, DataError, ParamsError
+from pipeline.core.params import load as load_params
 
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
-    type=click.Path(dir_okay=False), help="Parameters file (its active profile applies).",
+    type=click.Path(dir_okay=False), help="Parameters file.",
 )
 
 
@@ -30,17 +30,19 @@ def provenance_option(stage: str, per_name: bool = False):
                         help="Where this run's provenance record goes (mtaffect info reads it).")
 
 
-def load(params_path: str):
-    """Validated parameters, or a clear one-line error before any work starts. Advice on
-    valid but doubtful settings is printed loudly (``config.advice``)."""
+def load(params_path: str, *schemas):
+    """The sections of ``schemas`` (``pipeline.core.params.Section`` subclasses) of the
+    params file, validated, or a clear one-line error before any work starts."""
     try:
-        params = load_params(params_path)
+        return load_params(params_path, *schemas)
     except ParamsError as e:
         raise click.ClickException(str(e)) from None
-    for note in advice(params):
+
+
+def warn(notes: list[str]) -> None:
+    """Advice on valid but doubtful settings, printed loudly."""
+    for note in notes:
         click.secho(f"WARNING: {note}", fg="red", bold=True, err=True)
-    use_threads(params.threads)
-    return params
 
 
 def use_threads(n: int) -> None:
@@ -51,7 +53,7 @@ def use_threads(n: int) -> None:
     or the load's choice. MKL and OpenMP are told not to pick fewer threads by themselves
     (``*_DYNAMIC``), and MKL to give the same results whatever the memory alignment
     (``MKL_CBWR``). On a machine shared with other jobs, more threads than free cores make
-    OpenMP's threads wait for each other: README, "Threads"."""
+    OpenMP's threads wait for each other: README, "Parameters"."""
     import os
     import sys
 

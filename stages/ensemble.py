@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("ensemble")
@@ -37,7 +37,12 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from pipeline.evaluation.metrics import tune_thresholds
     from pipeline.core import provenance
 
-    p = load(params_path)
+    from pipeline.build.params import BuildParams
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+
+    p = load(params_path, EnsembleParams, ExtractParams, BuildParams)
+    use_threads(p.threads)
     e = p.ensemble
     members = {name: str(Path(students_dir) / f"{name}.pt") for name in e.members}
     for name, path in members.items():
@@ -52,10 +57,11 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
             preds = predict_many(load_models(members, device), val, device, e.batch, bar)
         thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
         mode = "tuned per AU on the validation set"
-    x = p.extract  # predict finds and aligns faces exactly as the extraction did
-    alignment = {"size": x.face_size, "template_scale": x.template_scale,
-                 "template": template_points(x.face_size, x.template_scale).tolist(),
-                 "detection": {"detect_size": x.detect_size, "min_face": x.min_face, "min_prob": x.min_prob}}
+    # predict finds and aligns faces exactly as the extraction did
+    size, scale = p.extract.face_size, p.extract.template_scale
+    alignment = {"size": size, "template_scale": scale, "template": template_points(size, scale).tolist(),
+                 "detection": {"detect_size": p.extract.detect_size, "min_face": p.extract.min_face,
+                               "min_prob": p.extract.min_prob}}
     inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
     summary = save_bundle(out, members, thresholds, mode, alignment)
     write_json(report, summary)

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.fileio import write_json
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("evaluate")
@@ -63,7 +63,13 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     from pipeline.core.tables import write_parquet
     from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
-    p = load(params_path)
+    from pipeline.build.params import BuildParams
+    from pipeline.evaluation.params import EvaluateParams
+    from pipeline.temporal.params import TemporalParams
+    from pipeline.training.params import StudentParams
+
+    p = load(params_path, EvaluateParams, StudentParams, TemporalParams, BuildParams)
+    use_threads(p.threads)
     e = p.evaluate
     index_dir = Path(index_dir or p.build.out)
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from pipeline.core.config import SOURCE_KINDS, with_overrides
+from pipeline.core.params import SOURCE_KINDS, with_overrides
+from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.core.fileio import write_text
 from stages.common import provenance_option, friendly_errors, load, params_option
 
@@ -37,7 +38,7 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet, proven
     from pipeline.core import provenance
     from pipeline.core.provenance import record_path
 
-    p = load(params_path)
+    p = load(params_path, ExtractParams, SourceParams)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)
     version = None
     if root is None:

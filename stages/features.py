@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("features")
@@ -35,7 +35,12 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet, provenanc
     from pipeline.training.models import load_checkpoint
     from pipeline.core import provenance
 
-    p = load(params_path)
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.temporal.params import FeaturesParams
+
+    p = load(params_path, FeaturesParams, EnsembleParams, ExtractParams)
+    use_threads(p.threads)
     f = p.features
     table = table or str(Path(p.extract.out) / "affwild2" / "frames.parquet")
     if not Path(table).exists():

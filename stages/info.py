@@ -73,7 +73,7 @@ def cli(files, as_json, check_inputs):
 
     FILE is anything a stage wrote (a model, a bundle, a cache, a table, a report, a file of
     an output folder), or a copy of one: its record is found in the provenance/ folder of
-    the project (README, "Provenance"). A bundle lists its members' records too.
+    the project (docs/architecture.md, "Provenance"). A bundle lists its members' records too.
     """
     from pipeline.core.info import find
 

@@ -15,7 +15,7 @@ def cli(project):
     from the last commit (or set it aside) and drop the run-lock record.
 
     Then run `dvc repro`: every stage that had finished is restored from DVC's run cache
-    instead of running again (README, "Interrupting a run").
+    instead of running again (README, "Interruptions").
     """
     from pipeline.core.dvc_lock import repair
 

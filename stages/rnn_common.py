@@ -30,15 +30,17 @@ def input_options(command):
     return command
 
 
-def open_features(p, features_path: str, table: str | None, students_dir: str, cnn_teacher: str):
-    """The features file and the frame table, after checking that the features come from
-    the checkpoint ``features.checkpoint`` names now."""
+def open_features(checkpoint: str, members: list[str], faces: str, features_path: str, table: str | None,
+                  students_dir: str, cnn_teacher: str):
+    """The features file and the frame table (default: Aff-Wild2's in the extraction folder
+    ``faces``), after checking that the features come from the checkpoint
+    ``features.checkpoint`` (``checkpoint``, among ensemble ``members``) names now."""
     from pipeline.core.index import FrameIndex
     from pipeline.temporal.features import Features, choose_checkpoint
 
     features = Features(features_path)
-    features.check_checkpoint(choose_checkpoint(p.features.checkpoint, p.ensemble.members, students_dir, cnn_teacher))
-    table = table or str(Path(p.extract.out) / "affwild2" / "frames.parquet")
+    features.check_checkpoint(choose_checkpoint(checkpoint, members, students_dir, cnn_teacher))
+    table = table or str(Path(faces) / "affwild2" / "frames.parquet")
     if not Path(table).exists():
         raise FileNotFoundError(f"{table}: Aff-Wild2's frame table not found (run `dvc repro extract@affwild2`)")
     return features, FrameIndex.read(table)

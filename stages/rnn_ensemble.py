@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -36,9 +36,15 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.temporal.sequences import Split, ensemble_predict
     from pipeline.temporal.model import load_temporal, save_rnn_bundle
 
-    p = load(params_path)
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnEnsembleParams
+
+    p = load(params_path, RnnEnsembleParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    use_threads(p.threads)
     e = p.rnn_ensemble
-    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+                                      students_dir, cnn_teacher)
     device = resolve_device(e.device)
     val_rows = np.flatnonzero(features.split == "val")
     val = frames.subset(val_rows)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -28,8 +28,14 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
     from pipeline.temporal.sequences import dump_soft_labels
     from pipeline.temporal.model import load_temporal
 
-    p = load(params_path)
-    features, _ = open_features(p, features_path, table, students_dir, cnn_teacher)
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnParams
+
+    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    use_threads(p.threads)
+    features, _ = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+                                 students_dir, cnn_teacher)
     device = resolve_device(p.rnn_teacher.device)
     teachers = {n: (per_length(teacher_dir, n), *load_temporal(per_length(teacher_dir, n), device))
                 for n in p.temporal.sequence_lengths}  # all checked before anything is written

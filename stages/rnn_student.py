@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -32,11 +32,17 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     from pipeline.training.softlabels import SoftLabels
     from stages.training import run_training
 
-    p = load(params_path)
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnStudentParams
+
+    p = load(params_path, RnnStudentParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    use_threads(p.threads)
     if name not in p.rnn_students:
         raise ParamsError(f"params.yaml: rnn_students: no student {name!r} (rnn_students: {', '.join(p.rnn_students)})")
     params = p.rnn_students[name]
-    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+                                      students_dir, cnn_teacher)
     out_dir, log_dir = out_dir or f"models/rnn/students/{name}", log_dir or f"reports/plots/rnn/students/{name}"
     caches = {n: SoftLabels(per_length(soft_dir, n, ".h5")) for n in p.temporal.sequence_lengths}
     datas = {}  # every length checked first: bad input stops the stage before anything is written

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -27,9 +27,15 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, l
     from pipeline.temporal.sequences import SequenceData
     from stages.training import run_training
 
-    p = load(params_path)
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnParams
+
+    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    use_threads(p.threads)
     params = p.rnn_teacher
-    features, frames = open_features(p, features_path, table, students_dir, cnn_teacher)
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+                                      students_dir, cnn_teacher)
     # every length's windows first: a bad length stops the stage before anything is written
     datas = {n: SequenceData(features, frames, n, params.selection_videos) for n in p.temporal.sequence_lengths}
     results = {}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("soft-labels")
@@ -35,7 +35,11 @@ def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     from pipeline.core import provenance
     from pipeline.training.softlabels import dump
 
-    p = load(params_path)
+    from pipeline.build.params import BuildParams
+    from pipeline.training.params import SoftLabelsParams
+
+    p = load(params_path, SoftLabelsParams, BuildParams)
+    use_threads(p.threads)
     s = p.soft_labels
     rank, _ = distributed()
     device = resolve_device(s.device)

@@ -1,9 +1,10 @@
-"""Generate the synthetic data set (the demo profile's data) and its contact sheet."""
+"""Generate the synthetic data set (the demo's data) and its contact sheet."""
 from __future__ import annotations
 
 import click
 
-from pipeline.core.config import SYNTH_SIZES, with_overrides
+from pipeline.core.params import with_overrides
+from synthetic.params import SYNTH_SIZES, SynthParams
 from stages.common import friendly_errors, load, params_option
 
 
@@ -33,13 +34,14 @@ def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, d
         imbalance, spontaneous_au, identity_spread, workers, progress):
     """Write the four synthetic datasets in their real formats, the ground truth, and a contact sheet.
 
-    Every option defaults to the active profile's `synth` section of params.yaml.
+    Every option defaults to the `synth` section of params.yaml.
     """
     from synthetic.contact_sheet import make_contact_sheet
     from synthetic.generate import generate
 
+    p = load(params_path, SynthParams)
     section = with_overrides(
-        load(params_path).synth, dataset_size=dataset_size, seed=seed, out=out, contact_sheet=contact_sheet,
+        p.synth, dataset_size=dataset_size, seed=seed, out=out, contact_sheet=contact_sheet,
         difficulty=difficulty, domain_shift=domain_shift, label_noise=label_noise, imbalance=imbalance,
         spontaneous_au=spontaneous_au, identity_spread=identity_spread, workers=workers,
     )

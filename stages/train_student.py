@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 from stages.training import run_training
 
 
@@ -35,7 +35,11 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     from pipeline.core.provenance import record_path
     from pipeline.training.softlabels import SoftLabels
 
-    p = load(params_path)
+    from pipeline.build.params import BuildParams
+    from pipeline.training.params import StudentParams
+
+    p = load(params_path, StudentParams, BuildParams)
+    use_threads(p.threads)
     if name not in p.students:
         raise ParamsError(f"params.yaml: students: no student {name!r} (students: {', '.join(p.students)})")
     index_dir = index_dir or p.build.out

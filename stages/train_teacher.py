@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import click
 
-from pipeline.core.config import with_overrides
-from stages.common import provenance_option, friendly_errors, load, params_option
+from pipeline.build.params import BuildParams
+from pipeline.core.params import with_overrides
+from pipeline.training.params import TrainParams, advice
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads, warn
 from stages.training import run_training
 
 
@@ -34,7 +36,9 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
     """
     from pipeline.core import provenance
 
-    p = load(params_path)
+    p = load(params_path, TrainParams, BuildParams)
+    use_threads(p.threads)
+    warn(advice(p.teacher))
     params = with_overrides(p.teacher, epochs=epochs, device=device)
     index_dir = index_dir or p.build.out
     result = run_training(params, index_dir, out, log_csv, report, resume_file, "teacher", quiet)

@@ -9,5 +9,5 @@ colour, blur, grain, vignette), ``nuisances`` (per-frame lighting, blur, occlude
 noise), ``annotation`` (label noise, ground-truth rows), ``writers`` (the file formats and
 the ground-truth table). The run: ``planning`` (sizes, jobs), ``runners`` (one per
 source), ``generate`` (workers, manifest), ``contact_sheet`` (the picture). The size
-names are ``pipeline.core.config.SYNTH_SIZES``; ``planning.SIZES`` defines each.
+names are ``synthetic.params.SYNTH_SIZES``; ``planning.SIZES`` defines each.
 """

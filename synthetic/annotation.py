@@ -10,7 +10,10 @@ from pipeline.core.tables import LANDMARK_COLUMNS, uid
 
 from . import writers
 from .episodes import N_EXPR, Track, smooth_noise
-from .geometry import AU_INDEX, DRAWN_AUS, FaceGeometry
+from .geometry import FaceGeometry
+
+# --- per-face ground truth ------------------------------------------------------------------
+from .landmarks import AU_INDEX, DRAWN_AUS
 
 # --- per-face ground truth ------------------------------------------------------------------
 

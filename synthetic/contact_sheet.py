@@ -21,7 +21,8 @@ import numpy as np
 from pipeline.core.labels import EXPR_NAMES
 
 from .episodes import INTENSITY_GAMMA, prototype_intensities
-from .geometry import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS, Pose
+from .geometry import Pose
+from .landmarks import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS
 from .identity import sample_identity
 from .planning import SOURCES
 from .render import render_face

@@ -23,7 +23,7 @@ import numpy as np
 
 from pipeline.core.labels import EXPR_NAMES
 
-from .geometry import AU_INDEX, DRAWN_AUS
+from .landmarks import AU_INDEX, DRAWN_AUS
 
 N_EXPR = len(EXPR_NAMES)
 NEUTRAL, ANGER, DISGUST, FEAR, HAPPINESS, SADNESS, SURPRISE = range(N_EXPR)

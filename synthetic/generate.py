@@ -18,7 +18,7 @@ noise from a second one), so the files do not depend on the number of workers or
 order in which jobs finish. Results come back in plan order and the ground truth streams
 to disk, so memory stays flat at any size.
 
-``config`` is the ``synth`` section of params.yaml (``pipeline.core.config.SynthParams``);
+``config`` is the ``synth`` section of params.yaml (``synthetic.params.SynthParams``);
 synth.json records it without the settings that never change the bytes.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import cv2
 
-from pipeline.core.config import SynthParams
+from synthetic.params import SynthParams
 from pipeline.extraction.dataset_version import SUFFIX, write_version
 from pipeline.core.tables import FrameTableWriter
 

@@ -12,7 +12,9 @@ import cv2
 import numpy as np
 
 from .draw import clipped, curve, ellipse, line, mix, poly
-from .geometry import BROW_L, BROW_R, DRAWN_AUS, EYE_L, EYE_R, LIPS_INNER, LOWER_LIP, UPPER_LIP, FaceGeometry, au_fractions
+from .geometry import FaceGeometry, au_fractions
+from .landmarks import BROW_L, BROW_R, DRAWN_AUS, EYE_L, EYE_R
+from .face_parts import draw_eye, draw_mouth
 from .identity import Identity
 
 
@@ -24,8 +26,6 @@ def head_extent(geom: FaceGeometry) -> np.ndarray:
 
 _WHITE = np.array([255.0, 255.0, 255.0])
 _BROW_PROFILE = np.array([0.6, 0.9, 1.0, 1.0, 0.85])  # thickness along a brow, outer end first
-_CREASE_SPREAD = np.array([[0.1], [0.45], [0.45], [0.1]])  # eyelid crease: upper lid points pushed out
-_SCLERA = np.array([235, 238, 240]) * 0.92
 
 # The hairline across the forehead (canonical x, and y offsets from ident.hairline): wavy, or
 # a fringe's tighter curl.
@@ -125,7 +125,7 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
 
     # Eyes.
     for idx in (EYE_L, EYE_R):
-        _draw_eye(img, p[idx], geom, ident, a, yaw)
+        draw_eye(img, p[idx], geom, ident, a, yaw)
 
     # Nose: bridge shadow on the side away from the light, wings, nostrils.
     side = 1 if yaw >= 0 else -1
@@ -167,7 +167,7 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
             low = p[idx][[3, 4, 5, 0]] + [0, size * 0.05]
             line(img, low, col, size * 0.02)
 
-    _draw_mouth(img, geom, ident, a)
+    draw_mouth(img, geom, ident, a)
 
     # AU20: stretch folds running down from the mouth corners.
     if a[20] > 0.15:
@@ -246,58 +246,3 @@ def _shade(img, head, geom: FaceGeometry, light, skin) -> None:
     gain *= m
     gain += 1
     patch[:] = cv2.multiply(patch, cv2.cvtColor(gain, cv2.COLOR_GRAY2BGR), dtype=cv2.CV_8U)
-
-
-def _draw_eye(img, pts, geom: FaceGeometry, ident: Identity, a, yaw) -> None:
-    size = geom.pose.size
-    skin = ident.skin
-    centre = pts.mean(0)
-    (x1, y1), (x2, y2), (x4, y4), (x5, y5) = pts[[1, 2, 4, 5]].tolist()
-    opening = math.hypot(x1 - x5, y1 - y5) + math.hypot(x2 - x4, y2 - y4)
-    # Eyelid crease and a shadow under the brow.
-    up = pts[:4]
-    crease = up + (up - centre) * _CREASE_SPREAD - [0, size * 0.03]
-    line(img, crease, skin * 0.7, size * 0.02)
-    # The open eye: sclera, iris (shifted with gaze/yaw), pupil, clipped by the lids.
-    iris_r = size * 0.075
-    iris = centre + [math.sin(math.radians(yaw)) * size * 0.03, 0.0]
-
-    def inside(work, o):
-        poly(work, pts - o, _SCLERA)
-        c = iris - o
-        ellipse(work, c, (iris_r, iris_r), 0, ident.iris)
-        ellipse(work, c, (iris_r * 0.45, iris_r * 0.45), 0, (20, 20, 20))
-        ellipse(work, c + [-iris_r * 0.3, -iris_r * 0.35], (iris_r * 0.18, iris_r * 0.18), 0, (250, 250, 250))
-
-    if opening > size * 0.03:
-        clipped(img, pts, inside)
-    # Lids: a dark upper line (lashes) and a thin lower one.
-    line(img, up, (25, 25, 30), size * 0.035)
-    line(img, pts[[3, 4, 5, 0]], skin * 0.55, size * 0.015)
-
-
-def _draw_mouth(img, geom: FaceGeometry, ident: Identity, a) -> None:
-    p = geom.points
-    size = geom.pose.size
-    inner = p[LIPS_INNER]
-    gap = (p[66, 1] - p[62, 1]) + (p[65, 1] - p[63, 1]) + (p[67, 1] - p[61, 1])
-    if gap > size * 0.02:
-        def interior(work, o):
-            poly(work, inner - o, (30, 25, 60))
-            # Upper teeth hang from the upper inner lip; lower teeth show with a wide jaw drop.
-            top = p[[60, 61, 62, 63, 64]] - o
-            teeth = np.vstack([top, top[::-1] + [0, size * 0.07]])
-            poly(work, teeth, (225, 232, 238))
-            if a[26] > 0.5:
-                bot = p[[64, 65, 66, 67, 60]] - o
-                poly(work, np.vstack([bot, bot[::-1] - [0, size * 0.04]]), (200, 208, 215))
-        clipped(img, inner, interior)
-    poly(img, p[UPPER_LIP], ident.lips)
-    poly(img, p[LOWER_LIP], mix(ident.lips, _WHITE, 0.06))
-    line(img, p[[48, 60, 61, 62, 63, 64, 54]], ident.lips * (0.5 - 0.2 * a[23]), size * (0.018 + 0.02 * a[23]))
-    if a[23] > 0.2:  # pressed lips bulge the skin just outside the corners
-        col = mix(ident.skin, ident.skin * 0.55, min(1, a[23]))
-        for c, sx in ((p[48], -1), (p[54], 1)):
-            ellipse(img, c + [sx * size * 0.03, 0], (size * 0.025, size * 0.04), 0, col, max(1, int(size * 0.015)))
-    # A highlight on the lower lip.
-    line(img, (p[[57, 56]] + p[[66, 65]]) / 2 + [0, -size * 0.005], mix(ident.lips, _WHITE, 0.25), size * 0.015)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .geometry import AU_INDEX, DRAWN_AUS, EYE_L, EYE_R, NEUTRAL
+from .landmarks import AU_INDEX, DRAWN_AUS, EYE_L, EYE_R, NEUTRAL
 
 SKIN_TONES_RGB = np.array([
     (238, 208, 188), (232, 196, 172), (224, 180, 150), (205, 160, 125), (190, 140, 105),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.core.config import SynthParams
+from synthetic.params import SynthParams
 from pipeline.core.labels import TASKS
 
 from .episodes import N_EXPR

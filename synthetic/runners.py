@@ -13,14 +13,15 @@ import cv2
 import numpy as np
 
 from pipeline.extraction.align import align_face
-from pipeline.core.config import SynthParams
+from synthetic.params import SynthParams
 from pipeline.core.labels import AU_NAMES, AU_NUMBERS, DISFA_AUS, TASKS, disfa_to_au
 
 from . import writers
 from .annotation import annotated_va, concat_rows, face_rows, invalid_runs, noisy_binary, noisy_classes, true_au
 from .camera import Look, develop, source_look, vignette_mask
 from .episodes import Track, expression_shares, person_track, still_labels
-from .geometry import AU_INDEX, DRAWN_AUS, FaceGeometry, Pose, face_geometry
+from .geometry import FaceGeometry, Pose, face_geometry
+from .landmarks import AU_INDEX, DRAWN_AUS
 from .identity import sample_identity
 from .nuisances import grain_bank, nuisances, occlude
 from .planning import Job, job_rng

@@ -1,5 +1,5 @@
 """Write the four datasets' files exactly as they ship (docs/formats.md), all
-byte-reproducibly, and define the ground-truth table (streamed by ``store.FrameTableWriter``).
+byte-reproducibly, and define the ground-truth table (streamed by ``pipeline.core.tables.FrameTableWriter``).
 
 Reproducible means: no time stamps, no host names, fixed encoder settings, fixed number
 formatting, fixed row order. Videos are MJPG in AVI, written here (JPEG frames from
@@ -19,7 +19,7 @@ import pyarrow as pa
 from pipeline.core.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
 from pipeline.core.tables import LANDMARK_COLUMNS
 
-from .geometry import DRAWN_AUS
+from .landmarks import DRAWN_AUS
 
 FPS = 30.0
 

@@ -1,5 +1,5 @@
 """Shared fixtures. ``dvc_project`` is the harness for end-to-end tests: a temporary git
-repository holding a copy of this project, on the ``tiny`` profile, with a local DVC
+repository holding a copy of this project, with the ``tiny`` preset, with a local DVC
 remote, and HOME and DVC's site cache inside the temp folder so nothing leaks out."""
 from __future__ import annotations
 
@@ -32,16 +32,17 @@ def project_files() -> list[str]:
     return [f for f in out if f and (ROOT / f).is_file()]
 
 
-def set_profile(params_path: Path, profile: str, **section_overrides) -> None:
-    """Switch ``params.yaml`` to ``profile`` (and patch base sections) in place; the
-    students become those the profile's ensemble names."""
-    params = yaml.safe_load(params_path.read_text())
-    params["profile"] = profile
-    members = (params["profiles"][profile]["ensemble"] or {}).get("members", params["ensemble"]["members"])
-    params["students"] = {name: params["students"].get(name, {"seed": i + 1}) for i, name in enumerate(members)}
-    for section, values in section_overrides.items():
-        params[section].update(values)
-    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+def set_preset(params_path: Path, preset: str, **section_overrides) -> None:
+    """Write ``preset``'s values into ``params.yaml`` (``mtaffect preset``), then patch
+    sections with ``section_overrides``."""
+    from pipeline.core.catalogue import apply_preset
+
+    apply_preset(params_path, preset)
+    if section_overrides:
+        params = yaml.safe_load(params_path.read_text())
+        for section, values in section_overrides.items():
+            params[section].update(values)
+        params_path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 @dataclass
@@ -64,7 +65,7 @@ class DvcProject:
         return self.run("git", *args)
 
 
-def make_dvc_project(tmp: Path, profile: str = "tiny") -> DvcProject:
+def make_dvc_project(tmp: Path, preset: str = "tiny") -> DvcProject:
     proj, remote, home = tmp / "project", tmp / "remote", tmp / "home"
     for d in (proj, remote, home):
         d.mkdir(parents=True)
@@ -72,7 +73,7 @@ def make_dvc_project(tmp: Path, profile: str = "tiny") -> DvcProject:
         dst = proj / f
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / f, dst)
-    set_profile(proj / "params.yaml", profile)
+    set_preset(proj / "params.yaml", preset)
     env = {
         **os.environ,
         "HOME": str(home),
@@ -90,9 +91,16 @@ def make_dvc_project(tmp: Path, profile: str = "tiny") -> DvcProject:
     return p
 
 
+@pytest.fixture(autouse=True)
+def _work_in_the_test_folder(tmp_path, monkeypatch):
+    """Every test runs in its own folder: a command run in-process writes its defaults there
+    (provenance/..., reports/...), never into the project."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def dvc_project(tmp_path) -> DvcProject:
-    """A fresh copy of the project in a temporary git repo, tiny profile, local remote."""
+    """A fresh copy of the project in a temporary git repo, tiny preset, local remote."""
     return make_dvc_project(tmp_path)
 
 
@@ -148,7 +156,7 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
 def index_dir(tmp_path_factory) -> Path:
     """Build-stage indexes over fake extracted faces (for the training tests)."""
     from pipeline.build.indexes import build
-    from pipeline.core.config import BuildParams
+    from pipeline.build.params import BuildParams
 
     tmp = tmp_path_factory.mktemp("indexes")
     write_fake_extraction(tmp / "faces")

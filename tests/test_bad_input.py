@@ -15,9 +15,10 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-from pipeline.core.config import SynthParams
+from synthetic.params import SynthParams
 from synthetic.generate import generate
 from stages.cli import main
+from conftest import set_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
@@ -35,8 +36,9 @@ def data(synth, tmp_path) -> Path:
     """A private copy of the tiny data set (cases damage it) and a params file using it."""
     root = tmp_path / "synth"
     shutil.copytree(synth, root)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["profile"] = "tiny"
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    set_preset(tmp_path / "params.yaml", "tiny")
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     # version = root: the cases edit the files, which a version file would refuse
     params["sources"] = {s: {"root": str(root / s), "version": str(root / s)} for s in SOURCES}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -244,7 +246,6 @@ def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path, cap
 def test_values_out_of_range_stop_before_any_work(data, tmp_path, section, key, value, message):
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params[section][key] = value
-    params["profiles"]["tiny"][section].pop(key, None)  # the profile would override it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     failed_naming(run(tmp_path, "check-params"), message)
 
@@ -262,9 +263,9 @@ def test_cuda_without_a_gpu_and_duplicate_keys(data, tmp_path):
     params["teacher"]["device"] = "cuda"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     failed_naming(run(tmp_path, "check-params"), "teacher.device: 'cuda' asked for, but this machine has no CUDA")
-    text = (ROOT / "params.yaml").read_text().replace("profile: demo", "profile: demo\nprofile: tiny", 1)
+    text = (ROOT / "params.yaml").read_text().replace("threads: 1", "threads: 1\nthreads: 2", 1)
     (tmp_path / "params.yaml").write_text(text)
-    failed_naming(run(tmp_path, "check-params"), 'found duplicate key "profile"')
+    failed_naming(run(tmp_path, "check-params"), 'found duplicate key "threads"')
 
 
 # --- unreadable checkpoints, resume files and outputs --------------------------------------------

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.build.indexes import INDEX_COLUMNS, INDEX_SCHEMA, build
-from pipeline.core.config import BuildParams
+from pipeline.build.params import BuildParams
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_to_bin
 from pipeline.core.errors import DataError
 from pipeline.core.tables import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet

@@ -3,6 +3,7 @@ soft-label cache and a student, each made twice through the real commands, once 
 machine and once while processes running torch on every core compete for them; and the
 thread count the stages run with is the parameter's, not the machine's."""
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import set_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 HOG = """
@@ -22,9 +24,11 @@ while True:
 
 
 def params(tmp: Path, threads: int = 1) -> Path:
-    p = yaml.safe_load((ROOT / "params.yaml").read_text())
-    p["profile"], p["threads"] = "tiny", threads
     path = tmp / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    set_preset(path, "tiny")
+    p = yaml.safe_load(path.read_text())
+    p["threads"] = threads
     path.write_text(yaml.safe_dump(p, sort_keys=False))
     return path
 
@@ -64,9 +68,23 @@ def test_teacher_cache_and_student_have_the_same_bytes_on_a_busy_machine(index_d
 
 
 def test_the_stages_run_torch_on_the_parameters_thread_count(tmp_path):
-    code = ("import sys; from stages.common import load; load(sys.argv[1]); import torch; "
-            "print(torch.get_num_threads())")
+    code = ("import sys; from stages.common import load, use_threads; use_threads(load(sys.argv[1]).threads); "
+            "import torch; print(torch.get_num_threads())")
     for threads in (1, 2):
         out = subprocess.run([sys.executable, "-c", code, str(params(tmp_path, threads))], cwd=ROOT,
                              capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "7"})
         assert out.stdout.split()[-1] == str(threads), out.stderr
+
+
+def test_every_stage_that_runs_torch_sets_its_threads_first():
+    import re
+
+    from pipeline.core.provenance import code_files
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name, stage in stages.items():
+        module = re.match(r"python -m (stages\.\w+)", (stage.get("do") or stage)["cmd"]).group(1)
+        runs_torch = "pipeline/training/models.py" in code_files(module)  # it runs a network (extraction's
+        # MTCNN runs in worker processes of one thread each)
+        sets = "use_threads(p.threads)" in (ROOT / (module.replace(".", "/") + ".py")).read_text()
+        assert sets == runs_torch, name

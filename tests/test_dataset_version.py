@@ -136,7 +136,7 @@ def test_a_video_is_read_once_to_extract_and_hash_it(tmp_path):
     import cv2
     import numpy as np
 
-    from pipeline.core.config import ExtractParams
+    from pipeline.extraction.params import ExtractParams
     from pipeline.extraction.worker import process_job
     from pipeline.core.fileio import file_sha256
     from pipeline.extraction.sources.base import Job

@@ -33,7 +33,7 @@ def test_two_processes_give_the_gradients_of_one(index_dir, tmp_path):
 
 def test_torchrun_training_matches_one_process(index_dir, tmp_path):
     script = (
-        "import sys, torch; from pathlib import Path; from pipeline.core.config import TrainParams; "
+        "import sys, torch; from pathlib import Path; from pipeline.training.params import TrainParams; "
         "from pipeline.training.train import Outputs, train; torch.set_num_threads(1); o = Path(sys.argv[1]); "
         "p = TrainParams(backbone='mobilenet_v3_small', epochs=2, steps_per_epoch=2, batch_per_task=8, "
         "device='cpu', eval_batch=64); "

@@ -89,5 +89,86 @@ def rewrite_code_deps(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-if __name__ == "__main__":  # python tests/test_dvc_yaml.py: derive dvc.yaml's code dependencies again
-    (ROOT / "dvc.yaml").write_text(rewrite_code_deps((ROOT / "dvc.yaml").read_text()))
+def rewrite_params(text: str) -> str:
+    """dvc.yaml's text with each stage's params replaced by the ones it reads."""
+    out, lines, stage, i = [], text.splitlines(), None, 0
+    while i < len(lines):
+        line = lines[i]
+        top = re.match(r"^  (\w+):$", line)
+        if top:
+            stage = top.group(1)
+        out.append(line)
+        if re.match(r"^\s+params:$", line) and stage in DVC and stage != "check_params":
+            indent = re.match(r"^(\s+)", lines[i + 1]).group(1)
+            i += 1
+            while i < len(lines) and lines[i].startswith(f"{indent}- "):
+                i += 1
+            reads = param_reads(stage_module(stage), foreach_of(stage))
+            reads = sorted(r for r in reads if not any(r.startswith(o + ".") for o in reads))
+            out += [f"{indent}- {r}" for r in reads]
+            continue
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+# --- parameters: what a stage reads is what DVC tracks ---------------------------------------
+
+#: A family of named entries: reading any of it reads the sections its values start from.
+FAMILIES = {"students": ("teacher", "student"), "rnn_students": ("rnn_teacher", "rnn_student")}
+
+
+def param_reads(module: str, foreach: str | None) -> set[str]:
+    """The parameters a stage module reads: ``p.<section>[.<key>]`` of the ``p`` its
+    ``load(...)`` returns (a family, or ``sources``, read by a stage run per entry reads
+    that entry: ``students.${key}``). Handing ``p`` itself to another function is refused:
+    what that function read would escape this count."""
+    import ast
+
+    from pipeline.core.provenance import module_file
+
+    tree = ast.parse(module_file(module).read_text())
+    names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+             and getattr(node.value.func, "id", None) == "load" for t in node.targets if isinstance(t, ast.Name)}
+    reads = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            passed = [a for a in [*node.args, *(k.value for k in node.keywords)] if isinstance(a, ast.Name)]
+            assert not any(a.id in names for a in passed), f"{module}: hands its params to a function"
+        if not (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in names):
+            continue
+        section = node.attr
+        parent = next((n for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.value is node), None)
+        key = f"{section}.{parent.attr}" if parent is not None and not parent.attr.startswith("model_") else section
+        if section in (*FAMILIES, "sources") and section == foreach:
+            key = f"{section}.${{key}}"
+        reads |= {key, *FAMILIES.get(section, ())}
+    return reads
+
+
+def tracked_params(stage: str) -> set[str]:
+    return {p if isinstance(p, str) else next(iter(p)) for p in stage_body(stage).get("params", [])}
+
+
+def foreach_of(stage: str) -> str | None:
+    return DVC[stage]["foreach"].strip("${}") if "foreach" in DVC[stage] else None
+
+
+@pytest.mark.parametrize("stage", sorted(s for s in DVC if s != "check_params"))
+def test_stage_tracks_exactly_the_params_it_reads(stage):
+    reads, tracked = param_reads(stage_module(stage), foreach_of(stage)), tracked_params(stage)
+    covered = lambda name, by: name == by or name.startswith(by + ".")  # noqa: E731
+    missing = sorted(r for r in reads if not any(covered(r, t) for t in tracked))
+    unread = sorted(t for t in tracked if not any(covered(r, t) or covered(t, r) for r in reads))
+    assert not missing, f"{stage}: dvc.yaml does not track params it reads: {missing}"
+    assert not unread, f"{stage}: dvc.yaml tracks params it never reads: {unread}"
+
+
+def test_the_params_check_runs_first_over_the_whole_file():
+    check = DVC["check_params"]
+    assert check["params"] == [{"params.yaml": None}] and check["outs"] == ["reports/params.json"]
+    waiting = [s for s in DVC if s != "check_params"]
+    assert all("reports/params.json" in stage_body(s)["deps"] for s in waiting)
+
+
+if __name__ == "__main__":  # python tests/test_dvc_yaml.py: derive dvc.yaml's code and params dependencies again
+    (ROOT / "dvc.yaml").write_text(rewrite_params(rewrite_code_deps((ROOT / "dvc.yaml").read_text())))

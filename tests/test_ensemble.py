@@ -68,9 +68,9 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
     import pyarrow.parquet as pq
     from click.testing import CliRunner
 
-    from conftest import set_profile
+    from conftest import set_preset
     from pipeline.core.index import FrameIndex
-    from pipeline.core.config import TrainParams
+    from pipeline.training.params import TrainParams
     from pipeline.inference.runner import predict
     from pipeline.core.labels import AU_NAMES
     from pipeline.evaluation.metrics import tune_thresholds
@@ -80,7 +80,7 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
 
     params = tmp_path / "params.yaml"
     shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", params)
-    set_profile(params, "tiny", ensemble={"au_thresholds": "tuned"})
+    set_preset(params, "tiny", ensemble={"au_thresholds": "tuned"})
     # two members trained for a few steps (random weights predict the same for every face)
     val, preds = FrameIndex.read(index_dir / "val.parquet"), []
     for seed, name in enumerate(("s1", "s2")):

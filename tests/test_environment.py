@@ -37,3 +37,14 @@ def test_installed_versions_equal_the_lock():
     wrong = {name: (version, installed.get(name)) for name, version in pins.items() if installed.get(name) != version}
     assert not wrong, ("installed versions differ from requirements.lock (rebuild with `make clean-venv venv`): "
                        + ", ".join(f"{n} {v} locked, {i or 'missing'} installed" for n, (v, i) in sorted(wrong.items())))
+
+
+def test_each_remotes_lock_is_the_main_lock_plus_its_plug_in():
+    """`make venv EXTRAS=s3` installs requirements-s3.lock: the outputs' bytes must not
+    depend on which remote a team uses, so every main pin is there at the same version."""
+    main = locked_versions(LOCK.read_text())
+    for remote in ("s3", "gs", "ssh"):
+        pins = locked_versions((LOCK.parent / f"requirements-{remote}.lock").read_text())
+        changed = {n: (v, pins.get(n)) for n, v in main.items() if pins.get(n) != v}
+        assert not changed, f"requirements-{remote}.lock differs from requirements.lock: {changed} (run `make lock`)"
+        assert f"dvc-{remote}" in pins

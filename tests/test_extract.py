@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.core.config import ExtractParams, SynthParams
+from pipeline.extraction.params import ExtractParams
+
+from synthetic.params import SynthParams
 from pipeline.extraction.extract import extract
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES

@@ -26,9 +26,9 @@ def finished(tmp_path_factory) -> DvcProject:
     p = make_dvc_project(tmp_path_factory.mktemp("interrupt"))
     params = yaml.safe_load((p.path / "params.yaml").read_text())
     # lr 0.05 over 4 epochs: a noisy run, in which some epoch does not improve on the best
-    params["profiles"]["tiny"]["teacher"].update(epochs=4, steps_per_epoch=10, lr=0.05)
+    params["teacher"].update(epochs=4, steps_per_epoch=10, lr=0.05)
     params["teacher"]["save_every"] = 2
-    params["profiles"]["tiny"]["soft_labels"].update(batch=2)
+    params["soft_labels"].update(batch=2)
     (p.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     p.dvc("repro")
     p.git("add", "-A")

@@ -119,6 +119,24 @@ def test_expr_macro_f1_over_present_classes_like_sklearn():
     assert result["n"] == 7
 
 
+def test_expr_macro_f1_counts_a_class_only_predicted_as_zero_like_sklearn():
+    labels = np.array([0, 0, 1, 1])
+    predicted = np.array([0, 2, 1, 1])  # Disgust (2) is predicted once and never true
+    result = M.expr_metrics(labels, np.eye(7)[predicted])
+    # by hand: Neutral 2/3, Anger 1, Disgust 0 -> mean of 3
+    assert result["f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
+    assert result["f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))
+
+
+def test_tuned_thresholds_take_the_lowest_of_tied_best_and_predict_at_prob_equal_threshold():
+    grid = [0.1, 0.3, 0.5, 0.7]
+    labels = np.array([[0, 1], [1, 0]])
+    probs = np.array([[0.2, 0.5], [0.6, 0.3]])
+    # AU 0: F1 at the grid = 2/3, 1, 1, 0 -> the lower of the tied 0.3 and 0.5.
+    # AU 1: prob >= threshold: F1 = 2/3, 2/3, 1, 0 -> 0.5 (with prob > threshold it would be 0.3).
+    np.testing.assert_array_equal(M.tune_thresholds(labels, probs, grid), [0.3, 0.5])
+
+
 def test_expr_metrics_none_known_is_none():
     assert M.expr_metrics(np.full(4, -1), np.full((4, 7), 1 / 7)) is None
 

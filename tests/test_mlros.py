@@ -198,3 +198,13 @@ def test_ml_ros_fractional_budget_rounds_down():
     assert ml_ros(y, budget_pct=25, mean_ir=1.0).tolist() == [2] + [0] * 9
     assert ml_ros(y, budget_pct=29.9, mean_ir=1.0).sum() == 2
     assert ml_ros(y, budget_pct=30, mean_ir=1.0).sum() == 3
+
+
+def test_ml_ros_does_not_clone_a_label_already_balanced_by_a_co_occurring_label():
+    # Six rows of label 0, one row carrying labels 1 and 2: pos [6, 1, 1], IRLbl [1, 6, 6],
+    # MeanIR preset 3: labels 1 and 2 are minority. Label 1's clone (the one row) gives
+    # pos [6, 2, 2]: IRLbl 3 <= 3 for both, so label 2, next in turn, is not cloned.
+    y = np.array([[1, 0, 0]] * 6 + [[0, 1, 1]])
+    assert ml_ros(y, budget_pct=100, mean_ir=3.0).tolist() == [0] * 6 + [1]
+    # with MeanIR from the data (13 / 3): 6 / 2 = 3 <= 13 / 3 after the one clone too
+    assert ml_ros(y, budget_pct=100).tolist() == [0] * 6 + [1]

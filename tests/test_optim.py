@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from pipeline.core.config import TrainParams
+from pipeline.training.params import TrainParams
 from pipeline.training.optim import lr_factor, make_optimizer, make_scheduler
 
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from skimage import data as skimage_data
 
 from pipeline.core.index import FrameIndex
+from pipeline.core.provenance import ROOT
 from pipeline.inference.ensemble import load_bundle, save_bundle
 from pipeline.temporal.model import save_rnn_bundle
 from pipeline.inference.outputs import combine
@@ -25,12 +26,15 @@ from pipeline.predict.temporal import TemporalStream, segment_predict
 from pipeline.temporal.sequences import bundle_predictions
 from pipeline.temporal.model import TemporalNet
 from pipeline.extraction.tracking import TrackIds
+from pipeline.predict.run import FaceFinder, Settings
 from stages.predict import cli as predict_cli
 
 SIZE = (360, 640)  # h, w
 HIDDEN = set(range(12, 16))        # frames where the face is not drawn
 OUTSIDE = set(range(28, 31))       # frames where it has left the picture
 N_FRAMES = 40
+
+EXTRACT_INPUT = ["--params", str(ROOT / "params.yaml"), "--source", "input", "--workers", "1", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +125,7 @@ def test_predictions_equal_the_extraction_and_ensemble_path_on_the_same_faces(pr
 
     _, rows = predicted
     faces_dir = tmp_path / "faces"
-    result = CliRunner().invoke(extract_cli, ["--source", "input", "--root", str(one_face_video), "--out",
-                                              str(faces_dir), "--workers", "1", "--quiet"])
+    result = CliRunner().invoke(extract_cli, [*EXTRACT_INPUT, "--root", str(one_face_video), "--out", str(faces_dir)])
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(faces_dir / "frames.parquet")
     assert sorted(table["frame"]) == sorted(rows.loc[rows["face"], "frame"])  # the same faces found
@@ -197,6 +200,53 @@ def test_track_ids_follow_overlap_and_start_anew_after_a_long_absence():
     assert ids.assign(1, np.vstack([right + 1, left + 1])) == [1, 0]  # order in the frame does not matter
     assert ids.assign(2, left + 2) == [0]
     assert ids.assign(7, right) == [2]  # gone for longer than max_gap: a new id
+
+
+def test_track_ids_keep_a_track_absent_for_exactly_max_gap_frames():
+    ids = TrackIds(max_gap=3)
+    box = np.array([[0, 0, 10, 10]])
+    assert ids.assign(0, box) == [0]
+    assert ids.assign(3, box) == [0]  # 3 - 0 = max_gap: still alive
+    assert ids.assign(7, box) == [1]  # 7 - 3 = 4 > max_gap: a new id
+
+
+def test_track_ids_continue_at_an_iou_exactly_min_iou():
+    ids = TrackIds(min_iou=0.5)
+    assert ids.assign(0, np.array([[0, 0, 10, 10]])) == [0]
+    assert ids.assign(1, np.array([[0, 0, 10, 5]])) == [0]  # IoU 50 / 100 = 0.5 exactly
+    assert ids.assign(2, np.array([[0, 0, 10, 2]])) == [1]  # IoU 20 / 50 = 0.4 < 0.5
+
+
+def test_track_ids_give_a_face_to_the_track_it_overlaps_most():
+    ids = TrackIds(min_iou=0.3)
+    assert ids.assign(0, np.array([[0, 0, 10, 10], [6, 0, 16, 10]])) == [0, 1]
+    # IoU with track 0: 90 / 110 = 0.82, with track 1: 50 / 150 = 0.33, both >= min_iou
+    assert ids.assign(1, np.array([[1, 0, 11, 10]])) == [0]
+
+
+def test_track_ids_give_one_track_to_one_face_only():
+    ids = TrackIds(min_iou=0.3)
+    assert ids.assign(0, np.array([[0, 0, 10, 10]])) == [0]
+    # both overlap track 0 (IoU 0.82 and 0.43): the closer keeps it, the other is new
+    assert ids.assign(1, np.array([[4, 0, 14, 10], [1, 0, 11, 10]])) == [1, 0]
+
+
+def test_track_ids_keep_an_unmatched_track_alive_and_renumber_a_face_back_elsewhere():
+    ids = TrackIds(max_gap=3)
+    a, b = np.array([[0, 0, 10, 10]]), np.array([[50, 0, 60, 10]])
+    assert ids.assign(0, np.vstack([a, b])) == [0, 1]
+    assert ids.assign(1, a) == [0]                   # b not seen in frame 1
+    assert ids.assign(2, np.vstack([a, b])) == [0, 1]  # b continues its track
+    assert ids.assign(3, np.array([[100, 0, 110, 10]])) == [2]  # within the gap but elsewhere
+
+
+def test_face_finder_track_gap_is_15_predicted_frames_with_every():
+    finder = FaceFinder({"detect_size": 320, "min_face": 40, "min_prob": 0.9}, Settings(every=3, all_faces=True))
+    finder.reset()
+    box = np.array([[100, 100, 160, 160]])
+    assert finder.ids.assign(0, box) == [0]
+    assert finder.ids.assign(30, box) == [0]   # 10 predicted frames (30 video frames) away: kept
+    assert finder.ids.assign(78, box) == [1]   # 16 predicted frames (48 > 45 video frames): new
 
 
 @pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable", "even-smooth"])
@@ -330,8 +380,7 @@ def test_a_video_gives_what_extraction_features_and_the_temporal_bundle_give(bun
     assert set(rows.loc[~rows["face"], "frame"]) == HIDDEN | OUTSIDE  # runs of 12, 12 and 9 frames
 
     faces = tmp_path / "faces"
-    result = CliRunner().invoke(extract_cli, ["--source", "input", "--root", str(one_face_video), "--out", str(faces),
-                                              "--workers", "1", "--quiet"])
+    result = CliRunner().invoke(extract_cli, [*EXTRACT_INPUT, "--root", str(one_face_video), "--out", str(faces)])
     assert result.exit_code == 0, result.output
     cnn, _ = load_checkpoint(bundle.parent / "s1.pt")
     dump(cnn, faces / "frames.parquet", tmp_path / "features.h5", bundle.parent / "s1.pt", 16, torch.device("cpu"),

@@ -1,13 +1,14 @@
 """The temporal model on cached features: the GRU, its windows and labels, training that
 never opens a face, its soft-label cache and its bad input."""
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from pipeline.core.config import RnnParams, RnnStudentParams
+from pipeline.temporal.params import RnnParams, RnnStudentParams
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import FORMAT_VERSION, Features
@@ -207,17 +208,13 @@ def test_paired_comparisons_between_any_two_models():
 
 
 def test_features_of_another_checkpoint_are_refused_by_the_temporal_stages(tmp_path):
-    from types import SimpleNamespace
-
     from stages.rnn_common import open_features
 
     write_features(tmp_path / "f.h5", sha="c" * 64)
     named = tmp_path / "named.pt"
     named.write_bytes(b"the checkpoint params name")
-    p = SimpleNamespace(features=SimpleNamespace(checkpoint=str(named)), ensemble=SimpleNamespace(members=[]),
-                        extract=SimpleNamespace(out=str(tmp_path)))
     with pytest.raises(CheckpointError, match=r"computed by another checkpoint \(sha256 cccccccccccc...\) than .*named.pt"):
-        open_features(p, str(tmp_path / "f.h5"), None, "models/students", "models/teacher.pt")
+        open_features(str(named), [], str(tmp_path), str(tmp_path / "f.h5"), None, "models/students", "models/teacher.pt")
 
 
 def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
@@ -237,10 +234,9 @@ def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
                           **{a: t.au[:, j] for j, a in enumerate(AU_NAMES)}, "expr": t.expr,
                           "valence": t.va[:, 0], "arousal": t.va[:, 1]})
     table.to_parquet(tmp_path / "frames.parquet")
-    raw = yaml.safe_load(open("params.yaml"))
-    raw["profile"] = "tiny"
+    raw = yaml.safe_load(open(Path(__file__).resolve().parents[1] / "params.yaml"))
     raw["features"]["checkpoint"] = str(checkpoint)
-    raw["profiles"]["tiny"]["temporal"] = {"sequence_lengths": [8, 31]}  # 31: longer than every training run
+    raw["temporal"] = {"sequence_lengths": [8, 31]}  # 31: longer than every training run
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "rnn"
     result = CliRunner().invoke(cli, ["--params", str(tmp_path / "params.yaml"), "--features", str(tmp_path / "f.h5"),

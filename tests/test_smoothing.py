@@ -86,3 +86,60 @@ def test_a_frame_without_the_face_ends_its_run():
         out += stream.push(k, k, rows)
     out += stream.flush()
     assert [r[0].get("valence") for _, r in out] == [1.5, 1.5, None, 15.0, 15.0]
+
+
+def _stream_by_track(frames_rows, window=3):
+    """Push (number, {track: valence}) frames through a CentredStream; each track's smoothed valences."""
+    stream = CentredStream(window, 1, ["valence"], lambda row: None)
+    out = []
+    for number, faces in frames_rows:
+        rows = [{"face": True, "track": t, "valence": v} for t, v in faces.items()] or [{"face": False, "track": -1}]
+        out += stream.push(number, number, rows)
+    out += stream.flush()
+    by_track = {}
+    for _, rows in out:
+        for r in rows:
+            if r["face"]:
+                by_track.setdefault(r["track"], []).append(r["valence"])
+    return by_track
+
+
+def test_two_tracks_in_the_same_frames_are_smoothed_separately():
+    a, b = [100.0, 200.0, 300.0, 400.0, 500.0], [1.0, 2.0, 4.0, 8.0, 16.0]
+    got = _stream_by_track([(k, {0: a[k], 1: b[k]}) for k in range(5)])
+    # window 3 by hand: the ends average two frames
+    assert got[0] == pytest.approx([150, 200, 300, 400, 450], rel=1e-12)
+    assert got[1] == pytest.approx([1.5, 7 / 3, 14 / 3, 28 / 3, 12], rel=1e-12)
+
+
+def test_a_track_missing_for_one_frame_starts_a_new_run_while_the_other_goes_on():
+    a, b = [100.0, 200.0, 300.0, 400.0, 500.0], [1.0, 2.0, None, 8.0, 16.0]
+    got = _stream_by_track([(k, {0: a[k]} | ({1: b[k]} if b[k] is not None else {})) for k in range(5)])
+    assert got[0] == pytest.approx([150, 200, 300, 400, 450], rel=1e-12)
+    assert got[1] == pytest.approx([1.5, 1.5, 12, 12], rel=1e-12)  # runs [1, 2] and [8, 16]
+
+
+def test_the_frame_where_the_face_is_missing_releases_the_run_at_once():
+    stream = CentredStream(3, 1, ["valence"], lambda row: None)
+    assert [f for f, _ in stream.push(0, 0, [{"face": True, "track": 0, "valence": 1.0}])] == []
+    assert [f for f, _ in stream.push(1, 1, [{"face": True, "track": 0, "valence": 2.0}])] == [0]
+    # the face is lost on frame 2: its run ends there, so frame 1 (mean of 1 and 2) and 2 leave now
+    ready = stream.push(2, 2, [{"face": False, "track": -1}])
+    assert [f for f, _ in ready] == [1, 2] and ready[0][1][0]["valence"] == 1.5
+
+
+def test_windows_with_the_same_total_go_to_the_smallest():
+    # each video's predictions are constant (multiples of 1/4: exact means), so every
+    # window gives the same predictions and the same total
+    n, videos, frames = 40, np.repeat(["v1", "v2"], 20), np.tile(np.arange(20), 2)
+    truth = np.stack([np.sin(np.arange(n) / 3), np.cos(np.arange(n) / 3)], 1)
+    index = FrameIndex(uid=np.arange(n).astype(str), video=videos, frame=frames, shard=np.array([""] * n),
+                       row=np.zeros(n, int), au=(truth[:, [0] * 8] > 0).astype(np.int8),
+                       expr=(truth[:, 1] > 0).astype(np.int8), va=truth.astype(np.float32), weight=np.ones(n))
+    first = videos == "v1"
+    preds = {"AU": np.where(first, 0.75, 0.25)[:, None].repeat(8, 1),
+             "EXPR": np.where(first[:, None], [0.25, 0.75, 0, 0, 0, 0, 0], [0.75, 0.25, 0, 0, 0, 0, 0]),
+             "VA": np.where(first[:, None], [0.5, -0.25], [-0.5, 0.25])}
+    window, totals = best_window(index, preds, windows=(5, 3, 1, 9))
+    assert window == 1 and len(set(totals.values())) == 1
+    assert best_window(index, preds, windows=(9, 3, 5))[0] == 3

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.core.config import StudentParams, TrainParams
+from pipeline.training.params import StudentParams, TrainParams
 from pipeline.core.images import draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError

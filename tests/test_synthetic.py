@@ -430,7 +430,7 @@ def test_grain_bank_depends_only_on_its_key():
 
 
 def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic.generate import generate
 
     root, _, _ = tiny
@@ -451,7 +451,7 @@ def test_each_dataset_has_a_version_file_that_fits_it(tiny):
 
 
 def test_another_seed_gives_other_files(tiny, tmp_path):
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic.planning import plan
     from synthetic.runners import run_job
 
@@ -471,10 +471,10 @@ def test_another_seed_gives_other_files(tiny, tmp_path):
 
 
 def test_larger_sizes_plan_without_rendering():
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic.planning import SIZES, plan
 
-    from pipeline.core.config import SYNTH_SIZES
+    from synthetic.params import SYNTH_SIZES
 
     assert tuple(SIZES) == SYNTH_SIZES  # one list of names: the params schema's
     jobs = plan(SynthParams(dataset_size="large"))
@@ -488,7 +488,7 @@ def test_larger_sizes_plan_without_rendering():
 def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
     import pyarrow.parquet as pq
 
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic.generate import generate
     from pipeline.core.tables import PARQUET_OPTIONS
 
@@ -501,7 +501,7 @@ def test_ground_truth_streams_in_fixed_row_groups(tmp_path, monkeypatch):
 
 
 def test_failed_generation_leaves_no_ground_truth(tmp_path, monkeypatch):
-    from pipeline.core.config import SynthParams
+    from synthetic.params import SynthParams
     from synthetic import runners
     from synthetic.generate import generate
 

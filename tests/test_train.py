@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from pipeline.core.config import TrainParams
+from pipeline.training.params import TrainParams
 from pipeline.core.errors import CheckpointError
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.train import Outputs, train
@@ -117,7 +117,7 @@ def test_an_unreadable_resume_file_is_moved_aside_and_the_run_starts_afresh(inde
 def test_killed_process_resumes_to_the_same_weights(index_dir, tmp_path):
     """The real thing: SIGKILL a training process mid-epoch, rerun, same final weights."""
     script = (
-        "import sys; from pathlib import Path; from pipeline.core.config import TrainParams; "
+        "import sys; from pathlib import Path; from pipeline.training.params import TrainParams; "
         "from pipeline.training.train import Outputs, train; o = Path(sys.argv[1]); "
         "p = TrainParams(backbone='mobilenet_v3_small', epochs=2, steps_per_epoch=40, batch_per_task=6, "
         "device='cpu', save_every=3, eval_batch=64); "

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from skimage import data as skimage_data
 
+from pipeline.core.provenance import ROOT
 from stages.cli import main
 
 N = 40
@@ -55,6 +56,10 @@ def encode(path, pictures, times, codec="mpeg4", faststart=True, first_pts=0):
     return path
 
 
+def extract(*args):
+    return run("extract", "--params", ROOT / "params.yaml", *args)
+
+
 def run(*args):
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert "Traceback" not in result.output, result.output
@@ -84,7 +89,7 @@ def test_a_variable_frame_rate_video_extracts_in_full_on_its_own_time_stamps(tmp
     video = encode(tmp_path / f"phone{suffix}", frames(), TIMES)
     assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) < 20  # the container's average: not 30
     out = tmp_path / "faces"
-    result = run("extract", "--source", "input", "--root", video, "--out", out, "--quiet")
+    result = extract("--source", "input", "--root", video, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out / "frames.parquet")
     assert table["frame"].tolist() == list(range(N))  # every frame, none skipped
@@ -104,7 +109,7 @@ def test_labelled_videos_keep_every_label_on_its_frame_or_are_skipped_whole(tmp_
     cut.write_bytes(cut.read_bytes()[:cut.stat().st_size * 6 // 10])
     affwild2(root, {"phone": encode(tmp_path / "phone.mp4", pictures, TIMES), "gap": gap, "cut": cut})
     out = tmp_path / "faces"
-    result = run("extract", "--source", "affwild2", "--root", root, "--out", out, "--quiet")
+    result = extract("--source", "affwild2", "--root", root, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(out / "frames.parquet")
     assert set(table["video"]) == {"phone"}  # the damaged ones: nothing kept
@@ -120,7 +125,7 @@ def test_unlabelled_damaged_video_keeps_what_decodes_in_order(tmp_path):
     cut = encode(tmp_path / "cut.mp4", frames(), TIMES)
     cut.write_bytes(cut.read_bytes()[:cut.stat().st_size * 6 // 10])
     out = tmp_path / "faces"
-    assert run("extract", "--source", "input", "--root", cut, "--out", out, "--quiet").exit_code == 0
+    assert extract("--source", "input", "--root", cut, "--out", out, "--quiet").exit_code == 0
     table = pd.read_parquet(out / "frames.parquet")
     k = len(table)
     assert 10 < k < N and table["frame"].tolist() == list(range(k))

@@ -14,6 +14,12 @@ def test_runs_split_videos_and_gaps_from_dropped_frames():
     assert runs(np.array(["a"]), np.array([4])) == [(0, 1)]
 
 
+def test_runs_split_at_a_one_frame_gap_and_keep_a_single_frame_run_at_the_end():
+    videos = np.array(["a"] * 4 + ["b"] * 2 + ["c"])
+    frames = np.array([0, 1, 3, 5, 7, 8, 2])  # a misses frames 2 and 4; c has one frame
+    assert runs(videos, frames) == [(0, 2), (2, 3), (3, 4), (4, 6), (6, 7)]
+
+
 @pytest.mark.parametrize("videos, frames, message", [
     (["a", "a", "a"], [0, 2, 1], "frame 1 comes after frame 2"),
     (["a", "a", "a"], [0, 1, 1], "frame 1 comes after frame 1"),

@@ -1,0 +1,1 @@
+"""Build: balance the extracted datasets (ML-ROS) into merged training shards."""

@@ -34,7 +34,7 @@ import pyarrow as pa
 
 from pipeline.build import balance
 from pipeline.build import mlros
-from pipeline.core.config import BuildParams
+from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS
 from pipeline.build.selection import (

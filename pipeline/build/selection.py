@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.build import mlros
-from pipeline.core.config import BuildParams
+from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BINS, va_to_bin
 

@@ -1,0 +1,1 @@
+"""Shared foundations: params, labels, tables, shards, images, provenance, safe file writes."""

@@ -1,4 +1,4 @@
-"""Bringing back a project whose ``dvc.lock`` a kill tore (README, "Interrupting a run").
+"""Bringing back a project whose ``dvc.lock`` a kill tore (README, "Interruptions").
 
 DVC rewrites ``dvc.lock`` in place after every stage (and its run-lock file
 ``.dvc/tmp/rwlock`` around it): a ``kill -9`` in the few milliseconds of that write leaves

@@ -37,7 +37,7 @@ def read_text(path: Path) -> str:
 
 #: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run
 #: cache finds earlier runs by (treeverse/dvc#10296): a changed value would bring back the
-#: outputs of the old one. No parameter may be named so (tests/test_config.py).
+#: outputs of the old one. No parameter may be named so (tests/test_params.py).
 RENAMED = {"synth.size": "dataset_size", "extract.size": "face_size"}
 
 

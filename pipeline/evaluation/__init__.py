@@ -1,0 +1,1 @@
+"""Evaluation: the ABAW metrics, paired intervals, baselines and report figures."""

@@ -1,0 +1,1 @@
+"""Extraction: decode each dataset, detect and align faces, write the frame tables."""

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.extraction import align
-from pipeline.core.config import ExtractParams
+from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.dataset_version import DatasetRead
 from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -17,10 +17,9 @@ import numpy as np
 from pipeline.extraction import align
 from pipeline.extraction import faces as F
 from pipeline.extraction import tracking as T
-from pipeline.core.config import ExtractParams
-from pipeline.core.fileio import HashingReader
-from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN
+from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.sources.base import Job
+from pipeline.extraction.video import detect_video, emit_detections
 
 
 @dataclass
@@ -132,7 +131,7 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                 res.landmarks[row] = landmarks
 
         if job.mode == "detect" and job.video_path is not None:
-            _detect_video(job, params, get_detector(), res, emit)
+            detect_video(job, params, get_detector(), res, emit)
         elif job.mode == "detect":
             _detect_images(job, params, get_detector(), res, emit)
         else:
@@ -178,114 +177,6 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
     return res
 
 
-def _emit_detections(rows, frames, detections, params, res, emit) -> None:
-    for row, frame, det in zip(rows, frames, detections):
-        if det is None or det.prob < params.min_prob:
-            res.frames_without_face += 1
-            continue
-        emit(row, align.align_face(frame, det.landmarks, params.face_size, params.template_scale), det.landmarks, det.prob)
-
-
-def _detect_video(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
-    """Decode once, in order, hashing the file as the decoder reads it; detect (tracking
-    the face) only on the wanted frames, each timed by the decoder's own time stamp."""
-    try:
-        reader = HashingReader(job.video_path)
-    except OSError as e:
-        res.rejected.append((job.video_path, f"cannot open video ({e.strerror})", None, len(job)))
-        res.labels_without_frame += len(job)
-        return
-    try:
-        cap = cv2.VideoCapture(reader, cv2.CAP_FFMPEG, [])
-        try:
-            if not cap.isOpened():
-                res.rejected.append((job.video_path, "cannot open video", None, len(job)))
-                res.labels_without_frame += len(job)
-                return
-            _decode(cap, job, params, detector, res, emit)
-        finally:
-            cap.release()
-    finally:
-        res.hashes[job.video_path] = reader.sha256()
-
-
-def _decode(cap, job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
-    tracker = (T.FaceTracker(detector, block_size=params.batch, min_prob=params.min_prob, side=job.side)
-               if params.track else None)
-    wanted = job.frames
-    row, frame_no, last_ms = 0, 0, -np.inf
-    block_rows, block_frames = [], []
-    listed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    disordered = None  # the first frame whose time stamp is not after the one before
-
-    def flush():
-        if not block_rows:
-            return
-        dets = tracker.track(block_frames) if tracker else [
-            f.pick(None, params.min_prob, job.side) for f in detector.detect(block_frames)]
-        _emit_detections(block_rows, block_frames, dets, params, res, emit)
-        block_rows.clear()
-        block_frames.clear()
-
-    def timed() -> None:
-        nonlocal last_ms, disordered
-        ms = cap.get(cv2.CAP_PROP_POS_MSEC)
-        if ms <= last_ms and disordered is None:
-            disordered = frame_no
-        last_ms = ms
-
-    while row < len(wanted):
-        if wanted[row] != frame_no:  # not wanted: skip without decoding the picture
-            if not cap.grab():
-                break
-            timed()
-            frame_no += 1
-            continue
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        timed()
-        res.frames_read += 1
-        res.timestamp[row] = last_ms / 1000
-        block_rows.append(row)
-        block_frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-        if len(block_rows) == params.batch:
-            flush()
-        row += 1
-        frame_no += 1
-    flush()
-    decoded = frame_no
-    while listed > 0 and cap.grab():  # count the frames after the last label too
-        timed()
-        decoded += 1
-    if tracker is not None:
-        res.track = asdict(tracker.stats)
-    labelled = (job.au != AU_UNKNOWN).any() or (job.expr != EXPR_UNKNOWN).any() or not np.isnan(job.va).all()
-    if labelled and (disordered is not None or (listed > 0 and decoded != listed)):
-        # The decoder's frame order is the labels' only when every frame the file lists
-        # came out, in time order: a damaged stretch makes the decoder skip frames without
-        # an error, and from there on the labels cannot be placed exactly. Nothing of the
-        # video is kept (never a label on a neighbour's face). A variable frame rate is no
-        # such sign: frames are counted, never placed by time x average rate.
-        why = (f"frame {disordered} is not later than the frame before it" if disordered is not None else
-               f"decoded {decoded} of the {listed} frames the file lists")
-        res.keep[:] = False
-        res.frames_without_face = 0
-        res.rejected.append((job.video_path, f"{why}: frames are missing or damaged, the labels cannot be placed "
-                             "exactly; video skipped", None, len(job)))
-        return
-    if not labelled and listed > 0 and decoded < listed:
-        res.notes.append(f"{job.video_path}: decoded {decoded} of the {listed} frames the file lists "
-                         "(truncated or damaged?): faces of those only")
-    if row < len(wanted):
-        # The labels go on past the video's end (or the file is truncated): counted, never
-        # shifted onto other frames.
-        missing = len(wanted) - row
-        res.labels_without_frame += missing
-        res.rejected.append((job.video_path, f"the video has {frame_no} frames but labels for {int(wanted[-1]) + 1}",
-                             None, missing))
-
-
 def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, emit) -> None:
     """Unrelated images (a folder): the most confident face of each, in batches."""
     for start in range(0, len(job), params.batch):
@@ -301,4 +192,4 @@ def _detect_images(job: Job, params: ExtractParams, detector, res: JobResult, em
             rows.append(row)
             frames.append(image)
         dets = [f.pick(None, params.min_prob) for f in detector.detect(frames)] if frames else []
-        _emit_detections(rows, frames, dets, params, res, emit)
+        emit_detections(rows, frames, dets, params, res, emit)

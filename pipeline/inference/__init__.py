@@ -1,0 +1,1 @@
+"""Inference: run a model or an ensemble over frames and combine or smooth its outputs."""

@@ -1,0 +1,1 @@
+"""Temporal: per-frame features and the GRU teacher, students and ensemble over them."""

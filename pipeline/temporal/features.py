@@ -31,7 +31,7 @@ from pipeline.core.labels import TASKS
 from pipeline.training.models import read_torch_file
 from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
 
-FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
+FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``)
 FEATURE_DIM = 128
 
 

@@ -1,0 +1,1 @@
+"""Training: the multitask network, its losses, data steps and the training loop."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.core.config import TrainParams
+from pipeline.training.params import TrainParams
 from pipeline.core.fileio import file_sha256
 from pipeline.core.images import augment, centre_view, draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex, read_faces

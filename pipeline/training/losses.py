@@ -38,10 +38,6 @@ from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN, TASKS, va_dims, va_to
 from pipeline.inference.outputs import va_expectation
 from pipeline.evaluation.metrics import ccc_from_moments
 
-#: Distillation temperature of the paper (grid-searched there).
-DEFAULT_TEMPERATURE = 1.5
-#: Weight of the ground truth against the teacher on the labelled task (paper's lambda).
-DEFAULT_LAMBDA = 0.6
 
 
 def _zero_with_grad(logits: torch.Tensor) -> torch.Tensor:
@@ -157,7 +153,7 @@ def _soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, T: float) 
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, task: str,
-                      T: float = DEFAULT_TEMPERATURE) -> torch.Tensor:
+                      T: float) -> torch.Tensor:
     """Eqs. 10-12 for one head, mean over the batch.
 
     - AU: BCE with target sigmoid(t) and prediction sigmoid(s), summed over the 8 AUs (no
@@ -218,7 +214,7 @@ def teacher_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
 def student_loss(outputs_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
                  labels_per_batch: Mapping,
                  teacher_logits_per_batch: Mapping[str, Mapping[str, torch.Tensor]],
-                 lam: float = DEFAULT_LAMBDA, T: float = DEFAULT_TEMPERATURE,
+                 lam: float, T: float,
                  task_weights: Mapping[str, float] | None = None,
                  centres=None, ccc_weighting: str = "authors",
                  distill_unlabelled: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

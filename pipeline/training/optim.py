@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from pipeline.core.config import TrainParams
+from pipeline.training.params import TrainParams
 
 
 def make_optimizer(model: torch.nn.Module, p: TrainParams) -> torch.optim.Optimizer:

@@ -40,7 +40,7 @@ from pipeline.training.views import frame_views
 log = logging.getLogger("mtaffect.softlabels")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``store.seal_h5``)
+FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``)
 
 
 def index_paths(index_dir: str | Path) -> dict[str, Path]:

@@ -1,6 +1,5 @@
 """One training loop for the teacher (Eq. 13) and the students (Eq. 14), of the CNN and of
-the temporal model. (About 360 lines: the loop, its resume file and its log belong
-together.)
+the temporal model.
 
 What is trained on comes from a data object: :class:`ImageData` (the build stage's
 indexes, faces from the shards) or ``sequences.SequenceData`` (windows of cached
@@ -15,8 +14,8 @@ Each step draws one batch per task with the balanced weights of the build stage,
 the model on each (three passes, so BatchNorm sees each task batch alone, or one
 concatenated pass), and takes one optimiser step on the sum of the losses. After every
 epoch the model is scored on the validation set; the best epoch by AU + EXPR + CCC_V +
-CCC_A is kept. A resume file written every ``save_every`` steps and at each epoch's end
-lets an interrupted run continue to the same final weights: the batches and augmentations
+CCC_A is kept. A resume file (``pipeline.training.resume``) written every ``save_every``
+steps and at each epoch's end lets an interrupted run continue to the same final weights: the batches and augmentations
 are functions of (seed, epoch, step), and the model, optimiser, scheduler and RNG states
 are restored exactly.
 
@@ -25,12 +24,10 @@ process takes its share of every task batch; rank 0 evaluates and writes the out
 """
 from __future__ import annotations
 
-import csv
 import logging
-import os
 import random
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,22 +36,19 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.core.config import TrainParams
+from pipeline.training.params import TrainParams
 from pipeline.core.device import distributed, resolve_device
 from pipeline.training.data import ImageData
 from pipeline.training.distributed import convert_batchnorm, gather_batches
-from pipeline.core.fileio import atomic_write, write_torch
+from pipeline.core.fileio import atomic_write
 from pipeline.core.labels import TASKS, split_logits, va_centres
 from pipeline.training.losses import student_loss, teacher_loss
 from pipeline.training.models import MultitaskNet, save_checkpoint
 from pipeline.training.optim import make_optimizer, make_scheduler
+from pipeline.training.resume import State, flat_metrics, load_resume, save_resume, write_log
 from pipeline.training.sampling import TaskBatchSampler
 
 log = logging.getLogger("mtaffect.train")
-
-LOG_COLUMNS = ["epoch", "lr", "loss", "loss_AU", "loss_EXPR", "loss_VA", "AU_score", "AU_f1", "EXPR_score",
-               "EXPR_f1", "ccc_valence", "ccc_arousal", "total"]
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -97,18 +91,6 @@ class Outputs:
     @property
     def best(self) -> Path:
         return self.resume.with_name(f"best-{self.resume.name}")
-
-
-@dataclass
-class State:
-    epoch: int = 0  # the epoch in progress (or next to start)
-    step: int = 0  # steps of that epoch already done
-    best_total: float = float("-inf")
-    best_epoch: int = -1
-    best_metrics: dict = field(default_factory=dict)
-    history: list = field(default_factory=list)
-    sums: dict = field(default_factory=dict)  # running loss sums of the epoch in progress
-    lr: float = 0.0  # the learning rate of the latest optimiser step
 
 
 @dataclass
@@ -179,7 +161,7 @@ def train(params: TrainParams, data, outputs: Outputs, name: str = "teacher",
     run = setup(params, data, name, soft_labels)
     state = State()
     if outputs.resume.exists():
-        state = _load_resume(outputs.resume, run)
+        state = load_resume(outputs.resume, run)
         log.info("%s: resuming at epoch %d, step %d", name, state.epoch, state.step)
     budget = [stop_after_steps]
     while state.epoch < params.epochs:
@@ -189,7 +171,7 @@ def train(params: TrainParams, data, outputs: Outputs, name: str = "teacher",
     if run.rank == 0:
         with atomic_write(outputs.checkpoint) as tmp:
             shutil.copyfile(outputs.best, tmp)
-        _write_log(outputs.log_csv, state.history)
+        write_log(outputs.log_csv, state.history)
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
             "batch_per_task": params.batch_per_task, "backbone": run.model.backbone_name, **(extra or {}),
@@ -221,7 +203,7 @@ def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, bu
                 budget[0] -= 1
             stop = budget[0] == 0
             if run.rank == 0 and (stop or state.step % params.save_every == 0) and state.step < steps:
-                _save_resume(outputs.resume, run, state)
+                save_resume(outputs.resume, run, state)
             if stop:
                 return False
     finally:
@@ -260,7 +242,7 @@ def finish_epoch(run: Run, state: State, outputs: Outputs, extra: dict) -> None:
            **{k: v / max(steps, 1) for k, v in state.sums.items()}}
     if run.rank == 0:
         result = validate(run)
-        row.update(_flat_metrics(result))
+        row.update(flat_metrics(result))
         state.history.append(row)
         if result["total"] > state.best_total:
             state.best_total, state.best_epoch, state.best_metrics = result["total"], state.epoch + 1, result
@@ -268,61 +250,10 @@ def finish_epoch(run: Run, state: State, outputs: Outputs, extra: dict) -> None:
                                                       "metrics_total": float(result["total"]), **extra})
         log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
                  row["loss"], result["total"], state.best_total, state.best_epoch)
-        _write_log(outputs.log_csv, state.history)
+        write_log(outputs.log_csv, state.history)
     state.epoch += 1
     state.step = 0
     if run.rank == 0:
-        _save_resume(outputs.resume, run, state)
+        save_resume(outputs.resume, run, state)
     if run.world > 1:
         dist.barrier()
-
-
-def _flat_metrics(result: dict) -> dict:
-    au, ex, va = result["AU"] or {}, result["EXPR"] or {}, result["VA"] or {}
-    return {"AU_score": au.get("score"), "AU_f1": au.get("f1"), "EXPR_score": ex.get("score"),
-            "EXPR_f1": ex.get("f1"), "ccc_valence": va.get("ccc_valence"), "ccc_arousal": va.get("ccc_arousal"),
-            "total": result["total"]}
-
-
-def _write_log(path: Path, history: list[dict]) -> None:
-    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, LOG_COLUMNS, lineterminator="\n")
-        w.writeheader()
-        for row in history:
-            w.writerow({k: ("" if row.get(k) is None else round(row[k], 6) + 0.0 if isinstance(row[k], float) else row[k])
-                        for k in LOG_COLUMNS})
-
-
-def _save_resume(path: Path, run: Run, state: State) -> None:
-    write_torch(path, {
-        "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(), "state": asdict(state), "params": run.params.model_dump(),
-        "torch_rng": torch.get_rng_state(), "inputs": run.inputs,
-    })
-
-
-def _load_resume(path: Path, run: Run) -> State:
-    """The state of an interrupted run, restored into ``run``; a fresh state when the file
-    is of other parameters, or unreadable (it is then moved aside, so it blocks no later
-    run, and the run starts afresh)."""
-    try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or not {"params", "model", "optimizer", "scheduler", "state"} <= set(saved):
-            raise ValueError("not a resume file of this code")
-    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run can start afresh
-        aside = path.with_name(f"{path.name}.unreadable")
-        os.replace(path, aside)
-        log.warning("%s: unreadable (%s: %s), moved to %s; starting afresh", path, type(e).__name__,
-                    str(e)[:120], aside)
-        return State()
-    changed = ("parameters" if saved["params"] != run.params.model_dump() else
-               "training data" if saved.get("inputs") != run.inputs else None)
-    if changed:  # the interrupted run's state is not a valid start for this one
-        log.warning("%s: %s changed since it was written; starting afresh", path, changed)
-        path.unlink()
-        return State()
-    run.model.load_state_dict(saved["model"])
-    run.optimizer.load_state_dict(saved["optimizer"])
-    run.scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(saved["torch_rng"])
-    return State(**saved["state"])

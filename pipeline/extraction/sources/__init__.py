@@ -1,1 +1,1 @@
-"""Readers of the four datasets and of unlabelled input, plus the synthetic generator."""
+"""Readers of the four datasets and of unlabelled input."""

@@ -1,0 +1,132 @@
+"""Every params section at once: what works on the whole of ``params.yaml`` rather than the
+sections one stage reads (``pipeline.core.params``): checking the whole file (``mtaffect
+check-params``, run by ``dvc repro`` before any other stage), the defaults, and the presets
+``mtaffect preset NAME`` writes into the file (``presets/<name>.yaml``: the values that
+differ from the defaults, which are the paper's)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.build.params import BuildParams
+from pipeline.core.errors import ParamsError
+from pipeline.core.params import Params, load, mapping
+from pipeline.core.validation import load_yaml
+from pipeline.evaluation.params import EvaluateParams
+from pipeline.extraction.params import ExtractParams, SourceParams
+from pipeline.inference.params import EnsembleParams
+from pipeline.temporal.params import FeaturesParams, RnnEnsembleParams, RnnParams, RnnStudentParams, TemporalParams
+from pipeline.training.params import SoftLabelsParams, StudentParams, TrainParams, advice
+from synthetic.params import SynthParams
+
+#: Every section's schema, in params.yaml's order.
+SCHEMAS = (SourceParams, SynthParams, ExtractParams, BuildParams, TrainParams, SoftLabelsParams, StudentParams,
+           EnsembleParams, EvaluateParams, FeaturesParams, TemporalParams, RnnParams, RnnStudentParams, RnnEnsembleParams)
+PRESETS = Path(__file__).with_name("presets")
+#: The named entries of each family, unless a preset names others.
+FAMILY_DEFAULTS = {"students": {f"s{i}": {"seed": i} for i in (1, 2, 3)},
+                   "rnn_students": {f"r{i}": {"seed": i} for i in (1, 2, 3)}}
+
+
+def check_all(path: str | Path) -> tuple[Params, list[str]]:
+    """Every section of ``path`` checked, and the sections' agreement with each other (an
+    ensemble's members are students); returns them and the advice on valid but doubtful
+    settings."""
+    p = load(path, *SCHEMAS)
+    for ensemble, family in (("ensemble", "students"), ("rnn_ensemble", "rnn_students")):
+        for member in getattr(p, ensemble).members:
+            if member not in getattr(p, family):
+                raise ParamsError(f"{path}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
+                                  f"({family}: {', '.join(getattr(p, family)) or 'none'}); add it under `{family}`")
+    devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}
+    devices |= {f"{f}.{n}": s.device for f in FAMILY_DEFAULTS for n, s in getattr(p, f).items()}
+    cuda = {k: v for k, v in devices.items() if v.startswith("cuda")}
+    if cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            key, device = next(iter(cuda.items()))
+            raise ParamsError(f"{path}: {key}.device: {device!r} asked for, but this machine has no CUDA device "
+                              "(use auto or cpu)")
+    return p, advice(p.teacher)
+
+
+def defaults() -> dict:
+    """Every section at its default (the paper's values), as params.yaml would hold it: an
+    inheriting section holds only its own knobs and what differs from its parent's."""
+    out = {}
+    for schema in SCHEMAS:
+        if schema is SourceParams:
+            continue
+        values = schema().model_dump(mode="json")
+        if schema.inherits is not None:
+            parent = schema.inherits().model_dump(mode="json")
+            values = {k: v for k, v in values.items() if k not in parent or parent[k] != v}
+        out[schema.section] = values
+    return out | {family: dict(entries) for family, entries in FAMILY_DEFAULTS.items()}
+
+
+def preset(name: str) -> dict:
+    """The sections of preset ``name``: the defaults updated with ``presets/<name>.yaml``."""
+    path = PRESETS / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise ParamsError(f"no preset {name!r}: use one of {known}")
+    values = defaults()
+    for section, given in mapping(load_yaml(path.read_text(), str(path)), str(path), "the top level").items():
+        values[section] = given if section in FAMILY_DEFAULTS else {**values[section], **given}
+    order = {s.section: list(s.model_fields) for s in SCHEMAS}
+    return {section: dict(sorted(v.items(), key=lambda kv: order[section].index(kv[0]))) if section in order else v
+            for section, v in values.items()}
+
+
+def apply_preset(path: str | Path, name: str) -> list[str]:
+    """Write preset ``name``'s values into the params file at ``path``, keeping its comments
+    and its ``sources`` and ``threads``; returns the keys whose value changed
+    (``section.key: old -> new``)."""
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round trip: comments and layout kept
+    yaml.width = 120
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    path = Path(path)
+    doc = yaml.load(path.read_text())
+    changed = []
+    for section, values in preset(name).items():
+        current = doc.get(section)
+        if current is None:
+            doc[section] = current = {}
+            changed.append(f"{section}: added")
+        for key in [k for k in current if k not in values]:  # not in the preset: back to the parent's value
+            changed.append(f"{section}.{key}: {current[key]!r} -> (inherited)" if section not in FAMILY_DEFAULTS
+                           else f"{section}.{key}: removed")
+            del current[key]
+        for key, value in values.items():
+            if key not in current:  # in the schema's order
+                changed.append(f"{section}.{key}: (inherited) -> {value!r}")
+                current.insert(sum(k in current for k in list(values)[:list(values).index(key)]), key, _flow(value))
+            elif _plain(current[key]) != value:
+                changed.append(f"{section}.{key}: {_plain(current[key])!r} -> {value!r}")
+                current[key] = _flow(value)
+    with open(path, "w") as f:
+        yaml.dump(doc, f)
+    return changed
+
+
+def _flow(value):
+    """Lists and mappings inside a section written on one line, as params.yaml writes them."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    if isinstance(value, (dict, list)):
+        node = CommentedMap(value) if isinstance(value, dict) else CommentedSeq(value)
+        node.fa.set_flow_style()
+        return node
+    return value
+
+
+def _plain(value):
+    """A round-trip YAML value as plain Python (to compare it with a preset's)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,28 @@
+"""``mtaffect preset NAME``: write a preset's values (demo, tiny, abaw2020) into params.yaml."""
+from __future__ import annotations
+
+import click
+
+from stages.common import friendly_errors, params_option, warn
+
+
+@click.command("preset")
+@click.argument("name")
+@params_option
+@friendly_errors
+def cli(name, params_path):
+    """Write preset NAME's values into the params file: demo (the synthetic data on a CPU,
+    as shipped), tiny (what the tests run), abaw2020 (the paper's setting on the real
+    datasets). Values a preset does not set go back to their defaults (the paper's). The
+    file's comments, `sources` and `threads` stay; every value that changes is listed."""
+    from pipeline.core.catalogue import apply_preset, check_all
+
+    changed = apply_preset(params_path, name)
+    for line in changed:
+        click.echo(f"  {line}")
+    click.echo(f"{params_path}: preset {name} ({len(changed)} values changed)")
+    warn(check_all(params_path)[1])
+
+
+if __name__ == "__main__":
+    cli()

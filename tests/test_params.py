@@ -1,0 +1,244 @@
+"""params.yaml: the values that run, one source per default, students inheriting the
+teacher's knobs, presets written into the file, each stage reading (and validating) the
+sections it asks for, the whole file checked by check-params, and every problem one line
+naming the key and the fix."""
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from pipeline.build.params import BuildParams
+from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, apply_preset, check_all, defaults, preset
+from pipeline.core.errors import ParamsError
+from pipeline.core.params import TOP_LEVEL, load, resolve, with_overrides
+from pipeline.extraction.params import ExtractParams, SourceParams
+from pipeline.training.params import StudentParams, TrainParams
+from synthetic.params import SynthParams
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def raw():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def every(raw: dict, where: str = "params.yaml"):
+    return resolve(raw, where, SCHEMAS)
+
+
+def test_the_committed_file_is_the_demo_preset_and_every_preset_is_valid(tmp_path):
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    assert apply_preset(copy, "demo") == [] and copy.read_bytes() == (ROOT / "params.yaml").read_bytes()
+    for name in ("tiny", "abaw2020", "demo"):
+        apply_preset(copy, name)
+        p, _ = check_all(copy)
+        assert p.teacher.model_dump() == TrainParams(**preset(name)["teacher"]).model_dump(), name
+    assert copy.read_text().count("# ") == (ROOT / "params.yaml").read_text().count("# ")  # comments kept
+
+
+def test_one_source_per_default_the_schemas(raw):
+    # the abaw2020 preset sets no training knob: the schemas' defaults are the paper's values
+    paper = preset("abaw2020")
+    assert paper["teacher"] == TrainParams().model_dump(mode="json") and paper["teacher"]["lr"] == 1e-4
+    assert paper["student"] == {"epochs": 3, "lam": 0.6, "temperature": 1.5, "distill_unlabelled": True}
+    assert defaults()["synth"] == SynthParams().model_dump(mode="json")
+    from pipeline.training import losses  # lambda and T live in the params, nowhere else
+
+    assert not hasattr(losses, "DEFAULT_LAMBDA") and not hasattr(losses, "DEFAULT_TEMPERATURE")
+
+
+def test_students_inherit_the_teachers_knobs_and_override_only_what_differs(raw):
+    raw["teacher"]["lr"] = 0.002
+    p = every(raw)
+    assert [s.lr for s in p.students.values()] == [0.002] * 3  # the teacher's, as edited
+    assert [s.epochs for s in p.students.values()] == [5] * 3 and p.teacher.epochs == 10  # student's own
+    raw["students"]["s2"]["lr"] = 0.01
+    assert every(raw).students["s2"].lr == 0.01 and every(raw).students["s1"].lr == 0.002
+    raw["student"]["lrr"] = 1
+    with pytest.raises(ParamsError, match=r"unknown key 'student.lrr'; did you mean 'student.lr'"):
+        every(raw)
+    del raw["student"]["lrr"]
+    del raw["student"]["lam"]  # a student's own knob is required
+    with pytest.raises(ParamsError, match=r"missing key 'student.lam'"):
+        every(raw)
+
+
+def test_the_forms_before_presets_name_the_key_to_set_now(raw):
+    raw["profile"] = "demo"
+    with pytest.raises(ParamsError, match=r"profile: params.yaml now holds the values that run: `mtaffect preset NAME`"):
+        every(raw)
+    del raw["profile"]
+    raw["profiles"] = {"demo": {"teacher": {"backbone": "resnet18"}}}  # what `dvc exp run -S profiles...` adds
+    with pytest.raises(ParamsError, match=r"profiles.demo.teacher.backbone: presets replaced the profiles; set the "
+                                          r"section's key itself \(teacher.backbone\)"):
+        every(raw)
+
+
+def test_a_stage_reads_only_the_sections_it_asks_for(tmp_path, raw):
+    raw["evaluate"]["bootstrap"] = "many"  # a section train_teacher does not read
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    p = load(path, TrainParams, BuildParams)
+    assert p.teacher.epochs == 10 and p.build.out == "data/build" and p.threads == 1
+    with pytest.raises(AttributeError, match="'evaluate' was not loaded"):
+        p.evaluate  # noqa: B018
+    with pytest.raises(ParamsError, match="evaluate.bootstrap: expected an integer"):
+        check_all(path)  # the whole file: what `dvc repro` runs before any stage
+    raw["teachr"] = {}  # a misspelt section is found by every stage
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"unknown key 'teachr'; did you mean 'teacher'"):
+        load(path, SynthParams)
+
+
+def test_the_top_level_names_are_the_schemas(raw):
+    assert set(TOP_LEVEL) == {"threads"} | {s.section for s in SCHEMAS} | set(FAMILY_DEFAULTS) == set(raw)
+
+
+def test_ensemble_members_must_be_students(tmp_path, raw):
+    raw["ensemble"]["members"] = ["s1", "s9"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"ensemble.members: 's9' is not a student .*add it under `students`"):
+        check_all(path)
+
+
+def test_missing_section_and_key_are_named(raw):
+    del raw["build"]
+    with pytest.raises(ParamsError, match="missing section 'build'"):
+        every(raw)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del raw["teacher"]["lr"]
+    with pytest.raises(ParamsError, match="missing key 'teacher.lr'"):
+        every(raw)
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("teacher", "epochs", "eight", r"teacher.epochs: expected an integer, got 'eight'"),
+    ("teacher", "epochs", 2.5, r"teacher.epochs: expected an integer"),
+    ("teacher", "lr", "fast", r"teacher.lr: expected a number"),
+    ("extract", "track", "yes", r"extract.track: expected true or false"),
+    ("extract", "on_error", "ignore", r"extract.on_error: expected one of 'skip', 'fail'"),
+    ("build", "au_sources", "affwild2", r"build.au_sources: expected a list"),
+    ("build", "expr_downsample", {"Neutral": "ten"}, r"build.expr_downsample.Neutral: expected an integer"),
+    ("teacher", "task_weights", {"AU": 1.0, "EXPR": 1.0}, r"teacher.task_weights: give a weight for every task"),
+    ("ensemble", "members", ["s1", "s1"], r"ensemble.members: 's1' listed twice"),
+])
+def test_wrong_type_names_the_key(raw, section, key, value, message):
+    raw[section][key] = value
+    with pytest.raises(ParamsError, match=message):
+        every(raw)
+
+
+def test_unknown_key_suggests_the_right_one(raw):
+    raw["teacher"]["epoch"] = 3
+    with pytest.raises(ParamsError, match=r"unknown key 'teacher.epoch'; did you mean 'teacher.epochs'"):
+        every(raw)
+
+
+def _keys(d, path=""):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield f"{path}{k}", k
+            yield from _keys(v, f"{path}{k}.")
+
+
+def test_no_parameter_is_named_size_or_nfiles_which_dvcs_run_cache_would_ignore(raw):
+    # DVC drops keys named size and nfiles, at any depth, from the hash its run cache finds
+    # earlier runs by (treeverse/dvc#10296): changing such a parameter would check out the
+    # outputs of its old value. (`synth.size` did: a demo run came back for size medium.)
+    assert not [path for path, key in _keys(raw) if key in ("size", "nfiles")]
+    from dvc.utils import dict_sha256  # the run cache's hash, with the keys it leaves out
+
+    changed = {**raw, "synth": {**raw["synth"], "dataset_size": "medium"}}
+    assert dict_sha256(changed, exclude=["size", "nfiles"]) != dict_sha256(raw, exclude=["size", "nfiles"])
+
+
+def test_old_size_keys_say_what_they_are_now(raw):
+    raw["synth"]["size"] = raw["synth"].pop("dataset_size")
+    with pytest.raises(ParamsError, match=r"unknown key 'synth.size'; it is now 'synth.dataset_size'"):
+        every(raw)
+
+
+def test_optional_and_int_as_float(raw):
+    raw["build"]["au_mean_ir"] = 2
+    assert every(raw).build.au_mean_ir == 2.0
+    raw["build"]["au_mean_ir"] = None
+    assert every(raw).build.au_mean_ir is None
+
+
+def test_a_missing_or_undecodable_file_is_one_line(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load(tmp_path / "params.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("# mtaff\xe9ct\nthreads: 1\n".encode("latin-1"))
+    with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe9 at offset 7\)"):
+        load(tmp_path / "latin1.yaml")
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path, raw):
+    text = (ROOT / "params.yaml").read_text().replace("threads: 1", "threads: 010")
+    (tmp_path / "params.yaml").write_text(text)
+    assert load(tmp_path / "params.yaml").threads == 10  # YAML 1.2, as DVC: not octal 8
+
+
+def test_with_overrides_checks_types(raw):
+    section = every(raw).teacher
+    assert with_overrides(section, epochs=None) is section
+    assert with_overrides(section, epochs=2).epochs == 2
+    with pytest.raises(ParamsError, match="--epochs"):
+        with_overrides(section, epochs="two")
+
+
+def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes(tmp_path, raw):
+    from stages.cli import main
+
+    raw["teacher"]["epochs"] = "eight"
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    result = CliRunner().invoke(main, ["check-params", "--params", str(bad)])
+    assert result.exit_code != 0 and "teacher.epochs: expected an integer" in result.output
+    assert "Traceback" not in result.output
+    shutil.copy(ROOT / "params.yaml", bad)
+    result = CliRunner().invoke(main, ["preset", "abaw2020", "--params", str(bad)])
+    assert result.exit_code == 0 and "teacher.backbone: 'mobilenet_v3_small' -> 'resnet50'" in result.output
+    assert "WARNING: teacher.backbone is resnet50 with no teacher.pretrained weights" in result.output
+    assert list(check_all(bad)[0].students) == ["s1", "s2", "s3", "s4", "s5"]
+    unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])
+    assert unknown.exit_code != 0 and "no preset 'fast': use one of abaw2020, demo, tiny" in unknown.output
+
+
+def test_cli_help_lists_every_command():
+    from stages.cli import COMMANDS, main
+
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+
+
+def test_the_backbone_names_are_torchvisions():
+    import torchvision
+
+    from pipeline.training.params import BACKBONES
+
+    assert sorted(BACKBONES) == sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def test_sources_name_root_and_version_and_the_old_form_says_how(raw):
+    where = "params.yaml"
+    assert resolve(raw, where, [SourceParams]).sources["disfa"].version == "data/synth/disfa.version.json"
+    raw["sources"]["disfa"] = "/data/DISFA"
+    with pytest.raises(ParamsError, match=r"sources.disfa: expected \{root: <folder>, version: <file or folder>\}, "
+                                          r"got a path; write \{root: /data/DISFA, version: /data/DISFA\}"):
+        resolve(raw, where, [SourceParams])
+    raw["sources"]["disfa"] = {"root": "/data/DISFA"}
+    with pytest.raises(ParamsError, match=r"missing key 'sources.disfa.version'"):
+        resolve(raw, where, [SourceParams])
+    assert resolve(raw, where, [ExtractParams]).extract.workers == 2  # sources not asked for: not checked
+
+
+def test_students_are_the_families_schema():
+    assert StudentParams.inherits is TrainParams and StudentParams.family == "students"
