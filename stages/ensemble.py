@@ -34,7 +34,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from pipeline.inference.outputs import combine
     from pipeline.core.fileio import write_json
     from pipeline.inference.runner import load_models, predict_many
-    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.evaluation.thresholds import tune_thresholds
     from pipeline.core import provenance
 
     from pipeline.build.params import BuildParams

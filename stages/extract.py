@@ -40,18 +40,18 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet, proven
 
     p = load(params_path, ExtractParams, SourceParams)
     params = with_overrides(p.extract, workers=workers, on_error=on_error)
-    version = None
+    version = annotations = None
     if root is None:
         if source not in p.sources:
             raise click.UsageError(f"--root is required for --source {source}")
-        root, version = p.sources[source].root, p.sources[source].version
+        root, version, annotations = p.sources[source].root, p.sources[source].version, p.sources[source].annotations
     out = out or str(Path(params.out) / source)
 
     def check(sha256: str) -> None:  # the digest of the bytes read, before anything is written
         if version is not None:
             check_version(root, version, sha256)
 
-    counts = extract(source, root, out, params, progress=not quiet, check=check)
+    counts = extract(source, root, out, params, progress=not quiet, check=check, annotations=annotations)
     if report:
         write_text(report, (Path(out) / "extract.json").read_text())
     outputs = {"faces": out, "frames": Path(out) / "frames.parquet"} | ({"report": report} if report else {})

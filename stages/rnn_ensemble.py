@@ -31,7 +31,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.core.device import resolve_device
     from pipeline.core.fileio import write_json
     from pipeline.evaluation.scoring import score
-    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.evaluation.thresholds import tune_thresholds
     from pipeline.core import provenance
     from pipeline.temporal.sequences import Split, ensemble_predict
     from pipeline.temporal.model import load_temporal, save_rnn_bundle

@@ -17,12 +17,12 @@ def corrcoef_ccc(x, y):
     return 2 * rho * x.std() * y.std() / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
 
 
-def sklearn_au(labels, probs, thresholds):
+def sklearn_au(labels, probs, thresholds, names=AU_NAMES):
     """AU metrics the ABAW way, entry by entry with sklearn on the known entries."""
     pred = (probs >= thresholds).astype(int)
     known = labels != -1
     per_au = {}
-    for j, name in enumerate(AU_NAMES):
+    for j, name in enumerate(names):
         k = known[:, j]
         per_au[name] = f1_score(labels[k, j], pred[k, j], zero_division=0) if k.any() else None
     f1 = np.mean([v for v in per_au.values() if v is not None])
@@ -30,15 +30,15 @@ def sklearn_au(labels, probs, thresholds):
     return {"score": 0.5 * f1 + 0.5 * acc, "f1": f1, "acc": acc, "per_au_f1": per_au}
 
 
-def sklearn_expr(labels, probs):
+def sklearn_expr(labels, probs, names=EXPR_NAMES):
     known = labels != -1
     y, p = labels[known], probs[known].argmax(1)
     f1 = f1_score(y, p, average="macro")
     acc = accuracy_score(y, p)
     return {"score": 0.67 * f1 + 0.33 * acc, "f1": f1, "acc": acc,
-            "per_class_f1": dict(zip(EXPR_NAMES, f1_score(y, p, labels=range(7), average=None,
-                                                          zero_division=0))),
-            "confusion": confusion_matrix(y, p, labels=range(7)).tolist()}
+            "per_class_f1": dict(zip(names, f1_score(y, p, labels=range(len(names)), average=None,
+                                                     zero_division=0))),
+            "confusion": confusion_matrix(y, p, labels=range(len(names))).tolist()}
 
 
 def assert_close_dicts(got, expected, tol=1e-9):
@@ -66,3 +66,8 @@ def sklearn_evaluation(rows):
     va["ccc_mean"] = (va["ccc_valence"] + va["ccc_arousal"]) / 2
     result["VA"] = va
     return result
+
+
+def au_column(frames, au: str) -> np.ndarray:
+    """A frame table's AU column as labels: -1 (unknown) where the source has no such column."""
+    return frames[au].to_numpy() if au in frames else np.full(len(frames), -1, np.int8)

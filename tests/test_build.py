@@ -234,3 +234,37 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     for name, rows in expected.items():
         got = pd.read_parquet(tmp_path / "balanced" / f"{name}.parquet")
         pd.testing.assert_frame_equal(got.drop(columns="weight"), rows[INDEX_COLUMNS].reset_index(drop=True))
+
+
+def test_frame_tables_are_read_projected_on_the_schema():
+    from pipeline.build.selection import project_batch
+    from pipeline.core.schema import ABAW2020, ABAW2022
+    # a table holding AU1 and an AU no schema wants (AU9), and an Other frame
+    batch = pa.RecordBatch.from_pydict({"AU1": pa.array([1, 0], pa.int8()), "AU9": pa.array([1, 1], pa.int8()),
+                                        "expr": pa.array([7, 3], pa.int8()), "video": ["a", "b"]})
+    got = project_batch(batch, ["video", "AU1", "AU2", "expr"], ABAW2020).to_pydict()
+    assert got == {"video": ["a", "b"], "AU1": [1, 0], "AU2": [-1, -1], "expr": [-1, 3]}  # AU2 unknown, not 0
+    got = project_batch(batch, ["AU7", "expr"], ABAW2022).to_pydict()
+    assert got == {"AU7": [-1, -1], "expr": [7, 3]}  # Other is a class of the 2022 schema
+
+
+def test_the_build_reports_what_the_schema_leaves_out(tmp_path, caplog):
+    from pipeline.build.selection import schema_report
+    from pipeline.core.schema import ABAW2022
+    from pipeline.core.tables import frame_schema
+    n = 5
+    cols = {"uid": [uid("aw", "v", f) for f in range(n)], "source": ["aw"] * n, "video": ["v"] * n,
+            "subject": ["v"] * n, "frame": np.arange(n), "timestamp": np.full(n, np.nan), "split": ["train"] * n,
+            "AU1": np.ones(n, np.int8), "AU9": np.zeros(n, np.int8), "AU26": np.zeros(n, np.int8),
+            "expr": np.array([7, 0, 7, -1, 3], np.int8), "valence": np.full(n, np.nan), "arousal": np.full(n, np.nan),
+            "shard": ["s.h5"] * n, "row": np.arange(n), "det_score": np.ones(n),
+            **{c: np.zeros(n) for c in LANDMARK_COLUMNS}}
+    path = tmp_path / "aw" / "frames.parquet"
+    write_parquet(frame_table(cols, frame_schema(["AU1", "AU9", "AU26"])), path)
+    with caplog.at_level("INFO", logger="mtaffect.build"):
+        report = schema_report([path], ["aw"])
+    assert report == {"name": "abaw2020", "sources": {"aw": {"aus_not_in_schema": ["AU9", "AU26"],
+                                                              "other_made_unknown": 2}}}
+    assert "AU9, AU26" in caplog.text and "2 frames of Other" in caplog.text
+    assert schema_report([path], ["aw"], ABAW2022)["sources"]["aw"] == {"aus_not_in_schema": ["AU9"],
+                                                                         "other_made_unknown": 0}

@@ -73,7 +73,7 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
     from pipeline.training.params import TrainParams
     from pipeline.inference.runner import predict
     from pipeline.core.labels import AU_NAMES
-    from pipeline.evaluation.metrics import tune_thresholds
+    from pipeline.evaluation.thresholds import tune_thresholds
     from pipeline.training.models import load_checkpoint
     from pipeline.training.train import Outputs, train
     from stages.ensemble import cli

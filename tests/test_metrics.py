@@ -128,15 +128,6 @@ def test_expr_macro_f1_counts_a_class_only_predicted_as_zero_like_sklearn():
     assert result["f1"] == pytest.approx(f1_score(labels, predicted, average="macro"))
 
 
-def test_tuned_thresholds_take_the_lowest_of_tied_best_and_predict_at_prob_equal_threshold():
-    grid = [0.1, 0.3, 0.5, 0.7]
-    labels = np.array([[0, 1], [1, 0]])
-    probs = np.array([[0.2, 0.5], [0.6, 0.3]])
-    # AU 0: F1 at the grid = 2/3, 1, 1, 0 -> the lower of the tied 0.3 and 0.5.
-    # AU 1: prob >= threshold: F1 = 2/3, 2/3, 1, 0 -> 0.5 (with prob > threshold it would be 0.3).
-    np.testing.assert_array_equal(M.tune_thresholds(labels, probs, grid), [0.3, 0.5])
-
-
 def test_expr_metrics_none_known_is_none():
     assert M.expr_metrics(np.full(4, -1), np.full((4, 7), 1 / 7)) is None
 
@@ -169,3 +160,46 @@ def test_abaw_total():
     assert M.abaw_total(result) == pytest.approx(0.5 + 0.25 + 0.125 - 0.0625)
     assert M.abaw_total({"AU": None, "EXPR": {"score": 0.25}, "VA": None}) == pytest.approx(0.25)
     assert M.abaw_total({"VA": {"ccc_valence": 0.2, "ccc_arousal": None}}) == pytest.approx(0.2)
+
+
+# --- the 2022+ era: 12 AUs, 8 classes, F1-only scores summed ---------------------------------
+
+
+def test_metrics_of_the_2022_schema_against_sklearn():
+    from pipeline.core.schema import ABAW2022
+    rng = np.random.default_rng(7)
+    aus = rng.integers(0, 2, size=(250, 12))
+    aus[rng.random((250, 12)) < 0.2] = -1
+    au_probs = rng.random((250, 12))
+    expr = rng.integers(-1, 8, size=250)
+    expr_probs = rng.dirichlet(np.ones(8), size=250)
+    va = rng.uniform(-1, 1, size=(250, 2))
+    va_preds = np.clip(va * 0.5 + rng.normal(0, 0.3, size=(250, 2)), -1, 1)
+    result = {"AU": M.au_metrics(aus, au_probs, 0.5, ABAW2022.aus),
+              "EXPR": M.expr_metrics(expr, expr_probs, ABAW2022.expressions),
+              "VA": M.va_metrics(va, va_preds)}
+    assert_close_dicts(result["AU"], sklearn_au(aus, au_probs, 0.5, ABAW2022.aus))
+    assert_close_dicts(result["EXPR"], sklearn_expr(expr, expr_probs, ABAW2022.expressions))
+    assert set(result["AU"]["per_au_f1"]) == set(ABAW2022.aus) and "Other" in result["EXPR"]["per_class_f1"]
+    # the multi-task challenge's sum: AU mean F1 + EXPR macro F1 + mean CCC, no accuracy
+    known = expr >= 0
+    expected = (np.mean([f1_score(aus[aus[:, j] >= 0, j], au_probs[aus[:, j] >= 0, j] >= 0.5)
+                         for j in range(12)])
+                + f1_score(expr[known], expr_probs[known].argmax(1), average="macro")
+                + (corrcoef_ccc(va[:, 0], va_preds[:, 0]) + corrcoef_ccc(va[:, 1], va_preds[:, 1])) / 2)
+    assert M.era_total(result, "2022") == pytest.approx(expected, abs=1e-12)
+    assert M.era_total(result, "2020") == pytest.approx(M.abaw_total(result))
+
+
+def test_era_total_leaves_missing_tasks_out_and_refuses_an_unknown_era():
+    assert M.era_total({"AU": None, "EXPR": {"f1": 0.25, "score": 0.5}, "VA": None}, "2022") == 0.25
+    assert M.era_total({"VA": {"ccc_valence": 0.2, "ccc_arousal": None, "ccc_mean": None}}, "2022") == 0.0
+    with pytest.raises(ValueError, match="2021"):
+        M.era_total({}, "2021")
+
+
+def test_names_must_match_the_counted_width():
+    with pytest.raises(ValueError, match="12 AUs counted, 8 named"):
+        M.au_metrics(np.zeros((3, 12)), np.zeros((3, 12)))
+    with pytest.raises(ValueError, match="8 classes counted, 7 named"):
+        M.expr_metrics(np.zeros(3), np.full((3, 8), 0.125))

@@ -7,14 +7,20 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.extraction.sources import affwild2, afewva, disfa, expw, unlabelled
+from pipeline.extraction.sources import affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.core.errors import DataError
+from pipeline.core.schema import ABAW2020, ABAW2022
 from pipeline.extraction.sources.base import Problems
 
 
 def write(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def au_rows(job, schema=ABAW2020):
+    """A job's AU labels in the schema's order (by column name, -1 where not labelled)."""
+    return schema.project_aus(dict(zip(job.aus, job.au.T)), len(job)).tolist()
 
 
 def jpg(path, size=112):
@@ -53,9 +59,10 @@ def test_affwild2_maps_by_header_and_keeps_unknown(affwild2_root):
     assert v1.mode == "aligned" and v1.split == "train"
     assert v1.frames.tolist() == [0, 1, 2]  # frame 3 has no image: not invented
     assert v1.images[0].endswith("v1/00001.jpg") and v1.images[2].endswith("v1/00003.jpg")
-    assert v1.au[0].tolist() == [0, 1, 0, 0, 0, 0, 0, 0]  # AU2 column read by name
-    assert v1.au[1].tolist() == [-1] * 8  # -1 row stays unknown
-    assert v1.au[2].tolist() == [1, 0, 0, 0, 1, 0, 0, 1]
+    assert v1.aus == ("AU2", "AU1", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")  # the header's
+    assert au_rows(v1)[0] == [0, 1, 0, 0, 0, 0, 0, 0]  # AU2 column read by name
+    assert au_rows(v1)[1] == [-1] * 8  # -1 row stays unknown
+    assert au_rows(v1)[2] == [1, 0, 0, 0, 1, 0, 0, 1]
     assert v1.expr.tolist() == [4, 3, 6]
     assert np.isnan(v1.va).all()  # no VA file for v1: unknown, not 0
     v2 = jobs["v2"]
@@ -63,7 +70,7 @@ def test_affwild2_maps_by_header_and_keeps_unknown(affwild2_root):
     # -5 row is dropped (no label at all); arousal/valence read by header name
     assert v2.frames.tolist() == [0, 2]
     np.testing.assert_allclose(v2.va, [[-0.25, 0.5], [0.2, 0.1]], rtol=1e-6)
-    assert (v2.au == -1).all() and (v2.expr == -1).all()
+    assert v2.aus == () and (v2.expr == -1).all()  # no AU file: no AU labelled
     assert res.labels_without_frame == 1  # v1 frame 3
     assert res.frames_without_label == 1  # v2 frame 3
     assert res.invalid_label_rows == 1  # v2 frame 1
@@ -97,6 +104,134 @@ def test_affwild2_missing_folder(tmp_path):
 # --- DISFA --------------------------------------------------------------------------
 
 
+AU2022 = "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"
+
+
+@pytest.fixture
+def affwild2_2022_root(tmp_path):
+    """The 2022+ layout under an annotations folder of another name, EXPR under its
+    alternative folder name, AUs in another order, an AU no schema of ours names (AU9)."""
+    root = tmp_path / "affwild2"
+    ann = root / "6th ABAW Annotations"
+    header = "AU26,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU9"
+    write(ann / "AU_Detection_Challenge/Train_Set/v1.txt",
+          header + "\n"
+          "1,0,0,0,0,0,1,0,0,0,0,0,1\n"      # frame 0: AU26, AU10, AU9
+          "-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n"
+          "0,1,0,0,0,1,0,0,0,1,1,0,0\n")    # frame 2: AU1, AU7, AU23, AU24
+    write(ann / "EXPR_Recognition_Challenge/Train_Set/v1.txt",
+          "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n7\n-1\n4\n")
+    write(ann / "VA_Estimation_Challenge/Validation_Set/v2.txt", "valence,arousal\n0.3,-0.4\n-5,-5\n")
+    # a column that is not ours before the AUs: values are taken by the AUs' own positions
+    write(ann / "AU_Detection_Challenge/Train_Set/v5.txt", "annotator," + AU2022 + "\nB,1,0,0,0,0,0,0,0,0,0,0,1\n")
+    for video, n in (("v1", 3), ("v2", 2), ("v5", 1)):
+        for f in range(1, n + 1):
+            jpg(root / f"cropped_aligned/{video}/{f:05d}.jpg")
+    return root
+
+
+def test_affwild2_2022_layout_keeps_every_au_and_other(affwild2_2022_root):
+    problems = Problems(on_error="fail")
+    res = affwild2.read(affwild2_2022_root, problems, annotations="6th ABAW Annotations")
+    jobs = {j.video: j for j in res.jobs}
+    v1 = jobs["v1"]
+    assert v1.split == "train" and v1.frames.tolist() == [0, 2]  # frame 1: every label invalid
+    assert set(v1.aus) == set(AU2022.split(",")) | {"AU9"}  # 13 kept, AU9 included
+    rows = au_rows(v1, ABAW2022)
+    on = [{a for a, x in zip(ABAW2022.aus, row) if x == 1} for row in rows]
+    assert on == [{"AU26", "AU10"}, {"AU1", "AU7", "AU23", "AU24"}]
+    assert -1 not in rows[0] + rows[1] and v1.au[0, v1.aus.index("AU9")] == 1
+    assert v1.expr.tolist() == [7, 4]  # Other is class 7
+    v2 = jobs["v2"]
+    assert v2.split == "val" and v2.frames.tolist() == [0] and v2.aus == ()
+    np.testing.assert_allclose(v2.va, [[0.3, -0.4]], rtol=1e-6)
+    v5 = jobs["v5"]
+    assert v5.aus == tuple(AU2022.split(",")) and v5.au.tolist() == [[1] + [0] * 10 + [1]]
+    assert res.invalid_label_rows == 2 and not problems.counts
+
+
+def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(affwild2_2022_root):
+    ann = affwild2_2022_root / "6th ABAW Annotations"
+    write(ann / "AU_Detection_Challenge/Train_Set/v3.txt", "smile,frown\n1,0\n")  # no AU column
+    write(ann / "EXPR_Classification_Challenge/Validation_Set/v4.txt",
+          "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Contempt\n1\n")
+    (ann / "EXPR_Recognition_Challenge/Train_Set/v1.txt").write_text(
+        "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n8\n7\n")
+    problems = Problems()
+    res = affwild2.read(affwild2_2022_root, problems, annotations="6th ABAW Annotations")
+    found = problems.as_dict()
+    assert any("names no AU" in r and f["first"].endswith("v3.txt:1") for r, f in found.items())
+    assert any("neither era" in r and "Contempt" in r and f["first"].endswith("v4.txt:1") for r, f in found.items())
+    assert any("0..7 (the header's classes)" in r and f["first"].endswith("v1.txt:2") for r, f in found.items())
+    v1 = {j.video: j for j in res.jobs}["v1"]
+    assert v1.expr.tolist() == [-1, 7, -1]  # the bad row is skipped, not shifted: frame 1 is Other
+
+
+def test_affwild2_layout_must_be_one_release(tmp_path):
+    root = tmp_path / "aw"
+    write(root / "annotations/AU_Set/Training_Set/v.txt", "AU1\n1\n")
+    write(root / "annotations/AU_Detection_Challenge/Train_Set/v.txt", "AU1\n1\n")
+    with pytest.raises(FileNotFoundError, match="the 2020 and the 2022 layouts"):
+        affwild2.read(root, Problems())
+    with pytest.raises(FileNotFoundError, match="no annotation folders of either release"):
+        affwild2.read(root, Problems(), annotations="annotations/AU_Set")
+
+
+# --- s-Aff-Wild2 ---------------------------------------------------------------------
+
+
+def test_saffwild2_keeps_each_unknown_unknown_and_every_label_on_its_image(tmp_path):
+    root = tmp_path / "saw"
+    head = "image,valence,arousal,expression,aus\n"
+    write(root / "MTL_Challenge/training_set_annotations_22.txt", head
+          + "v1/00002.jpg,0.5,-0.25,7,1,0,0,0,0,0,0,0,0,0,0,1\n"   # all three tasks, Other
+          + "v1/00001.jpg,-5,-5,-1,-1,1,-1,0,-1,-1,-1,-1,-1,-1,-1,-1\n"  # AU2 on, AU6 off only
+          + "v1/00003.jpg,-5,-5,3,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n"  # expression only
+          + "v1/00004.jpg,-5,-5,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1\n"  # nothing known
+          + "v1/00005.jpg,0.1,0.2,-1,0,0,0,0,0,0,0,0,0,0,0,0\n")  # no crop below
+    write(root / "MTL_Challenge/validation_set_annotations.txt", head
+          + "v2/00001.jpg,0.9,0.8,0,0,0,0,0,0,0,0,0,0,0,0,0\n")
+    for name in ("v1/00001", "v1/00002", "v1/00003", "v1/00004", "v2/00001"):
+        jpg(root / f"cropped_aligned/{name}.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    jobs = {j.video: j for j in res.jobs}
+    v1 = jobs["v1"]
+    assert v1.split == "train" and v1.aus == ABAW2022.aus and v1.frames.tolist() == [0, 1, 2]
+    assert v1.images[0].endswith("v1/00001.jpg") and v1.images[1].endswith("v1/00002.jpg")
+    assert v1.au[0].tolist() == [-1, 1, -1, 0] + [-1] * 8  # each AU unknown on its own
+    assert v1.au[1].tolist() == [1] + [0] * 10 + [1] and (v1.au[2] == -1).all()
+    assert v1.expr.tolist() == [-1, 7, 3]
+    np.testing.assert_allclose(v1.va[1], [0.5, -0.25])
+    assert np.isnan(v1.va[[0, 2]]).all()
+    assert jobs["v2"].split == "val" and jobs["v2"].expr.tolist() == [0]
+    assert res.invalid_label_rows == 1 and res.labels_without_frame == 1  # 00004 and 00005
+    assert list(problems.as_dict().values())[0]["first"].endswith("v1/00005.jpg")
+
+
+@pytest.mark.parametrize("row, reason", [
+    ("v1/00001.jpg,0.5,-5,0,0,0,0,0,0,0,0,0,0,0,0,0", "one is unknown"),
+    ("v1/00001.jpg,1.5,0.2,0,0,0,0,0,0,0,0,0,0,0,0,0", "valence/arousal must be in"),
+    ("v1/00001.jpg,0.5,0.2,8,0,0,0,0,0,0,0,0,0,0,0,0", "expression must be 0..7"),
+    ("v1/00001.jpg,0.5,0.2,1,0,0,2,0,0,0,0,0,0,0,0,0", "AU values must be"),
+    ("v1/00001.jpg,0.5,0.2,1,0,0,0,0,0,0,0,0", "expected 16"),
+    ("../v1/00001.jpg,0.5,0.2,1,0,0,0,0,0,0,0,0,0,0,0,0", "is not <video>/<NNNNN>.jpg"),
+])
+def test_saffwild2_bad_rows_are_counted_skips_naming_file_and_line(tmp_path, row, reason):
+    root = tmp_path / "saw"
+    write(root / "MTL_Challenge/training_set_annotations.txt",
+          "image,valence,arousal,expression,aus\nv1/00002.jpg,0.1,0.1,1,0,0,0,0,0,0,0,0,0,0,0,0\n" + row + "\n")
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    jpg(root / "cropped_aligned/v1/00002.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    assert res.jobs[0].frames.tolist() == [1]  # the good row only, on its own image
+    (found,) = problems.as_dict().items()
+    assert reason in found[0] and found[1]["first"].endswith("training_set_annotations.txt:3")
+    with pytest.raises(DataError, match="training_set_annotations.txt:3"):
+        saffwild2.read(root, Problems(on_error="fail"))
+
+
 def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     root = tmp_path / "disfa"
     sn = "SN001"
@@ -110,9 +245,14 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     res = disfa.read(root, Problems())
     job = res.jobs[0]
     assert job.frames.tolist() == [0, 1, 2, 3, 4]
-    au12 = job.au[:, 4]
+    assert job.aus == ("AU1", "AU2", "AU4", "AU5", "AU6", "AU9", "AU12", "AU15", "AU17", "AU20", "AU25",
+                       "AU26")  # all 12 kept, not only the schema's
+    au12 = job.au[:, job.aus.index("AU12")]
     assert au12.tolist() == [0, 1, 1, -1, 0]  # intensity 1 -> 0, 2 -> 1, 5 -> 1, missing -> unknown
     assert (job.au[:, 0] == 0).all() and (job.expr == -1).all() and np.isnan(job.va).all()
+    # projected on the 2022 schema, the AUs DISFA does not label are unknown, never 0
+    for absent in ("AU7", "AU10", "AU23", "AU24"):
+        assert {row[ABAW2022.aus.index(absent)] for row in au_rows(job, ABAW2022)} == {-1}
 
 
 def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):

@@ -18,9 +18,8 @@ The frame tables are streamed three times, one record batch at a time:
 3. ``write_indexes``: the selected rows with their weights, looked up per class, per VA
    cell or, for AU, from ML-ROS's clone counts.
 
-So memory holds a batch, one row group per index being written and the AU codes and
-clone counts (9 bytes per AU frame, as ML-ROS needs every AU frame at once), whatever
-the size of the data set.
+Memory holds a batch, a row group per index being written and the AU codes and clone
+counts (9 bytes per AU frame: ML-ROS needs all at once), whatever the data set's size.
 """
 from __future__ import annotations
 
@@ -37,9 +36,8 @@ from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS
-from pipeline.build.selection import (
-    LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths, qualified, scan_splits, selections,
-)
+from pipeline.build.selection import (LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths,
+                                      qualified, scan_splits, schema_report, selections)
 from pipeline.core.tables import FrameTableWriter
 
 log = logging.getLogger("mtaffect.build")
@@ -291,6 +289,7 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out))
     return {
         "sources": sources,
+        "label_schema": schema_report(files, sources),
         "splits": split_report,
         "AU": au_stats,
         "EXPR": expr_stats,

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from pipeline.core.params import Count, Index, NonNegative, Section
 
-Source = Literal["affwild2", "disfa", "expw", "afewva"]
+Source = Literal["affwild2", "saffwild2", "disfa", "expw", "afewva"]
 Positive = Annotated[float, Field(gt=0)]
 
 

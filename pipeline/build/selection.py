@@ -5,6 +5,7 @@ count in one pass and write in the next without holding the tables.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BINS, va_to_bin
+from pipeline.core.schema import ABAW2020, OTHER, LabelSchema
+
+log = logging.getLogger("mtaffect.build")
 
 LABEL_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
 VAL_SOURCE = "affwild2"  # the paper validates on Aff-Wild2's validation videos only
@@ -39,15 +43,52 @@ def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
     return paths
 
 
-def read_batches(path: Path, columns: list[str]):
-    """The record batches of a frame table (only ``columns``), in row order."""
+def read_batches(path: Path, columns: list[str], schema: LabelSchema = ABAW2020):
+    """The record batches of a frame table as ``columns``, in row order, its labels
+    projected onto ``schema`` (:func:`project_batch`)."""
     # No pre-buffering: it would hold every row group's column chunks at once.
     try:
         with pq.ParquetFile(path, pre_buffer=False) as table:
-            yield from table.iter_batches(batch_size=READ_BATCH, columns=columns, use_threads=False)
+            present = set(table.schema_arrow.names)
+            read = [c for c in columns if c in present or not c.startswith("AU")]
+            for batch in table.iter_batches(batch_size=READ_BATCH, columns=read, use_threads=False):
+                yield project_batch(batch, columns, schema)
     except (pa.ArrowInvalid, OSError) as e:
         raise DataError(f"{path}: not a readable frame table ({str(e).splitlines()[0][:100]}): rerun the "
                         "extraction that wrote it") from None
+
+
+def project_batch(batch: pa.RecordBatch, columns: list[str], schema: LabelSchema) -> pa.RecordBatch:
+    """``columns`` of a frame-table batch with the schema's AUs (one the source does not
+    label is unknown, -1) and its expression classes (Other unknown without it)."""
+    arrays = []
+    for name in columns:
+        if name == "expr":
+            codes = schema.project_expressions(batch["expr"].to_numpy(zero_copy_only=False))
+            arrays.append(pa.array(codes, pa.int8()))
+        elif name in schema.aus and name not in batch.schema.names:
+            arrays.append(pa.array(np.full(batch.num_rows, -1, np.int8), pa.int8()))
+        else:
+            arrays.append(batch[name])
+    return pa.RecordBatch.from_arrays(arrays, names=columns)
+
+
+def schema_report(files: list[Path], sources: list[str], schema: LabelSchema = ABAW2020) -> dict:
+    """What the projection onto ``schema`` leaves out, per source: the AUs its table holds
+    that the schema does not (kept in the table, said once here), and the frames labelled
+    Other that a schema without it makes unknown (counted)."""
+    out = {}
+    for source, path in zip(sources, files):
+        with pq.ParquetFile(path, pre_buffer=False) as table:
+            aus = [c for c in table.schema_arrow.names if c.startswith("AU") and c not in schema.aus]
+            other = 0 if schema.has_other else sum(
+                int(pc.sum(pc.equal(b["expr"], OTHER)).as_py() or 0)
+                for b in table.iter_batches(batch_size=READ_BATCH, columns=["expr"], use_threads=False))
+        if aus or other:
+            log.info("%s: not in the label schema %s: AUs %s, %d frames of Other (unknown)", source, schema.name,
+                     ", ".join(aus) or "none", other)
+        out[source] = {"aus_not_in_schema": aus, "other_made_unknown": other}
+    return {"name": schema.name, "sources": out}
 
 
 def qualified(batch: pa.RecordBatch, key: str) -> pa.Array:

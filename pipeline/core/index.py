@@ -12,7 +12,7 @@ import torch
 
 from pipeline.core.errors import DataError
 from pipeline.core.images import IMAGE_SIZE, centre_view, to_tensor
-from pipeline.core.labels import AU_NAMES
+from pipeline.core.schema import ABAW2020
 from pipeline.core.shards import FaceReader
 
 
@@ -25,7 +25,7 @@ class FrameIndex:
     frame: np.ndarray
     shard: np.ndarray
     row: np.ndarray
-    au: np.ndarray  # int8 [n, 8]
+    au: np.ndarray  # int8 [n, AUs of the schema]
     expr: np.ndarray  # int8 [n]
     va: np.ndarray  # float32 [n, 2]
     weight: np.ndarray
@@ -42,7 +42,8 @@ class FrameIndex:
         return cls(
             uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
             shard=shard.to_numpy(dtype=object), row=df["row"].to_numpy(),
-            au=df[list(AU_NAMES)].to_numpy(np.int8), expr=df["expr"].to_numpy(np.int8),
+            au=ABAW2020.project_aus({a: df[a].to_numpy() for a in ABAW2020.aus if a in df}, len(df)),
+            expr=ABAW2020.project_expressions(df["expr"].to_numpy(np.int8)),
             va=df[["valence", "arousal"]].to_numpy(np.float32),
             weight=df["weight"].to_numpy(np.float64) if "weight" in df else np.ones(len(df)),
         )

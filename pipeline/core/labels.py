@@ -80,7 +80,7 @@ def va_to_bin(values) -> np.ndarray:
 # --- per-source mappings ------------------------------------------------------------
 #: DISFA intensities 0..5; an AU is active when its intensity reaches this value.
 DISFA_INTENSITY_THRESHOLD = 2
-#: DISFA ships 12 AUs; only these enter the unified space (the others are dropped).
+#: The 12 AUs DISFA labels (a frame table keeps them all; the build keeps the schema's).
 DISFA_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)
 
 
@@ -121,32 +121,35 @@ def afewva_to_va(value) -> np.ndarray:
 
 #: Aff-Wild2 invalid markers per annotation set.
 AFFWILD2_INVALID = {"AU": -1, "EXPR": -1, "VA": -5}
-#: The header each Aff-Wild2 annotation set is expected to carry (any order is accepted).
+#: The header each Aff-Wild2 annotation set of the 2020 release carries (any order is accepted).
 AFFWILD2_HEADERS = {"AU": AU_NAMES, "EXPR": EXPR_NAMES, "VA": VA_NAMES}
 
 
 def affwild2_au(row) -> np.ndarray:
-    """One Aff-Wild2 AU row (8 values in unified order) to int8; any -1 makes all unknown.
+    """One Aff-Wild2 AU row (one value per header AU) to int8; any -1 makes all unknown.
 
     The organisers mark a whole frame invalid with -1; a row with one -1 is not to be
     trusted in its other columns either.
     """
     x = np.asarray(row, dtype=np.float64)
     if np.any(x == AFFWILD2_INVALID["AU"]):
-        return np.full(len(AU_NAMES), AU_UNKNOWN, dtype=np.int8)
+        return np.full(len(x), AU_UNKNOWN, dtype=np.int8)
     if np.any((x != 0) & (x != 1)):
         raise ValueError(f"Aff-Wild2 AU values must be 0, 1 or -1, got {row}")
     return x.astype(np.int8)
 
 
-def affwild2_expr(value) -> int:
-    """One Aff-Wild2 EXPR value (0..6, -1 invalid) to the unified index (-1 unknown)."""
+def affwild2_expr(value, codes=None) -> int:
+    """One Aff-Wild2 EXPR value (an index into the file's header, -1 invalid) to its code
+    (``codes[value]``: the header's classes as codes of ``schema.EXPRESSIONS``, by default
+    the 2020 header's; -1 unknown)."""
+    codes = range(len(EXPR_NAMES)) if codes is None else codes
     v = int(value)
     if v == AFFWILD2_INVALID["EXPR"]:
         return EXPR_UNKNOWN
-    if not 0 <= v < len(EXPR_NAMES):
-        raise ValueError(f"Aff-Wild2 expression must be 0..6 or -1, got {value}")
-    return v
+    if not 0 <= v < len(codes):
+        raise ValueError(f"Aff-Wild2 expression must be 0..{len(codes) - 1} (the header's classes) or -1, got {value}")
+    return int(codes[v])
 
 
 def affwild2_va(valence, arousal) -> tuple[float, float]:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.core.errors import ParamsError
 from pipeline.core.validation import load_yaml, read_text, reject_unknown, require, validate
 
-SOURCE_KINDS = ("affwild2", "disfa", "expw", "afewva")
+SOURCE_KINDS = ("affwild2", "saffwild2", "disfa", "expw", "afewva")
 MAX_THREADS = 1024
 #: Every top-level key of params.yaml (the schemas are checked against it: tests/test_params.py).
 TOP_LEVEL = ("threads", "sources", "synth", "extract", "build", "teacher", "soft_labels", "student", "students",
@@ -174,7 +174,8 @@ def _source(schema, entry, where: str, label: str):
                           f"write {{root: {entry}, version: {entry}}} (README, \"Working with real data\")")
     entry = mapping(entry, where, label)
     reject_unknown(entry, schema.model_fields, where, prefix=f"{label}.")
-    require(entry, schema.model_fields, where, prefix=f"{label}.")
+    # root and version always; a key with a default (Aff-Wild2's annotations folder) only where it applies
+    require(entry, [k for k, f in schema.model_fields.items() if f.is_required()], where, prefix=f"{label}.")
     return validate(schema, entry, where, label)
 
 

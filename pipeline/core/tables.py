@@ -15,12 +15,17 @@ import pyarrow.parquet as pq
 
 from pipeline.core.fileio import atomic_write, temp_path
 from pipeline.core.labels import AU_NAMES
+from pipeline.core.schema import au_number
 
 LANDMARK_COLUMNS = [f"lm{i}_{axis}" for i in range(5) for axis in ("x", "y")]
 
-#: One row per face. Unknown labels: -1 (AU, expr) and NaN (valence, arousal).
-FRAME_SCHEMA = pa.schema(
-    [
+
+def frame_schema(aus=AU_NAMES) -> pa.Schema:
+    """One row per face, with a column for each AU in ``aus`` (those the source labels, in
+    FACS order). Unknown labels: -1 (AU, expr: codes of ``schema.EXPRESSIONS``) and NaN
+    (valence, arousal)."""
+    aus = sorted(aus, key=au_number)
+    return pa.schema([
         ("uid", pa.string()),
         ("source", pa.string()),
         ("video", pa.string()),
@@ -28,7 +33,7 @@ FRAME_SCHEMA = pa.schema(
         ("frame", pa.int32()),
         ("timestamp", pa.float64()),  # the decoder's time of a video frame, seconds (NaN: not a video)
         ("split", pa.string()),
-        *[(au, pa.int8()) for au in AU_NAMES],
+        *[(au, pa.int8()) for au in aus],
         ("expr", pa.int8()),
         ("valence", pa.float32()),
         ("arousal", pa.float32()),
@@ -36,8 +41,11 @@ FRAME_SCHEMA = pa.schema(
         ("row", pa.int32()),
         ("det_score", pa.float32()),
         *[(c, pa.float32()) for c in LANDMARK_COLUMNS],
-    ]
-)
+    ])
+
+
+#: The 2020 AU columns (tables written before the label schemas, and tests).
+FRAME_SCHEMA = frame_schema()
 
 #: Fixed writer options: the bytes of a table depend on its content only. Row groups of
 #: 8,192 rows keep what a streaming writer or reader holds to a few MB.
@@ -60,24 +68,26 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp, **PARQUET_OPTIONS)
 
 
-def frame_table(columns: dict[str, np.ndarray | list]) -> pa.Table:
-    """A frame table from column arrays, cast to :data:`FRAME_SCHEMA` (checks the columns)."""
-    missing = [f.name for f in FRAME_SCHEMA if f.name not in columns]
+def frame_table(columns: dict[str, np.ndarray | list], schema: pa.Schema = FRAME_SCHEMA) -> pa.Table:
+    """A frame table from column arrays, cast to ``schema`` (checks the columns)."""
+    missing = [f.name for f in schema if f.name not in columns]
     if missing:
         raise ValueError(f"frame table lacks columns {missing}")
-    arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in FRAME_SCHEMA]
-    return pa.Table.from_arrays(arrays, schema=FRAME_SCHEMA)
+    arrays = [pa.array(columns[f.name], type=f.type, from_pandas=True) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class FrameTableWriter:
-    """Streams rows to Parquet in row groups of a fixed size: frame-table rows by default,
-    or rows of ``schema`` (the build's indexes).
+    """Streams rows to Parquet in row groups of a fixed size: frame-table rows with the AU
+    columns ``aus`` by default, or rows of ``schema`` (the build's indexes).
 
     Memory holds at most one row group; the row-group boundaries depend only on the row
     count, so the same rows give the same bytes. Written to a temp name, renamed on close.
     """
 
-    def __init__(self, path: str | Path, schema: pa.Schema = FRAME_SCHEMA):
+    def __init__(self, path: str | Path, schema: pa.Schema | None = None, aus=AU_NAMES):
+        self.frames = schema is None
+        schema = frame_schema(aus) if schema is None else schema
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = temp_path(self.path)
@@ -90,7 +100,7 @@ class FrameTableWriter:
         self.count = 0
 
     def add(self, columns: dict) -> None:
-        table = frame_table(columns) if self.schema is FRAME_SCHEMA else pa.table(columns, schema=self.schema)
+        table = frame_table(columns, self.schema) if self.frames else pa.table(columns, schema=self.schema)
         self.buffer.append(table)
         self.buffered += table.num_rows
         self.count += table.num_rows

@@ -28,7 +28,7 @@ from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
 from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, EXPR_NAMES
-from pipeline.evaluation.metrics import tune_thresholds
+from pipeline.evaluation.thresholds import tune_thresholds
 from pipeline.training.models import read_torch_file
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.temporal.sequences import Split, bundle_predictions

@@ -1,4 +1,7 @@
-"""ABAW 2020 metrics (the paper's) and their F1-only forms (docs/method.md, "Metrics").
+"""ABAW metrics of both eras (docs/method.md, "Metrics").
+
+The 2020 competition's (the paper's) are below; the 2022+ competitions' are their F1-only
+forms (AU: "f1"; EXPR: "f1"; VA: "ccc_mean"), summed by :func:`era_total`.
 
 - AU: score = 0.5 * F1 + 0.5 * Acc; F1 = unweighted mean of the per-AU binary F1, Acc =
   accuracy over all known (frame, AU) entries. Decision: ``prob >= threshold``.
@@ -10,7 +13,7 @@
 Unknown labels (-1, NaN) are left out entry by entry. A task without any known label is
 missing: its result is ``None``, never 0.
 
-Every metric here is a function of sums over frames: per-AU confusion counts, the 7 x 7
+Every metric here is a function of sums over frames: per-AU confusion counts, the
 expression confusion matrix, and for VA the sums n, sum t, sum p, sum t^2, sum p^2, sum tp.
 The functions therefore count first (per group of frames, e.g. per video) and score from
 the counts, which makes the bootstrap over videos in ``pipeline.evaluation.scoring`` cheap.
@@ -26,7 +29,6 @@ from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, AU_UNKNOWN, EXPR_NAMES,
 AU_SCORE_WEIGHTS = (0.5, 0.5)      # (F1, Acc)
 EXPR_SCORE_WEIGHTS = (0.67, 0.33)  # (F1, Acc)
 
-N_AU, N_EXPR = len(AU_NAMES), len(EXPR_NAMES)
 # Order of the four AU confusion counts in the count arrays.
 TP, FP, FN, TN = range(4)
 # Order of the VA sums per dimension (t = truth, p = prediction).
@@ -94,37 +96,39 @@ def _as_groups(group_codes, n_rows: int) -> tuple[np.ndarray, int]:
 
 
 def au_counts(labels, probs, thresholds, group_codes=None) -> np.ndarray:
-    """[G, 4, 8] counts (TP, FP, FN, TN) per group and AU over the known entries."""
+    """[G, 4, A] counts (TP, FP, FN, TN) per group and AU over the known entries (A AUs)."""
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=np.float64)
-    if labels.shape != probs.shape or labels.ndim != 2 or labels.shape[1] != N_AU:
-        raise ValueError(f"AU labels and probs must both be [N, {N_AU}], "
-                         f"got {labels.shape} and {probs.shape}")
+    if labels.shape != probs.shape or labels.ndim != 2:
+        raise ValueError(f"AU labels and probs must both be [N, AUs], got {labels.shape} and {probs.shape}")
+    n_au = labels.shape[1]
     codes, n_groups = _as_groups(group_codes, len(labels))
     known = labels != AU_UNKNOWN
     if np.any(known & (labels != 0) & (labels != 1)):
         raise ValueError("AU labels must be 1, 0 or -1 (unknown)")
-    predicted = probs >= np.asarray(thresholds, dtype=np.float64)  # scalar, [8] or [N, 8]
+    predicted = probs >= np.asarray(thresholds, dtype=np.float64)  # scalar, [A] or [N, A]
     truth = labels == 1
     kind = np.where(truth, np.where(predicted, TP, FN), np.where(predicted, FP, TN))
     rows, aus = np.nonzero(known)
-    cell = (codes[rows] * 4 + kind[rows, aus]) * N_AU + aus
-    return np.bincount(cell, minlength=n_groups * 4 * N_AU).reshape(n_groups, 4, N_AU)
+    cell = (codes[rows] * 4 + kind[rows, aus]) * n_au + aus
+    return np.bincount(cell, minlength=n_groups * 4 * n_au).reshape(n_groups, 4, n_au)
 
 
 def expr_confusion(labels, probs, group_codes=None) -> np.ndarray:
-    """[G, 7, 7] confusion matrices per group (rows = truth, columns = argmax prediction)."""
+    """[G, C, C] confusion matrices per group (rows = truth, columns = argmax prediction),
+    C the classes of ``probs`` [N, C]."""
     labels = np.asarray(labels).ravel()
     probs = np.asarray(probs, dtype=np.float64)
-    if probs.shape != (len(labels), N_EXPR):
-        raise ValueError(f"EXPR probs must be [N, {N_EXPR}] for N = {len(labels)} labels, got {probs.shape}")
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(f"EXPR probs must be [N, classes] for N = {len(labels)} labels, got {probs.shape}")
+    n_expr = probs.shape[1]
     codes, n_groups = _as_groups(group_codes, len(labels))
     known = labels != EXPR_UNKNOWN
-    if np.any(known & ((labels < 0) | (labels >= N_EXPR))):
-        raise ValueError(f"EXPR labels must be 0..{N_EXPR - 1} or -1 (unknown)")
+    if np.any(known & ((labels < 0) | (labels >= n_expr))):
+        raise ValueError(f"EXPR labels must be 0..{n_expr - 1} or -1 (unknown)")
     predicted = probs[known].argmax(axis=1)
-    cell = (codes[known] * N_EXPR + labels[known].astype(np.int64)) * N_EXPR + predicted
-    return np.bincount(cell, minlength=n_groups * N_EXPR * N_EXPR).reshape(n_groups, N_EXPR, N_EXPR)
+    cell = (codes[known] * n_expr + labels[known].astype(np.int64)) * n_expr + predicted
+    return np.bincount(cell, minlength=n_groups * n_expr * n_expr).reshape(n_groups, n_expr, n_expr)
 
 
 def va_sums(labels, preds, group_codes=None) -> np.ndarray:
@@ -155,8 +159,10 @@ def f1_from_counts(tp, fp, fn) -> np.ndarray:
     return np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
 
 
-def au_scores(counts: np.ndarray) -> dict | None:
-    """AU metrics from [4, 8] counts; None if no entry is known."""
+def au_scores(counts: np.ndarray, names=AU_NAMES) -> dict | None:
+    """AU metrics from [4, A] counts of the AUs ``names``; None if no entry is known."""
+    if len(names) != counts.shape[-1]:
+        raise ValueError(f"{counts.shape[-1]} AUs counted, {len(names)} named")
     known_per_au = counts.sum(axis=0)
     if known_per_au.sum() == 0:
         return None
@@ -168,13 +174,15 @@ def au_scores(counts: np.ndarray) -> dict | None:
         "score": AU_SCORE_WEIGHTS[0] * f1 + AU_SCORE_WEIGHTS[1] * acc,
         "f1": f1,
         "acc": acc,
-        "per_au_f1": {name: float(f1_per_au[j]) if has_known[j] else None for j, name in enumerate(AU_NAMES)},
+        "per_au_f1": {name: float(f1_per_au[j]) if has_known[j] else None for j, name in enumerate(names)},
         "n_entries": int(known_per_au.sum()),
     }
 
 
-def expr_scores(confusion: np.ndarray) -> dict | None:
-    """EXPR metrics from a 7 x 7 confusion matrix; None if it is empty."""
+def expr_scores(confusion: np.ndarray, names=EXPR_NAMES) -> dict | None:
+    """EXPR metrics from a C x C confusion matrix of the classes ``names``; None if it is empty."""
+    if len(names) != len(confusion):
+        raise ValueError(f"{len(confusion)} classes counted, {len(names)} named")
     n = confusion.sum()
     if n == 0:
         return None
@@ -189,7 +197,7 @@ def expr_scores(confusion: np.ndarray) -> dict | None:
         "score": EXPR_SCORE_WEIGHTS[0] * f1 + EXPR_SCORE_WEIGHTS[1] * acc,
         "f1": f1,
         "acc": acc,
-        "per_class_f1": {name: float(f1_per_class[k]) for k, name in enumerate(EXPR_NAMES)},
+        "per_class_f1": {name: float(f1_per_class[k]) for k, name in enumerate(names)},
         "confusion": confusion.astype(int).tolist(),
         "n": int(n),
     }
@@ -215,10 +223,10 @@ def _va_result(ccc_valence, ccc_arousal, n_known) -> dict | None:
 
 # --- public metrics -----------------------------------------------------------------------
 
-def au_metrics(labels, probs, thresholds=AU_THRESHOLD) -> dict | None:
-    """ABAW AU metrics of ``labels`` [N, 8] (1/0, -1 unknown) and ``probs`` [N, 8].
+def au_metrics(labels, probs, thresholds=AU_THRESHOLD, names=AU_NAMES) -> dict | None:
+    """ABAW AU metrics of ``labels`` [N, A] (1/0, -1 unknown) and ``probs`` [N, A], A = len(names).
 
-    ``thresholds``: a scalar, one per AU ([8]) or one per entry ([N, 8]); an AU is predicted
+    ``thresholds``: a scalar, one per AU ([A]) or one per entry ([N, A]); an AU is predicted
     present when ``prob >= threshold`` (sklearn's precision_recall_curve convention, so
     thresholds tuned with it mean the same here). Returns ``{"score", "f1", "acc",
     "per_au_f1", "n_entries"}``: "f1" (the mean per-AU F1, the later ABAW F1-only form) and
@@ -226,18 +234,18 @@ def au_metrics(labels, probs, thresholds=AU_THRESHOLD) -> dict | None:
     has ``per_au_f1`` None; "n_entries" counts the known (frame, AU) entries. None when no
     entry is known.
     """
-    return au_scores(au_counts(labels, probs, thresholds)[0])
+    return au_scores(au_counts(labels, probs, thresholds)[0], names)
 
 
-def expr_metrics(labels, probs) -> dict | None:
-    """ABAW EXPR metrics of ``labels`` [N] (0..6, -1 unknown) and ``probs`` [N, 7] (argmax).
+def expr_metrics(labels, probs, names=EXPR_NAMES) -> dict | None:
+    """ABAW EXPR metrics of ``labels`` [N] (0..C-1, -1 unknown) and ``probs`` [N, C] (argmax).
 
     Returns ``{"score", "f1", "acc", "per_class_f1", "confusion", "n"}`` over the known rows:
     "f1" is sklearn's macro F1 (classes present in truth or prediction; also the F1-only
-    form), "per_class_f1" has all 7 classes (0 where undefined), "confusion" is 7 x 7,
+    form), "per_class_f1" has every class (0 where undefined), "confusion" is C x C,
     rows = truth, columns = prediction. None when no label is known.
     """
-    return expr_scores(expr_confusion(labels, probs)[0])
+    return expr_scores(expr_confusion(labels, probs)[0], names)
 
 
 def va_metrics(labels, preds) -> dict | None:
@@ -275,21 +283,18 @@ def abaw_total(result: Mapping) -> float:
     return float(total)
 
 
-# --- decision thresholds -------------------------------------------------------------------
-
-THRESHOLD_GRID = np.linspace(0.05, 0.95, 19)
-
-
-def tune_thresholds(labels: np.ndarray, probs: np.ndarray, grid=THRESHOLD_GRID) -> np.ndarray:
-    """Per-AU threshold with the best F1 on these labels (optimistic when they are the
-    validation labels: reported as 'tuned')."""
-    out = np.full(labels.shape[1], AU_THRESHOLD)
-    for j in range(labels.shape[1]):
-        known = labels[:, j] >= 0
-        if not known.any():
-            continue
-        y = labels[known, j] == 1
-        p = probs[known, j][None, :] >= np.asarray(grid)[:, None]  # [thresholds, frames]
-        f1 = f1_from_counts((p & y).sum(axis=1), (p & ~y).sum(axis=1), (~p & y).sum(axis=1))
-        out[j] = grid[int(np.argmax(f1))]  # the first (lowest) threshold of the best F1
-    return out
+def era_total(result: Mapping, era: str) -> float:
+    """The summed score of a competition era: ``"2020"`` is :func:`abaw_total`; ``"2022"`` the
+    multi-task challenge's AU mean F1 + EXPR macro F1 + mean CCC (a missing task adds nothing)."""
+    if era == "2020":
+        return abaw_total(result)
+    if era != "2022":
+        raise ValueError(f"unknown metrics era {era!r}: use 2020 or 2022")
+    total = 0.0
+    for task in ("AU", "EXPR"):
+        if result.get(task) is not None:
+            total += result[task]["f1"]
+    va = result.get("VA")
+    if va is not None and va["ccc_mean"] is not None:
+        total += va["ccc_mean"]
+    return float(total)

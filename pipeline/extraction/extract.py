@@ -28,8 +28,8 @@ from pipeline.extraction.dataset_version import DatasetRead
 from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
-from pipeline.core.labels import AU_NAMES
-from pipeline.extraction.sources import affwild2, afewva, disfa, expw, unlabelled
+from pipeline.core.labels import AU_UNKNOWN
+from pipeline.extraction.sources import affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
 from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
 from pipeline.core.shards import ShardWriter
@@ -39,13 +39,15 @@ log = logging.getLogger("mtaffect.extract")
 FORMAT_VERSION = 1
 
 
-def read_source(kind: str, root: str | Path, problems: Problems, params: ExtractParams) -> SourceRead:
+def read_source(kind: str, root: str | Path, problems: Problems, params: ExtractParams,
+                annotations: str | None = None) -> SourceRead:
     """The jobs of one dataset (``kind``: affwild2, disfa, expw, afewva or input)."""
     if kind == "affwild2":
-        return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned)
-    readers = {"disfa": disfa.read, "expw": expw.read, "afewva": afewva.read, "input": unlabelled.read}
+        return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned, annotations=annotations)
+    readers = {"saffwild2": saffwild2.read, "disfa": disfa.read, "expw": expw.read, "afewva": afewva.read,
+               "input": unlabelled.read}
     if kind not in readers:
-        raise ValueError(f"unknown source kind {kind!r}: use affwild2, disfa, expw, afewva or input")
+        raise ValueError(f"unknown source kind {kind!r}: use affwild2, {', '.join(readers)}")
     return readers[kind](root, problems)
 
 
@@ -53,7 +55,7 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
 
 
 def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams, name: str | None = None,
-            progress: bool = True, check: Callable[[str], None] | None = None) -> dict:
+            progress: bool = True, check: Callable[[str], None] | None = None, annotations: str | None = None) -> dict:
     """Extract one source into ``out`` (shards, ``frames.parquet``, ``extract.json``).
 
     Returns the report written to ``extract.json``. ``name`` is the source name used in
@@ -62,7 +64,8 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     name and replaces the earlier one only once complete, so a failure leaves it as it was.
     The dataset is hashed as it is read (``dataset_version.DatasetRead``); the report holds
     that digest (``source_sha256``), which ``check`` gets before anything is written, and
-    may refuse by raising.
+    may refuse by raising. ``annotations``: Aff-Wild2's annotations folder, when not
+    ``<root>/annotations``.
     """
     name = name or kind
     out = Path(out)
@@ -70,7 +73,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
     read = DatasetRead.start(root)
-    source = read_source(kind, root, problems, params)
+    source = read_source(kind, root, problems, params, annotations)
     total = sum(len(j) for j in source.jobs)
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
@@ -94,7 +97,8 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
         "format_version": FORMAT_VERSION, "source": name,
     }
     shards = ShardWriter(out, shard_faces=params.shard_faces, size=params.face_size, attrs=attrs)
-    table = FrameTableWriter(out / "frames.parquet")
+    # every AU some job of the source labels (a job lacking one has it unknown)
+    table = FrameTableWriter(out / "frames.parquet", aus=sorted({a for j in jobs for a in j.aus}))
     counts = Counter()
     track = Counter()
     face_bytes = params.face_size * params.face_size * 3
@@ -108,7 +112,7 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                     problems.reject(where, reason, line=line, n=n)
                 kept = np.flatnonzero(res.keep)
                 where = _copy_faces(res.faces_path, len(kept), face_bytes, params.face_size, shards)
-                table.add(_rows(name, job, res, kept, where))
+                table.add(_rows(name, job, res, kept, where, table.schema.names))
                 counts.update(frames_read=res.frames_read, faces_written=len(kept),
                               frames_without_face=res.frames_without_face,
                               labels_without_frame=res.labels_without_frame)
@@ -167,8 +171,8 @@ def _copy_faces(path: str, count: int, face_bytes: int, size: int, shards: Shard
     return where
 
 
-def _rows(name: str, job: Job, res: JobResult, kept: np.ndarray, where: list) -> dict:
-    """Frame-table columns for the kept rows of one job."""
+def _rows(name: str, job: Job, res: JobResult, kept: np.ndarray, where: list, columns: list[str]) -> dict:
+    """Frame-table columns for the kept rows of one job (the AU columns among ``columns``)."""
     frames = job.frames[kept]
     cols = {
         "uid": [uid(name, job.video, f) for f in frames],
@@ -185,8 +189,8 @@ def _rows(name: str, job: Job, res: JobResult, kept: np.ndarray, where: list) ->
         "row": np.array([w[1] for w in where], dtype=np.int32),
         "det_score": res.det_score[kept],
     }
-    for j, au in enumerate(AU_NAMES):
-        cols[au] = job.au[kept, j]
+    for au in (c for c in columns if c.startswith("AU")):
+        cols[au] = job.au[kept, job.aus.index(au)] if au in job.aus else np.full(len(kept), AU_UNKNOWN, np.int8)
     lm = res.landmarks[kept].reshape(len(kept), 10)
     for j, c in enumerate(LANDMARK_COLUMNS):
         cols[c] = lm[:, j]

@@ -1,7 +1,7 @@
 """Where the datasets are (``sources``) and how faces are extracted from them (``extract``)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
@@ -18,6 +18,9 @@ class SourceParams(Section):
     #: file ``synth`` writes, or the dataset's ``.dvc`` file): DVC then hashes that file
     #: instead of walking every file of the dataset again (pipeline/extraction/dataset_version.py)
     version: str
+    #: Aff-Wild2: the annotations folder, relative to root, when it is not "annotations"
+    #: (the 2022+ releases ship e.g. "5th ABAW Annotations")
+    annotations: Optional[str] = None
 
 
 class ExtractParams(Section):

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from pipeline.core.errors import DataError
-from pipeline.core.labels import AU_NAMES, AU_UNKNOWN, EXPR_UNKNOWN
+from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN
 
 log = logging.getLogger("mtaffect.sources")
 
@@ -85,8 +85,9 @@ class Job:
     frames: np.ndarray  # int32 [n], 0-based frame numbers (ExpW: face id)
     images: list[str] | None = None  # [n] image paths; None: decode ``video_path``
     video_path: str | None = None
-    au: np.ndarray | None = None  # int8 [n, 8], -1 unknown
-    expr: np.ndarray | None = None  # int8 [n], -1 unknown
+    aus: tuple[str, ...] = ()  # the AUs this source labels, the columns of ``au``
+    au: np.ndarray | None = None  # int8 [n, len(aus)], -1 unknown
+    expr: np.ndarray | None = None  # int8 [n], codes of schema.EXPRESSIONS (Other 7), -1 unknown
     va: np.ndarray | None = None  # float32 [n, 2], NaN unknown
     boxes: np.ndarray | None = None  # float32 [n, 4] x1, y1, x2, y2 (mode boxes)
     landmarks: np.ndarray | None = None  # float32 [n, 5, 2] (mode landmarks)
@@ -96,7 +97,7 @@ class Job:
         n = len(self.frames)
         self.frames = np.asarray(self.frames, dtype=np.int32)
         if self.au is None:
-            self.au = np.full((n, len(AU_NAMES)), AU_UNKNOWN, dtype=np.int8)
+            self.au = np.full((n, len(self.aus)), AU_UNKNOWN, dtype=np.int8)
         if self.expr is None:
             self.expr = np.full(n, EXPR_UNKNOWN, dtype=np.int8)
         if self.va is None:
@@ -105,6 +106,8 @@ class Job:
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"{self.source}/{self.video}: {name} has {len(value)} rows, frames {n}")
+        if self.au.shape[1] != len(self.aus):
+            raise ValueError(f"{self.source}/{self.video}: {self.au.shape[1]} AU columns, {len(self.aus)} AUs named")
 
     def __len__(self) -> int:
         return len(self.frames)

@@ -4,7 +4,8 @@
 intensity 0..5) for the 12 DISFA AUs; ``Videos_LeftCamera/LeftVideo<SN>_comp.avi`` is the
 video. Lines are joined on the frame number, never on their position, so a missing or
 out-of-order line cannot shift labels against frames; an AU without a line for a frame is
-unknown for that frame. Only AU labels: expression and VA stay unknown.
+unknown for that frame. All 12 AUs are kept (the build takes those of the run's label
+schema). Only AU labels: expression and VA stay unknown.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.labels import AU_NAMES, AU_NUMBERS, AU_UNKNOWN, DISFA_AUS, disfa_to_au
+from pipeline.core.labels import AU_UNKNOWN, DISFA_AUS, disfa_to_au
+from pipeline.core.schema import au_name
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
 
 
@@ -64,15 +66,15 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             path = labels_dir / sn / f"{sn}_au{au}.txt"
             if path.exists():
                 per_au[au] = parse_au_file(path, problems)
-            elif au in AU_NUMBERS:
+            else:
                 problems.reject(str(path), "AU label file missing (that AU stays unknown)")
         frames = np.array(sorted(set().union(*(set(d) for d in per_au.values()))), dtype=np.int32)
         if len(frames) == 0:
             problems.reject(str(labels_dir / sn), "no label lines")
             continue
-        au = np.full((len(frames), len(AU_NAMES)), AU_UNKNOWN, dtype=np.int8)
-        for j, unified in enumerate(AU_NUMBERS):
-            labels = per_au.get(unified, {})
+        au = np.full((len(frames), len(DISFA_AUS)), AU_UNKNOWN, dtype=np.int8)
+        for j, number in enumerate(DISFA_AUS):
+            labels = per_au.get(number, {})
             intensity = np.array([labels.get(int(f), -1) for f in frames])
             au[:, j] = disfa_to_au(intensity)
         video = root / "Videos_LeftCamera" / f"LeftVideo{sn}_comp.avi"
@@ -81,5 +83,5 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             result.labels_without_frame += len(frames)
             continue
         result.jobs.append(Job(source="disfa", video=sn, subject=sn, split="train", mode="detect",
-                               frames=frames, video_path=str(video), au=au))
+                               frames=frames, video_path=str(video), aus=tuple(map(au_name, DISFA_AUS)), au=au))
     return result
