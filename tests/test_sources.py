@@ -5,6 +5,7 @@ import math
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.extraction.sources import affwild2, afewva, disfa, expw, saffwild2, unlabelled
@@ -358,3 +359,52 @@ def test_unlabelled_folder_and_video(tmp_path):
     assert len(job) == 7 and job.video_path == str(path)
     with pytest.raises(FileNotFoundError):
         unlabelled.read(tmp_path / "nothing", Problems())
+
+
+# --- the fast reading of clean files equals the line-by-line one --------------------------
+
+
+def test_clean_affwild2_files_read_at_once_as_line_by_line(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    aus = rng.integers(0, 2, (300, 13)).astype(str)
+    aus[::7] = "-1"
+    aus[3, 2] = "-1"  # one -1 makes the whole row unknown
+    expr = rng.integers(-1, 8, 300).astype(str)
+    va = rng.uniform(-1, 1, (300, 2)).round(3).astype(str)
+    va[::5] = "-5"
+    files = {"AU": ("AU26,note," + AU2022[:-5] + ",AU9\n", [",".join([r[0], "7", *r[1:]]) for r in aus]),
+             "EXPR": ("Surprise,Other,Neutral,Anger,Disgust,Fear,Happiness,Sadness\n", expr),
+             "VA": ("arousal,valence\n", [",".join(r) for r in va])}
+    for task, (header, rows) in files.items():
+        path = tmp_path / f"{task}.txt"
+        path.write_text(header + "\n".join(rows) + "\n")
+        with monkeypatch.context() as m:
+            clean = []
+            m.setattr(affwild2, "read_clean", lambda *a, real=affwild2.read_clean, seen=clean: seen.append(real(*a)) or seen[0])
+            fast = affwild2.parse_annotation(path, task, Problems(on_error="fail"))
+        assert clean[0] is not None, task  # the file was read at once
+        with monkeypatch.context() as m:
+            m.setattr(affwild2, "read_clean", lambda *a: None)
+            slow = affwild2.parse_annotation(path, task, Problems(on_error="fail"))
+        assert fast[2] == slow[2]
+        np.testing.assert_array_equal(fast[0], slow[0])
+        np.testing.assert_array_equal(fast[1], slow[1])
+        assert fast[1].dtype == slow[1].dtype and len(fast[0]) == 300
+
+
+def test_a_clean_saffwild2_file_read_in_chunks_as_line_by_line(tmp_path, monkeypatch):
+    rng = np.random.default_rng(1)
+    lines = ["image,valence,arousal,expression,aus"]
+    for k in range(500):
+        va = "-5,-5" if k % 4 == 0 else f"{rng.uniform(-1, 1):.3f},{rng.uniform(-1, 1):.3f}"
+        aus = ",".join(rng.integers(-1, 2, 12).astype(str))
+        lines.append(f"v{k % 7}/{k + 1:05d}.jpg,{va},{rng.integers(-1, 8)},{aus}")
+    path = tmp_path / "training_set_annotations.txt"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(saffwild2, "BLOCK", 4096)  # several blocks
+    fast = saffwild2.read_clean(path)
+    slow = saffwild2.read_lines(path, Problems(on_error="fail"))
+    assert len(fast) == 500
+    pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
+    for column in (*ABAW2022.aus, "expr"):
+        assert fast[column].dtype == np.int8

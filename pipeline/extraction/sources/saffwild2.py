@@ -5,14 +5,20 @@ Layout (docs/formats.md): ``MTL_Challenge/training_set_annotations*.txt`` and
 one row per image: ``<video>/<NNNNN>.jpg``, valence, arousal, the expression (0..7, Other
 7) and the 12 AUs of the 2022 schema, each unknown on its own (-5 for valence/arousal, -1
 for the rest). Faces are the organisers' ``cropped_aligned/<video>/<NNNNN>.jpg`` (frame
-NNNNN - 1). The files are read line by line, never whole.
+NNNNN - 1). A clean file is streamed through Arrow's CSV reader, a block at a time; a
+file with any bad row is read line by line, so that each bad row is named.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from pipeline.core.labels import AFFWILD2_INVALID, AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.core.schema import ABAW2022, EXPRESSIONS
@@ -21,14 +27,16 @@ from pipeline.extraction.sources.base import Job, Problems, SourceRead
 SPLITS = {"training_set": "train", "validation_set": "val"}
 HEADER = ("image", "valence", "arousal", "expression", "aus")
 IMAGE = re.compile(r"([^/\\]+)/(\d{5})\.jpg")
+WIDTH = 4 + len(ABAW2022.aus)
+BLOCK = 1 << 22  # bytes per block of the streaming reader
 
 
 def parse_row(line: str) -> tuple[str, int, np.ndarray, int, tuple[float, float]]:
     """(video, 0-based frame, 12 AUs, expression, (valence, arousal)) of one data row, unknowns
     unknown; ValueError saying what is wrong."""
     cells = [c.strip() for c in line.split(",")]
-    if len(cells) != 4 + len(ABAW2022.aus):
-        raise ValueError(f"expected {4 + len(ABAW2022.aus)} comma-separated values, got {len(cells)}")
+    if len(cells) != WIDTH:
+        raise ValueError(f"expected {WIDTH} comma-separated values, got {len(cells)}")
     match = IMAGE.fullmatch(cells[0])
     if match is None:
         raise ValueError(f"image {cells[0]!r} is not <video>/<NNNNN>.jpg")
@@ -50,6 +58,75 @@ def parse_row(line: str) -> tuple[str, int, np.ndarray, int, tuple[float, float]
     return match.group(1), int(match.group(2)) - 1, aus.astype(np.int8), int(expr), (valence, arousal)
 
 
+def read_clean(path: Path) -> pd.DataFrame | None:
+    """The rows of a file every row of which :func:`parse_row` accepts, as columns video,
+    frame, line, AU..., expr, valence, arousal; None as soon as one row is not so."""
+    names = ["image", "valence", "arousal", "expr", *ABAW2022.aus]
+    parts, first_line = [], 2  # the header is line 1
+    try:
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=BLOCK, use_threads=False),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),  # a blank line: nulls, so line by line
+            convert_options=pacsv.ConvertOptions(column_types={"image": pa.string(),
+                                                               **{n: pa.float64() for n in names[1:]}}))
+        for batch in reader:
+            values = np.column_stack([batch.column(n).to_numpy(zero_copy_only=False) for n in names[1:]])
+            image = pc.extract_regex(pc.utf8_trim_whitespace(batch.column("image")), r"^(?P<video>[^/\\]+)/(?P<n>\d{5})\.jpg$")
+            if np.isnan(values).any() or image.null_count:
+                return None
+            va, expr, aus = values[:, :2], values[:, 2], values[:, 3:]
+            unknown = va == AFFWILD2_INVALID["VA"]
+            if (np.any(unknown[:, 0] != unknown[:, 1]) or np.any(~unknown & ((va < -1) | (va > 1)))
+                    or np.any(expr != np.floor(expr)) or np.any((expr < -1) | (expr >= len(EXPRESSIONS)))
+                    or np.any((aus != 0) & (aus != 1) & (aus != AU_UNKNOWN))):
+                return None
+            frame = pc.cast(image.field("n"), pa.int64()).to_numpy() - 1
+            if np.any(frame < 0):
+                return None
+            out = pd.DataFrame({"video": image.field("video").to_numpy(zero_copy_only=False), "frame": frame,
+                                "line": first_line + np.arange(len(frame))})
+            first_line += len(frame)
+            out[list(ABAW2022.aus)] = aus.astype(np.int8)
+            out["expr"] = expr.astype(np.int8)
+            out[["valence", "arousal"]] = np.where(unknown, np.nan, va).astype(np.float32)
+            parts.append(out)
+    except (pa.ArrowInvalid, ValueError, UnicodeDecodeError):
+        return None
+    return pd.concat(parts, ignore_index=True) if parts else None
+
+
+def read_lines(path: Path, problems: Problems) -> pd.DataFrame:
+    """The good rows of a file read line by line, each bad one a rejection naming its line."""
+    rows = []
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        f.readline()
+        for lineno, line in enumerate(f, start=2):
+            if not line.strip():
+                continue
+            try:
+                video, frame, aus, expr, (valence, arousal) = parse_row(line)
+            except ValueError as e:
+                problems.reject(str(path), f"bad row: {e}", line=lineno)
+                continue
+            rows.append((video, frame, lineno, *aus.tolist(), expr, valence, arousal))
+    columns = ["video", "frame", "line", *ABAW2022.aus, "expr", "valence", "arousal"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def read_file(path: Path, problems: Problems) -> pd.DataFrame | None:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = f.readline()
+        if tuple(c.strip().lower() for c in header.split(",")) != HEADER:
+            problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1)
+            return None
+        clean = read_clean(path)
+        return clean if clean is not None else read_lines(path, problems)
+    except (OSError, UnicodeDecodeError) as e:
+        problems.reject(str(path), f"unreadable annotation file ({type(e).__name__}: {str(e)[:80]})")
+        return None
+
+
 def annotation_files(root: Path) -> list[tuple[Path, str]]:
     folder = root / "MTL_Challenge"
     if not folder.is_dir():
@@ -62,49 +139,41 @@ def annotation_files(root: Path) -> list[tuple[Path, str]]:
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
     root = Path(root)
-    rows: dict[str, dict[int, tuple]] = {}  # video -> frame -> labels
-    splits: dict[str, set[str]] = {}
     result = SourceRead(jobs=[], problems=problems)
+    tables = []
     for path, split in annotation_files(root):
-        try:
-            with open(path, encoding="utf-8-sig", newline="") as f:
-                header = f.readline()
-                if tuple(c.strip().lower() for c in header.split(",")) != HEADER:
-                    problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1)
-                    continue
-                for lineno, line in enumerate(f, start=2):
-                    if not line.strip():
-                        continue
-                    try:
-                        video, frame, aus, expr, va = parse_row(line)
-                        if frame in rows.get(video, {}):
-                            raise ValueError(f"{video}/{frame + 1:05d}.jpg listed twice")
-                    except ValueError as e:
-                        problems.reject(str(path), f"bad row: {e}", line=lineno)
-                        continue
-                    rows.setdefault(video, {})[frame] = (aus, expr, va)
-                    splits.setdefault(video, set()).add(split)
-        except (OSError, UnicodeDecodeError) as e:
-            problems.reject(str(path), f"unreadable annotation file ({type(e).__name__}: {str(e)[:80]})")
-    for video in sorted(rows):
-        if len(splits[video]) > 1:
+        table = read_file(path, problems)
+        if table is not None and len(table):
+            tables.append(table.assign(split=split, file=str(path)))
+    if not tables:
+        raise FileNotFoundError(f"{root}: no usable annotation row")
+    rows = pd.concat(tables, ignore_index=True)
+    for _, row in rows[rows.duplicated(["video", "frame"])].iterrows():  # the first listing counts
+        problems.reject(row["file"], f"bad row: {row['video']}/{row['frame'] + 1:05d}.jpg listed twice",
+                        line=int(row["line"]))
+    rows = rows.drop_duplicates(["video", "frame"])
+    au_columns = list(ABAW2022.aus)
+    for video, group in rows.groupby("video", sort=True):
+        splits = set(group["split"])
+        if len(splits) > 1:
             result.notes.append(f"{video}: listed in both splits, kept in val only")
-        split = "val" if "val" in splits[video] else "train"
-        frames = np.array(sorted(rows[video]), dtype=np.int32)
-        labels = [rows[video][f] for f in frames]
-        au = np.array([a for a, _, _ in labels], dtype=np.int8).reshape(len(frames), len(ABAW2022.aus))
-        expr = np.array([e for _, e, _ in labels], dtype=np.int8)
-        va = np.array([v for _, _, v in labels], dtype=np.float32).reshape(len(frames), 2)
+        group = group.sort_values("frame")
+        frames = group["frame"].to_numpy(np.int32)
+        au = group[au_columns].to_numpy(np.int8)
+        expr = group["expr"].to_numpy(np.int8)
+        va = group[["valence", "arousal"]].to_numpy(np.float32)
         known = (au != AU_UNKNOWN).any(axis=1) | (expr != EXPR_UNKNOWN) | ~np.isnan(va).any(axis=1)
         result.invalid_label_rows += int((~known).sum())
-        images = [root / "cropped_aligned" / video / f"{f + 1:05d}.jpg" for f in frames]
-        present = np.array([p.exists() for p in images], dtype=bool) & known
+        crops = root / "cropped_aligned" / str(video)
+        names = set(os.listdir(crops)) if crops.is_dir() else set()
+        present = known & np.array([f"{f + 1:05d}.jpg" in names for f in frames], dtype=bool)
         for f in frames[known & ~present]:
-            problems.reject(str(root / "cropped_aligned" / video / f"{f + 1:05d}.jpg"), "image missing")
+            problems.reject(f"{crops}/{f + 1:05d}.jpg", "image missing")
         result.labels_without_frame += int((known & ~present).sum())
         if present.any():
-            result.jobs.append(Job(source="saffwild2", video=video, subject=video, split=split, mode="aligned",
-                                   frames=frames[present], images=[str(p) for p, k in zip(images, present) if k],
+            result.jobs.append(Job(source="saffwild2", video=str(video), subject=str(video),
+                                   split="val" if "val" in splits else "train", mode="aligned",
+                                   frames=frames[present], images=[f"{crops}/{f + 1:05d}.jpg" for f in frames[present]],
                                    aus=ABAW2022.aus, au=au[present], expr=expr[present], va=va[present]))
     if not result.jobs:
         raise FileNotFoundError(f"{root}: no labelled image with a face crop")
