@@ -4,8 +4,10 @@ small share, seconds not minutes).
 Writes, in a temporary folder, a 2022+ Aff-Wild2 annotation set of ``FRAMES`` frames per
 task (12-AU, 8-class and VA files over ``VIDEOS`` videos, the size of the whole release;
 videos as empty stand-ins) and an s-Aff-Wild2 set of ``IMAGES`` rows with an empty file
-for each crop (its size), then times each reader on them (best of ``REPEATS``). The share is against extracting that many faces at ``FACES_PER_S``, the
-aligned-crop rate of ``extract@affwild2`` on two CPU cores (its log line).
+for each crop (its size), then times each reader on them (best of ``REPEATS``, in one
+process, after one warm-up read: Arrow's first conversion to numpy costs seconds once).
+The share is against extracting that many faces at ``FACES_PER_S``, the aligned-crop rate
+of ``extract@affwild2`` on two CPU cores (its log line).
 
 ``main()`` prints a table and returns {"name": ..., "rows": [...]} (JSON-serialisable).
 """
@@ -67,6 +69,7 @@ def write_saffwild2(root: Path, rng: np.random.Generator) -> None:
 
 def timed(read, root: Path, **kwargs) -> tuple[float, int]:
     best, rows = float("inf"), 0
+    read(root, Problems(), **kwargs)  # warm-up
     for _ in range(REPEATS):
         t0 = time.perf_counter()
         result = read(root, Problems(), **kwargs)
