@@ -5,6 +5,7 @@ nothing half-written is left, and, where rows survive, that each label sits on i
 frame (the synthetic ground truth knows every one)."""
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -384,3 +385,27 @@ def test_dataset_version_of_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(folder)
     result = CliRunner().invoke(main, ["dataset-version", ".", "--quiet"])
     assert result.exit_code == 0 and (tmp_path / "mydata.version.json").exists(), result.output
+
+
+def test_ctrl_c_during_extraction_stops_every_worker_without_their_tracebacks(data, tmp_path):
+    """Ctrl-C reaches the whole process group; only the parent may answer it (one line,
+    nothing written), not each worker with a traceback of its own."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.extract", "--params", str(tmp_path / "params.yaml"),
+                             "--source", "disfa", "--root", str(data / "disfa"), "--out", str(out),
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    seen = ""
+    while "extract disfa" not in seen:  # the progress bar: the workers are running
+        char = proc.stderr.read(1)
+        assert char, seen
+        seen += char
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode != 0, stdout + stderr
+    assert "Traceback" not in seen + stderr and "KeyboardInterrupt" not in seen + stderr, seen + stderr
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))

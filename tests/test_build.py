@@ -16,11 +16,11 @@ from pipeline.core.tables import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table,
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
-                expr_p=None, video_prefix="v"):
+                expr_p=None, video_prefix="v", first_frame=0):
     cols = {
         "source": [source] * n,
         "video": [f"{video_prefix}{i % videos}" for i in range(n)],
-        "frame": np.arange(n),
+        "frame": np.arange(n) + first_frame,
         "split": [split] * n,
         "row": np.arange(n) % 50,
         "det_score": np.ones(n),
@@ -172,7 +172,7 @@ def test_task_without_labels(faces_dir, tmp_path):
 def test_video_on_both_sides_is_dropped_from_training(faces_dir, tmp_path):
     rng = np.random.default_rng(2)
     # a validation video named like a training one ("v0")
-    fake_source(faces_dir, "affwild2", 50, rng, split="val", au=True, expr=True, va=True, videos=1)
+    fake_source(faces_dir, "affwild2", 50, rng, split="val", au=True, expr=True, va=True, videos=1, first_frame=10_000)
     report = build(faces_dir, tmp_path / "b", BuildParams())
     assert report["splits"]["overlap_frames_dropped"] == 300
     assert "affwild2/v0" in report["splits"]["overlap_videos"]
@@ -215,7 +215,7 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     of the whole-table computation written at once, even when batches and row groups cut
     across sources, selected runs and the dropped (overlapping) video."""
     fake_source(faces_dir, "affwild2", 50, np.random.default_rng(2), split="val", au=True, expr=True, va=True,
-                videos=1)  # validation video "v0" is also a training video: dropped from training
+                videos=1, first_frame=10_000)  # validation video "v0" is also a training video: dropped from training
     monkeypatch.setattr("pipeline.build.selection.READ_BATCH", 7)  # pieces of one row occur
     monkeypatch.setitem(PARQUET_OPTIONS, "row_group_size", 500)
     p = BuildParams(au_balance=False, expr_balance=False, va_balance=False, **selection)
@@ -268,3 +268,36 @@ def test_the_build_reports_what_the_schema_leaves_out(tmp_path, caplog):
     assert "AU9, AU26" in caplog.text and "2 frames of Other" in caplog.text
     assert schema_report([path], ["aw"], ABAW2022)["sources"]["aw"] == {"aus_not_in_schema": ["AU9"],
                                                                          "other_made_unknown": 0}
+
+
+def test_damaged_frame_tables_are_one_line_each_and_pandas_strings_are_fine(faces_dir, tmp_path):
+    path = faces_dir / "afewva" / "frames.parquet"
+    original = pq.read_table(path)
+    baseline = build(faces_dir, tmp_path / "a", BuildParams())
+    # the same table re-saved by pandas (strings as large_string): the same build
+    pd.read_parquet(path).to_parquet(path)
+    assert build(faces_dir, tmp_path / "b", BuildParams()) == baseline
+    for damage, message in [
+            (lambda t: t.drop_columns(["valence"]), r"afewva/frames.parquet: no column valence"),
+            (lambda t: t.set_column(t.schema.get_field_index("split"), "split",
+                                    pa.array(["test"] + ["train"] * (t.num_rows - 1))),
+             r"afewva/frames.parquet: split 'test' is neither 'train' nor 'val'"),
+            (lambda t: pa.concat_tables([t, t.slice(0, 3)]), r"afewva/frames.parquet: frame afewva/01_0/0 is listed twice")]:
+        write_parquet(damage(original), path)
+        with pytest.raises(DataError, match=message):
+            build(faces_dir, tmp_path / "c", BuildParams())
+    assert not (tmp_path / "c").exists()  # refused before anything was written
+
+
+def test_the_build_never_replaces_a_file_it_did_not_write(faces_dir, tmp_path):
+    out = tmp_path / "build"
+    build(faces_dir, out, BuildParams())
+    build(faces_dir, out, BuildParams())  # its own earlier output: replaced
+    (out / "val.parquet").write_text("the user's own val.parquet")
+    with pytest.raises(DataError, match=r"val.parquet: exists and is not a table this stage wrote"):
+        build(faces_dir, out, BuildParams())
+    assert (out / "val.parquet").read_text() == "the user's own val.parquet"
+    (out / "val.parquet").unlink()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match=r"notes.txt: not written by this stage"):
+        build(faces_dir, out, BuildParams())

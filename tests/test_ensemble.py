@@ -29,7 +29,8 @@ def test_bundle_round_trip_and_refusals(tmp_path):
     members = {}
     for name in ("s1", "s2"):
         model = MultitaskNet("mobilenet_v3_small")
-        save_checkpoint(tmp_path / f"{name}.pt", model, {"train": {"va_centres": "reference" if name == "s2" else "centres"}})
+        save_checkpoint(tmp_path / f"{name}.pt", model, {"train": {"va_centres": "reference" if name == "s2" else "centres"},
+                                                            "soft_labels": {"mode": "centre"}})
         members[name] = str(tmp_path / f"{name}.pt")
     alignment = {"size": 112, "template_scale": 1.0, "template": [[38.3, 51.7]] * 5}
     summary = save_bundle(tmp_path / "ensemble.pt", members, [0.3] * 8, "tuned per AU on the validation set", alignment)
@@ -88,7 +89,8 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
                                device="cpu", eval_batch=64, seed=seed, bn_momentum=0.5)
         run = tmp_path / "runs" / name
         train(params_s, index_dir, Outputs(tmp_path / "students" / f"{name}.pt", run / "log.csv", run / "report.json",
-                                           run / "resume.pt"), progress=False)
+                                           run / "resume.pt"), progress=False,
+              extra={"soft_labels": {"note": "not distilled: enough for the thresholds"}})  # counts as a student
         model, _ = load_checkpoint(tmp_path / "students" / f"{name}.pt")
         preds.append(predict(model, val, torch.device("cpu")))
     mean = combine(preds)["AU"]
@@ -115,3 +117,17 @@ def test_ensemble_stage_tunes_thresholds_on_the_validation_set(index_dir, tmp_pa
     assert report["au_threshold_mode"] == "tuned per AU on the validation set"
     _, bundle = load_bundle(tmp_path / "ensemble.pt")
     np.testing.assert_allclose(bundle["au_thresholds"], report["au_thresholds"])
+
+
+def test_a_teacher_is_refused_as_an_ensemble_member(tmp_path):
+    from pipeline.core.errors import CheckpointError
+    from pipeline.inference.ensemble import load_student
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+
+    torch.manual_seed(0)
+    net = MultitaskNet("mobilenet_v3_small")
+    save_checkpoint(tmp_path / "teacher.pt", net, {"train": {"va_centres": "centres"}})
+    save_checkpoint(tmp_path / "s1.pt", net, {"train": {"va_centres": "centres"}, "soft_labels": {"mode": "centre"}})
+    assert load_student(tmp_path / "s1.pt")[1]["soft_labels"] == {"mode": "centre"}
+    with pytest.raises(CheckpointError, match=r"teacher.pt: not a student's checkpoint"):
+        load_student(tmp_path / "teacher.pt")

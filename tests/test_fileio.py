@@ -1,5 +1,7 @@
-"""Hashing files and folders."""
+"""Hashing files and folders; output folders replaced only when they are the stage's own."""
 import shutil
+
+import pytest
 
 from pipeline.core.fileio import digest, file_sha256
 
@@ -18,3 +20,36 @@ def test_folder_digest_follows_names_and_bytes_not_location(tmp_path):
     (b / "sub" / "y.bin").write_bytes(b"two")
     (b / "sub" / "y.bin").rename(b / "sub" / "z.bin")
     assert digest(a) != digest(b)
+
+
+def test_an_output_folder_is_replaced_only_when_all_of_it_is_the_stages_own(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.core.fileio import WORK_MARK, check_output_folder, replacing_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("extract.json", "frames.parquet", "shard-00000.h5"):
+        (out / name).write_text("earlier output")
+    check_output_folder(out, "extract.json", own=("frames.parquet", "shard-*.h5"))  # an earlier output: fine
+    (out / "notes.txt").write_text("the user's")
+    with pytest.raises(DataError, match="notes.txt, which this stage does not write"):
+        check_output_folder(out, "extract.json", own=("frames.parquet", "shard-*.h5"))
+    (out / "notes.txt").unlink()
+    # a sibling of the temporary names that is not ours is never deleted
+    theirs = tmp_path / ".out.old"
+    theirs.mkdir()
+    (theirs / "backup.txt").write_text("the user's")
+    with pytest.raises(DataError, match=r"\.out\.old: exists and was not left by this stage"):
+        check_output_folder(out, "extract.json", own=("frames.parquet", "shard-*.h5"))
+    theirs.rename(tmp_path / "kept")
+    # a work folder left by a killed run is ours (marked), and goes; the new output has no mark
+    with pytest.raises(KeyboardInterrupt):
+        with replacing_folder(out) as work:
+            assert (work / WORK_MARK).exists()
+            shutil.copytree(work, tmp_path / "left")
+            raise KeyboardInterrupt
+    (tmp_path / "left").rename(tmp_path / ".out.tmp")  # as if killed before its clean-up
+    check_output_folder(out, "extract.json", own=("frames.parquet", "shard-*.h5"))
+    with replacing_folder(out) as work:
+        (work / "extract.json").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["extract.json"]
+    assert not (tmp_path / ".out.tmp").exists() and (tmp_path / "kept" / "backup.txt").exists()

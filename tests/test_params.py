@@ -208,6 +208,14 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     assert list(check_all(bad)[0].students) == ["s1", "s2", "s3", "s4", "s5"]
     unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])
     assert unknown.exit_code != 0 and "no preset 'fast': use one of abaw2020, demo, tiny" in unknown.output
+    # a file that is no valid YAML: the one line check-params gives, and the file as it was
+    broken = bad.read_text() + "evaluate_more: [1, 2\n"
+    bad.write_text(broken)
+    result = CliRunner().invoke(main, ["preset", "demo", "--params", str(bad)])
+    assert result.exit_code != 0 and "Traceback" not in result.output and result.exception is not None
+    assert [line for line in result.output.splitlines() if line.startswith("Error: ")][0].startswith(
+        f"Error: {bad}: not valid YAML (line")
+    assert bad.read_text() == broken
 
 
 def test_cli_help_lists_every_command():
@@ -238,6 +246,9 @@ def test_sources_name_root_and_version_and_the_old_form_says_how(raw):
     with pytest.raises(ParamsError, match=r"missing key 'sources.disfa.version'"):
         resolve(raw, where, [SourceParams])
     assert resolve(raw, where, [ExtractParams]).extract.workers == 2  # sources not asked for: not checked
+    del raw["sources"]
+    with pytest.raises(ParamsError, match=r"missing section 'sources'"):
+        resolve(raw, where, [SourceParams])
 
 
 def test_students_are_the_families_schema():

@@ -193,3 +193,25 @@ def test_dump_under_torchrun_equals_a_one_process_dump(index_dir, teacher, tmp_p
                        check=True, capture_output=True, text=True, cwd=HERE.parent)
     assert (tmp_path / "two.h5").read_bytes() == (tmp_path / "one.h5").read_bytes()
     assert not list(tmp_path.glob(".*part*"))  # no part file left behind
+
+
+def test_a_cache_lacking_a_dataset_and_a_shard_shorter_than_its_table_are_one_line_each(cache, index_dir, teacher,
+                                                                                          tmp_path):
+    lacking = tmp_path / "lacking.h5"
+    shutil.copy(cache.path, lacking)
+    with h5py.File(lacking, "r+") as h5:
+        del h5["offsets"]
+    with pytest.raises(CheckpointError, match=r"lacking.h5: lacks its 'offsets' dataset"):
+        SoftLabels(lacking)
+    # a shard cut short behind its frame table's back: named, and no part file left behind
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir.parent, copy)
+    shard = sorted((copy / "faces").rglob("*.h5"))[0]
+    with h5py.File(shard, "r+") as h5:
+        faces = h5["faces"][:1]
+        del h5["faces"]
+        h5.create_dataset("faces", data=faces)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(CheckpointError, match=rf"{shard}: holds 1 faces but the index asks for face"):
+        make_cache(copy / "build", teacher, tmp_path / "out" / "soft_labels.h5")
+    assert not list((tmp_path / "out").iterdir())

@@ -63,6 +63,15 @@ def test_without_ground_truth_for_these_frames_there_is_nothing_to_report(setup,
                           "arousal": [0.2]})
     write_parquet(pa.Table.from_pandas(other, preserve_index=False), tmp_path / "other.parquet")
     assert read_ground_truth(tmp_path / "other.parquet", cache.uid) is None
+    # a damaged ground truth is one line naming it, never a traceback
+    from pipeline.core.errors import DataError
+    cut = tmp_path / "cut.parquet"
+    cut.write_bytes((tmp_path / "other.parquet").read_bytes()[:100])
+    with pytest.raises(DataError, match=r"cut.parquet: not a readable ground-truth table"):
+        read_ground_truth(cut, cache.uid)
+    write_parquet(pa.Table.from_pandas(other.drop(columns="valence"), preserve_index=False), cut)
+    with pytest.raises(DataError, match=r"cut.parquet: not a readable ground-truth table"):
+        read_ground_truth(cut, cache.uid)
 
 
 def test_with_true_labels_replaces_the_truth_columns(setup):

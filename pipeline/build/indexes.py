@@ -38,12 +38,13 @@ from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS
 from pipeline.build.selection import (LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths,
                                       qualified, scan_splits, schema_report, selections)
-from pipeline.core.tables import FrameTableWriter
+from pipeline.core.tables import FrameTableWriter, check_own_tables
 
 log = logging.getLogger("mtaffect.build")
 
 INDEX_COLUMNS = ["uid", "source", "video", "subject", "frame", "shard", "row", *LABEL_COLUMNS]
 
+INDEX_NAMES = {"AU": "train_AU", "EXPR": "train_EXPR", "VA": "train_VA", "val": "val"}
 INDEX_SCHEMA = pa.schema(
     [("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
      ("frame", pa.int32()), ("shard", pa.string()), ("row", pa.int32()),
@@ -221,8 +222,7 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
     The writers' row groups have a fixed size, so the bytes depend on the rows only; if
     anything fails, no index is left behind.
     """
-    names = {"AU": "train_AU", "EXPR": "train_EXPR", "VA": "train_VA", "val": "val"}
-    writers = {o: FrameTableWriter(out / f"{names[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
+    writers = {o: FrameTableWriter(out / f"{INDEX_NAMES[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
     au_at = 0
     try:
         tables = dict(zip(sources, files))
@@ -261,6 +261,7 @@ def input_tables(faces_dir: str | Path, p: BuildParams) -> dict[str, Path]:
 
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     """Write the three training indexes and the validation index; return the report."""
+    check_own_tables(out, [f"{n}.parquet" for n in INDEX_NAMES.values()], INDEX_SCHEMA)
     tables = input_tables(faces_dir, p)
     sources, files = list(tables), list(tables.values())
     splits = scan_splits(files)

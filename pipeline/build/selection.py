@@ -50,6 +50,10 @@ def read_batches(path: Path, columns: list[str], schema: LabelSchema = ABAW2020)
     try:
         with pq.ParquetFile(path, pre_buffer=False) as table:
             present = set(table.schema_arrow.names)
+            missing = [c for c in columns if c not in present and not c.startswith("AU")]
+            if missing:
+                raise DataError(f"{path}: no column {', '.join(missing)}: not a frame table as extraction writes "
+                                "them (rerun the extraction that wrote it)")
             read = [c for c in columns if c in present or not c.startswith("AU")]
             for batch in table.iter_batches(batch_size=READ_BATCH, columns=read, use_threads=False):
                 yield project_batch(batch, columns, schema)
@@ -68,6 +72,8 @@ def project_batch(batch: pa.RecordBatch, columns: list[str], schema: LabelSchema
             arrays.append(pa.array(codes, pa.int8()))
         elif name in schema.aus and name not in batch.schema.names:
             arrays.append(pa.array(np.full(batch.num_rows, -1, np.int8), pa.int8()))
+        elif batch.schema.field(name).type == pa.large_string():  # as pandas writes strings
+            arrays.append(pc.cast(batch[name], pa.string()))
         else:
             arrays.append(batch[name])
     return pa.RecordBatch.from_arrays(arrays, names=columns)
@@ -113,15 +119,41 @@ class Splits:
 
 
 def scan_splits(files: list[Path]) -> Splits:
+    """The videos and subjects of each split; a frame table with another split value or a
+    frame twice is refused naming the file."""
     splits = Splits(set(), set(), set())
     for path in files:
-        for batch in read_batches(path, ["source", "video", "subject", "split"]):
+        hashes = []  # 8 bytes per frame: a frame listed twice would be trained on twice
+        for batch in read_batches(path, ["uid", "source", "video", "subject", "split"]):
+            other = pc.filter(batch["split"], pc.invert(pc.is_in(batch["split"], pa.array(["train", "val"]))))
+            if len(other):
+                raise DataError(f"{path}: split {other[0].as_py()!r} is neither 'train' nor 'val'")
+            hashes.append(np.fromiter(map(hash, batch["uid"].to_pylist()), np.int64, batch.num_rows))
             train, val = pc.equal(batch["split"], "train"), pc.equal(batch["split"], "val")
             videos = qualified(batch, "video")
             splits.train_videos.update(videos.filter(train).unique().to_pylist())
             splits.val_videos.update(videos.filter(val).unique().to_pylist())
             splits.val_subjects.update(qualified(batch, "subject").filter(val).unique().to_pylist())
+        twice = listed_twice(path, np.concatenate(hashes) if hashes else np.zeros(0, np.int64))
+        if twice:
+            raise DataError(f"{path}: frame {twice} is listed twice: rerun the extraction that wrote it")
     return splits
+
+
+def listed_twice(path: Path, hashes: np.ndarray) -> str | None:
+    """A uid the table lists twice (its rows' uid hashes say where to look), or None."""
+    values, counts = np.unique(hashes, return_counts=True)
+    suspects = set(values[counts > 1].tolist())
+    if not suspects:
+        return None
+    seen = set()
+    for batch in read_batches(path, ["uid"]):
+        for uid in batch["uid"].to_pylist():
+            if hash(uid) in suspects:
+                if uid in seen:
+                    return uid
+                seen.add(uid)
+    return None
 
 
 # --- which frames each task takes ---------------------------------------------------

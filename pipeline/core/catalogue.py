@@ -10,7 +10,7 @@ from pathlib import Path
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
 from pipeline.core.params import Params, load, mapping
-from pipeline.core.validation import load_yaml
+from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.inference.params import EnsembleParams
@@ -89,7 +89,9 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
     yaml.width = 120
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)
-    doc = yaml.load(path.read_text())
+    text = read_text(path)
+    load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
+    doc = yaml.load(text)
     changed = []
     for section, values in preset(name).items():
         current = doc.get(section)

@@ -7,6 +7,7 @@ for a finished one.
 """
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import io
 import json
@@ -45,9 +46,15 @@ def atomic_write(path: str | Path):
         tmp.unlink(missing_ok=True)
 
 
-def check_output_folder(out: str | Path, marker: str, inputs=()) -> None:
+#: Inside a folder being written by :func:`replacing_folder`: says the folder is ours.
+WORK_MARK = ".mtaffect-work"
+
+
+def check_output_folder(out: str | Path, marker: str, inputs=(), own=()) -> None:
     """Refuse, before any work, an output folder that overlaps an input or that holds
-    anything but a previous output of the same stage (recognised by its ``marker`` file)."""
+    anything but a previous output of the same stage: its ``marker`` file and files
+    matching the ``own`` patterns (e.g. ``shard-*.h5``), nothing else. The same for the
+    temporary siblings :func:`replacing_folder` would clear."""
     out = Path(out).resolve()
     for given in inputs:
         source = Path(given).resolve()
@@ -59,6 +66,15 @@ def check_output_folder(out: str | Path, marker: str, inputs=()) -> None:
         if any(out.iterdir()) and not (out / marker).exists():
             raise DataError(f"{out}: holds files but no {marker}, so it is not an earlier output of this stage: "
                             "refusing to replace it (choose another --out, or empty it yourself)")
+        foreign = [p.name for p in sorted(out.iterdir())
+                   if p.name != marker and not any(fnmatch.fnmatch(p.name, pattern) for pattern in own)]
+        if foreign:
+            raise DataError(f"{out}: holds {', '.join(foreign[:3])}, which this stage does not write: refusing to "
+                            "replace the folder (move them away, or choose another --out)")
+    for sibling in (out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")):
+        if sibling.exists() and not ((sibling / WORK_MARK).exists() or (sibling / marker).exists()):
+            raise DataError(f"{sibling}: exists and was not left by this stage: refusing to delete it "
+                            "(move it away, or choose another --out)")
 
 
 @contextmanager
@@ -68,14 +84,16 @@ def replacing_folder(out: str | Path):
     ``out`` stays as it was. Check ``out`` first with :func:`check_output_folder`."""
     out = Path(out)
     work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
-    for leftover in (work, old):  # ours, from a run that was killed
+    for leftover in (work, old):  # ours, from a run that was killed (check_output_folder made sure)
         shutil.rmtree(leftover, ignore_errors=True)
     work.mkdir(parents=True)
+    (work / WORK_MARK).touch()
     try:
         yield work
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    (work / WORK_MARK).unlink()
     if out.exists():
         os.replace(out, old)
     os.replace(work, out)

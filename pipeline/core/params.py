@@ -150,6 +150,7 @@ def _values(raw: dict, where: str, schema: type[Section]) -> dict:
 def _section(raw: dict, where: str, schema: type[Section]) -> dict:
     """``{section: validated values}``, and for a family ``{family: {name: its values}}``."""
     if schema.section == "sources":
+        require(raw, ("sources",), where, prefix="", what="section")  # dvc.yaml's extract stages are made from it
         sources = mapping(raw.get("sources"), where, "sources")
         reject_unknown(sources, SOURCE_KINDS, where, prefix="sources.")
         return {"sources": {name: _source(schema, entry, where, f"sources.{name}") for name, entry in sources.items()}}

@@ -139,7 +139,11 @@ class FaceReader:
 
     def read(self, shard: str, row: int) -> np.ndarray:
         try:
-            return self.dataset(shard)[int(row)]
+            d = self.dataset(shard)
+            if not 0 <= int(row) < len(d):
+                raise CheckpointError(f"{shard}: holds {len(d)} faces but the index asks for face {int(row)}: it is not "
+                                      "the shard its frame table was written with (rerun the extraction that wrote it)")
+            return d[int(row)]
         except OSError as e:  # unreadable file, or a chunk failing its checksum
             raise CheckpointError(f"{shard}: face {int(row)} is damaged: its checksum fails or it cannot be read "
                                   f"({str(e).splitlines()[0][:100]}); rerun the extraction that wrote it "
@@ -167,6 +171,9 @@ def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
     try:
         with h5py.File(path, "r") as h5:
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+            if "format_version" not in attrs:
+                raise CheckpointError(f"{path}: not a {what} (an HDF5 file without its format_version; another "
+                                      "stage's file?)")
             if attrs.get("format_version") != version:
                 raise CheckpointError(f"{path}: {what} format {attrs.get('format_version')!r}, this code reads "
                                       f"{version} (rerun `dvc repro {stage}`)")
@@ -219,6 +226,10 @@ class MappedDatasets:
 
     def __init__(self, path: str | Path, h5: h5py.File, names: tuple[str, ...]):
         self.path = Path(path)
+        missing = [n for n in names if n not in h5]
+        if missing:
+            raise CheckpointError(f"{path}: lacks its {', '.join(map(repr, missing))} dataset: not a complete file of "
+                                  "this kind (rerun the stage that wrote it)")
         self._layout = {n: (h5[n].id.get_offset(), h5[n].shape, h5[n].dtype) for n in names}
         self._maps: dict = {}
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write, temp_path
 from pipeline.core.labels import AU_NAMES
 from pipeline.core.schema import au_number
@@ -131,3 +132,26 @@ class FrameTableWriter:
 def read_frames(path: str | Path, columns: list[str] | None = None):
     """A frame table as a pandas DataFrame."""
     return pq.read_table(path, columns=columns).to_pandas()
+
+
+def check_own_tables(folder: str | Path, names, schema: pa.Schema) -> None:
+    """Refuse, before any work, to write tables ``names`` into a folder that holds anything
+    else, or a file of one of those names that is not a table of ``schema`` (so not one an
+    earlier run wrote): the user's own files are never replaced."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise DataError(f"{folder}: exists and is not a folder: refusing to write into it")
+    for path in sorted(folder.iterdir()):
+        if path.name not in names and path.name not in {temp_path(folder / n).name for n in names}:
+            raise DataError(f"{path}: not written by this stage: refusing to write into {folder} (move it away, "
+                            "or choose another --out)")
+        try:
+            ours = path.name not in names or pq.read_schema(path).remove_metadata().equals(schema)
+        except (pa.ArrowInvalid, OSError):
+            ours = False
+        if not ours:
+            raise DataError(f"{path}: exists and is not a table this stage wrote: refusing to replace it (move it "
+                            "away, or choose another --out)")
+

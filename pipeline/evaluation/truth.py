@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.core.errors import DataError
 from pipeline.evaluation import metrics
 from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS, split_logits, va_centres
@@ -37,7 +39,11 @@ def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
     if path is None or not Path(path).exists():
         return None
     wanted = set(map(str, uids))
-    gt = pq.read_table(path, columns=["uid", *TRUTH_COLUMNS]).to_pandas().set_index("uid")
+    try:
+        gt = pq.read_table(path, columns=["uid", *TRUTH_COLUMNS]).to_pandas().set_index("uid")
+    except (pa.ArrowInvalid, OSError, KeyError) as e:
+        raise DataError(f"{path}: not a readable ground-truth table ({str(e).splitlines()[0][:100]}): rerun "
+                        "`dvc repro synth`, or leave --ground-truth out") from None
     gt = gt[gt.index.isin(wanted)]
     return gt if len(gt) else None
 

@@ -13,7 +13,9 @@ import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -69,7 +71,7 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     """
     name = name or kind
     out = Path(out)
-    check_output_folder(out, "extract.json", inputs=[root])
+    check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
     read = DatasetRead.start(root)
@@ -104,7 +106,16 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
     face_bytes = params.face_size * params.face_size * 3
     try:
         ctx = mp.get_context("spawn")  # fork after torch/h5py is unsafe; spawn is the same everywhere
-        with ctx.Pool(max(1, params.workers), initializer=Worker.init, initargs=(params, tmpdir)) as pool, \
+        # The workers inherit an ignored Ctrl-C: it reaches this process alone, which stops them
+        # (no traceback of theirs on the terminal), and the output folder is not replaced.
+        main = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            pool = ctx.Pool(max(1, params.workers), initializer=Worker.init, initargs=(params, tmpdir))
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, interrupt)
+        with pool, \
                 tqdm(total=total, desc=f"extract {name}", unit="frame", disable=not progress) as bar:
             for res in pool.imap(Worker.run, list(enumerate(jobs))):
                 job = jobs[res.index]

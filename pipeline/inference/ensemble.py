@@ -35,6 +35,16 @@ def cnn_member(entry: dict) -> torch.nn.Module:
     return MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
 
 
+def load_student(path: str | Path) -> tuple[MultitaskNet, dict]:
+    """A student's checkpoint (:func:`load_checkpoint`); a checkpoint without the record of
+    the soft labels it learned from (a teacher's, say) is refused naming it."""
+    model, ckpt = load_checkpoint(path)
+    if "soft_labels" not in ckpt:
+        raise CheckpointError(f"{path}: not a student's checkpoint (no record of the soft labels it learned from; "
+                              "a teacher's?): the ensemble's members are students (`dvc repro train_student@NAME`)")
+    return model, ckpt
+
+
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
                 alignment: dict | None, kind: str = BUNDLE_KIND, extra: dict | None = None,
                 load=load_checkpoint) -> dict:

@@ -113,22 +113,24 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     offsets, flips = frame_views(frames.uid, views, mode)
     out = Path(out)
     part = temp_path(out).with_suffix(f".part{rank}")
-    with open(part, "wb") as f:  # this process's batches, in order
-        for _, logits in teacher_logits(model, frames, offsets, flips, batch, device, rank, world, progress):
-            f.write(logits.tobytes())
-    if world > 1:
-        dist.barrier()
-    summary = {"frames": len(frames.uid), "views": int(flips.shape[1]), "mode": mode}
-    if rank == 0:
-        attrs = {"format_version": FORMAT_VERSION, "mode": mode, "views": int(flips.shape[1]),
-                 "teacher_sha256": file_sha256(teacher), "teacher_backbone": getattr(model, "backbone_name", ""),
-                 "va_centres": va_centres,
-                 "index_sha256": json.dumps(index_hashes(index_dir), sort_keys=True)}
-        _write(out, frames.uid, offsets, flips, attrs, batch, world)
-        summary.update(teacher_sha256=attrs["teacher_sha256"], index_sha256=json.loads(attrs["index_sha256"]))
-    if world > 1:
-        dist.barrier()
-    part.unlink(missing_ok=True)
+    try:  # the part goes whatever happens: an error, Ctrl-C, a kill (as SIGTERM)
+        with open(part, "wb") as f:  # this process's batches, in order
+            for _, logits in teacher_logits(model, frames, offsets, flips, batch, device, rank, world, progress):
+                f.write(logits.tobytes())
+        if world > 1:
+            dist.barrier()
+        summary = {"frames": len(frames.uid), "views": int(flips.shape[1]), "mode": mode}
+        if rank == 0:
+            attrs = {"format_version": FORMAT_VERSION, "mode": mode, "views": int(flips.shape[1]),
+                     "teacher_sha256": file_sha256(teacher), "teacher_backbone": getattr(model, "backbone_name", ""),
+                     "va_centres": va_centres,
+                     "index_sha256": json.dumps(index_hashes(index_dir), sort_keys=True)}
+            _write(out, frames.uid, offsets, flips, attrs, batch, world)
+            summary.update(teacher_sha256=attrs["teacher_sha256"], index_sha256=json.loads(attrs["index_sha256"]))
+        if world > 1:
+            dist.barrier()
+    finally:
+        part.unlink(missing_ok=True)
     return summary
 
 

@@ -29,6 +29,8 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
         meta = json.loads(text)
         if not isinstance(meta, dict):
             raise ValueError(f"the top level is a {type(meta).__name__}, not a mapping with 'frames'")
+        if "frames" not in meta:
+            raise ValueError(f"no 'frames' key (keys: {', '.join(map(str, list(meta)[:5])) or 'none'})")
         entries = meta["frames"]
         if not isinstance(entries, dict):
             raise ValueError("'frames' is not a mapping")
