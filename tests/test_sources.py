@@ -168,6 +168,21 @@ def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(
     assert v1.expr.tolist() == [-1, 7, -1]  # the bad row is skipped, not shifted: frame 1 is Other
 
 
+@pytest.mark.parametrize("task, header", [("AU", "smile"), ("EXPR", "happy,sad"), ("VA", "valence,notarousal")])
+def test_affwild2_file_with_a_bad_header_is_a_counted_skip_of_that_file(tmp_path, task, header):
+    root = tmp_path / "aw"
+    write(root / f"annotations/{task}_Set/Training_Set/v.txt", header + "\n1\n")
+    write(root / "annotations/AU_Set/Training_Set/w.txt", "AU1\n1\n")
+    (root / "videos").mkdir()
+    for video in ("v", "w"):
+        (root / f"videos/{video}.mp4").write_bytes(b"")
+    problems = Problems()
+    res = affwild2.read(root, problems, use_cropped_aligned=False)
+    assert {j.video: len(j) for j in res.jobs} == {"v": 0, "w": 1}  # v has no other label: no frame
+    (found,) = problems.as_dict().items()
+    assert "bad header" in found[0] and found[1]["first"].endswith("v.txt:1")
+
+
 def test_affwild2_layout_must_be_one_release(tmp_path):
     root = tmp_path / "aw"
     write(root / "annotations/AU_Set/Training_Set/v.txt", "AU1\n1\n")

@@ -78,7 +78,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
     clean file is read at once (:func:`read_clean`); one with any bad line, line by line,
     so that each bad line is named.
     """
-    empty = np.zeros(0, np.int32), np.zeros(0), ()
+    empty = np.zeros(0, np.int32), no_labels(task, 0), ()
     text = read_text(path, problems)
     if text is None:
         return empty
@@ -121,10 +121,13 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
         except ValueError as e:
             problems.reject(str(path), f"bad {task} row: {e}", line=lineno)
     frames = np.fromiter(out, np.int32, len(out))
-    dtype = np.float32 if task == "VA" else np.int8
-    shape = {"AU": (0, len(names)), "EXPR": (0,), "VA": (0, 2)}[task]
-    labels = np.array(list(out.values()), dtype=dtype) if out else np.zeros(shape, dtype)
+    labels = np.array(list(out.values()), dtype=no_labels(task, len(names)).dtype) if out else no_labels(task, len(names))
     return frames, labels, names
+
+
+def no_labels(task: str, n_aus: int) -> np.ndarray:
+    """An empty label array of the task's shape and type."""
+    return np.zeros({"AU": (0, n_aus), "EXPR": (0,), "VA": (0, 2)}[task], np.float32 if task == "VA" else np.int8)
 
 
 def read_clean(text: str, task: str, columns: tuple, width: int) -> tuple[np.ndarray, np.ndarray] | None:
