@@ -64,9 +64,9 @@ def test_students_never_depend_on_the_teacher_checkpoint():
     assert DVC["train_student"]["foreach"] == "${students}"
 
 
-def rewrite_code_deps(text: str) -> str:
-    """dvc.yaml's text with each stage's code dependencies replaced by the derived ones
-    (the other dependencies, and everything else, kept as written)."""
+def rewrite_lists(text: str, key: str, items, skip=()) -> str:
+    """dvc.yaml's text with each stage's ``key:`` list replaced by ``items(stage, old)`` (but
+    in the stages ``skip``), everything else kept as written."""
     out, lines, stage, i = [], text.splitlines(), None, 0
     while i < len(lines):
         line = lines[i]
@@ -74,41 +74,31 @@ def rewrite_code_deps(text: str) -> str:
         if top:
             stage = top.group(1)
         out.append(line)
-        if re.match(r"^\s+deps:$", line) and stage in DVC:
+        if re.match(rf"^\s+{key}:$", line) and stage in DVC and stage not in skip:
             indent = re.match(r"^(\s+)", lines[i + 1]).group(1)
             i += 1
-            rest = []
+            old = []
             while i < len(lines) and lines[i].startswith(f"{indent}- "):
-                item = lines[i][len(indent) + 2:]
-                if not (item.endswith(".py") or item in PACKAGES):
-                    rest.append(lines[i])
+                old.append(lines[i][len(indent) + 2:])
                 i += 1
-            out += [f"{indent}- {f}" for f in sorted(code_of(stage_module(stage)))] + rest
+            out += [f"{indent}- {item}" for item in items(stage, old)]
             continue
         i += 1
     return "\n".join(out) + "\n"
+
+
+def rewrite_code_deps(text: str) -> str:
+    """Each stage's code dependencies replaced by the derived ones (the others kept)."""
+    return rewrite_lists(text, "deps", lambda stage, old: sorted(code_of(stage_module(stage))) + [
+        item for item in old if not (item.endswith(".py") or item in PACKAGES)])
 
 
 def rewrite_params(text: str) -> str:
-    """dvc.yaml's text with each stage's params replaced by the ones it reads."""
-    out, lines, stage, i = [], text.splitlines(), None, 0
-    while i < len(lines):
-        line = lines[i]
-        top = re.match(r"^  (\w+):$", line)
-        if top:
-            stage = top.group(1)
-        out.append(line)
-        if re.match(r"^\s+params:$", line) and stage in DVC and stage != "check_params":
-            indent = re.match(r"^(\s+)", lines[i + 1]).group(1)
-            i += 1
-            while i < len(lines) and lines[i].startswith(f"{indent}- "):
-                i += 1
-            reads = param_reads(stage_module(stage), foreach_of(stage))
-            reads = sorted(r for r in reads if not any(r.startswith(o + ".") for o in reads))
-            out += [f"{indent}- {r}" for r in reads]
-            continue
-        i += 1
-    return "\n".join(out) + "\n"
+    """Each stage's params replaced by the ones it reads."""
+    def reads(stage, _old):
+        found = param_reads(stage_module(stage), foreach_of(stage))
+        return sorted(r for r in found if not any(r.startswith(o + ".") for o in found))
+    return rewrite_lists(text, "params", reads, skip=("check_params",))  # it reads the whole file
 
 
 # --- parameters: what a stage reads is what DVC tracks ---------------------------------------

@@ -44,6 +44,16 @@ def smooth(preds: dict[str, np.ndarray], videos: np.ndarray, frames: np.ndarray,
     return out
 
 
+def pop_ready(queue) -> list:
+    """``(frame, rows)`` from the front of a queue of ``[frame, rows, rows still pending]``
+    entries, as long as the front one has nothing pending: frames leave in order."""
+    out = []
+    while queue and queue[0][2] == 0:
+        frame, rows, _ = queue.popleft()
+        out.append((frame, rows))
+    return out
+
+
 class CentredStream:
     """The same smoothing over a stream of frames, one face track at a time, in constant
     memory: ``push`` takes a frame's number and its rows (dicts with ``face``, ``track``
@@ -76,11 +86,7 @@ class CentredStream:
         return self._ready()
 
     def _ready(self) -> list:
-        out = []
-        while self.queue and self.queue[0][2] == 0:
-            frame, rows, _ = self.queue.popleft()
-            out.append((frame, rows))
-        return out
+        return pop_ready(self.queue)
 
 
 class _Run:

@@ -20,6 +20,7 @@ import torch
 
 from pipeline.core.images import centre_view, to_tensor
 from pipeline.inference.ensemble import load_bundle
+from pipeline.inference.smoothing import pop_ready
 from pipeline.temporal.model import load_rnn_bundle
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import task_outputs
@@ -125,8 +126,4 @@ class TemporalStream:
         del run.rows[:k], run.features[:k], run.entries[:k]
 
     def _ready(self) -> list:
-        out = []
-        while self.queue and self.queue[0][2] == 0:
-            frame, rows, _ = self.queue.popleft()
-            out.append((frame, rows))
-        return out
+        return pop_ready(self.queue)
