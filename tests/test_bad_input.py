@@ -17,6 +17,7 @@ import yaml
 from reference import au_column
 from click.testing import CliRunner
 
+from pipeline.extraction.sources.base import reason_kind
 from synthetic.params import SynthParams
 from synthetic.generate import generate
 from stages.cli import main
@@ -360,20 +361,24 @@ def test_labels_that_are_no_labels_are_counted_skips(data, tmp_path, caplog):
     au1 = sorted((data / "disfa" / "ActionUnit_Labels").rglob("*_au1.txt"))[0]
     lines = au1.read_text().splitlines()
     lines[4] = lines[4].split(",")[0] + ",1.9"  # intensities are whole numbers: never rounded to 1
+    lines[5] = lines[5].split(",")[0] + ",7"
     au1.write_text("\n".join(lines) + "\n")
     clip = sorted((data / "afewva").rglob("*.json"))[0]
     clip.write_text(json.dumps([json.loads(clip.read_text())]))  # a list, not a mapping
     for source, reason in (("disfa", "intensity must be a whole number 0..5, got 1.9"),
-                           ("afewva", "the top level is a list")):
+                           ("afewva", "the top level is no mapping with a frames key, got a list")):
         out = tmp_path / source
         result = run(tmp_path, "extract", "--source", source, "--out", str(out), "--quiet")
         assert result.exit_code == 0 and reason in caplog.text, result.output
         rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
-        assert any(reason in r for r in rejected), rejected
+        assert any(reason_kind(reason) in r for r in rejected), rejected
+    # two bad values of one kind: one line of the report, counted twice
+    rejected = json.loads((tmp_path / "disfa" / "extract.json").read_text())["rows_rejected"]
+    assert {r: v["count"] for r, v in rejected.items()} == {"bad DISFA line: intensity must be a whole number 0..5": 2}
     labels_on_their_frames(tmp_path / "afewva", data)
     frames = pd.read_parquet(tmp_path / "disfa" / "frames.parquet")
-    bad = (frames["video"] == au1.parent.name) & (frames["frame"] == 4)
-    assert frames.loc[bad, "AU1"].tolist() == [-1] and (frames.loc[bad, "AU2"] >= 0).all()  # unknown, not 0 or 1
+    bad = (frames["video"] == au1.parent.name) & frames["frame"].isin([4, 5])
+    assert frames.loc[bad, "AU1"].tolist() == [-1, -1] and (frames.loc[bad, "AU2"] >= 0).all()  # unknown, not 0 or 1
     truth = pd.read_parquet(data / "ground_truth.parquet").set_index("uid").loc[frames.loc[~bad, "uid"]]
     np.testing.assert_array_equal(frames.loc[~bad, "AU1"].to_numpy(), truth["lab_AU1"].to_numpy())
 

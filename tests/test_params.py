@@ -218,6 +218,27 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     assert bad.read_text() == broken
 
 
+def test_a_preset_on_a_file_without_sources_adds_every_section_and_names_the_missing_one(tmp_path):
+    from stages.cli import main
+
+    bare = tmp_path / "params.yaml"
+    bare.write_text("threads: 2\n")
+    result = CliRunner().invoke(main, ["preset", "tiny", "--params", str(bare)])
+    assert "Traceback" not in result.output and result.exit_code != 0
+    assert f"Error: {bare}: missing section 'sources' (the datasets to read" in result.output
+    assert yaml.safe_load(bare.read_text())["teacher"]["epochs"] == preset("tiny")["teacher"]["epochs"]
+
+
+def test_pretrained_weights_that_are_not_there_are_refused_before_any_stage(tmp_path, raw):
+    raw["teacher"]["pretrained"] = str(tmp_path / "absent.pth")
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: no such file"):
+        check_all(path)
+    (tmp_path / "absent.pth").write_bytes(b"")
+    check_all(path)
+
+
 def test_cli_help_lists_every_command():
     from stages.cli import COMMANDS, main
 

@@ -88,6 +88,32 @@ def test_affwild2_bad_row_names_file_and_line(affwild2_root):
     assert list(problems.as_dict().values())[0]["first"].endswith("v1.txt:6")
 
 
+def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(affwild2_root, tmp_path):
+    path = affwild2_root / "annotations/EXPR_Set/Training_Set/v1.txt"
+    path.write_bytes(path.read_bytes().replace(b"\n3\n", b"\n\xff3\n"))  # line 3, frame 1
+    p = Problems()
+    v1 = {j.video: j for j in affwild2.read(affwild2_root, p).jobs}["v1"]
+    assert v1.frames.tolist() == [0, 2] and v1.expr.tolist() == [4, 6]  # the others on their frames
+    assert p.as_dict() == {"bytes that are not UTF-8 (a damaged file?)": {"count": 1, "first": f"{path}:3"}}
+    disfa_file = tmp_path / "disfa/ActionUnit_Labels/SN001/SN001_au1.txt"
+    write(disfa_file, "1,0\n2,1\n")
+    disfa_file.write_bytes(disfa_file.read_bytes().replace(b"2,1", b"2,\xe91"))
+    p = Problems()
+    assert disfa.parse_au_file(disfa_file, p) == {0: 0} and p.examples == {
+        "bytes that are not UTF-8 (a damaged file?)": f"{disfa_file}:2"}
+
+
+def test_affwild2_crops_without_zero_padding_are_read_and_odd_files_counted(affwild2_root):
+    crops = affwild2_root / "cropped_aligned/v1"
+    jpg(crops / "4.jpg")  # frame 3, named without padding
+    jpg(crops / "0004.jpg")  # frame 3 again
+    (crops / "Thumbs.db").write_bytes(b"")
+    p = Problems()
+    v1 = {j.video: j for j in affwild2.read(affwild2_root, p).jobs}["v1"]
+    assert v1.frames.tolist() == [0, 1, 2, 3] and v1.images[3] == str(crops / "0004.jpg")
+    assert p.counts == {"not read: no frame image <NNNNN>.jpg, or a frame's second one": 2}, p.counts
+
+
 def test_affwild2_falls_back_to_video(tmp_path):
     root = tmp_path / "aw"
     write(root / "annotations/VA_Set/Training_Set/clip_left.txt", "valence,arousal\n0.1,0.1\n")
@@ -226,7 +252,7 @@ def test_saffwild2_keeps_each_unknown_unknown_and_every_label_on_its_image(tmp_p
 
 
 @pytest.mark.parametrize("row, reason", [
-    ("v1/00001.jpg,0.5,-5,0,0,0,0,0,0,0,0,0,0,0,0,0", "one is unknown"),
+    ("v1/00001.jpg,0.5,-5,0,0,0,0,0,0,0,0,0,0,0,0,0", "one of valence and arousal is unknown"),
     ("v1/00001.jpg,1.5,0.2,0,0,0,0,0,0,0,0,0,0,0,0,0", "valence/arousal must be in"),
     ("v1/00001.jpg,0.5,0.2,8,0,0,0,0,0,0,0,0,0,0,0,0", "expression must be 0..7"),
     ("v1/00001.jpg,0.5,0.2,1,0,0,2,0,0,0,0,0,0,0,0,0", "AU values must be"),
@@ -273,7 +299,7 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
 
 def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
     root = tmp_path / "disfa"
-    write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n3,1.9\n4,2.0\n")
+    write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n3,1.9\n4,2.0\n5,1,3\n")
     (root / "Videos_LeftCamera").mkdir()
     (root / "Videos_LeftCamera/LeftVideoSN002_comp.avi").write_bytes(b"")
     with pytest.raises(DataError, match=r"SN002_au1.txt:2: .*intensity must be a whole number 0..5, got 7"):
@@ -282,7 +308,8 @@ def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
     res = disfa.read(root, p)
     assert res.jobs[0].frames.tolist() == [0, 3]  # 7 and 1.9 (never rounded to 1) skipped; 2.0 is 2
     assert res.jobs[0].au[:, 0].tolist() == [0, 1]
-    assert sum(c for r, c in p.counts.items() if "intensity" in r) == 2
+    assert sum(c for r, c in p.counts.items() if "whole number" in r) == 2
+    assert p.examples["bad DISFA line: expected frame,intensity"].endswith("SN002_au1.txt:5")  # a third column
 
 
 # --- ExpW ---------------------------------------------------------------------------
@@ -342,6 +369,22 @@ def test_afewva_keys_not_matching_pngs(tmp_path):
     np.testing.assert_allclose(job.landmarks[0], [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
     assert res.labels_without_frame == 1 and res.frames_without_label == 1
     assert (job.au == -1).all() and (job.expr == -1).all()
+
+
+def test_afewva_keys_without_zero_padding_odd_images_and_a_frame_twice(tmp_path):
+    clip = tmp_path / "afewva" / "01" / "001"
+    for name in ("00009", "00010", "cover"):
+        jpg(clip / f"{name}.png")
+    entry = {"valence": 1, "arousal": 2, "landmarks": landmarks68()}
+    write(clip / "001.json", json.dumps({"frames": {"10": entry, "9": entry, "009": entry}}))
+    p = Problems()
+    res = afewva.read(tmp_path / "afewva", p)
+    job = res.jobs[0]
+    assert job.frames.tolist() == [9, 10] and job.images[0].endswith("00009.png")  # in frame order
+    assert job.images[1].endswith("00010.png")
+    assert p.counts == {"image name is not a frame number (not read)": 1,
+                        "bad entry …: frame 9 listed twice (keys … and another)": 1}, p.counts
+    assert res.frames_without_label == 0 and res.labels_without_frame == 0
 
 
 def test_afewva_out_of_range_value(tmp_path):

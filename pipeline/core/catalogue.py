@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
+from pipeline.core.fileio import atomic_write
 from pipeline.core.params import Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
@@ -37,6 +38,11 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             if member not in getattr(p, family):
                 raise ParamsError(f"{path}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
                                   f"({family}: {', '.join(getattr(p, family)) or 'none'}); add it under `{family}`")
+    weights = {"teacher": p.teacher} | {f"students.{n}": s for n, s in p.students.items()}
+    for key, section in weights.items():
+        if section.pretrained and not Path(section.pretrained).is_file():
+            raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: no such file (a local backbone "
+                              "state dict; nothing is downloaded)")
     devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}
     devices |= {f"{f}.{n}": s.device for f in FAMILY_DEFAULTS for n, s in getattr(p, f).items()}
     cuda = {k: v for k, v in devices.items() if v.startswith("cuda")}
@@ -84,6 +90,7 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
     and its ``sources`` and ``threads``; returns the keys whose value changed
     (``section.key: old -> new``)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
 
     yaml = YAML()  # round trip: comments and layout kept
     yaml.width = 120
@@ -96,7 +103,7 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
     for section, values in preset(name).items():
         current = doc.get(section)
         if current is None:
-            doc[section] = current = {}
+            doc[section] = current = CommentedMap()
             changed.append(f"{section}: added")
         for key in [k for k in current if k not in values]:  # not in the preset: back to the parent's value
             changed.append(f"{section}.{key}: {current[key]!r} -> (inherited)" if section not in FAMILY_DEFAULTS
@@ -109,7 +116,7 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
             elif _plain(current[key]) != value:
                 changed.append(f"{section}.{key}: {_plain(current[key])!r} -> {value!r}")
                 current[key] = _flow(value)
-    with open(path, "w") as f:
+    with atomic_write(path) as tmp, open(tmp, "w") as f:
         yaml.dump(doc, f)
     return changed
 

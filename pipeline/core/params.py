@@ -150,7 +150,9 @@ def _values(raw: dict, where: str, schema: type[Section]) -> dict:
 def _section(raw: dict, where: str, schema: type[Section]) -> dict:
     """``{section: validated values}``, and for a family ``{family: {name: its values}}``."""
     if schema.section == "sources":
-        require(raw, ("sources",), where, prefix="", what="section")  # dvc.yaml's extract stages are made from it
+        if "sources" not in raw:  # dvc.yaml's extract stages are made from it; no preset holds a user's data
+            raise ParamsError(f"{where}: missing section 'sources' (the datasets to read: copy it from the "
+                              "project's params.yaml and point it at your copies; README, \"Real data\")")
         sources = mapping(raw.get("sources"), where, "sources")
         reject_unknown(sources, SOURCE_KINDS, where, prefix="sources.")
         return {"sources": {name: _source(schema, entry, where, f"sources.{name}") for name, entry in sources.items()}}

@@ -28,26 +28,33 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
     try:
         meta = json.loads(text)
         if not isinstance(meta, dict):
-            raise ValueError(f"the top level is a {type(meta).__name__}, not a mapping with 'frames'")
+            raise ValueError(f"the top level is no mapping with a frames key, got a {type(meta).__name__}")
         if "frames" not in meta:
-            raise ValueError(f"no 'frames' key (keys: {', '.join(map(str, list(meta)[:5])) or 'none'})")
+            raise ValueError(f"no frames key, found keys {', '.join(map(str, list(meta)[:5])) or 'none'}")
         entries = meta["frames"]
         if not isinstance(entries, dict):
-            raise ValueError("'frames' is not a mapping")
+            raise ValueError("the frames key holds no mapping")
     except (ValueError, KeyError) as e:
         problems.reject(str(path), f"unreadable JSON: {e}")
         return None
-    pngs = {p.stem: p for p in clip.glob("*.png")}
-    frames, images, va, lms = [], [], [], []
+    pngs = {}  # by frame number: a key "12" is the image 00012.png
+    for png in sorted(clip.glob("*.png")):
+        if png.stem.isdigit():
+            pngs[int(png.stem)] = png
+        else:
+            problems.reject(str(png), "image name is not a frame number (not read)")
+    rows = {}
     for key in sorted(entries):
-        if key not in pngs:
-            result.labels_without_frame += 1
-            problems.reject(str(path), f"frame {key!r} has no PNG")
-            continue
         e = entries[key]
         try:
             if not key.isdigit():
                 raise ValueError(f"frame key {key!r} is not a frame number")
+            if int(key) in rows:
+                raise ValueError(f"frame {int(key)} listed twice (keys {key!r} and another)")
+            if int(key) not in pngs:
+                result.labels_without_frame += 1
+                problems.reject(str(path), f"frame {key!r} has no PNG")
+                continue
             for dim in ("valence", "arousal"):  # whole numbers -10..10: never a bool, a string, 2.5
                 if type(e[dim]) is not int:
                     raise ValueError(f"{dim} must be a whole number in [-10, 10], got {e[dim]!r}")
@@ -60,16 +67,15 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
         except (ValueError, KeyError, TypeError) as err:
             problems.reject(str(path), f"bad entry {key!r}: {err}")
             continue
-        frames.append(int(key))
-        images.append(str(pngs[key]))
-        va.append(v)
-        lms.append(landmarks5_from_68(points))
-    result.frames_without_label += len(set(pngs) - set(entries))
-    if not frames:
+        rows[int(key)] = (str(pngs[int(key)]), v, landmarks5_from_68(points))
+    result.frames_without_label += len(set(pngs) - set(rows))
+    if not rows:
         return None
+    frames = sorted(rows)
+    images, va, lms = zip(*(rows[f] for f in frames))
     video = f"{clip.parent.name}_{clip.name}"
     return Job(source="afewva", video=video, subject=str(meta.get("actor", video)), split="train",
-               mode="landmarks", frames=np.array(frames), images=images,
+               mode="landmarks", frames=np.array(frames), images=list(images),
                va=np.array(va, dtype=np.float32), landmarks=np.array(lms, dtype=np.float32))
 
 

@@ -28,7 +28,7 @@ from pipeline.core.labels import (
     AFFWILD2_INVALID, AU_UNKNOWN, EXPR_NAMES, VA_NAMES, affwild2_au, affwild2_expr, affwild2_va, header_order,
 )
 from pipeline.core.schema import EXPRESSIONS, au_name, au_number
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
 
 #: Per release: the folder of each task's annotations, and of each split.
 LAYOUTS = {
@@ -99,6 +99,8 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
     out: dict[int, object] = {}
     for i, line in enumerate(lines[1:]):
         lineno = i + 2
+        if not_utf8(line, path, lineno, problems):
+            continue
         if not line.strip():
             problems.reject(str(path), "blank line", line=lineno)
             continue
@@ -179,6 +181,19 @@ def find_video(root: Path, video: str) -> Path | None:
     return None
 
 
+def crop_names(crops: Path, problems: Problems) -> dict[int, str]:
+    """0-based frame -> file name of a video's crops (``00012.jpg`` is frame 11; ``12.jpg``
+    too); any other file, or a frame's second file, is a counted skip."""
+    names = {}
+    for name in sorted(os.listdir(crops)):
+        stem = name[:-4]
+        if name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) > 0 and int(stem) - 1 not in names:
+            names[int(stem) - 1] = name
+        else:
+            problems.reject(str(crops / name), "not read: no frame image <NNNNN>.jpg, or a frame's second one")
+    return names
+
+
 def task_folders(ann: Path) -> list[tuple[str, Path, str]]:
     """(task, folder, split) of every annotation folder under ``ann``, in one release's
     layout; an error naming ``ann`` when it holds none, or both releases'."""
@@ -251,12 +266,12 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
         crops = root / "cropped_aligned" / video
         common = dict(source="affwild2", video=video, subject=video, split=split, side=side, aus=aus)
         if use_cropped_aligned and crops.is_dir():
-            present = np.array([int(name[:-4]) - 1 for name in os.listdir(crops)
-                                if name.endswith(".jpg") and name[:-4].isdigit()], dtype=np.int64)
+            names = crop_names(crops, problems)
+            present = np.fromiter(names, np.int64, len(names))
             keep = np.isin(frames, present)
             read_result.labels_without_frame += int((~keep).sum())
             read_result.frames_without_label += len(np.setdiff1d(present, labelled))
-            images = [str(crops / f"{f + 1:05d}.jpg") for f in frames[keep]]
+            images = [str(crops / names[f]) for f in frames[keep]]
             read_result.jobs.append(Job(**common, mode="aligned", frames=frames[keep], images=images,
                                         au=au[keep], expr=expr[keep], va=va[keep]))
         else:

@@ -7,6 +7,7 @@ and the unified labels of each frame. It never decodes video; the extraction sta
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,16 @@ log = logging.getLogger("mtaffect.sources")
 Mode = Literal["detect", "aligned", "landmarks", "boxes"]
 
 
+#: The value a reason quotes: ``'00012'``, or a tail ``, got 7``.
+_VALUE = re.compile(r"'[^']*'|\"[^\"]*\"|,? \b(got|found)\b.*$")
+
+
+def reason_kind(reason: str) -> str:
+    """A reason without the values it quotes, so that a thousand bad values of one kind are
+    one line of the summary: ``bad entry '7': valence ..., got 12`` -> ``bad entry …: valence ...``."""
+    return _VALUE.sub(lambda m: "" if m.group(1) else "…", reason)
+
+
 @dataclass
 class Problems:
     """Collects rejected rows and files: counted and logged, or raised (``on_error='fail'``)."""
@@ -40,11 +51,12 @@ class Problems:
         place = f"{where}:{line}" if line is not None else where
         if self.on_error == "fail":
             raise DataError(f"{place}: {reason}")
-        self.counts[reason] += n
-        self.events[reason] += 1
+        kind = reason_kind(reason)
+        self.counts[kind] += n
+        self.events[kind] += 1
         # Keep the first place of each reason so the report can point at a real example.
-        self.examples.setdefault(reason, place)
-        if self.events[reason] <= 3:  # the first few of every reason reach the user
+        self.examples.setdefault(kind, place)
+        if self.events[kind] <= 3:  # the first few of every reason reach the user, values and all
             rows = f" ({n} rows)" if n > 1 else ""
             log.warning("skipped %s%s: %s", place, rows, reason)
 
@@ -59,14 +71,28 @@ class Problems:
         return {r: {"count": int(c), "first": self.examples[r]} for r, c in sorted(self.counts.items())}
 
 
+#: What a byte that is not UTF-8 reads as: the parsers reject the line that holds it, so a
+#: damaged byte costs that line, not the whole file.
+NOT_UTF8 = "\ufffd"
+
+
 def read_text(path: Path, problems: Problems) -> str | None:
     """A text file as real ones come: a UTF-8 byte-order mark and Windows line ends are
-    fine; a file that cannot be read or decoded is a rejection naming it (None)."""
+    fine, bytes that are not UTF-8 read as :data:`NOT_UTF8`; a file that cannot be read is a
+    rejection naming it (None)."""
     try:
-        return Path(path).read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
+        return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as e:
         problems.reject(str(path), f"unreadable text file ({type(e).__name__}: {str(e)[:80]})")
         return None
+
+
+def not_utf8(line: str, path: Path, lineno: int, problems: Problems) -> bool:
+    """True, and the line rejected by its number, when it holds bytes that are not UTF-8."""
+    if NOT_UTF8 not in line:
+        return False
+    problems.reject(str(path), "bytes that are not UTF-8 (a damaged file?)", line=lineno)
+    return True
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.core.labels import AU_UNKNOWN, DISFA_AUS, disfa_to_au
 from pipeline.core.schema import au_name
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
 
 
 def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
@@ -28,14 +28,16 @@ def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
     while lines and not lines[-1].strip():  # a trailing blank line is only the end of the file
         lines.pop()
     for lineno, line in enumerate(lines, start=1):
+        if not_utf8(line, path, lineno, problems):
+            continue
         if not line.strip():
             problems.reject(str(path), "blank line (that frame's AU stays unknown)", line=lineno)
             continue
         try:
             cells = [c.strip() for c in line.split(",")]
-            if len(cells) < 2:
-                raise ValueError(f"expected 'frame,intensity', got {line.strip()!r}")
-            frame_s, value_s = cells[:2]  # further columns are not ours
+            if len(cells) != 2:  # a third column is another layout, not something to ignore
+                raise ValueError(f"expected frame,intensity, got {line.strip()!r}")
+            frame_s, value_s = cells
             frame, number = int(frame_s), float(value_s)
             if frame < 1:
                 raise ValueError(f"frame numbers start at 1, got {frame}")
@@ -43,7 +45,7 @@ def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
                 raise ValueError(f"intensity must be a whole number 0..5, got {value_s}")
             value = int(number)
             if frame - 1 in out:
-                raise ValueError(f"frame {frame} listed twice")
+                raise ValueError(f"a frame listed twice, got frame {frame}")
         except ValueError as e:
             problems.reject(str(path), f"bad DISFA line: {e}", line=lineno)
             continue

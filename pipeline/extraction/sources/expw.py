@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.labels import expw_to_expr
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
 
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
@@ -26,7 +26,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     result = SourceRead(jobs=[], problems=problems)
     text = read_text(label_file, problems)
     for lineno, line in enumerate((text or "").splitlines(), start=1):
-        if not line.strip():
+        if not line.strip() or not_utf8(line, label_file, lineno, problems):
             continue
         cells = line.split()
         try:
@@ -41,18 +41,18 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                 raise ValueError(f"the box {' '.join(cells[2:6])!r} is not four numbers (an image name with a "
                                  "space?)") from None
             if not all(abs(v) < 1e6 for v in (top, left, right, bottom)):
-                raise ValueError(f"the box {' '.join(cells[2:6])} is beyond any image")
+                raise ValueError(f"a box beyond any image, got {' '.join(cells[2:6])}")
             label = int(cells[7])
             expr = int(expw_to_expr([label])[0])
             if right <= left or bottom <= top:
-                raise ValueError(f"empty box top={top} left={left} right={right} bottom={bottom}")
+                raise ValueError(f"an empty box, got top={top} left={left} right={right} bottom={bottom}")
             if any(fid == face_id for fid, _, _ in by_image.get(name, [])):
-                raise ValueError(f"face {face_id} of {name} listed twice")
+                raise ValueError(f"a face listed twice, got face {face_id} of {name!r}")
         except ValueError as e:
             problems.reject(str(label_file), f"bad label line: {e}", line=lineno)
             continue
         if not (images_dir / name).exists():
-            problems.reject(str(label_file), f"image {name} missing", line=lineno)
+            problems.reject(str(label_file), f"image {name!r} missing", line=lineno)
             result.labels_without_frame += 1
             continue
         by_image.setdefault(name, []).append((face_id, [left, top, right, bottom], expr))

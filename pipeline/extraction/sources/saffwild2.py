@@ -22,7 +22,7 @@ import pyarrow.csv as pacsv
 
 from pipeline.core.labels import AFFWILD2_INVALID, AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.core.schema import ABAW2022, EXPRESSIONS
-from pipeline.extraction.sources.base import Job, Problems, SourceRead
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8
 
 SPLITS = {"training_set": "train", "validation_set": "val"}
 HEADER = ("image", "valence", "arousal", "expression", "aus")
@@ -44,7 +44,7 @@ def parse_row(line: str) -> tuple[str, int, np.ndarray, int, tuple[float, float]
         raise ValueError(f"image numbers start at 00001, got {cells[0]!r}")
     valence, arousal = float(cells[1]), float(cells[2])
     if (valence == AFFWILD2_INVALID["VA"]) != (arousal == AFFWILD2_INVALID["VA"]):
-        raise ValueError(f"valence {cells[1]} and arousal {cells[2]}: one is unknown (-5), the other not")
+        raise ValueError(f"one of valence and arousal is unknown (-5), the other not, got {cells[1]},{cells[2]}")
     if valence == AFFWILD2_INVALID["VA"]:
         valence = arousal = float("nan")
     elif not (-1 <= valence <= 1 and -1 <= arousal <= 1):
@@ -98,10 +98,10 @@ def read_clean(path: Path) -> pd.DataFrame | None:
 def read_lines(path: Path, problems: Problems) -> pd.DataFrame:
     """The good rows of a file read line by line, each bad one a rejection naming its line."""
     rows = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         f.readline()
         for lineno, line in enumerate(f, start=2):
-            if not line.strip():
+            if not line.strip() or not_utf8(line, path, lineno, problems):
                 continue
             try:
                 video, frame, aus, expr, (valence, arousal) = parse_row(line)
@@ -115,7 +115,7 @@ def read_lines(path: Path, problems: Problems) -> pd.DataFrame:
 
 def read_file(path: Path, problems: Problems) -> pd.DataFrame | None:
     try:
-        with open(path, encoding="utf-8-sig") as f:
+        with open(path, encoding="utf-8-sig", errors="replace") as f:
             header = f.readline()
         if tuple(c.strip().lower() for c in header.split(",")) != HEADER:
             problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1)
@@ -149,7 +149,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         raise FileNotFoundError(f"{root}: no usable annotation row")
     rows = pd.concat(tables, ignore_index=True)
     for _, row in rows[rows.duplicated(["video", "frame"])].iterrows():  # the first listing counts
-        problems.reject(row["file"], f"bad row: {row['video']}/{row['frame'] + 1:05d}.jpg listed twice",
+        problems.reject(row["file"], f"bad row: an image listed twice, got {row['video']}/{row['frame'] + 1:05d}.jpg",
                         line=int(row["line"]))
     rows = rows.drop_duplicates(["video", "frame"])
     au_columns = list(ABAW2022.aus)
