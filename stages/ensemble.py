@@ -62,7 +62,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     size, scale = p.extract.face_size, p.extract.template_scale
     alignment = {"size": size, "template_scale": scale, "template": template_points(size, scale).tolist(),
                  "detection": {"detect_size": p.extract.detect_size, "min_face": p.extract.min_face,
-                               "min_prob": p.extract.min_prob}}
+                               "min_prob": p.extract.min_prob, "block": p.extract.batch}}
     inputs = members | ({"build": index_dir or p.build.out} if e.au_thresholds == "tuned" else {})
     summary = save_bundle(out, members, thresholds, mode, alignment)
     write_json(report, summary)

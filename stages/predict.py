@@ -28,14 +28,12 @@ from stages.common import friendly_errors, use_threads
 @click.option("--detect-size", type=click.IntRange(min=48, max=4096), default=None,
               help="Long side, in pixels, of the picture the face detector sees (default: the extraction's, "
                    "from the bundle). Raise it for small faces in large photographs.")
-@click.option("--batch-size", "batch", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Frames per detection block and model batch.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
               help="CPU threads for the networks (more than the free cores slows a shared machine down).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, detect_size, batch, device,
+def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, detect_size, device,
         threads, quiet):
     """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
     image, or a folder (its videos one by one, its images as one table).
@@ -61,7 +59,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                                "frames and smooth over them already): leave --every and --smooth at 1")
     out_dir = check_out_option(out)
     target = OutputFolder(out_dir, "predict")
-    found, own = find_inputs(inputs, skip=target.own_files())
+    found, own, ignored = find_inputs(inputs, skip=target.own_files())
+    for line in ignored:
+        click.echo(line)
     if own:
         click.echo(f"{own} picture(s) or video(s) of the input folders are an earlier predict's outputs: "
                    "not predicted on")
@@ -72,11 +72,12 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
             if inp.kind != "video":
                 raise click.UsageError(f"{inp.path}: --temporal needs videos (images have no frame order); "
                                        "predict on the images without it")
-    settings = Settings(every=every, all_faces=all_faces, batch=batch, smooth=smooth, overlay=overlay,
+    settings = Settings(every=every, all_faces=all_faces, smooth=smooth, overlay=overlay,
                         timeline=not no_timeline, fmt=fmt, detect_size=detect_size)
     target.claim([p for inp in found for p in output_paths(inp, out_dir, settings).values()])
     dev = resolve_device(device)
     model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
+    settings.batch = model.detection["block"]  # the extraction's: the tracker's blocks shape its results
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".mtaffect-write-test"

@@ -8,7 +8,8 @@ from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from stages.export_abaw import cli
 
 
-def table(path, frames, faces, all_faces=False):
+def table(path, frames, faces, extra=None):
+    """``extra``: "face", a second face of the last frame (--all-faces); "copy", its row again."""
     rows = []
     for f, has in zip(frames, faces):
         row = {"frame": f, "file": None, "face": has, "track": 0 if has else -1,
@@ -16,8 +17,8 @@ def table(path, frames, faces, all_faces=False):
                "valence": f / 10 if has else None, "arousal": -f / 10 if has else None}
         row.update({a: (f + i) % 2 if has else None for i, a in enumerate(AU_NAMES)})
         rows.append(row)
-    if all_faces:
-        rows.append(dict(rows[-1]))
+    if extra:
+        rows.append(dict(rows[-1]) | ({"track": 1} if extra == "face" else {}))
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -38,12 +39,15 @@ def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_predic
     assert va[0] == "valence,arousal" and va[1:] == [f"{f / 10:.6f},{-f / 10:.6f}" for f in source]
 
 
-@pytest.mark.parametrize("frames, faces, all_faces, message", [
-    ([0, 1], [False, False], False, "no face in any frame"),
-    ([0, 1], [True, True], True, "several rows per frame"),
+@pytest.mark.parametrize("frames, faces, extra, message", [
+    ([0, 1], [False, False], None, "no face in any frame"),
+    ([0, 1], [True, True], "face", "v.csv: row 4: frame 1 again (first at row 3): ABAW wants one row per frame; "
+                                   "a table of every face (--all-faces): predict without it"),
+    ([0, 1], [True, True], "copy", "v.csv: row 4: frame 1 again (first at row 3): ABAW wants one row per frame; "
+                                   "the table was edited or joined?"),
 ])
-def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces, all_faces, message):
-    path = table(tmp_path / "v.csv", frames, faces, all_faces)
+def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces, extra, message):
+    path = table(tmp_path / "v.csv", frames, faces, extra)
     result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "sub").exists()

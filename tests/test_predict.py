@@ -140,6 +140,18 @@ def test_predictions_equal_the_extraction_and_ensemble_path_on_the_same_faces(pr
     np.testing.assert_allclose(ours["unc_AU"], ensemble["uncertainty_AU"], atol=1e-5)
 
 
+def test_the_tracking_block_is_the_extractions_from_the_bundle(bundle):
+    from pipeline.extraction.params import ExtractParams
+    from pipeline.predict.rows import DETECTION_DEFAULTS, alignment_of
+
+    info = torch.load(bundle, weights_only=True)
+    assert alignment_of(info)[2]["block"] == ExtractParams().batch == 16  # a bundle that does not say
+    assert {k: getattr(ExtractParams(), k) for k in ("detect_size", "min_face", "min_prob")} == {
+        k: v for k, v in DETECTION_DEFAULTS.items() if k != "block"}
+    info["alignment"]["detection"]["block"] = 5
+    assert alignment_of(info)[2]["block"] == 5
+
+
 def test_timeline_and_overlay_are_readable_pictures(predicted):
     out, rows = predicted
     png = cv2.imread(str(out / "clip.png"))
@@ -165,6 +177,8 @@ def test_a_photograph_gives_a_full_row_and_two_faces_two_rows(bundle, tmp_path):
     pair.mkdir()
     cv2.imwrite(str(pair / "two.png"), cv2.cvtColor(np.hstack([photo, photo[:, ::-1]]), cv2.COLOR_RGB2BGR))
     (pair / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (pair / "notes.txt").write_text("who is who")
+    (pair / "more").mkdir()
     result = run(tmp_path / "astronaut.png", pair, "--model", bundle, "--out", tmp_path / "out", "--quiet",
                  "--format", "parquet")
     assert result.exit_code == 0, result.output
@@ -174,6 +188,8 @@ def test_a_photograph_gives_a_full_row_and_two_faces_two_rows(bundle, tmp_path):
     assert two["file"].tolist() == ["two.png", "two.png"] and two["track"].tolist() == [0, 1]
     assert two["box_x1"].iloc[0] < 512 <= two["box_x1"].iloc[1]  # numbered from left to right
     assert "broken.jpg: cannot be decoded as an image; skipped" in result.output
+    assert (f"{pair}: not read: 1 subfolder(s) (not searched: give them as inputs), e.g. more; 1 other file(s), "
+            "e.g. notes.txt") in result.output
 
 
 def test_two_people_keep_their_track_ids(bundle, face, tmp_path):

@@ -30,7 +30,7 @@ class ExtractParams(Section):
 
     out: str = "data/faces"  #: shards and tables go to <out>/<source>/
     workers: Workers = 2  #: worker processes (work is split by video)
-    batch: Batch = 16  #: frames per MTCNN batch
+    batch: Batch = 16  #: frames per MTCNN batch and tracking block (predict uses the same, from the bundle)
     detect_size: Annotated[int, Field(ge=48, le=4096)] = 320  #: long side of the frame the detector sees
     min_face: Annotated[int, Field(ge=12, le=4096)] = 40  #: MTCNN min_face_size, in detector pixels
     min_prob: Fraction = 0.9  #: faces below this MTCNN probability are not kept

@@ -112,8 +112,9 @@ def _decode(cap, job: Job, params: ExtractParams, detector, res, emit) -> None:
         # shifted onto other frames.
         missing = len(wanted) - row
         res.labels_without_frame += missing
-        res.rejected.append((job.video_path, f"the video has {frame_no} frames but labels for {int(wanted[-1]) + 1}",
-                             None, missing))
+        where = f" ({job.labels_from}, frames {frame_no + 1}..{int(wanted[-1]) + 1})" if job.labels_from else ""
+        res.rejected.append((job.video_path, f"labels past the video's end: it has {frame_no} frames, the labels "
+                             f"go to frame {int(wanted[-1]) + 1}{where}", None, missing))
 
 
 def emit_detections(rows, frames, detections, params: ExtractParams, res, emit) -> None:

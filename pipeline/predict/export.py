@@ -45,9 +45,14 @@ def read_predictions(path: Path) -> pd.DataFrame:
     if rows["file"].notna().any() and (rows["file"].astype(str) != "").any():
         raise DataError(f"{path}: rows of images (a folder's table), not of a video's frames: ABAW submissions "
                         "are per video")
-    if rows["frame"].duplicated().any():
-        raise DataError(f"{path}: several rows per frame (--all-faces): ABAW wants one face per frame; "
-                        "predict without --all-faces")
+    twice = rows["frame"].duplicated()
+    if twice.any():
+        i = twice.idxmax()
+        first = rows.index[(rows["frame"] == rows["frame"][i]) & ~twice][0]
+        why = ("a table of every face (--all-faces): predict without it" if rows["track"].nunique() > 1
+               else "the table was edited or joined?")
+        raise DataError(f"{line(i)}: frame {rows['frame'][i]} again (first at {line(first).rsplit(': ', 1)[1]}): "
+                        f"ABAW wants one row per frame; {why}")
     face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
     if face.isna().any():
         i = face.isna().idxmax()

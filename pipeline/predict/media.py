@@ -29,12 +29,13 @@ class Input:
         return self.path.name if self.kind == "folder" else self.path.stem
 
 
-def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
+def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
     """Check every given path before any work: a video, an image, or a folder holding
     videos and/or images (each video of a folder is its own input; its images are one).
     Files of a folder that are in ``skip`` (an earlier predict's outputs) are left out;
-    returns the inputs and how many pictures or videos were left out so."""
-    found, skipped = [], 0
+    returns the inputs, how many pictures or videos were left out so, and a line per folder
+    on what else it holds and is not read (subfolders, other files)."""
+    found, skipped, ignored = [], 0, []
     for given in map(Path, paths):
         if not given.exists():
             raise DataError(f"{given}: no such file or folder")
@@ -42,6 +43,7 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
             entries = sorted(p for p in given.iterdir() if p.is_file())
             skipped += sum(p in skip and p.suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS) for p in entries)
             entries = [p for p in entries if p not in skip]
+            ignored += not_read(given, entries)
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not videos and not images:
@@ -57,7 +59,17 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int]:
         else:
             raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
-    return found, skipped
+    return found, skipped, ignored
+
+
+def not_read(folder: Path, files: list[Path]) -> list[str]:
+    """What of ``folder`` predict leaves alone, in a line (none when it reads everything)."""
+    media = (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS)
+    others = [p.name for p in files if p.suffix.lower() not in media]
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    parts = ([f"{len(subfolders)} subfolder(s) (not searched: give them as inputs), e.g. {subfolders[0]}"]
+             if subfolders else []) + ([f"{len(others)} other file(s), e.g. {others[0]}"] if others else [])
+    return [f"{folder}: not read: {'; '.join(parts)}"] if parts else []
 
 
 def _video(path: Path) -> Input:

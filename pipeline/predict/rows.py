@@ -37,7 +37,7 @@ SCHEMA = pa.schema(
     + [(f"p_{e}", pa.float32()) for e in EXPR_NAMES] + [("expression", pa.string())]
     + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
 #: what the extraction uses when a bundle does not say (the params.yaml defaults)
-DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9}
+DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9, "block": 16}
 
 
 def alignment_of(bundle: dict) -> tuple[int, float, dict]:

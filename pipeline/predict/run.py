@@ -28,7 +28,7 @@ from pipeline.extraction.tracking import FaceTracker, TrackIds
 class Settings:
     every: int = 1          # every N-th video frame
     all_faces: bool = False  # every face with a track id (default: the main face, one row per frame)
-    batch: int = 16         # frames per detection block (the extraction's block size)
+    batch: int = 16         # frames per detection block: the extraction's (the bundle's), never another
     smooth: int = 1         # centred moving average over this many (odd) frames of a video (1: off)
     overlay: bool = False   # write <name>_overlay.mp4
     timeline: bool = True   # write <name>.png for videos

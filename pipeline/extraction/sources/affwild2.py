@@ -264,7 +264,8 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
         n = len(frames)
         side = next((s for s in ("left", "right") if video.endswith(f"_{s}")), None)
         crops = root / "cropped_aligned" / video
-        common = dict(source="affwild2", video=video, subject=video, split=split, side=side, aus=aus)
+        common = dict(source="affwild2", video=video, subject=video, split=split, side=side, aus=aus,
+                      labels_from=str(ann / "*" / "*" / f"{video}.txt"))
         if use_cropped_aligned and crops.is_dir():
             names = crop_names(crops, problems)
             present = np.fromiter(names, np.int64, len(names))

@@ -118,6 +118,7 @@ class Job:
     boxes: np.ndarray | None = None  # float32 [n, 4] x1, y1, x2, y2 (mode boxes)
     landmarks: np.ndarray | None = None  # float32 [n, 5, 2] (mode landmarks)
     side: str | None = None  # "left"/"right": which person of a two-person video
+    labels_from: str = ""  # the label files, for messages about the labels (a glob when several)
 
     def __post_init__(self):
         n = len(self.frames)

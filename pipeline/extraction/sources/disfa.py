@@ -85,5 +85,6 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             result.labels_without_frame += len(frames)
             continue
         result.jobs.append(Job(source="disfa", video=sn, subject=sn, split="train", mode="detect",
-                               frames=frames, video_path=str(video), aus=tuple(map(au_name, DISFA_AUS)), au=au))
+                               frames=frames, video_path=str(video), aus=tuple(map(au_name, DISFA_AUS)), au=au,
+                               labels_from=str(labels_dir / sn / f"{sn}_au*.txt")))
     return result
