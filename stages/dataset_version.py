@@ -19,11 +19,15 @@ def cli(root, quiet):
     every file of the dataset at each `dvc status` (README, "Working with real data"). Run
     it again whenever the dataset changes: extraction refuses files that differ from it.
     """
-    from pipeline.extraction.dataset_version import write_version
+    from pipeline.extraction.dataset_version import unfollowed_links, write_version
 
     path = write_version(root, progress=not quiet)
+    links = unfollowed_links(root)
     record = json.loads(path.read_text())
     click.echo(f"{path}: {record['files']} files, sha256 {record['sha256'][:16]}...")
+    if links:
+        click.secho(f"warning: {len(links)} link(s) not followed (dangling, or to a folder: extraction does not "
+                    f"read through them either), e.g. {links[0]}", fg="yellow", err=True)
 
 
 if __name__ == "__main__":

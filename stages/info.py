@@ -78,7 +78,10 @@ def cli(files, as_json, check_inputs):
     from pipeline.core.info import find
 
     for path in files:
-        records = find(path)
+        records, damaged = find(path)
+        for unread in damaged:
+            click.secho(f"warning: {unread}: could not be read (a record of this file may be lost)", fg="yellow",
+                        err=True)
         if as_json:
             click.echo(json.dumps({path: [rec for _, rec in records]}, indent=2))
             continue

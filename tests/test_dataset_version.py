@@ -61,6 +61,15 @@ def test_version_that_does_not_fit_the_data_is_refused(dataset, tmp_path):
     path = write_version(dataset)
     with pytest.raises(DataError, match=r"disfa: its files differ from those .*disfa.version.json was written for"):
         check_version(dataset, path, digest(dataset) + "0")  # the files read are not those described
+    label = dataset / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+    for f in (*dataset.rglob("*.*"), path):  # the data long ago, then the version, then an edit
+        os.utime(f, ns=(1, 1) if f != path else (2, 2))
+    label.write_text("1,0\n2,5\n")
+    with pytest.raises(DataError, match=rf"\(1 modified since, e.g. {label}; if the change is meant"):
+        check_version(dataset, path, digest(dataset))
+    (dataset / "extra.txt").write_text("x")
+    with pytest.raises(DataError, match=r"\(3 files now, 2 then; "):
+        check_version(dataset, path, digest(dataset))
     other = tmp_path / "data" / "expw"
     other.mkdir()
     with pytest.raises(DataError, match=r"disfa.version.json: is the version of .*disfa, not of .*expw"):
@@ -97,10 +106,14 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
 
     from stages.cli import main
 
+    (dataset / "loop").symlink_to(dataset)  # a link loop: not walked around forever
+    (dataset / "gone.txt").symlink_to(dataset / "absent.txt")
     result = CliRunner().invoke(main, ["dataset-version", str(dataset)])
     assert result.exit_code == 0, result.output
     path = version_path(dataset)
     assert f"{path}: 2 files, sha256 {independent_digest(dataset)[:16]}" in result.output
+    assert (f"warning: 2 link(s) not followed (dangling, or to a folder: extraction does not read through them "
+            f"either), e.g. {dataset / 'gone.txt'}") in result.output
     check_version(dataset, path, independent_digest(dataset))
 
 

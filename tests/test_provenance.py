@@ -102,13 +102,13 @@ def project(tmp_path, monkeypatch):
 
 def test_a_file_finds_the_record_of_the_run_that_wrote_it_and_a_bundle_its_members(tmp_path, monkeypatch):
     rec = project(tmp_path, monkeypatch)
-    assert [r for _, r in find("reports/ensemble.json")] == [rec]
-    found = find(tmp_path / "models" / "ensemble.pt")
+    assert [r for _, r in find("reports/ensemble.json")[0]] == [rec]
+    found, _ = find(tmp_path / "models" / "ensemble.pt")
     assert [r["stage"] for _, r in found] == ["ensemble", "train_student"]  # the bundle's own, then its member's
     elsewhere = tmp_path / "copied" / "ensemble.pt"  # a copy, found by its SHA-256
     elsewhere.parent.mkdir()
     elsewhere.write_bytes((tmp_path / "models" / "ensemble.pt").read_bytes())
-    assert [r["stage"] for _, r in find(elsewhere)][0] == "ensemble"
+    assert [r["stage"] for _, r in find(elsewhere)[0]][0] == "ensemble"
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -126,6 +126,20 @@ def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, monkeypatch, na
     os.mkfifo(tmp_path / "pipe.pt")
     fifo = CliRunner().invoke(cli, [str(tmp_path / "pipe.pt")])
     assert fifo.exit_code != 0 and "not a regular file" in fifo.output
+
+
+def test_info_warns_of_a_damaged_record_and_names_it_when_nothing_is_found(tmp_path, monkeypatch):
+    from stages.info import cli
+
+    project(tmp_path, monkeypatch)
+    record = tmp_path / "provenance" / "ensemble.json"
+    record.write_text(record.read_text()[:40])  # cut short
+    result = CliRunner().invoke(cli, ["models/students/s1.pt"])
+    assert result.exit_code == 0 and "stage   train_student" in result.output
+    assert f"warning: {record} (" in result.output and "could not be read" in result.output
+    lost = CliRunner().invoke(cli, ["reports/ensemble.json"])
+    assert lost.exit_code != 0 and "Traceback" not in lost.output
+    assert f"1 record(s) could not be read, e.g. {record} (" in lost.output
 
 
 def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):

@@ -21,16 +21,20 @@ def _record_folders(path: Path) -> list[Path]:
     return found
 
 
-def _records(folders: list[Path]):
-    """(file, record) of every readable record in ``folders``."""
+def _records(folders: list[Path], damaged: list[str]):
+    """(file, record) of every readable record in ``folders``; each file that is none goes
+    to ``damaged`` as ``file (why)``."""
     for folder in folders:
         for file in sorted(folder.rglob("*.json")):
             try:
                 rec = json.loads(file.read_text())
-            except (ValueError, OSError):
+            except (ValueError, OSError) as e:
+                damaged.append(f"{file} ({str(e).splitlines()[0][:80]})")
                 continue
             if isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("outputs"), dict):
                 yield file, rec
+            else:
+                damaged.append(f"{file} (not a provenance record of format {FORMAT})")
 
 
 def resolve(record_file: Path, path: str) -> Path:
@@ -38,11 +42,12 @@ def resolve(record_file: Path, path: str) -> Path:
     return (record_file.parent / path).resolve()
 
 
-def find(path: str | Path) -> list[tuple[Path, dict]]:
+def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     """The records of the stage runs that wrote ``path`` (as the output they name, inside a
     folder they wrote, or a copy of one of their files, found by its SHA-256); for a model
     bundle, then its members'. Records are looked for in the ``provenance/`` folders of
-    the projects around the file and around the working directory."""
+    the projects around the file and around the working directory. Also returns the
+    record files that could not be read (``file (why)``): one of them may have named it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -50,7 +55,8 @@ def find(path: str | Path) -> list[tuple[Path, dict]]:
         raise DataError(f"{path}: not a regular file")
     target, sha = path.resolve(), file_sha256(path)
     folders = _record_folders(path)
-    records = list(_records(folders))
+    damaged: list[str] = []
+    records = list(_records(folders, damaged))
 
     def wrote(rec_file, rec, wanted=None, digest=None):
         for out in rec["outputs"].values():
@@ -64,10 +70,12 @@ def find(path: str | Path) -> list[tuple[Path, dict]]:
         [(f, r) for f, r in records if wrote(f, r, digest=sha)]
     if not found:
         where = ", ".join(str(f) for f in folders) or "no provenance/ folder around it or the working directory"
-        raise DataError(f"{path}: no provenance record names it (looked in {where}); was it written by a stage?")
+        unread = f"; {len(damaged)} record(s) could not be read, e.g. {damaged[0]}" if damaged else ""
+        raise DataError(f"{path}: no provenance record names it (looked in {where}{unread}); was it written by "
+                        "a stage?")
     for member in _bundle_members(path):
         found += [(f, r) for f, r in records if wrote(f, r, digest=member) and (f, r) not in found]
-    return found
+    return found, damaged
 
 
 def _bundle_members(path: Path) -> list[str]:

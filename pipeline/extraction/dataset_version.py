@@ -51,6 +51,12 @@ def write_version(root: str | Path, progress: bool = False) -> Path:
     return path
 
 
+def unfollowed_links(root: str | Path) -> list[Path]:
+    """The links below ``root`` that no digest follows: dangling, or to a folder (never
+    descended into, so a link loop is no endless walk)."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_symlink() and not p.is_file())
+
+
 def _version_record(path: Path) -> dict | None:
     """The version file's content, or None when the file is something else."""
     try:
@@ -87,8 +93,19 @@ def check_version(root: str | Path, version: str | Path, root_digest: str) -> No
     if sha256 != root_digest:
         again = ("dvc repro --force synth" if Path(root).resolve().parent == version.resolve().parent
                  and (version.parent / "synth.json").exists() else f"mtaffect dataset-version {root}")
-        raise DataError(f"{root}: its files differ from those {version} was written for (edited since? if the "
-                        f"change is meant, write the version again: {again})")
+        raise DataError(f"{root}: its files differ from those {version} was written for "
+                        f"({_what_changed(root, version, record)}; if the change is meant, write the version "
+                        f"again: {again})")
+
+
+def _what_changed(root: Path, version: Path, record: dict) -> str:
+    """A hint at the edit: the file count, or a file modified after the version was written."""
+    files = folder_files(root)
+    if record.get("files") != len(files):
+        return f"{len(files)} files now, {record.get('files')} then"
+    written = version.stat().st_mtime_ns
+    newer = [f for f in files if f.stat().st_mtime_ns > written]
+    return f"{len(newer)} modified since, e.g. {newer[0]}" if newer else "as many files, edited in place"
 
 
 def _stat(path: Path) -> tuple[int, int]:
