@@ -130,7 +130,10 @@ def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
     (tmp_path / ".dvc" / "tmp" / "rwlock").write_text('{"read": {')
     done = repair(tmp_path)
     assert len(done) == 2 and not (tmp_path / "dvc.lock").exists() and not (tmp_path / ".dvc/tmp/rwlock").exists()
-    assert (tmp_path / ".dvc" / "tmp" / "dvc.lock.torn").exists()
+    assert (tmp_path / ".dvc" / "tmp" / "dvc.lock.torn").read_text() == torn
+    (tmp_path / "dvc.lock").write_text(torn[:-10])  # torn again: the first one is kept
+    assert "moved to" in repair(tmp_path)[0] and (tmp_path / ".dvc" / "tmp" / "dvc.lock.torn").read_text() == torn
+    assert (tmp_path / ".dvc" / "tmp" / "dvc.lock.torn.2").read_text() == torn[:-10]
 
 
 def test_a_lock_cut_at_the_end_of_a_line_is_caught(tmp_path):

@@ -83,6 +83,10 @@ def repair(project: str | Path = ".") -> list[str]:
         committed = _from_git(project)
         aside = project / ".dvc" / "tmp" / "dvc.lock.torn"
         aside.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while aside.exists():  # an earlier repair's: kept
+            n += 1
+            aside = aside.with_name(f"dvc.lock.torn.{n}")
         lock.replace(aside)
         if committed is not None and lock_problem(committed) is None:
             write_text(lock, committed)
