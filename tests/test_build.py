@@ -289,6 +289,27 @@ def test_damaged_frame_tables_are_one_line_each_and_pandas_strings_are_fine(face
     assert not (tmp_path / "c").exists()  # refused before anything was written
 
 
+def test_a_build_interrupted_while_writing_leaves_the_earlier_indexes_whole(faces_dir, tmp_path, monkeypatch):
+    from pipeline.core.tables import FrameTableWriter
+
+    out = tmp_path / "build"
+    build(faces_dir, out, BuildParams())
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    closed = []
+
+    def close_then_stop(self, close=FrameTableWriter.close):
+        close(self)
+        closed.append(self)
+        if len(closed) == 2:  # Ctrl-C with two of the four new indexes written
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(FrameTableWriter, "close", close_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        build(faces_dir, out, BuildParams(au_balance=False))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".build*"))  # nothing aside left
+
+
 def test_the_build_never_replaces_a_file_it_did_not_write(faces_dir, tmp_path):
     out = tmp_path / "build"
     build(faces_dir, out, BuildParams())

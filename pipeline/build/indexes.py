@@ -35,6 +35,7 @@ from pipeline.build import balance
 from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
+from pipeline.core.fileio import check_output_folder, replacing_folder, temp_path
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS
 from pipeline.build.selection import (LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths,
                                       qualified, scan_splits, schema_report, selections)
@@ -216,13 +217,14 @@ def relative_shards(shards: pa.Array, table_folder: Path, out: Path) -> pa.Array
 
 
 def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits: Splits, weights: Weights,
-                  out: Path) -> None:
-    """Stream the selected rows of every batch, with their weights, into the four indexes.
+                  out: Path, work: Path) -> None:
+    """Stream the selected rows of every batch, with their weights, into the four indexes
+    of the folder ``out``, written in the folder ``work`` (shard paths relative to ``out``).
 
     The writers' row groups have a fixed size, so the bytes depend on the rows only; if
     anything fails, no index is left behind.
     """
-    writers = {o: FrameTableWriter(out / f"{INDEX_NAMES[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
+    writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
     au_at = 0
     try:
         tables = dict(zip(sources, files))
@@ -261,7 +263,9 @@ def input_tables(faces_dir: str | Path, p: BuildParams) -> dict[str, Path]:
 
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     """Write the three training indexes and the validation index; return the report."""
-    check_own_tables(out, [f"{n}.parquet" for n in INDEX_NAMES.values()], INDEX_SCHEMA)
+    names = [f"{n}.parquet" for n in INDEX_NAMES.values()]
+    check_own_tables(out, names, INDEX_SCHEMA)
+    check_output_folder(out, f"{INDEX_NAMES['val']}.parquet", own=[*names, *(temp_path(n).name for n in names)])
     tables = input_tables(faces_dir, p)
     sources, files = list(tables), list(tables.values())
     splits = scan_splits(files)
@@ -287,7 +291,10 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
         if val_counts[task] == 0:
             warnings.append(f"validation set has no {task} label: {task} metrics will be reported as missing")
     # Everything is checked before the first file is written: a failed build writes nothing.
-    write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out))
+    # The four written aside, then swapped in at once: an interrupted build leaves the
+    # earlier four as they were, never a mix.
+    with replacing_folder(out) as work:
+        write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out), work)
     return {
         "sources": sources,
         "label_schema": schema_report(files, sources),
