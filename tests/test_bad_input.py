@@ -213,6 +213,7 @@ def test_real_files_bom_windows_line_ends_extra_columns(data, tmp_path, caplog):
         result = run(tmp_path, "extract", "--source", source, "--out", str(out), "--quiet")
         assert result.exit_code == 0 and "skipped" not in caplog.text, caplog.text
         labels_on_their_frames(out, data)
+    assert "label lines carry columns after frame,intensity, not read (first: " in caplog.text  # said, not silent
 
 
 def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path, caplog):

@@ -306,10 +306,11 @@ def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
         disfa.read(root, Problems(on_error="fail"))
     p = Problems()
     res = disfa.read(root, p)
-    assert res.jobs[0].frames.tolist() == [0, 3]  # 7 and 1.9 (never rounded to 1) skipped; 2.0 is 2
-    assert res.jobs[0].au[:, 0].tolist() == [0, 1]
+    assert res.jobs[0].frames.tolist() == [0, 3, 4]  # 7 and 1.9 (never rounded to 1) skipped; 2.0 is 2
+    assert res.jobs[0].au[:, 0].tolist() == [0, 1, 0]
     assert sum(c for r, c in p.counts.items() if "whole number" in r) == 2
-    assert p.examples["bad DISFA line: expected frame,intensity"].endswith("SN002_au1.txt:5")  # a third column
+    assert "1 label lines carry columns after frame,intensity, not read (first: " in res.notes[0]
+    assert res.notes[0].endswith("SN002_au1.txt:5)")
 
 
 # --- ExpW ---------------------------------------------------------------------------

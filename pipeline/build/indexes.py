@@ -18,8 +18,8 @@ The frame tables are streamed three times, one record batch at a time:
 3. ``write_indexes``: the selected rows with their weights, looked up per class, per VA
    cell or, for AU, from ML-ROS's clone counts.
 
-Memory holds a batch, a row group per index being written and the AU codes and clone
-counts (9 bytes per AU frame: ML-ROS needs all at once), whatever the data set's size.
+Memory holds a batch, a row group per index and the AU codes and clone counts (9 bytes
+per AU frame: ML-ROS needs all at once), whatever the data set's size.
 """
 from __future__ import annotations
 
@@ -219,11 +219,8 @@ def relative_shards(shards: pa.Array, table_folder: Path, out: Path) -> pa.Array
 def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits: Splits, weights: Weights,
                   out: Path, work: Path) -> None:
     """Stream the selected rows of every batch, with their weights, into the four indexes
-    of the folder ``out``, written in the folder ``work`` (shard paths relative to ``out``).
-
-    The writers' row groups have a fixed size, so the bytes depend on the rows only; if
-    anything fails, no index is left behind.
-    """
+    of the folder ``out``, written in ``work`` (shard paths relative to ``out``). The row
+    groups have a fixed size, so the bytes depend on the rows only."""
     writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
     au_at = 0
     try:
@@ -270,12 +267,8 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     sources, files = list(tables), list(tables.values())
     splits = scan_splits(files)
     counts = scan_tasks(files, sources, p, splits)
-    split_report = {
-        "train_videos": len(splits.train_videos),
-        "val_videos": len(splits.val_videos),
-        "overlap_frames_dropped": counts.leaked,
-        "overlap_videos": sorted(counts.leaked_videos),
-    }
+    split_report = {"train_videos": len(splits.train_videos), "val_videos": len(splits.val_videos),
+                    "overlap_frames_dropped": counts.leaked, "overlap_videos": sorted(counts.leaked_videos)}
     if counts.leaked:
         log.warning("%d training frames share a video or subject with validation: dropped", counts.leaked)
 
@@ -291,9 +284,7 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
         if val_counts[task] == 0:
             warnings.append(f"validation set has no {task} label: {task} metrics will be reported as missing")
     # Everything is checked before the first file is written: a failed build writes nothing.
-    # The four written aside, then swapped in at once: an interrupted build leaves the
-    # earlier four as they were, never a mix.
-    with replacing_folder(out) as work:
+    with replacing_folder(out) as work:  # swapped in at once: interrupted, the earlier four stay
         write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out), work)
     return {
         "sources": sources,

@@ -76,6 +76,8 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     started = time.perf_counter()
     read = DatasetRead.start(root)
     source = read_source(kind, root, problems, params, annotations)
+    for note in source.notes:
+        log.warning("%s: %s", name, note)
     total = sum(len(j) for j in source.jobs)
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")

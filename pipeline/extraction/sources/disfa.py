@@ -18,8 +18,9 @@ from pipeline.core.schema import au_name
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
 
 
-def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
-    """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``."""
+def parse_au_file(path: Path, problems: Problems, extra: list[str] | None = None) -> dict[int, int]:
+    """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``,
+    the places of lines with columns after ``frame,intensity`` (ignored) to ``extra``."""
     out: dict[int, int] = {}
     text = read_text(path, problems)
     if text is not None and not text.strip():
@@ -35,9 +36,11 @@ def parse_au_file(path: Path, problems: Problems) -> dict[int, int]:
             continue
         try:
             cells = [c.strip() for c in line.split(",")]
-            if len(cells) != 2:  # a third column is another layout, not something to ignore
+            if len(cells) < 2:
                 raise ValueError(f"expected frame,intensity, got {line.strip()!r}")
-            frame_s, value_s = cells
+            if len(cells) > 2 and extra is not None:  # further columns are not ours: said, not silent
+                extra.append(f"{path}:{lineno}")
+            frame_s, value_s = cells[:2]
             frame, number = int(frame_s), float(value_s)
             if frame < 1:
                 raise ValueError(f"frame numbers start at 1, got {frame}")
@@ -62,12 +65,13 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     if not subjects:
         raise FileNotFoundError(f"{labels_dir}: no subject folders")
     result = SourceRead(jobs=[], problems=problems)
+    extra: list[str] = []
     for sn in subjects:
         per_au: dict[int, dict[int, int]] = {}
         for au in DISFA_AUS:
             path = labels_dir / sn / f"{sn}_au{au}.txt"
             if path.exists():
-                per_au[au] = parse_au_file(path, problems)
+                per_au[au] = parse_au_file(path, problems, extra)
             else:
                 problems.reject(str(path), "AU label file missing (that AU stays unknown)")
         frames = np.array(sorted(set().union(*(set(d) for d in per_au.values()))), dtype=np.int32)
@@ -87,4 +91,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         result.jobs.append(Job(source="disfa", video=sn, subject=sn, split="train", mode="detect",
                                frames=frames, video_path=str(video), aus=tuple(map(au_name, DISFA_AUS)), au=au,
                                labels_from=str(labels_dir / sn / f"{sn}_au*.txt")))
+    if extra:
+        result.notes.append(f"{len(extra)} label lines carry columns after frame,intensity, not read (first: "
+                            f"{extra[0]})")
     return result
