@@ -30,8 +30,9 @@ from stages.common import provenance_option, friendly_errors, load, params_optio
 def cli(params_path, source, root, out, report, workers, on_error, quiet, provenance_path):
     """Find, align (112x112) and store every face of one source, with its labels.
 
-    Writes HDF5 face shards, frames.parquet (one row per face, unified labels, unknown
-    as -1/NaN) and extract.json (counts of what was read, written, skipped and why).
+    Writes HDF5 face shards, frames.parquet (one row per face: every AU the source labels,
+    the expression among 8 classes with Other, valence/arousal; unknown as -1/NaN) and
+    extract.json (counts of what was read, written, skipped and why).
     """
     from pipeline.extraction.dataset_version import check_version
     from pipeline.extraction.extract import extract

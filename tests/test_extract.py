@@ -170,3 +170,26 @@ def test_missing_and_empty_sources(tmp_path):
     (tmp_path / "empty" / "label" / "label.lst").write_text("")
     with pytest.raises(FileNotFoundError, match="no usable face"):
         extract("expw", tmp_path / "empty", tmp_path / "out", ExtractParams(), progress=False)
+
+
+def test_an_affectnet_file_list_is_extracted_with_its_labels_on_their_images(tmp_path):
+    from test_sources import AFFECTNET_HEADER, affectnet_row
+
+    from pipeline.core.schema import EXPRESSIONS
+
+    root = tmp_path / "affectnet"
+    rng = np.random.default_rng(0)
+    for name in ("1/a.jpg", "1/b.jpg"):
+        (root / "Manually_Annotated_Images" / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "Manually_Annotated_Images" / name), rng.integers(0, 255, (120, 100, 3), np.uint8))
+    lists = root / "Manually_Annotated_file_lists"
+    lists.mkdir()
+    (lists / "training.csv").write_text("\n".join([AFFECTNET_HEADER, affectnet_row("1/b.jpg", 7, 0.5, -0.5),
+                                                    affectnet_row("1/a.jpg", 2, -2, -2)]) + "\n")
+    report = extract("affectnet", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert report["faces_written"] == 2 and report["rows_rejected"] == {}
+    frames = read_frames(tmp_path / "out" / "frames.parquet")
+    assert frames["video"].tolist() == ["train-1", "train-1"] and [EXPRESSIONS[e] for e in frames["expr"]] == [
+        "Sadness", "Other"]  # a (code 2), b (Contempt)
+    assert frames["valence"].isna().tolist() == [True, False] and frames["arousal"].iloc[1] == -0.5
+    assert not [c for c in frames if c.startswith("AU")]  # AffectNet labels no AU

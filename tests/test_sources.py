@@ -2,15 +2,16 @@
 included. None of these files comes from the synthetic generator."""
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.extraction.sources import affwild2, afewva, disfa, expw, saffwild2, unlabelled
+from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.core.errors import DataError
-from pipeline.core.schema import ABAW2020, ABAW2022
+from pipeline.core.schema import ABAW2020, ABAW2022, EXPRESSIONS
 from pipeline.extraction.sources.base import Problems
 
 
@@ -395,6 +396,84 @@ def test_afewva_out_of_range_value(tmp_path):
                                                                "landmarks": landmarks68()}}}))
     with pytest.raises(DataError, match=r"001.json: bad entry '00000'.*\[-10, 10\]"):
         afewva.read(tmp_path / "afewva", Problems(on_error="fail"))
+
+
+# --- AffectNet ----------------------------------------------------------------------
+
+AFFECTNET_HEADER = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal"
+
+
+def affectnet_row(name, code, valence, arousal, points=None):
+    points = landmarks68() if points is None else points
+    return f"{name},10,10,80,80,{';'.join(f'{v:g}' for p in points for v in p)},{code},{valence},{arousal}"
+
+
+def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path):
+    root = tmp_path / "affectnet"
+    for name in ("689/b.jpg", "689/a.jpg", "12/c.png", "12/d.jpg", "689/v.jpg"):
+        jpg(root / "Manually_Annotated_Images" / name)
+    write(root / "Manually_Annotated_file_lists/training.csv", "\n".join([
+        AFFECTNET_HEADER,
+        affectnet_row("689/b.jpg", 1, 0.5, -0.25),   # Happiness
+        affectnet_row("689/a.jpg", 7, -2, -2),       # Contempt: Other, VA unknown
+        affectnet_row("12/c.png", 8, 0.1, 0.2),      # None: expression unknown, VA known
+        affectnet_row("12/d.jpg", 10, -2, -2),       # No-Face: counted skip
+        affectnet_row("12/e.jpg", 0, 0, 0),          # image missing
+        affectnet_row("12/f.jpg", 9, -2, -2),        # Uncertain and no VA: nothing to learn
+        affectnet_row("12/g.jpg", 3, 1.5, 0),        # VA out of range
+        affectnet_row("12/h.jpg", 3, 0, 0, landmarks68()[:67]),  # 67 points
+        affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,80,80,", 1),  # box beyond 112x112
+    ]) + "\n")
+    write(root / "Manually_Annotated_file_lists/validation.csv",
+          AFFECTNET_HEADER + "\n" + affectnet_row("689/v.jpg", 6, 0, 0.5) + "\n")
+    p = Problems()
+    res = affectnet.read(root, p)
+    jobs = {j.video: j for j in res.jobs}
+    assert sorted(jobs) == ["train-12", "train-689", "val-689"]  # train and val never share a video
+    happy_other = jobs["train-689"]
+    assert [Path(i).name for i in happy_other.images] == ["a.jpg", "b.jpg"] and happy_other.frames.tolist() == [0, 1]
+    assert [EXPRESSIONS[e] for e in happy_other.expr] == ["Other", "Happiness"]
+    assert np.isnan(happy_other.va[0]).all() and happy_other.va[1].tolist() == [0.5, -0.25]
+    assert happy_other.mode == "landmarks" and happy_other.aus == () and happy_other.split == "train"
+    np.testing.assert_allclose(happy_other.landmarks[0], [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
+    none = jobs["train-12"]
+    assert none.expr.tolist() == [-1] and none.va.tolist() == [[pytest.approx(0.1), pytest.approx(0.2)]]
+    assert jobs["val-689"].split == "val" and jobs["val-689"].expr.tolist() == [EXPRESSIONS.index("Anger")]
+    assert res.labels_without_frame == 1 and res.invalid_label_rows == 1
+    reasons = {r: v["first"].rsplit(":", 1)[1] for r, v in p.as_dict().items()}
+    assert reasons == {"bad row: No-Face (code 10): no face to learn from": "5",
+                       "image … missing": "6",
+                       "bad row: valence/arousal must be in [-1, 1] or -2": "8",
+                       "bad row: landmarks must be 68 distinct finite (x, y) points": "9",
+                       "bad row: the face box lies outside the 112x112 image": "10"}, reasons
+    assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
+
+
+def test_affectnet_per_image_annotations(tmp_path):
+    root = tmp_path / "affectnet"
+    for split, ids in (("train_set", ("2", "1", "3")), ("val_set", ("9",))):
+        for i in ids:
+            jpg(root / split / "images" / f"{i}.jpg")
+            notes = root / split / "annotations"
+            notes.mkdir(parents=True, exist_ok=True)
+            np.save(notes / f"{i}_exp.npy", np.array({"1": "7", "2": "2", "3": "10", "9": "0"}[i]))  # strings, as shipped
+            np.save(notes / f"{i}_val.npy", np.array("-0.5"))
+            np.save(notes / f"{i}_aro.npy", np.array("0.25"))
+            if i != "2":
+                np.save(notes / f"{i}_lnd.npy", np.array(landmarks68(), dtype=np.float64).reshape(-1))
+    p = Problems()
+    res = affectnet.read(root, p)
+    jobs = {j.video: j for j in res.jobs}
+    assert sorted(jobs) == ["train-0000", "val-0000"]
+    train = jobs["train-0000"]
+    assert [Path(i).name for i in train.images] == ["1.jpg"] and [EXPRESSIONS[e] for e in train.expr] == ["Other"]
+    assert train.va.tolist() == [[-0.5, 0.25]]
+    assert {r: v["first"] for r, v in p.as_dict().items()} == {
+        "bad annotation: No-Face (code 10): no face to learn from": str(root / "train_set/annotations/3_*.npy"),
+        "annotation file missing (that image is not read)": str(root / "train_set/annotations/2_lnd.npy")}
+    assert res.frames_without_label == 1 and jobs["val-0000"].expr.tolist() == [0]
+    with pytest.raises(FileNotFoundError, match="not an AffectNet layout"):
+        affectnet.read(tmp_path / "elsewhere", Problems())
 
 
 # --- unlabelled ---------------------------------------------------------------------

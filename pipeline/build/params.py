@@ -5,9 +5,9 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
-from pipeline.core.params import Count, Index, NonNegative, Section
+from pipeline.core.params import SOURCE_KINDS, Count, Index, NonNegative, Section
 
-Source = Literal["affwild2", "saffwild2", "disfa", "expw", "afewva"]
+Source = Literal[SOURCE_KINDS]
 Positive = Annotated[float, Field(gt=0)]
 
 

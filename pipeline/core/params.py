@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.core.errors import ParamsError
 from pipeline.core.validation import load_yaml, read_text, reject_unknown, require, validate
 
-SOURCE_KINDS = ("affwild2", "saffwild2", "disfa", "expw", "afewva")
+SOURCE_KINDS = ("affwild2", "saffwild2", "disfa", "expw", "afewva", "affectnet")
 MAX_THREADS = 1024
 #: Every top-level key of params.yaml (the schemas are checked against it: tests/test_params.py).
 TOP_LEVEL = ("threads", "sources", "synth", "extract", "build", "teacher", "soft_labels", "student", "students",

@@ -31,7 +31,7 @@ from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
 from pipeline.core.labels import AU_UNKNOWN
-from pipeline.extraction.sources import affwild2, afewva, disfa, expw, saffwild2, unlabelled
+from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
 from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
 from pipeline.core.shards import ShardWriter
@@ -43,11 +43,11 @@ FORMAT_VERSION = 1
 
 def read_source(kind: str, root: str | Path, problems: Problems, params: ExtractParams,
                 annotations: str | None = None) -> SourceRead:
-    """The jobs of one dataset (``kind``: affwild2, disfa, expw, afewva or input)."""
+    """The jobs of one dataset (``kind``: a source kind of the params, or input)."""
     if kind == "affwild2":
         return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned, annotations=annotations)
     readers = {"saffwild2": saffwild2.read, "disfa": disfa.read, "expw": expw.read, "afewva": afewva.read,
-               "input": unlabelled.read}
+               "affectnet": affectnet.read, "input": unlabelled.read}
     if kind not in readers:
         raise ValueError(f"unknown source kind {kind!r}: use affwild2, {', '.join(readers)}")
     return readers[kind](root, problems)

@@ -1,0 +1,165 @@
+"""AffectNet: expression and valence/arousal of the same image, in either of its two layouts.
+
+- The manually annotated release: ``Manually_Annotated_file_lists/training.csv`` and
+  ``validation.csv`` (header ``subDirectory_filePath,face_x,face_y,face_width,face_height,
+  facial_landmarks,expression,valence,arousal``; 68 landmarks as ``x1;y1;...``) over
+  ``Manually_Annotated_Images/<subDirectory_filePath>``.
+- The per-image release: ``train_set/images/<id>.jpg`` (and ``val_set``) with
+  ``annotations/<id>_exp.npy``, ``_val.npy``, ``_aro.npy`` and ``_lnd.npy``.
+
+Expression codes: 0 Neutral, 1 Happiness, 2 Sadness, 3 Surprise, 4 Fear, 5 Disgust, 6 Anger,
+7 Contempt (Other here: the 2022 schemas' eighth class, unknown under abaw2020), 8 None and
+9 Uncertain (unknown), 10 No-Face (a counted skip). Valence/arousal -2: unknown. The 68
+landmarks give the alignment directly, as AFEW-VA's do (docs/formats.md).
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.schema import EXPRESSIONS, UNKNOWN
+from pipeline.extraction.align import landmarks5_from_68
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
+
+#: AffectNet's codes 0..9 as expression codes of the frame tables (None, Uncertain: unknown).
+TO_EXPR = tuple(EXPRESSIONS.index(n) for n in ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust",
+                                               "Anger", "Other")) + (UNKNOWN, UNKNOWN)
+NO_FACE = 10
+VA_UNKNOWN = -2.0
+CSV_FILES = {"training": "train", "validation": "val"}
+NPY_SETS = {"train_set": "train", "val_set": "val"}
+HEADER = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
+          "expression", "valence", "arousal")
+CHUNK = 1000  # images per job of the per-image layout (its files have no folders to group by)
+
+
+def labels(code: float, valence: float, arousal: float, points) -> tuple[int, tuple[float, float], np.ndarray]:
+    """(expression code, (valence, arousal), five points) of one image, unknowns unknown;
+    ValueError saying what is wrong (No-Face included)."""
+    if code != int(code) or not 0 <= code <= NO_FACE:
+        raise ValueError(f"expression code must be 0..{NO_FACE}, got {code}")
+    if code == NO_FACE:
+        raise ValueError("No-Face (code 10): no face to learn from")
+    va = (valence, arousal)
+    if (valence == VA_UNKNOWN) != (arousal == VA_UNKNOWN):
+        raise ValueError(f"one of valence and arousal is unknown (-2), the other not, got {valence},{arousal}")
+    if valence == VA_UNKNOWN:
+        va = (np.nan, np.nan)
+    elif not (-1 <= valence <= 1 and -1 <= arousal <= 1):
+        raise ValueError(f"valence/arousal must be in [-1, 1] or -2, got {valence},{arousal}")
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if points.shape != (68, 2) or not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1:
+        raise ValueError(f"landmarks must be 68 distinct finite (x, y) points, got {points.size} numbers")
+    return TO_EXPR[int(code)], va, landmarks5_from_68(points)
+
+
+def box_outside(image: Path, box: list[float]) -> str:
+    """Why the face box ``x, y, width, height`` does not lie in the image ("" when it does):
+    a row whose box is elsewhere describes another picture. Only the image's header is read."""
+    from PIL import Image
+
+    try:
+        with Image.open(image) as im:
+            width, height = im.size
+    except OSError:
+        return "the image cannot be read"
+    x, y, w, h = box
+    if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
+        return f"the face box lies outside the {width}x{height} image, got {x:g},{y:g},{w:g},{h:g}"
+    return ""
+
+
+def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[tuple[str, str], list]:
+    """(split, subdirectory) -> [(image, expression, va, points)] of the file lists' good rows."""
+    groups: dict[tuple[str, str], list] = {}
+    folder, images = root / "Manually_Annotated_file_lists", root / "Manually_Annotated_Images"
+    for stem, split in CSV_FILES.items():
+        path = folder / f"{stem}.csv"
+        text = read_text(path, problems) if path.exists() else None
+        if not text:
+            continue
+        lines = text.splitlines()
+        if tuple(c.strip().lower() for c in lines[0].split(",")) != HEADER:
+            problems.reject(str(path), f"bad header {lines[0].strip()[:80]!r}: expected {','.join(HEADER)}", line=1)
+            continue
+        for lineno, row in enumerate(csv.reader(lines[1:]), start=2):
+            if not row or not_utf8(",".join(row), path, lineno, problems):
+                continue
+            try:
+                if len(row) != len(HEADER):
+                    raise ValueError(f"expected {len(HEADER)} values, got {len(row)}")
+                name = row[0].strip()
+                if Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise ValueError(f"image {name!r} leaves Manually_Annotated_Images/")
+                points = [float(v) for v in row[5].split(";")]
+                expr, va, five = labels(float(row[6]), float(row[7]), float(row[8]), points)
+                box = [float(v) for v in row[1:5]]
+            except ValueError as e:
+                problems.reject(str(path), f"bad row: {e}", line=lineno)
+                continue
+            if expr == UNKNOWN and np.isnan(va[0]):
+                result.invalid_label_rows += 1
+                continue
+            if not (images / name).is_file():
+                problems.reject(str(path), f"image {name!r} missing", line=lineno)
+                result.labels_without_frame += 1
+                continue
+            outside = box_outside(images / name, box)
+            if outside:
+                problems.reject(str(path), f"bad row: {outside}", line=lineno)
+                continue
+            groups.setdefault((split, str(Path(name).parent)), []).append((str(images / name), expr, va, five))
+    return groups
+
+
+def read_npy_layout(root: Path, problems: Problems, result: SourceRead) -> dict[tuple[str, str], list]:
+    """(split, chunk) -> [(image, expression, va, points)] of the per-image annotations."""
+    groups: dict[tuple[str, str], list] = {}
+    for folder, split in NPY_SETS.items():
+        images, notes = root / folder / "images", root / folder / "annotations"
+        if not images.is_dir():
+            continue
+        for i, image in enumerate(sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpg", ".png"))):
+            files = [notes / f"{image.stem}_{k}.npy" for k in ("exp", "val", "aro", "lnd")]
+            missing = [f for f in files if not f.is_file()]
+            if missing:
+                problems.reject(str(missing[0]), "annotation file missing (that image is not read)")
+                result.frames_without_label += 1
+                continue
+            try:
+                code, valence, arousal, points = (np.load(f, allow_pickle=False) for f in files)
+                code, valence, arousal = (float(np.asarray(v).reshape(-1)[0]) for v in (code, valence, arousal))
+                expr, va, five = labels(code, valence, arousal, points)
+            except (OSError, ValueError, IndexError) as e:
+                problems.reject(str(notes / f"{image.stem}_*.npy"), f"bad annotation: {str(e).splitlines()[0][:120]}")
+                continue
+            if expr == UNKNOWN and np.isnan(va[0]):
+                result.invalid_label_rows += 1
+                continue
+            groups.setdefault((split, f"{i // CHUNK:04d}"), []).append((str(image), expr, va, five))
+    return groups
+
+
+def read(root: str | Path, problems: Problems) -> SourceRead:
+    root = Path(root)
+    result = SourceRead(jobs=[], problems=problems)
+    if (root / "Manually_Annotated_file_lists").is_dir():
+        groups = read_csv_layout(root, problems, result)
+    elif any((root / f).is_dir() for f in NPY_SETS):
+        groups = read_npy_layout(root, problems, result)
+    else:
+        raise FileNotFoundError(f"{root}: neither Manually_Annotated_file_lists/ (with Manually_Annotated_Images/) "
+                                "nor train_set/ and val_set/ (images/, annotations/): not an AffectNet layout")
+    for (split, group), rows in sorted(groups.items()):
+        rows.sort(key=lambda r: r[0])  # frame numbers: the images' order in their group
+        video = f"{split}-{group}"  # train and val never share a name: no leak check drops either
+        result.jobs.append(Job(
+            source="affectnet", video=video, subject=video, split=split, mode="landmarks",
+            frames=np.arange(len(rows)), images=[r[0] for r in rows],
+            expr=np.array([r[1] for r in rows], dtype=np.int8), va=np.array([r[2] for r in rows], dtype=np.float32),
+            landmarks=np.array([r[3] for r in rows], dtype=np.float32), labels_from=str(root)))
+    if not result.jobs:
+        raise FileNotFoundError(f"{root}: no usable AffectNet image (every row skipped or no image present)")
+    return result
