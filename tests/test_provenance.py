@@ -156,3 +156,21 @@ def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):
     assert "input   s1: students/s1.pt" in out
     as_json = json.loads(CliRunner().invoke(cli, ["../reports/ensemble.json", "--json"]).output)
     assert as_json["../reports/ensemble.json"][0]["stage"] == "ensemble"
+
+
+def test_a_run_elsewhere_keeps_the_record_of_the_stages_own_outputs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "faces.bin").write_bytes(b"the pipeline's")
+    record = tmp_path / "provenance" / "extract" / "disfa.json"
+    ours = write(record, "stages.extract", {}, {}, {"faces": "data/faces.bin"})
+    mine = tmp_path / "elsewhere" / "out"
+    mine.mkdir(parents=True)
+    (mine / "faces.bin").write_bytes(b"a user's run by hand")
+    write(record, "stages.extract", {}, {}, {"faces": mine / "faces.bin"})
+    assert json.loads(record.read_text()) == ours  # the stage's record kept
+    aside = tmp_path / "elsewhere" / "out" / "provenance" / "extract" / "disfa.json"
+    assert json.loads(aside.read_text())["outputs"]["faces"]["path"] == "../../faces.bin"
+    assert [r for _, r in find(mine / "faces.bin")[0]][0]["stage"] == "extract"  # info finds it there
+    write(record, "stages.extract", {"again": 1}, {}, {"faces": "data/faces.bin"})  # the stage itself: replaced
+    assert json.loads(record.read_text())["params"] == {"again": 1}

@@ -18,6 +18,7 @@ paths relative to the record's own folder, so the project can move.
 from __future__ import annotations
 
 import ast
+import json
 import hashlib
 import os
 from pathlib import Path
@@ -86,13 +87,29 @@ def record_path(stage: str, name: str | None = None) -> Path:
     return Path("provenance") / stage / f"{name}.json" if name else Path("provenance") / f"{stage}.json"
 
 
+def aside_of_others(path: Path, outputs: list[Path]) -> Path:
+    """``path``, or the same record name under ``<first output's folder>/provenance`` when
+    the record at ``path`` names other outputs than ``outputs``."""
+    try:
+        old = json.loads(path.read_text())
+        named = {(path.resolve().parent / o["path"]).resolve() for o in old["outputs"].values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return path  # none, or not a record: replaced as before
+    if not outputs or named == {p.resolve() for p in outputs}:
+        return path
+    parts = path.parts[path.parts.index("provenance") + 1:] if "provenance" in path.parts else (path.name,)
+    return outputs[0].resolve().parent.joinpath("provenance", *parts)
+
+
 def write(path: str | Path, module: str, params: dict, inputs: dict[str, str | Path],
           outputs: dict[str, str | Path], digests: dict[str, str] | None = None, progress: bool = False) -> dict:
     """Write the record of a stage run by ``module`` (e.g. ``stages.train_teacher``) to
     ``path``: effective ``params`` (plain values), ``inputs`` and ``outputs`` (name -> file
     or folder; ``digests``: SHA-256 of inputs hashed already, as extraction reads them).
-    Returns the record."""
-    path = Path(path)
+    Returns the record. A record there that names other outputs (the stage's own, when a
+    user runs it by hand with another ``--out``) is kept: this one goes to a ``provenance``
+    folder beside the first output instead, where ``mtaffect info`` finds it too."""
+    path = aside_of_others(Path(path), [Path(p) for _, p in sorted(outputs.items())])
     here = path.resolve().parent
     relative = lambda p: Path(os.path.relpath(Path(p).resolve(), here)).as_posix()  # noqa: E731
     digests = digests or {}
