@@ -15,7 +15,7 @@ from stages.rnn_common import input_options, open_features, per_length
               type=click.Path(file_okay=False), help="The temporal students' folders, <name>/T<length>.pt.")
 @click.option("--out", "out_dir", default="models/rnn/ensemble", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the bundles, T<length>.pt.")
-@click.option("--report", default="reports/rnn/ensemble.json", show_default=True,
+@click.option("--report", default="reports/rnn/ensemble.json", show_default=True, type=click.Path(dir_okay=False),
               help="Members, hashes, thresholds and validation scores per length.")
 @provenance_option("rnn_ensemble")
 @friendly_errors

@@ -15,7 +15,8 @@ from stages.rnn_common import input_options, open_features, per_length
               type=click.Path(file_okay=False), help="The temporal teachers, T<length>.pt.")
 @click.option("--out", "out_dir", default="data/rnn_soft_labels", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the caches, T<length>.h5 (the soft-label cache's format).")
-@click.option("--report", default="reports/rnn/soft_labels.json", show_default=True, help="Frames and hashes.")
+@click.option("--report", default="reports/rnn/soft_labels.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Frames and hashes.")
 @provenance_option("rnn_soft_labels")
 @friendly_errors
 def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_dir, out_dir, report, provenance_path):

@@ -15,8 +15,10 @@ from stages.rnn_common import input_options, open_features, per_length
               type=click.Path(file_okay=False), help="The temporal teacher's caches, T<length>.h5.")
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of its checkpoints, T<length>.pt (default: models/rnn/students/<name>).")
-@click.option("--log", "log_dir", default=None, help="Per-epoch logs (default: reports/plots/rnn/students/<name>).")
-@click.option("--report", default=None, help="Best epochs and scores (default: reports/rnn/students/<name>.json).")
+@click.option("--log", "log_dir", default=None, type=click.Path(file_okay=False),
+              help="Per-epoch logs (default: reports/plots/rnn/students/<name>).")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="Best epochs and scores (default: reports/rnn/students/<name>.json).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("rnn_student", per_name=True)
 @friendly_errors

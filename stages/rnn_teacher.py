@@ -12,9 +12,10 @@ from stages.rnn_common import input_options, open_features, per_length
 @input_options
 @click.option("--out", "out_dir", default="models/rnn/teacher", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the best checkpoints, T<length>.pt.")
-@click.option("--log", "log_dir", default="reports/plots/rnn/teacher", show_default=True,
+@click.option("--log", "log_dir", default="reports/plots/rnn/teacher", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the per-epoch logs, T<length>.csv.")
-@click.option("--report", default="reports/rnn/teacher.json", show_default=True, help="Best epochs and scores.")
+@click.option("--report", default="reports/rnn/teacher.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Best epochs and scores.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("rnn_teacher")
 @friendly_errors

@@ -16,8 +16,10 @@ from stages.training import run_training
               type=click.Path(dir_okay=False), help="The teacher's cached logits (the teacher is never loaded).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Best-epoch checkpoint (default: models/students/<name>.pt).")
-@click.option("--log", "log_csv", default=None, help="Per-epoch log (default: reports/plots/students/<name>.csv).")
-@click.option("--report", default=None, help="The best epoch's metrics (default: reports/students/<name>.json).")
+@click.option("--log", "log_csv", default=None, type=click.Path(dir_okay=False),
+              help="Per-epoch log (default: reports/plots/students/<name>.csv).")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="The best epoch's metrics (default: reports/students/<name>.json).")
 @click.option("--resume", "resume_file", default=None,
               help="Resume file (default: scratch/students/<name>/resume.pt; not a DVC output).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -16,9 +16,9 @@ from stages.training import run_training
               help="Folder of the build stage's indexes (default: build.out).")
 @click.option("--out", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),
               help="Best-epoch checkpoint (state dict + config).")
-@click.option("--log", "log_csv", default="reports/plots/teacher/log.csv", show_default=True,
+@click.option("--log", "log_csv", default="reports/plots/teacher/log.csv", show_default=True, type=click.Path(dir_okay=False),
               help="Per-epoch losses and validation metrics (DVC plots).")
-@click.option("--report", default="reports/teacher.json", show_default=True,
+@click.option("--report", default="reports/teacher.json", show_default=True, type=click.Path(dir_okay=False),
               help="The best epoch's validation metrics.")
 @click.option("--resume", "resume_file", default="scratch/teacher/resume.pt", show_default=True,
               help="Resume file (not a DVC output: survives an interrupted run).")

@@ -274,3 +274,18 @@ def test_sources_name_root_and_version_and_the_old_form_says_how(raw):
 
 def test_students_are_the_families_schema():
     assert StudentParams.inherits is TrainParams and StudentParams.family == "students"
+
+
+@pytest.mark.parametrize("command, option", [("train-teacher", "--report"), ("train-teacher", "--log"),
+                                             ("train-student", "--report"), ("rnn-teacher", "--report"),
+                                             ("rnn-teacher", "--log")])
+def test_an_output_option_naming_the_wrong_kind_of_path_stops_before_any_work(tmp_path, command, option):
+    from stages.cli import main
+
+    wrong = tmp_path / "report.json"
+    wrong.mkdir()
+    if option == "--log" and command.startswith("rnn"):  # a folder of logs: a file is the wrong kind
+        wrong = tmp_path / "logs"
+        wrong.write_text("")
+    result = CliRunner().invoke(main, [command, option, str(wrong)])
+    assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, result.output
