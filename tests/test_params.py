@@ -206,6 +206,8 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     assert result.exit_code == 0 and "teacher.backbone: 'mobilenet_v3_small' -> 'resnet50'" in result.output
     assert "WARNING: teacher.backbone is resnet50 with no teacher.pretrained weights" in result.output
     assert list(check_all(bad)[0].students) == ["s1", "s2", "s3", "s4", "s5"]
+    absent = CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "absent.yaml")])
+    assert absent.exit_code != 0 and f"{tmp_path / 'absent.yaml'}: not found (run from the project root" in absent.output
     unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])
     assert unknown.exit_code != 0 and "no preset 'fast': use one of abaw2020, demo, tiny" in unknown.output
     # a file that is no valid YAML: the one line check-params gives, and the file as it was
@@ -289,3 +291,24 @@ def test_an_output_option_naming_the_wrong_kind_of_path_stops_before_any_work(tm
         wrong.write_text("")
     result = CliRunner().invoke(main, [command, option, str(wrong)])
     assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, result.output
+
+
+def test_check_params_names_a_build_source_without_an_entry_and_a_missing_features_checkpoint(tmp_path, raw):
+    path = tmp_path / "params.yaml"
+    bad = dict(raw, build={**raw["build"], "au_sources": ["affwild2", "saffwild2"]})
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ParamsError, match=r"build.au_sources names saffwild2, which has no entry under sources"):
+        check_all(path)
+    path.write_text(yaml.safe_dump(dict(raw, features={**raw["features"], "checkpoint": "models/nope.pt"})))
+    with pytest.raises(ParamsError, match=rf"{path}: features.checkpoint: 'models/nope.pt' is not a checkpoint file"):
+        check_all(path)
+
+
+def test_the_papers_setting_on_the_synthetic_sources_is_said(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    apply_preset(path, "abaw2020")
+    notes = check_all(path)[1]
+    assert any(n.startswith("sources affwild2, disfa, expw, afewva read the synthetic data") for n in notes), notes
+    apply_preset(path, "demo")
+    assert check_all(path)[1] == []

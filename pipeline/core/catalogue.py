@@ -38,6 +38,14 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             if member not in getattr(p, family):
                 raise ParamsError(f"{path}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
                                   f"({family}: {', '.join(getattr(p, family)) or 'none'}); add it under `{family}`")
+    for task in ("au", "expr", "va"):
+        missing = [s for s in getattr(p.build, f"{task}_sources") if s not in p.sources]
+        if missing:
+            raise ParamsError(f"{path}: build.{task}_sources names {missing[0]}, which has no entry under sources "
+                              f"(sources: {', '.join(p.sources) or 'none'}); add it there, or leave it out here")
+    if p.features.checkpoint not in ("best_member", "teacher") and not Path(p.features.checkpoint).is_file():
+        raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
+                          "best_member, nor teacher)")
     weights = {"teacher": p.teacher} | {f"students.{n}": s for n, s in p.students.items()}
     for key, section in weights.items():
         if section.pretrained and not Path(section.pretrained).is_file():
@@ -53,6 +61,11 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             key, device = next(iter(cuda.items()))
             raise ParamsError(f"{path}: {key}.device: {device!r} asked for, but this machine has no CUDA device "
                               "(use auto or cpu)")
+    synthetic = [n for n, s in p.sources.items() if Path(s.root).resolve().is_relative_to(Path(p.synth.out).resolve())]
+    if synthetic and p.teacher.backbone == "resnet50":
+        return p, advice(p.teacher) + [f"sources {', '.join(synthetic)} read the synthetic data ({p.synth.out}) "
+                                       "while training is the paper's: point sources at your datasets (README, "
+                                       "\"Working with real data\")"]
     return p, advice(p.teacher)
 
 

@@ -89,10 +89,6 @@ def load(path: str | Path, *schemas: type[Section]) -> Params:
     """The sections of ``schemas`` from the params file at ``path`` (and ``threads``); the
     file's keys are checked by name, the requested sections by value."""
     path = Path(path)
-    if not path.exists():
-        raise ParamsError(f"{path}: not found (run from the project root, or pass --params)")
-    if not path.is_file():
-        raise ParamsError(f"{path}: not a file")
     raw = load_yaml(read_text(path), str(path)) or {}
     return resolve(raw, str(path), schemas)
 

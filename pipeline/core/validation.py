@@ -27,6 +27,10 @@ def load_yaml(text: str, where: str):
 
 def read_text(path: Path) -> str:
     """A parameters file's text: UTF-8 (a byte-order mark is fine), or one clear error."""
+    if not Path(path).exists():
+        raise ParamsError(f"{path}: not found (run from the project root, or pass --params)")
+    if not Path(path).is_file():
+        raise ParamsError(f"{path}: not a file")
     data = Path(path).read_bytes()
     try:
         return data.decode("utf-8-sig")

@@ -115,8 +115,8 @@ def choose_checkpoint(choice: str, members: list[str], students_dir: str, teache
         return teacher
     if choice != "best_member":
         if not Path(choice).is_file():
-            raise ParamsError(f"params.yaml: features.checkpoint: {choice!r} is not a checkpoint file "
-                              "(nor best_member, nor teacher)")
+            raise ParamsError(f"features.checkpoint: {choice!r} is not a checkpoint file (nor best_member, nor "
+                              "teacher)")
         return choice
     totals = {}
     for name in members:
