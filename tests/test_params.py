@@ -206,6 +206,10 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     assert result.exit_code == 0 and "teacher.backbone: 'mobilenet_v3_small' -> 'resnet50'" in result.output
     assert "WARNING: teacher.backbone is resnet50 with no teacher.pretrained weights" in result.output
     assert list(check_all(bad)[0].students) == ["s1", "s2", "s3", "s4", "s5"]
+    before = bad.read_text()
+    back = CliRunner().invoke(main, ["preset", "demo", "--params", str(bad)])  # removes s4, s5
+    assert "students.s5: removed" in back.output and f"the file as it was: {tmp_path / 'params.before-preset.yaml'}" \
+        in back.output and (tmp_path / "params.before-preset.yaml").read_text() == before
     absent = CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "absent.yaml")])
     assert absent.exit_code != 0 and f"{tmp_path / 'absent.yaml'}: not found (run from the project root" in absent.output
     unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])

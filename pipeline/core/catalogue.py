@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
-from pipeline.core.fileio import atomic_write
+from pipeline.core.fileio import atomic_write, write_text
 from pipeline.core.params import Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
@@ -129,9 +129,16 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
             elif _plain(current[key]) != value:
                 changed.append(f"{section}.{key}: {_plain(current[key])!r} -> {value!r}")
                 current[key] = _flow(value)
+    if any(line.endswith(": removed") for line in changed):  # a user's own entries: kept in a copy
+        write_text(before_preset(path), text)
     with atomic_write(path) as tmp, open(tmp, "w") as f:
         yaml.dump(doc, f)
     return changed
+
+
+def before_preset(path: Path) -> Path:
+    """Where ``apply_preset`` keeps the file as it was when the preset removes entries."""
+    return path.with_name(f"{path.stem}.before-preset{path.suffix}")
 
 
 def _flow(value):
