@@ -55,3 +55,14 @@ def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces
     other.write_text("a,b\n1,2\n")
     result = CliRunner().invoke(cli, [str(other), "--out", str(tmp_path / "sub")])
     assert result.exit_code != 0 and "not a table written by `mtaffect predict`" in result.output
+
+
+def test_a_file_where_a_task_folder_goes_is_named_before_anything_is_written(tmp_path):
+    path = table(tmp_path / "video_a.csv", [0, 1], [True, True])
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "EXPR_Set").write_text("mine")
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{tmp_path / 'sub' / 'EXPR_Set'}: a file is where the folder EXPR_Set/ goes" in result.output
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["EXPR_Set"]  # nothing written
+    assert (tmp_path / "sub" / "EXPR_Set").read_text() == "mine"

@@ -61,6 +61,10 @@ class OutputFolder:
             if path in seen:
                 raise DataError(f"{path}: two inputs would write this same file (predict or export them apart)")
             seen.add(path)
+            for folder in reversed(path.parents):  # e.g. AU_Set/ of an export
+                if folder.exists() and not folder.is_dir():
+                    raise DataError(f"{folder}: a file is where the folder {folder.name}/ goes: move it, or "
+                                    "choose another --out")
             if path.exists() and not self.ours(path):
                 raise DataError(f"{path}: exists and was not written by an earlier `mtaffect {self.command}`: "
                                 "refusing to replace it (choose another --out, or move the file)")
