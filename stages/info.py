@@ -62,7 +62,7 @@ def path_shown(record_file, path: str) -> str:
 
 
 @click.command("info")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 @click.option("--check-inputs/--no-check-inputs", default=True, show_default=True,
               help="Hash the recorded inputs and outputs again and say whether they are the same now.")
@@ -71,8 +71,8 @@ def cli(files, as_json, check_inputs):
     """Print where each FILE came from: the stage, the code's commit (or that the tree was
     dirty), the inputs' and outputs' SHA-256 and the parameters.
 
-    FILE is anything a stage wrote (a model, a bundle, a cache, a table, a report, a file of
-    an output folder), or a copy of one: its record is found in the provenance/ folder of
+    FILE is anything a stage wrote (a model, a bundle, a cache, a table, a report, an output
+    folder or a file of one), or a copy of one: its record is found in the provenance/ folder of
     the project (docs/architecture.md, "Provenance"). A bundle lists its members' records too.
     """
     from pipeline.core.info import find

@@ -149,6 +149,8 @@ def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):
     out = CliRunner().invoke(cli, ["reports/ensemble.json"]).output
     assert "stage   ensemble" in out and "input   s1: models/students/s1.pt sha256" in out and "(same now)" in out
     assert "output  bundle: models/ensemble.pt sha256" in out and 'param   ensemble.members = ["s1"]' in out
+    folder = CliRunner().invoke(cli, ["models/students"])  # an output folder: found by its path
+    assert folder.exit_code == 0 and "stage   train_student" in folder.output, folder.output
     (tmp_path / "models" / "students" / "s1.pt").write_bytes(b"changed")
     assert "(differs now)" in CliRunner().invoke(cli, ["reports/ensemble.json"]).output
     monkeypatch.chdir(tmp_path / "models")  # from another folder: paths from the record's place, shown from here

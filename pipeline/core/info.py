@@ -51,9 +51,9 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise DataError(f"{path}: not a regular file")
-    target, sha = path.resolve(), file_sha256(path)
+    if not path.is_file() and not path.is_dir():
+        raise DataError(f"{path}: not a regular file or folder")
+    target, sha = path.resolve(), file_sha256(path) if path.is_file() else None  # a folder: by its path only
     folders = _record_folders(path)
     damaged: list[str] = []
     records = list(_records(folders, damaged))
@@ -61,13 +61,14 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     def wrote(rec_file, rec, wanted=None, digest=None):
         for out in rec["outputs"].values():
             where = resolve(rec_file, out["path"])
-            if (wanted is not None and (where == wanted or where in wanted.parents)) or \
-                    (digest is not None and out["sha256"] == digest):
+            inside = wanted is not None and (where == wanted or where in wanted.parents  # a file of an output folder
+                                             or (sha is None and wanted in where.parents))  # a folder of outputs
+            if inside or (digest is not None and out["sha256"] == digest):
                 return True
         return False
 
     found = [(f, r) for f, r in records if wrote(f, r, wanted=target)] or \
-        [(f, r) for f, r in records if wrote(f, r, digest=sha)]
+        [(f, r) for f, r in records if sha is not None and wrote(f, r, digest=sha)]
     if not found:
         where = ", ".join(str(f) for f in folders) or "no provenance/ folder around it or the working directory"
         unread = f"; {len(damaged)} record(s) could not be read, e.g. {damaged[0]}" if damaged else ""
