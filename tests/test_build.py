@@ -44,6 +44,8 @@ def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, ex
     if split == "val" and old.exists():  # append validation rows to the source's table
         table = pa.concat_tables([pq.read_table(old), table])
     write_parquet(table, faces_dir / source / "frames.parquet")
+    for shard in set(cols["shard"]):  # the build checks that they are there, not what they hold
+        (faces_dir / source / shard).touch()
 
 
 @pytest.fixture
@@ -282,7 +284,10 @@ def test_damaged_frame_tables_are_one_line_each_and_pandas_strings_are_fine(face
             (lambda t: t.set_column(t.schema.get_field_index("split"), "split",
                                     pa.array(["test"] + ["train"] * (t.num_rows - 1))),
              r"afewva/frames.parquet: split 'test' is neither 'train' nor 'val'"),
-            (lambda t: pa.concat_tables([t, t.slice(0, 3)]), r"afewva/frames.parquet: frame afewva/01_0/0 is listed twice")]:
+            (lambda t: pa.concat_tables([t, t.slice(0, 3)]), r"afewva/frames.parquet: frame afewva/01_0/0 is listed twice"),
+            (lambda t: t.set_column(t.schema.get_field_index("shard"), "shard",
+                                    pa.array(["shard-00099.h5"] + t["shard"].to_pylist()[1:])),
+             r"afewva/frames.parquet: names the face shard shard-00099.h5, which is missing from")]:
         write_parquet(damage(original), path)
         with pytest.raises(DataError, match=message):
             build(faces_dir, tmp_path / "c", BuildParams())
