@@ -193,3 +193,16 @@ def test_an_affectnet_file_list_is_extracted_with_its_labels_on_their_images(tmp
         "Sadness", "Other"]  # a (code 2), b (Contempt)
     assert frames["valence"].isna().tolist() == [True, False] and frames["arousal"].iloc[1] == -0.5
     assert not [c for c in frames if c.startswith("AU")]  # AffectNet labels no AU
+
+
+def test_a_disk_too_small_for_the_faces_is_refused_before_any_work(tmp_path, monkeypatch):
+    import collections
+
+    import pipeline.extraction.extract as extraction
+
+    write_disfa(tmp_path / "d", frames=12, labels=12, face=True)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(extraction.shutil, "disk_usage", lambda _: usage(10**6, 0, 10**5))
+    with pytest.raises(DataError, match=r"out: 0 MB free on its disk, the faces need about 0 MB: free some space"):
+        extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))

@@ -81,12 +81,23 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     total = sum(len(j) for j in source.jobs)
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
+    check_free_space(out, total * params.face_size ** 2 * 3)
     with replacing_folder(out) as work:
         report = _extract_into(work, kind, name, root, source, params, problems, progress, read, check)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],
              total, seconds, report["faces_written"] / max(seconds, 1e-9))
     return report
+
+
+def check_free_space(out: Path, needed: int) -> None:
+    """Refuse, before any work, a disk that cannot hold the faces (uncompressed in their
+    shards; the worker's copy of a video's faces is small beside them)."""
+    folder = next(p for p in (out, *out.absolute().parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < needed * 1.05:
+        raise DataError(f"{out}: {free / 1e6:,.0f} MB free on its disk, the faces need about {needed / 1e6:,.0f} MB: "
+                        "free some space, or choose another --out")
 
 
 def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, params: ExtractParams,
