@@ -30,7 +30,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from pipeline.core.index import FrameIndex
     from pipeline.core.labels import AU_THRESHOLD
     from pipeline.core.device import resolve_device
-    from pipeline.inference.ensemble import load_student, save_bundle
+    from pipeline.inference.ensemble import distinct_checkpoints, load_student, save_bundle
     from pipeline.inference.outputs import combine
     from pipeline.core.fileio import write_json
     from pipeline.inference.runner import load_models, predict_many
@@ -50,6 +50,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
                                     f"(run `dvc repro train_student@{name}`)")
         load_student(path)
+    distinct_checkpoints(members)  # before the tuning's work
     thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
     if e.au_thresholds == "tuned":
         device = resolve_device(e.device)

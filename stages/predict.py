@@ -99,8 +99,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
         for warning in summary.warnings:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
         tracks = f", {len(summary.tracks)} tracks" if all_faces else ""
+        skipped = f", {summary.skipped} unreadable image(s) skipped" if summary.skipped else ""
         click.echo(f"{inp.path}: {summary.rows} rows, {summary.frames_with_face} of {summary.frames} frames with a "
-                   f"face{tracks} -> {summary.table}" + "".join(f", {p}" for p in summary.pictures))
+                   f"face{tracks}{skipped} -> {summary.table}" + "".join(f", {p}" for p in summary.pictures))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ synth.json records it without the settings that never change the bytes.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import multiprocessing
 import shutil
@@ -33,6 +34,8 @@ from pathlib import Path
 import cv2
 
 from synthetic.params import SynthParams
+from pipeline.core.errors import DataError
+from pipeline.core.fileio import temp_path
 from pipeline.extraction.dataset_version import SUFFIX, write_version
 from pipeline.core.tables import FrameTableWriter
 
@@ -41,15 +44,75 @@ from .planning import SOURCES, plan, size_spec
 from .runners import run_job
 
 OUTPUTS = (*SOURCES, *(s + SUFFIX for s in SOURCES), "ground_truth.parquet", "synth.json")
+GENERATOR = "mtaffect synthetic v3"
+#: The files each source folder gets (paths below it, one pattern per level): anything else
+#: there is someone else's, and stops a rerun before it deletes the folder.
+OWN_FILES = {"affwild2": ("annotations/*_Set/*_Set/*.txt", "videos/*.avi", "cropped_aligned/*/*.jpg"),
+             "disfa": ("ActionUnit_Labels/SN*/SN*_au*.txt", "Videos_LeftCamera/LeftVideoSN*_comp.avi"),
+             "expw": ("image/origin/*.jpg", "label/label.lst"),
+             "afewva": ("*/*/*.png", "*/*/*.json")}
 #: Settings that never change the bytes (speed, where things go), left out of synth.json.
 NOT_IN_MANIFEST = ("workers", "out", "contact_sheet")
 
 
-def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dict:
-    """Write the whole data set under ``out`` (replacing what an earlier run wrote there)."""
+def check_out(out: str | Path, contact_sheet: str | Path | None = None) -> None:
+    """Refuse, before any work, an output folder holding anything synth did not write,
+    naming the first such file: an empty or absent folder, or an earlier run's (its
+    synth.json and the entries of :data:`OUTPUTS`, the contact sheet, each source folder
+    holding only :data:`OWN_FILES` and, once versioned, as many as its version file says)."""
     out = Path(out)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"{out}: exists and is not a folder: refusing to replace it (choose another --out)")
+    entries = sorted(out.iterdir())
+    if not entries:
+        return
+    known = set(OUTPUTS) | {temp_path(out / n).name for n in OUTPUTS}  # temporaries of a killed run
+    if contact_sheet is not None and Path(contact_sheet).resolve().parent == out.resolve():
+        known.add(Path(contact_sheet).name)
+    refuse = "refusing to replace the folder (move it away, or choose another --out)"
+    for p in entries:
+        if p.name not in known or (p.name in SOURCES and not p.is_dir()):
+            raise DataError(f"{p}: not written by synth: {refuse}")
+    listed = {}
+    for source, patterns in OWN_FILES.items():
+        folder = out / source
+        listed[source] = files = sorted(f for f in folder.rglob("*") if not f.is_dir()) if folder.is_dir() else []
+        for f in files:
+            parts = f.relative_to(out / source).parts
+            if not any(len(parts) == len(q.split("/")) and all(map(fnmatch.fnmatchcase, parts, q.split("/")))
+                       for q in patterns):
+                raise DataError(f"{f}: not written by synth: {refuse}")
+    marker = out / "synth.json"
+    if not marker.exists():
+        raise DataError(f"{out}: holds {entries[0].name} but no synth.json, so it is not an earlier synth output: {refuse}")
+    try:
+        ours = str(json.loads(marker.read_text()).get("generator", "")).startswith("mtaffect synthetic")
+    except (ValueError, AttributeError, OSError):
+        ours = False
+    if not ours:
+        raise DataError(f"{marker}: not written by synth: {refuse}")
+    for source, files in listed.items():
+        version = out / (source + SUFFIX)
+        try:
+            recorded = json.loads(version.read_text())["files"] if version.exists() else len(files)
+        except (ValueError, KeyError, TypeError, OSError):
+            raise DataError(f"{version}: not a version file synth wrote: {refuse}") from None
+        if len(files) > recorded:  # someone's file of a name synth could have written
+            raise DataError(f"{out / source}: holds {len(files)} files, synth wrote {recorded} ({version}): "
+                            f"someone added files since: {refuse}")
+
+
+def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dict:
+    """Write the whole data set under ``out``, replacing what an earlier run wrote there;
+    a folder holding anything else is refused before any work (:func:`check_out`)."""
+    out = Path(out)
+    check_out(out, config.contact_sheet)
     out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:  # only what this generator owns
+    # marked ours first: the next run recognises what a killed one leaves, even half-deleted
+    (out / "synth.json").write_text(json.dumps({"generator": GENERATOR, "complete": False}) + "\n")
+    for name in (n for n in OUTPUTS if n != "synth.json"):  # only what this generator owns
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -87,7 +150,7 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
     stats["expw"]["bytes"] += len(text)
     seconds = time.perf_counter() - t0
     manifest = {
-        "generator": "mtaffect synthetic v3",
+        "generator": GENERATOR,
         "config": {k: v for k, v in config.model_dump().items() if k not in NOT_IN_MANIFEST},
         "size": asdict(size_spec(config.dataset_size)),
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},

@@ -24,8 +24,9 @@ def table(path, frames, faces, extra=None):
 
 
 def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_prediction(tmp_path):
-    # frames 0-1 without a face (take frame 2's), 5 without (takes 4's), 6-7 skipped (--every), 8 has one
-    path = table(tmp_path / "video_a.csv", [0, 1, 2, 3, 4, 5, 8], [False, False, True, True, True, False, True])
+    # frame 0 before the table's first row and 1 without a face (take frame 2's), 5-7 without
+    # (take 4's), 8 has one
+    path = table(tmp_path / "video_a.csv", [1, 2, 3, 4, 5, 6, 7, 8], [False, True, True, True, False, False, False, True])
     result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
     assert result.exit_code == 0, result.output
     source = [2, 2, 2, 3, 4, 4, 4, 4, 8]  # the frame each of frames 0..8 takes its prediction from
@@ -45,6 +46,8 @@ def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_predic
                                    "a table of every face (--all-faces): predict without it"),
     ([0, 1], [True, True], "copy", "v.csv: row 4: frame 1 again (first at row 3): ABAW wants one row per frame; "
                                    "the table was edited or joined?"),
+    ([0, 3, 6, 9], [True, False, True, True], None, "v.csv: no row for frame 1 (between frames 0 and 3): ABAW wants "
+                                                    "a row for every frame: predict without --every"),
 ])
 def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces, extra, message):
     path = table(tmp_path / "v.csv", frames, faces, extra)

@@ -131,3 +131,29 @@ def test_a_teacher_is_refused_as_an_ensemble_member(tmp_path):
     assert load_student(tmp_path / "s1.pt")[1]["soft_labels"] == {"mode": "centre"}
     with pytest.raises(CheckpointError, match=r"teacher.pt: not a student's checkpoint"):
         load_student(tmp_path / "teacher.pt")
+
+
+def test_one_checkpoint_twice_is_refused_when_bundled_and_when_loaded(tmp_path):
+    """Two members of one checkpoint (cp s1.pt s2.pt) agree on every row: the spread, the
+    uncertainty predict reports, would be zero everywhere."""
+    import shutil
+
+    torch.manual_seed(0)
+    for name in ("s1", "s3"):
+        save_checkpoint(tmp_path / f"{name}.pt", MultitaskNet("mobilenet_v3_small"),
+                        {"train": {"va_centres": "centres"}, "soft_labels": {"mode": "centre"}})
+    shutil.copy(tmp_path / "s1.pt", tmp_path / "s2.pt")
+    alignment = {"size": 112, "template_scale": 1.0, "template": [[38.3, 51.7]] * 5}
+    members = {n: str(tmp_path / f"{n}.pt") for n in ("s1", "s2", "s3")}
+    with pytest.raises(CheckpointError, match=f"{tmp_path / 's1.pt'} and {tmp_path / 's2.pt'} are the same checkpoint "
+                                              r"\(sha256 [0-9a-f]{16}\.\.\.\): members s1 and s2 would always agree"):
+        save_bundle(tmp_path / "ensemble.pt", members, [0.5] * 8, "fixed 0.5", alignment)
+    assert not (tmp_path / "ensemble.pt").exists()
+
+    # a bundle made before this check: its members' hashes say it
+    save_bundle(tmp_path / "ensemble.pt", {"s1": members["s1"], "s3": members["s3"]}, [0.5] * 8, "fixed 0.5", alignment)
+    raw = torch.load(tmp_path / "ensemble.pt", weights_only=True)
+    raw["members"][1] = {**raw["members"][0], "name": "s3"}
+    torch.save(raw, tmp_path / "twins.pt")
+    with pytest.raises(CheckpointError, match=r"twins.pt: members s1 and s3 are the same checkpoint .*rebuild it"):
+        load_bundle(tmp_path / "twins.pt")

@@ -187,9 +187,33 @@ def test_a_photograph_gives_a_full_row_and_two_faces_two_rows(bundle, tmp_path):
     two = pd.read_parquet(tmp_path / "out" / "pair.parquet")
     assert two["file"].tolist() == ["two.png", "two.png"] and two["track"].tolist() == [0, 1]
     assert two["box_x1"].iloc[0] < 512 <= two["box_x1"].iloc[1]  # numbered from left to right
-    assert "broken.jpg: cannot be decoded as an image; skipped" in result.output
+    assert "broken.jpg: unreadable or truncated image; skipped" in result.output
     assert (f"{pair}: not read: 1 subfolder(s) (not searched: give them as inputs), e.g. more; 1 other file(s), "
             "e.g. notes.txt") in result.output
+
+
+def test_a_truncated_image_is_a_counted_skip_never_a_half_grey_row(bundle, tmp_path):
+    """An interrupted copy: OpenCV's imread decodes a JPEG cut short as a half-grey picture
+    (libjpeg only says "Premature end of JPEG file"); predict reads images as the
+    extraction does, so it is a skip with no row."""
+    photo = skimage_data.astronaut()
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a_whole.png"), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+    (folder / "b_cut.jpg").write_bytes(jpeg.tobytes()[:int(len(jpeg) * 0.6)])
+    (folder / "c_cut.jpg").write_bytes(jpeg.tobytes()[:3000])
+    assert cv2.imread(str(folder / "b_cut.jpg")) is not None  # what predict read before
+    result = run(folder, "--model", bundle, "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "out" / "photos.csv")["file"].tolist() == ["a_whole.png"]
+    for name in ("b_cut.jpg", "c_cut.jpg"):
+        assert f"{folder / name}: unreadable or truncated image; skipped" in result.output
+    assert "2 unreadable image(s) skipped" in result.output
+    result = run(folder / "b_cut.jpg", "--model", bundle, "--out", tmp_path / "one", "--quiet")
+    assert result.exit_code != 0 and f"Error: {folder / 'b_cut.jpg'}: no frame or image could be decoded " \
+        "(unreadable or truncated image)" in result.output
+    assert not (tmp_path / "one" / "b_cut.csv").exists()
 
 
 def test_two_people_keep_their_track_ids(bundle, face, tmp_path):

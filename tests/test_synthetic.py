@@ -440,6 +440,44 @@ def test_same_seed_gives_identical_files_with_any_worker_count(tiny, tmp_path):
     assert [k for k in a if a[k] != b[k]] == []
 
 
+def test_synth_refuses_a_folder_holding_files_it_did_not_write_and_replaces_its_own(tiny, tmp_path):
+    import shutil
+
+    from stages.synth import cli
+
+    def synth(out):
+        return CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--seed", "0",
+                                        "--out", str(out), "--no-contact-sheet", "--no-progress"])
+
+    def tree(folder):
+        return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    users = tmp_path / "users"
+    (users / "affwild2" / "annotations").mkdir(parents=True)
+    (users / "affwild2" / "annotations" / "real.txt").write_text("the user's labels\n")
+    own = tmp_path / "own"
+    shutil.copytree(tiny[0], own)
+    shutil.copy(users / "affwild2" / "annotations" / "real.txt", own / "affwild2" / "annotations")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "synth.json").write_text('{"my": "settings"}\n')
+    for out, first in [(users, users / "affwild2" / "annotations" / "real.txt"),
+                       (own, own / "affwild2" / "annotations" / "real.txt"), (theirs, theirs / "synth.json")]:
+        before = tree(out)
+        res = synth(out)
+        assert res.exit_code == 1 and f"Error: {first}: not written by synth: refusing" in res.output, res.output
+        assert tree(out) == before and "Traceback" not in res.output
+    # a file of a name synth writes, added since: its version file counts one fewer
+    (own / "affwild2" / "annotations" / "real.txt").unlink()
+    (own / "affwild2" / "videos" / "mine.avi").write_bytes(b"my video")
+    res = synth(own)
+    assert res.exit_code == 1 and f"{own / 'affwild2'}: holds" in res.output and "someone added files" in res.output
+    (own / "affwild2" / "videos" / "mine.avi").unlink()
+    res = synth(own)  # its own earlier output: replaced, the same bytes
+    assert res.exit_code == 0, res.output
+    assert tree(own).keys() == {own / p.relative_to(tiny[0]) for p in tree(tiny[0])}
+
+
 def test_each_dataset_has_a_version_file_that_fits_it(tiny):
     # what extract depends on in dvc.yaml: written after the last file of its dataset
     from pipeline.extraction.dataset_version import check_version, version_path

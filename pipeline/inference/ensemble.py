@@ -45,18 +45,36 @@ def load_student(path: str | Path) -> tuple[MultitaskNet, dict]:
     return model, ckpt
 
 
+def distinct_checkpoints(members: dict[str, str]) -> dict[str, str]:
+    """name -> SHA-256 of each member's checkpoint; two members of one checkpoint are
+    refused naming both files: identical members agree everywhere, so the ensemble would
+    report zero uncertainty on every row (false certainty)."""
+    hashes = {}
+    for name, checkpoint in members.items():
+        sha = file_sha256(checkpoint)
+        twin = next((other for other, h in hashes.items() if h == sha), None)
+        if twin is not None:
+            raise CheckpointError(f"{members[twin]} and {checkpoint} are the same checkpoint (sha256 {sha[:16]}...): "
+                                  f"members {twin} and {name} would always agree and report no uncertainty; "
+                                  "give each member its own trained student")
+        hashes[name] = sha
+    return hashes
+
+
 def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
                 alignment: dict | None, kind: str = BUNDLE_KIND, extra: dict | None = None,
                 load=load_checkpoint) -> dict:
     """Write the bundle of ``members`` (name -> checkpoint path, read by ``load``) of
-    ``kind``, with ``extra`` entries; returns its summary."""
+    ``kind``, with ``extra`` entries; returns its summary. Members of one checkpoint
+    are refused (:func:`distinct_checkpoints`)."""
+    hashes = distinct_checkpoints(members)
     entries = []
     for name, checkpoint in members.items():
         model, ckpt = load(checkpoint)
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
                         "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
-                        "sha256": file_sha256(checkpoint)})
+                        "sha256": hashes[name]})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
     bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": SCHEMA, "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
@@ -107,6 +125,13 @@ def _check_entries(bundle: dict, path, kind: str) -> None:
     if not isinstance(members, list) or not members or not all(
             isinstance(m, dict) and member_keys <= set(m) for m in members):
         raise CheckpointError(f"{path}: its 'members' entry is missing or incomplete {rebuild}")
+    first = {}
+    for m in members:  # one checkpoint twice: zero spread, false certainty (distinct_checkpoints)
+        twin = first.setdefault(m["sha256"], m["name"])
+        if twin != m["name"]:
+            raise CheckpointError(f"{path}: members {twin} and {m['name']} are the same checkpoint (sha256 "
+                                  f"{str(m['sha256'])[:16]}...): they would always agree and report no uncertainty "
+                                  f"{rebuild}")
     needed = ("au_thresholds", "alignment") if kind == BUNDLE_KIND else ("au_thresholds",)
     for key in needed:
         if not bundle.get(key):

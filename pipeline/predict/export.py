@@ -1,10 +1,13 @@
 """ABAW 2020 submission files from ``predict``'s tables: ``<task>_Set/<video>.txt``, a
 header line, then one line per video frame (docs/formats.md, "Aff-Wild2").
 
-Every frame needs a prediction: a frame without a face (or skipped with ``--every``) takes
-the nearest earlier frame's, or the nearest later one's before the first face. A row with a
-face must carry every prediction, each in its range: a value edited by hand into
-nonsense, or a missing cell, is refused naming the row, never filled or written as given.
+Every frame needs a prediction: a frame without a face (a row with ``face`` false) takes
+the nearest earlier frame's, or the nearest later one's before the first face, as do the
+frames before a table's first row. A frame missing between the first and last rows (a
+table of ``predict --every N``) is refused: filling it would be a guess ABAW scores as a
+prediction. A row with a face must carry every prediction, each in its range: a value
+edited by hand into nonsense, or a missing cell, is refused naming the row, never filled
+or written as given.
 """
 from __future__ import annotations
 
@@ -53,6 +56,11 @@ def read_predictions(path: Path) -> pd.DataFrame:
                else "the table was edited or joined?")
         raise DataError(f"{line(i)}: frame {rows['frame'][i]} again (first at {line(first).rsplit(': ', 1)[1]}): "
                         f"ABAW wants one row per frame; {why}")
+    present = np.unique(rows["frame"].to_numpy())
+    gap = np.flatnonzero(np.diff(present) > 1)
+    if len(gap):
+        raise DataError(f"{path}: no row for frame {present[gap[0]] + 1} (between frames {present[gap[0]]} and "
+                        f"{present[gap[0] + 1]}): ABAW wants a row for every frame: predict without --every")
     face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
     if face.isna().any():
         i = face.isna().idxmax()
@@ -89,8 +97,8 @@ def _check_face_rows(faces: pd.DataFrame, line) -> None:
 
 def filled(rows: pd.DataFrame):
     """(frame, face row) for every frame 0 .. the last frame in the table, streamed: frames
-    without a face (or missing) carry the nearest earlier face's predictions (the nearest
-    later at the start)."""
+    without a face (or before the table's first row) carry the nearest earlier face's
+    predictions (the nearest later at the start)."""
     faces = rows[rows["face"]].to_dict("records")
     k = 0
     for frame in range(int(rows["frame"].max()) + 1):

@@ -11,6 +11,7 @@ import numpy as np
 
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import temp_path
+from pipeline.extraction.worker import read_rgb
 from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
@@ -134,14 +135,16 @@ class VideoFrames:
 
 
 def image_frames(inp: Input, skipped: list):
-    """The images of an image input, numbered in name order; an unreadable one is appended
-    to ``skipped`` as (file, reason) and yields no frame."""
+    """The images of an image input, numbered in name order; an unreadable or truncated
+    one (read as the extraction reads it) is appended to ``skipped`` as (file, reason) and
+    yields no frame."""
     for number, path in enumerate(inp.images):
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            skipped.append((str(path), "cannot be decoded as an image"))
+        # cv2.imread decodes a truncated JPEG as a half-grey picture; read_rgb refuses it
+        rgb, why, _ = read_rgb(str(path))
+        if rgb is None:
+            skipped.append((str(path), why))
             continue
-        yield Frame(number, float("nan"), path.name, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        yield Frame(number, float("nan"), path.name, rgb)
 
 
 class OverlayWriter:

@@ -140,6 +140,7 @@ class Summary:
     frames_with_face: int = 0
     tracks: set = field(default_factory=set)
     warnings: list = field(default_factory=list)
+    skipped: int = 0  # images that could not be read (no row)
     pictures: list = field(default_factory=list)
 
 
@@ -186,7 +187,8 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
                 progress.update(len(block))
         emit(stream.flush())
         if summary.frames == 0:
-            raise ValueError(f"{inp.path}: no frame or image could be decoded")
+            why = f" ({skipped[0][1]})" if inp.kind == "image" and skipped else ""
+            raise ValueError(f"{inp.path}: no frame or image could be decoded{why}")
         sink.close()
         out.record(table)
         if overlay is not None:
@@ -200,7 +202,7 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
         if isinstance(e, CheckpointError):
             raise CheckpointError(f"{inp.path}: {e}") from None
         raise
-    summary.rows = sink.rows
+    summary.rows, summary.skipped = sink.rows, len(skipped)
     summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped] + finder.notes
     finder.notes = []
     if video is not None and video.broken:
