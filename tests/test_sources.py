@@ -104,6 +104,25 @@ def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(affwild2_root, tmp_
         "bytes that are not UTF-8 (a damaged file?)": f"{disfa_file}:2"}
 
 
+def test_affwild2_va_row_with_one_value_unknown_is_a_counted_skip(affwild2_root, monkeypatch):
+    path = affwild2_root / "annotations/VA_Set/Validation_Set/v2.txt"
+    path.write_text("valence,arousal\n0.5,-0.25\n-5,0.3\n0.1,0.2\n")  # frame 1: valence unknown only
+    reason = "bad VA row: one of valence and arousal is unknown (-5), the other not"
+    for fast in (True, False):  # Arrow's reading at once and the line-by-line one agree
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(affwild2, "read_clean", lambda *a: None)
+            p = Problems()
+            res = affwild2.read(affwild2_root, p)
+            v2 = {j.video: j for j in res.jobs}["v2"]
+            assert p.as_dict() == {reason: {"count": 1, "first": f"{path}:3"}}, (fast, p.as_dict())
+            assert v2.frames.tolist() == [0, 2]  # no arousal-less frame 1
+            np.testing.assert_allclose(v2.va, [[0.5, -0.25], [0.1, 0.2]], rtol=1e-6)
+            assert res.invalid_label_rows == 0
+            with pytest.raises(DataError, match=r"v2.txt:3: bad VA row: one of valence and arousal.*got -5,0.3"):
+                affwild2.read(affwild2_root, Problems(on_error="fail"))
+
+
 def test_affwild2_crops_without_zero_padding_are_read_and_odd_files_counted(affwild2_root):
     crops = affwild2_root / "cropped_aligned/v1"
     jpg(crops / "4.jpg")  # frame 3, named without padding

@@ -119,7 +119,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
             if task == "AU":
                 out[i] = affwild2_au([float(cells[k]) for k, _ in columns])
             else:
-                out[i] = affwild2_va(*(float(cells[j]) for j in columns))  # other columns are not ours
+                out[i] = affwild2_va(*(cells[j].strip() for j in columns))  # other columns are not ours
         except ValueError as e:
             problems.reject(str(path), f"bad {task} row: {e}", line=lineno)
     frames = np.fromiter(out, np.int32, len(out))
@@ -164,8 +164,9 @@ def read_clean(text: str, task: str, columns: tuple, width: int) -> tuple[np.nda
         codes = np.asarray(columns, dtype=np.int8)[np.clip(k, 0, None).astype(np.int64)]
         return frames, np.where(k == AFFWILD2_INVALID["EXPR"], -1, codes).astype(np.int8)
     va = values[:, list(columns)]
-    unknown = (va == AFFWILD2_INVALID["VA"]).any(axis=1, keepdims=True)
-    if np.any(~unknown & ((va < -1) | (va > 1))):
+    invalid = va == AFFWILD2_INVALID["VA"]
+    unknown = invalid.all(axis=1, keepdims=True)
+    if np.any(invalid[:, 0] != invalid[:, 1]) or np.any(~unknown & ((va < -1) | (va > 1))):
         return None
     return frames, np.where(unknown, np.nan, va).astype(np.float32)
 
