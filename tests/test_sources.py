@@ -214,6 +214,16 @@ def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(
     assert v1.expr.tolist() == [-1, 7, -1]  # the bad row is skipped, not shifted: frame 1 is Other
 
 
+def test_affwild2_misnamed_split_folder_is_a_note_naming_it(affwild2_2022_root):
+    ann = affwild2_2022_root / "6th ABAW Annotations"
+    (ann / "VA_Estimation_Challenge/Validation_Set").rename(ann / "VA_Estimation_Challenge/Val_Set")
+    problems = Problems(on_error="fail")
+    res = affwild2.read(affwild2_2022_root, problems, annotations="6th ABAW Annotations")
+    assert res.notes == [f"{ann}/VA_Estimation_Challenge/Val_Set: not read, no split folder of the 2022 layout "
+                         "(expected Train_Set or Validation_Set)"]
+    assert sorted(j.video for j in res.jobs) == ["v1", "v5"]  # v2's file is not read, never made train
+
+
 @pytest.mark.parametrize("task, header", [("AU", "smile"), ("EXPR", "happy,sad"), ("VA", "valence,notarousal")])
 def test_affwild2_file_with_a_bad_header_is_a_counted_skip_of_that_file(tmp_path, task, header):
     root = tmp_path / "aw"
