@@ -304,6 +304,57 @@ def test_saffwild2_bad_rows_are_counted_skips_naming_file_and_line(tmp_path, row
         saffwild2.read(root, Problems(on_error="fail"))
 
 
+SAW_HEAD = "image,valence,arousal,expression,aus\n"
+
+
+def saw_row(image, valence=0.1):
+    return f"{image},{valence},0.2,1,0,0,0,0,0,0,0,0,0,0,0,0\n"
+
+
+def test_saffwild2_two_files_of_one_split_are_a_note_and_one_is_read(tmp_path):
+    root = tmp_path / "saw"
+    write(root / "MTL_Challenge/training_set_annotations.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.1))
+    write(root / "MTL_Challenge/training_set_annotations_22.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.7))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    assert res.notes == ["2 annotation files for training_set: training_set_annotations.txt, "
+                         "training_set_annotations_22.txt: only training_set_annotations.txt is read; keep one"]
+    assert not problems.counts  # no row of the other file "listed twice"
+    np.testing.assert_allclose(res.jobs[0].va, [[0.1, 0.2]], rtol=1e-6)
+
+
+def test_saffwild2_image_in_both_splits_is_validations(tmp_path):
+    root = tmp_path / "saw"
+    train = root / "MTL_Challenge/training_set_annotations.txt"
+    write(train, SAW_HEAD + saw_row("v1/00001.jpg", 0.1) + saw_row("v1/00002.jpg", 0.3))
+    write(root / "MTL_Challenge/validation_set_annotations.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.5))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    jpg(root / "cropped_aligned/v1/00002.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    (job,) = res.jobs
+    assert job.split == "val" and job.frames.tolist() == [0, 1]  # the documented rule: val only
+    np.testing.assert_allclose(job.va[:, 0], [0.5, 0.3], rtol=1e-6)  # image 1: validation's row
+    assert res.notes == ["v1: listed in both splits, kept in val only"]
+    assert problems.as_dict() == {"bad row: an image listed in both splits (validation's row kept)": {
+        "count": 1, "first": f"{train}:2"}}
+
+
+def test_saffwild2_bad_header_counts_every_row_of_the_file(tmp_path):
+    root = tmp_path / "saw"
+    bad = root / "MTL_Challenge/training_set_annotations.txt"
+    write(bad, "image,valence,arousal,expr,aus\n" + saw_row("v1/00001.jpg") + saw_row("v1/00002.jpg")
+          + saw_row("v1/00003.jpg"))
+    write(root / "MTL_Challenge/validation_set_annotations.txt", SAW_HEAD + saw_row("v2/00001.jpg"))
+    jpg(root / "cropped_aligned/v2/00001.jpg")
+    problems = Problems()
+    saffwild2.read(root, problems)
+    (reason, found), = problems.as_dict().items()
+    assert reason.startswith("bad header") and found == {"count": 3, "first": f"{bad}:1"}
+    assert problems.summary().startswith("3 skipped")
+
+
 def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     root = tmp_path / "disfa"
     sn = "SN001"
