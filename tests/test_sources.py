@@ -378,6 +378,21 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
         assert {row[ABAW2022.aus.index(absent)] for row in au_rows(job, ABAW2022)} == {-1}
 
 
+def test_disfa_files_it_does_not_ship_are_a_note_naming_them(tmp_path):
+    root = tmp_path / "disfa"
+    labels = root / "ActionUnit_Labels/SN001"
+    for au in (1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 20, 25, 26):  # AU7 is no DISFA AU
+        write(labels / f"SN001_au{au}.txt", "1,3\n")
+    write(labels / "notes.txt", "annotator B\n")
+    (root / "Videos_LeftCamera").mkdir(parents=True)
+    (root / "Videos_LeftCamera/LeftVideoSN001_comp.avi").write_bytes(b"")
+    problems = Problems(on_error="fail")
+    res = disfa.read(root, problems)
+    assert res.notes == ["2 files in the subject folders are none of DISFA's 12 AU label files (<SN>_au<N>.txt, "
+                         f"N in 1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26), not read (first: {labels / 'SN001_au7.txt'})"]
+    assert "AU7" not in res.jobs[0].aus and res.jobs[0].au.tolist() == [[1] * 12]
+
+
 def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
     root = tmp_path / "disfa"
     write(root / "ActionUnit_Labels/SN002/SN002_au1.txt", "1,0\n2,7\n3,1.9\n4,2.0\n5,1,3\n")
