@@ -206,3 +206,32 @@ def test_a_disk_too_small_for_the_faces_is_refused_before_any_work(tmp_path, mon
     with pytest.raises(DataError, match=r"out: 0 MB free on its disk, the faces need about 0 MB: free some space"):
         extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_afewva_landmarks_that_miss_the_image_are_counted_skips(tmp_path):
+    from test_sources import landmarks68
+
+    clip = tmp_path / "afewva" / "01" / "001"
+    clip.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    good = landmarks68()
+    shifted = [[x + 5000, y] for x, y in good]
+    swapped = [[y, x] for x, y in good]
+    frames = {}
+    for f, (points, valence) in enumerate([(good, 1), (shifted, 2), (swapped, 3), (good, 4)]):
+        cv2.imwrite(str(clip / f"{f:05d}.png"), rng.integers(0, 255, (112, 112, 3), np.uint8))
+        frames[f"{f:05d}"] = {"valence": valence, "arousal": -valence, "landmarks": points}
+    (clip / "001.json").write_text(json.dumps({"actor": "A", "frames": frames}))
+    rep = extract("afewva", tmp_path / "afewva", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert rep["faces_written"] == 2
+    assert rep["rows_rejected"]["landmarks lie outside the 112x112 image"] == {
+        "count": 1, "first": str(clip / "00001.png")}
+    assert rep["rows_rejected"]["landmarks are mirrored (left and right eye exchanged, or x and y swapped)"][
+        "first"] == str(clip / "00002.png")
+    frames = read_frames(tmp_path / "out" / "frames.parquet")
+    assert frames["frame"].tolist() == [0, 3]  # the good frames, each with its own label
+    np.testing.assert_allclose(frames["valence"], [0.1, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(frames["arousal"], [-0.1, -0.4], rtol=1e-6)
+    with pytest.raises(DataError, match="00001.png: landmarks lie outside the 112x112 image"):
+        extract("afewva", tmp_path / "afewva", tmp_path / "out2", ExtractParams(workers=1, on_error="fail"),
+                progress=False)

@@ -94,8 +94,8 @@ def test_affwild2_expr_and_va():
     assert L.affwild2_va("0.25", "-0.5") == (0.25, -0.5)
     v, a = L.affwild2_va(-5, -5)
     assert math.isnan(v) and math.isnan(a)
-    v, a = L.affwild2_va(0.3, -5)
-    assert math.isnan(v) and math.isnan(a)
+    with pytest.raises(ValueError, match=r"one of valence and arousal is unknown \(-5\), the other not"):
+        L.affwild2_va(0.3, -5)
     with pytest.raises(ValueError):
         L.affwild2_va(1.5, 0)
 

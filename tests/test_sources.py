@@ -104,6 +104,25 @@ def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(affwild2_root, tmp_
         "bytes that are not UTF-8 (a damaged file?)": f"{disfa_file}:2"}
 
 
+def test_affwild2_va_row_with_one_value_unknown_is_a_counted_skip(affwild2_root, monkeypatch):
+    path = affwild2_root / "annotations/VA_Set/Validation_Set/v2.txt"
+    path.write_text("valence,arousal\n0.5,-0.25\n-5,0.3\n0.1,0.2\n")  # frame 1: valence unknown only
+    reason = "bad VA row: one of valence and arousal is unknown (-5), the other not"
+    for fast in (True, False):  # Arrow's reading at once and the line-by-line one agree
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(affwild2, "read_clean", lambda *a: None)
+            p = Problems()
+            res = affwild2.read(affwild2_root, p)
+            v2 = {j.video: j for j in res.jobs}["v2"]
+            assert p.as_dict() == {reason: {"count": 1, "first": f"{path}:3"}}, (fast, p.as_dict())
+            assert v2.frames.tolist() == [0, 2]  # no arousal-less frame 1
+            np.testing.assert_allclose(v2.va, [[0.5, -0.25], [0.1, 0.2]], rtol=1e-6)
+            assert res.invalid_label_rows == 0
+            with pytest.raises(DataError, match=r"v2.txt:3: bad VA row: one of valence and arousal.*got -5,0.3"):
+                affwild2.read(affwild2_root, Problems(on_error="fail"))
+
+
 def test_affwild2_crops_without_zero_padding_are_read_and_odd_files_counted(affwild2_root):
     crops = affwild2_root / "cropped_aligned/v1"
     jpg(crops / "4.jpg")  # frame 3, named without padding
@@ -195,6 +214,16 @@ def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(
     assert v1.expr.tolist() == [-1, 7, -1]  # the bad row is skipped, not shifted: frame 1 is Other
 
 
+def test_affwild2_misnamed_split_folder_is_a_note_naming_it(affwild2_2022_root):
+    ann = affwild2_2022_root / "6th ABAW Annotations"
+    (ann / "VA_Estimation_Challenge/Validation_Set").rename(ann / "VA_Estimation_Challenge/Val_Set")
+    problems = Problems(on_error="fail")
+    res = affwild2.read(affwild2_2022_root, problems, annotations="6th ABAW Annotations")
+    assert res.notes == [f"{ann}/VA_Estimation_Challenge/Val_Set: not read, no split folder of the 2022 layout "
+                         "(expected Train_Set or Validation_Set)"]
+    assert sorted(j.video for j in res.jobs) == ["v1", "v5"]  # v2's file is not read, never made train
+
+
 @pytest.mark.parametrize("task, header", [("AU", "smile"), ("EXPR", "happy,sad"), ("VA", "valence,notarousal")])
 def test_affwild2_file_with_a_bad_header_is_a_counted_skip_of_that_file(tmp_path, task, header):
     root = tmp_path / "aw"
@@ -275,6 +304,57 @@ def test_saffwild2_bad_rows_are_counted_skips_naming_file_and_line(tmp_path, row
         saffwild2.read(root, Problems(on_error="fail"))
 
 
+SAW_HEAD = "image,valence,arousal,expression,aus\n"
+
+
+def saw_row(image, valence=0.1):
+    return f"{image},{valence},0.2,1,0,0,0,0,0,0,0,0,0,0,0,0\n"
+
+
+def test_saffwild2_two_files_of_one_split_are_a_note_and_one_is_read(tmp_path):
+    root = tmp_path / "saw"
+    write(root / "MTL_Challenge/training_set_annotations.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.1))
+    write(root / "MTL_Challenge/training_set_annotations_22.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.7))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    assert res.notes == ["2 annotation files for training_set: training_set_annotations.txt, "
+                         "training_set_annotations_22.txt: only training_set_annotations.txt is read; keep one"]
+    assert not problems.counts  # no row of the other file "listed twice"
+    np.testing.assert_allclose(res.jobs[0].va, [[0.1, 0.2]], rtol=1e-6)
+
+
+def test_saffwild2_image_in_both_splits_is_validations(tmp_path):
+    root = tmp_path / "saw"
+    train = root / "MTL_Challenge/training_set_annotations.txt"
+    write(train, SAW_HEAD + saw_row("v1/00001.jpg", 0.1) + saw_row("v1/00002.jpg", 0.3))
+    write(root / "MTL_Challenge/validation_set_annotations.txt", SAW_HEAD + saw_row("v1/00001.jpg", 0.5))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    jpg(root / "cropped_aligned/v1/00002.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    (job,) = res.jobs
+    assert job.split == "val" and job.frames.tolist() == [0, 1]  # the documented rule: val only
+    np.testing.assert_allclose(job.va[:, 0], [0.5, 0.3], rtol=1e-6)  # image 1: validation's row
+    assert res.notes == ["v1: listed in both splits, kept in val only"]
+    assert problems.as_dict() == {"bad row: an image listed in both splits (validation's row kept)": {
+        "count": 1, "first": f"{train}:2"}}
+
+
+def test_saffwild2_bad_header_counts_every_row_of_the_file(tmp_path):
+    root = tmp_path / "saw"
+    bad = root / "MTL_Challenge/training_set_annotations.txt"
+    write(bad, "image,valence,arousal,expr,aus\n" + saw_row("v1/00001.jpg") + saw_row("v1/00002.jpg")
+          + saw_row("v1/00003.jpg"))
+    write(root / "MTL_Challenge/validation_set_annotations.txt", SAW_HEAD + saw_row("v2/00001.jpg"))
+    jpg(root / "cropped_aligned/v2/00001.jpg")
+    problems = Problems()
+    saffwild2.read(root, problems)
+    (reason, found), = problems.as_dict().items()
+    assert reason.startswith("bad header") and found == {"count": 3, "first": f"{bad}:1"}
+    assert problems.summary().startswith("3 skipped")
+
+
 def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     root = tmp_path / "disfa"
     sn = "SN001"
@@ -296,6 +376,21 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     # projected on the 2022 schema, the AUs DISFA does not label are unknown, never 0
     for absent in ("AU7", "AU10", "AU23", "AU24"):
         assert {row[ABAW2022.aus.index(absent)] for row in au_rows(job, ABAW2022)} == {-1}
+
+
+def test_disfa_files_it_does_not_ship_are_a_note_naming_them(tmp_path):
+    root = tmp_path / "disfa"
+    labels = root / "ActionUnit_Labels/SN001"
+    for au in (1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 20, 25, 26):  # AU7 is no DISFA AU
+        write(labels / f"SN001_au{au}.txt", "1,3\n")
+    write(labels / "notes.txt", "annotator B\n")
+    (root / "Videos_LeftCamera").mkdir(parents=True)
+    (root / "Videos_LeftCamera/LeftVideoSN001_comp.avi").write_bytes(b"")
+    problems = Problems(on_error="fail")
+    res = disfa.read(root, problems)
+    assert res.notes == ["2 files in the subject folders are none of DISFA's 12 AU label files (<SN>_au<N>.txt, "
+                         f"N in 1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26), not read (first: {labels / 'SN001_au7.txt'})"]
+    assert "AU7" not in res.jobs[0].aus and res.jobs[0].au.tolist() == [[1] * 12]
 
 
 def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):

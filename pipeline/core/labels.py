@@ -153,9 +153,13 @@ def affwild2_expr(value, codes=None) -> int:
 
 
 def affwild2_va(valence, arousal) -> tuple[float, float]:
-    """One Aff-Wild2 VA row to floats; -5 in either column makes both NaN (unknown)."""
+    """One Aff-Wild2 VA row to floats; -5 in both columns is unknown (NaN, NaN). -5 in one
+    column only is a ValueError: such a row is no label the reader can trust, not a
+    valence with an unknown arousal."""
     v, a = float(valence), float(arousal)
-    if v == AFFWILD2_INVALID["VA"] or a == AFFWILD2_INVALID["VA"]:
+    if (v == AFFWILD2_INVALID["VA"]) != (a == AFFWILD2_INVALID["VA"]):
+        raise ValueError(f"one of valence and arousal is unknown (-5), the other not, got {valence},{arousal}")
+    if v == AFFWILD2_INVALID["VA"]:
         return float("nan"), float("nan")
     if not (-1.0 <= v <= 1.0 and -1.0 <= a <= 1.0):
         raise ValueError(f"Aff-Wild2 valence/arousal must be in [-1, 1] or -5, got {valence},{arousal}")

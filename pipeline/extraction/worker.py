@@ -114,6 +114,27 @@ def box_inside(box, shape, least: float = 0.5) -> bool:
     return inside >= least * (x2 - x1) * (y2 - y1)
 
 
+def landmarks_problem(points, shape) -> str | None:
+    """Why five landmarks cannot be this image's face, or None. A point outside the image
+    (landmarks shifted, or an image resized after they were taken) or a mirrored face
+    (x and y swapped: the eyes and the mouth then turn the wrong way round) would give an
+    all-black or a wrong face under a right label."""
+    pts = np.asarray(points, dtype=np.float64)
+    h, w = shape[:2]
+    if pts.shape != (5, 2) or not np.isfinite(pts).all():
+        return "its landmarks are not five finite points"
+    # pixel (i, j) has its centre at (j, i): the image spans -0.5 .. w - 0.5
+    if ((pts < -0.5) | (pts > np.array([w, h]) - 0.5)).any():
+        return f"landmarks lie outside the {w}x{h} image"
+    eyes = pts[1] - pts[0]
+    down = (pts[3] + pts[4]) / 2 - (pts[0] + pts[1]) / 2
+    if np.hypot(*eyes) < 1:
+        return "its eyes lie less than 1 pixel apart"
+    if eyes[0] * down[1] - eyes[1] * down[0] <= 0:  # left eye, right eye, mouth: clockwise in a face
+        return "landmarks are mirrored (left and right eye exchanged, or x and y swapped)"
+    return None
+
+
 def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdir: str) -> JobResult:
     """Find, align and stream out the faces of one job."""
     n = len(job)
@@ -157,6 +178,10 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                         image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
                     emit(row, image)
                 elif job.mode == "landmarks":
+                    why = landmarks_problem(job.landmarks[row], image.shape)
+                    if why is not None:
+                        res.rejected.append((path, why, None, 1))
+                        continue
                     try:
                         face = align.align_face(image, job.landmarks[row], size, scale)
                     except (ValueError, np.linalg.LinAlgError) as e:

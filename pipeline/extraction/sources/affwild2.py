@@ -119,7 +119,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
             if task == "AU":
                 out[i] = affwild2_au([float(cells[k]) for k, _ in columns])
             else:
-                out[i] = affwild2_va(*(float(cells[j]) for j in columns))  # other columns are not ours
+                out[i] = affwild2_va(*(cells[j].strip() for j in columns))  # other columns are not ours
         except ValueError as e:
             problems.reject(str(path), f"bad {task} row: {e}", line=lineno)
     frames = np.fromiter(out, np.int32, len(out))
@@ -164,8 +164,9 @@ def read_clean(text: str, task: str, columns: tuple, width: int) -> tuple[np.nda
         codes = np.asarray(columns, dtype=np.int8)[np.clip(k, 0, None).astype(np.int64)]
         return frames, np.where(k == AFFWILD2_INVALID["EXPR"], -1, codes).astype(np.int8)
     va = values[:, list(columns)]
-    unknown = (va == AFFWILD2_INVALID["VA"]).any(axis=1, keepdims=True)
-    if np.any(~unknown & ((va < -1) | (va > 1))):
+    invalid = va == AFFWILD2_INVALID["VA"]
+    unknown = invalid.all(axis=1, keepdims=True)
+    if np.any(invalid[:, 0] != invalid[:, 1]) or np.any(~unknown & ((va < -1) | (va > 1))):
         return None
     return frames, np.where(unknown, np.nan, va).astype(np.float32)
 
@@ -194,9 +195,10 @@ def crop_names(crops: Path, problems: Problems) -> dict[int, str]:
     return names
 
 
-def task_folders(ann: Path) -> list[tuple[str, Path, str]]:
+def task_folders(ann: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
     """(task, folder, split) of every annotation folder under ``ann``, in one release's
-    layout; an error naming ``ann`` when it holds none, or both releases'."""
+    layout, and notes naming each folder in a task folder that is no split folder of that
+    layout (``Val_Set``: not read); an error naming ``ann`` when it holds none, or both releases'."""
     found = {}
     for release, (task_dirs, split_dirs) in LAYOUTS.items():
         folders = [(task, ann / d / s, split) for task, names in task_dirs.items() for d in names
@@ -208,7 +210,13 @@ def task_folders(ann: Path) -> list[tuple[str, Path, str]]:
                                 f"or AU_Detection_Challenge/Train_Set/...)")
     if len(found) > 1:
         raise FileNotFoundError(f"{ann}: holds the 2020 and the 2022 layouts: point 'annotations' at one of them")
-    return next(iter(found.values()))
+    release, folders = next(iter(found.items()))
+    task_dirs, split_dirs = LAYOUTS[release]
+    notes = [f"{ann / d / sub.name}: not read, no split folder of the {release} layout "
+             f"(expected {' or '.join(split_dirs)})"
+             for names in task_dirs.values() for d in names if (ann / d).is_dir()
+             for sub in sorted((ann / d).iterdir()) if sub.is_dir() and sub.name not in split_dirs]
+    return folders, notes
 
 
 def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
@@ -224,7 +232,8 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
     labels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     video_aus: dict[str, tuple[str, ...]] = {}
     splits: dict[str, set[str]] = {}
-    for task, folder, split in task_folders(ann):
+    folders, notes = task_folders(ann)
+    for task, folder, split in folders:
         for path in sorted(folder.glob("*.txt")):
             video = path.stem
             frames, values, names = parse_annotation(path, task, problems)
@@ -235,7 +244,7 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
     if not labels:
         raise FileNotFoundError(f"{ann}: no annotation files (<video>.txt) in its task folders")
 
-    read_result = SourceRead(jobs=[], problems=problems)
+    read_result = SourceRead(jobs=[], problems=problems, notes=notes)
     for video in sorted(labels):
         if len(splits[video]) > 1:
             # A video on both sides would leak into validation: it is validation only.

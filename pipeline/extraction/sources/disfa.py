@@ -66,7 +66,10 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         raise FileNotFoundError(f"{labels_dir}: no subject folders")
     result = SourceRead(jobs=[], problems=problems)
     extra: list[str] = []
+    ignored: list[Path] = []  # files of a subject folder that are none of its 12 label files
     for sn in subjects:
+        expected = {f"{sn}_au{au}.txt" for au in DISFA_AUS}
+        ignored += sorted(p for p in (labels_dir / sn).iterdir() if p.name not in expected)
         per_au: dict[int, dict[int, int]] = {}
         for au in DISFA_AUS:
             path = labels_dir / sn / f"{sn}_au{au}.txt"
@@ -91,6 +94,9 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         result.jobs.append(Job(source="disfa", video=sn, subject=sn, split="train", mode="detect",
                                frames=frames, video_path=str(video), aus=tuple(map(au_name, DISFA_AUS)), au=au,
                                labels_from=str(labels_dir / sn / f"{sn}_au*.txt")))
+    if ignored:
+        result.notes.append(f"{len(ignored)} files in the subject folders are none of DISFA's 12 AU label files "
+                            f"(<SN>_au<N>.txt, N in {', '.join(map(str, DISFA_AUS))}), not read (first: {ignored[0]})")
     if extra:
         result.notes.append(f"{len(extra)} label lines carry columns after frame,intensity, not read (first: "
                             f"{extra[0]})")

@@ -117,9 +117,12 @@ def read_file(path: Path, problems: Problems) -> pd.DataFrame | None:
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             header = f.readline()
-        if tuple(c.strip().lower() for c in header.split(",")) != HEADER:
-            problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1)
-            return None
+            if tuple(c.strip().lower() for c in header.split(",")) != HEADER:  # every row of the file lost
+                rows = sum(1 for line in f if line.strip())  # and the first line, when it is a row
+                rows += IMAGE.fullmatch(header.split(",")[0].strip()) is not None
+                problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1,
+                                n=max(rows, 1))
+                return None
         clean = read_clean(path)
         return clean if clean is not None else read_lines(path, problems)
     except (OSError, UnicodeDecodeError) as e:
@@ -127,34 +130,48 @@ def read_file(path: Path, problems: Problems) -> pd.DataFrame | None:
         return None
 
 
-def annotation_files(root: Path) -> list[tuple[Path, str]]:
+def annotation_files(root: Path) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The annotation file of each split, and notes: with two files for one split (e.g.
+    ``training_set_annotations.txt`` and ``..._22.txt``) the first by name is read, not both."""
     folder = root / "MTL_Challenge"
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: missing (expected MTL_Challenge/training_set_annotations.txt)")
-    files = [(p, split) for prefix, split in SPLITS.items() for p in sorted(folder.glob(f"{prefix}_annotations*.txt"))]
+    files, notes = [], []
+    for prefix, split in SPLITS.items():
+        found = sorted(folder.glob(f"{prefix}_annotations*.txt"))
+        if len(found) > 1:
+            notes.append(f"{len(found)} annotation files for {prefix}: {', '.join(p.name for p in found)}: "
+                         f"only {found[0].name} is read; keep one")
+        files += [(p, split) for p in found[:1]]
     if not files:
         raise FileNotFoundError(f"{folder}: no training_set_annotations*.txt or validation_set_annotations*.txt")
-    return files
+    return files, notes
 
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
     root = Path(root)
-    result = SourceRead(jobs=[], problems=problems)
+    files, notes = annotation_files(root)
+    result = SourceRead(jobs=[], problems=problems, notes=notes)
     tables = []
-    for path, split in annotation_files(root):
+    for path, split in files:
         table = read_file(path, problems)
         if table is not None and len(table):
             tables.append(table.assign(split=split, file=str(path)))
     if not tables:
         raise FileNotFoundError(f"{root}: no usable annotation row")
     rows = pd.concat(tables, ignore_index=True)
+    # A video's split is decided by all its rows, before duplicates go: a video in both files
+    # is validation's, and of an image in both its validation row counts (stable sort: val first).
+    split_of = rows.groupby("video")["split"].agg(set)
+    rows = rows.sort_values("split", key=lambda s: s != "val", kind="stable")
     for _, row in rows[rows.duplicated(["video", "frame"])].iterrows():  # the first listing counts
-        problems.reject(row["file"], f"bad row: an image listed twice, got {row['video']}/{row['frame'] + 1:05d}.jpg",
+        both = "in both splits (validation's row kept)" if len(split_of[row["video"]]) > 1 else "twice"
+        problems.reject(row["file"], f"bad row: an image listed {both}, got {row['video']}/{row['frame'] + 1:05d}.jpg",
                         line=int(row["line"]))
     rows = rows.drop_duplicates(["video", "frame"])
     au_columns = list(ABAW2022.aus)
     for video, group in rows.groupby("video", sort=True):
-        splits = set(group["split"])
+        splits = split_of[video]
         if len(splits) > 1:
             result.notes.append(f"{video}: listed in both splits, kept in val only")
         group = group.sort_values("frame")
