@@ -311,7 +311,8 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
         extra = ["--smooth", "4"]
     result = run(given, "--model", model, "--out", out, "--quiet", *extra)
     expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
-                "bad-bundle": "bundle format 99", "unwritable": "cannot write there", "even-smooth": "must be odd"}[case]
+                "bad-bundle": "bundle format 99", "unwritable": "a file is where the folder a-file/ goes",
+                "even-smooth": "must be odd"}[case]
     assert result.exit_code != 0 and expected in result.output
     assert case == "even-smooth" or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/clip.csv")) and not list(tmp_path.glob("**/.*.tmp"))
