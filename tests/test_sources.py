@@ -518,6 +518,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
         affectnet_row("12/g.jpg", 3, 1.5, 0),        # VA out of range
         affectnet_row("12/h.jpg", 3, 0, 0, landmarks68()[:67]),  # 67 points
         affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,80,80,", 1),  # box beyond 112x112
+        affectnet_row("12/d.jpg", "inf", 0, 0),  # not a number
     ]) + "\n")
     write(root / "Manually_Annotated_file_lists/validation.csv",
           AFFECTNET_HEADER + "\n" + affectnet_row("689/v.jpg", 6, 0, 0.5) + "\n")
@@ -540,7 +541,8 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
                        "image … missing": "6",
                        "bad row: valence/arousal must be in [-1, 1] or -2": "8",
                        "bad row: landmarks must be 68 distinct finite (x, y) points": "9",
-                       "bad row: the face box lies outside the 112x112 image": "10"}, reasons
+                       "bad row: the face box lies outside the 112x112 image": "10",
+                       "bad row: values must be numbers": "11"}, reasons
     assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
 
 
@@ -569,6 +571,16 @@ def test_affectnet_per_image_annotations(tmp_path):
     assert res.frames_without_label == 1 and jobs["val-0000"].expr.tolist() == [0]
     with pytest.raises(FileNotFoundError, match="not an AffectNet layout"):
         affectnet.read(tmp_path / "elsewhere", Problems())
+    notes = root / "train_set" / "annotations"
+    (notes / "1_exp.npy").write_bytes(b"")  # empty: np.load's EOFError
+    np.save(notes / "3_val.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
+    np.save(notes / "3_exp.npy", np.array("inf"))
+    p = Problems()
+    res = affectnet.read(root, p)
+    assert [j.video for j in res.jobs] == ["val-0000"] and sum(p.counts.values()) == 3, p.as_dict()
+    write(root / "Manually_Annotated_file_lists/training.csv", AFFECTNET_HEADER + "\n")
+    with pytest.raises(DataError, match="holds both AffectNet layouts"):
+        affectnet.read(root, Problems())
 
 
 # --- unlabelled ---------------------------------------------------------------------
