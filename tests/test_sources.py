@@ -247,6 +247,13 @@ def test_affwild2_layout_must_be_one_release(tmp_path):
         affwild2.read(root, Problems())
     with pytest.raises(FileNotFoundError, match="no annotation folders of either release"):
         affwild2.read(root, Problems(), annotations="annotations/AU_Set")
+    (root / "annotations/AU_Set/Training_Set/v.txt").unlink()
+    (root / "annotations/AU_Set/Training_Set").rmdir()
+    write(root / "annotations/EXPR_Classification_Challenge/Train_Set/v.txt", "Neutral\n0\n")
+    write(root / "annotations/EXPR_Recognition_Challenge/Train_Set/v.txt", "Neutral\n1\n")
+    with pytest.raises(FileNotFoundError, match="EXPR_Classification_Challenge and EXPR_Recognition_Challenge "
+                                                r"\(one task's labels twice\): keep one"):
+        affwild2.read(root, Problems())
 
 
 # --- s-Aff-Wild2 ---------------------------------------------------------------------
@@ -421,7 +428,8 @@ def test_expw_two_faces_in_one_image(tmp_path):
           "party.jpg 1 100 110 190 180 40.0 6\n"
           "solo.jpg 0 5 5 100 100 60 1\n"
           "gone.jpg 0 5 5 100 100 60 1\n"
-          "solo.jpg 1 5 5 100\n")
+          "solo.jpg 1 5 5 100\n"
+          "solo.jpg 2 5 5 100 100 abc 1\n")
     res = expw.read(root, Problems())
     jobs = {j.video: j for j in res.jobs}
     party = jobs["party"]
@@ -431,7 +439,8 @@ def test_expw_two_faces_in_one_image(tmp_path):
     assert party.boxes[0].tolist() == [20, 10, 80, 90]
     assert jobs["solo"].expr.tolist() == [2]  # disgust
     assert res.labels_without_frame == 1
-    assert sum(res.problems.counts.values()) == 2  # missing image + short line
+    assert sum(res.problems.counts.values()) == 3  # missing image, short line, a word as confidence
+    assert res.problems.examples["bad label line: confidence … is not a number"].endswith("label.lst:6")
 
 
 # --- AFEW-VA ------------------------------------------------------------------------
