@@ -200,7 +200,7 @@ def test_affwild2_2022_layout_keeps_every_au_and_other(affwild2_2022_root):
 def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(affwild2_2022_root):
     ann = affwild2_2022_root / "6th ABAW Annotations"
     write(ann / "AU_Detection_Challenge/Train_Set/v3.txt", "smile,frown\n1,0\n")  # no AU column
-    write(ann / "EXPR_Classification_Challenge/Validation_Set/v4.txt",
+    write(ann / "EXPR_Recognition_Challenge/Validation_Set/v4.txt",
           "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Contempt\n1\n")
     (ann / "EXPR_Recognition_Challenge/Train_Set/v1.txt").write_text(
         "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n8\n7\n")
