@@ -7,10 +7,12 @@ for a finished one.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
@@ -97,7 +99,12 @@ def replacing_folder(out: str | Path):
     if out.exists():
         os.replace(out, old)
     os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
+    kept = []
+    shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
+    if kept:  # e.g. an immutable file: the new output is in place, the old one only partly gone
+        with contextlib.suppress(OSError):
+            (old / WORK_MARK).touch()  # ours: the next run may delete it
+        logging.getLogger("mtaffect").warning("%s: could not delete %s of the earlier output: remove it", old, kept[0])
 
 
 def write_torch(path: str | Path, obj) -> None:
