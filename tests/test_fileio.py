@@ -86,3 +86,26 @@ def test_an_earlier_output_that_cannot_be_deleted_is_said_and_recognised_as_ours
     with replacing_folder(out) as work:
         (work / "extract.json").write_text("newer")
     assert not (tmp_path / ".out.old").exists()
+
+
+@pytest.mark.parametrize("torch_says, we_say", [
+    ("[enforce fail at inline_container.cc:747] . open file failed with strerror: Operation not permitted",
+     "cannot write (Operation not permitted)"),
+    ("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed",
+     "file write failed; is the disk full?)"),
+])
+def test_a_checkpoint_that_cannot_be_written_says_why_and_blames_the_disk_only_when_it_may_be(tmp_path, monkeypatch,
+                                                                                                torch_says, we_say):
+    import torch
+
+    from pipeline.core.fileio import write_torch
+
+    def refuse(obj, f):
+        raise RuntimeError(torch_says)
+
+    monkeypatch.setattr(torch, "save", refuse)
+    with pytest.raises(OSError) as caught:
+        write_torch(tmp_path / "m.pt", {})
+    assert caught.value.filename == str(tmp_path / "m.pt") and caught.value.strerror.endswith(we_say)
+    assert (caught.value.strerror.count("disk full") == 1) == we_say.endswith("full?)")
+    assert not list(tmp_path.iterdir())

@@ -483,3 +483,14 @@ def test_a_folder_another_run_is_writing_into_is_refused_before_any_work(tmp_pat
         holder.wait()
     OutputFolder(out, "predict").lock([out / "clip.csv"])  # released by the system when it ended
     assert not (out / ".clip.csv.tmp").exists()
+
+
+def test_an_input_name_too_long_for_its_outputs_is_refused_before_any_work(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.predict.outputs import OutputFolder
+
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"too long a name to write \(its temporary name would be 263 bytes"):
+        OutputFolder(out, "predict").claim([out / ("v" * 242 + "_overlay.mp4")])
+    OutputFolder(out, "predict").claim([out / ("v" * 234 + "_overlay.mp4")])  # 255: fine
+    assert not out.exists()

@@ -115,8 +115,11 @@ def write_torch(path: str | Path, obj) -> None:
     with atomic_write(path) as tmp:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as e:
-            raise OSError(f"cannot write ({str(e).splitlines()[0][:120]}; is the disk full?)") from e
+        except RuntimeError as e:  # torch's text: "... open file failed with strerror: <the OS's words>"
+            text = str(e).splitlines()[0]
+            why = text.rsplit("strerror: ", 1)[1] if "strerror: " in text else text[:120]
+            hint = "; is the disk full?" if "space" in why.lower() or "strerror" not in text else ""
+            raise OSError(f"cannot write ({why}{hint})") from e
 
 
 def write_text(path: str | Path, text: str) -> None:

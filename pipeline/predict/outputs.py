@@ -22,6 +22,7 @@ from pipeline.core.errors import DataError
 from pipeline.core.fileio import file_sha256, temp_path, write_json
 
 MANIFEST = ".mtaffect-outputs.json"
+NAME_MAX = 255  # bytes of a file name on the usual file systems
 #: The folders this process holds, until it ends.
 HELD: dict = {}
 
@@ -65,6 +66,10 @@ class OutputFolder:
         for i, path in enumerate(paths):
             if path in paths[:i]:
                 raise DataError(f"{path}: two inputs would write this same file (predict or export them apart)")
+            longest = len(temp_path(path).name.encode()) + len(".mp4")  # the overlay's temporary name
+            if longest > NAME_MAX:
+                raise DataError(f"{path}: too long a name to write (its temporary name would be {longest} bytes, "
+                                f"the file system allows {NAME_MAX}): rename the input")
             for folder in reversed(path.parents):  # e.g. AU_Set/ of an export
                 if folder.exists() and not folder.is_dir():
                     raise DataError(f"{folder}: a file is where the folder {folder.name}/ goes: move it, or "
