@@ -29,9 +29,11 @@ def cli(tables, out, tasks):
     out_dir = check_out_option(out)
     tasks = tasks or TASKS
     target = OutputFolder(out_dir, "export-abaw")
-    target.claim([p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()])
+    outputs = [p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()]
+    target.claim(outputs)
     for table in tables:  # every table is checked before the first file is written
         read_predictions(Path(table))
+    target.lock(outputs)
     for table in tables:
         written = export(Path(table), out_dir, tasks)
         for path in written.values():

@@ -61,9 +61,10 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet, proven
                      digests={"source": counts["source_sha256"]})
     skipped = sum(r["count"] for r in counts["rows_rejected"].values())  # each reason was logged
     frames = "frames" if source == "input" else "labelled frames"
+    unlabelled = counts["frames_without_label"] + counts["invalid_label_rows"]
     click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} {frames} "
                f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
-               f"without a frame, {skipped} rows skipped) -> {out}")
+               f"without a frame, {skipped} rows skipped, {unlabelled} frames without a label not read) -> {out}")
 
 
 if __name__ == "__main__":

@@ -74,12 +74,13 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                                        "predict on the images without it")
     settings = Settings(every=every, all_faces=all_faces, smooth=smooth, overlay=overlay,
                         timeline=not no_timeline, fmt=fmt, detect_size=detect_size)
-    target.claim([p for inp in found for p in output_paths(inp, out_dir, settings).values()])
+    outputs = [p for inp in found for p in output_paths(inp, out_dir, settings).values()]
+    target.claim(outputs)
     dev = resolve_device(device)
     model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
     settings.batch = model.detection["block"]  # the extraction's: the tracker's blocks shape its results
+    target.lock(outputs)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
         probe = out_dir / ".mtaffect-write-test"
         probe.write_bytes(b"")
         probe.unlink()

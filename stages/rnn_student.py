@@ -46,7 +46,7 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
                                       students_dir, cnn_teacher)
     out_dir, log_dir = out_dir or f"models/rnn/students/{name}", log_dir or f"reports/plots/rnn/students/{name}"
-    caches = {n: SoftLabels(per_length(soft_dir, n, ".h5")) for n in p.temporal.sequence_lengths}
+    caches = {n: SoftLabels(per_length(soft_dir, n, ".h5"), "rnn_soft_labels") for n in p.temporal.sequence_lengths}
     datas = {}  # every length checked first: bad input stops the stage before anything is written
     for length, cache in caches.items():
         check_cache(cache, features, length)

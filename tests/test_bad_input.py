@@ -364,8 +364,9 @@ def test_labels_that_are_no_labels_are_counted_skips(data, tmp_path, caplog):
     lines[4] = lines[4].split(",")[0] + ",1.9"  # intensities are whole numbers: never rounded to 1
     lines[5] = lines[5].split(",")[0] + ",7"
     au1.write_text("\n".join(lines) + "\n")
-    clip = sorted((data / "afewva").rglob("*.json"))[0]
+    clip, empty = sorted((data / "afewva").rglob("*.json"))[:2]
     clip.write_text(json.dumps([json.loads(clip.read_text())]))  # a list, not a mapping
+    empty.write_text(json.dumps(json.loads(empty.read_text()) | {"frames": {}}))  # a clip without labels
     for source, reason in (("disfa", "intensity must be a whole number 0..5, got 1.9"),
                            ("afewva", "the top level is no mapping with a frames key, got a list")):
         out = tmp_path / source
@@ -373,6 +374,8 @@ def test_labels_that_are_no_labels_are_counted_skips(data, tmp_path, caplog):
         assert result.exit_code == 0 and reason in caplog.text, result.output
         rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
         assert any(reason_kind(reason) in r for r in rejected), rejected
+    unlabelled = len(list(empty.parent.glob("*.png")))
+    assert f"{unlabelled} frames without a label not read" in result.output, result.output  # said, not only in the report
     # two bad values of one kind: one line of the report, counted twice
     rejected = json.loads((tmp_path / "disfa" / "extract.json").read_text())["rows_rejected"]
     assert {r: v["count"] for r, v in rejected.items()} == {"bad DISFA line: intensity must be a whole number 0..5": 2}

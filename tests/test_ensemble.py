@@ -157,3 +157,12 @@ def test_one_checkpoint_twice_is_refused_when_bundled_and_when_loaded(tmp_path):
     torch.save(raw, tmp_path / "twins.pt")
     with pytest.raises(CheckpointError, match=r"twins.pt: members s1 and s3 are the same checkpoint .*rebuild it"):
         load_bundle(tmp_path / "twins.pt")
+
+
+def test_a_missing_bundle_names_the_stage_that_writes_it(tmp_path):
+    from pipeline.inference.ensemble import RNN_BUNDLE_KIND
+
+    with pytest.raises(FileNotFoundError, match=r"ensemble.pt: model bundle not found \(run `dvc repro ensemble`\)"):
+        load_bundle(tmp_path / "ensemble.pt")
+    with pytest.raises(FileNotFoundError, match=r"run `dvc repro rnn_ensemble`, with its length in temporal"):
+        load_bundle(tmp_path / "T8.pt", kind=RNN_BUNDLE_KIND)

@@ -71,3 +71,16 @@ def test_the_checkpoint_choice(tmp_path):
         choose_checkpoint("nowhere.pt", [], str(tmp_path), "t.pt")
     with pytest.raises(FileNotFoundError, match="member 's9'"):
         choose_checkpoint("best_member", ["s9"], str(tmp_path), "t.pt")
+
+
+@pytest.mark.parametrize("content", [b"a,b\n", b"PAR1 not really"])
+def test_a_damaged_frame_table_is_one_line_naming_it(tmp_path, content):
+    from pipeline.core.errors import DataError
+
+    table = tmp_path / "faces.parquet"
+    table.write_bytes(content)
+    with pytest.raises(DataError, match=rf"{table}: not a readable index or frame table \(.*\): rerun the stage"):
+        FrameIndex.read(table)
+    pd.DataFrame({"uid": ["a"]}).to_parquet(table)  # a table, not of frames
+    with pytest.raises(DataError, match=r"not a readable index or frame table \(.*'video'"):
+        FrameIndex.read(table)

@@ -1,5 +1,7 @@
 """Hashing files and folders; output folders replaced only when they are the stage's own."""
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +55,57 @@ def test_an_output_folder_is_replaced_only_when_all_of_it_is_the_stages_own(tmp_
         (work / "extract.json").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["extract.json"]
     assert not (tmp_path / ".out.tmp").exists() and (tmp_path / "kept" / "backup.txt").exists()
+
+
+def test_an_earlier_output_that_cannot_be_deleted_is_said_and_recognised_as_ours_next_time(tmp_path, monkeypatch,
+                                                                                           caplog):
+    from pipeline.core.fileio import check_output_folder, replacing_folder
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("extract.json", "frames.parquet"):
+        (out / name).write_text("earlier output")
+    real = shutil.rmtree
+
+    def stuck(path, onerror=None, **kw):  # as an immutable frames.parquet (chattr +i) would be
+        keep = Path(path) / "frames.parquet"
+        if Path(path).name != ".out.old" or not keep.exists():
+            return real(path, onerror=onerror, **kw)
+        for p in Path(path).iterdir():
+            if p != keep:
+                p.unlink()
+        onerror(os.unlink, str(keep), (PermissionError, PermissionError(1, "Operation not permitted"), None))
+
+    monkeypatch.setattr(shutil, "rmtree", stuck)
+    with replacing_folder(out) as work:
+        (work / "extract.json").write_text("new")
+    monkeypatch.setattr(shutil, "rmtree", real)
+    assert (out / "extract.json").read_text() == "new"
+    assert f"{tmp_path / '.out.old'}: could not delete {tmp_path / '.out.old' / 'frames.parquet'}" in caplog.text
+    check_output_folder(out, "extract.json", own=("frames.parquet",))  # its own leftover: not refused
+    with replacing_folder(out) as work:
+        (work / "extract.json").write_text("newer")
+    assert not (tmp_path / ".out.old").exists()
+
+
+@pytest.mark.parametrize("torch_says, we_say", [
+    ("[enforce fail at inline_container.cc:747] . open file failed with strerror: Operation not permitted",
+     "cannot write (Operation not permitted)"),
+    ("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0: file write failed",
+     "file write failed; is the disk full?)"),
+])
+def test_a_checkpoint_that_cannot_be_written_says_why_and_blames_the_disk_only_when_it_may_be(tmp_path, monkeypatch,
+                                                                                                torch_says, we_say):
+    import torch
+
+    from pipeline.core.fileio import write_torch
+
+    def refuse(obj, f):
+        raise RuntimeError(torch_says)
+
+    monkeypatch.setattr(torch, "save", refuse)
+    with pytest.raises(OSError) as caught:
+        write_torch(tmp_path / "m.pt", {})
+    assert caught.value.filename == str(tmp_path / "m.pt") and caught.value.strerror.endswith(we_say)
+    assert (caught.value.strerror.count("disk full") == 1) == we_say.endswith("full?)")
+    assert not list(tmp_path.iterdir())

@@ -4,6 +4,8 @@ extraction + ensemble path on the same faces, smoothing against pandas, the pict
 back. ``--temporal``: the streamed windows against the temporal stages' own (whole runs
 through ``windows.eval_windows``), a video against the extraction -> features -> temporal
 bundle path on the same faces."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -456,3 +458,39 @@ def test_bad_temporal_input_is_one_line_and_leaves_no_table(case, bundle, tempor
     assert result.exit_code != 0 and expected in result.output, result.output
     assert case in ("every", "image") or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/*.csv")) and not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_a_folder_another_run_is_writing_into_is_refused_before_any_work(tmp_path):
+    import subprocess
+    import sys
+
+    from pipeline.core.errors import DataError
+    from pipeline.predict.outputs import OutputFolder
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pipeline.predict.outputs import OutputFolder; "
+        f"OutputFolder({str(out)!r}, 'predict').lock([]); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (out / ".clip.csv.tmp").write_text("the other run's table, half written")
+        with pytest.raises(DataError, match=rf"{out}: another mtaffect predict or export-abaw is writing into"):
+            OutputFolder(out, "predict").lock([out / "clip.csv"])
+        assert (out / ".clip.csv.tmp").exists()  # its temporary left alone
+    finally:
+        holder.kill()
+        holder.wait()
+    OutputFolder(out, "predict").lock([out / "clip.csv"])  # released by the system when it ended
+    assert not (out / ".clip.csv.tmp").exists()
+
+
+def test_an_input_name_too_long_for_its_outputs_is_refused_before_any_work(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.predict.outputs import OutputFolder
+
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"too long a name to write \(its temporary name would be 263 bytes"):
+        OutputFolder(out, "predict").claim([out / ("v" * 242 + "_overlay.mp4")])
+    OutputFolder(out, "predict").claim([out / ("v" * 234 + "_overlay.mp4")])  # 255: fine
+    assert not out.exists()

@@ -215,3 +215,12 @@ def test_a_cache_lacking_a_dataset_and_a_shard_shorter_than_its_table_are_one_li
     with pytest.raises(CheckpointError, match=rf"{shard}: holds 1 faces but the index asks for face"):
         make_cache(copy / "build", teacher, tmp_path / "out" / "soft_labels.h5")
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_a_missing_cache_names_the_stage_that_writes_it(tmp_path):
+    from pipeline.training.softlabels import SoftLabels
+
+    with pytest.raises(FileNotFoundError, match=r"T8.h5: soft-label cache not found \(run `dvc repro soft_labels`\)"):
+        SoftLabels(tmp_path / "T8.h5")
+    with pytest.raises(FileNotFoundError, match=r"\(run `dvc repro rnn_soft_labels`\)"):
+        SoftLabels(tmp_path / "T8.h5", "rnn_soft_labels")

@@ -200,7 +200,7 @@ def test_affwild2_2022_layout_keeps_every_au_and_other(affwild2_2022_root):
 def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(affwild2_2022_root):
     ann = affwild2_2022_root / "6th ABAW Annotations"
     write(ann / "AU_Detection_Challenge/Train_Set/v3.txt", "smile,frown\n1,0\n")  # no AU column
-    write(ann / "EXPR_Classification_Challenge/Validation_Set/v4.txt",
+    write(ann / "EXPR_Recognition_Challenge/Validation_Set/v4.txt",
           "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Contempt\n1\n")
     (ann / "EXPR_Recognition_Challenge/Train_Set/v1.txt").write_text(
         "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other\n8\n7\n")
@@ -247,6 +247,13 @@ def test_affwild2_layout_must_be_one_release(tmp_path):
         affwild2.read(root, Problems())
     with pytest.raises(FileNotFoundError, match="no annotation folders of either release"):
         affwild2.read(root, Problems(), annotations="annotations/AU_Set")
+    (root / "annotations/AU_Set/Training_Set/v.txt").unlink()
+    (root / "annotations/AU_Set/Training_Set").rmdir()
+    write(root / "annotations/EXPR_Classification_Challenge/Train_Set/v.txt", "Neutral\n0\n")
+    write(root / "annotations/EXPR_Recognition_Challenge/Train_Set/v.txt", "Neutral\n1\n")
+    with pytest.raises(FileNotFoundError, match="EXPR_Classification_Challenge and EXPR_Recognition_Challenge "
+                                                r"\(one task's labels twice\): keep one"):
+        affwild2.read(root, Problems())
 
 
 # --- s-Aff-Wild2 ---------------------------------------------------------------------
@@ -421,7 +428,8 @@ def test_expw_two_faces_in_one_image(tmp_path):
           "party.jpg 1 100 110 190 180 40.0 6\n"
           "solo.jpg 0 5 5 100 100 60 1\n"
           "gone.jpg 0 5 5 100 100 60 1\n"
-          "solo.jpg 1 5 5 100\n")
+          "solo.jpg 1 5 5 100\n"
+          "solo.jpg 2 5 5 100 100 abc 1\n")
     res = expw.read(root, Problems())
     jobs = {j.video: j for j in res.jobs}
     party = jobs["party"]
@@ -431,7 +439,8 @@ def test_expw_two_faces_in_one_image(tmp_path):
     assert party.boxes[0].tolist() == [20, 10, 80, 90]
     assert jobs["solo"].expr.tolist() == [2]  # disgust
     assert res.labels_without_frame == 1
-    assert sum(res.problems.counts.values()) == 2  # missing image + short line
+    assert sum(res.problems.counts.values()) == 3  # missing image, short line, a word as confidence
+    assert res.problems.examples["bad label line: confidence … is not a number"].endswith("label.lst:6")
 
 
 # --- AFEW-VA ------------------------------------------------------------------------
@@ -518,6 +527,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
         affectnet_row("12/g.jpg", 3, 1.5, 0),        # VA out of range
         affectnet_row("12/h.jpg", 3, 0, 0, landmarks68()[:67]),  # 67 points
         affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,80,80,", 1),  # box beyond 112x112
+        affectnet_row("12/d.jpg", "inf", 0, 0),  # not a number
     ]) + "\n")
     write(root / "Manually_Annotated_file_lists/validation.csv",
           AFFECTNET_HEADER + "\n" + affectnet_row("689/v.jpg", 6, 0, 0.5) + "\n")
@@ -540,7 +550,8 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
                        "image … missing": "6",
                        "bad row: valence/arousal must be in [-1, 1] or -2": "8",
                        "bad row: landmarks must be 68 distinct finite (x, y) points": "9",
-                       "bad row: the face box lies outside the 112x112 image": "10"}, reasons
+                       "bad row: the face box lies outside the 112x112 image": "10",
+                       "bad row: values must be numbers": "11"}, reasons
     assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
 
 
@@ -569,6 +580,16 @@ def test_affectnet_per_image_annotations(tmp_path):
     assert res.frames_without_label == 1 and jobs["val-0000"].expr.tolist() == [0]
     with pytest.raises(FileNotFoundError, match="not an AffectNet layout"):
         affectnet.read(tmp_path / "elsewhere", Problems())
+    notes = root / "train_set" / "annotations"
+    (notes / "1_exp.npy").write_bytes(b"")  # empty: np.load's EOFError
+    np.save(notes / "3_val.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
+    np.save(notes / "3_exp.npy", np.array("inf"))
+    p = Problems()
+    res = affectnet.read(root, p)
+    assert [j.video for j in res.jobs] == ["val-0000"] and sum(p.counts.values()) == 3, p.as_dict()
+    write(root / "Manually_Annotated_file_lists/training.csv", AFFECTNET_HEADER + "\n")
+    with pytest.raises(DataError, match="holds both AffectNet layouts"):
+        affectnet.read(root, Problems())
 
 
 # --- unlabelled ---------------------------------------------------------------------

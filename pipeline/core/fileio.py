@@ -7,10 +7,12 @@ for a finished one.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 from contextlib import contextmanager
@@ -97,7 +99,12 @@ def replacing_folder(out: str | Path):
     if out.exists():
         os.replace(out, old)
     os.replace(work, out)
-    shutil.rmtree(old, ignore_errors=True)
+    kept = []
+    shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
+    if kept:  # e.g. an immutable file: the new output is in place, the old one only partly gone
+        with contextlib.suppress(OSError):
+            (old / WORK_MARK).touch()  # ours: the next run may delete it
+        logging.getLogger("mtaffect").warning("%s: could not delete %s of the earlier output: remove it", old, kept[0])
 
 
 def write_torch(path: str | Path, obj) -> None:
@@ -108,8 +115,11 @@ def write_torch(path: str | Path, obj) -> None:
     with atomic_write(path) as tmp:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as e:
-            raise OSError(f"cannot write ({str(e).splitlines()[0][:120]}; is the disk full?)") from e
+        except RuntimeError as e:  # torch's text: "... open file failed with strerror: <the OS's words>"
+            text = str(e).splitlines()[0]
+            why = text.rsplit("strerror: ", 1)[1] if "strerror: " in text else text[:120]
+            hint = "; is the disk full?" if "space" in why.lower() or "strerror" not in text else ""
+            raise OSError(f"cannot write ({why}{hint})") from e
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -36,7 +36,12 @@ class FrameIndex:
         extraction's frame table (``frames.parquet``, no ``weight`` column) reads with weight 1."""
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
-        df = pd.read_parquet(path)
+        try:
+            df = pd.read_parquet(path)
+            df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
+        except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
+            raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
+                            "the stage that wrote it") from None
         folder = Path(path).parent
         shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
         return cls(

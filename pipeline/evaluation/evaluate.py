@@ -120,7 +120,8 @@ def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None
     teacher_sha = file_sha256(models.teacher) if models.teacher else None
     if cache_teacher_sha256 is not None and teacher_sha is not None and cache_teacher_sha256 != teacher_sha:
         raise CheckpointError(f"the soft-label cache comes from another teacher (sha256 {cache_teacher_sha256[:12]}...) "
-                              f"than {models.teacher} ({teacher_sha[:12]}...): rerun `dvc repro soft_labels`")
+                              f"than {models.teacher} ({teacher_sha[:12]}...): is --teacher the teacher that made it "
+                              "(default models/teacher.pt)? If so, rerun `dvc repro soft_labels`")
     for name, path in models.students.items():
         learned = read_torch_file(path, "checkpoint").get("soft_labels", {}).get("teacher_sha256")
         if teacher_sha is not None and learned is not None and learned != teacher_sha:

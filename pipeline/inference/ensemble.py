@@ -93,7 +93,9 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str 
     schema, is refused with a message saying what differs.
     """
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: model bundle not found (run `dvc repro ensemble`)")
+        fix = ("`dvc repro ensemble`" if kind == BUNDLE_KIND else
+               "`dvc repro rnn_ensemble`, with its length in temporal.sequence_lengths")
+        raise FileNotFoundError(f"{path}: model bundle not found (run {fix})")
     bundle = read_torch_file(path, "model bundle", device)
     if not isinstance(bundle, dict) or bundle.get("kind") != kind:
         raise CheckpointError(f"{path}: not {KINDS[kind]}" + (f" (it is {KINDS[bundle['kind']]})" if isinstance(

@@ -11,8 +11,10 @@ writes the same name.
 """
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from pipeline.core.errors import DataError
 from pipeline.core.fileio import file_sha256, temp_path, write_json
 
 MANIFEST = ".mtaffect-outputs.json"
+NAME_MAX = 255  # bytes of a file name on the usual file systems
+#: The folders this process holds, until it ends.
+HELD: dict = {}
 
 
 @dataclass
@@ -54,20 +59,46 @@ class OutputFolder:
         return {p for p in (self.folder / n for n in self.entries) if p.is_file() and self.ours(p)}
 
     def claim(self, paths: list[Path]) -> None:
-        """Before any work: refuse an output written twice, and an existing file (or
-        folder) of an output's name that is not ours; remove our stale temporaries."""
-        seen = set()
-        for path in map(Path, paths):
-            if path in seen:
+        """Before any work: refuse an output written twice, a file where an output's folder
+        goes, and an existing file (or folder) of an output's name that is not ours (then
+        :meth:`lock` before writing)."""
+        paths = [Path(p) for p in paths]
+        for i, path in enumerate(paths):
+            if path in paths[:i]:
                 raise DataError(f"{path}: two inputs would write this same file (predict or export them apart)")
-            seen.add(path)
+            longest = len(temp_path(path).name.encode()) + len(".mp4")  # the overlay's temporary name
+            if longest > NAME_MAX:
+                raise DataError(f"{path}: too long a name to write (its temporary name would be {longest} bytes, "
+                                f"the file system allows {NAME_MAX}): rename the input")
             for folder in reversed(path.parents):  # e.g. AU_Set/ of an export
                 if folder.exists() and not folder.is_dir():
                     raise DataError(f"{folder}: a file is where the folder {folder.name}/ goes: move it, or "
                                     "choose another --out")
+        for path in paths:
             if path.exists() and not self.ours(path):
                 raise DataError(f"{path}: exists and was not written by an earlier `mtaffect {self.command}`: "
                                 "refusing to replace it (choose another --out, or move the file)")
+
+    def lock(self, paths: list[Path]) -> None:
+        """Before writing ``paths`` (claimed): hold the folder until this process ends (the
+        system lets go even after a kill; two runs writing into one folder would take each
+        other's temporaries and record bytes that are not the ones on disk), then remove
+        the temporaries a killed run left under those names."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            held = self.folder.resolve() in HELD  # this process's own, from an earlier command
+            lock = None if held else os.open(self.folder, os.O_RDONLY)  # the folder itself: no file of ours in it
+        except OSError as e:
+            raise DataError(f"{self.folder}: cannot write there ({e.strerror or e})") from None
+        try:
+            if lock is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                HELD[self.folder.resolve()] = lock
+        except BlockingIOError:
+            os.close(lock)
+            raise DataError(f"{self.folder}: another mtaffect predict or export-abaw is writing into this folder: "
+                            "wait for it to finish, or choose another --out") from None
+        for path in map(Path, paths):
             for stale in path.parent.glob(f"{glob.escape(temp_path(path).name)}*"):  # a killed run's
                 stale.unlink()
 

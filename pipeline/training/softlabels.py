@@ -184,9 +184,10 @@ def to_float16(logits: torch.Tensor) -> np.ndarray:
 class SoftLabels:
     """A cache opened for training: checked, memory-mapped, rows found by uid."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, stage: str = "soft_labels"):
+        """``stage``: the stage that writes it (``rnn_soft_labels`` for the temporal caches)."""
         self.path = Path(path)
-        with read_stage_h5(self.path, "soft-label cache", FORMAT_VERSION, "soft_labels") as (h5, self.attrs):
+        with read_stage_h5(self.path, "soft-label cache", FORMAT_VERSION, stage) as (h5, self.attrs):
             self.uid = np.asarray(h5["uid"].asstr()[:], dtype=str)
             self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])

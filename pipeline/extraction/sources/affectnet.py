@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core.errors import DataError
 from pipeline.core.schema import EXPRESSIONS, UNKNOWN
 from pipeline.extraction.align import landmarks5_from_68
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
@@ -38,6 +39,8 @@ CHUNK = 1000  # images per job of the per-image layout (its files have no folder
 def labels(code: float, valence: float, arousal: float, points) -> tuple[int, tuple[float, float], np.ndarray]:
     """(expression code, (valence, arousal), five points) of one image, unknowns unknown;
     ValueError saying what is wrong (No-Face included)."""
+    if not np.isfinite([code, valence, arousal]).all():
+        raise ValueError(f"values must be numbers, got {code},{valence},{arousal}")
     if code != int(code) or not 0 <= code <= NO_FACE:
         raise ValueError(f"expression code must be 0..{NO_FACE}, got {code}")
     if code == NO_FACE:
@@ -132,8 +135,9 @@ def read_npy_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
                 code, valence, arousal, points = (np.load(f, allow_pickle=False) for f in files)
                 code, valence, arousal = (float(np.asarray(v).reshape(-1)[0]) for v in (code, valence, arousal))
                 expr, va, five = labels(code, valence, arousal, points)
-            except (OSError, ValueError, IndexError) as e:
-                problems.reject(str(notes / f"{image.stem}_*.npy"), f"bad annotation: {str(e).splitlines()[0][:120]}")
+            except (OSError, ValueError, IndexError, TypeError, EOFError) as e:  # EOFError: an empty .npy
+                why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+                problems.reject(str(notes / f"{image.stem}_*.npy"), f"bad annotation: {why}")
                 continue
             if expr == UNKNOWN and np.isnan(va[0]):
                 result.invalid_label_rows += 1
@@ -145,6 +149,10 @@ def read_npy_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
 def read(root: str | Path, problems: Problems) -> SourceRead:
     root = Path(root)
     result = SourceRead(jobs=[], problems=problems)
+    both = (root / "Manually_Annotated_file_lists").is_dir() and any((root / f).is_dir() for f in NPY_SETS)
+    if both:  # which labels would win is not ours to guess
+        raise DataError(f"{root}: holds both AffectNet layouts (Manually_Annotated_file_lists/ and "
+                        f"{'/ or '.join(NPY_SETS)}/): point sources.affectnet at one of them")
     if (root / "Manually_Annotated_file_lists").is_dir():
         groups = read_csv_layout(root, problems, result)
     elif any((root / f).is_dir() for f in NPY_SETS):

@@ -212,6 +212,9 @@ def task_folders(ann: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
         raise FileNotFoundError(f"{ann}: holds the 2020 and the 2022 layouts: point 'annotations' at one of them")
     release, folders = next(iter(found.items()))
     task_dirs, split_dirs = LAYOUTS[release]
+    for names in task_dirs.values():  # which of two label sets would win is not ours to guess
+        if sum((ann / d).is_dir() for d in names) > 1:
+            raise FileNotFoundError(f"{ann}: holds {' and '.join(names)} (one task's labels twice): keep one")
     notes = [f"{ann / d / sub.name}: not read, no split folder of the {release} layout "
              f"(expected {' or '.join(split_dirs)})"
              for names in task_dirs.values() for d in names if (ann / d).is_dir()

@@ -42,6 +42,10 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                                  "space?)") from None
             if not all(abs(v) < 1e6 for v in (top, left, right, bottom)):
                 raise ValueError(f"a box beyond any image, got {' '.join(cells[2:6])}")
+            try:
+                float(cells[6])  # the face's confidence: not used, but a word here is another layout
+            except ValueError:
+                raise ValueError(f"confidence {cells[6]!r} is not a number") from None
             label = int(cells[7])
             expr = int(expw_to_expr([label])[0])
             if right <= left or bottom <= top:
