@@ -185,9 +185,13 @@ def test_an_affectnet_file_list_is_extracted_with_its_labels_on_their_images(tmp
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir()
     (lists / "training.csv").write_text("\n".join([AFFECTNET_HEADER, affectnet_row("1/b.jpg", 7, 0.5, -0.5),
-                                                    affectnet_row("1/a.jpg", 2, -2, -2)]) + "\n")
+                                                    affectnet_row("1/a.jpg", 2, -2, -2),
+                                                    affectnet_row("1/b.jpg", 3, 0, 0).replace(",10,10,80,80,",
+                                                                                              ",50,50,80,80,", 1)])
+                                         + "\n")  # the last row's box reaches past the 100x120 image
     report = extract("affectnet", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
-    assert report["faces_written"] == 2 and report["rows_rejected"] == {}
+    assert report["faces_written"] == 2 and report["rows_rejected"] == {
+        "its face box lies outside the 100x120 image": {"count": 1, "first": str(root / "Manually_Annotated_Images/1/b.jpg")}}
     frames = read_frames(tmp_path / "out" / "frames.parquet")
     assert frames["video"].tolist() == ["train-1", "train-1"] and [EXPRESSIONS[e] for e in frames["expr"]] == [
         "Sadness", "Other"]  # a (code 2), b (Contempt)

@@ -526,7 +526,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
         affectnet_row("12/f.jpg", 9, -2, -2),        # Uncertain and no VA: nothing to learn
         affectnet_row("12/g.jpg", 3, 1.5, 0),        # VA out of range
         affectnet_row("12/h.jpg", 3, 0, 0, landmarks68()[:67]),  # 67 points
-        affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,80,80,", 1),  # box beyond 112x112
+        affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,0,80,", 1),  # empty box
         affectnet_row("12/d.jpg", "inf", 0, 0),  # not a number
     ]) + "\n")
     write(root / "Manually_Annotated_file_lists/validation.csv",
@@ -541,6 +541,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
     assert np.isnan(happy_other.va[0]).all() and happy_other.va[1].tolist() == [0.5, -0.25]
     assert happy_other.mode == "landmarks" and happy_other.aus == () and happy_other.split == "train"
     np.testing.assert_allclose(happy_other.landmarks[0], [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]])
+    assert happy_other.boxes[0].tolist() == [10, 10, 90, 90]  # x, y, width, height -> x1, y1, x2, y2
     none = jobs["train-12"]
     assert none.expr.tolist() == [-1] and none.va.tolist() == [[pytest.approx(0.1), pytest.approx(0.2)]]
     assert jobs["val-689"].split == "val" and jobs["val-689"].expr.tolist() == [EXPRESSIONS.index("Anger")]
@@ -550,7 +551,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
                        "image … missing": "6",
                        "bad row: valence/arousal must be in [-1, 1] or -2": "8",
                        "bad row: landmarks must be 68 distinct finite (x, y) points": "9",
-                       "bad row: the face box lies outside the 112x112 image": "10",
+                       "bad row: the face box is empty": "10",
                        "bad row: values must be numbers": "11"}, reasons
     assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
 

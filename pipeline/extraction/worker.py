@@ -179,6 +179,8 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                     emit(row, image)
                 elif job.mode == "landmarks":
                     why = landmarks_problem(job.landmarks[row], image.shape)
+                    if why is None and job.boxes is not None and not box_inside(job.boxes[row], image.shape, 1):
+                        why = f"its face box lies outside the {image.shape[1]}x{image.shape[0]} image"  # another picture's row
                     if why is not None:
                         res.rejected.append((path, why, None, 1))
                         continue

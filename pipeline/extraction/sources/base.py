@@ -115,7 +115,7 @@ class Job:
     au: np.ndarray | None = None  # int8 [n, len(aus)], -1 unknown
     expr: np.ndarray | None = None  # int8 [n], codes of schema.EXPRESSIONS (Other 7), -1 unknown
     va: np.ndarray | None = None  # float32 [n, 2], NaN unknown
-    boxes: np.ndarray | None = None  # float32 [n, 4] x1, y1, x2, y2 (mode boxes)
+    boxes: np.ndarray | None = None  # float32 [n, 4] x1, y1, x2, y2 (mode boxes; landmarks: checked only)
     landmarks: np.ndarray | None = None  # float32 [n, 5, 2] (mode landmarks)
     side: str | None = None  # "left"/"right": which person of a two-person video
     labels_from: str = ""  # the label files, for messages about the labels (a glob when several)
