@@ -126,6 +126,16 @@ def test_logits_beyond_float16_saturate_instead_of_becoming_infinite(index_dir, 
     assert (big.array("logits")[:] == np.float16(-65504)).mean() > 0.99
 
 
+def test_a_full_disk_while_the_logits_are_computed_names_the_cache_and_leaves_nothing(index_dir, teacher, tmp_path):
+    out = tmp_path / "soft_labels.h5"
+    part = tmp_path / ".soft_labels.h5.part0"  # where the logits go until the cache is assembled
+    part.symlink_to("/dev/full")  # every write: "No space left on device"
+    model, _ = load_checkpoint(teacher)
+    with pytest.raises(OSError, match="No space left on device") as error:
+        dump(model, index_dir, out, teacher, 2, "views", 16, torch.device("cpu"), progress=False)
+    assert error.value.filename == str(out) and list(tmp_path.iterdir()) == []
+
+
 def test_a_changed_byte_or_a_value_that_is_not_finite_is_refused_naming_the_file(cache, tmp_path):
     damaged = tmp_path / "damaged.h5"
     shutil.copy(cache.path, damaged)

@@ -28,6 +28,18 @@ def temp_path(path: str | Path) -> Path:
 
 
 @contextmanager
+def names_file(path: str | Path, temporary: str | Path | None = None):
+    """Re-raise an OSError that names no file (a write to a full disk) or only ``temporary``
+    as one naming ``path``, the file the user knows."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename not in (None, None if temporary is None else str(temporary)):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+
+
+@contextmanager
 def atomic_write(path: str | Path):
     """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
 
@@ -38,12 +50,9 @@ def atomic_write(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk, ...: name the file being written, not its temporary name
-        if e.filename not in (None, str(tmp)):
-            raise
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        with names_file(path, tmp):  # a full disk, ...: name the file being written, not its temporary name
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

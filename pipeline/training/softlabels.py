@@ -32,7 +32,7 @@ from pipeline.core.images import crop_views, resize, to_tensor
 
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError
-from pipeline.core.fileio import atomic_write, file_sha256, temp_path
+from pipeline.core.fileio import atomic_write, file_sha256, names_file, temp_path
 from pipeline.core.labels import N_LOGITS, TASKS
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
 from pipeline.training.views import frame_views
@@ -114,7 +114,7 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     out = Path(out)
     part = temp_path(out).with_suffix(f".part{rank}")
     try:  # the part goes whatever happens: an error, Ctrl-C, a kill (as SIGTERM)
-        with open(part, "wb") as f:  # this process's batches, in order
+        with names_file(out), open(part, "wb") as f:  # this process's batches, in order
             for _, logits in teacher_logits(model, frames, offsets, flips, batch, device, rank, world, progress):
                 f.write(logits.tobytes())
         if world > 1:
