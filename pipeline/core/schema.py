@@ -119,3 +119,12 @@ def label_schema(name: str, aus: list[str] | None = None) -> LabelSchema:
         return base
     names = tuple(au_name(au_number(a)) for a in aus)
     return LabelSchema(f"{name}[{','.join(names)}]", names, base.expressions, base.era)
+
+
+def schema_of(aus, expressions) -> LabelSchema:
+    """The schema that an artefact's AU and class lists (what artefacts record) describe:
+    the classes give the era, the AUs the set. ValueError for lists of neither era."""
+    base = next((s for s in SCHEMAS.values() if tuple(expressions) == s.expressions), None)
+    if base is None:
+        raise ValueError(f"classes {list(expressions)} are neither the 7 basic expressions nor those and Other")
+    return label_schema(base.name, list(aus))

@@ -27,6 +27,7 @@ from pipeline.core.errors import DataError
 from pipeline.evaluation import metrics
 from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS, split_logits, va_centres
+from pipeline.core.schema import ABAW2020
 from pipeline.inference.outputs import va_expectation
 from pipeline.training.softlabels import SoftLabels
 
@@ -72,7 +73,7 @@ def cache_probabilities(cache: SoftLabels, rows: np.ndarray, centres: str, block
     c = torch.as_tensor(va_centres(centres), dtype=torch.float32)
     logits = cache.array("logits")
     for start in range(0, len(rows), block):
-        x = split_logits(torch.from_numpy(np.asarray(logits[rows[start:start + block]], dtype=np.float32)))
+        x = split_logits(torch.from_numpy(np.asarray(logits[rows[start:start + block]], dtype=np.float32)), ABAW2020)
         n, k = x["AU"].shape[:2]
         out["AU"].append(torch.sigmoid(x["AU"]).mean(1))
         out["EXPR"].append(torch.softmax(x["EXPR"], dim=-1).mean(1))
