@@ -115,9 +115,9 @@ def label_schema(name: str, aus: list[str] | None = None) -> LabelSchema:
     if name not in SCHEMAS:
         raise ValueError(f"unknown label schema {name!r}: use {' or '.join(SCHEMAS)}")
     base = SCHEMAS[name]
-    if aus is None or tuple(aus) == base.aus:
+    names = base.aus if aus is None else tuple(au_name(au_number(a)) for a in aus)
+    if names == base.aus:
         return base
-    names = tuple(au_name(au_number(a)) for a in aus)
     return LabelSchema(f"{name}[{','.join(names)}]", names, base.expressions, base.era)
 
 

@@ -19,7 +19,6 @@ from pipeline.core.fileio import file_sha256
 from pipeline.core.images import augment, centre_view, draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex, read_faces
 from pipeline.core.labels import TASKS
-from pipeline.core.schema import ABAW2020
 from pipeline.core.shards import FaceReader
 from pipeline.evaluation.scoring import score
 from pipeline.inference.runner import predict
@@ -83,7 +82,9 @@ class ImageData:
         self.indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
         self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
         self.weights = {t: self.indexes[t].weight for t in TASKS}
-        self.schema = ABAW2020  # the build's indexes hold the paper's labels
+        self.schema = self.val.schema  # the build's label schema: the heads follow it
+        for task, index in self.indexes.items():
+            self.schema.require_same(index.schema, str(index_dir / f"train_{task}.parquet"))
         if soft_labels is not None:
             self.schema.require_same(soft_labels.schema, f"{soft_labels.path}: the soft-label cache")
         self.targets = None if soft_labels is None else soft_labels.targets(self.indexes)
