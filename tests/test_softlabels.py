@@ -162,10 +162,15 @@ def test_a_file_that_is_no_cache_is_a_clear_error(tmp_path):
         SoftLabels(tmp_path / "absent.h5")
 
 
-def test_a_cache_records_its_teachers_label_schema_and_a_student_of_another_refuses_it(index_dir, tmp_path):
+def test_a_cache_records_its_teachers_label_schema_and_a_student_of_another_refuses_it(index_dir, index_dir_2022,
+                                                                                       tmp_path):
     teacher = tmp_path / "teacher2022.pt"
     save_checkpoint(teacher, MultitaskNet("mobilenet_v3_small", schema=ABAW2022))
-    cache = make_cache(index_dir, teacher, tmp_path / "soft_labels.h5", views=2)
+    with pytest.raises(DataError, match=re.escape(f"{index_dir / 'train_AU.parquet'} was made for schema "
+                                                  f"{ABAW2020.describe()}, but this run uses {ABAW2022.describe()}")):
+        make_cache(index_dir, teacher, tmp_path / "soft_labels.h5", views=2)  # a 2022 teacher, 2020 labels
+    assert not list(tmp_path.glob("*.h5*"))
+    cache = make_cache(index_dir_2022, teacher, tmp_path / "soft_labels.h5", views=2)
     assert cache.schema == ABAW2022 and cache.array("logits").shape[2] == n_logits(ABAW2022)
     with pytest.raises(DataError, match=re.escape(f"{cache.path}: the soft-label cache was made for schema "
                                                   f"{ABAW2022.describe()}, but this run uses {ABAW2020.describe()}")):

@@ -57,20 +57,23 @@ class FrameIndex:
     schema: LabelSchema = field(default=ABAW2020, compare=False)  # the labels' schema, as the build recorded it
 
     @classmethod
-    def read(cls, path: str | Path) -> "FrameIndex":
+    def read(cls, path: str | Path, schema: LabelSchema | None = None) -> "FrameIndex":
         """An index file; its shard paths, stored relative to its folder, are resolved; its
         labels are of the schema it records. An extraction's frame table (``frames.parquet``,
-        no ``weight`` column, no schema) reads with weight 1 and the abaw2020 labels."""
+        no ``weight`` column, no schema) reads with weight 1, its labels projected onto
+        ``schema`` (default abaw2020)."""
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
         try:
             df = pd.read_parquet(path)
             df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
             recorded = (pq.read_schema(path).metadata or {}).get(SCHEMA_KEY)
-            schema = ABAW2020 if recorded is None else LabelSchema.from_dict(json.loads(recorded), str(path))
+            if recorded is not None:
+                schema = LabelSchema.from_dict(json.loads(recorded), str(path))
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
+        schema = schema or ABAW2020
         folder = Path(path).parent
         shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
         return cls(

@@ -24,7 +24,6 @@ from pipeline.core.fileio import file_sha256
 from pipeline.evaluation.scoring import score
 from pipeline.inference.outputs import outputs
 from pipeline.core.labels import TASKS, va_centres
-from pipeline.core.schema import ABAW2020
 from pipeline.training.models import model_schema
 from pipeline.training.softlabels import FORMAT_VERSION, to_float16, write_cache
 from pipeline.temporal.model import TemporalNet
@@ -130,7 +129,8 @@ class SequenceData:
     def __init__(self, features: Features, table: FrameIndex, length: int, selection_videos: int | None = None,
                  soft_labels=None):
         self.features, self.table, self.length = features, labels_of(features, table), length
-        self.schema = ABAW2020  # the features' frame bundle holds the paper's labels
+        self.schema = features.schema  # the labels the CNN under the features learnt
+        self.schema.require_same(table.schema, "the frame table's labels")
         self.train = Split.of(features, np.flatnonzero(features.split == "train"), length, training=True)
         check_length(length, self.train, "training")
         val_rows = np.flatnonzero(features.split == "val")
@@ -216,7 +216,7 @@ def bundle_predictions(path, features: Features, rows: np.ndarray, device, batch
     bundle's other entries."""
     from pipeline.temporal.model import load_rnn_bundle
 
-    members, bundle = load_rnn_bundle(path, device)
+    members, bundle = load_rnn_bundle(path, device, features.schema)
     if bundle["features_sha256"] != features.attrs["checkpoint_sha256"]:
         raise CheckpointError(f"{path}: trained on features of another checkpoint (sha256 "
                               f"{bundle['features_sha256'][:12]}...) than {features.path}: rerun `dvc repro rnn_ensemble`")

@@ -110,6 +110,8 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     Returns a summary for the report."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     indexes = {t: FrameIndex.read(p) for t, p in index_paths(index_dir).items()}
+    for task, index in indexes.items():  # the teacher's heads are the build's labels
+        model.schema.require_same(index.schema, str(index_paths(index_dir)[task]))
     frames = Frames.union(indexes)
     offsets, flips = frame_views(frames.uid, views, mode)
     out = Path(out)
