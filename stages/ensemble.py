@@ -56,7 +56,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
         device = resolve_device(e.device)
         val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")
         with tqdm(total=len(val), desc="ensemble members", unit="face", disable=quiet) as bar:
-            preds = predict_many(load_models(members, device), val, device, e.batch, bar)
+            preds = predict_many(load_models(members, device, val.schema), val, device, e.batch, bar)
         thresholds = tune_thresholds(val.au, combine(list(preds.values()))["AU"])
         mode = "tuned per AU on the validation set"
     # predict finds and aligns faces exactly as the extraction did

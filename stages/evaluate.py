@@ -90,8 +90,8 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
                                  e.bootstrap, e.seed, progress=not quiet)
     gt = read_ground_truth(ground_truth, val.uid)
     if gt is not None:  # the same rows scored against the complete true labels
-        complete = evaluate_predictions(with_true_labels(table, gt), n_boot=e.bootstrap, seed=e.seed,
-                                        means={"students_mean": list(students)})
+        complete = evaluate_predictions(with_true_labels(table, gt, val.schema), n_boot=e.bootstrap, seed=e.seed,
+                                        means={"students_mean": list(students)}, schema=val.schema)
         for name, result in complete.items():
             evaluation[name]["ground_truth"] = {k: v for k, v in result.items() if k != "ci"}
     quality = soft_label_quality(cache, train, ground_truth, cache.attrs.get("va_centres", "centres"))

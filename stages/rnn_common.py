@@ -43,7 +43,7 @@ def open_features(checkpoint: str, members: list[str], faces: str, features_path
     table = table or str(Path(faces) / "affwild2" / "frames.parquet")
     if not Path(table).exists():
         raise FileNotFoundError(f"{table}: Aff-Wild2's frame table not found (run `dvc repro extract@affwild2`)")
-    return features, FrameIndex.read(table)
+    return features, FrameIndex.read(table, features.schema)  # the labels of the CNN's schema
 
 
 def per_length(folder: str | Path, length: int, suffix: str = ".pt") -> Path:

@@ -104,15 +104,19 @@ def dvc_project(tmp_path) -> DvcProject:
     return make_dvc_project(tmp_path)
 
 
-def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
+def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None, schema=None) -> Path:
     """Real HDF5 shards and frame tables for the four sources, with faces whose colour
-    carries the labels (so a model can learn something in a few steps). For tests of the
-    stages after extraction; the synthetic data set tests the real path end to end."""
+    carries the labels (so a model can learn something in a few steps), labelled in
+    ``schema``'s AUs and classes (default abaw2020). For tests of the stages after
+    extraction; the synthetic data set tests the real path end to end."""
     import numpy as np
 
-    from pipeline.core.labels import AU_NAMES
+    from pipeline.core.schema import ABAW2020
     from pipeline.core.tables import LANDMARK_COLUMNS, FrameTableWriter, uid
     from pipeline.core.shards import ShardWriter
+
+    schema = schema or ABAW2020
+    classes = len(schema.expressions)
 
     rng = np.random.default_rng(seed)
     sizes = sizes or {"affwild2": 160, "affwild2_val": 60, "disfa": 60, "expw": 60, "afewva": 60}
@@ -123,10 +127,12 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
         n = sizes[source if split == "train" else "affwild2_val"]
         out = faces_dir / source
         if source not in writers:
-            writers[source] = (ShardWriter(out, shard_faces=64), FrameTableWriter(out / "frames.parquet"))
+            writers[source] = (ShardWriter(out, shard_faces=64),
+                               FrameTableWriter(out / "frames.parquet", aus=schema.aus))
         shards, table = writers[source]
-        expr = rng.choice(7, size=n, p=[0.3, 0.1, 0.1, 0.1, 0.2, 0.1, 0.1])
-        au = (rng.random((n, 8)) < 0.3).astype(np.int8)
+        expr = rng.choice(classes, size=n, p=[0.3, 0.1, 0.1, 0.1, 0.2, 0.1, 0.1] if classes == 7 else
+                          [0.3, 0.1, 0.1, 0.1, 0.15, 0.1, 0.05, 0.1])
+        au = (rng.random((n, len(schema.aus))) < 0.3).astype(np.int8)
         va = np.clip(rng.normal(0, 0.4, (n, 2)), -1, 1)
         faces = rng.integers(0, 60, size=(n, 112, 112, 3), dtype=np.uint8)
         faces[:, :, :, 0] += (expr * 25).astype(np.uint8)[:, None, None]
@@ -141,7 +147,7 @@ def write_fake_extraction(faces_dir: Path, seed: int = 0, sizes=None) -> Path:
             "arousal": va[:, 1] if "V" in tasks else np.full(n, np.nan),
             "shard": [w[0] for w in where], "row": [w[1] for w in where], "det_score": np.ones(n),
         }
-        for j, name in enumerate(AU_NAMES):
+        for j, name in enumerate(schema.aus):
             cols[name] = au[:, j] if "A" in tasks else np.full(n, -1)
         for c in LANDMARK_COLUMNS:
             cols[c] = np.zeros(n)
@@ -161,4 +167,17 @@ def index_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("indexes")
     write_fake_extraction(tmp / "faces")
     build(tmp / "faces", tmp / "build", BuildParams())
+    return tmp / "build"
+
+
+@pytest.fixture(scope="session")
+def index_dir_2022(tmp_path_factory) -> Path:
+    """The same in the abaw2022 schema: 12 AUs, 8 classes with Other."""
+    from pipeline.build.indexes import build
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import ABAW2022
+
+    tmp = tmp_path_factory.mktemp("indexes2022")
+    write_fake_extraction(tmp / "faces", schema=ABAW2022)
+    build(tmp / "faces", tmp / "build", BuildParams(label_schema="abaw2022"))
     return tmp / "build"

@@ -8,11 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.build.indexes import INDEX_COLUMNS, INDEX_SCHEMA, build
+from pipeline.build.indexes import build
+from pipeline.core.index import index_columns, index_schema
 from pipeline.build.params import BuildParams
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_to_bin
 from pipeline.core.errors import DataError
-from pipeline.core.tables import LANDMARK_COLUMNS, PARQUET_OPTIONS, frame_table, uid, write_parquet
+from pipeline.core.index import FrameIndex
+from pipeline.core.schema import ABAW2020, ABAW2022, OTHER
+from pipeline.core.tables import (LANDMARK_COLUMNS, PARQUET_OPTIONS, FrameTableWriter, frame_schema, frame_table,
+                                  uid, write_parquet)
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
@@ -225,8 +229,11 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     expected = whole_table_indexes(faces_dir, p, tmp_path / "streamed")
     assert "v0" in set(expected["val"].video) and "v0" not in set(expected["train_AU"].video)
     for name, rows in expected.items():
-        table = pa.Table.from_pandas(rows[INDEX_COLUMNS].assign(weight=1.0), schema=INDEX_SCHEMA, preserve_index=False)
-        write_parquet(table, tmp_path / "whole" / f"{name}.parquet")
+        table = pa.Table.from_pandas(rows[index_columns(ABAW2020)].assign(weight=1.0), schema=index_schema(ABAW2020),
+                                     preserve_index=False)
+        whole = FrameTableWriter(tmp_path / "whole" / f"{name}.parquet", schema=index_schema(ABAW2020))
+        whole.add(dict(zip(table.column_names, table.columns)))
+        whole.close()
         streamed = (tmp_path / "streamed" / f"{name}.parquet").read_bytes()
         assert streamed == (tmp_path / "whole" / f"{name}.parquet").read_bytes(), name
     assert pq.ParquetFile(tmp_path / "streamed" / "train_AU.parquet").metadata.num_row_groups > 1
@@ -235,7 +242,59 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     build(faces_dir, tmp_path / "balanced", BuildParams(**selection))
     for name, rows in expected.items():
         got = pd.read_parquet(tmp_path / "balanced" / f"{name}.parquet")
-        pd.testing.assert_frame_equal(got.drop(columns="weight"), rows[INDEX_COLUMNS].reset_index(drop=True))
+        pd.testing.assert_frame_equal(got.drop(columns="weight"), rows[index_columns(ABAW2020)].reset_index(drop=True))
+
+
+def test_a_2022_build_keeps_12_aus_and_other_and_its_indexes_record_the_schema(faces_dir, tmp_path):
+    # Aff-Wild2 as the 2022 releases label it: 12 AUs, some frames Other; DISFA keeps its 8 columns
+    aw = faces_dir / "affwild2" / "frames.parquet"
+    table = pd.read_parquet(aw)
+    rng = np.random.default_rng(3)
+    for au in ("AU7", "AU10", "AU23", "AU24", "AU26"):
+        table[au] = (rng.random(len(table)) < 0.3).astype(np.int8)
+    table = table.drop(columns="AU20")  # the 2022 releases do not label AU20
+    other = (rng.random(len(table)) < 0.1) & (table["expr"] >= 0)
+    table.loc[other, "expr"] = OTHER
+    write_parquet(frame_table(table.to_dict("list"), frame_schema(sorted((c for c in table if c.startswith("AU")),
+                                                                         key=lambda a: int(a[2:])))), aw)
+    report = build(faces_dir, tmp_path / "b2022", BuildParams(label_schema="abaw2022", missing_class="warn"))
+    assert report["label_schema"]["name"] == "abaw2022"
+    assert list(report["AU"]["positives_before"]) == list(ABAW2022.aus)
+    assert list(report["EXPR"]["class_counts_before"]) == list(ABAW2022.expressions)
+    idx = pd.read_parquet(tmp_path / "b2022" / "train_AU.parquet")
+    assert [c for c in idx if c.startswith("AU")] == list(ABAW2022.aus)
+    disfa = idx[idx.source == "disfa"]
+    assert (disfa[["AU7", "AU10", "AU23", "AU24", "AU26"]] == -1).all().all()  # not labelled by DISFA: unknown
+    assert (disfa[["AU1", "AU2"]] >= 0).all().all()
+    mine = pd.read_parquet(aw).set_index("uid")
+    aw_rows = idx[idx.source == "affwild2"].set_index("uid")
+    assert (aw_rows["AU26"] == mine.loc[aw_rows.index, "AU26"]).all()  # every label on its own frame
+    expr = FrameIndex.read(tmp_path / "b2022" / "train_EXPR.parquet")
+    assert expr.schema == ABAW2022 and expr.au.shape[1] == 12 and (expr.expr == OTHER).sum() > 0
+    # the same tables under abaw2020: Other unknown (counted), AU20 unknown for Aff-Wild2
+    report = build(faces_dir, tmp_path / "b2020", BuildParams(missing_class="warn"))
+    assert report["label_schema"]["sources"]["affwild2"]["other_made_unknown"] == int(other.sum())
+    expr = FrameIndex.read(tmp_path / "b2020" / "train_EXPR.parquet")
+    assert expr.schema == ABAW2020 and (expr.expr != OTHER).all() and expr.au.shape[1] == 8
+    # another AU set of the 2022 schema: its heads, in the order named
+    few = build(faces_dir, tmp_path / "few", BuildParams(label_schema="abaw2022", aus=["AU26", "AU1"], missing_class="warn"))
+    assert list(few["AU"]["positives_before"]) == ["AU26", "AU1"]
+    assert FrameIndex.read(tmp_path / "few" / "val.parquet").schema.name == "abaw2022[AU26,AU1]"
+    # a rebuild under another schema into the same folder replaces the earlier build's indexes
+    build(faces_dir, tmp_path / "few", BuildParams(missing_class="warn"))
+    assert FrameIndex.read(tmp_path / "few" / "val.parquet").schema == ABAW2020
+
+
+def test_build_schema_params_are_checked():
+    with pytest.raises(ValueError, match="'AU1x' is not an action unit name"):
+        BuildParams(aus=["AU1x"])
+    with pytest.raises(ValueError, match="AUs must be distinct"):
+        BuildParams(aus=["AU1", "AU01"])
+    with pytest.raises(ValueError, match="label_schema"):
+        BuildParams(label_schema="abaw2021")
+    with pytest.raises(DataError, match="class 'Other' is not one of schema abaw2020"):
+        from pipeline.build.selection import class_index
+        class_index("Other", BuildParams().schema())
 
 
 def test_frame_tables_are_read_projected_on_the_schema():

@@ -14,13 +14,15 @@ from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS
 from pipeline.evaluation.evaluate import Models, evaluate
 from pipeline.evaluation.probe import PixelProbe
-from pipeline.evaluation.scoring import P_AU, P_EXPR, PRED_VA, THR_AU
+from pipeline.core.schema import ABAW2020
+from pipeline.evaluation.scoring import PRED_VA, p_au, p_expr, thr_au
 from pipeline.inference.ensemble import save_bundle
 from pipeline.inference.runner import predict
 from pipeline.training.models import load_checkpoint
 from pipeline.training.params import TrainParams
 from pipeline.training.train import Outputs, train
 
+P_AU, THR_AU, P_EXPR = p_au(ABAW2020), thr_au(ABAW2020), p_expr(ABAW2020)
 ENSEMBLE_THRESHOLDS = [0.45, 0.5, 0.55, 0.5, 0.4, 0.5, 0.6, 0.5]
 
 
@@ -187,3 +189,51 @@ def test_the_smoothed_ensemble_is_a_centred_mean_within_runs_with_the_best_windo
     assert not np.allclose(smoothed_rows[columns].to_numpy(), ensemble[columns].to_numpy())
     # the chosen window's total is the score of those rows
     assert totals[chosen["frames"]] == pytest.approx(by_hand(smoothed_rows)["abaw_total"], abs=1e-6)
+
+
+def test_a_2022_run_from_build_to_evaluation_follows_the_schema(index_dir_2022, tmp_path):
+    """Teacher, its soft labels, two students and their ensemble on a build of the abaw2022
+    schema: 12 AU and 8 class columns, and the 2022 era's total recomputed with scikit-learn."""
+    from pipeline.core.errors import DataError
+    from pipeline.core.schema import ABAW2022
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+    from pipeline.training.params import StudentParams
+    from pipeline.training.softlabels import SoftLabels, dump
+
+    common = dict(backbone="mobilenet_v3_small", epochs=1, steps_per_epoch=3, batch_per_task=6, device="cpu",
+                  eval_batch=64, bn_momentum=0.5)
+    paths = {name: str(tmp_path / f"{name}.pt") for name in ("teacher", "s1", "s2")}
+
+    def outputs(name):
+        return Outputs(paths[name], *(tmp_path / name / f for f in ("log.csv", "report.json", "resume.pt")))
+
+    train(TrainParams(**common), index_dir_2022, outputs("teacher"), progress=False)
+    teacher, _ = load_checkpoint(paths["teacher"], schema=ABAW2022)
+    dump(teacher, index_dir_2022, tmp_path / "cache.h5", paths["teacher"], 2, "views", 32, torch.device("cpu"),
+         progress=False)
+    for seed, name in enumerate(("s1", "s2"), start=1):
+        train(StudentParams(**common, seed=seed), index_dir_2022, outputs(name), name="student", progress=False,
+              soft_labels=SoftLabels(tmp_path / "cache.h5"))
+    save_bundle(tmp_path / "ensemble.pt", {"s1": paths["s1"], "s2": paths["s2"]}, [0.5] * 12, "fixed 0.5",
+                {"size": 112, "template_scale": 1.0, "template": [[38.3, 51.7]] * 5})
+    training = {task: FrameIndex.read(index_dir_2022 / f"train_{task}.parquet") for task in TASKS}
+    val = FrameIndex.read(index_dir_2022 / "val.parquet")
+    models = Models(teacher=paths["teacher"], students={"s1": paths["s1"], "s2": paths["s2"]},
+                    ensemble=str(tmp_path / "ensemble.pt"))
+    rows, evaluation = evaluate(models, training, val, torch.device("cpu"), batch=32, n_boot=20, progress=False)
+    assert [c for c in rows if c.startswith("p_")] == p_au(ABAW2022) + p_expr(ABAW2022)
+    assert (rows["expr"] == ABAW2022.expressions.index("Other")).any()
+    for model in ("baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble"):
+        r = model_rows(rows, model)
+        au = np.mean([f1_score(r.loc[r[a] >= 0, a], r.loc[r[a] >= 0, f"p_{a}"] >= 0.5, zero_division=0)
+                      for a in ABAW2022.aus])
+        k = r["expr"] >= 0
+        expr = f1_score(r.loc[k, "expr"], r.loc[k, p_expr(ABAW2022)].to_numpy().argmax(axis=1), average="macro")
+        cccs = [evaluation[model]["VA"][f"ccc_{d}"] for d in ("valence", "arousal")]
+        assert evaluation[model]["abaw2022_total"] == pytest.approx(au + expr + np.mean(cccs), abs=1e-9), model
+        assert list(evaluation[model]["AU"]["per_au_f1"]) == list(ABAW2022.aus)
+    # a checkpoint of the 2020 schema in a 2022 evaluation: refused in one line, naming both
+    save_checkpoint(tmp_path / "old.pt", MultitaskNet("mobilenet_v3_small"))
+    with pytest.raises(DataError, match=r"old.pt: the checkpoint was made for schema abaw2020 \(8 AUs.*but this run "
+                                        r"uses abaw2022 \(12 AUs"):
+        evaluate(Models(teacher=str(tmp_path / "old.pt")), training, val, torch.device("cpu"), progress=False)

@@ -4,12 +4,22 @@ import numpy as np
 import pytest
 
 from pipeline.core import labels as L
+from pipeline.core.schema import ABAW2020, ABAW2022
 
 
 def test_orders_and_sizes():
     assert L.AU_NAMES == ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
     assert L.EXPR_NAMES == ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise")
-    assert L.TASK_OUTPUTS == {"AU": 8, "EXPR": 7, "VA": 40}
+    assert L.head_sizes(ABAW2020) == {"AU": 8, "EXPR": 7, "VA": 40} and L.n_logits(ABAW2020) == 55
+    assert L.head_sizes(ABAW2022) == {"AU": 12, "EXPR": 8, "VA": 40} and L.n_logits(ABAW2022) == 60
+
+
+def test_split_logits_follows_the_schema():
+    logits = np.arange(2 * 60).reshape(2, 60)
+    parts = L.split_logits(logits, ABAW2022)
+    assert [parts[t].shape for t in L.TASKS] == [(2, 12), (2, 8), (2, 40)]
+    assert parts["AU"][1, -1] == 60 + 11 and parts["EXPR"][0, 0] == 12 and parts["VA"][0, 0] == 20
+    assert L.logit_slices(ABAW2020) == {"AU": slice(0, 8), "EXPR": slice(8, 15), "VA": slice(15, 55)}
 
 
 def test_va_bins_are_true_centres():

@@ -23,6 +23,7 @@ from pipeline.temporal.features import Features, dump
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import predict_many
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES
+from pipeline.core.schema import ABAW2020
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.predict.temporal import TemporalStream, segment_predict
 from pipeline.temporal.sequences import bundle_predictions
@@ -353,6 +354,7 @@ class FakeModel:
 
     def __init__(self, members, length):
         self.members, self.length, self.thresholds = members, length, np.full(8, 0.5, np.float32)
+        self.schema = ABAW2020
 
     def segment(self, features):
         return segment_predict(self.members, features, self.length, "cpu")
@@ -494,3 +496,34 @@ def test_an_input_name_too_long_for_its_outputs_is_refused_before_any_work(tmp_p
         OutputFolder(out, "predict").claim([out / ("v" * 242 + "_overlay.mp4")])
     OutputFolder(out, "predict").claim([out / ("v" * 234 + "_overlay.mp4")])  # 255: fine
     assert not out.exists()
+
+
+def test_a_2022_bundle_predicts_its_12_aus_and_8_classes_and_export_writes_the_2022_files(one_face_video,
+                                                                                          tmp_path):
+    from pipeline.core.schema import ABAW2022
+    from pipeline.extraction.align import template_points
+    from stages.export_abaw import cli as export_cli
+
+    members = {}
+    for seed, name in enumerate(("s1", "s2")):
+        torch.manual_seed(seed)
+        save_checkpoint(tmp_path / f"{name}.pt", MultitaskNet("resnet18", schema=ABAW2022),
+                        {"train": {"va_centres": "centres"}})
+        members[name] = str(tmp_path / f"{name}.pt")
+    save_bundle(tmp_path / "ensemble.pt", members, [0.5] * 12, "fixed 0.5",
+                {"size": 112, "template_scale": 1.0, "template": template_points(112, 1.0).tolist()})
+    result = run(one_face_video, "--model", tmp_path / "ensemble.pt", "--out", tmp_path / "out", "--quiet")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "out" / "clip.csv")
+    faces = table[table["face"]]
+    assert [c for c in table if c.startswith("p_")] == [f"p_{a}" for a in ABAW2022.aus] + [
+        f"p_{e}" for e in ABAW2022.expressions]
+    np.testing.assert_allclose(faces[[f"p_{e}" for e in ABAW2022.expressions]].sum(axis=1), 1, atol=1e-5)
+    assert (faces[list(ABAW2022.aus)].to_numpy() == (faces[[f"p_{a}" for a in ABAW2022.aus]].to_numpy() >= 0.5)).all()
+    assert (tmp_path / "out" / "clip.png").stat().st_size > 0  # the timeline draws the 12 AUs
+    result = CliRunner().invoke(export_cli, [str(tmp_path / "out" / "clip.csv"), "--out", str(tmp_path / "sub")])
+    assert result.exit_code == 0, result.output
+    au = (tmp_path / "sub/AU_Set/clip.txt").read_text().splitlines()
+    expr = (tmp_path / "sub/EXPR_Set/clip.txt").read_text().splitlines()
+    assert au[0] == ",".join(ABAW2022.aus) and len(au) == N_FRAMES + 1 and all(len(x.split(",")) == 12 for x in au[1:])
+    assert expr[0] == ",".join(ABAW2022.expressions) and {int(x) for x in expr[1:]} <= set(range(8))

@@ -12,7 +12,9 @@ from pipeline.temporal.params import RnnParams, RnnStudentParams
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import FORMAT_VERSION, Features
-from pipeline.core.labels import N_LOGITS
+from pipeline.core.labels import n_logits
+from pipeline.training.models import model_schema
+from pipeline.core.schema import ABAW2020
 from pipeline.evaluation.scoring import evaluate_predictions
 from pipeline.temporal.sequences import SequenceData, Split, check_cache, dump_soft_labels, predict, window_batch
 from pipeline.training.softlabels import SoftLabels
@@ -40,9 +42,10 @@ def write_features(path, videos=VIDEOS, seed=0, sha="c" * 64):
         h5.create_dataset("frame", data=np.array([f for _, _, f in rows], dtype=np.int64))
         h5.create_dataset("split", data=np.array([s for _, s, _ in rows], dtype=object), dtype=strings)
         h5.create_dataset("features", data=feats)
-        h5.create_dataset("logits", data=np.zeros((n, N_LOGITS), np.float32))
+        h5.create_dataset("logits", data=np.zeros((n, n_logits(ABAW2020)), np.float32))
         for k, v in {"format_version": FORMAT_VERSION, "checkpoint_sha256": sha, "backbone": "x",
-                     "va_centres": "centres", "provenance": "[]"}.items():
+                     "va_centres": "centres", "provenance": "[]",
+                     "label_schema": json.dumps(model_schema(ABAW2020), sort_keys=True)}.items():
             h5.attrs[k] = v
         seal_h5(h5)
     return Features(path)

@@ -1,5 +1,6 @@
 """The soft-label cache: what it holds, how students read it, what it refuses; and the
 student's training loop on it (real shards, real HDF5, a small real network)."""
+import re
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,9 @@ import torch.nn.functional as F
 from pipeline.training.params import StudentParams, TrainParams
 from pipeline.core.images import draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex
-from pipeline.core.errors import CheckpointError
-from pipeline.core.labels import TASKS
+from pipeline.core.errors import CheckpointError, DataError
+from pipeline.core.labels import TASKS, n_logits
+from pipeline.core.schema import ABAW2020, ABAW2022
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.softlabels import SoftLabels, dump, write_cache
 from pipeline.core.shards import FaceReader
@@ -145,7 +147,8 @@ def test_a_changed_byte_or_a_value_that_is_not_finite_is_refused_naming_the_file
         SoftLabels(damaged)
     logits = np.array(cache.array("logits"))
     logits[5, 1, 9] = np.inf  # a teacher that gave inf: written and sealed so, refused when read
-    write_cache(tmp_path / "inf.h5", cache.uid, cache.array("offsets"), cache.array("flips"), cache.attrs, [logits])
+    write_cache(tmp_path / "inf.h5", cache.uid, cache.array("offsets"), cache.array("flips"), cache.attrs,
+                [logits], logits.shape[2])
     with pytest.raises(CheckpointError, match="holds values that are not finite in 'logits'"):
         SoftLabels(tmp_path / "inf.h5")
     SoftLabels(cache.path)  # the original is fine
@@ -157,6 +160,23 @@ def test_a_file_that_is_no_cache_is_a_clear_error(tmp_path):
         SoftLabels(tmp_path / "junk.h5")
     with pytest.raises(FileNotFoundError, match="run `dvc repro soft_labels`"):
         SoftLabels(tmp_path / "absent.h5")
+
+
+def test_a_cache_records_its_teachers_label_schema_and_a_student_of_another_refuses_it(index_dir, index_dir_2022,
+                                                                                       tmp_path):
+    teacher = tmp_path / "teacher2022.pt"
+    save_checkpoint(teacher, MultitaskNet("mobilenet_v3_small", schema=ABAW2022))
+    with pytest.raises(DataError, match=re.escape(f"{index_dir / 'train_AU.parquet'} was made for schema "
+                                                  f"{ABAW2020.describe()}, but this run uses {ABAW2022.describe()}")):
+        make_cache(index_dir, teacher, tmp_path / "soft_labels.h5", views=2)  # a 2022 teacher, 2020 labels
+    assert not list(tmp_path.glob("*.h5*"))
+    cache = make_cache(index_dir_2022, teacher, tmp_path / "soft_labels.h5", views=2)
+    assert cache.schema == ABAW2022 and cache.array("logits").shape[2] == n_logits(ABAW2022)
+    with pytest.raises(DataError, match=re.escape(f"{cache.path}: the soft-label cache was made for schema "
+                                                  f"{ABAW2022.describe()}, but this run uses {ABAW2020.describe()}")):
+        train(StudentParams(**TRAIN), index_dir, Outputs(*(tmp_path / n for n in ("m.pt", "l.csv", "r.json", "s.pt"))),
+              name="student", progress=False, soft_labels=cache)
+    assert not (tmp_path / "m.pt").exists()
 
 
 def test_student_at_lambda_one_without_distillation_trains_as_the_teacher(index_dir, teacher, tmp_path):

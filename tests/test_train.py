@@ -1,4 +1,5 @@
 """Model, checkpoints and the training loop on small real shards (fake faces)."""
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 from pipeline.training.params import TrainParams
-from pipeline.core.errors import CheckpointError
+from pipeline.core.errors import CheckpointError, DataError
+from pipeline.core.schema import ABAW2020, ABAW2022, label_schema
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.train import Outputs, train
 
@@ -33,6 +35,22 @@ def test_heads_and_shapes():
         {"AU": (2, 128), "EXPR": (2, 128), "VA": (2, 128)}
 
 
+def test_a_checkpoint_carries_its_label_schema_and_another_is_refused_naming_both(tmp_path):
+    save_checkpoint(tmp_path / "2022.pt", MultitaskNet("mobilenet_v3_small", schema=ABAW2022))
+    save_checkpoint(tmp_path / "2020.pt", MultitaskNet("mobilenet_v3_small"))
+    model, ckpt = load_checkpoint(tmp_path / "2022.pt", schema=ABAW2022)
+    assert model.schema == ABAW2022 and ckpt["config"]["schema"]["AU"] == list(ABAW2022.aus)
+    assert {t: v.shape[1] for t, v in model(torch.zeros(2, 3, 112, 112)).items()} == {"AU": 12, "EXPR": 8, "VA": 40}
+    few = label_schema("abaw2022", ["AU1", "AU12"])  # another AU set: its name records it
+    save_checkpoint(tmp_path / "few.pt", MultitaskNet("mobilenet_v3_small", schema=few))
+    assert load_checkpoint(tmp_path / "few.pt")[0].schema == few and few.name == "abaw2022[AU1,AU12]"
+    for path, wanted, made in (("2022.pt", ABAW2020, ABAW2022), ("2020.pt", ABAW2022, ABAW2020),
+                               ("few.pt", ABAW2022, few)):
+        with pytest.raises(DataError, match=re.escape(f"{tmp_path / path}: the checkpoint was made for schema "
+                                                      f"{made.describe()}, but this run uses {wanted.describe()}")):
+            load_checkpoint(tmp_path / path, schema=wanted)
+
+
 def test_unknown_backbone_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backbone 'resnet51'"):
         MultitaskNet("resnet51")
@@ -45,12 +63,15 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     assert ckpt["epoch"] == 3
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k])
-    # another label schema
-    bad = torch.load(tmp_path / "m.pt", weights_only=True)
-    bad["config"]["schema"] = {**bad["config"]["schema"], "AU": ["AU1", "AU2"]}
-    torch.save(bad, tmp_path / "schema.pt")
-    with pytest.raises(CheckpointError, match="another label schema"):
-        load_checkpoint(tmp_path / "schema.pt")
+    # a label schema this code does not know
+    for change, why in (({"VA_bins": 10}, "10 VA bins and 112-pixel faces, this code uses 20 and 112"),
+                        ({"EXPR": ["Neutral", "Happiness"]}, "neither the 7 basic expressions"),
+                        ({"AU": ["AU1", "AU1"]}, "AUs must be distinct")):
+        bad = torch.load(tmp_path / "m.pt", weights_only=True)
+        bad["config"]["schema"] = {**bad["config"]["schema"], **change}
+        torch.save(bad, tmp_path / "schema.pt")
+        with pytest.raises(CheckpointError, match=f"schema.pt: a checkpoint of no label schema .*{why}"):
+            load_checkpoint(tmp_path / "schema.pt")
     # weights of another architecture under this config
     other = torch.load(tmp_path / "m.pt", weights_only=True)
     other["state_dict"] = MultitaskNet("resnet18").state_dict()

@@ -11,6 +11,7 @@ from reference import sklearn_expr
 
 from pipeline.core.index import FrameIndex
 from pipeline.core.labels import AU_NAMES, TASKS
+from pipeline.core.schema import ABAW2020
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.training.softlabels import SoftLabels, dump
 from pipeline.core.tables import write_parquet
@@ -79,7 +80,7 @@ def test_with_true_labels_replaces_the_truth_columns(setup):
     uids = cache.uid[:4]
     table = pd.DataFrame({"uid": list(uids) + ["nowhere/x/1"], "model": "m", "expr": -1, "valence": np.nan,
                           **{a: -1 for a in AU_NAMES}, "arousal": np.nan})
-    rows = with_true_labels(table, read_ground_truth(gt_path, uids))
+    rows = with_true_labels(table, read_ground_truth(gt_path, uids), ABAW2020)
     assert rows["uid"].tolist() == list(uids)
     np.testing.assert_array_equal(rows["expr"].to_numpy(), gt.loc[uids, "expr"].to_numpy())
     np.testing.assert_allclose(rows["valence"].to_numpy(), gt.loc[uids, "valence"].to_numpy())

@@ -36,23 +36,15 @@ from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import check_output_folder, replacing_folder, temp_path
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BIN_CENTRES, VA_BINS
-from pipeline.build.selection import (LABEL_COLUMNS, OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths,
-                                      qualified, scan_splits, schema_report, selections)
+from pipeline.core.labels import TASKS, VA_BIN_CENTRES, VA_BINS
+from pipeline.build.selection import (OUTPUTS, VAL_SOURCE, Selector, Splits, frame_table_paths, qualified,
+                                      scan_splits, schema_report, selections)
+from pipeline.core.index import index_columns, index_schema
 from pipeline.core.tables import FrameTableWriter, check_own_tables
 
 log = logging.getLogger("mtaffect.build")
 
-INDEX_COLUMNS = ["uid", "source", "video", "subject", "frame", "shard", "row", *LABEL_COLUMNS]
-
 INDEX_NAMES = {"AU": "train_AU", "EXPR": "train_EXPR", "VA": "train_VA", "val": "val"}
-INDEX_SCHEMA = pa.schema(
-    [("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
-     ("frame", pa.int32()), ("shard", pa.string()), ("row", pa.int32()),
-     *[(au, pa.int8()) for au in AU_NAMES], ("expr", pa.int8()), ("valence", pa.float32()),
-     ("arousal", pa.float32()), ("weight", pa.float64())]
-)
-
 # --- pass 2: what each task takes, counted ------------------------------------------
 
 
@@ -62,7 +54,7 @@ class TaskCounts:
 
     frames: dict[str, dict[str, int]] = field(default_factory=lambda: {out: {} for out in OUTPUTS})
     au_codes: list[np.ndarray] = field(default_factory=list)  # per batch, of the AU frames
-    expr_classes: dict[str, np.ndarray] = field(default_factory=dict)  # per source, [7]
+    expr_classes: dict[str, np.ndarray] = field(default_factory=dict)  # per source, [classes]
     va_table: dict[str, np.ndarray] = field(default_factory=dict)  # per source, [20 * 20]
     expr_labelled_aw: int = 0  # Aff-Wild2 EXPR frames before downsampling
     va_labelled_aw: int = 0
@@ -74,12 +66,12 @@ class TaskCounts:
 
 def scan_tasks(files: list[Path], sources: list[str], p: BuildParams, splits: Splits) -> TaskCounts:
     counts = TaskCounts()
-    for source, batch, s in selections(files, sources, Selector(p, splits), Selector.COLUMNS):
+    for source, batch, s in selections(files, sources, Selector(p, splits)):
         for out in OUTPUTS:
             counts.frames[out][source] = counts.frames[out].get(source, 0) + int(s.masks[out].sum())
         counts.au_codes.append(s.au_code)
         counts.expr_classes[source] = counts.expr_classes.get(source, 0) + np.bincount(
-            s.expr[s.masks["EXPR"]], minlength=len(EXPR_NAMES))
+            s.expr[s.masks["EXPR"]], minlength=len(p.schema().expressions))
         counts.va_table[source] = counts.va_table.get(source, 0) + np.bincount(s.va_cell,
                                                                                minlength=VA_BINS * VA_BINS)
         if source == VAL_SOURCE:
@@ -106,7 +98,7 @@ class Weights:
     """How pass 3 weighs a selected row: by its AU frame's clones, class or VA cell."""
 
     au_clones: np.ndarray  # int64 per AU frame, in selection order
-    expr_class: np.ndarray  # [7]
+    expr_class: np.ndarray  # [classes]
     va_cell: np.ndarray  # [20 * 20]
 
 
@@ -120,16 +112,17 @@ def balance_au(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
     n = len(codes)
     if n == 0:
         raise DataError(f"AU: no labelled training frame in sources {p.au_sources}")
-    positives = mlros.label_counts(codes, len(AU_NAMES))
+    names = p.schema().aus
+    positives = mlros.label_counts(codes, len(names))
     try:
-        before = mlros.irlbl_from_counts(positives, AU_NAMES)
-        clones = (mlros.ml_ros(codes, len(AU_NAMES), budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir,
-                                       seed=p.seed, names=AU_NAMES)
+        before = mlros.irlbl_from_counts(positives, names)
+        clones = (mlros.ml_ros(codes, len(names), budget_pct=p.au_clone_budget, mean_ir=p.au_mean_ir,
+                                       seed=p.seed, names=names)
                   if p.au_balance else np.zeros(n, np.int64))
     except mlros.NoPositiveLabelError as e:
         raise DataError(f"AU training set (sources {p.au_sources}): {e}") from None
-    positives_after = positives + mlros.label_counts(codes, len(AU_NAMES), clones)
-    after = mlros.irlbl_from_counts(positives_after, AU_NAMES)
+    positives_after = positives + mlros.label_counts(codes, len(names), clones)
+    after = mlros.irlbl_from_counts(positives_after, names)
     # AU frames come source by source, so each source's clones are one slice.
     frames = counts.frames["AU"]
     ends = np.cumsum([frames[s] for s in frames])
@@ -139,10 +132,10 @@ def balance_au(counts: TaskCounts, p: BuildParams) -> tuple[np.ndarray, dict]:
         "sizes": sizes(frames, draws),
         "frames": n,
         "clones": int(clones.sum()),
-        "positives_before": dict(zip(AU_NAMES, positives.astype(int).tolist())),
-        "positives_after": dict(zip(AU_NAMES, positives_after.tolist())),
-        "irlbl_before": dict(zip(AU_NAMES, before.tolist())),
-        "irlbl_after": dict(zip(AU_NAMES, after.tolist())),
+        "positives_before": dict(zip(names, positives.astype(int).tolist())),
+        "positives_after": dict(zip(names, positives_after.tolist())),
+        "irlbl_before": dict(zip(names, before.tolist())),
+        "irlbl_after": dict(zip(names, after.tolist())),
         "meanir_before": float(before.mean()),
         "meanir_after": float(after.mean()),
         "meanir_target": float(p.au_mean_ir) if p.au_mean_ir is not None else float(before.mean()),
@@ -155,23 +148,24 @@ def balance_expr(counts: TaskCounts, p: BuildParams, warnings: list) -> tuple[np
     n = sum(frames.values())
     if n == 0:
         raise DataError(f"EXPR: no labelled training frame in sources {p.expr_sources}")
+    names = p.schema().expressions
     classes = sum(counts.expr_classes.values())
-    absent = [EXPR_NAMES[c] for c in np.flatnonzero(classes == 0)]
+    absent = [names[c] for c in np.flatnonzero(classes == 0)]
     if absent:
         message = f"EXPR training set has no example of {', '.join(absent)}"
         if p.missing_class == "error":
             raise DataError(message + " (set build.missing_class: warn to go on without them)")
         warnings.append(message)
         log.warning(message)
-    weight = balance.class_weights(classes) if p.expr_balance else np.ones(len(EXPR_NAMES))
+    weight = balance.class_weights(classes) if p.expr_balance else np.ones(len(names))
     draws = {s: float(counts.expr_classes[s] @ weight) for s in frames}
     stats = {
         "balanced": p.expr_balance,
         "sizes": sizes(frames, draws),
         "frames": n,
         "downsampled_away": counts.expr_labelled_aw - frames.get(VAL_SOURCE, 0),
-        "class_counts_before": dict(zip(EXPR_NAMES, classes.astype(int).tolist())),
-        "class_counts_after": dict(zip(EXPR_NAMES, (classes * weight).tolist())),
+        "class_counts_before": dict(zip(names, classes.astype(int).tolist())),
+        "class_counts_after": dict(zip(names, (classes * weight).tolist())),
     }
     return weight, stats
 
@@ -221,13 +215,14 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
     """Stream the selected rows of every batch, with their weights, into the four indexes
     of the folder ``out``, written in ``work`` (shard paths relative to ``out``). The row
     groups have a fixed size, so the bytes depend on the rows only."""
-    writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=INDEX_SCHEMA) for o in OUTPUTS}
+    schema, columns = index_schema(p.schema()), index_columns(p.schema())
+    writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=schema) for o in OUTPUTS}
     au_at = 0
     try:
         tables = dict(zip(sources, files))
-        for source, batch, s in selections(files, sources, Selector(p, splits), [*INDEX_COLUMNS, "split"]):
-            indexed = batch.select(INDEX_COLUMNS)
-            indexed = indexed.set_column(INDEX_COLUMNS.index("shard"), "shard",
+        for source, batch, s in selections(files, sources, Selector(p, splits), [*columns, "split"]):
+            indexed = batch.select(columns)
+            indexed = indexed.set_column(columns.index("shard"), "shard",
                                          relative_shards(indexed["shard"], tables[source].parent, out))
             for o in OUTPUTS:
                 rows = np.flatnonzero(s.masks[o])
@@ -261,7 +256,7 @@ def input_tables(faces_dir: str | Path, p: BuildParams) -> dict[str, Path]:
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     """Write the three training indexes and the validation index; return the report."""
     names = [f"{n}.parquet" for n in INDEX_NAMES.values()]
-    check_own_tables(out, names, INDEX_SCHEMA)
+    check_own_tables(out, names, index_schema(p.schema()), any_aus=True)  # an earlier build of any schema
     check_output_folder(out, f"{INDEX_NAMES['val']}.parquet", own=[*names, *(temp_path(n).name for n in names)])
     tables = input_tables(faces_dir, p)
     sources, files = list(tables), list(tables.values())
@@ -288,7 +283,7 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
         write_indexes(files, sources, p, splits, Weights(au_clones, expr_weight, va_weight), Path(out), work)
     return {
         "sources": sources,
-        "label_schema": schema_report(files, sources),
+        "label_schema": schema_report(files, sources, p.schema()),
         "splits": split_report,
         "AU": au_stats,
         "EXPR": expr_stats,

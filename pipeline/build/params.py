@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.core.params import SOURCE_KINDS, Count, Index, NonNegative, Section
+from pipeline.core.schema import EXPRESSIONS, SCHEMAS, LabelSchema, label_schema
 
 Source = Literal[SOURCE_KINDS]
 Positive = Annotated[float, Field(gt=0)]
@@ -18,6 +19,9 @@ class BuildParams(Section):
 
     out: str = "data/build"
     seed: Index = 0
+    #: the labels learnt: abaw2020 (the paper's 8 AUs, 7 classes) or abaw2022 (12 AUs, 7 classes and Other)
+    label_schema: Literal[tuple(SCHEMAS)] = "abaw2020"
+    aus: Optional[list[str]] = None  #: another AU set of that schema (head order), e.g. [AU1, AU2, AU4]
     au_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "disfa"]
     expr_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "expw"]
     va_sources: Annotated[list[Source], Field(min_length=1)] = ["affwild2", "afewva"]
@@ -26,9 +30,19 @@ class BuildParams(Section):
     au_mean_ir: Optional[Positive] = None  #: None: from the data; the authors preset 2.0
     expr_balance: bool = True  #: equal probability per class
     #: Aff-Wild2 EXPR: keep every k-th frame of these classes
-    expr_downsample: dict[Literal["Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise"], Count] = {
-        "Neutral": 10, "Happiness": 2, "Sadness": 2}
+    expr_downsample: dict[Literal[EXPRESSIONS], Count] = {"Neutral": 10, "Happiness": 2, "Sadness": 2}
     va_balance: bool = True
     va_bins: Literal["joint", "marginal"] = "joint"
     va_downsample: Count = 5  #: Aff-Wild2 VA: keep every k-th frame
     missing_class: Literal["error", "warn"] = "error"
+
+    @field_validator("aus")
+    @classmethod
+    def _known_aus(cls, aus):
+        if aus is not None:
+            label_schema("abaw2022", aus)  # names AU<n>, distinct, at least one: ValueError otherwise
+        return aus
+
+    def schema(self) -> LabelSchema:
+        """The schema the build projects the frame tables onto, and every artefact made from it records."""
+        return label_schema(self.label_schema, self.aus)

@@ -17,12 +17,12 @@ import pyarrow.parquet as pq
 from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS, VA_BINS, va_to_bin
+from pipeline.core.index import label_columns
+from pipeline.core.labels import TASKS, VA_BINS, va_to_bin
 from pipeline.core.schema import ABAW2020, OTHER, LabelSchema
 
 log = logging.getLogger("mtaffect.build")
 
-LABEL_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
 VAL_SOURCE = "affwild2"  # the paper validates on Aff-Wild2's validation videos only
 OUTPUTS = (*TASKS, "val")
 
@@ -179,7 +179,7 @@ class Selection:
     masks: dict[str, np.ndarray]
     train: np.ndarray    # split "train" and not leaked
     leaked: np.ndarray   # split "train" but the video or subject is also in validation: dropped
-    au: np.ndarray       # int8 [k, len(AU_NAMES)]
+    au: np.ndarray       # int8 [k, AUs of the schema]
     expr: np.ndarray     # int8 [k]
     va: np.ndarray       # float32 [k, 2]
     au_code: np.ndarray  # positive-label code of each AU row (mlros.positive_codes)
@@ -194,16 +194,15 @@ class Selector:
     selects exactly the same rows.
     """
 
-    COLUMNS = ["source", "video", "subject", "split", *LABEL_COLUMNS]
-
     def __init__(self, p: BuildParams, splits: Splits):
-        self.p = p
+        self.p, self.schema = p, p.schema()
+        self.columns = ["source", "video", "subject", "split", *label_columns(self.schema)]
         self.val_videos = pa.array(sorted(splits.val_videos), pa.string())
         self.val_subjects = pa.array(sorted(splits.val_subjects), pa.string())
-        self.expr_every = {class_index(name): k for name, k in p.expr_downsample.items()}
-        self.expr_seen = np.zeros(len(EXPR_NAMES), np.int64)  # Aff-Wild2 EXPR frames so far, per class
+        self.expr_every = {class_index(name, self.schema): k for name, k in p.expr_downsample.items()}
+        self.expr_seen = np.zeros(len(self.schema.expressions), np.int64)  # Aff-Wild2 EXPR frames so far, per class
         self.va_seen = 0  # Aff-Wild2 VA frames so far
-        self.code_dtype = mlros.code_dtype(len(AU_NAMES))
+        self.code_dtype = mlros.code_dtype(len(self.schema.aus))
 
     def __call__(self, source: str, batch: pa.RecordBatch) -> Selection:
         p = self.p
@@ -212,10 +211,11 @@ class Selector:
         leaked = train & as_numpy(pc.or_(pc.is_in(qualified(batch, "video"), self.val_videos),
                                          pc.is_in(qualified(batch, "subject"), self.val_subjects)))
         train &= ~leaked
-        au = np.stack([batch[name].to_numpy() for name in AU_NAMES], axis=1)
+        au = np.stack([batch[name].to_numpy() for name in self.schema.aus], axis=1)
         expr = batch["expr"].to_numpy()
-        if len(expr) and (expr.min() < -1 or expr.max() >= len(EXPR_NAMES)):
-            raise ValueError(f"expression classes must be -1..{len(EXPR_NAMES) - 1}, got {expr.min()}..{expr.max()}")
+        classes = len(self.schema.expressions)
+        if len(expr) and (expr.min() < -1 or expr.max() >= classes):
+            raise ValueError(f"expression classes must be -1..{classes - 1}, got {expr.min()}..{expr.max()}")
         va = np.stack([as_numpy(batch["valence"]), as_numpy(batch["arousal"])], axis=1)
         aw = source == VAL_SOURCE
 
@@ -237,16 +237,18 @@ class Selector:
         return Selection(masks, train, leaked, au, expr, va, au_code, va_cells(va[masks["VA"]]))
 
 
-def class_index(name: str) -> int:
-    if name not in EXPR_NAMES:
-        raise DataError(f"build.expr_downsample: unknown class {name!r}; classes are {', '.join(EXPR_NAMES)}")
-    return EXPR_NAMES.index(name)
+def class_index(name: str, schema: LabelSchema) -> int:
+    if name not in schema.expressions:
+        raise DataError(f"build.expr_downsample: class {name!r} is not one of schema {schema.name}: "
+                        f"{', '.join(schema.expressions)}")
+    return schema.expressions.index(name)
 
 
-def selections(files: list[Path], sources: list[str], selector: Selector, columns: list[str]):
-    """(source, batch, selection) for every batch of every frame table, in order."""
+def selections(files: list[Path], sources: list[str], selector: Selector, columns: list[str] | None = None):
+    """(source, batch, selection) for every batch of every frame table, in order; the
+    batches hold ``columns`` (default: what the selector reads) of the selector's schema."""
     for source, path in zip(sources, files):
-        for batch in read_batches(path, columns):
+        for batch in read_batches(path, columns or selector.columns, selector.schema):
             try:
                 selection = selector(source, batch)
             except ValueError as e:  # e.g. an AU value other than -1/0/1, VA outside [-1, 1]

@@ -2,18 +2,43 @@
 evaluation batches."""
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from pipeline.core.errors import DataError
 from pipeline.core.images import IMAGE_SIZE, centre_view, to_tensor
-from pipeline.core.schema import ABAW2020
+from pipeline.core.schema import ABAW2020, LabelSchema
 from pipeline.core.shards import FaceReader
+
+#: Where an index records its label schema (``FrameIndex.read`` reads it back).
+SCHEMA_KEY = b"label_schema"
+
+
+def index_columns(schema: LabelSchema) -> list[str]:
+    return ["uid", "source", "video", "subject", "frame", "shard", "row", *label_columns(schema)]
+
+
+def index_schema(schema: LabelSchema) -> pa.Schema:
+    """An index's columns (one per AU of ``schema``), with the schema recorded in its metadata."""
+    return pa.schema(
+        [("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
+         ("frame", pa.int32()), ("shard", pa.string()), ("row", pa.int32()),
+         *[(au, pa.int8()) for au in schema.aus], ("expr", pa.int8()), ("valence", pa.float32()),
+         ("arousal", pa.float32()), ("weight", pa.float64())],
+        metadata={SCHEMA_KEY: json.dumps(schema.as_dict(), sort_keys=True).encode()})
+
+
+def label_columns(schema: LabelSchema) -> list[str]:
+    """The label columns of an index: the schema's AUs, then expression and VA."""
+    return [*schema.aus, "expr", "valence", "arousal"]
 
 
 @dataclass
@@ -29,28 +54,35 @@ class FrameIndex:
     expr: np.ndarray  # int8 [n]
     va: np.ndarray  # float32 [n, 2]
     weight: np.ndarray
+    schema: LabelSchema = field(default=ABAW2020, compare=False)  # the labels' schema, as the build recorded it
 
     @classmethod
-    def read(cls, path: str | Path) -> "FrameIndex":
-        """An index file; its shard paths, stored relative to its folder, are resolved. An
-        extraction's frame table (``frames.parquet``, no ``weight`` column) reads with weight 1."""
+    def read(cls, path: str | Path, schema: LabelSchema | None = None) -> "FrameIndex":
+        """An index file; its shard paths, stored relative to its folder, are resolved; its
+        labels are of the schema it records. An extraction's frame table (``frames.parquet``,
+        no ``weight`` column, no schema) reads with weight 1, its labels projected onto
+        ``schema`` (default abaw2020)."""
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
         try:
             df = pd.read_parquet(path)
             df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
+            recorded = (pq.read_schema(path).metadata or {}).get(SCHEMA_KEY)
+            if recorded is not None:
+                schema = LabelSchema.from_dict(json.loads(recorded), str(path))
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
+        schema = schema or ABAW2020
         folder = Path(path).parent
         shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
         return cls(
             uid=df["uid"].to_numpy(), video=df["video"].to_numpy(), frame=df["frame"].to_numpy(),
             shard=shard.to_numpy(dtype=object), row=df["row"].to_numpy(),
-            au=ABAW2020.project_aus({a: df[a].to_numpy() for a in ABAW2020.aus if a in df}, len(df)),
-            expr=ABAW2020.project_expressions(df["expr"].to_numpy(np.int8)),
+            au=schema.project_aus({a: df[a].to_numpy() for a in schema.aus if a in df}, len(df)),
+            expr=schema.project_expressions(df["expr"].to_numpy(np.int8)),
             va=df[["valence", "arousal"]].to_numpy(np.float32),
-            weight=df["weight"].to_numpy(np.float64) if "weight" in df else np.ones(len(df)),
+            weight=df["weight"].to_numpy(np.float64) if "weight" in df else np.ones(len(df)), schema=schema,
         )
 
     def __len__(self) -> int:
@@ -64,7 +96,8 @@ class FrameIndex:
 
     def subset(self, positions: np.ndarray) -> "FrameIndex":
         """The rows at ``positions`` (or where a boolean mask is true)."""
-        return FrameIndex(**{f: getattr(self, f)[positions] for f in self.__dataclass_fields__})
+        return FrameIndex(**{f: getattr(self, f)[positions] for f in self.__dataclass_fields__ if f != "schema"},
+                          schema=self.schema)
 
     def labels(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
         return {"AU": torch.from_numpy(self.au[positions].astype(np.int64)),

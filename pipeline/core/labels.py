@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline.core.schema import ABAW2020, LabelSchema
+
 # --- action units -------------------------------------------------------------------
-AU_NAMES: tuple[str, ...] = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
+#: The paper's 8 AUs (the abaw2020 schema), for what only that era has (e.g. its readers).
+AU_NAMES: tuple[str, ...] = ABAW2020.aus
 #: The same AUs as FACS numbers (1, 2, 4, ...), in the same order.
 AU_NUMBERS: tuple[int, ...] = tuple(int(name[2:]) for name in AU_NAMES)
 AU_UNKNOWN = -1
 
 # --- expressions --------------------------------------------------------------------
-EXPR_NAMES: tuple[str, ...] = (
-    "Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sadness", "Surprise",
-)
+EXPR_NAMES: tuple[str, ...] = ABAW2020.expressions  # the 7 basic expressions
 EXPR_UNKNOWN = -1
 
 # --- valence / arousal --------------------------------------------------------------
@@ -36,16 +37,31 @@ VA_BIN_CENTRES_REFERENCE = np.linspace(VA_RANGE[0], VA_RANGE[1], VA_BINS)
 TASKS: tuple[str, ...] = ("AU", "EXPR", "VA")
 #: An AU is "present" when its probability reaches this (unless thresholds are tuned on validation).
 AU_THRESHOLD = 0.5
-#: Head output sizes: 8 AU logits, 7 EXPR logits, 20 valence + 20 arousal bin logits.
-TASK_OUTPUTS = {"AU": len(AU_NAMES), "EXPR": len(EXPR_NAMES), "VA": 2 * VA_BINS}
-#: Where each head's logits sit when the three are stored side by side (55 in all).
-LOGIT_SLICES = {"AU": slice(0, 8), "EXPR": slice(8, 15), "VA": slice(15, 55)}
-N_LOGITS = sum(TASK_OUTPUTS.values())
 
 
-def split_logits(logits) -> dict:
-    """[..., 55] logits (a tensor or an array) as ``{"AU": [..., 8], "EXPR": [..., 7], "VA": [..., 40]}``."""
-    return {task: logits[..., s] for task, s in LOGIT_SLICES.items()}
+def head_sizes(schema: LabelSchema) -> dict[str, int]:
+    """Head output sizes: a logit per AU, one per class, 20 valence + 20 arousal bin logits
+    (8, 7, 40 in abaw2020; 12, 8, 40 in abaw2022)."""
+    return {"AU": len(schema.aus), "EXPR": len(schema.expressions), "VA": 2 * VA_BINS}
+
+
+def logit_slices(schema: LabelSchema) -> dict[str, slice]:
+    """Where each head's logits sit when the three are stored side by side, in TASKS order."""
+    slices, start = {}, 0
+    for task, n in head_sizes(schema).items():
+        slices[task] = slice(start, start + n)
+        start += n
+    return slices
+
+
+def n_logits(schema: LabelSchema) -> int:
+    """Logits of the three heads together (55 in abaw2020, 60 in abaw2022)."""
+    return sum(head_sizes(schema).values())
+
+
+def split_logits(logits, schema: LabelSchema) -> dict:
+    """[..., n_logits] logits (a tensor or an array) as ``{"AU": [..., AUs], "EXPR": [..., classes], "VA": [..., 40]}``."""
+    return {task: logits[..., s] for task, s in logit_slices(schema).items()}
 
 
 def va_dims(logits):

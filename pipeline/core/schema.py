@@ -115,7 +115,16 @@ def label_schema(name: str, aus: list[str] | None = None) -> LabelSchema:
     if name not in SCHEMAS:
         raise ValueError(f"unknown label schema {name!r}: use {' or '.join(SCHEMAS)}")
     base = SCHEMAS[name]
-    if aus is None or tuple(aus) == base.aus:
+    names = base.aus if aus is None else tuple(au_name(au_number(a)) for a in aus)
+    if names == base.aus:
         return base
-    names = tuple(au_name(au_number(a)) for a in aus)
     return LabelSchema(f"{name}[{','.join(names)}]", names, base.expressions, base.era)
+
+
+def schema_of(aus, expressions) -> LabelSchema:
+    """The schema that an artefact's AU and class lists (what artefacts record) describe:
+    the classes give the era, the AUs the set. ValueError for lists of neither era."""
+    base = next((s for s in SCHEMAS.values() if tuple(expressions) == s.expressions), None)
+    if base is None:
+        raise ValueError(f"classes {list(expressions)} are neither the 7 basic expressions nor those and Other")
+    return label_schema(base.name, list(aus))

@@ -134,10 +134,15 @@ def read_frames(path: str | Path, columns: list[str] | None = None):
     return pq.read_table(path, columns=columns).to_pandas()
 
 
-def check_own_tables(folder: str | Path, names, schema: pa.Schema) -> None:
+def check_own_tables(folder: str | Path, names, schema: pa.Schema, any_aus: bool = False) -> None:
     """Refuse, before any work, to write tables ``names`` into a folder that holds anything
-    else, or a file of one of those names that is not a table of ``schema`` (so not one an
-    earlier run wrote): the user's own files are never replaced."""
+    else, or a file of one of those names that is not a table of ``schema`` (with
+    ``any_aus``: whatever its AU columns), so not one an earlier run wrote: the user's own
+    files are never replaced."""
+
+    def shape(s: pa.Schema) -> pa.Schema:
+        return pa.schema([f for f in s.remove_metadata() if not (any_aus and f.name.startswith("AU"))])
+
     folder = Path(folder)
     if not folder.exists():
         return
@@ -148,7 +153,7 @@ def check_own_tables(folder: str | Path, names, schema: pa.Schema) -> None:
             raise DataError(f"{path}: not written by this stage: refusing to write into {folder} (move it away, "
                             "or choose another --out)")
         try:
-            ours = path.name not in names or pq.read_schema(path).remove_metadata().equals(schema)
+            ours = path.name not in names or shape(pq.read_schema(path)).equals(shape(schema))
         except (pa.ArrowInvalid, OSError):
             ours = False
         if not ours:

@@ -27,13 +27,13 @@ from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
-from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, EXPR_NAMES
+from pipeline.core.labels import AU_THRESHOLD
 from pipeline.evaluation.thresholds import tune_thresholds
 from pipeline.training.models import read_torch_file
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.temporal.sequences import Split, bundle_predictions
 from pipeline.temporal.sequences import predict as predict_sequences
-from pipeline.evaluation.scoring import P_AU, P_EXPR, PRED_VA, THR_AU, evaluate_predictions
+from pipeline.evaluation.scoring import PRED_VA, evaluate_predictions, p_au, p_expr, thr_au
 from pipeline.evaluation.smoothing import best_window
 from pipeline.inference.smoothing import smooth
 from pipeline.temporal.model import load_temporal
@@ -61,19 +61,19 @@ class Models:
 
 
 def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray], thresholds) -> pd.DataFrame:
-    """One model's predictions as rows of the long validation table."""
-    n = len(index)
+    """One model's predictions as rows of the long validation table (columns of the index's schema)."""
+    n, schema = len(index), index.schema
     df = pd.DataFrame({"uid": index.uid, "video": index.video, "frame": index.frame, "model": model})
-    for j, au in enumerate(AU_NAMES):
+    for j, au in enumerate(schema.aus):
         df[au] = index.au[:, j]
     df["expr"] = index.expr
     df["valence"], df["arousal"] = index.va[:, 0], index.va[:, 1]
-    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (n, len(AU_NAMES)))
-    for j in range(len(AU_NAMES)):
-        df[P_AU[j]] = preds["AU"][:, j].astype(np.float32)
-        df[THR_AU[j]] = thr[:, j]
-    for k in range(len(EXPR_NAMES)):
-        df[P_EXPR[k]] = preds["EXPR"][:, k].astype(np.float32)
+    thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (n, len(schema.aus)))
+    for j, (p, t) in enumerate(zip(p_au(schema), thr_au(schema))):
+        df[p] = preds["AU"][:, j].astype(np.float32)
+        df[t] = thr[:, j]
+    for k, p in enumerate(p_expr(schema)):
+        df[p] = preds["EXPR"][:, k].astype(np.float32)
     df[PRED_VA[0]], df[PRED_VA[1]] = preds["VA"][:, 0].astype(np.float32), preds["VA"][:, 1].astype(np.float32)
     unc = [preds.get("uncertainty_AU"), preds.get("uncertainty_EXPR"), *(
         (preds["uncertainty_VA"][:, 0], preds["uncertainty_VA"][:, 1]) if "uncertainty_VA" in preds else (None,) * 2)]
@@ -85,11 +85,12 @@ def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray],
 def baseline_predictions(train: dict[str, FrameIndex], n: int) -> dict[str, np.ndarray]:
     """The trivial baselines a model must beat: no AU ever, the majority expression of the
     (unweighted) training set, and the mean training valence and arousal."""
-    majority = int(np.bincount(train["EXPR"].expr[train["EXPR"].expr >= 0], minlength=7).argmax())
-    expr = np.zeros((n, len(EXPR_NAMES)), np.float32)
+    schema = train["EXPR"].schema
+    majority = int(np.bincount(train["EXPR"].expr[train["EXPR"].expr >= 0], minlength=len(schema.expressions)).argmax())
+    expr = np.zeros((n, len(schema.expressions)), np.float32)
     expr[:, majority] = 1.0
     va = np.nanmean(train["VA"].va, axis=0)
-    return {"AU": np.zeros((n, len(AU_NAMES)), np.float32), "EXPR": expr,
+    return {"AU": np.zeros((n, len(schema.aus)), np.float32), "EXPR": expr,
             "VA": np.tile(va.astype(np.float32), (n, 1))}
 
 
@@ -100,14 +101,15 @@ def _predict(label: str, models: dict[str, tuple], val: FrameIndex, device, batc
 
 def checkpoint_predictions(paths: dict[str, str], val: FrameIndex, device, batch: int, progress: bool) -> dict:
     """Predictions of each checkpoint ``{name: path}``, in one pass over the faces."""
-    return _predict(", ".join(paths), load_models(paths, device), val, device, batch, progress) if paths else {}
+    return (_predict(", ".join(paths), load_models(paths, device, val.schema), val, device, batch, progress)
+            if paths else {})
 
 
 def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: FrameIndex, device, batch: int,
                          progress: bool) -> tuple[dict, dict]:
     """The bundle's predictions and its other entries. A member whose checkpoint is one of
     ``known`` (name -> (sha256, predictions)) reuses those predictions."""
-    members, bundle = load_bundle(path, device)
+    members, bundle = load_bundle(path, device, schema=val.schema)
     reused = {name: known[name][1] for name, _, _ in members
               if name in known and known[name][0] == bundle["member_sha256"][name]}
     todo = {name: (model, centres) for name, model, centres in members if name not in reused}
@@ -134,6 +136,7 @@ def temporal_predictions(models: Models, val: FrameIndex, device, batch: int) ->
     """``{name: (predictions in val order, AU thresholds, note)}`` of each temporal teacher
     (``rnn_teacher_T<length>``) and ensemble (``rnn_ensemble_T<length>``)."""
     features = Features(models.features)
+    val.schema.require_same(features.schema, f"{models.features}: the features")
     where = pd.Index(features.uid).get_indexer(val.uid.astype(str))
     if (where < 0).any():
         raise CheckpointError(f"{models.features}: no features for validation frame {val.uid[where < 0][0]} "
@@ -143,6 +146,7 @@ def temporal_predictions(models: Models, val: FrameIndex, device, batch: int) ->
     out = {}
     for length, path in models.rnn_teachers.items():
         model, ckpt = load_temporal(path, device)
+        val.schema.require_same(model.schema, f"{path}: the checkpoint")
         preds = predict_sequences(model, features, Split.of(features, rows, length, training=False), device, batch,
                                   ckpt["train"]["va_centres"])
         out[f"rnn_teacher_T{length}"] = ({k: v[back] for k, v in preds.items()}, AU_THRESHOLD, FIXED)
@@ -191,7 +195,7 @@ def evaluate(models: Models, train: dict[str, FrameIndex], val: FrameIndex, devi
                 pairs += [(name, ENSEMBLE), (name, ENSEMBLE_SMOOTHED)]
     table = pd.concat(rows, ignore_index=True)
     evaluation = evaluate_predictions(table, n_boot=n_boot, seed=seed, reference=TEACHER,
-                                      means={STUDENTS_MEAN: list(models.students)}, pairs=pairs)
+                                      means={STUDENTS_MEAN: list(models.students)}, pairs=pairs, schema=val.schema)
     for name, note in notes.items():
         evaluation[name]["au_thresholds"] = note
     for name, window in windows.items():

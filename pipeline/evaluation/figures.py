@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from pipeline.core.plots import plt, save_png, write_csv
 from pipeline.evaluation.metrics import abaw_total
 
@@ -15,20 +14,24 @@ def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
     """Per-AU F1 bars (every model) and expression confusion matrices, as PNG and DVC data."""
     folder = Path(folder)
     models = [m for m, r in evaluation.items() if "AU" in r]  # not the mean of the students
+    scored = [evaluation[m] for m in models if evaluation[m]["AU"] and evaluation[m]["EXPR"]]
+    if not scored:
+        return []
+    aus, classes = list(scored[0]["AU"]["per_au_f1"]), list(scored[0]["EXPR"]["per_class_f1"])  # the schema's
     files = []
     rows = [[m, au, round(float(evaluation[m]["AU"]["per_au_f1"][au] or 0.0), 6)]
-            for m in models if evaluation[m]["AU"] for au in AU_NAMES]
+            for m in models if evaluation[m]["AU"] for au in aus]
     files.append(folder / "per_au_f1.csv")
     write_csv(files[-1], ["model", "au", "f1"], rows)
 
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.8 / max(len(models), 1)
-    x = np.arange(len(AU_NAMES))
+    x = np.arange(len(aus))
     for i, m in enumerate(models):
         if evaluation[m]["AU"]:
-            f1 = [evaluation[m]["AU"]["per_au_f1"][au] or 0.0 for au in AU_NAMES]
+            f1 = [evaluation[m]["AU"]["per_au_f1"][au] or 0.0 for au in aus]
             ax.bar(x + (i - (len(models) - 1) / 2) * width, f1, width, label=m)
-    ax.set_xticks(x, AU_NAMES)
+    ax.set_xticks(x, aus)
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1 on validation")
     ax.set_title("Per-AU F1")
@@ -41,20 +44,20 @@ def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
         if not ex:
             continue
         rows_m = table[(table["model"] == m) & (table["expr"] >= 0)]
-        pred = rows_m[[f"p_{e}" for e in EXPR_NAMES]].to_numpy().argmax(axis=1)
+        pred = rows_m[[f"p_{e}" for e in classes]].to_numpy().argmax(axis=1)
         files.append(folder / f"confusion_{m}.csv")
         write_csv(files[-1], ["actual", "predicted"],
-                  [[EXPR_NAMES[a], EXPR_NAMES[p]] for a, p in zip(rows_m["expr"].to_numpy(), pred)])
+                  [[classes[a], classes[p]] for a, p in zip(rows_m["expr"].to_numpy(), pred)])
         cm = np.asarray(ex["confusion"], dtype=float)
         norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         fig, ax = plt.subplots(figsize=(6.5, 5.5))
         im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(7):
-            for j in range(7):
+        for i in range(len(classes)):
+            for j in range(len(classes)):
                 ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(7), EXPR_NAMES, rotation=45)
-        ax.set_yticks(range(7), EXPR_NAMES)
+        ax.set_xticks(range(len(classes)), classes, rotation=45)
+        ax.set_yticks(range(len(classes)), classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("actual")
         ax.set_title(f"{m}: expression confusion (row-normalised colour, counts)")

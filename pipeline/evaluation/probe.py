@@ -19,7 +19,6 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from pipeline.core.images import IMAGE_SIZE, RESIZE
 
 from pipeline.core.index import FrameIndex
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from pipeline.core.shards import FaceReader
 
 PIXELS = 32
@@ -61,7 +60,7 @@ class PixelProbe:
         z = {t: pca.transform(f) for t, (f, _) in feats.items()}
         au_y = train["AU"].au[feats["AU"][1]]
         au = []
-        for j in range(len(AU_NAMES)):
+        for j in range(au_y.shape[1]):  # the AUs of the build's schema
             known = au_y[:, j] >= 0
             y = au_y[known, j]
             au.append(LogisticRegression(max_iter=2000).fit(z["AU"][known], y) if len(np.unique(y)) == 2
@@ -76,7 +75,7 @@ class PixelProbe:
         z = self.pca.transform(pixel_features(index))
         au = np.stack([m.predict_proba(z)[:, 1] if hasattr(m, "predict_proba") else np.full(len(z), m)
                        for m in self.au], axis=1)
-        expr = np.zeros((len(z), len(EXPR_NAMES)))
+        expr = np.zeros((len(z), len(index.schema.expressions)))
         expr[:, self.expr.classes_] = self.expr.predict_proba(z)
         va = np.clip(np.stack([m.predict(z) for m in self.va], axis=1), -1, 1)
         return {"AU": au.astype(np.float32), "EXPR": expr.astype(np.float32), "VA": va.astype(np.float32)}

@@ -14,18 +14,29 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from pipeline.core.labels import AU_NAMES, AU_THRESHOLD, EXPR_NAMES, TASKS, VA_NAMES
+from pipeline.core.labels import AU_THRESHOLD, TASKS, VA_NAMES
 from pipeline.core.index import FrameIndex
+from pipeline.core.schema import ABAW2020, LabelSchema
 from pipeline.evaluation.metrics import (
-    abaw_total, au_counts, au_metrics, au_scores, expr_confusion, expr_metrics, expr_scores, va_metrics,
+    abaw_total, au_counts, au_metrics, au_scores, era_total, expr_confusion, expr_metrics, expr_scores, va_metrics,
     va_scores_from_sums, va_sums,
 )
 
-#: Prediction columns of the validation table (truth columns are the frame table's).
-P_AU = [f"p_{name}" for name in AU_NAMES]
-THR_AU = [f"thr_{name}" for name in AU_NAMES]
-P_EXPR = [f"p_{name}" for name in EXPR_NAMES]
+#: Prediction columns of the validation table (truth columns are the index's): per AU of the
+#: schema a probability and its threshold, per class a probability, then the VA values.
 PRED_VA = [f"pred_{name}" for name in VA_NAMES]
+
+
+def p_au(schema: LabelSchema) -> list[str]:
+    return [f"p_{name}" for name in schema.aus]
+
+
+def thr_au(schema: LabelSchema) -> list[str]:
+    return [f"thr_{name}" for name in schema.aus]
+
+
+def p_expr(schema: LabelSchema) -> list[str]:
+    return [f"p_{name}" for name in schema.expressions]
 
 
 # --- bootstrap ----------------------------------------------------------------------------
@@ -76,28 +87,33 @@ def bootstrap_ci(group_stats, fn: Callable, n: int = 200, seed: int = 0, alpha: 
 # --- evaluation of the validation-prediction table -----------------------------------------
 
 
-def _flat_scores(au: dict | None, expr: dict | None, va: dict | None) -> dict[str, float | None]:
-    """The scalar figures that get a confidence interval, keyed "TASK.figure"."""
+def _flat_scores(au: dict | None, expr: dict | None, va: dict | None, era: str = "2020") -> dict[str, float | None]:
+    """The scalar figures that get a confidence interval, keyed "TASK.figure" (and, in the
+    2022 era, the multi-task challenge's sum beside the paper's total)."""
     flat: dict[str, float | None] = {}
     for task, result, keys in (("AU", au, ("score", "f1", "acc")), ("EXPR", expr, ("score", "f1", "acc")),
                                ("VA", va, ("ccc_valence", "ccc_arousal", "ccc_mean"))):
         for key in keys:
             flat[f"{task}.{key}"] = None if result is None else result[key]
     flat["abaw_total"] = abaw_total({"AU": au, "EXPR": expr, "VA": va})
+    if era != "2020":
+        flat[f"abaw{era}_total"] = era_total({"AU": au, "EXPR": expr, "VA": va}, era)
     return flat
 
 
-def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int) -> dict[str, np.ndarray]:
+def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int, schema: LabelSchema) -> dict[str, np.ndarray]:
     """One model's additive statistics per video: AU counts, EXPR confusions, VA sums."""
-    stats = {"AU": au_counts(rows[list(AU_NAMES)].to_numpy(), rows[P_AU].to_numpy(), rows[THR_AU].to_numpy(), codes),
-             "EXPR": expr_confusion(rows["expr"].to_numpy(), rows[P_EXPR].to_numpy(), codes),
+    stats = {"AU": au_counts(rows[list(schema.aus)].to_numpy(), rows[p_au(schema)].to_numpy(),
+                             rows[thr_au(schema)].to_numpy(), codes),
+             "EXPR": expr_confusion(rows["expr"].to_numpy(), rows[p_expr(schema)].to_numpy(), codes),
              "VA": va_sums(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy(), codes)}
     # a model without rows in the last videos still has a (zero) entry for each
     return {k: np.concatenate([v, np.zeros((n_videos - len(v), *v.shape[1:]))]) for k, v in stats.items()}
 
 
-def _scores(stats: dict[str, np.ndarray]) -> dict:
-    return _flat_scores(au_scores(stats["AU"]), expr_scores(stats["EXPR"]), va_scores_from_sums(stats["VA"]))
+def _scores(stats: dict[str, np.ndarray], schema: LabelSchema) -> dict:
+    return _flat_scores(au_scores(stats["AU"], schema.aus), expr_scores(stats["EXPR"], schema.expressions),
+                        va_scores_from_sums(stats["VA"]), schema.era)
 
 
 def _mean(flats: list[dict]) -> dict:
@@ -111,8 +127,10 @@ def _difference(a: dict, b: dict) -> dict:
 
 def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
                          reference: str | None = "teacher", means: dict[str, list[str]] | None = None,
-                         pairs: list[tuple[str, str]] | None = None) -> dict:
-    """``{model: {"AU", "EXPR", "VA", "ci"[, "vs_<reference>"]}}`` from the long table.
+                         pairs: list[tuple[str, str]] | None = None, schema: LabelSchema = ABAW2020) -> dict:
+    """``{model: {"AU", "EXPR", "VA", "ci"[, "vs_<reference>"]}}`` from the long table of
+    labels and predictions of ``schema`` (its AUs and classes name the columns; its era adds
+    that era's total).
 
     Uses exactly the table's rows (docs/architecture.md, ``reports/val_predictions.parquet``)
     and its ``thr_`` columns as AU thresholds; models appear in order of first appearance;
@@ -126,7 +144,8 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     adds entries such as ``{"students_mean": [names]}``: the figure-by-figure mean of
     those models, its spread (standard deviation across them) and its paired interval.
     """
-    required = ["model", "video", *AU_NAMES, "expr", *VA_NAMES, *P_AU, *THR_AU, *P_EXPR, *PRED_VA]
+    required = ["model", "video", *schema.aus, "expr", *VA_NAMES, *p_au(schema), *thr_au(schema), *p_expr(schema),
+                *PRED_VA]
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise ValueError(f"validation predictions lack columns: {', '.join(missing)}")
@@ -140,18 +159,21 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     compared += [(m, other) for m, other in pairs or [] if m in models and other in models]
     stats, result = {}, {}
     for model, rows in df.groupby("model", sort=False):
-        stats[model] = _per_video(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos))
-        result[model] = {"AU": au_scores(stats[model]["AU"].sum(axis=0)),
-                         "EXPR": expr_scores(stats[model]["EXPR"].sum(axis=0)),
+        stats[model] = _per_video(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos), schema)
+        result[model] = {"AU": au_scores(stats[model]["AU"].sum(axis=0), schema.aus),
+                         "EXPR": expr_scores(stats[model]["EXPR"].sum(axis=0), schema.expressions),
                          "VA": va_metrics(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy())}
-    flat = {m: _flat_scores(r["AU"], r["EXPR"], r["VA"]) for m, r in result.items()}
+    flat = {m: _flat_scores(r["AU"], r["EXPR"], r["VA"], schema.era) for m, r in result.items()}
+    if schema.era != "2020":  # the era's own sum beside the paper's (which its scores still give)
+        for m, r in result.items():
+            r[f"abaw{schema.era}_total"] = flat[m][f"abaw{schema.era}_total"]
     for name, members in means.items():
         mean = _mean([flat[m] for m in members])
         spread = {k: None if v is None else float(np.std([flat[m][k] for m in members])) for k, v in mean.items()}
         result[name] = {"members": members, "mean": mean, "spread_across_members": spread}
 
     def replicate(sums):
-        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in TASKS}) for m in models}
+        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in TASKS}, schema) for m in models}
         per_model.update({name: _mean([per_model[x] for x in members]) for name, members in means.items()})
         out = {f"{m}|{k}": v for m, scores in per_model.items() for k, v in scores.items()}
         for m, other in compared:
@@ -175,10 +197,12 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
 
 
 def score(index: FrameIndex, preds: dict[str, np.ndarray], au_thresholds=AU_THRESHOLD) -> dict:
-    """ABAW metrics of ``preds`` against the index's labels; a task without labels is None."""
-    au = au_metrics(index.au, preds["AU"], au_thresholds)
-    expr = expr_metrics(index.expr, preds["EXPR"])
+    """ABAW metrics of ``preds`` against the index's labels, in its schema; a task without
+    labels is None. "total" is the schema's era's sum (what the best epoch is chosen by)."""
+    schema = index.schema
+    au = au_metrics(index.au, preds["AU"], au_thresholds, schema.aus)
+    expr = expr_metrics(index.expr, preds["EXPR"], schema.expressions)
     va = va_metrics(index.va, preds["VA"])
     result = {"AU": au, "EXPR": expr, "VA": va}
-    result["total"] = abaw_total(result)
+    result["total"] = era_total(result, schema.era)
     return result

@@ -11,7 +11,8 @@ reports come from it:
   students learn from, and the method's premise.
 
 Frames are matched by uid; a frame table of real data matches no synthetic uid, and then
-there is nothing to report.
+there is nothing to report. The truth is projected onto the run's label schema as the
+build projects the files' labels: an AU it does not hold is unknown.
 """
 from __future__ import annotations
 
@@ -26,12 +27,10 @@ import torch
 from pipeline.core.errors import DataError
 from pipeline.evaluation import metrics
 from pipeline.core.index import FrameIndex
-from pipeline.core.labels import AU_NAMES, TASKS, split_logits, va_centres
+from pipeline.core.labels import TASKS, split_logits, va_centres
+from pipeline.core.schema import LabelSchema
 from pipeline.inference.outputs import va_expectation
 from pipeline.training.softlabels import SoftLabels
-
-TRUTH_COLUMNS = [*AU_NAMES, "expr", "valence", "arousal"]
-
 
 def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
     """The true labels of the frames ``uids`` that the ground truth has (indexed by uid),
@@ -40,7 +39,8 @@ def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
         return None
     wanted = set(map(str, uids))
     try:
-        gt = pq.read_table(path, columns=["uid", *TRUTH_COLUMNS]).to_pandas().set_index("uid")
+        aus = [c for c in pq.read_schema(path).names if c.startswith("AU")]
+        gt = pq.read_table(path, columns=["uid", *aus, "expr", "valence", "arousal"]).to_pandas().set_index("uid")
     except (pa.ArrowInvalid, OSError, KeyError) as e:
         raise DataError(f"{path}: not a readable ground-truth table ({str(e).splitlines()[0][:100]}): rerun "
                         "`dvc repro synth`, or leave --ground-truth out") from None
@@ -48,21 +48,30 @@ def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
     return gt if len(gt) else None
 
 
-def with_true_labels(table: pd.DataFrame, gt: pd.DataFrame) -> pd.DataFrame:
+def true_labels(gt: pd.DataFrame, schema: LabelSchema) -> dict[str, np.ndarray]:
+    """The truth's AUs, expressions and VA in ``schema`` (what it does not hold: unknown)."""
+    return {"AU": schema.project_aus({a: gt[a].to_numpy() for a in schema.aus if a in gt}, len(gt)),
+            "EXPR": schema.project_expressions(gt["expr"].to_numpy()), "VA": gt[["valence", "arousal"]].to_numpy()}
+
+
+def with_true_labels(table: pd.DataFrame, gt: pd.DataFrame, schema: LabelSchema) -> pd.DataFrame:
     """The prediction table's rows that the ground truth knows, with its labels as truth."""
     rows = table[table["uid"].isin(gt.index)].copy()
-    truth = gt.loc[rows["uid"]]
-    for column in TRUTH_COLUMNS:
-        rows[column] = truth[column].to_numpy()
+    truth = true_labels(gt.loc[rows["uid"]], schema)
+    for j, au in enumerate(schema.aus):
+        rows[au] = truth["AU"][:, j]
+    rows["expr"] = truth["EXPR"]
+    rows["valence"], rows["arousal"] = truth["VA"][:, 0], truth["VA"][:, 1]
     return rows
 
 
-def task_scores(task: str, truth: pd.DataFrame, probs: dict[str, np.ndarray]) -> dict | None:
+def task_scores(task: str, truth: dict[str, np.ndarray], probs: dict[str, np.ndarray],
+                schema: LabelSchema) -> dict | None:
     if task == "AU":
-        return metrics.au_metrics(truth[list(AU_NAMES)].to_numpy(), probs["AU"])
+        return metrics.au_metrics(truth["AU"], probs["AU"], names=schema.aus)
     if task == "EXPR":
-        return metrics.expr_metrics(truth["expr"].to_numpy(), probs["EXPR"])
-    return metrics.va_metrics(truth[["valence", "arousal"]].to_numpy(), probs["VA"])
+        return metrics.expr_metrics(truth["EXPR"], probs["EXPR"], schema.expressions)
+    return metrics.va_metrics(truth["VA"], probs["VA"])
 
 
 def cache_probabilities(cache: SoftLabels, rows: np.ndarray, centres: str, block: int = 4096) -> dict:
@@ -72,7 +81,8 @@ def cache_probabilities(cache: SoftLabels, rows: np.ndarray, centres: str, block
     c = torch.as_tensor(va_centres(centres), dtype=torch.float32)
     logits = cache.array("logits")
     for start in range(0, len(rows), block):
-        x = split_logits(torch.from_numpy(np.asarray(logits[rows[start:start + block]], dtype=np.float32)))
+        x = split_logits(torch.from_numpy(np.asarray(logits[rows[start:start + block]], dtype=np.float32)),
+                         cache.schema)
         n, k = x["AU"].shape[:2]
         out["AU"].append(torch.sigmoid(x["AU"]).mean(1))
         out["EXPR"].append(torch.softmax(x["EXPR"], dim=-1).mean(1))
@@ -92,7 +102,7 @@ def soft_label_quality(cache: SoftLabels, train: dict[str, FrameIndex], gt_path:
     probs = cache_probabilities(cache, known, centres)
     uids = cache.uid[known]
     sources = np.array([u.split("/", 1)[0] for u in uids])
-    truth = gt.loc[uids]
+    truth = true_labels(gt.loc[uids], cache.schema)
     report = {}
     for source in sorted(set(sources)):
         report[source] = {}
@@ -100,7 +110,8 @@ def soft_label_quality(cache: SoftLabels, train: dict[str, FrameIndex], gt_path:
             entry = {}
             for kind, wanted in (("labelled", True), ("unlabelled", False)):
                 pick = (sources == source) & (np.isin(uids, list(labelled[task])) == wanted)
-                scores = task_scores(task, truth[pick], {t: p[pick] for t, p in probs.items()}) if pick.any() else None
+                scores = (task_scores(task, {t: v[pick] for t, v in truth.items()}, {t: p[pick] for t, p in probs.items()},
+                                      cache.schema) if pick.any() else None)
                 entry[kind] = {"frames": int(pick.sum()), "scores": scores}
             report[source][task] = entry
     return {"note": "the teacher's cached soft labels (mean over views) against the synthetic ground truth; "

@@ -20,7 +20,9 @@ import torch
 
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import file_sha256, write_torch
-from pipeline.training.models import SCHEMA, MultitaskNet, check_finite, load_checkpoint, read_torch_file
+from pipeline.core.schema import ABAW2020, LabelSchema
+from pipeline.training.models import (MultitaskNet, check_finite, load_checkpoint, model_schema, read_torch_file,
+                                      recorded_schema)
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
@@ -32,7 +34,8 @@ KINDS = {BUNDLE_KIND: "an mtaffect ensemble bundle", RNN_BUNDLE_KIND: "an mtaffe
 
 def cnn_member(entry: dict) -> torch.nn.Module:
     """The network a CNN bundle's member entry holds the weights of."""
-    return MultitaskNet(entry["backbone"]).to(memory_format=torch.channels_last)
+    schema = recorded_schema(entry["config"].get("schema"), entry["name"])
+    return MultitaskNet(entry["backbone"], schema=schema).to(memory_format=torch.channels_last)
 
 
 def load_student(path: str | Path) -> tuple[MultitaskNet, dict]:
@@ -68,15 +71,18 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
     ``kind``, with ``extra`` entries; returns its summary. Members of one checkpoint
     are refused (:func:`distinct_checkpoints`)."""
     hashes = distinct_checkpoints(members)
-    entries = []
+    entries, schema = [], None
     for name, checkpoint in members.items():
         model, ckpt = load(checkpoint)
+        if schema is None:
+            schema = model.schema
+        schema.require_same(model.schema, f"{checkpoint}: member {name}")
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
                         "state_dict": model.state_dict(),
                         "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
                         "sha256": hashes[name]})
-    thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (8,))]
-    bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": SCHEMA, "alignment": alignment,
+    thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (len(schema.aus),))]
+    bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": model_schema(schema), "alignment": alignment,
               "members": entries, "au_thresholds": thresholds, "au_threshold_mode": threshold_mode,
               **(extra or {})}
     write_torch(path, bundle)
@@ -85,12 +91,12 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str = BUNDLE_KIND,
-                build=cnn_member) -> tuple[list[tuple[str, torch.nn.Module, str]], dict]:
+                build=cnn_member, schema: LabelSchema | None = ABAW2020) -> tuple[list, dict]:
     """The members ``(name, model, va_centres)`` of a bundle of ``kind`` (each network made
     by ``build`` from its entry), and the bundle's other entries.
 
-    A file that is not an mtaffect bundle, or one of another format version or label
-    schema, is refused with a message saying what differs.
+    A file that is not an mtaffect bundle, or one of another format version or of a label
+    schema other than ``schema`` (None: any), is refused with a message saying what differs.
     """
     if not os.path.exists(path):
         fix = ("`dvc repro ensemble`" if kind == BUNDLE_KIND else
@@ -103,9 +109,10 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str 
     if bundle.get("format_version") != BUNDLE_FORMAT:
         raise CheckpointError(f"{path}: bundle format {bundle.get('format_version')!r}; this version of mtaffect "
                               f"reads format {BUNDLE_FORMAT} (rebuild it with `dvc repro ensemble`)")
-    if bundle.get("schema") != SCHEMA:
-        raise CheckpointError(f"{path}: made for another label schema: {bundle.get('schema')} != {SCHEMA}")
-    _check_entries(bundle, path, kind)
+    recorded = recorded_schema(bundle.get("schema"), path, "model bundle")
+    if schema is not None:
+        schema.require_same(recorded, f"{path}: the model bundle")
+    _check_entries(bundle, path, kind, recorded)
     members = []
     for entry in bundle["members"]:
         check_finite(entry["state_dict"], path, f"bundle (member {entry['name']})")
@@ -114,12 +121,13 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str 
             model.load_state_dict(entry["state_dict"])
         except RuntimeError as e:
             raise CheckpointError(f"{path}: member {entry['name']} does not fit its model: {str(e)[:200]}") from None
+        recorded.require_same(model.schema, f"{path}: member {entry['name']}")
         members.append((entry["name"], model.to(device).eval(), entry["va_centres"]))
     return members, {k: v for k, v in bundle.items() if k != "members"} | {
         "member_sha256": {e["name"]: e["sha256"] for e in bundle["members"]}}
 
 
-def _check_entries(bundle: dict, path, kind: str) -> None:
+def _check_entries(bundle: dict, path, kind: str, schema: LabelSchema) -> None:
     """Every entry a bundle of ``kind`` needs is there and sensible, or one error naming it."""
     rebuild = "(rebuild it: dvc repro ensemble)" if kind == BUNDLE_KIND else "(rebuild it: dvc repro rnn_ensemble)"
     member_keys = {"name", "state_dict", "va_centres", "sha256", "config"} | ({"backbone"} if kind == BUNDLE_KIND else set())
@@ -139,9 +147,9 @@ def _check_entries(bundle: dict, path, kind: str) -> None:
         if not bundle.get(key):
             raise CheckpointError(f"{path}: bundle lacks its {key!r} entry {rebuild}")
     thresholds = np.asarray(bundle["au_thresholds"], dtype=np.float64)
-    if thresholds.shape != (len(SCHEMA["AU"]),) or not (np.isfinite(thresholds).all() and (thresholds >= 0).all()
+    if thresholds.shape != (len(schema.aus),) or not (np.isfinite(thresholds).all() and (thresholds >= 0).all()
                                                          and (thresholds <= 1).all()):
-        raise CheckpointError(f"{path}: its AU thresholds {bundle['au_thresholds']} are not {len(SCHEMA['AU'])} "
+        raise CheckpointError(f"{path}: its AU thresholds {bundle['au_thresholds']} are not {len(schema.aus)} "
                               f"probabilities in [0, 1] {rebuild}")
     if kind == BUNDLE_KIND:
         alignment = bundle["alignment"]

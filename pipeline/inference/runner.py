@@ -5,7 +5,8 @@ import numpy as np
 import torch
 
 from pipeline.core.index import FrameIndex, eval_batches
-from pipeline.core.labels import va_centres
+from pipeline.core.labels import head_sizes, n_logits, va_centres
+from pipeline.core.schema import LabelSchema
 from pipeline.inference.outputs import outputs
 from pipeline.training.models import load_checkpoint
 
@@ -30,17 +31,20 @@ def predict_many(models: dict[str, tuple[torch.nn.Module, str]], index: FrameInd
             progress.update(len(x))
     for name, (model, _) in models.items():
         model.train(was_training[name])
-    widths = {"AU": 8, "EXPR": 7, "VA": 2, "logits": 55}
-    return {name: {k: torch.cat(v).numpy() if v else np.zeros((0, widths[k]), np.float32) for k, v in p.items()}
+    def empty(model, k):  # an index without frames: arrays of the model's widths
+        return np.zeros((0, {**head_sizes(model.schema), "VA": 2, "logits": n_logits(model.schema)}[k]), np.float32)
+
+    return {name: {k: torch.cat(v).numpy() if v else empty(models[name][0], k) for k, v in p.items()}
             for name, p in parts.items()}
 
 
-def load_models(paths: dict[str, str], device: torch.device) -> dict[str, tuple[torch.nn.Module, str]]:
-    """``{name: (model, va_centres)}`` of the checkpoints ``{name: path}``, as
-    :func:`predict_many` takes them."""
+def load_models(paths: dict[str, str], device: torch.device,
+                schema: LabelSchema | None = None) -> dict[str, tuple[torch.nn.Module, str]]:
+    """``{name: (model, va_centres)}`` of the checkpoints ``{name: path}`` (of ``schema``
+    when given), as :func:`predict_many` takes them."""
     models = {}
     for name, path in paths.items():
-        model, ckpt = load_checkpoint(path, device)
+        model, ckpt = load_checkpoint(path, device, schema)
         models[name] = (model, ckpt.get("train", {}).get("va_centres", "centres"))
     return models
 
@@ -48,5 +52,5 @@ def load_models(paths: dict[str, str], device: torch.device) -> dict[str, tuple[
 def predict(model: torch.nn.Module, index: FrameIndex, device: torch.device, batch: int = 128,
             centres: str = "centres", progress=None) -> dict[str, np.ndarray]:
     """Probabilities and VA expectations for every frame of ``index``, in index order:
-    ``{"AU": [n,8] sigmoid, "EXPR": [n,7] softmax, "VA": [n,2], "logits": [n,55]}``."""
+    ``{"AU": [n, AUs] sigmoid, "EXPR": [n, classes] softmax, "VA": [n, 2], "logits": [n, all]}``."""
     return predict_many({"model": (model, centres)}, index, device, batch, progress)["model"]

@@ -1,5 +1,7 @@
-"""ABAW 2020 submission files from ``predict``'s tables: ``<task>_Set/<video>.txt``, a
-header line, then one line per video frame (docs/formats.md, "Aff-Wild2").
+"""ABAW submission files from ``predict``'s tables: ``<task>_Set/<video>.txt``, a header
+line, then one line per video frame (docs/formats.md, "Aff-Wild2"). The AUs and classes
+are the table's (its bundle's label schema): the 2020 files of a 2020 model, the 2022+
+files (12 AUs, 8 classes with Other) of a 2022 one.
 
 Every frame needs a prediction: a frame without a face (a row with ``face`` false) takes
 the nearest earlier frame's, or the nearest later one's before the first face, as do the
@@ -18,10 +20,9 @@ import pandas as pd
 
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASKS
+from pipeline.core.labels import TASKS
+from pipeline.predict.rows import table_labels
 
-HEADERS = {"AU": ",".join(AU_NAMES), "EXPR": ",".join(EXPR_NAMES), "VA": "valence,arousal"}
-COLUMNS = ["frame", "file", "face", "track", *AU_NAMES, "expression", "valence", "arousal"]
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
 #: a damaged table, whose filling would write billions of lines.
 MAX_FRAMES = 10_000_000
@@ -32,10 +33,15 @@ def shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
-    """A predict table of one video, one row per frame (the main face), checked."""
+def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """A predict table of one video, one row per frame (the main face), checked; and the
+    AUs and expression classes it has columns for."""
     try:
-        rows = pd.read_parquet(path, columns=COLUMNS) if path.suffix == ".parquet" else pd.read_csv(path, usecols=COLUMNS)
+        aus, classes = table_labels(path)
+        columns = ["frame", "file", "face", "track", *aus, "expression", "valence", "arousal"]
+        if not aus:
+            raise ValueError("no AU column (AU1, AU2, ...)")
+        rows = pd.read_parquet(path, columns=columns) if path.suffix == ".parquet" else pd.read_csv(path, usecols=columns)
     except (ValueError, KeyError, OSError) as e:
         raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
     line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
@@ -68,26 +74,26 @@ def read_predictions(path: Path) -> pd.DataFrame:
     rows["face"] = face.astype(bool)
     if not rows["face"].any():
         raise DataError(f"{path}: no face in any frame: nothing to fill the frames with")
-    _check_face_rows(rows[rows["face"]], line)
-    return rows.sort_values("frame", kind="stable").reset_index(drop=True)
+    _check_face_rows(rows[rows["face"]], line, aus, classes)
+    return rows.sort_values("frame", kind="stable").reset_index(drop=True), aus, classes
 
 
-def _check_face_rows(faces: pd.DataFrame, line) -> None:
+def _check_face_rows(faces: pd.DataFrame, line, aus: list[str], classes: list[str]) -> None:
     """Every prediction of a row with a face is there and in its range."""
-    for column in [*AU_NAMES, "expression", "valence", "arousal"]:
+    for column in [*aus, "expression", "valence", "arousal"]:
         missing = faces[column].isna()
         if missing.all():
             raise DataError(f"{line(faces.index[0])}: column {column} is empty in every row with a face")
         if missing.any():
             raise DataError(f"{line(missing.idxmax())}: {column} is missing in a row with a face")
-    for column in AU_NAMES:
+    for column in aus:
         bad = ~faces[column].isin([0, 1])
         if bad.any():
             raise DataError(f"{line(bad.idxmax())}: {column} = {shown(faces[column][bad.idxmax()])}, not 0 or 1")
-    bad = ~faces["expression"].isin(EXPR_NAMES)
+    bad = ~faces["expression"].isin(classes)
     if bad.any():
         raise DataError(f"{line(bad.idxmax())}: expression {shown(faces['expression'][bad.idxmax()])} is none of "
-                        f"{', '.join(EXPR_NAMES)}")
+                        f"{', '.join(classes)}")
     for column in ("valence", "arousal"):
         value = pd.to_numeric(faces[column], errors="coerce")
         bad = value.isna() | (value.abs() > 1)
@@ -107,9 +113,16 @@ def filled(rows: pd.DataFrame):
         yield frame, faces[k]
 
 
-LINES = {"AU": lambda r: ",".join(str(int(r[a])) for a in AU_NAMES),
-         "EXPR": lambda r: str(EXPR_NAMES.index(r["expression"])),
-         "VA": lambda r: f"{float(r['valence']):.6f},{float(r['arousal']):.6f}"}
+def header(task: str, aus: list[str], classes: list[str]) -> str:
+    return {"AU": ",".join(aus), "EXPR": ",".join(classes), "VA": "valence,arousal"}[task]
+
+
+def line(task: str, row: dict, aus: list[str], classes: list[str]) -> str:
+    if task == "AU":
+        return ",".join(str(int(row[a])) for a in aus)
+    if task == "EXPR":
+        return str(classes.index(row["expression"]))
+    return f"{float(row['valence']):.6f},{float(row['arousal']):.6f}"
 
 
 def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
@@ -119,11 +132,11 @@ def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
 
 def export(path: Path, out: Path, tasks=TASKS) -> dict[str, Path]:
     """Write the submission files of one predict table; returns task -> file."""
-    rows = read_predictions(path)
+    rows, aus, classes = read_predictions(path)
     written = output_paths(path, out, tasks)
     for task, target in written.items():
         with atomic_write(target) as tmp, open(tmp, "w") as f:
-            f.write(HEADERS[task] + "\n")
+            f.write(header(task, aus, classes) + "\n")
             for _, row in filled(rows):
-                f.write(LINES[task](row) + "\n")
+                f.write(line(task, row, aus, classes) + "\n")
     return written

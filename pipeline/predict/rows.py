@@ -4,18 +4,22 @@ stage, one table row per frame (per face with several faces), streamed to disk.
 
 Columns (README, "Predicting on new videos and images"): ``frame``, ``timestamp``,
 ``file``, ``face``, ``track``, ``box_x1`` ... ``box_y2``, ``det_score``, ``p_AU1`` ...
-``p_AU25``, ``AU1`` ... ``AU25`` (0/1), ``p_Neutral`` ... ``p_Surprise``, ``expression``,
-``valence``, ``arousal``, ``unc_AU``, ``unc_EXPR``, ``unc_valence``, ``unc_arousal``.
+(a probability per AU of the bundle's label schema), ``AU1`` ... (0/1), ``p_Neutral`` ...
+(a probability per class), ``expression``, ``valence``, ``arousal``, ``unc_AU``,
+``unc_EXPR``, ``unc_valence``, ``unc_arousal``.
 A frame without a face is a row with ``face`` false and the rest empty, never a missing row.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from pipeline.extraction.align import align_face
@@ -25,19 +29,37 @@ from pipeline.inference.outputs import combine
 from pipeline.core.errors import CheckpointError
 from pipeline.extraction.faces import Detection
 from pipeline.inference.outputs import outputs
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, va_centres
+from pipeline.core.labels import va_centres
+from pipeline.core.schema import EXPRESSIONS, LabelSchema
 from pipeline.predict.media import Frame
+from pipeline.training.models import recorded_schema
 
 BOX = ("box_x1", "box_y1", "box_x2", "box_y2")
-SMOOTHED = [f"p_{a}" for a in AU_NAMES] + [f"p_{e}" for e in EXPR_NAMES] + ["valence", "arousal"]
-SCHEMA = pa.schema(
-    [("frame", pa.int64()), ("timestamp", pa.float64()), ("file", pa.string()), ("face", pa.bool_()),
-     ("track", pa.int32()), *[(k, pa.float32()) for k in BOX], ("det_score", pa.float32())]
-    + [(f"p_{a}", pa.float32()) for a in AU_NAMES] + [(a, pa.int8()) for a in AU_NAMES]
-    + [(f"p_{e}", pa.float32()) for e in EXPR_NAMES] + [("expression", pa.string())]
-    + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
+
+
+def smoothed_columns(schema: LabelSchema) -> list[str]:
+    """What ``--smooth`` averages over time: the probabilities and the VA values."""
+    return [f"p_{a}" for a in schema.aus] + [f"p_{e}" for e in schema.expressions] + ["valence", "arousal"]
+
+
+def table_schema(schema: LabelSchema) -> pa.Schema:
+    """The columns of a predict table for a bundle of label ``schema``."""
+    return pa.schema(
+        [("frame", pa.int64()), ("timestamp", pa.float64()), ("file", pa.string()), ("face", pa.bool_()),
+         ("track", pa.int32()), *[(k, pa.float32()) for k in BOX], ("det_score", pa.float32())]
+        + [(f"p_{a}", pa.float32()) for a in schema.aus] + [(a, pa.int8()) for a in schema.aus]
+        + [(f"p_{e}", pa.float32()) for e in schema.expressions] + [("expression", pa.string())]
+        + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
 #: what the extraction uses when a bundle does not say (the params.yaml defaults)
 DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9, "block": 16}
+
+
+def table_labels(table: Path) -> tuple[list[str], list[str]]:
+    """The AUs (decision columns ``AU<n>``) and expression classes (``p_<class>`` columns;
+    the 7 basic ones without them) of a predict table: its bundle's label schema."""
+    names = (pq.read_schema(table).names if table.suffix == ".parquet" else list(pd.read_csv(table, nrows=0)))
+    aus = [c for c in names if re.fullmatch(r"AU\d+", c)]
+    return aus, [e for e in EXPRESSIONS if f"p_{e}" in names] or list(EXPRESSIONS[:7])
 
 
 def alignment_of(bundle: dict) -> tuple[int, float, dict]:
@@ -51,7 +73,8 @@ class Ensemble:
     """A bundle's members on aligned faces: mean probabilities, VA and their spread."""
 
     def __init__(self, path: str | Path, device: torch.device):
-        members, info = load_bundle(path, device)
+        members, info = load_bundle(path, device, schema=None)  # any schema: its columns follow
+        self.schema = recorded_schema(info["schema"], path, "model bundle")
         self.device = device
         self.members = [(model, torch.as_tensor(va_centres(c), dtype=torch.float32, device=device))
                         for _, model, c in members]
@@ -90,19 +113,19 @@ def face_rows(frames: list[Frame], faces: list[list[Found]], size: int, scale: f
     return result, aligned
 
 
-def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray) -> dict:
+def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray, schema: LabelSchema) -> dict:
     """``row`` with the ``k``-th face's predictions (``ensemble.combine``'s output) and decisions.
     Outputs that are not numbers stop the run: written down, they would read as a confident
     "Neutral" with every AU off."""
     if not all(np.isfinite(v[k]).all() for v in preds.values()):
         raise CheckpointError(f"frame {row['frame']}: the model's outputs are not finite numbers (a damaged bundle, "
                               "or a face it cannot handle); nothing is reported for this input")
-    row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(AU_NAMES)})
-    row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(EXPR_NAMES)})
+    row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(schema.aus)})
+    row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(schema.expressions)})
     row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
                unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
                unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
-    return decide(row, thresholds)
+    return decide(row, thresholds, schema)
 
 
 def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> list[list[dict]]:
@@ -111,16 +134,16 @@ def rows_for(frames: list[Frame], faces: list[list[Found]], model: Ensemble) -> 
     if len(aligned):
         preds = model(aligned)
         for k, row in enumerate(r for frame_rows in rows for r in frame_rows if r["face"]):
-            fill(row, preds, k, model.thresholds)
+            fill(row, preds, k, model.thresholds, model.schema)
     return rows
 
 
-def decide(row: dict, thresholds: np.ndarray) -> dict:
+def decide(row: dict, thresholds: np.ndarray, schema: LabelSchema) -> dict:
     """AU decisions (probability >= the bundle's threshold) and the expression's name."""
     row["face"] = True
-    for a, t in zip(AU_NAMES, thresholds):
+    for a, t in zip(schema.aus, thresholds):
         row[a] = int(row[f"p_{a}"] >= t)
-    row["expression"] = max(EXPR_NAMES, key=lambda e: row[f"p_{e}"])
+    row["expression"] = max(schema.expressions, key=lambda e: row[f"p_{e}"])
     return row
 
 

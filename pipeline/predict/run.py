@@ -18,7 +18,8 @@ from pipeline.core.fileio import temp_path
 from pipeline.predict.media import Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
 from pipeline.inference.smoothing import CentredStream
-from pipeline.predict.rows import SCHEMA, SMOOTHED, Ensemble, Found, batched, decide, face_rows, rows_for
+from pipeline.predict.rows import (Ensemble, Found, batched, decide, face_rows, rows_for, smoothed_columns,
+                                   table_schema)
 from pipeline.predict.temporal import TemporalModel, TemporalStream
 from pipeline.core.tables import PARQUET_OPTIONS
 from pipeline.extraction.tracking import FaceTracker, TrackIds
@@ -84,12 +85,12 @@ class FaceFinder:
 class TableSink:
     """Rows streamed to CSV or Parquet under a temporary name; renamed on :meth:`close`."""
 
-    def __init__(self, path: Path, fmt: str):
-        self.path, self.tmp, self.rows = path, temp_path(path), 0
+    def __init__(self, path: Path, fmt: str, schema: pa.Schema):
+        self.path, self.tmp, self.rows, self.schema = path, temp_path(path), 0, schema
         options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}  # a block per write
         with self._naming_the_file():
-            self.writer = (pq.ParquetWriter(str(self.tmp), SCHEMA, **options) if fmt == "parquet"
-                           else pacsv.CSVWriter(str(self.tmp), SCHEMA))
+            self.writer = (pq.ParquetWriter(str(self.tmp), schema, **options) if fmt == "parquet"
+                           else pacsv.CSVWriter(str(self.tmp), schema))
 
     @contextmanager
     def _naming_the_file(self):
@@ -101,7 +102,7 @@ class TableSink:
     def add(self, rows: list[dict]) -> None:
         if rows:
             with self._naming_the_file():
-                self.writer.write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+                self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
             self.rows += len(rows)
 
     def close(self) -> None:
@@ -155,14 +156,15 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
     summary, skipped = Summary(inp.name, table), []
     video = VideoFrames(inp.path, settings.every) if inp.kind == "video" else None
     frames = video if video is not None else image_frames(inp, skipped)
-    sink = TableSink(table, settings.fmt)
+    sink = TableSink(table, settings.fmt, table_schema(model.schema))
     overlay = OverlayWriter(paths["overlay"], video.fps / settings.every) if "overlay" in paths else None
     temporal = isinstance(model, TemporalModel)
     if temporal:
         stream = TemporalStream(model)
     else:
         window = settings.smooth if video is not None else 1  # images: no time
-        stream = CentredStream(window, settings.every, SMOOTHED, lambda row: decide(row, model.thresholds))
+        stream = CentredStream(window, settings.every, smoothed_columns(model.schema),
+                               lambda row: decide(row, model.thresholds, model.schema))
     try:
         def emit(ready):
             for frame, rows in ready:

@@ -25,6 +25,7 @@ from pipeline.temporal.model import load_rnn_bundle
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import task_outputs
 from pipeline.predict.rows import alignment_of, fill
+from pipeline.training.models import recorded_schema
 from pipeline.temporal.sequences import Split, ensemble_predict
 from pipeline.temporal.windows import eval_windows
 
@@ -48,8 +49,11 @@ class TemporalModel:
     """A temporal bundle and the CNN that makes its features (taken from ``frame_bundle``)."""
 
     def __init__(self, path: str | Path, frame_bundle: str | Path, device: torch.device):
-        self.members, info = load_rnn_bundle(path, device)
-        cnns, cnn_info = load_bundle(frame_bundle, device)
+        self.members, info = load_rnn_bundle(path, device, schema=None)
+        cnns, cnn_info = load_bundle(frame_bundle, device, schema=None)
+        self.schema = recorded_schema(info["schema"], path, "model bundle")
+        self.schema.require_same(recorded_schema(cnn_info["schema"], frame_bundle, "model bundle"),
+                                 f"{frame_bundle}: the frame bundle")
         sha = info["features_sha256"]
         found = [model for name, model, _ in cnns if cnn_info["member_sha256"][name] == sha]
         if not found:
@@ -121,7 +125,7 @@ class TemporalStream:
         """The first ``k`` frames of ``run`` (a window, or the run's rest), predicted and dropped."""
         preds = self.model.segment(np.stack(run.features[:k]))
         for i, (row, entry) in enumerate(zip(run.rows[:k], run.entries[:k])):
-            fill(row, preds, i, self.model.thresholds)
+            fill(row, preds, i, self.model.thresholds, self.model.schema)
             entry[2] -= 1
         del run.rows[:k], run.features[:k], run.entries[:k]
 

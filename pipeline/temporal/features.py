@@ -17,6 +17,7 @@ is opened), ``checkpoint_sha256``, ``backbone``, ``va_centres``.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import h5py
@@ -27,17 +28,17 @@ import torch
 from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError, ParamsError
 from pipeline.core.fileio import atomic_write, file_sha256
-from pipeline.core.labels import TASKS
-from pipeline.training.models import read_torch_file
+from pipeline.core.labels import TASKS, n_logits
+from pipeline.training.models import model_schema, read_torch_file, recorded_schema
 from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
 
-FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``)
+FORMAT_VERSION = 3  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``); 3: its label schema
 FEATURE_DIM = 128
 
 
 @torch.no_grad()
 def task_outputs(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-task head features [n, 3, 128] and the 55 logits [n, 55] of one batch, from one
+    """Per-task head features [n, 3, 128] and the logits [n, all heads'] of one batch, from one
     backbone pass (the logits are the heads' last layers on those very features)."""
     feats = model.task_features(x)
     logits = torch.cat([model.heads[t][-1](feats[t]) for t in TASKS], dim=1)
@@ -48,7 +49,7 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
          device: torch.device, va_centres: str, progress=None) -> dict:
     """Features and logits of every frame of the frame table ``table`` with ``model`` (the
     checkpoint at ``checkpoint``, in eval mode), written to ``out``; returns a summary."""
-    index = FrameIndex.read(table)
+    index = FrameIndex.read(table, model.schema)
     split = pd.read_parquet(table, columns=["split"])["split"].to_numpy()
     model.eval()
     n = len(index)
@@ -59,7 +60,7 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
         h5.create_dataset("frame", data=index.frame.astype(np.int64), track_times=False)
         h5.create_dataset("split", data=split.astype(object), dtype=strings, track_times=False)
         feats = h5.create_dataset("features", shape=(n, len(TASKS), FEATURE_DIM), dtype=np.float32, track_times=False)
-        logits = h5.create_dataset("logits", shape=(n, 55), dtype=np.float32, track_times=False)
+        logits = h5.create_dataset("logits", shape=(n, n_logits(model.schema)), dtype=np.float32, track_times=False)
         for x, positions in eval_batches(index, batch):
             f, lg = task_outputs(model, x.to(device, memory_format=torch.channels_last))
             feats[positions[0]:positions[-1] + 1] = f.cpu().numpy()
@@ -67,7 +68,8 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
             if progress is not None:
                 progress.update(len(positions))
         attrs = {"format_version": FORMAT_VERSION, "checkpoint_sha256": file_sha256(checkpoint),
-                 "backbone": getattr(model, "backbone_name", ""), "va_centres": va_centres}
+                 "backbone": getattr(model, "backbone_name", ""), "va_centres": va_centres,
+                 "label_schema": json.dumps(model_schema(model.schema), sort_keys=True)}
         for key in sorted(attrs):
             h5.attrs[key] = attrs[key]
         seal_h5(h5)
@@ -86,6 +88,7 @@ class Features:
             self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
             self.frame = h5["frame"][:]
             self._mapped = MappedDatasets(self.path, h5, ("features", "logits"))
+        self.schema = recorded_schema(json.loads(self.attrs.get("label_schema", "null")), self.path, "features file")
 
     @property
     def features(self) -> np.ndarray:

@@ -18,21 +18,22 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from pipeline.core.errors import CheckpointError
-from pipeline.core.labels import TASK_OUTPUTS, TASKS
+from pipeline.core.labels import TASKS, head_sizes
+from pipeline.core.schema import ABAW2020, LabelSchema
 from pipeline.inference.ensemble import RNN_BUNDLE_KIND, load_bundle, save_bundle
-from pipeline.training.models import HEAD_FEATURES, SCHEMA, check_finite, read_torch_file
+from pipeline.training.models import HEAD_FEATURES, check_finite, model_schema, read_torch_file, recorded_schema
 
 KIND = "gru"
 
 
 class TemporalNet(nn.Module):
-    def __init__(self, hidden: int = 64, feature_dim: int = HEAD_FEATURES):
+    def __init__(self, hidden: int = 64, feature_dim: int = HEAD_FEATURES, schema: LabelSchema = ABAW2020):
         super().__init__()
-        self.hidden, self.feature_dim = hidden, feature_dim
+        self.hidden, self.feature_dim, self.schema = hidden, feature_dim, schema
         self.backbone_name = KIND  # what reports and caches name as the model's kind
         self.grus = nn.ModuleDict({t: nn.GRU(feature_dim, hidden, batch_first=True, bidirectional=True)
                                    for t in TASKS})
-        self.heads = nn.ModuleDict({t: nn.Linear(2 * hidden, TASK_OUTPUTS[t]) for t in TASKS})
+        self.heads = nn.ModuleDict({t: nn.Linear(2 * hidden, n) for t, n in head_sizes(schema).items()})
 
     def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
         features, lengths = x
@@ -47,7 +48,8 @@ class TemporalNet(nn.Module):
         return out
 
     def config(self) -> dict:
-        return {"kind": KIND, "hidden": self.hidden, "feature_dim": self.feature_dim, "schema": SCHEMA}
+        return {"kind": KIND, "hidden": self.hidden, "feature_dim": self.feature_dim,
+                "schema": model_schema(self.schema)}
 
 
 def load_temporal(path: str | Path, device: str | torch.device = "cpu") -> tuple[TemporalNet, dict]:
@@ -58,17 +60,17 @@ def load_temporal(path: str | Path, device: str | torch.device = "cpu") -> tuple
     config = ckpt.get("config", {}) if isinstance(ckpt, dict) else {}
     if config.get("kind") != KIND or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a temporal (GRU) checkpoint of mtaffect")
-    if config.get("schema") != SCHEMA:
-        raise CheckpointError(f"{path}: trained for another label schema: {config.get('schema')} != {SCHEMA}")
+    schema = recorded_schema(config.get("schema"), path)
     check_finite(ckpt["state_dict"], path, "checkpoint")
-    model = TemporalNet(config["hidden"], config["feature_dim"])
+    model = TemporalNet(config["hidden"], config["feature_dim"], schema)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 
 def gru_member(entry: dict) -> TemporalNet:
     """The network a temporal bundle's member entry holds the weights of."""
-    return TemporalNet(entry["config"]["hidden"], entry["config"]["feature_dim"])
+    config = entry["config"]
+    return TemporalNet(config["hidden"], config["feature_dim"], recorded_schema(config.get("schema"), entry["name"]))
 
 
 def save_rnn_bundle(path: str | Path, members: dict[str, str], au_thresholds, threshold_mode: str,
@@ -77,6 +79,7 @@ def save_rnn_bundle(path: str | Path, members: dict[str, str], au_thresholds, th
     return save_bundle(path, members, au_thresholds, threshold_mode, None, RNN_BUNDLE_KIND, extra, load=load_temporal)
 
 
-def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu"):
-    """The members ``(name, GRU model, va_centres)`` of a temporal bundle, and its other entries."""
-    return load_bundle(path, device, RNN_BUNDLE_KIND, build=gru_member)
+def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu", schema: LabelSchema | None = ABAW2020):
+    """The members ``(name, GRU model, va_centres)`` of a temporal bundle (of ``schema``; None:
+    any), and its other entries."""
+    return load_bundle(path, device, RNN_BUNDLE_KIND, build=gru_member, schema=schema)

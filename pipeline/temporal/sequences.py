@@ -24,6 +24,7 @@ from pipeline.core.fileio import file_sha256
 from pipeline.evaluation.scoring import score
 from pipeline.inference.outputs import outputs
 from pipeline.core.labels import TASKS, va_centres
+from pipeline.training.models import model_schema
 from pipeline.training.softlabels import FORMAT_VERSION, to_float16, write_cache
 from pipeline.temporal.model import TemporalNet
 from pipeline.temporal.windows import eval_windows, fuse, runs, train_windows
@@ -128,6 +129,8 @@ class SequenceData:
     def __init__(self, features: Features, table: FrameIndex, length: int, selection_videos: int | None = None,
                  soft_labels=None):
         self.features, self.table, self.length = features, labels_of(features, table), length
+        self.schema = features.schema  # the labels the CNN under the features learnt
+        self.schema.require_same(table.schema, "the frame table's labels")
         self.train = Split.of(features, np.flatnonzero(features.split == "train"), length, training=True)
         check_length(length, self.train, "training")
         val_rows = np.flatnonzero(features.split == "val")
@@ -145,6 +148,7 @@ class SequenceData:
         self.targets = soft_labels
         self.cache_rows = None  # the cache's row of each training frame; every one must be there
         if soft_labels is not None:
+            self.schema.require_same(soft_labels.schema, f"{soft_labels.path}: the soft-label cache")
             self.cache_rows = np.full(len(table), -1, np.int64)
             self.cache_rows[self.train.rows] = soft_labels.rows(table.subset(self.train.rows))
         self.inputs = {"features": features.attrs["checkpoint_sha256"], "length": length,
@@ -155,7 +159,7 @@ class SequenceData:
         return {"AU": (t.au >= 0).any(axis=1), "EXPR": t.expr >= 0, "VA": ~np.isnan(t.va).any(axis=1)}
 
     def make_model(self, params) -> TemporalNet:
-        return TemporalNet(params.hidden, self.features.features.shape[-1])
+        return TemporalNet(params.hidden, self.features.features.shape[-1], self.schema)
 
     def steps(self, sampler, epoch: int, start_step: int, params) -> WindowSteps:
         return WindowSteps(self, sampler, epoch, start_step)
@@ -183,9 +187,10 @@ def dump_soft_labels(model: TemporalNet, features: Features, length: int, out, t
     n = len(rows)
     attrs = {"format_version": FORMAT_VERSION, "mode": "centre", "views": 1, "teacher_sha256": file_sha256(teacher),
              "teacher_backbone": model.backbone_name, "va_centres": centres, "sequence_length": length,
+             "label_schema": json.dumps(model_schema(model.schema), sort_keys=True),
              "index_sha256": json.dumps({"features": features.sha256}, sort_keys=True)}
     write_cache(out, features.uid[rows][order], np.zeros((n, 1, 2), np.uint8), np.zeros((n, 1), np.uint8), attrs,
-                [to_float16(torch.from_numpy(logits[order])).reshape(n, 1, -1)])
+                [to_float16(torch.from_numpy(logits[order])).reshape(n, 1, -1)], logits.shape[1])
     return {"frames": n, "sequence_length": length, "teacher_sha256": attrs["teacher_sha256"]}
 
 
@@ -211,7 +216,7 @@ def bundle_predictions(path, features: Features, rows: np.ndarray, device, batch
     bundle's other entries."""
     from pipeline.temporal.model import load_rnn_bundle
 
-    members, bundle = load_rnn_bundle(path, device)
+    members, bundle = load_rnn_bundle(path, device, features.schema)
     if bundle["features_sha256"] != features.attrs["checkpoint_sha256"]:
         raise CheckpointError(f"{path}: trained on features of another checkpoint (sha256 "
                               f"{bundle['features_sha256'][:12]}...) than {features.path}: rerun `dvc repro rnn_ensemble`")

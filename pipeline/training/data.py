@@ -82,14 +82,18 @@ class ImageData:
         self.indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
         self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
         self.weights = {t: self.indexes[t].weight for t in TASKS}
+        self.schema = self.val.schema  # the build's label schema: the heads follow it
+        for task, index in self.indexes.items():
+            self.schema.require_same(index.schema, str(index_dir / f"train_{task}.parquet"))
+        if soft_labels is not None:
+            self.schema.require_same(soft_labels.schema, f"{soft_labels.path}: the soft-label cache")
         self.targets = None if soft_labels is None else soft_labels.targets(self.indexes)
         self.inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
         if soft_labels is not None:
             self.inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
 
-    @staticmethod
-    def make_model(params: TrainParams) -> MultitaskNet:
-        model = MultitaskNet(params.backbone, params.bn_momentum)
+    def make_model(self, params: TrainParams) -> MultitaskNet:
+        model = MultitaskNet(params.backbone, params.bn_momentum, self.schema)
         if params.pretrained:
             load_pretrained_backbone(model, params.pretrained)
         return model.to(memory_format=_layout(params))

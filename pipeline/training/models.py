@@ -1,10 +1,10 @@
 """The multitask network: a torchvision backbone, pooled features, one head per task.
 
 Heads follow the paper (and the authors' code): BN(d) -> Linear(d, 128) -> ReLU ->
-BN(128) -> Linear(128, out) with out = 8 AU logits, 7 expression logits, 40 VA logits
-(20 valence bins then 20 arousal bins). Checkpoints are state dicts plus a plain config,
-loaded with ``weights_only=True``; one trained for another backbone or label schema is
-refused with a message saying what differs.
+BN(128) -> Linear(128, out) with out = a logit per AU and per expression class of the label
+schema (8 and 7 in abaw2020) and 40 VA logits (20 valence bins then 20 arousal bins).
+Checkpoints are state dicts plus a plain config, loaded with ``weights_only=True``; one
+trained for another backbone or label schema is refused with a message saying what differs.
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ from torch import nn
 
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import write_torch
-from pipeline.core.labels import AU_NAMES, EXPR_NAMES, TASK_OUTPUTS, TASKS, VA_BINS
+from pipeline.core.labels import VA_BINS, head_sizes
+from pipeline.core.schema import ABAW2020, LabelSchema, schema_of
 
 log = logging.getLogger("mtaffect.models")
 
@@ -31,8 +32,27 @@ HEAD_FEATURES = 128
 #: Above this size the archive's CRC-32s are checked in a thread beside ``torch.load``;
 #: below it the check is a few milliseconds, less than starting a thread costs.
 THREADED_CHECK_BYTES = 64 << 20
-#: What a checkpoint must agree on to be loaded into a model of this code.
-SCHEMA = {"AU": list(AU_NAMES), "EXPR": list(EXPR_NAMES), "VA_bins": VA_BINS, "image_size": 112}
+IMAGE_SIZE = 112
+
+
+def model_schema(schema: LabelSchema) -> dict:
+    """What a checkpoint or bundle records of the labels its heads stand for (and what a
+    loader must agree on): the AU and class names, the VA bins, the face size."""
+    return {"AU": list(schema.aus), "EXPR": list(schema.expressions), "VA_bins": VA_BINS, "image_size": IMAGE_SIZE}
+
+
+def recorded_schema(recorded, path, what: str = "checkpoint") -> LabelSchema:
+    """The label schema of an artefact's :func:`model_schema` record; one CheckpointError
+    naming the file when the record is missing or of no schema this code knows."""
+    try:
+        if recorded["VA_bins"] != VA_BINS or recorded["image_size"] != IMAGE_SIZE:
+            raise ValueError(f"{recorded['VA_bins']} VA bins and {recorded['image_size']}-pixel faces, this code "
+                             f"uses {VA_BINS} and {IMAGE_SIZE}")
+        return schema_of(recorded["AU"], recorded["EXPR"])
+    except (KeyError, TypeError, ValueError) as e:
+        why = f"its schema record lacks {e}" if isinstance(e, KeyError) else (
+            "it records no schema" if recorded is None else str(e))
+        raise CheckpointError(f"{path}: a {what} of no label schema this version of mtaffect knows ({why})") from None
 
 
 def build_backbone(name: str) -> tuple[nn.Module, int]:
@@ -54,7 +74,7 @@ def build_backbone(name: str) -> tuple[nn.Module, int]:
         raise ValueError(f"backbone {name!r}: no 'fc' or 'classifier' to remove")
     net.eval()
     with torch.no_grad():
-        dim = net(torch.zeros(2, 3, 112, 112)).flatten(1).shape[1]
+        dim = net(torch.zeros(2, 3, IMAGE_SIZE, IMAGE_SIZE)).flatten(1).shape[1]
     return net.train(), dim
 
 
@@ -67,13 +87,15 @@ class Head(nn.Sequential):
 
 
 class MultitaskNet(nn.Module):
-    """Backbone + three heads. ``forward`` returns ``{"AU": [B,8], "EXPR": [B,7], "VA": [B,40]}``."""
+    """Backbone + three heads. ``forward`` returns ``{"AU": [B, AUs], "EXPR": [B, classes], "VA": [B, 40]}``
+    (AUs and classes of ``schema``)."""
 
-    def __init__(self, backbone: str = "resnet50", bn_momentum: float | None = None):
+    def __init__(self, backbone: str = "resnet50", bn_momentum: float | None = None,
+                 schema: LabelSchema = ABAW2020):
         super().__init__()
-        self.backbone_name = backbone
+        self.backbone_name, self.schema = backbone, schema
         self.backbone, self.feature_dim = build_backbone(backbone)
-        self.heads = nn.ModuleDict({t: Head(self.feature_dim, TASK_OUTPUTS[t]) for t in TASKS})
+        self.heads = nn.ModuleDict({t: Head(self.feature_dim, n) for t, n in head_sizes(schema).items()})
         if bn_momentum is not None:
             # torchvision's MobileNetV3 uses 0.01: from random weights its running statistics
             # then lag far behind the weights for the whole of a short run, and evaluation fails
@@ -97,7 +119,7 @@ class MultitaskNet(nn.Module):
         return out
 
     def config(self) -> dict:
-        return {"backbone": self.backbone_name, "schema": SCHEMA}
+        return {"backbone": self.backbone_name, "schema": model_schema(self.schema)}
 
 
 def read_torch_file(path: str | Path, what: str, device: str | torch.device = "cpu"):
@@ -203,19 +225,22 @@ def save_checkpoint(path: str | Path, model: nn.Module, extra: dict | None = Non
     write_torch(path, {"state_dict": net.state_dict(), "config": net.config(), **(extra or {})})
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[MultitaskNet, dict]:
-    """A model from a checkpoint written by :func:`save_checkpoint`; checks backbone and schema.
-    The model is in the channels-last layout (the faster one for inference)."""
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    schema: LabelSchema | None = None) -> tuple[MultitaskNet, dict]:
+    """A model from a checkpoint written by :func:`save_checkpoint`, with the label schema it
+    records (refused when ``schema`` is given and differs); checks the backbone too. The
+    model is in the channels-last layout (the faster one for inference)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: checkpoint not found")
     ckpt = read_torch_file(path, "checkpoint", device)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"{path}: not an mtaffect checkpoint (no state_dict/config)")
     config = ckpt["config"]
-    if config.get("schema") != SCHEMA:
-        raise CheckpointError(f"{path}: trained for another label schema: {config.get('schema')} != {SCHEMA}")
+    recorded = recorded_schema(config.get("schema"), path)
+    if schema is not None:
+        schema.require_same(recorded, f"{path}: the checkpoint")
     check_finite(ckpt["state_dict"], path, "checkpoint")
-    model = MultitaskNet(config["backbone"])
+    model = MultitaskNet(config["backbone"], schema=recorded)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

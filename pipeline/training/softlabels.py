@@ -33,14 +33,15 @@ from pipeline.core.images import crop_views, resize, to_tensor
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, file_sha256, names_file, temp_path
-from pipeline.core.labels import N_LOGITS, TASKS
+from pipeline.core.labels import TASKS, n_logits
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
+from pipeline.training.models import model_schema, recorded_schema
 from pipeline.training.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
-FORMAT_VERSION = 2  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``)
+FORMAT_VERSION = 3  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``); 3: its label schema
 
 
 def index_paths(index_dir: str | Path) -> dict[str, Path]:
@@ -94,7 +95,7 @@ def teacher_logits(model: torch.nn.Module, frames: Frames, offsets: np.ndarray, 
                 faces = np.stack([reader.read(frames.shard[i], frames.row[i]) for i in range(start, stop)])
                 x = views_batch(faces, offsets[start:stop], flips[start:stop])
                 out = model(x.to(device, memory_format=torch.channels_last))
-                logits = torch.cat([out[t] for t in TASKS], dim=1).reshape(stop - start, k, N_LOGITS)
+                logits = torch.cat([out[t] for t in TASKS], dim=1).reshape(stop - start, k, -1)
                 yield b, to_float16(logits)
             bar.update((stop - start) * world if b % world == rank else 0)
     finally:
@@ -109,6 +110,8 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     Returns a summary for the report."""
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     indexes = {t: FrameIndex.read(p) for t, p in index_paths(index_dir).items()}
+    for task, index in indexes.items():  # the teacher's heads are the build's labels
+        model.schema.require_same(index.schema, str(index_paths(index_dir)[task]))
     frames = Frames.union(indexes)
     offsets, flips = frame_views(frames.uid, views, mode)
     out = Path(out)
@@ -123,9 +126,9 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
         if rank == 0:
             attrs = {"format_version": FORMAT_VERSION, "mode": mode, "views": int(flips.shape[1]),
                      "teacher_sha256": file_sha256(teacher), "teacher_backbone": getattr(model, "backbone_name", ""),
-                     "va_centres": va_centres,
+                     "va_centres": va_centres, "label_schema": json.dumps(model_schema(model.schema), sort_keys=True),
                      "index_sha256": json.dumps(index_hashes(index_dir), sort_keys=True)}
-            _write(out, frames.uid, offsets, flips, attrs, batch, world)
+            _write(out, frames.uid, offsets, flips, attrs, batch, world, n_logits(model.schema))
             summary.update(teacher_sha256=attrs["teacher_sha256"], index_sha256=json.loads(attrs["index_sha256"]))
         if world > 1:
             dist.barrier()
@@ -134,33 +137,34 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     return summary
 
 
-def _write(out: Path, uids, offsets, flips, attrs: dict, batch: int, world: int) -> None:
-    """Assemble the processes' parts (batch b is in part b % world) into the cache file."""
+def _write(out: Path, uids, offsets, flips, attrs: dict, batch: int, world: int, width: int) -> None:
+    """Assemble the processes' parts (batch b is in part b % world) into the cache file
+    (``width`` logits per view)."""
     n, k = flips.shape
-    row_bytes = k * N_LOGITS * 2
+    row_bytes = k * width * 2
     parts = [open(temp_path(out).with_suffix(f".part{r}"), "rb") for r in range(world)]
 
     def blocks():
         for b, start in enumerate(range(0, n, batch)):
             stop = min(start + batch, n)
             data = parts[b % world].read((stop - start) * row_bytes)
-            yield np.frombuffer(data, np.float16).reshape(stop - start, k, N_LOGITS)
+            yield np.frombuffer(data, np.float16).reshape(stop - start, k, width)
 
     try:
-        write_cache(out, uids, offsets, flips, attrs, blocks())
+        write_cache(out, uids, offsets, flips, attrs, blocks(), width)
     finally:
         for f in parts:
             f.close()
 
 
-def write_cache(out: str | Path, uids, offsets, flips, attrs: dict, blocks) -> None:
-    """Write a cache file: ``uids`` sorted, ``blocks`` the float16 logits [b, K, 55] of the
-    frames in that order, block after block; written under a temporary name."""
+def write_cache(out: str | Path, uids, offsets, flips, attrs: dict, blocks, width: int) -> None:
+    """Write a cache file: ``uids`` sorted, ``blocks`` the float16 logits [b, K, width] of
+    the frames in that order, block after block; written under a temporary name."""
     n, k = flips.shape
     with atomic_write(out) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
         h5.create_dataset("uid", data=np.asarray(uids, dtype=object), dtype=h5py.string_dtype("utf-8"),
                           track_times=False)
-        logits = h5.create_dataset("logits", shape=(n, k, N_LOGITS), dtype=np.float16, track_times=False)
+        logits = h5.create_dataset("logits", shape=(n, k, width), dtype=np.float16, track_times=False)
         start = 0
         for block in blocks:
             logits[start:start + len(block)] = block
@@ -192,6 +196,7 @@ class SoftLabels:
             self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
         self.index_sha256 = json.loads(self.attrs["index_sha256"])
+        self.schema = recorded_schema(json.loads(self.attrs.get("label_schema", "null")), self.path, "soft-label cache")
 
     def array(self, name: str) -> np.ndarray:
         """A dataset as a read-only memory map."""

@@ -140,7 +140,7 @@ def setup(params: TrainParams, data, name: str, soft_labels=None) -> Run:
     def loss(outputs, labels):
         if data.targets is None:
             return teacher_loss(outputs, labels, params.task_weights, centres, params.ccc_weighting)
-        teacher = {task: split_logits(labels[task]["teacher"]) for task in outputs}
+        teacher = {task: split_logits(labels[task]["teacher"], model.schema) for task in outputs}
         return student_loss(outputs, labels, teacher, params.lam, params.temperature, params.task_weights, centres,
                             params.ccc_weighting, params.distill_unlabelled)
 
