@@ -11,7 +11,7 @@ from pathlib import Path
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
 from pipeline.core.fileio import atomic_write, write_text
-from pipeline.core.params import Params, load, mapping
+from pipeline.core.params import SOURCE_TASKS, Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.extraction.params import ExtractParams, SourceParams
@@ -44,6 +44,10 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
         if missing:
             raise ParamsError(f"{path}: build.{task}_sources names {missing[0]}, which has no entry under sources "
                               f"(sources: {', '.join(p.sources) or 'none'}); add it there, or leave it out here")
+        unlabelled = [s for s in getattr(p.build, f"{task}_sources") if task not in SOURCE_TASKS[s]]
+        if unlabelled:
+            raise ParamsError(f"{path}: build.{task}_sources names {unlabelled[0]}, which has no {task.upper()} "
+                              f"labels (it labels {', '.join(t.upper() for t in SOURCE_TASKS[unlabelled[0]])})")
     if p.features.checkpoint not in ("best_member", "teacher") and not Path(p.features.checkpoint).is_file():
         raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
                           "best_member, nor teacher)")
