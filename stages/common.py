@@ -83,23 +83,28 @@ def option_name(parameter: str) -> str:
 
 
 def check_writes_apart(options: dict) -> None:
-    """Refuse, before any work, an output that is one of the command's inputs or lies inside
-    an input folder: ``--report`` naming the params file, ``--out`` naming the teacher or a
-    member checkpoint, would destroy what the run reads."""
+    """Refuse, before any work, an output that is one of the command's input options or
+    holds one (an output folder is replaced whole): ``--report`` naming the params file,
+    ``--out`` naming the teacher, would destroy what the run reads. (predict and export-abaw,
+    whose inputs are arguments, add files into ``--out`` under their own rules: for them an
+    output folder may hold what they read.)"""
     from pathlib import Path
+
+    ctx = click.get_current_context(silent=True)
+    arguments = {p.name for p in ctx.command.params if p.param_type_name == "argument"} if ctx else set()
 
     def paths(value):
         values = value if isinstance(value, (list, tuple)) else [value]
         return [Path(v).resolve() for v in values if isinstance(v, (str, Path)) and str(v) and Path(v).exists()]
 
-    reads = [(name, p) for name, value in options.items() if name not in WRITES for p in paths(value)]
+    reads = [(name, p) for name, value in options.items() if name not in WRITES | arguments for p in paths(value)]
     for name, value in options.items():
         if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
             continue
         target = Path(value).resolve()
         for source, read in reads:
-            if target == read or read in target.parents and read.is_dir():
-                how = "is" if target == read else "lies inside"
+            if target == read or (not arguments and target in read.parents):
+                how = "is" if target == read else "holds"
                 raise click.ClickException(f"{option_name(name)} {value}: {how} {option_name(source)} {read}, which "
                                            "this command reads: refusing to write there (choose another path)")
 

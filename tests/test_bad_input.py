@@ -95,7 +95,7 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
                       str(data / "disfa"), "--quiet"), f"--out {data / 'disfa'}: is --root")
     failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
-                      str(data), "--quiet"), "overlap the input")
+                      str(data), "--quiet"), f"--out {data}: holds --root {data / 'disfa'}")
     # a folder holding something else
     foreign = tmp_path / "thesis"
     foreign.mkdir()
@@ -129,7 +129,8 @@ def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_
              (["build", "--report", str(params)], f"--report {params}: is --params"),
              (["soft-labels", "--teacher", str(teacher), "--out", str(teacher)], f"--out {teacher}: is --teacher"),
              (["ensemble", "--students", str(students), "--out", str(students / "s1.pt")],
-              f"--out {students / 's1.pt'}: lies inside --students {students}")]
+              f"--out {students / 's1.pt'}: is the checkpoint of ensemble member s1"),
+             (["build", "--faces", str(students), "--out", str(tmp_path)], f"--out {tmp_path}: holds --")]
     for args, message in cases:
         failed_naming(run(tmp_path, *args), message, "refusing to write there")
     assert params.read_bytes() == kept and teacher.read_bytes() == b"a teacher's weights"
