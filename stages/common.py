@@ -69,6 +69,46 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+#: The options (by parameter name) that name what a command writes; every other option
+#: naming an existing file or folder is something it reads.
+WRITES = frozenset({"out", "out_dir", "report", "plots", "provenance_path", "log_dir", "log_csv", "resume_file",
+                    "stamp", "predictions", "soft_label_report", "contact_sheet"})
+
+
+def option_name(parameter: str) -> str:
+    """How the user wrote the option of a parameter (``--provenance`` for ``provenance_path``)."""
+    ctx = click.get_current_context(silent=True)
+    opts = {p.name: p.opts[0] for p in ctx.command.params} if ctx is not None else {}
+    return opts.get(parameter, parameter)
+
+
+def check_writes_apart(options: dict) -> None:
+    """Refuse, before any work, an output that is one of the command's input options or
+    holds one (an output folder is replaced whole): ``--report`` naming the params file,
+    ``--out`` naming the teacher, would destroy what the run reads. (predict and export-abaw,
+    whose inputs are arguments, add files into ``--out`` under their own rules: for them an
+    output folder may hold what they read.)"""
+    from pathlib import Path
+
+    ctx = click.get_current_context(silent=True)
+    arguments = {p.name for p in ctx.command.params if p.param_type_name == "argument"} if ctx else set()
+
+    def paths(value):
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [Path(v).resolve() for v in values if isinstance(v, (str, Path)) and str(v) and Path(v).exists()]
+
+    reads = [(name, p) for name, value in options.items() if name not in WRITES | arguments for p in paths(value)]
+    for name, value in options.items():
+        if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
+            continue
+        target = Path(value).resolve()
+        for source, read in reads:
+            if target == read or (not arguments and target in read.parents):
+                how = "is" if target == read else "holds"
+                raise click.ClickException(f"{option_name(name)} {value}: {how} {option_name(source)} {read}, which "
+                                           "this command reads: refusing to write there (choose another path)")
+
+
 def friendly_errors(fn):
     """Report expected failures (bad params, bad data or checkpoints, files that cannot be
     read or written: a read-only folder, a full disk) as one line, not a traceback."""
@@ -79,6 +119,7 @@ def friendly_errors(fn):
         if threading.current_thread() is threading.main_thread():
             # `kill` (SIGTERM) stops a command as Ctrl-C does: its cleanup runs, no temporary file stays
             signal.signal(signal.SIGTERM, _interrupt)
+        check_writes_apart(kwargs)
         try:
             return fn(*args, **kwargs)
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:

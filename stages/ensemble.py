@@ -27,6 +27,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from tqdm import tqdm
 
     from pipeline.extraction.align import template_points
+    from pipeline.core.errors import DataError
     from pipeline.core.index import FrameIndex
     from pipeline.core.labels import AU_THRESHOLD
     from pipeline.core.device import resolve_device
@@ -45,6 +46,10 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     use_threads(p.threads)
     e = p.ensemble
     members = {name: str(Path(students_dir) / f"{name}.pt") for name in e.members}
+    for name, path in members.items():
+        if Path(out).resolve() == Path(path).resolve():
+            raise DataError(f"--out {out}: is the checkpoint of ensemble member {name}, which this command reads: "
+                            "refusing to write there (choose another path)")
     for name, path in members.items():
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "

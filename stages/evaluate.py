@@ -54,7 +54,8 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
 
     from pipeline.core.index import FrameIndex
     from pipeline.core.device import resolve_device
-    from pipeline.evaluation.evaluate import Models, check_same_teacher, evaluate
+    from pipeline.core.errors import DataError
+    from pipeline.evaluation.evaluate import Models, check_distinct, check_same_teacher, evaluate
     from pipeline.core.labels import TASKS
     from pipeline.evaluation.figures import comparison_plot, evaluation_plots, sequence_length_plot
     from pipeline.core import provenance
@@ -74,7 +75,10 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     index_dir = Path(index_dir or p.build.out)
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
+    if not len(val):
+        raise DataError(f"{index_dir / 'val.parquet'}: holds no validation frame: nothing to score (rerun the build)")
     students = {name: str(Path(students_dir) / f"{name}.pt") for name in p.students}
+    check_distinct({name: path for name, path in {"teacher": teacher, **students}.items() if Path(path).exists()})
     lengths = p.temporal.sequence_lengths
     models = Models(teacher=teacher, students=students, ensemble=ensemble, features=features,
                     rnn_teachers={n: str(Path(rnn_teacher) / f"T{n}.pt") for n in lengths},

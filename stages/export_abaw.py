@@ -1,4 +1,4 @@
-"""``mtaffect export-abaw``: ABAW 2020 submission files from predict's tables."""
+"""``mtaffect export-abaw``: ABAW submission files (of the era of the model that predicted) from predict's tables."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -15,16 +15,14 @@ def cli(name, params_path):
     as shipped), tiny (what the tests run), abaw2020 (the paper's setting on the real
     datasets). Values a preset does not set go back to their defaults (the paper's). The
     file's comments, `sources` and `threads` stay; every value that changes is listed."""
-    from pathlib import Path
+    from pipeline.core.catalogue import apply_preset, check_all
 
-    from pipeline.core.catalogue import apply_preset, before_preset, check_all
-
-    changed = apply_preset(params_path, name)
+    changed, backup = apply_preset(params_path, name)
     for line in changed:
         click.echo(f"  {line}")
     click.echo(f"{params_path}: preset {name} ({len(changed)} values changed)")
-    if any(line.endswith(": removed") for line in changed):
-        click.echo(f"entries the preset does not hold were removed; the file as it was: {before_preset(Path(params_path))}")
+    if backup is not None:
+        click.echo(f"entries the preset does not hold were removed; the file as it was: {backup}")
     warn(check_all(params_path)[1])
 
 

@@ -37,7 +37,7 @@ def set_preset(params_path: Path, preset: str, **section_overrides) -> None:
     sections with ``section_overrides``."""
     from pipeline.core.catalogue import apply_preset
 
-    apply_preset(params_path, preset)
+    apply_preset(params_path, preset)[0]
     if section_overrides:
         params = yaml.safe_load(params_path.read_text())
         for section, values in section_overrides.items():

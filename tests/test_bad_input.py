@@ -93,9 +93,9 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     before = tree_hash(data)
     # the dataset itself, or a folder around it
     failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
-                      str(data / "disfa"), "--quiet"), "overlap the input")
+                      str(data / "disfa"), "--quiet"), f"--out {data / 'disfa'}: is --root")
     failed_naming(run(tmp_path, "extract", "--source", "disfa", "--root", str(data / "disfa"), "--out",
-                      str(data), "--quiet"), "overlap the input")
+                      str(data), "--quiet"), f"--out {data}: holds --root {data / 'disfa'}")
     # a folder holding something else
     foreign = tmp_path / "thesis"
     foreign.mkdir()
@@ -115,6 +115,26 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
                   "must be >= 16, got 0")
     assert tree_hash(out) == good
     no_leftovers(tmp_path)
+
+
+def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_any_work(tmp_path):
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    kept = params.read_bytes()
+    teacher, students = tmp_path / "teacher.pt", tmp_path / "students"
+    teacher.write_bytes(b"a teacher's weights")
+    students.mkdir()
+    (students / "s1.pt").write_bytes(b"a student's weights")
+    cases = [(["check-params", "--stamp", str(params)], f"--stamp {params}: is --params"),
+             (["build", "--report", str(params)], f"--report {params}: is --params"),
+             (["soft-labels", "--teacher", str(teacher), "--out", str(teacher)], f"--out {teacher}: is --teacher"),
+             (["ensemble", "--students", str(students), "--out", str(students / "s1.pt")],
+              f"--out {students / 's1.pt'}: is the checkpoint of ensemble member s1"),
+             (["build", "--faces", str(students), "--out", str(tmp_path)], f"--out {tmp_path}: holds --")]
+    for args, message in cases:
+        failed_naming(run(tmp_path, *args), message, "refusing to write there")
+    assert params.read_bytes() == kept and teacher.read_bytes() == b"a teacher's weights"
+    assert (students / "s1.pt").read_bytes() == b"a student's weights"
 
 
 def test_data_that_no_longer_fit_their_version_stop_extraction(data, tmp_path):

@@ -1,6 +1,8 @@
 """evaluate: every model's rows are its own predictions, every score is the ABAW metrics of
 those rows (recomputed here with scikit-learn and numpy), the baselines are what they say."""
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +24,7 @@ from pipeline.training.models import load_checkpoint
 from pipeline.training.params import TrainParams
 from pipeline.training.train import Outputs, train
 
+ROOT = Path(__file__).resolve().parents[1]
 P_AU, THR_AU, P_EXPR = p_au(ABAW2020), thr_au(ABAW2020), p_expr(ABAW2020)
 ENSEMBLE_THRESHOLDS = [0.45, 0.5, 0.55, 0.5, 0.4, 0.5, 0.6, 0.5]
 
@@ -237,3 +240,44 @@ def test_a_2022_run_from_build_to_evaluation_follows_the_schema(index_dir_2022, 
     with pytest.raises(DataError, match=r"old.pt: the checkpoint was made for schema abaw2020 \(8 AUs.*but this run "
                                         r"uses abaw2022 \(12 AUs"):
         evaluate(Models(teacher=str(tmp_path / "old.pt")), training, val, torch.device("cpu"), progress=False)
+
+
+def test_a_task_without_labels_is_plotted_as_missing_never_a_traceback(evaluated, tmp_path):
+    from pipeline.evaluation.figures import comparison_plot, evaluation_plots, sequence_length_plot
+    from pipeline.evaluation.scoring import evaluate_predictions
+
+    rows = evaluated[0].copy()
+    rows["expr"] = -1  # a build whose Aff-Wild2 copy has no EXPR label (the build only warns)
+    temporal = [model_rows(rows, "ensemble").assign(model=m) for m in ("rnn_teacher_T4", "rnn_ensemble_T4")]
+    table = pd.concat([rows, *temporal], ignore_index=True)
+    evaluation = evaluate_predictions(table, n_boot=10)
+    assert evaluation["teacher"]["EXPR"] is None and evaluation["rnn_ensemble_T4"]["EXPR"] is None
+    files = [*evaluation_plots(table, evaluation, tmp_path), *comparison_plot(evaluation, tmp_path),
+             *sequence_length_plot(evaluation, tmp_path)]
+    assert all(f.stat().st_size > 0 for f in files) and (tmp_path / "sequence_length.png").exists()
+    assert not list(tmp_path.glob("confusion_*"))  # no expression: no confusion matrix
+
+
+def test_an_empty_validation_index_and_a_copied_student_are_one_line_each(evaluated, tmp_path):
+    from click.testing import CliRunner
+
+    from stages.evaluate import cli
+
+    _, _, _, _, index_dir = evaluated
+    build = tmp_path / "build"
+    shutil.copytree(index_dir, build)
+    val = pq.read_table(build / "val.parquet")
+    pq.write_table(val.slice(0, 0), build / "val.parquet")
+    result = CliRunner().invoke(cli, ["--index", str(build), "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code != 0 and "val.parquet: holds no validation frame" in result.output, result.output
+    students = tmp_path / "students"
+    students.mkdir()
+    teacher = tmp_path / "teacher.pt"
+    teacher.write_bytes(b"one checkpoint")
+    for name in ("s1", "s2", "s3"):
+        (students / f"{name}.pt").write_bytes(f"student {name}".encode())
+    shutil.copy(students / "s1.pt", students / "s2.pt")
+    result = CliRunner().invoke(cli, ["--index", str(index_dir), "--teacher", str(teacher), "--students",
+                                      str(students), "--params", str(ROOT / "params.yaml")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{students / 's1.pt'} and {students / 's2.pt'} are the same checkpoint" in result.output, result.output

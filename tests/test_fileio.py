@@ -57,6 +57,15 @@ def test_an_output_folder_is_replaced_only_when_all_of_it_is_the_stages_own(tmp_
     assert not (tmp_path / ".out.tmp").exists() and (tmp_path / "kept" / "backup.txt").exists()
 
 
+def test_a_first_output_folder_warns_of_nothing(tmp_path, caplog):
+    from pipeline.core.fileio import replacing_folder
+
+    with caplog.at_level("WARNING"):
+        with replacing_folder(tmp_path / "new" / "out") as work:
+            (work / "extract.json").write_text("first")
+    assert (tmp_path / "new" / "out" / "extract.json").read_text() == "first" and caplog.text == ""
+
+
 def test_an_earlier_output_that_cannot_be_deleted_is_said_and_recognised_as_ours_next_time(tmp_path, monkeypatch,
                                                                                            caplog):
     from pipeline.core.fileio import check_output_folder, replacing_folder

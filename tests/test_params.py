@@ -32,7 +32,7 @@ def every(raw: dict, where: str = "params.yaml"):
 def test_the_committed_file_is_the_demo_preset_and_every_preset_is_valid(tmp_path):
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
-    assert apply_preset(copy, "demo") == [] and copy.read_bytes() == (ROOT / "params.yaml").read_bytes()
+    assert apply_preset(copy, "demo") == ([], None) and copy.read_bytes() == (ROOT / "params.yaml").read_bytes()
     for name in ("tiny", "abaw2020", "demo"):
         apply_preset(copy, name)
         p, _ = check_all(copy)
@@ -210,6 +210,23 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     back = CliRunner().invoke(main, ["preset", "demo", "--params", str(bad)])  # removes s4, s5
     assert "students.s5: removed" in back.output and f"the file as it was: {tmp_path / 'params.before-preset.yaml'}" \
         in back.output and (tmp_path / "params.before-preset.yaml").read_text() == before
+    # a second removal keeps the first backup and writes the file as it was beside it
+    assert CliRunner().invoke(main, ["preset", "abaw2020", "--params", str(bad)]).exit_code == 0
+    bad.write_text(bad.read_text() + "# my notes\n")
+    again = CliRunner().invoke(main, ["preset", "demo", "--params", str(bad)])
+    assert f"the file as it was: {tmp_path / 'params.before-preset.2.yaml'}" in again.output
+    assert (tmp_path / "params.before-preset.yaml").read_text() == before
+    assert (tmp_path / "params.before-preset.2.yaml").read_text().endswith("# my notes\n")
+    # a params file that is a link to a shared one: the shared file changes, the link stays
+    (tmp_path / "shared").mkdir()
+    shutil.copy(ROOT / "params.yaml", tmp_path / "shared" / "params.yaml")
+    (tmp_path / "link.yaml").symlink_to(tmp_path / "shared" / "params.yaml")
+    assert CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "link.yaml")]).exit_code == 0
+    assert (tmp_path / "link.yaml").is_symlink()
+    assert (tmp_path / "shared" / "params.yaml").read_text() != (ROOT / "params.yaml").read_text()
+    (tmp_path / "empty.yaml").write_text("\n")
+    empty = CliRunner().invoke(main, ["check-params", "--params", str(tmp_path / "empty.yaml")])
+    assert empty.exit_code != 0 and f"{tmp_path / 'empty.yaml'}: the file is empty" in empty.output
     absent = CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "absent.yaml")])
     assert absent.exit_code != 0 and f"{tmp_path / 'absent.yaml'}: not found (run from the project root" in absent.output
     unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])
@@ -305,6 +322,15 @@ def test_check_params_names_a_build_source_without_an_entry_and_a_missing_featur
         check_all(path)
     path.write_text(yaml.safe_dump(dict(raw, features={**raw["features"], "checkpoint": "models/nope.pt"})))
     with pytest.raises(ParamsError, match=rf"{path}: features.checkpoint: 'models/nope.pt' is not a checkpoint file"):
+        check_all(path)
+    # a source that labels no such task, and a warm-up as long as the training
+    path.write_text(yaml.safe_dump(dict(raw, build={**raw["build"], "au_sources": ["expw"]})))
+    with pytest.raises(ParamsError, match=rf"{path}: build.au_sources names expw, which has no AU labels \(it labels "
+                                          r"EXPR\)"):
+        check_all(path)
+    path.write_text(yaml.safe_dump(dict(raw, teacher={**raw["teacher"], "warmup_epochs": raw["teacher"]["epochs"]})))
+    with pytest.raises(ParamsError, match=r"teacher.warmup_epochs: 10 warm-up epochs of 10: the learning rate would "
+                                          "never reach lr"):
         check_all(path)
 
 

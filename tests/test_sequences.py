@@ -155,7 +155,9 @@ def test_soft_label_cache_and_a_student(tmp_path):
     from pipeline.training.models import save_checkpoint
     save_checkpoint(tmp_path / "t.pt", teacher, {"sequence_length": 8})
     summary = dump_soft_labels(teacher, features, 8, tmp_path / "soft.h5", tmp_path / "t.pt", 4, "cpu", "centres")
-    cache = SoftLabels(tmp_path / "soft.h5")
+    with pytest.raises(CheckpointError, match="soft.h5: the soft labels of the temporal teacher .*not of the CNN"):
+        SoftLabels(tmp_path / "soft.h5")  # given to train-student
+    cache = SoftLabels(tmp_path / "soft.h5", "rnn_soft_labels")
     train_rows = np.flatnonzero(features.split == "train")
     assert summary["frames"] == len(train_rows) == len(cache.uid)
     assert list(cache.uid) == sorted(features.uid[train_rows])  # the cache's order: by uid

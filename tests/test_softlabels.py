@@ -247,6 +247,16 @@ def test_a_cache_lacking_a_dataset_and_a_shard_shorter_than_its_table_are_one_li
     assert not list((tmp_path / "out").iterdir())
 
 
+def test_a_cnn_cache_given_as_a_temporal_one_or_features_is_named_for_what_it_is(cache):
+    from pipeline.temporal.features import Features
+
+    with pytest.raises(CheckpointError, match="the soft labels of the CNN teacher .*not of the temporal one"):
+        SoftLabels(cache.path, "rnn_soft_labels")
+    with pytest.raises(CheckpointError, match=r"soft_labels.h5: not a features file: it lacks 'video', 'frame', "
+                                              r"'split', 'features' \(another stage's file\?"):
+        Features(cache.path)
+
+
 def test_a_missing_cache_names_the_stage_that_writes_it(tmp_path):
     from pipeline.training.softlabels import SoftLabels
 

@@ -5,12 +5,13 @@ check-params``, run by ``dvc repro`` before any other stage), the defaults, and 
 differ from the defaults, which are the paper's)."""
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
 from pipeline.core.fileio import atomic_write, write_text
-from pipeline.core.params import Params, load, mapping
+from pipeline.core.params import SOURCE_TASKS, Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.extraction.params import ExtractParams, SourceParams
@@ -43,6 +44,10 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
         if missing:
             raise ParamsError(f"{path}: build.{task}_sources names {missing[0]}, which has no entry under sources "
                               f"(sources: {', '.join(p.sources) or 'none'}); add it there, or leave it out here")
+        unlabelled = [s for s in getattr(p.build, f"{task}_sources") if task not in SOURCE_TASKS[s]]
+        if unlabelled:
+            raise ParamsError(f"{path}: build.{task}_sources names {unlabelled[0]}, which has no {task.upper()} "
+                              f"labels (it labels {', '.join(t.upper() for t in SOURCE_TASKS[unlabelled[0]])})")
     if p.features.checkpoint not in ("best_member", "teacher") and not Path(p.features.checkpoint).is_file():
         raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
                           "best_member, nor teacher)")
@@ -98,10 +103,11 @@ def preset(name: str) -> dict:
             for section, v in values.items()}
 
 
-def apply_preset(path: str | Path, name: str) -> list[str]:
-    """Write preset ``name``'s values into the params file at ``path``, keeping its comments
-    and its ``sources`` and ``threads``; returns the keys whose value changed
-    (``section.key: old -> new``)."""
+def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
+    """Write preset ``name``'s values into the params file at ``path`` (through a symbolic
+    link, which stays), keeping its comments and its ``sources`` and ``threads``; returns
+    the keys whose value changed (``section.key: old -> new``) and where the file as it was
+    is kept when entries were removed (:func:`before_preset`), else None."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
 
@@ -110,6 +116,7 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
     path = Path(path)
     text = read_text(path)
+    path = path.resolve()  # a link to a shared file: the file changes, the link stays
     load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
     doc = yaml.load(text)
     changed = []
@@ -129,16 +136,23 @@ def apply_preset(path: str | Path, name: str) -> list[str]:
             elif _plain(current[key]) != value:
                 changed.append(f"{section}.{key}: {_plain(current[key])!r} -> {value!r}")
                 current[key] = _flow(value)
+    backup = None
     if any(line.endswith(": removed") for line in changed):  # a user's own entries: kept in a copy
-        write_text(before_preset(path), text)
+        backup = before_preset(path, text)
+        write_text(backup, text)
     with atomic_write(path) as tmp, open(tmp, "w") as f:
         yaml.dump(doc, f)
-    return changed
+    return changed, backup
 
 
-def before_preset(path: Path) -> Path:
-    """Where ``apply_preset`` keeps the file as it was when the preset removes entries."""
-    return path.with_name(f"{path.stem}.before-preset{path.suffix}")
+def before_preset(path: Path, text: str) -> Path:
+    """Where ``apply_preset`` keeps ``text``, the file as it was, when the preset removes
+    entries: ``params.before-preset.yaml``, or ``...before-preset.2.yaml`` and on when that
+    name holds something else (an earlier backup is never overwritten)."""
+    for n in itertools.count(1):
+        backup = path.with_name(f"{path.stem}.before-preset{'' if n == 1 else f'.{n}'}{path.suffix}")
+        if not backup.exists() or backup.read_text(encoding="utf-8", errors="replace") == text:
+            return backup
 
 
 def _flow(value):

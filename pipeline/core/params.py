@@ -24,7 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.core.errors import ParamsError
 from pipeline.core.validation import load_yaml, read_text, reject_unknown, require, validate
 
-SOURCE_KINDS = ("affwild2", "saffwild2", "disfa", "expw", "afewva", "affectnet")
+#: Every kind of source, and the tasks its labels feed (docs/formats.md).
+SOURCE_TASKS = {"affwild2": ("au", "expr", "va"), "saffwild2": ("au", "expr", "va"), "disfa": ("au",),
+                "expw": ("expr",), "afewva": ("va",), "affectnet": ("expr", "va")}
+SOURCE_KINDS = tuple(SOURCE_TASKS)
 MAX_THREADS = 1024
 #: Every top-level key of params.yaml (the schemas are checked against it: tests/test_params.py).
 TOP_LEVEL = ("threads", "sources", "synth", "extract", "build", "teacher", "soft_labels", "student", "students",

@@ -161,10 +161,11 @@ class FaceReader:
 
 
 @contextmanager
-def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
+def read_stage_h5(path: str | Path, what: str, version: int, stage: str, datasets: tuple[str, ...] = ()):
     """Open an HDF5 file a stage writes (the soft-label cache, the features) as ``(h5,
-    attrs)``: missing, unreadable, of another format version, damaged (its checksums) or
-    holding values that are not finite is one clear error."""
+    attrs)``: missing, unreadable, of another format version, without one of its
+    ``datasets`` (another stage's file), damaged (its checksums) or holding values that are
+    not finite is one clear error."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: {what} not found (run `dvc repro {stage}`)")
@@ -177,6 +178,10 @@ def read_stage_h5(path: str | Path, what: str, version: int, stage: str):
             if attrs.get("format_version") != version:
                 raise CheckpointError(f"{path}: {what} format {attrs.get('format_version')!r}, this code reads "
                                       f"{version} (rerun `dvc repro {stage}`)")
+            missing = [d for d in datasets if d not in h5]
+            if missing:
+                raise CheckpointError(f"{path}: not a {what}: it lacks {', '.join(map(repr, missing))} (another "
+                                      f"stage's file? `dvc repro {stage}` writes it)")
             check_sealed(h5, path, what, stage)
             yield h5, attrs
     except OSError as e:

@@ -33,10 +33,13 @@ def read_text(path: Path) -> str:
         raise ParamsError(f"{path}: not a file")
     data = Path(path).read_bytes()
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ParamsError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
                           "save it as UTF-8") from None
+    if not text.strip():
+        raise ParamsError(f"{path}: the file is empty (restore it from git: `git checkout {path}`)")
+    return text
 
 
 #: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run

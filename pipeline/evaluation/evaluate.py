@@ -23,7 +23,7 @@ from tqdm import tqdm
 from pipeline.core.index import FrameIndex
 from pipeline.inference.ensemble import load_bundle
 from pipeline.inference.outputs import combine
-from pipeline.core.errors import CheckpointError
+from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
@@ -115,6 +115,18 @@ def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: Fra
     todo = {name: (model, centres) for name, model, centres in members if name not in reused}
     fresh = _predict(f"{ENSEMBLE} members", todo, val, device, batch, progress) if todo else {}
     return combine([reused.get(name, fresh.get(name)) for name, _, _ in members]), bundle
+
+
+def check_distinct(checkpoints: dict[str, str]) -> None:
+    """Two of the evaluated checkpoints (teacher, students) are one file's copies: the second
+    would be reported with the first's scores, and the students' spread would shrink."""
+    seen = {}
+    for name, path in checkpoints.items():
+        sha = file_sha256(path)
+        if sha in seen:
+            raise DataError(f"{checkpoints[seen[sha]]} and {path} are the same checkpoint (sha256 {sha[:16]}...): "
+                            f"{name} would be scored as {seen[sha]}; each model must be its own trained checkpoint")
+        seen[sha] = name
 
 
 def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None:

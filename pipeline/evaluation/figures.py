@@ -14,10 +14,9 @@ def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
     """Per-AU F1 bars (every model) and expression confusion matrices, as PNG and DVC data."""
     folder = Path(folder)
     models = [m for m, r in evaluation.items() if "AU" in r]  # not the mean of the students
-    scored = [evaluation[m] for m in models if evaluation[m]["AU"] and evaluation[m]["EXPR"]]
-    if not scored:
-        return []
-    aus, classes = list(scored[0]["AU"]["per_au_f1"]), list(scored[0]["EXPR"]["per_class_f1"])  # the schema's
+    # the schema's AUs and classes, from any model scored on them (a task without labels is None)
+    aus = next((list(evaluation[m]["AU"]["per_au_f1"]) for m in models if evaluation[m]["AU"]), [])
+    classes = next((list(evaluation[m]["EXPR"]["per_class_f1"]) for m in models if evaluation[m]["EXPR"]), [])
     files = []
     rows = [[m, au, round(float(evaluation[m]["AU"]["per_au_f1"][au] or 0.0), 6)]
             for m in models if evaluation[m]["AU"] for au in aus]
@@ -148,11 +147,12 @@ def sequence_length_plot(evaluation: dict, folder: str | Path) -> list[Path]:
     fig, axes = plt.subplots(1, len(FIGURE), figsize=(3.6 * len(FIGURE), 3.8))
     for a, (key, title) in zip(axes, FIGURE):
         for kind, colour in (("rnn_teacher", "C0"), ("rnn_ensemble", "C1")):
-            names = [f"{kind}_T{length}" for length in lengths if f"{kind}_T{length}" in evaluation]
+            names = [f"{kind}_T{length}" for length in lengths if f"{kind}_T{length}" in evaluation
+                     and _figure(evaluation[f"{kind}_T{length}"], key) is not None]  # a task without labels: none
             values = [_figure(evaluation[m], key) for m in names]
             cis = [evaluation[m]["ci"]["intervals"].get(key) or (v, v) for m, v in zip(names, values)]
             err = [[max(v - lo, 0) for v, (lo, _) in zip(values, cis)], [max(hi - v, 0) for v, (_, hi) in zip(values, cis)]]
-            a.errorbar(lengths[:len(values)], values, yerr=err, fmt="o-", color=colour, capsize=3,
+            a.errorbar([int(m.rsplit("_T", 1)[1]) for m in names], values, yerr=err, fmt="o-", color=colour, capsize=3,
                        label=kind.replace("_", " "))
         for m, style in (("ensemble", "--"), ("ensemble_smoothed", ":")):
             if m in evaluation and (v := _figure(evaluation[m], key)) is not None:

@@ -84,7 +84,8 @@ class Features:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        with read_stage_h5(self.path, "features file", FORMAT_VERSION, "features") as (h5, self.attrs):
+        with read_stage_h5(self.path, "features file", FORMAT_VERSION, "features",
+                           ("uid", "video", "frame", "split", "features", "logits")) as (h5, self.attrs):
             self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
             self.frame = h5["frame"][:]
             self._mapped = MappedDatasets(self.path, h5, ("features", "logits"))

@@ -74,6 +74,15 @@ class LoopParams(Section):
     _check_device = field_validator("device")(check_device)
     _check_weights = field_validator("task_weights")(_all_tasks)
 
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _warmup_within_training(cls, warmup, info):
+        epochs = info.data.get("epochs")
+        if warmup and epochs is not None and warmup >= epochs:
+            raise ValueError(f"{warmup:g} warm-up epochs of {epochs}: the learning rate would never reach lr "
+                             "(make it fewer than epochs)")
+        return warmup
+
 
 class DistillParams(Section):
     """What a student adds to the loop (Eq. 14)."""

@@ -192,6 +192,11 @@ class SoftLabels:
         """``stage``: the stage that writes it (``rnn_soft_labels`` for the temporal caches)."""
         self.path = Path(path)
         with read_stage_h5(self.path, "soft-label cache", FORMAT_VERSION, stage) as (h5, self.attrs):
+            temporal = "sequence_length" in self.attrs  # the temporal teacher's caches record theirs
+            if temporal != (stage == "rnn_soft_labels"):
+                raise CheckpointError(f"{self.path}: the soft labels of the {'temporal' if temporal else 'CNN'} "
+                                      f"teacher ({'rnn_' if temporal else ''}soft_labels stage), not of the "
+                                      f"{'CNN' if temporal else 'temporal'} one this command learns from")
             self.uid = np.asarray(h5["uid"].asstr()[:], dtype=str)
             self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
