@@ -2,6 +2,7 @@
 import json
 import os
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +21,7 @@ from pipeline.core.tables import (LANDMARK_COLUMNS, PARQUET_OPTIONS, FrameTableW
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
-                expr_p=None, video_prefix="v", first_frame=0):
+                expr_p=None, video_prefix="v", first_frame=0, face_size=112):
     cols = {
         "source": [source] * n,
         "video": [f"{video_prefix}{i % videos}" for i in range(n)],
@@ -48,8 +49,16 @@ def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, ex
     if split == "val" and old.exists():  # append validation rows to the source's table
         table = pa.concat_tables([pq.read_table(old), table])
     write_parquet(table, faces_dir / source / "frames.parquet")
-    for shard in set(cols["shard"]):  # the build checks that they are there, not what they hold
-        (faces_dir / source / shard).touch()
+    for shard in set(cols["shard"]):  # the build reads their metadata, never a face: none is written
+        fake_shard(faces_dir / source / shard, 50, face_size)
+
+
+def fake_shard(path, faces, size=112, recorded=None):
+    """A face shard's metadata as ShardWriter writes it (``faces`` rows of ``size``), no face
+    stored; ``recorded`` the size its attributes say (default ``size``)."""
+    with h5py.File(path, "w") as h5:
+        d = h5.create_dataset("faces", shape=(faces, size, size, 3), dtype=np.uint8, chunks=(1, size, size, 3))
+        d.attrs["size"] = size if recorded is None else recorded
 
 
 @pytest.fixture
@@ -386,3 +395,31 @@ def test_the_build_never_replaces_a_file_it_did_not_write(faces_dir, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match=r"notes.txt: not written by this stage"):
         build(faces_dir, out, BuildParams())
+
+
+def set_value(path, split, column, value, at=7):
+    """The ``at``-th row of ``split`` in the frame table ``path`` given ``value`` in ``column``; its uid."""
+    table = pd.read_parquet(path)
+    row = table.index[table.split == split][at]
+    table[column] = table[column].astype(type(value)) if isinstance(value, float) else table[column]
+    table.loc[row, column] = value
+    write_parquet(pa.Table.from_pandas(table, schema=pq.read_schema(path), preserve_index=False), path)
+    return table.loc[row, "uid"]
+
+
+@pytest.mark.parametrize("source, split, column, value, message", [
+    ("affwild2", "val", "AU1", 5, r"AU values must be 1, 0 or -1 \(unknown\), got 5 for AU1"),
+    ("affwild2", "val", "arousal", np.inf, r"valence/arousal must lie in \[-1, 1\] or be unknown \(NaN\), got inf "
+                                           r"for arousal"),
+    ("affwild2", "val", "valence", 3.0, r"got 3.0 for valence"),
+    ("affwild2", "train", "valence", np.inf, r"got inf for valence"),
+    ("affwild2", "train", "valence", -np.inf, r"got -inf for valence"),
+    ("disfa", "train", "expr", 9, r"expression classes must be -1..6, got -1..9: frame .* has 9"),  # DISFA: no EXPR
+    ("expw", "train", "AU2", -3, r"got -3 for AU2"),  # ExpW: no AU task selects it
+])
+def test_every_row_s_labels_are_checked_selected_or_not(faces_dir, tmp_path, source, split, column, value, message):
+    uid_ = set_value(faces_dir / source / "frames.parquet", split, column, value)
+    with pytest.raises(DataError, match=rf"{source}/frames.parquet: .*{message}") as e:
+        build(faces_dir, tmp_path / "b", BuildParams())
+    assert f"frame {uid_}" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "b").exists()
