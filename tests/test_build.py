@@ -423,3 +423,31 @@ def test_every_row_s_labels_are_checked_selected_or_not(faces_dir, tmp_path, sou
         build(faces_dir, tmp_path / "b", BuildParams())
     assert f"frame {uid_}" in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "b").exists()
+
+
+def test_face_shards_of_another_size_or_too_short_are_refused_naming_them(faces_dir, tmp_path):
+    """Read from the shards' metadata: a source extracted at another face_size, a shard
+    whose faces were rewritten, or one shorter than its table, is one line before any write."""
+    expw = sorted((faces_dir / "expw").glob("shard-*.h5"))
+    for shard in expw:  # one source extracted with face_size 64
+        fake_shard(shard, 50, 64)
+    with pytest.raises(DataError, match=r"expw/shard-00000.h5: faces of 64x64x3, but \S*afewva/shard-00000.h5 holds "
+                                        r"faces of 112x112x3: every source must be extracted with the same "
+                                        r"extract.face_size") as e:
+        build(faces_dir, tmp_path / "b", BuildParams())
+    assert "\n" not in str(e.value)
+    for shard in expw:
+        fake_shard(shard, 50)
+    build(faces_dir, tmp_path / "ok", BuildParams())  # the fixture's shards pass
+    shard = faces_dir / "disfa" / "shard-00003.h5"
+    for damage, message in [
+            (lambda: fake_shard(shard, 50, 64, recorded=112),  # faces rewritten at 64, the attributes left
+             r"disfa/shard-00003.h5: faces of 64x64 but the shard records size 112"),
+            (lambda: fake_shard(shard, 20),
+             r"disfa/frames.parquet: names face 49 of the face shard \S*disfa/shard-00003.h5, which holds 20 faces"),
+            (lambda: shard.write_text("no HDF5"), r"disfa/shard-00003.h5: not a readable face shard"),
+            (lambda: h5py.File(shard, "w").close(), r"disfa/shard-00003.h5: no 'faces' dataset")]:
+        damage()
+        with pytest.raises(DataError, match=message):
+            build(faces_dir, tmp_path / "b", BuildParams())
+    assert not (tmp_path / "b").exists()  # refused before anything was written

@@ -40,20 +40,7 @@ def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
         if not path.exists():
             raise DataError(f"{path}: missing: source '{source}' has not been extracted "
                             f"(run `dvc repro extract@{source}` or remove it from build.*_sources)")
-        check_shards(path)
     return paths
-
-
-def check_shards(path: Path) -> None:
-    """Every face shard a frame table names is there: a missing one would otherwise
-    surface mid-training, or never (a short run that does not draw its faces)."""
-    named = set()
-    for batch in read_batches(path, ["shard"]):
-        named.update(pc.unique(batch["shard"]).to_pylist())
-    for shard in sorted(named):
-        if not (path.parent / shard).is_file():
-            raise DataError(f"{path}: names the face shard {shard}, which is missing from {path.parent} (rerun the "
-                            "extraction that wrote it)")
 
 
 def read_batches(path: Path, columns: list[str], schema: LabelSchema = ABAW2020):
