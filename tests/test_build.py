@@ -2,6 +2,7 @@
 import json
 import os
 
+import h5py
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -20,7 +21,7 @@ from pipeline.core.tables import (LANDMARK_COLUMNS, PARQUET_OPTIONS, FrameTableW
 
 
 def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, expr=False, va=False,
-                expr_p=None, video_prefix="v", first_frame=0):
+                expr_p=None, video_prefix="v", first_frame=0, face_size=112):
     cols = {
         "source": [source] * n,
         "video": [f"{video_prefix}{i % videos}" for i in range(n)],
@@ -48,8 +49,16 @@ def fake_source(faces_dir, source, n, rng, split="train", videos=4, au=False, ex
     if split == "val" and old.exists():  # append validation rows to the source's table
         table = pa.concat_tables([pq.read_table(old), table])
     write_parquet(table, faces_dir / source / "frames.parquet")
-    for shard in set(cols["shard"]):  # the build checks that they are there, not what they hold
-        (faces_dir / source / shard).touch()
+    for shard in set(cols["shard"]):  # the build reads their metadata, never a face: none is written
+        fake_shard(faces_dir / source / shard, 50, face_size)
+
+
+def fake_shard(path, faces, size=112, recorded=None):
+    """A face shard's metadata as ShardWriter writes it (``faces`` rows of ``size``), no face
+    stored; ``recorded`` the size its attributes say (default ``size``)."""
+    with h5py.File(path, "w") as h5:
+        d = h5.create_dataset("faces", shape=(faces, size, size, 3), dtype=np.uint8, chunks=(1, size, size, 3))
+        d.attrs["size"] = size if recorded is None else recorded
 
 
 @pytest.fixture
@@ -386,3 +395,59 @@ def test_the_build_never_replaces_a_file_it_did_not_write(faces_dir, tmp_path):
     (out / "notes.txt").write_text("mine")
     with pytest.raises(DataError, match=r"notes.txt: not written by this stage"):
         build(faces_dir, out, BuildParams())
+
+
+def set_value(path, split, column, value, at=7):
+    """The ``at``-th row of ``split`` in the frame table ``path`` given ``value`` in ``column``; its uid."""
+    table = pd.read_parquet(path)
+    row = table.index[table.split == split][at]
+    table[column] = table[column].astype(type(value)) if isinstance(value, float) else table[column]
+    table.loc[row, column] = value
+    write_parquet(pa.Table.from_pandas(table, schema=pq.read_schema(path), preserve_index=False), path)
+    return table.loc[row, "uid"]
+
+
+@pytest.mark.parametrize("source, split, column, value, message", [
+    ("affwild2", "val", "AU1", 5, r"AU values must be 1, 0 or -1 \(unknown\), got 5 for AU1"),
+    ("affwild2", "val", "arousal", np.inf, r"valence/arousal must lie in \[-1, 1\] or be unknown \(NaN\), got inf "
+                                           r"for arousal"),
+    ("affwild2", "val", "valence", 3.0, r"got 3.0 for valence"),
+    ("affwild2", "train", "valence", np.inf, r"got inf for valence"),
+    ("affwild2", "train", "valence", -np.inf, r"got -inf for valence"),
+    ("disfa", "train", "expr", 9, r"expression classes must be -1..6, got -1..9: frame .* has 9"),  # DISFA: no EXPR
+    ("expw", "train", "AU2", -3, r"got -3 for AU2"),  # ExpW: no AU task selects it
+])
+def test_every_row_s_labels_are_checked_selected_or_not(faces_dir, tmp_path, source, split, column, value, message):
+    uid_ = set_value(faces_dir / source / "frames.parquet", split, column, value)
+    with pytest.raises(DataError, match=rf"{source}/frames.parquet: .*{message}") as e:
+        build(faces_dir, tmp_path / "b", BuildParams())
+    assert f"frame {uid_}" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "b").exists()
+
+
+def test_face_shards_of_another_size_or_too_short_are_refused_naming_them(faces_dir, tmp_path):
+    """Read from the shards' metadata: a source extracted at another face_size, a shard
+    whose faces were rewritten, or one shorter than its table, is one line before any write."""
+    expw = sorted((faces_dir / "expw").glob("shard-*.h5"))
+    for shard in expw:  # one source extracted with face_size 64
+        fake_shard(shard, 50, 64)
+    with pytest.raises(DataError, match=r"expw/shard-00000.h5: faces of 64x64x3, but \S*afewva/shard-00000.h5 holds "
+                                        r"faces of 112x112x3: every source must be extracted with the same "
+                                        r"extract.face_size") as e:
+        build(faces_dir, tmp_path / "b", BuildParams())
+    assert "\n" not in str(e.value)
+    for shard in expw:
+        fake_shard(shard, 50)
+    build(faces_dir, tmp_path / "ok", BuildParams())  # the fixture's shards pass
+    shard = faces_dir / "disfa" / "shard-00003.h5"
+    for damage, message in [
+            (lambda: fake_shard(shard, 50, 64, recorded=112),  # faces rewritten at 64, the attributes left
+             r"disfa/shard-00003.h5: faces of 64x64 but the shard records size 112"),
+            (lambda: fake_shard(shard, 20),
+             r"disfa/frames.parquet: names face 49 of the face shard \S*disfa/shard-00003.h5, which holds 20 faces"),
+            (lambda: shard.write_text("no HDF5"), r"disfa/shard-00003.h5: not a readable face shard"),
+            (lambda: h5py.File(shard, "w").close(), r"disfa/shard-00003.h5: no 'faces' dataset")]:
+        damage()
+        with pytest.raises(DataError, match=message):
+            build(faces_dir, tmp_path / "b", BuildParams())
+    assert not (tmp_path / "b").exists()  # refused before anything was written

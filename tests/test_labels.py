@@ -45,8 +45,8 @@ def test_va_to_bin_keeps_unknown_unknown():
     assert L.va_to_bin([float("nan"), 0.5]).tolist() == [-1, 15]
 
 
-@pytest.mark.parametrize("value", [1.5, -1.0001, 10.0])
-def test_va_to_bin_rejects_values_outside_the_range(value):
+@pytest.mark.parametrize("value", [1.5, -1.0001, 10.0, float("inf"), float("-inf")])
+def test_va_to_bin_rejects_values_outside_the_range(value):  # infinite too: never the edge bin
     with pytest.raises(ValueError, match=r"\[-1, 1\]"):
         L.va_to_bin([0.0, value])
 

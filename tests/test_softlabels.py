@@ -1,5 +1,6 @@
 """The soft-label cache: what it holds, how students read it, what it refuses; and the
 student's training loop on it (real shards, real HDF5, a small real network)."""
+import pickle
 import re
 import shutil
 import subprocess
@@ -264,3 +265,27 @@ def test_a_missing_cache_names_the_stage_that_writes_it(tmp_path):
         SoftLabels(tmp_path / "T8.h5")
     with pytest.raises(FileNotFoundError, match=r"\(run `dvc repro rnn_soft_labels`\)"):
         SoftLabels(tmp_path / "T8.h5", "rnn_soft_labels")
+
+
+def test_a_shard_of_another_face_size_or_missing_is_one_line_naming_it(index_dir, teacher, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(index_dir.parent, copy)
+    shard = sorted((copy / "faces").rglob("*.h5"))[0]
+    with h5py.File(shard, "r+") as h5:  # its faces rewritten as 64x64 behind the build's back
+        n = len(h5["faces"])
+        del h5["faces"]
+        h5.create_dataset("faces", data=np.zeros((n, 64, 64, 3), np.uint8))
+    (tmp_path / "out").mkdir()
+    with pytest.raises(CheckpointError, match=rf"{shard}: holds faces of 64x64x3, this stage reads faces of "
+                                              r"112x112x3: extracted with another extract.face_size") as e:
+        make_cache(copy / "build", teacher, tmp_path / "out" / "soft_labels.h5")
+    assert "\n" not in str(e.value)
+    assert not list((tmp_path / "out").iterdir())
+    shard.unlink()
+    with pytest.raises(CheckpointError, match=rf"{shard}: face shard missing"):
+        make_cache(copy / "build", teacher, tmp_path / "out" / "soft_labels.h5")
+    assert not list((tmp_path / "out").iterdir())
+    reader = FaceReader()  # what training reads through, pickled into its workers with the size
+    with pytest.raises(CheckpointError, match=rf"{shard}: face shard missing"):
+        reader.read(str(shard), 0)
+    assert pickle.loads(pickle.dumps(FaceReader(64))).size == 64

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.build import balance
+from pipeline.build.inputs import check_shards
 from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
@@ -248,9 +249,12 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
 
 
 def input_tables(faces_dir: str | Path, p: BuildParams) -> dict[str, Path]:
-    """The frame table of every source the build reads (source -> path)."""
+    """The frame table of every source the build reads (source -> path), and the face
+    shards they name checked (:func:`pipeline.build.inputs.check_shards`)."""
     sources = sorted(set(p.au_sources) | set(p.expr_sources) | set(p.va_sources) | {VAL_SOURCE})
-    return dict(zip(sources, frame_table_paths(faces_dir, sources)))
+    paths = frame_table_paths(faces_dir, sources)
+    check_shards(paths)
+    return dict(zip(sources, paths))
 
 
 def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:

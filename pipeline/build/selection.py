@@ -18,7 +18,7 @@ from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
 from pipeline.core.index import label_columns
-from pipeline.core.labels import TASKS, VA_BINS, va_to_bin
+from pipeline.core.labels import TASKS, VA_BINS, VA_RANGE, va_to_bin
 from pipeline.core.schema import ABAW2020, OTHER, LabelSchema
 
 log = logging.getLogger("mtaffect.build")
@@ -40,20 +40,7 @@ def frame_table_paths(faces_dir: str | Path, sources: list[str]) -> list[Path]:
         if not path.exists():
             raise DataError(f"{path}: missing: source '{source}' has not been extracted "
                             f"(run `dvc repro extract@{source}` or remove it from build.*_sources)")
-        check_shards(path)
     return paths
-
-
-def check_shards(path: Path) -> None:
-    """Every face shard a frame table names is there: a missing one would otherwise
-    surface mid-training, or never (a short run that does not draw its faces)."""
-    named = set()
-    for batch in read_batches(path, ["shard"]):
-        named.update(pc.unique(batch["shard"]).to_pylist())
-    for shard in sorted(named):
-        if not (path.parent / shard).is_file():
-            raise DataError(f"{path}: names the face shard {shard}, which is missing from {path.parent} (rerun the "
-                            "extraction that wrote it)")
 
 
 def read_batches(path: Path, columns: list[str], schema: LabelSchema = ABAW2020):
@@ -196,7 +183,7 @@ class Selector:
 
     def __init__(self, p: BuildParams, splits: Splits):
         self.p, self.schema = p, p.schema()
-        self.columns = ["source", "video", "subject", "split", *label_columns(self.schema)]
+        self.columns = ["uid", "source", "video", "subject", "split", *label_columns(self.schema)]
         self.val_videos = pa.array(sorted(splits.val_videos), pa.string())
         self.val_subjects = pa.array(sorted(splits.val_subjects), pa.string())
         self.expr_every = {class_index(name, self.schema): k for name, k in p.expr_downsample.items()}
@@ -213,10 +200,8 @@ class Selector:
         train &= ~leaked
         au = np.stack([batch[name].to_numpy() for name in self.schema.aus], axis=1)
         expr = batch["expr"].to_numpy()
-        classes = len(self.schema.expressions)
-        if len(expr) and (expr.min() < -1 or expr.max() >= classes):
-            raise ValueError(f"expression classes must be -1..{classes - 1}, got {expr.min()}..{expr.max()}")
         va = np.stack([as_numpy(batch["valence"]), as_numpy(batch["arousal"])], axis=1)
+        check_labels(batch["uid"], au, expr, va, self.schema)
         aw = source == VAL_SOURCE
 
         masks = {
@@ -235,6 +220,28 @@ class Selector:
             self.va_seen += len(rows)
         au_code = mlros.positive_codes(au[masks["AU"]]).astype(self.code_dtype)
         return Selection(masks, train, leaked, au, expr, va, au_code, va_cells(va[masks["VA"]]))
+
+
+def check_labels(uids: pa.Array, au: np.ndarray, expr: np.ndarray, va: np.ndarray, schema: LabelSchema) -> None:
+    """Every row's labels, whatever its split and whether a task selects it: AUs 1, 0 or
+    -1, classes -1..classes-1, valence and arousal in [-1, 1] or NaN (unknown); the
+    first wrong value is a ValueError naming its frame."""
+    classes = len(schema.expressions)
+    if len(expr) and (expr.min() < -1 or expr.max() >= classes):
+        i = int(np.flatnonzero((expr < -1) | (expr >= classes))[0])
+        raise ValueError(f"expression classes must be -1..{classes - 1}, got {expr.min()}..{expr.max()}: frame "
+                         f"{uids[i].as_py()} has {expr[i]}")
+    wrong = (au != 1) & (au != 0) & (au != -1) if au.size and (au.dtype.kind not in "iub" or au.min() < -1
+                                                               or au.max() > 1) else None
+    if wrong is not None and wrong.any():
+        i, j = (int(k[0]) for k in np.nonzero(wrong))
+        raise ValueError(f"AU values must be 1, 0 or -1 (unknown), got {au[i, j]} for {schema.aus[j]} of frame "
+                         f"{uids[i].as_py()}")
+    bad = ~np.isnan(va) & ~((va >= VA_RANGE[0]) & (va <= VA_RANGE[1]))  # inf fails the range, NaN is unknown
+    if bad.any():
+        i, j = (int(k[0]) for k in np.nonzero(bad))
+        raise ValueError(f"valence/arousal must lie in [-1, 1] or be unknown (NaN), got {va[i, j]} for "
+                         f"{('valence', 'arousal')[j]} of frame {uids[i].as_py()}")
 
 
 def class_index(name: str, schema: LabelSchema) -> int:

@@ -79,13 +79,14 @@ def va_centres(kind: str = "centres") -> np.ndarray:
 
 
 def va_to_bin(values) -> np.ndarray:
-    """Bin index 0..19 of VA values in [-1, 1]; 1.0 falls in the last bin; NaN gives -1.
+    """Bin index 0..19 of VA values in [-1, 1]; 1.0 falls in the last bin; NaN gives -1
+    (unknown); +-inf is out of range.
 
     A value outside [-1, 1] is an error, not the nearest bin: it means a reader mapped the
     labels wrongly (e.g. AFEW-VA's [-10, 10] not divided by 10).
     """
     v = np.asarray(values, dtype=np.float64)
-    outside = v[np.isfinite(v) & ((v < VA_RANGE[0]) | (v > VA_RANGE[1]))]
+    outside = v[~np.isnan(v) & ((v < VA_RANGE[0]) | (v > VA_RANGE[1]))]  # +-inf too: out of range
     if len(outside):
         raise ValueError(f"valence/arousal must lie in [-1, 1], got e.g. {outside[:5]}")
     bins = np.digitize(v, VA_BIN_EDGES) - 1

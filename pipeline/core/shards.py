@@ -21,6 +21,7 @@ from pipeline.core.fileio import temp_path
 
 FACES_DATASET = "faces"
 SHARD_PATTERN = "shard-{:05d}.h5"
+FACE_SIZE = 112  #: the side of the faces the models read (pipeline.core.images.IMAGE_SIZE)
 
 
 @dataclass
@@ -36,7 +37,7 @@ class ShardWriter:
 
     directory: Path
     shard_faces: int = 4096
-    size: int = 112
+    size: int = FACE_SIZE
     attrs: dict = field(default_factory=dict)
     _index: int = 0
     _row: int = 0
@@ -126,15 +127,27 @@ class FaceReader:
     Open it inside each DataLoader worker (h5py handles do not survive a fork well).
     """
 
-    def __init__(self):
+    def __init__(self, size: int = FACE_SIZE):
+        self.size = size  # faces are [size, size, 3]: a shard of another size is refused when opened
         self._files: dict[str, h5py.File] = {}
         self._datasets: dict[str, h5py.Dataset] = {}  # looked up once: a lookup costs as much as a read
 
     def dataset(self, shard: str) -> h5py.Dataset:
         d = self._datasets.get(shard)
         if d is None:
+            if not os.path.isfile(shard):
+                raise CheckpointError(f"{shard}: face shard missing (moved or deleted since the build?): rerun the "
+                                      "extraction that wrote it (dvc repro extract@<source>)")
             f = self._files[shard] = h5py.File(shard, "r")
-            d = self._datasets[shard] = f[FACES_DATASET]
+            if FACES_DATASET not in f:
+                raise CheckpointError(f"{shard}: no '{FACES_DATASET}' dataset: not a face shard (rerun the extraction "
+                                      "that wrote it)")
+            d = f[FACES_DATASET]
+            if d.shape[1:] != (self.size, self.size, 3):
+                raise CheckpointError(f"{shard}: holds faces of {'x'.join(map(str, d.shape[1:]))}, this stage "
+                                      f"reads faces of {self.size}x{self.size}x3: extracted with another "
+                                      "extract.face_size (rerun the extraction that wrote it)")
+            self._datasets[shard] = d
         return d
 
     def read(self, shard: str, row: int) -> np.ndarray:
@@ -157,7 +170,7 @@ class FaceReader:
 
     def __getstate__(self):
         # Pickled into worker processes without open handles; each reopens lazily.
-        return {"_files": {}, "_datasets": {}}
+        return {"size": self.size, "_files": {}, "_datasets": {}}
 
 
 @contextmanager
