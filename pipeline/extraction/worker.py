@@ -7,6 +7,7 @@ not depend on threading and 1 and 2 workers write the same bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,10 +101,29 @@ def read_rgb(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
     sha = hashlib.sha256(data).hexdigest()
     if not data:
         return None, "empty image file (0 bytes)", sha
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # OpenCV checks the size in the header, before decoding a pixel
+        if "CV_IO_MAX_IMAGE_PIXELS" not in str(e):
+            return None, f"unreadable image (OpenCV: {str(e).strip().splitlines()[-1][:120]})", sha
+        return None, f"image too large ({pixel_size(data)} pixels; OpenCV reads at most 2^30)", sha
     if image is None:
         return None, "unreadable or truncated image", sha
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None, sha
+
+
+def pixel_size(data: bytes) -> str:
+    """"W x H" of an image from its header alone (PIL reads no pixel to know it), or "over 2^30"."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # its bomb check would refuse to say
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return f"{image.size[0]} x {image.size[1]}"
+    except Exception:  # a format PIL does not know: OpenCV's refusal is enough
+        return "over 2^30"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def box_inside(box, shape, least: float = 0.5) -> bool:
