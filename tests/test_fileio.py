@@ -109,3 +109,11 @@ def test_a_checkpoint_that_cannot_be_written_says_why_and_blames_the_disk_only_w
     assert caught.value.filename == str(tmp_path / "m.pt") and caught.value.strerror.endswith(we_say)
     assert (caught.value.strerror.count("disk full") == 1) == we_say.endswith("full?)")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_first_output_folder_warns_of_nothing(tmp_path, caplog):
+    from pipeline.core.fileio import replacing_folder
+
+    with replacing_folder(tmp_path / "out") as work:  # no earlier output: no .out.old to delete
+        (work / "extract.json").write_text("{}")
+    assert (tmp_path / "out" / "extract.json").exists() and "could not delete" not in caplog.text, caplog.text

@@ -109,7 +109,8 @@ def replacing_folder(out: str | Path):
         os.replace(out, old)
     os.replace(work, out)
     kept = []
-    shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
+    if old.exists():  # else rmtree would report the missing folder as one it could not delete
+        shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
     if kept:  # e.g. an immutable file: the new output is in place, the old one only partly gone
         with contextlib.suppress(OSError):
             (old / WORK_MARK).touch()  # ours: the next run may delete it

@@ -151,7 +151,13 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                             f"({problems.summary() or 'no face found'})")
         source_sha256 = read.finish(progress)
         if check is not None:
-            check(source_sha256)
+            try:
+                check(source_sha256)
+            except DataError as e:
+                if not read.unreadable:
+                    raise
+                raise DataError(f"{e}; {len(read.unreadable)} file(s) could not be read, e.g. "
+                                f"{read.unreadable[0]}") from None
     except BaseException:
         shards.abort()  # nothing half-written survives (the folder goes too)
         table.abort()

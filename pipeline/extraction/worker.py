@@ -177,6 +177,7 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
             _detect_images(job, params, get_detector(), res, emit)
         else:
             cache: dict[str, tuple] = {}
+            failed: set[str] = set()
             for row in range(n):
                 path = job.images[row]
                 if path not in cache:  # ExpW: several faces share one image
@@ -186,7 +187,9 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                 if sha is not None:
                     res.hashes[path] = sha
                 if image is None:
-                    res.rejected.append((path, why, None, 1))
+                    if path not in failed:  # one line for the image, however many of its faces are labelled
+                        failed.add(path)
+                        res.rejected.append((path, why, None, sum(p == path for p in job.images)))
                     continue
                 if job.mode == "aligned":
                     h, w = image.shape[:2]
