@@ -429,7 +429,7 @@ def test_an_expw_image_over_opencvs_pixel_limit_is_a_counted_skip(data, tmp_path
     out = tmp_path / "faces"
     result = run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet")
     assert result.exit_code == 0, result.output
-    assert f"{victim.name}: image too large (40000 x 27000 pixels" in caplog.text
+    assert f"{victim.name} (2 rows): image too large (40000 x 27000 pixels" in caplog.text  # once, two faces
     rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
     assert [r for r in rejected if r.startswith("image too large")], rejected
     assert not [u for u in pd.read_parquet(out / "frames.parquet")["uid"] if f"/{victim.stem}/" in u]
