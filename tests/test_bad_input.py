@@ -491,3 +491,4 @@ def test_a_second_extraction_into_the_same_folder_is_refused_in_one_line(data, t
                       f"another run is writing {out}")
     assert not out.exists() and not list(tmp_path.glob(".faces.*[!k]"))
     assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
+    assert not (tmp_path / ".faces.lock").exists()  # the run deletes its lock file: nothing left beside the output

@@ -117,3 +117,16 @@ def test_a_first_output_folder_warns_of_nothing(tmp_path, caplog):
     with replacing_folder(tmp_path / "out") as work:  # no earlier output: no .out.old to delete
         (work / "extract.json").write_text("{}")
     assert (tmp_path / "out" / "extract.json").exists() and "could not delete" not in caplog.text, caplog.text
+
+
+def test_a_lock_file_is_held_once_and_deleted_by_its_holder(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.core.fileio import hold_lock, release_lock
+
+    path = tmp_path / ".out.lock"
+    first = hold_lock(path, "busy")
+    with pytest.raises(DataError, match="busy"):
+        hold_lock(path, "busy")
+    release_lock(path, first)
+    assert not path.exists()
+    release_lock(path, hold_lock(path, "busy"))  # free again

@@ -29,7 +29,7 @@ from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.dataset_version import DatasetRead
 from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker
-from pipeline.core.fileio import check_output_folder, hold_lock, replacing_folder, write_json
+from pipeline.core.fileio import check_output_folder, hold_lock, release_lock, replacing_folder, write_json
 from pipeline.core.labels import AU_UNKNOWN
 from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
@@ -67,24 +67,27 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     The dataset is hashed as it is read (``dataset_version.DatasetRead``); the report holds
     that digest (``source_sha256``), which ``check`` gets before anything is written, and
     may refuse by raising. ``annotations``: Aff-Wild2's annotations folder, when not
-    ``<root>/annotations``.
+    ``<root>/annotations``. A second run into the same ``out`` is refused while one runs
+    (the lock file ``.<out>.lock`` beside it, deleted at the end).
     """
     name, out = name or kind, Path(out)
-    # Beside the folder, which is replaced whole: two runs would delete each other's work
-    try:
+    # checked before the lock file goes beside the folder, so it never lands in a dataset
+    check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))
+    try:  # the folder is replaced whole: two runs at once would delete each other's work
         out.parent.mkdir(parents=True, exist_ok=True)
-        lock = hold_lock(out.with_name(f".{out.name}.lock"), f"{out}: another run is writing {out}: wait for it "
-                         "to finish, or choose another --out")
+        lock_file = out.with_name(f".{out.name}.lock")
+        lock = hold_lock(lock_file, f"{out}: another run is writing {out}: wait for it to finish, or choose "
+                         "another --out")
     except OSError as e:
         raise DataError(f"{out}: cannot write there ({e.strerror or e})") from None
     try:
         return _extract_locked(kind, root, out, params, name, progress, check, annotations)
     finally:
-        os.close(lock)
+        release_lock(lock_file, lock)
 
 
 def _extract_locked(kind, root, out: Path, params: ExtractParams, name: str, progress, check, annotations) -> dict:
-    check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))
+    check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))  # again, locked
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
     read = DatasetRead.start(root)
