@@ -181,3 +181,22 @@ def index_dir_2022(tmp_path_factory) -> Path:
     write_fake_extraction(tmp / "faces", schema=ABAW2022)
     build(tmp / "faces", tmp / "build", BuildParams(label_schema="abaw2022"))
     return tmp / "build"
+
+
+@pytest.fixture(scope="session")
+def huge_png(tmp_path_factory) -> Path:
+    """A valid 40000 x 27000 PNG (over OpenCV's 2^30 pixels) of 14 MB: black rows, made in ~4 s."""
+    import struct
+    import zlib
+
+    w, h = 40000, 27000
+    c, rows = zlib.compressobj(1), b"\0" * (3 * w + 1) * 1000  # each row: filter byte, then RGB
+    data = b"".join(c.compress(rows) for _ in range(h // 1000)) + c.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    path = tmp_path_factory.mktemp("huge") / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path

@@ -438,3 +438,77 @@ def test_ctrl_c_during_extraction_stops_every_worker_without_their_tracebacks(da
     assert proc.returncode != 0, stdout + stderr
     assert "Traceback" not in seen + stderr and "KeyboardInterrupt" not in seen + stderr, seen + stderr
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
+
+
+# --- images OpenCV refuses, files the system refuses, two runs at once -------------------------
+
+
+def test_an_expw_image_over_opencvs_pixel_limit_is_a_counted_skip(data, tmp_path, huge_png, caplog):
+    victim = sorted((data / "expw" / "image" / "origin").glob("*.jpg"))[1]
+    victim.write_bytes(huge_png.read_bytes())  # a PNG under a .jpg name: both readers go by the bytes
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"{victim.name} (2 rows): image too large (40000 x 27000 pixels" in caplog.text  # once, two faces
+    rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
+    assert [r for r in rejected if r.startswith("image too large")], rejected
+    assert not [u for u in pd.read_parquet(out / "frames.parquet")["uid"] if f"/{victim.stem}/" in u]
+    no_leftovers(tmp_path)
+
+
+def in_process_workers(monkeypatch):
+    """The extraction's workers as threads of this process, so a test's patch reaches them."""
+    import multiprocessing.pool
+
+    import pipeline.extraction.extract as extract
+
+    class Context:
+        Pool = multiprocessing.pool.ThreadPool
+
+    monkeypatch.setattr(extract.mp, "get_context", lambda _method: Context)
+
+
+def test_an_image_the_system_refuses_is_skipped_once_with_on_error_skip(data, tmp_path, monkeypatch, caplog):
+    import pipeline.core.fileio as fileio
+
+    victim = sorted((data / "expw" / "image" / "origin").glob("*.jpg"))[1]
+    read_bytes, opener = Path.read_bytes, open  # as root chmod 000 reads anyway: refuse the reads themselves
+
+    def refused(path):
+        if Path(path).name == victim.name:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def patched_read_bytes(self):
+        refused(self)
+        return read_bytes(self)
+
+    def patched_open(file, *args, **kwargs):
+        refused(file)
+        return opener(file, *args, **kwargs)
+
+    in_process_workers(monkeypatch)
+    monkeypatch.setattr(Path, "read_bytes", patched_read_bytes)
+    monkeypatch.setattr(fileio, "open", patched_open, raising=False)
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet", "--on-error", "skip")
+    assert result.exit_code == 0, result.output
+    assert caplog.text.count(f"{victim.name}") == 1 and "Permission denied" in caplog.text, caplog.text
+    rejected = json.loads((out / "extract.json").read_text())["rows_rejected"]
+    assert [r for r in rejected if "Permission denied" in r], rejected
+    failed_naming(run(tmp_path, "extract", "--source", "expw", "--out", str(tmp_path / "strict"), "--quiet",
+                      "--on-error", "fail"), victim.name, "Permission denied")
+    assert not (tmp_path / "strict").exists()
+    no_leftovers(tmp_path)
+
+
+def test_a_second_extraction_into_the_same_folder_is_refused_in_one_line(data, tmp_path):
+    import fcntl
+
+    out = tmp_path / "faces"
+    with open(tmp_path / ".faces.lock", "w") as held:  # a first run, still writing
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        failed_naming(run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet"),
+                      f"another run is writing {out}")
+    assert not out.exists() and not list(tmp_path.glob(".faces.*[!k]"))
+    assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
+    assert not (tmp_path / ".faces.lock").exists()  # the run deletes its lock file: nothing left beside the output

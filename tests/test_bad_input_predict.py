@@ -3,6 +3,7 @@ command line: the user's files never replaced, a damaged model never believed, e
 complete or absent. Each case checks the exit status, the one-line message naming the file,
 that no input or user file changed, and that nothing half-written is left."""
 import hashlib
+import os
 import resource
 import signal
 import subprocess
@@ -253,3 +254,58 @@ def test_a_kill_leaves_no_temporary_file(bundle, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "Traceback" not in err, err
     assert not list(out.glob(".*tmp*")) and not (out / "long.csv").exists()
+
+
+# --- inputs OpenCV refuses or complains about --------------------------------------------------
+
+
+def test_an_image_over_opencvs_pixel_limit_is_a_skip_naming_its_size(bundle, huge_png, tmp_path):
+    import shutil
+
+    result = run("predict", huge_png, "--model", bundle, "--out", tmp_path / "one", "--quiet")
+    failed_naming(result, huge_png, "image too large (40000 x 27000 pixels")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(huge_png, folder / "a_huge.png")
+    cv2.imwrite(str(folder / "b_face.jpg"), skimage_data.astronaut()[:, :, ::-1])
+    result = run("predict", folder, "--model", bundle, "--out", tmp_path / "two", "--quiet")
+    assert result.exit_code == 0 and "a_huge.png: image too large (40000 x 27000 pixels" in result.output
+    assert "1 unreadable image(s) skipped" in result.output
+    assert not (tmp_path / "one").exists() or not list((tmp_path / "one").iterdir())
+
+
+def test_a_video_without_any_frame_says_so(bundle, tmp_path):
+    empty = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 64)).release()
+    assert empty.stat().st_size > 0  # a valid container, with no frame in it
+    failed_naming(run("predict", empty, "--model", bundle, "--out", tmp_path / "o", "--quiet"), empty,
+                  "holds no frame")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_and_truncated_videos_are_one_line_without_opencvs_own(bundle, clip, tmp_path, capfd, monkeypatch):
+    import builtins
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "locked.avi").write_bytes(clip.read_bytes())
+    opener = builtins.open  # as root chmod 000 reads anyway: the read itself is refused here
+
+    def refusing(file, *args, **kwargs):
+        if str(file).endswith("locked.avi"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return opener(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", refusing)
+    if os.geteuid() != 0:
+        (folder / "locked.avi").chmod(0)
+    capfd.readouterr()
+    failed_naming(run("predict", folder, "--model", bundle, "--out", tmp_path / "o", "--quiet"),
+                  folder / "locked.avi", "Permission denied")
+    monkeypatch.undo()
+    (folder / "locked.avi").chmod(0o644)
+    (folder / "locked.avi").write_bytes(clip.read_bytes()[:1000])  # an interrupted copy
+    failed_naming(run("predict", folder / "locked.avi", "--model", bundle, "--out", tmp_path / "o", "--quiet"),
+                  folder / "locked.avi")
+    err = capfd.readouterr().err
+    assert "WARN" not in err and "Unexpected element" not in err and "can't open" not in err, err

@@ -118,3 +118,16 @@ def test_a_checkpoint_that_cannot_be_written_says_why_and_blames_the_disk_only_w
     assert caught.value.filename == str(tmp_path / "m.pt") and caught.value.strerror.endswith(we_say)
     assert (caught.value.strerror.count("disk full") == 1) == we_say.endswith("full?)")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_lock_file_is_held_once_and_deleted_by_its_holder(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.core.fileio import hold_lock, release_lock
+
+    path = tmp_path / ".out.lock"
+    first = hold_lock(path, "busy")
+    with pytest.raises(DataError, match="busy"):
+        hold_lock(path, "busy")
+    release_lock(path, first)
+    assert not path.exists()
+    release_lock(path, hold_lock(path, "busy"))  # free again

@@ -8,6 +8,7 @@ for a finished one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import fnmatch
 import hashlib
 import io
@@ -115,6 +116,35 @@ def replacing_folder(out: str | Path):
         with contextlib.suppress(OSError):
             (old / WORK_MARK).touch()  # ours: the next run may delete it
         logging.getLogger("mtaffect").warning("%s: could not delete %s of the earlier output: remove it", old, kept[0])
+
+
+def hold_lock(path: Path, busy: str) -> int:
+    """Take the exclusive lock of ``path`` (a folder, or a lock file created here) without
+    waiting, and return its descriptor: the system lets go when it is closed or the process
+    ends, even killed. Another process holding it is ``DataError(busy)``. A lock file may
+    be deleted by its holder before it lets go (:func:`release_lock`)."""
+    folder = Path(path).is_dir()
+    for _ in range(10):
+        lock = os.open(path, os.O_RDONLY if folder else os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise DataError(busy) from None
+        try:
+            if folder or os.path.samestat(os.fstat(lock), os.stat(path)):
+                return lock
+        except FileNotFoundError:
+            pass
+        os.close(lock)  # the file its last holder deleted as we opened it: take the new one
+    raise DataError(busy)
+
+
+def release_lock(path: Path, lock: int) -> None:
+    """Delete a lock file :func:`hold_lock` took (no file is left beside an output), then let go."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    os.close(lock)
 
 
 def write_torch(path: str | Path, obj) -> None:

@@ -128,6 +128,7 @@ class DatasetRead:
     root: Path
     stats: dict[str, tuple[int, int]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # "file: why" of the files that could not be hashed
 
     @classmethod
     def start(cls, root: str | Path) -> "DatasetRead":
@@ -148,7 +149,11 @@ class DatasetRead:
         unread = [n for n in self.stats if n not in self.hashes]
         for name in tqdm(unread, desc=f"hashing the rest of {self.root.name}", unit="file", leave=False,
                          disable=not progress or not unread):
-            self.hashes[name] = file_sha256(self.root / name if name else self.root)
+            try:
+                self.hashes[name] = file_sha256(self.root / name if name else self.root)
+            except OSError as e:  # skipped by the extraction too (on_error: skip): the digest says so
+                self.hashes[name] = f"unreadable ({e.strerror or e})"
+                self.unreadable.append(f"{self.root / name}: {e.strerror or e}")
         self._unchanged()
         if self.root.is_file():
             return self.hashes[""]

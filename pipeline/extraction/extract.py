@@ -29,7 +29,7 @@ from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.dataset_version import DatasetRead
 from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker
-from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
+from pipeline.core.fileio import check_output_folder, hold_lock, release_lock, replacing_folder, write_json
 from pipeline.core.labels import AU_UNKNOWN
 from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
@@ -67,11 +67,27 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     The dataset is hashed as it is read (``dataset_version.DatasetRead``); the report holds
     that digest (``source_sha256``), which ``check`` gets before anything is written, and
     may refuse by raising. ``annotations``: Aff-Wild2's annotations folder, when not
-    ``<root>/annotations``.
+    ``<root>/annotations``. A second run into the same ``out`` is refused while one runs
+    (the lock file ``.<out>.lock`` beside it, deleted at the end).
     """
-    name = name or kind
-    out = Path(out)
+    name, out = name or kind, Path(out)
+    # checked before the lock file goes beside the folder, so it never lands in a dataset
     check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))
+    try:  # the folder is replaced whole: two runs at once would delete each other's work
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = out.with_name(f".{out.name}.lock")
+        lock = hold_lock(lock_file, f"{out}: another run is writing {out}: wait for it to finish, or choose "
+                         "another --out")
+    except OSError as e:
+        raise DataError(f"{out}: cannot write there ({e.strerror or e})") from None
+    try:
+        return _extract_locked(kind, root, out, params, name, progress, check, annotations)
+    finally:
+        release_lock(lock_file, lock)
+
+
+def _extract_locked(kind, root, out: Path, params: ExtractParams, name: str, progress, check, annotations) -> dict:
+    check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))  # again, locked
     problems = Problems(on_error=params.on_error)
     started = time.perf_counter()
     read = DatasetRead.start(root)
@@ -151,7 +167,13 @@ def _extract_into(out: Path, kind: str, name: str, root, source: SourceRead, par
                             f"({problems.summary() or 'no face found'})")
         source_sha256 = read.finish(progress)
         if check is not None:
-            check(source_sha256)
+            try:
+                check(source_sha256)
+            except DataError as e:
+                if not read.unreadable:
+                    raise
+                raise DataError(f"{e}; {len(read.unreadable)} file(s) could not be read, e.g. "
+                                f"{read.unreadable[0]}") from None
     except BaseException:
         shards.abort()  # nothing half-written survives (the folder goes too)
         table.abort()

@@ -7,6 +7,7 @@ not depend on threading and 1 and 2 workers write the same bytes.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,10 +101,29 @@ def read_rgb(path: str) -> tuple[np.ndarray | None, str | None, str | None]:
     sha = hashlib.sha256(data).hexdigest()
     if not data:
         return None, "empty image file (0 bytes)", sha
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # OpenCV checks the size in the header, before decoding a pixel
+        if "CV_IO_MAX_IMAGE_PIXELS" not in str(e):
+            return None, f"unreadable image (OpenCV: {str(e).strip().splitlines()[-1][:120]})", sha
+        return None, f"image too large ({pixel_size(data)} pixels; OpenCV reads at most 2^30)", sha
     if image is None:
         return None, "unreadable or truncated image", sha
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), None, sha
+
+
+def pixel_size(data: bytes) -> str:
+    """"W x H" of an image from its header alone (PIL reads no pixel to know it), or "over 2^30"."""
+    from PIL import Image
+
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # its bomb check would refuse to say
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return f"{image.size[0]} x {image.size[1]}"
+    except Exception:  # a format PIL does not know: OpenCV's refusal is enough
+        return "over 2^30"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def box_inside(box, shape, least: float = 0.5) -> bool:
@@ -157,6 +177,7 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
             _detect_images(job, params, get_detector(), res, emit)
         else:
             cache: dict[str, tuple] = {}
+            failed: set[str] = set()
             for row in range(n):
                 path = job.images[row]
                 if path not in cache:  # ExpW: several faces share one image
@@ -166,7 +187,9 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                 if sha is not None:
                     res.hashes[path] = sha
                 if image is None:
-                    res.rejected.append((path, why, None, 1))
+                    if path not in failed:  # one line for the image, however many of its faces are labelled
+                        failed.add(path)
+                        res.rejected.append((path, why, None, sum(p == path for p in job.images)))
                     continue
                 if job.mode == "aligned":
                     h, w = image.shape[:2]

@@ -15,6 +15,9 @@ from pipeline.extraction.worker import read_rgb
 from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
+# Our one line names the file and says why; OpenCV's own warnings before it only confuse
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
 
 @dataclass(frozen=True)
 class Input:
@@ -74,12 +77,27 @@ def not_read(folder: Path, files: list[Path]) -> list[str]:
 
 
 def _video(path: Path) -> Input:
-    cap = cv2.VideoCapture(str(path))
-    ok = cap.isOpened() and cap.grab()
+    try:  # OpenCV would only say it cannot open it
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    cap = open_video(path)
+    opened = cap.isOpened()
+    ok = opened and cap.grab()
+    empty = opened and not ok and cap.get(cv2.CAP_PROP_FRAME_COUNT) <= 0
     cap.release()
+    if empty:
+        raise DataError(f"{path}: holds no frame (a video container with nothing in it)")
     if not ok:
         raise DataError(f"{path}: cannot be decoded as a video")
     return Input(path, "video")
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    """FFmpeg alone, as the extraction decodes: when it fails, OpenCV's fallback readers
+    print their own lines on stderr (e.g. "Unexpected element" for a truncated AVI)."""
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
 
 
 @dataclass
@@ -109,12 +127,12 @@ class VideoFrames:
     broken: bool = field(default=False)
 
     def __post_init__(self):
-        cap = cv2.VideoCapture(str(self.path))
+        cap = open_video(self.path)
         self.fps, self.listed = cap.get(cv2.CAP_PROP_FPS) or 0.0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         cap.release()
 
     def __iter__(self):
-        cap = cv2.VideoCapture(str(self.path))
+        cap = open_video(self.path)
         try:
             number = 0
             while True:

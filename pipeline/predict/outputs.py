@@ -11,15 +11,13 @@ writes the same name.
 """
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import file_sha256, temp_path, write_json
+from pipeline.core.fileio import file_sha256, hold_lock, temp_path, write_json
 
 MANIFEST = ".mtaffect-outputs.json"
 NAME_MAX = 255  # bytes of a file name on the usual file systems
@@ -86,18 +84,13 @@ class OutputFolder:
         the temporaries a killed run left under those names."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            held = self.folder.resolve() in HELD  # this process's own, from an earlier command
-            lock = None if held else os.open(self.folder, os.O_RDONLY)  # the folder itself: no file of ours in it
+            if self.folder.resolve() not in HELD:  # else this process's own, from an earlier command
+                # the folder itself: no file of ours in it
+                HELD[self.folder.resolve()] = hold_lock(self.folder, (
+                    f"{self.folder}: another mtaffect predict or export-abaw is writing into this folder: "
+                    "wait for it to finish, or choose another --out"))
         except OSError as e:
             raise DataError(f"{self.folder}: cannot write there ({e.strerror or e})") from None
-        try:
-            if lock is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                HELD[self.folder.resolve()] = lock
-        except BlockingIOError:
-            os.close(lock)
-            raise DataError(f"{self.folder}: another mtaffect predict or export-abaw is writing into this folder: "
-                            "wait for it to finish, or choose another --out") from None
         for path in map(Path, paths):
             for stale in path.parent.glob(f"{glob.escape(temp_path(path).name)}*"):  # a killed run's
                 stale.unlink()
