@@ -212,6 +212,28 @@ def test_a_disk_too_small_for_the_faces_is_refused_before_any_work(tmp_path, mon
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
+def test_a_disk_that_fills_while_the_faces_are_written_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    # HDF5 loses its own write errors (a shard of black faces under its final name, then a
+    # crash): the shard writer makes sure of the room before each write
+    import collections
+
+    import pipeline.core.shards as shards
+
+    write_disfa(tmp_path / "d", frames=12, labels=12, face=True)
+    usage = collections.namedtuple("usage", "total used free")
+    calls = []
+
+    def filling(path):  # room enough for the check before the work, then the disk is full
+        calls.append(path)
+        return usage(10**12, 0, 10**12 if len(calls) == 1 else 10**5)
+
+    monkeypatch.setattr(shards.shutil, "disk_usage", filling)
+    with pytest.raises(OSError, match=r"No space left on device \(0 MB free, the next \d+ faces need about") as e:
+        extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert e.value.filename.endswith("shard-00000.h5") and len(calls) > 1
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
 def test_afewva_landmarks_that_miss_the_image_are_counted_skips(tmp_path):
     from test_sources import landmarks68
 

@@ -258,6 +258,15 @@ def test_a_cnn_cache_given_as_a_temporal_one_or_features_is_named_for_what_it_is
         Features(cache.path)
 
 
+def test_a_damaged_schema_record_is_one_line(cache, tmp_path):
+    damaged = tmp_path / "cache.h5"
+    shutil.copy(cache.path, damaged)
+    with h5py.File(damaged, "r+") as h5:
+        h5.attrs["label_schema"] = '{"name": "abaw2022"'
+    with pytest.raises(CheckpointError, match=f"{damaged}: a soft-label cache whose label schema record is not JSON"):
+        SoftLabels(damaged)
+
+
 def test_a_missing_cache_names_the_stage_that_writes_it(tmp_path):
     from pipeline.training.softlabels import SoftLabels
 

@@ -35,7 +35,7 @@ from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, file_sha256, names_file, temp_path
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
-from pipeline.training.models import model_schema, recorded_schema
+from pipeline.training.models import attr_schema, model_schema
 from pipeline.training.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
@@ -201,7 +201,7 @@ class SoftLabels:
             self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
         self.index_sha256 = json.loads(self.attrs["index_sha256"])
-        self.schema = recorded_schema(json.loads(self.attrs.get("label_schema", "null")), self.path, "soft-label cache")
+        self.schema = attr_schema(self.attrs.get("label_schema"), self.path, "soft-label cache")
 
     def array(self, name: str) -> np.ndarray:
         """A dataset as a read-only memory map."""
