@@ -179,19 +179,19 @@ def test_an_affectnet_file_list_is_extracted_with_its_labels_on_their_images(tmp
 
     root = tmp_path / "affectnet"
     rng = np.random.default_rng(0)
-    for name in ("1/a.jpg", "1/b.jpg"):
+    for name in ("1/a.jpg", "1/b.jpg", "1/c.jpg"):
         (root / "Manually_Annotated_Images" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / "Manually_Annotated_Images" / name), rng.integers(0, 255, (120, 100, 3), np.uint8))
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir()
     (lists / "training.csv").write_text("\n".join([AFFECTNET_HEADER, affectnet_row("1/b.jpg", 7, 0.5, -0.5),
                                                     affectnet_row("1/a.jpg", 2, -2, -2),
-                                                    affectnet_row("1/b.jpg", 3, 0, 0).replace(",10,10,80,80,",
+                                                    affectnet_row("1/c.jpg", 3, 0, 0).replace(",10,10,80,80,",
                                                                                               ",50,50,80,80,", 1)])
                                          + "\n")  # the last row's box reaches past the 100x120 image
     report = extract("affectnet", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
     assert report["faces_written"] == 2 and report["rows_rejected"] == {
-        "its face box lies outside the 100x120 image": {"count": 1, "first": str(root / "Manually_Annotated_Images/1/b.jpg")}}
+        "its face box lies outside the 100x120 image": {"count": 1, "first": str(root / "Manually_Annotated_Images/1/c.jpg")}}
     frames = read_frames(tmp_path / "out" / "frames.parquet")
     assert frames["video"].tolist() == ["train-1", "train-1"] and [EXPRESSIONS[e] for e in frames["expr"]] == [
         "Sadness", "Other"]  # a (code 2), b (Contempt)
