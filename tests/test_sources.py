@@ -556,6 +556,10 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
                        "bad row: values must be numbers": "11",
                        "bad row: an image listed twice (its first row is kept)": "12"}, reasons
     assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
+    write(root / "Manually_Annotated_file_lists/training.csv", "")  # emptied: said, not silent
+    p = Problems()
+    assert [j.video for j in affectnet.read(root, p).jobs] == ["val-689"]
+    assert p.as_dict()["empty annotation file"]["first"].endswith("training.csv")
 
 
 def test_affectnet_per_image_annotations(tmp_path):
