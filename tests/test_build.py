@@ -294,11 +294,28 @@ def test_a_2022_build_keeps_12_aus_and_other_and_its_indexes_record_the_schema(f
     assert FrameIndex.read(tmp_path / "few" / "val.parquet").schema == ABAW2020
 
 
+def test_an_index_whose_recorded_schema_is_not_its_columns_is_refused(faces_dir, tmp_path):
+    import json
+
+    build(faces_dir, tmp_path / "b", BuildParams())
+    path = tmp_path / "b" / "train_AU.parquet"
+    table = pq.read_table(path)
+    claimed = {**table.schema.metadata, b"label_schema": json.dumps(ABAW2022.as_dict()).encode()}
+    pq.write_table(table.replace_schema_metadata(claimed), path)
+    with pytest.raises(DataError, match=rf"{path}: records label schema abaw2022 \(AUs AU1, AU2, AU4, AU6, AU7, .*"
+                                        r"but holds the AU columns AU1, AU2, AU4, AU6, AU12, AU15, AU20, AU25"):
+        FrameIndex.read(path)
+
+
 def test_build_schema_params_are_checked():
     with pytest.raises(ValueError, match="'AU1x' is not an action unit name"):
         BuildParams(aus=["AU1x"])
-    with pytest.raises(ValueError, match="AUs must be distinct"):
+    with pytest.raises(ValueError, match="AU1 is named twice"):
         BuildParams(aus=["AU1", "AU01"])
+    with pytest.raises(ValueError, match="AU99 is no facial action unit"):
+        BuildParams(aus=["AU99"])
+    with pytest.raises(ValueError, match="name at least one AU"):
+        BuildParams(aus=[])
     with pytest.raises(ValueError, match="label_schema"):
         BuildParams(label_schema="abaw2021")
     with pytest.raises(DataError, match="class 'Other' is not one of schema abaw2020"):

@@ -179,19 +179,19 @@ def test_an_affectnet_file_list_is_extracted_with_its_labels_on_their_images(tmp
 
     root = tmp_path / "affectnet"
     rng = np.random.default_rng(0)
-    for name in ("1/a.jpg", "1/b.jpg"):
+    for name in ("1/a.jpg", "1/b.jpg", "1/c.jpg"):
         (root / "Manually_Annotated_Images" / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(root / "Manually_Annotated_Images" / name), rng.integers(0, 255, (120, 100, 3), np.uint8))
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir()
     (lists / "training.csv").write_text("\n".join([AFFECTNET_HEADER, affectnet_row("1/b.jpg", 7, 0.5, -0.5),
                                                     affectnet_row("1/a.jpg", 2, -2, -2),
-                                                    affectnet_row("1/b.jpg", 3, 0, 0).replace(",10,10,80,80,",
+                                                    affectnet_row("1/c.jpg", 3, 0, 0).replace(",10,10,80,80,",
                                                                                               ",50,50,80,80,", 1)])
                                          + "\n")  # the last row's box reaches past the 100x120 image
     report = extract("affectnet", root, tmp_path / "out", ExtractParams(workers=1), progress=False)
     assert report["faces_written"] == 2 and report["rows_rejected"] == {
-        "its face box lies outside the 100x120 image": {"count": 1, "first": str(root / "Manually_Annotated_Images/1/b.jpg")}}
+        "its face box lies outside the 100x120 image": {"count": 1, "first": str(root / "Manually_Annotated_Images/1/c.jpg")}}
     frames = read_frames(tmp_path / "out" / "frames.parquet")
     assert frames["video"].tolist() == ["train-1", "train-1"] and [EXPRESSIONS[e] for e in frames["expr"]] == [
         "Sadness", "Other"]  # a (code 2), b (Contempt)
@@ -209,6 +209,28 @@ def test_a_disk_too_small_for_the_faces_is_refused_before_any_work(tmp_path, mon
     monkeypatch.setattr(extraction.shutil, "disk_usage", lambda _: usage(10**6, 0, 10**5))
     with pytest.raises(DataError, match=r"out: 0 MB free on its disk, the faces need about 0 MB: free some space"):
         extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+def test_a_disk_that_fills_while_the_faces_are_written_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    # HDF5 loses its own write errors (a shard of black faces under its final name, then a
+    # crash): the shard writer makes sure of the room before each write
+    import collections
+
+    import pipeline.core.shards as shards
+
+    write_disfa(tmp_path / "d", frames=12, labels=12, face=True)
+    usage = collections.namedtuple("usage", "total used free")
+    calls = []
+
+    def filling(path):  # room enough for the check before the work, then the disk is full
+        calls.append(path)
+        return usage(10**12, 0, 10**12 if len(calls) == 1 else 10**5)
+
+    monkeypatch.setattr(shards.shutil, "disk_usage", filling)
+    with pytest.raises(OSError, match=r"No space left on device \(0 MB free, the next \d+ faces need about") as e:
+        extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    assert e.value.filename.endswith("shard-00000.h5") and len(calls) > 1
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 

@@ -167,8 +167,8 @@ def test_a_cache_records_its_teachers_label_schema_and_a_student_of_another_refu
                                                                                        tmp_path):
     teacher = tmp_path / "teacher2022.pt"
     save_checkpoint(teacher, MultitaskNet("mobilenet_v3_small", schema=ABAW2022))
-    with pytest.raises(DataError, match=re.escape(f"{index_dir / 'train_AU.parquet'} was made for schema "
-                                                  f"{ABAW2020.describe()}, but this run uses {ABAW2022.describe()}")):
+    with pytest.raises(DataError, match=re.escape(f"{teacher}: a teacher of label schema {ABAW2022.describe()}, but "
+                                                  f"{index_dir / 'train_AU.parquet'} holds {ABAW2020.describe()}")):
         make_cache(index_dir, teacher, tmp_path / "soft_labels.h5", views=2)  # a 2022 teacher, 2020 labels
     assert not list(tmp_path.glob("*.h5*"))
     cache = make_cache(index_dir_2022, teacher, tmp_path / "soft_labels.h5", views=2)
@@ -256,6 +256,15 @@ def test_a_cnn_cache_given_as_a_temporal_one_or_features_is_named_for_what_it_is
     with pytest.raises(CheckpointError, match=r"soft_labels.h5: not a features file: it lacks 'video', 'frame', "
                                               r"'split', 'features' \(another stage's file\?"):
         Features(cache.path)
+
+
+def test_a_damaged_schema_record_is_one_line(cache, tmp_path):
+    damaged = tmp_path / "cache.h5"
+    shutil.copy(cache.path, damaged)
+    with h5py.File(damaged, "r+") as h5:
+        h5.attrs["label_schema"] = '{"name": "abaw2022"'
+    with pytest.raises(CheckpointError, match=f"{damaged}: a soft-label cache whose label schema record is not JSON"):
+        SoftLabels(damaged)
 
 
 def test_a_missing_cache_names_the_stage_that_writes_it(tmp_path):

@@ -528,6 +528,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
         affectnet_row("12/h.jpg", 3, 0, 0, landmarks68()[:67]),  # 67 points
         affectnet_row("12/d.jpg", 3, 0, 0).replace(",10,10,80,80,", ",50,50,0,80,", 1),  # empty box
         affectnet_row("12/d.jpg", "inf", 0, 0),  # not a number
+        affectnet_row("689/b.jpg", 2, 0, 0),  # b again: a second face of one image
     ]) + "\n")
     write(root / "Manually_Annotated_file_lists/validation.csv",
           AFFECTNET_HEADER + "\n" + affectnet_row("689/v.jpg", 6, 0, 0.5) + "\n")
@@ -550,10 +551,15 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
     assert reasons == {"bad row: No-Face (code 10): no face to learn from": "5",
                        "image … missing": "6",
                        "bad row: valence/arousal must be in [-1, 1] or -2": "8",
-                       "bad row: landmarks must be 68 distinct finite (x, y) points": "9",
+                       "bad row: landmarks must be 68 (x, y) points, 136 numbers": "9",
                        "bad row: the face box is empty": "10",
-                       "bad row: values must be numbers": "11"}, reasons
+                       "bad row: values must be numbers": "11",
+                       "bad row: an image listed twice (its first row is kept)": "12"}, reasons
     assert ABAW2020.project_expressions(happy_other.expr).tolist() == [-1, 4]  # Other unknown in the 2020 schema
+    write(root / "Manually_Annotated_file_lists/training.csv", "")  # emptied: said, not silent
+    p = Problems()
+    assert [j.video for j in affectnet.read(root, p).jobs] == ["val-689"]
+    assert p.as_dict()["empty annotation file"]["first"].endswith("training.csv")
 
 
 def test_affectnet_per_image_annotations(tmp_path):
@@ -585,9 +591,14 @@ def test_affectnet_per_image_annotations(tmp_path):
     (notes / "1_exp.npy").write_bytes(b"")  # empty: np.load's EOFError
     np.save(notes / "3_val.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
     np.save(notes / "3_exp.npy", np.array("inf"))
+    (notes / "2_lnd.npy").write_text("garbage, not an array")
     p = Problems()
     res = affectnet.read(root, p)
     assert [j.video for j in res.jobs] == ["val-0000"] and sum(p.counts.values()) == 3, p.as_dict()
+    reasons = {r: v["first"] for r, v in p.as_dict().items()}
+    assert reasons["bad annotation: 1_exp.npy: not a NumPy array file (empty)"].endswith("1_*.npy")
+    assert "bad annotation: 2_lnd.npy: not a NumPy array file (damaged)" in reasons  # never "allow_pickle"
+    assert any(r.startswith("bad annotation: 3_val.npy: holds") for r in reasons), reasons
     write(root / "Manually_Annotated_file_lists/training.csv", AFFECTNET_HEADER + "\n")
     with pytest.raises(DataError, match="holds both AffectNet layouts"):
         affectnet.read(root, Problems())

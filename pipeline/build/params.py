@@ -6,7 +6,9 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field, field_validator
 
 from pipeline.core.params import SOURCE_KINDS, Count, Index, NonNegative, Section
-from pipeline.core.schema import EXPRESSIONS, SCHEMAS, LabelSchema, label_schema
+from pipeline.core.schema import EXPRESSIONS, SCHEMAS, LabelSchema, au_number, label_schema
+
+MAX_AU = 46  # FACS's action units run to AU46 (blink, wink); higher codes are head and eye positions
 
 Source = Literal[SOURCE_KINDS]
 Positive = Annotated[float, Field(gt=0)]
@@ -39,8 +41,17 @@ class BuildParams(Section):
     @field_validator("aus")
     @classmethod
     def _known_aus(cls, aus):
-        if aus is not None:
-            label_schema("abaw2022", aus)  # names AU<n>, distinct, at least one: ValueError otherwise
+        if aus is None:
+            return aus
+        numbers = [au_number(a) for a in aus]  # "AU07" is AU7; anything else a ValueError naming it
+        if not numbers:
+            raise ValueError("name at least one AU (or null for the schema's own)")
+        wrong = [n for n in numbers if not 1 <= n <= MAX_AU]
+        if wrong:
+            raise ValueError(f"AU{wrong[0]} is no facial action unit (FACS numbers them 1 to {MAX_AU})")
+        twice = next((n for i, n in enumerate(numbers) if n in numbers[:i]), None)
+        if twice is not None:
+            raise ValueError(f"AU{twice} is named twice")
         return aus
 
     def schema(self) -> LabelSchema:

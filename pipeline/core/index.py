@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,10 @@ class FrameIndex:
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
+        columns = [c for c in df.columns if re.fullmatch(r"AU\d+", c)]
+        if recorded is not None and columns != list(schema.aus):  # its labels would be read as other AUs
+            raise DataError(f"{path}: records label schema {schema.name} (AUs {', '.join(schema.aus)}) but holds "
+                            f"the AU columns {', '.join(columns) or 'none'}: rerun the build")
         schema = schema or ABAW2020
         folder = Path(path).parent
         shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})

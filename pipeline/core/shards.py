@@ -6,9 +6,11 @@ attributes, written in a fixed order (docs/architecture.md, "Data contracts").
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,13 @@ class ShardWriter:
         faces = np.asarray(faces, dtype=np.uint8)
         if faces.ndim != 4 or faces.shape[1:] != (self.size, self.size, 3):
             raise ValueError(f"faces must be [k, {self.size}, {self.size}, 3] uint8, got {faces.shape}")
+        # HDF5 does not report a full disk (the error is lost in a destructor, the file is
+        # left with black faces, the process may crash): make sure of the room first
+        need = faces.nbytes + faces.nbytes // 8 + (1 << 20)  # chunk checksums and metadata, with a margin
+        free = shutil.disk_usage(self.directory).free
+        if free < need:
+            raise OSError(errno.ENOSPC, f"No space left on device ({free >> 20} MB free, the next {len(faces)} "
+                                        f"faces need about {-(-need >> 20)} MB)", str(self.current_path))
         where = []
         start = 0
         while start < len(faces):

@@ -29,7 +29,7 @@ from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError, ParamsError
 from pipeline.core.fileio import atomic_write, file_sha256
 from pipeline.core.labels import TASKS, n_logits
-from pipeline.training.models import model_schema, read_torch_file, recorded_schema
+from pipeline.training.models import attr_schema, model_schema, read_torch_file
 from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
 
 FORMAT_VERSION = 3  # 2: every dataset's SHA-256 (``pipeline.core.shards.seal_h5``); 3: its label schema
@@ -89,7 +89,7 @@ class Features:
             self.uid, self.video, self.split = (h5[k].asstr()[:] for k in ("uid", "video", "split"))
             self.frame = h5["frame"][:]
             self._mapped = MappedDatasets(self.path, h5, ("features", "logits"))
-        self.schema = recorded_schema(json.loads(self.attrs.get("label_schema", "null")), self.path, "features file")
+        self.schema = attr_schema(self.attrs.get("label_schema"), self.path, "features file")
 
     @property
     def features(self) -> np.ndarray:

@@ -8,6 +8,7 @@ trained for another backbone or label schema is refused with a message saying wh
 """
 from __future__ import annotations
 
+import json
 import logging
 import mmap
 import os
@@ -53,6 +54,16 @@ def recorded_schema(recorded, path, what: str = "checkpoint") -> LabelSchema:
         why = f"its schema record lacks {e}" if isinstance(e, KeyError) else (
             "it records no schema" if recorded is None else str(e))
         raise CheckpointError(f"{path}: a {what} of no label schema this version of mtaffect knows ({why})") from None
+
+
+def attr_schema(text, path, what: str) -> LabelSchema:
+    """:func:`recorded_schema` of an HDF5 file's ``label_schema`` attribute (JSON text)."""
+    try:
+        recorded = None if text is None else json.loads(text)
+    except ValueError:
+        raise CheckpointError(f"{path}: a {what} whose label schema record is not JSON (damaged? rerun the stage "
+                              "that wrote it)") from None
+    return recorded_schema(recorded, path, what)
 
 
 def build_backbone(name: str) -> tuple[nn.Module, int]:

@@ -31,11 +31,11 @@ from tqdm import tqdm
 from pipeline.core.images import crop_views, resize, to_tensor
 
 from pipeline.core.index import FrameIndex
-from pipeline.core.errors import CheckpointError
+from pipeline.core.errors import CheckpointError, DataError
 from pipeline.core.fileio import atomic_write, file_sha256, names_file, temp_path
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
-from pipeline.training.models import model_schema, recorded_schema
+from pipeline.training.models import attr_schema, model_schema
 from pipeline.training.views import frame_views
 
 log = logging.getLogger("mtaffect.softlabels")
@@ -111,7 +111,10 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     indexes = {t: FrameIndex.read(p) for t, p in index_paths(index_dir).items()}
     for task, index in indexes.items():  # the teacher's heads are the build's labels
-        model.schema.require_same(index.schema, str(index_paths(index_dir)[task]))
+        if index.schema != model.schema:
+            raise DataError(f"{teacher}: a teacher of label schema {model.schema.describe()}, but "
+                            f"{index_paths(index_dir)[task]} holds {index.schema.describe()}: soft labels need the "
+                            "teacher trained on this build (rerun `dvc repro train_teacher`, or pass its --teacher)")
     frames = Frames.union(indexes)
     offsets, flips = frame_views(frames.uid, views, mode)
     out = Path(out)
@@ -201,7 +204,7 @@ class SoftLabels:
             self._mapped = MappedDatasets(self.path, h5, ("logits", "offsets", "flips"))
         self.mode, self.views = self.attrs["mode"], int(self.attrs["views"])
         self.index_sha256 = json.loads(self.attrs["index_sha256"])
-        self.schema = recorded_schema(json.loads(self.attrs.get("label_schema", "null")), self.path, "soft-label cache")
+        self.schema = attr_schema(self.attrs.get("label_schema"), self.path, "soft-label cache")
 
     def array(self, name: str) -> np.ndarray:
         """A dataset as a read-only memory map."""

@@ -52,10 +52,32 @@ def labels(code: float, valence: float, arousal: float, points) -> tuple[int, tu
         va = (np.nan, np.nan)
     elif not (-1 <= valence <= 1 and -1 <= arousal <= 1):
         raise ValueError(f"valence/arousal must be in [-1, 1] or -2, got {valence},{arousal}")
-    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    if points.shape != (68, 2) or not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1:
-        raise ValueError(f"landmarks must be 68 distinct finite (x, y) points, got {points.size} numbers")
+    points = np.asarray(points, dtype=np.float64)
+    if points.size != 136:
+        raise ValueError(f"landmarks must be 68 (x, y) points, 136 numbers, got {points.size}")
+    points = points.reshape(68, 2)
+    if not np.isfinite(points).all() or np.ptp(points, axis=0).max() < 1:
+        raise ValueError("landmarks must be 68 distinct finite (x, y) points")
     return TO_EXPR[int(code)], va, landmarks5_from_68(points)
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """One annotation file's array, or a ValueError naming the file (never numpy's advice to
+    allow pickles: a file that needs them is no annotation)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+        raise ValueError(f"{path.name}: not a NumPy array file ({'empty' if path.stat().st_size == 0 else 'damaged'})"
+                         ) from e
+
+
+def number(value: np.ndarray, path: Path) -> float:
+    """The one number an ``_exp``/``_val``/``_aro`` file holds, or a ValueError naming it."""
+    try:
+        return float(np.asarray(value).reshape(-1)[0])
+    except (ValueError, TypeError, IndexError):
+        raise ValueError(f"{path.name}: holds {np.asarray(value).reshape(-1)[:1].tolist() or 'nothing'}, not a "
+                         "number") from None
 
 
 def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[tuple[str, str], list]:
@@ -66,15 +88,19 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
     for stem, split in CSV_FILES.items():
         path = folder / f"{stem}.csv"
         text = read_text(path, problems) if path.exists() else None
-        if not text:
+        if text is not None and not text.strip():
+            problems.reject(str(path), "empty annotation file")
+        if not text or not text.strip():
             continue
         lines = text.splitlines()
         if tuple(c.strip().lower() for c in lines[0].split(",")) != HEADER:
             problems.reject(str(path), f"bad header {lines[0].strip()[:80]!r}: expected {','.join(HEADER)}", line=1)
             continue
+        seen = set()
         for lineno, row in enumerate(csv.reader(lines[1:]), start=2):
             if not row or not_utf8(",".join(row), path, lineno, problems):
                 continue
+
             try:
                 if len(row) != len(HEADER):
                     raise ValueError(f"expected {len(HEADER)} values, got {len(row)}")
@@ -97,6 +123,10 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
             if box[2] <= 0 or box[3] <= 0:
                 problems.reject(str(path), f"bad row: the face box is empty, got {','.join(row[1:5])}", line=lineno)
                 continue
+            if name in seen:  # one image, one face: a second row would extract it twice
+                problems.reject(str(path), "bad row: an image listed twice (its first row is kept)", line=lineno)
+                continue
+            seen.add(name)
             x, y, w, h = box
             groups.setdefault((split, str(Path(name).parent)), []).append(
                 (str(images / name), expr, va, five, (x, y, x + w, y + h)))
@@ -118,12 +148,10 @@ def read_npy_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
                 result.frames_without_label += 1
                 continue
             try:
-                code, valence, arousal, points = (np.load(f, allow_pickle=False) for f in files)
-                code, valence, arousal = (float(np.asarray(v).reshape(-1)[0]) for v in (code, valence, arousal))
-                expr, va, five = labels(code, valence, arousal, points)
-            except (OSError, ValueError, IndexError, TypeError, EOFError) as e:  # EOFError: an empty .npy
-                why = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-                problems.reject(str(notes / f"{image.stem}_*.npy"), f"bad annotation: {why}")
+                code, valence, arousal, points = (load_npy(f) for f in files)
+                expr, va, five = labels(*(number(v, f) for v, f in zip((code, valence, arousal), files)), points)
+            except ValueError as e:
+                problems.reject(str(notes / f"{image.stem}_*.npy"), f"bad annotation: {e}")
                 continue
             if expr == UNKNOWN and np.isnan(va[0]):
                 result.invalid_label_rows += 1
