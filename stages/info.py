@@ -75,7 +75,7 @@ def cli(files, as_json, check_inputs):
     folder or a file of one), or a copy of one: its record is found in the provenance/ folder of
     the project (docs/architecture.md, "Provenance"). A bundle lists its members' records too.
     """
-    from pipeline.core.info import find
+    from pipeline.core.info import find, label_schema_of
 
     for path in files:
         records, damaged = find(path)
@@ -86,6 +86,9 @@ def cli(files, as_json, check_inputs):
             click.echo(json.dumps({path: [rec for _, rec in records]}, indent=2))
             continue
         click.secho(path, bold=True)
+        schema = label_schema_of(path)
+        if schema:
+            click.echo(f"  schema  {schema}")
         for i, (record_file, entry) in enumerate(records):
             if i:
                 click.echo("  --")

@@ -176,3 +176,23 @@ def test_a_run_elsewhere_keeps_the_record_of_the_stages_own_outputs(tmp_path, mo
     assert [r for _, r in find(mine / "faces.bin")[0]][0]["stage"] == "extract"  # info finds it there
     write(record, "stages.extract", {"again": 1}, {}, {"faces": "data/faces.bin"})  # the stage itself: replaced
     assert json.loads(record.read_text())["params"] == {"again": 1}
+
+
+def test_info_says_the_label_schema_an_artefact_records(tmp_path):
+    import h5py
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.core.index import index_schema
+    from pipeline.core.info import label_schema_of
+    from pipeline.core.schema import ABAW2020, ABAW2022
+    from pipeline.training.models import MultitaskNet, model_schema, save_checkpoint
+
+    save_checkpoint(tmp_path / "t.pt", MultitaskNet("mobilenet_v3_small", schema=ABAW2022))
+    with h5py.File(tmp_path / "c.h5", "w") as h5:
+        h5.attrs["label_schema"] = json.dumps(model_schema(ABAW2022))
+    pq.write_table(pa.Table.from_pylist([], schema=index_schema(ABAW2020)), tmp_path / "val.parquet")
+    (tmp_path / "notes.pt").write_bytes(b"not a torch file")
+    assert label_schema_of(tmp_path / "t.pt") == label_schema_of(tmp_path / "c.h5") == ABAW2022.describe()
+    assert label_schema_of(tmp_path / "val.parquet") == ABAW2020.describe()
+    assert label_schema_of(tmp_path / "notes.pt") is None and label_schema_of(tmp_path / "x.json") is None

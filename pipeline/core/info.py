@@ -93,6 +93,37 @@ def _bundle_members(path: Path) -> list[str]:
     return [m["sha256"] for m in members if isinstance(m, dict) and "sha256" in m]
 
 
+def label_schema_of(path: str | Path) -> str | None:
+    """The label schema an artefact records (a checkpoint or bundle, a soft-label cache or
+    features file, an index), described; None for any other file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".pt":
+            from pipeline.training.models import read_torch_file, recorded_schema
+
+            obj = read_torch_file(path, "model file")
+            record = obj.get("schema", obj.get("config", {}).get("schema")) if isinstance(obj, dict) else None
+            return None if record is None else recorded_schema(record, path).describe()
+        if path.suffix == ".h5":
+            import h5py
+
+            from pipeline.training.models import attr_schema
+
+            with h5py.File(path, "r") as h5:
+                text = h5.attrs.get("label_schema")
+            return None if text is None else attr_schema(text, path, "file").describe()
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            from pipeline.core.schema import LabelSchema
+
+            text = (pq.read_schema(path).metadata or {}).get(b"label_schema")
+            return None if text is None else LabelSchema.from_dict(json.loads(text), str(path)).describe()
+    except (OSError, ValueError, AttributeError):  # not such a file, or damaged: the records say the rest
+        return None
+    return None
+
+
 def _git(root: Path, *args: str) -> str | None:
     import subprocess
 
