@@ -21,9 +21,9 @@ import torch
 from tqdm import tqdm
 
 from pipeline.core.index import FrameIndex
-from pipeline.inference.ensemble import load_bundle
+from pipeline.inference.ensemble import distinct_checkpoints, load_bundle
 from pipeline.inference.outputs import combine
-from pipeline.core.errors import CheckpointError, DataError
+from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import Features
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
@@ -120,13 +120,7 @@ def ensemble_predictions(path: str, known: dict[str, tuple[str, dict]], val: Fra
 def check_distinct(checkpoints: dict[str, str]) -> None:
     """Two of the evaluated checkpoints (teacher, students) are one file's copies: the second
     would be reported with the first's scores, and the students' spread would shrink."""
-    seen = {}
-    for name, path in checkpoints.items():
-        sha = file_sha256(path)
-        if sha in seen:
-            raise DataError(f"{checkpoints[seen[sha]]} and {path} are the same checkpoint (sha256 {sha[:16]}...): "
-                            f"{name} would be scored as {seen[sha]}; each model must be its own trained checkpoint")
-        seen[sha] = name
+    distinct_checkpoints(checkpoints, "{second} would be scored as {first}; each model must be its own trained checkpoint")
 
 
 def check_same_teacher(models: Models, cache_teacher_sha256: str | None) -> None:

@@ -48,18 +48,18 @@ def load_student(path: str | Path) -> tuple[MultitaskNet, dict]:
     return model, ckpt
 
 
-def distinct_checkpoints(members: dict[str, str]) -> dict[str, str]:
-    """name -> SHA-256 of each member's checkpoint; two members of one checkpoint are
-    refused naming both files: identical members agree everywhere, so the ensemble would
-    report zero uncertainty on every row (false certainty)."""
+def distinct_checkpoints(checkpoints: dict[str, str], consequence: str = "members {first} and {second} would always "
+                         "agree and report no uncertainty; give each member its own trained student") -> dict[str, str]:
+    """name -> SHA-256 of each checkpoint; two names of one checkpoint are refused naming
+    both files and ``consequence`` (``{first}``, ``{second}``: their names). For an ensemble,
+    identical members agree everywhere: zero uncertainty on every row (false certainty)."""
     hashes = {}
-    for name, checkpoint in members.items():
+    for name, checkpoint in checkpoints.items():
         sha = file_sha256(checkpoint)
         twin = next((other for other, h in hashes.items() if h == sha), None)
         if twin is not None:
-            raise CheckpointError(f"{members[twin]} and {checkpoint} are the same checkpoint (sha256 {sha[:16]}...): "
-                                  f"members {twin} and {name} would always agree and report no uncertainty; "
-                                  "give each member its own trained student")
+            raise CheckpointError(f"{checkpoints[twin]} and {checkpoint} are the same checkpoint (sha256 {sha[:16]}...): "
+                                  + consequence.format(first=twin, second=name))
         hashes[name] = sha
     return hashes
 
