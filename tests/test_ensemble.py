@@ -6,7 +6,8 @@ import torch
 from pipeline.inference.ensemble import BUNDLE_FORMAT, load_bundle, save_bundle
 
 from pipeline.inference.outputs import combine
-from pipeline.core.errors import CheckpointError
+from pipeline.core.errors import CheckpointError, DataError
+from pipeline.core.schema import ABAW2020, ABAW2022
 from pipeline.training.models import MultitaskNet, save_checkpoint
 
 
@@ -42,6 +43,10 @@ def test_bundle_round_trip_and_refusals(tmp_path):
         assert torch.equal(v, reference[k])
     assert bundle["alignment"] == alignment and bundle["au_threshold_mode"].startswith("tuned")
     assert bundle["member_sha256"] == summary["members"]
+    assert len(load_bundle(tmp_path / "ensemble.pt", schema=ABAW2020)[0]) == 2
+    with pytest.raises(DataError, match=r"ensemble.pt: the model bundle was made for schema abaw2020 \(8 AUs.*"
+                                        r"but this run uses abaw2022 \(12 AUs"):
+        load_bundle(tmp_path / "ensemble.pt", schema=ABAW2022)
 
     raw = torch.load(tmp_path / "ensemble.pt", weights_only=True)
     torch.save({**raw, "format_version": BUNDLE_FORMAT + 1}, tmp_path / "future.pt")

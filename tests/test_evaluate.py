@@ -17,7 +17,7 @@ from pipeline.core.labels import AU_NAMES, TASKS
 from pipeline.evaluation.evaluate import Models, evaluate
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.core.schema import ABAW2020
-from pipeline.evaluation.scoring import PRED_VA, p_au, p_expr, thr_au
+from pipeline.evaluation.scoring import PRED_VA, thr_au
 from pipeline.inference.ensemble import save_bundle
 from pipeline.inference.runner import predict
 from pipeline.training.models import load_checkpoint
@@ -25,7 +25,7 @@ from pipeline.training.params import TrainParams
 from pipeline.training.train import Outputs, train
 
 ROOT = Path(__file__).resolve().parents[1]
-P_AU, THR_AU, P_EXPR = p_au(ABAW2020), thr_au(ABAW2020), p_expr(ABAW2020)
+P_AU, THR_AU, P_EXPR = ABAW2020.au_probs, thr_au(ABAW2020), ABAW2020.expr_probs
 ENSEMBLE_THRESHOLDS = [0.45, 0.5, 0.55, 0.5, 0.4, 0.5, 0.6, 0.5]
 
 
@@ -224,14 +224,14 @@ def test_a_2022_run_from_build_to_evaluation_follows_the_schema(index_dir_2022, 
     models = Models(teacher=paths["teacher"], students={"s1": paths["s1"], "s2": paths["s2"]},
                     ensemble=str(tmp_path / "ensemble.pt"))
     rows, evaluation = evaluate(models, training, val, torch.device("cpu"), batch=32, n_boot=20, progress=False)
-    assert [c for c in rows if c.startswith("p_")] == p_au(ABAW2022) + p_expr(ABAW2022)
+    assert [c for c in rows if c.startswith("p_")] == ABAW2022.au_probs + ABAW2022.expr_probs
     assert (rows["expr"] == ABAW2022.expressions.index("Other")).any()
     for model in ("baseline", "pixel_probe", "teacher", "s1", "s2", "ensemble"):
         r = model_rows(rows, model)
         au = np.mean([f1_score(r.loc[r[a] >= 0, a], r.loc[r[a] >= 0, f"p_{a}"] >= 0.5, zero_division=0)
                       for a in ABAW2022.aus])
         k = r["expr"] >= 0
-        expr = f1_score(r.loc[k, "expr"], r.loc[k, p_expr(ABAW2022)].to_numpy().argmax(axis=1), average="macro")
+        expr = f1_score(r.loc[k, "expr"], r.loc[k, ABAW2022.expr_probs].to_numpy().argmax(axis=1), average="macro")
         cccs = [evaluation[model]["VA"][f"ccc_{d}"] for d in ("valence", "arousal")]
         assert evaluation[model]["abaw2022_total"] == pytest.approx(au + expr + np.mean(cccs), abs=1e-9), model
         assert list(evaluation[model]["AU"]["per_au_f1"]) == list(ABAW2022.aus)

@@ -39,6 +39,12 @@ def au_name(number: int) -> str:
     return f"AU{int(number)}"
 
 
+def prob_column(label: str) -> str:
+    """The column of an AU's or a class's predicted probability (``p_AU12``, ``p_Happy``),
+    in the validation table and in predict's tables alike."""
+    return f"p_{label}"
+
+
 @dataclass(frozen=True)
 class LabelSchema:
     """The AUs (in head order), the expression classes (a prefix of :data:`EXPRESSIONS`)
@@ -55,6 +61,14 @@ class LabelSchema:
             raise ValueError(f"schema {self.name}: AUs must be distinct and at least one, got {list(self.aus)}")
         if self.expressions != EXPRESSIONS[:len(self.expressions)] or len(self.expressions) < 7:
             raise ValueError(f"schema {self.name}: expression classes must be the 7 basic ones, optionally Other")
+
+    @property
+    def au_probs(self) -> list[str]:
+        return [prob_column(a) for a in self.aus]
+
+    @property
+    def expr_probs(self) -> list[str]:
+        return [prob_column(e) for e in self.expressions]
 
     @property
     def has_other(self) -> bool:

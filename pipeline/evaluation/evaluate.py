@@ -33,7 +33,7 @@ from pipeline.training.models import read_torch_file
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.temporal.sequences import Split, bundle_predictions
 from pipeline.temporal.sequences import predict as predict_sequences
-from pipeline.evaluation.scoring import PRED_VA, evaluate_predictions, p_au, p_expr, thr_au
+from pipeline.evaluation.scoring import PRED_VA, evaluate_predictions, thr_au
 from pipeline.evaluation.smoothing import best_window
 from pipeline.inference.smoothing import smooth
 from pipeline.temporal.model import load_temporal
@@ -69,10 +69,10 @@ def prediction_rows(model: str, index: FrameIndex, preds: dict[str, np.ndarray],
     df["expr"] = index.expr
     df["valence"], df["arousal"] = index.va[:, 0], index.va[:, 1]
     thr = np.broadcast_to(np.asarray(thresholds, dtype=np.float32), (n, len(schema.aus)))
-    for j, (p, t) in enumerate(zip(p_au(schema), thr_au(schema))):
+    for j, (p, t) in enumerate(zip(schema.au_probs, thr_au(schema))):
         df[p] = preds["AU"][:, j].astype(np.float32)
         df[t] = thr[:, j]
-    for k, p in enumerate(p_expr(schema)):
+    for k, p in enumerate(schema.expr_probs):
         df[p] = preds["EXPR"][:, k].astype(np.float32)
     df[PRED_VA[0]], df[PRED_VA[1]] = preds["VA"][:, 0].astype(np.float32), preds["VA"][:, 1].astype(np.float32)
     unc = [preds.get("uncertainty_AU"), preds.get("uncertainty_EXPR"), *(

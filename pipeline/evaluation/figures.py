@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.plots import plt, save_png, write_csv
+from pipeline.core.schema import prob_column
 from pipeline.evaluation.metrics import abaw_total
 
 
@@ -43,7 +44,7 @@ def evaluation_plots(table, evaluation: dict, folder: str | Path) -> list[Path]:
         if not ex:
             continue
         rows_m = table[(table["model"] == m) & (table["expr"] >= 0)]
-        pred = rows_m[[f"p_{e}" for e in classes]].to_numpy().argmax(axis=1)
+        pred = rows_m[[prob_column(e) for e in classes]].to_numpy().argmax(axis=1)
         files.append(folder / f"confusion_{m}.csv")
         write_csv(files[-1], ["actual", "predicted"],
                   [[classes[a], classes[p]] for a, p in zip(rows_m["expr"].to_numpy(), pred)])

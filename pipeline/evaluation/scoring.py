@@ -23,20 +23,13 @@ from pipeline.evaluation.metrics import (
 )
 
 #: Prediction columns of the validation table (truth columns are the index's): per AU of the
-#: schema a probability and its threshold, per class a probability, then the VA values.
+#: schema a probability (``schema.au_probs``) and its threshold, per class a probability
+#: (``schema.expr_probs``), then the VA values.
 PRED_VA = [f"pred_{name}" for name in VA_NAMES]
-
-
-def p_au(schema: LabelSchema) -> list[str]:
-    return [f"p_{name}" for name in schema.aus]
 
 
 def thr_au(schema: LabelSchema) -> list[str]:
     return [f"thr_{name}" for name in schema.aus]
-
-
-def p_expr(schema: LabelSchema) -> list[str]:
-    return [f"p_{name}" for name in schema.expressions]
 
 
 # --- bootstrap ----------------------------------------------------------------------------
@@ -103,9 +96,9 @@ def _flat_scores(au: dict | None, expr: dict | None, va: dict | None, era: str =
 
 def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int, schema: LabelSchema) -> dict[str, np.ndarray]:
     """One model's additive statistics per video: AU counts, EXPR confusions, VA sums."""
-    stats = {"AU": au_counts(rows[list(schema.aus)].to_numpy(), rows[p_au(schema)].to_numpy(),
+    stats = {"AU": au_counts(rows[list(schema.aus)].to_numpy(), rows[schema.au_probs].to_numpy(),
                              rows[thr_au(schema)].to_numpy(), codes),
-             "EXPR": expr_confusion(rows["expr"].to_numpy(), rows[p_expr(schema)].to_numpy(), codes),
+             "EXPR": expr_confusion(rows["expr"].to_numpy(), rows[schema.expr_probs].to_numpy(), codes),
              "VA": va_sums(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy(), codes)}
     # a model without rows in the last videos still has a (zero) entry for each
     return {k: np.concatenate([v, np.zeros((n_videos - len(v), *v.shape[1:]))]) for k, v in stats.items()}
@@ -144,7 +137,7 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     adds entries such as ``{"students_mean": [names]}``: the figure-by-figure mean of
     those models, its spread (standard deviation across them) and its paired interval.
     """
-    required = ["model", "video", *schema.aus, "expr", *VA_NAMES, *p_au(schema), *thr_au(schema), *p_expr(schema),
+    required = ["model", "video", *schema.aus, "expr", *VA_NAMES, *schema.au_probs, *thr_au(schema), *schema.expr_probs,
                 *PRED_VA]
     missing = [c for c in required if c not in df.columns]
     if missing:

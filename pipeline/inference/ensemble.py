@@ -20,7 +20,7 @@ import torch
 
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import file_sha256, write_torch
-from pipeline.core.schema import ABAW2020, LabelSchema
+from pipeline.core.schema import LabelSchema
 from pipeline.training.models import (MultitaskNet, check_finite, load_checkpoint, model_schema, read_torch_file,
                                       recorded_schema)
 
@@ -91,7 +91,7 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
 
 
 def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str = BUNDLE_KIND,
-                build=cnn_member, schema: LabelSchema | None = ABAW2020) -> tuple[list, dict]:
+                build=cnn_member, schema: LabelSchema | None = None) -> tuple[list, dict]:
     """The members ``(name, model, va_centres)`` of a bundle of ``kind`` (each network made
     by ``build`` from its entry), and the bundle's other entries.
 

@@ -30,7 +30,7 @@ from pipeline.core.errors import CheckpointError
 from pipeline.extraction.faces import Detection
 from pipeline.inference.outputs import outputs
 from pipeline.core.labels import va_centres
-from pipeline.core.schema import EXPRESSIONS, LabelSchema
+from pipeline.core.schema import EXPRESSIONS, LabelSchema, prob_column
 from pipeline.predict.media import Frame
 from pipeline.training.models import recorded_schema
 
@@ -39,7 +39,7 @@ BOX = ("box_x1", "box_y1", "box_x2", "box_y2")
 
 def smoothed_columns(schema: LabelSchema) -> list[str]:
     """What ``--smooth`` averages over time: the probabilities and the VA values."""
-    return [f"p_{a}" for a in schema.aus] + [f"p_{e}" for e in schema.expressions] + ["valence", "arousal"]
+    return schema.au_probs + schema.expr_probs + ["valence", "arousal"]
 
 
 def table_schema(schema: LabelSchema) -> pa.Schema:
@@ -47,8 +47,8 @@ def table_schema(schema: LabelSchema) -> pa.Schema:
     return pa.schema(
         [("frame", pa.int64()), ("timestamp", pa.float64()), ("file", pa.string()), ("face", pa.bool_()),
          ("track", pa.int32()), *[(k, pa.float32()) for k in BOX], ("det_score", pa.float32())]
-        + [(f"p_{a}", pa.float32()) for a in schema.aus] + [(a, pa.int8()) for a in schema.aus]
-        + [(f"p_{e}", pa.float32()) for e in schema.expressions] + [("expression", pa.string())]
+        + [(p, pa.float32()) for p in schema.au_probs] + [(a, pa.int8()) for a in schema.aus]
+        + [(p, pa.float32()) for p in schema.expr_probs] + [("expression", pa.string())]
         + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
 #: what the extraction uses when a bundle does not say (the params.yaml defaults)
 DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9, "block": 16}
@@ -59,7 +59,7 @@ def table_labels(table: Path) -> tuple[list[str], list[str]]:
     the 7 basic ones without them) of a predict table: its bundle's label schema."""
     names = (pq.read_schema(table).names if table.suffix == ".parquet" else list(pd.read_csv(table, nrows=0)))
     aus = [c for c in names if re.fullmatch(r"AU\d+", c)]
-    return aus, [e for e in EXPRESSIONS if f"p_{e}" in names] or list(EXPRESSIONS[:7])
+    return aus, [e for e in EXPRESSIONS if prob_column(e) in names] or list(EXPRESSIONS[:7])
 
 
 def alignment_of(bundle: dict) -> tuple[int, float, dict]:
@@ -73,7 +73,7 @@ class Ensemble:
     """A bundle's members on aligned faces: mean probabilities, VA and their spread."""
 
     def __init__(self, path: str | Path, device: torch.device):
-        members, info = load_bundle(path, device, schema=None)  # any schema: its columns follow
+        members, info = load_bundle(path, device)  # any schema: its columns follow
         self.schema = recorded_schema(info["schema"], path, "model bundle")
         self.device = device
         self.members = [(model, torch.as_tensor(va_centres(c), dtype=torch.float32, device=device))
@@ -120,8 +120,8 @@ def fill(row: dict, preds: dict[str, np.ndarray], k: int, thresholds: np.ndarray
     if not all(np.isfinite(v[k]).all() for v in preds.values()):
         raise CheckpointError(f"frame {row['frame']}: the model's outputs are not finite numbers (a damaged bundle, "
                               "or a face it cannot handle); nothing is reported for this input")
-    row.update({f"p_{a}": float(preds["AU"][k, j]) for j, a in enumerate(schema.aus)})
-    row.update({f"p_{e}": float(preds["EXPR"][k, j]) for j, e in enumerate(schema.expressions)})
+    row.update(zip(schema.au_probs, map(float, preds["AU"][k])))
+    row.update(zip(schema.expr_probs, map(float, preds["EXPR"][k])))
     row.update(valence=float(preds["VA"][k, 0]), arousal=float(preds["VA"][k, 1]),
                unc_AU=float(preds["uncertainty_AU"][k]), unc_EXPR=float(preds["uncertainty_EXPR"][k]),
                unc_valence=float(preds["uncertainty_VA"][k, 0]), unc_arousal=float(preds["uncertainty_VA"][k, 1]))
@@ -142,8 +142,8 @@ def decide(row: dict, thresholds: np.ndarray, schema: LabelSchema) -> dict:
     """AU decisions (probability >= the bundle's threshold) and the expression's name."""
     row["face"] = True
     for a, t in zip(schema.aus, thresholds):
-        row[a] = int(row[f"p_{a}"] >= t)
-    row["expression"] = max(schema.expressions, key=lambda e: row[f"p_{e}"])
+        row[a] = int(row[prob_column(a)] >= t)
+    row["expression"] = max(schema.expressions, key=lambda e: row[prob_column(e)])
     return row
 
 

@@ -49,8 +49,8 @@ class TemporalModel:
     """A temporal bundle and the CNN that makes its features (taken from ``frame_bundle``)."""
 
     def __init__(self, path: str | Path, frame_bundle: str | Path, device: torch.device):
-        self.members, info = load_rnn_bundle(path, device, schema=None)
-        cnns, cnn_info = load_bundle(frame_bundle, device, schema=None)
+        self.members, info = load_rnn_bundle(path, device)
+        cnns, cnn_info = load_bundle(frame_bundle, device)
         self.schema = recorded_schema(info["schema"], path, "model bundle")
         self.schema.require_same(recorded_schema(cnn_info["schema"], frame_bundle, "model bundle"),
                                  f"{frame_bundle}: the frame bundle")

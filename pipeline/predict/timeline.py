@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.plots import plt, save_png
+from pipeline.core.schema import prob_column
 from pipeline.predict.rows import table_labels
 
 #: one colour per expression (EXPRESSIONS order, Other last), and grey for "no face"
@@ -18,7 +19,7 @@ NO_FACE = "#d9d9d9"
 def read_track(table: Path) -> tuple[pd.DataFrame, str]:
     """One row per frame of the table's main track (the one with the most faces; frames
     without it are rows with NaN), and a note naming the track when there are several."""
-    columns = ["frame", "face", "track", "valence", "arousal", "expression"] + [f"p_{a}" for a in table_labels(table)[0]]
+    columns = ["frame", "face", "track", "valence", "arousal", "expression"] + [prob_column(a) for a in table_labels(table)[0]]
     rows = (pd.read_parquet(table, columns=columns) if table.suffix == ".parquet"
             else pd.read_csv(table, usecols=columns))
     faces = rows[rows["face"].astype(bool)]
@@ -42,7 +43,7 @@ def draw_timeline(table: Path, path: Path, title: str) -> Path:
     extent = (x[0] - 0.5, x[-1] + 0.5) if len(x) else (0, 1)
     fig, (ax_au, ax_ex, ax_va) = plt.subplots(3, 1, figsize=(12, 6.5), sharex=True,
                                               gridspec_kw={"height_ratios": [3, 0.6, 2.4]})
-    heat = track[[f"p_{a}" for a in aus]].to_numpy(dtype=float).T
+    heat = track[[prob_column(a) for a in aus]].to_numpy(dtype=float).T
     cmap = plt.get_cmap("viridis").with_extremes(bad=NO_FACE)
     im = ax_au.imshow(np.ma.masked_invalid(heat), aspect="auto", cmap=cmap, vmin=0, vmax=1, interpolation="nearest",
                       extent=(*extent, len(aus) - 0.5, -0.5))

@@ -79,7 +79,7 @@ def save_rnn_bundle(path: str | Path, members: dict[str, str], au_thresholds, th
     return save_bundle(path, members, au_thresholds, threshold_mode, None, RNN_BUNDLE_KIND, extra, load=load_temporal)
 
 
-def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu", schema: LabelSchema | None = ABAW2020):
+def load_rnn_bundle(path: str | Path, device: str | torch.device = "cpu", schema: LabelSchema | None = None):
     """The members ``(name, GRU model, va_centres)`` of a temporal bundle (of ``schema``; None:
     any), and its other entries."""
     return load_bundle(path, device, RNN_BUNDLE_KIND, build=gru_member, schema=schema)
