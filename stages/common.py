@@ -74,6 +74,10 @@ def _interrupt(signum, frame):
 WRITES = frozenset({"out", "out_dir", "report", "plots", "provenance_path", "log_dir", "log_csv", "resume_file",
                     "stamp", "predictions", "soft_label_report", "contact_sheet"})
 
+#: Commands that add files into their ``--out`` folder (under their own rules against
+#: overwriting) rather than replace it whole: that folder may be or hold what they read.
+ADDS_INTO = frozenset({"predict", "export-abaw"})
+
 
 def option_name(parameter: str) -> str:
     """How the user wrote the option of a parameter (``--provenance`` for ``provenance_path``)."""
@@ -85,25 +89,25 @@ def option_name(parameter: str) -> str:
 def check_writes_apart(options: dict) -> None:
     """Refuse, before any work, an output that is one of the command's input options or
     holds one (an output folder is replaced whole): ``--report`` naming the params file,
-    ``--out`` naming the teacher, would destroy what the run reads. (predict and export-abaw,
-    whose inputs are arguments, add files into ``--out`` under their own rules: for them an
-    output folder may hold what they read.)"""
+    ``--out`` naming the teacher, would destroy what the run reads (not checked for the
+    commands of :data:`ADDS_INTO`)."""
     from pathlib import Path
 
     ctx = click.get_current_context(silent=True)
-    arguments = {p.name for p in ctx.command.params if p.param_type_name == "argument"} if ctx else set()
+    if ctx is not None and ctx.command.name in ADDS_INTO:
+        return
 
     def paths(value):
         values = value if isinstance(value, (list, tuple)) else [value]
         return [Path(v).resolve() for v in values if isinstance(v, (str, Path)) and str(v) and Path(v).exists()]
 
-    reads = [(name, p) for name, value in options.items() if name not in WRITES | arguments for p in paths(value)]
+    reads = [(name, p) for name, value in options.items() if name not in WRITES for p in paths(value)]
     for name, value in options.items():
         if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
             continue
         target = Path(value).resolve()
         for source, read in reads:
-            if target == read or (not arguments and target in read.parents):
+            if target == read or target in read.parents:
                 how = "is" if target == read else "holds"
                 raise click.ClickException(f"{option_name(name)} {value}: {how} {option_name(source)} {read}, which "
                                            "this command reads: refusing to write there (choose another path)")
