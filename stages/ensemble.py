@@ -39,12 +39,15 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from pipeline.core import provenance
 
     from pipeline.build.params import BuildParams
+    from pipeline.core.index import check_built_for
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
 
     p = load(params_path, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
     e = p.ensemble
+    schema = label_schema(p.build.label_schema, p.build.aus)
     members = {name: str(Path(students_dir) / f"{name}.pt") for name in e.members}
     for name, path in members.items():
         if Path(out).resolve() == Path(path).resolve():
@@ -54,11 +57,12 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
                                     f"(run `dvc repro train_student@{name}`)")
-        load_student(path)
+        schema.require_same(load_student(path)[0].schema, f"{path}: ensemble member {name}")
     distinct_checkpoints(members)  # before the tuning's work
     thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
     if e.au_thresholds == "tuned":
         device = resolve_device(e.device)
+        check_built_for(index_dir or p.build.out, schema)
         val = FrameIndex.read(Path(index_dir or p.build.out) / "val.parquet")
         with tqdm(total=len(val), desc="ensemble members", unit="face", disable=quiet) as bar:
             preds = predict_many(load_models(members, device, val.schema), val, device, e.batch, bar)

@@ -65,6 +65,8 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     from pipeline.evaluation.truth import read_ground_truth, soft_label_quality, with_true_labels
 
     from pipeline.build.params import BuildParams
+    from pipeline.core.index import check_built_for
+    from pipeline.core.schema import label_schema
     from pipeline.evaluation.params import EvaluateParams
     from pipeline.temporal.params import TemporalParams
     from pipeline.training.params import StudentParams
@@ -73,6 +75,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     use_threads(p.threads)
     e = p.evaluate
     index_dir = Path(index_dir or p.build.out)
+    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
     if not len(val):

@@ -36,6 +36,8 @@ def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     from pipeline.training.softlabels import dump
 
     from pipeline.build.params import BuildParams
+    from pipeline.core.index import check_built_for
+    from pipeline.core.schema import label_schema
     from pipeline.training.params import SoftLabelsParams
 
     p = load(params_path, SoftLabelsParams, BuildParams)
@@ -45,6 +47,7 @@ def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     device = resolve_device(s.device)
     model, ckpt = load_checkpoint(teacher, device)
     index_dir = index_dir or p.build.out
+    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
     started = time.perf_counter()
     summary = dump(model, index_dir, out, teacher, s.views, s.mode, s.batch, device,
                    ckpt["train"]["va_centres"], progress=not quiet)

@@ -38,6 +38,8 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     from pipeline.training.softlabels import SoftLabels
 
     from pipeline.build.params import BuildParams
+    from pipeline.core.index import check_built_for
+    from pipeline.core.schema import label_schema
     from pipeline.training.params import StudentParams
 
     p = load(params_path, StudentParams, BuildParams)
@@ -45,6 +47,7 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     if name not in p.students:
         raise ParamsError(f"params.yaml: students: no student {name!r} (students: {', '.join(p.students)})")
     index_dir = index_dir or p.build.out
+    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
     cache = SoftLabels(soft_labels)
     cache.check_index(index_dir)
     params = p.students[name]

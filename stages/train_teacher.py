@@ -35,12 +35,15 @@ def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, devic
     DistributedDataParallel training.
     """
     from pipeline.core import provenance
+    from pipeline.core.index import check_built_for
+    from pipeline.core.schema import label_schema
 
     p = load(params_path, TrainParams, BuildParams)
     use_threads(p.threads)
     warn(advice(p.teacher))
     params = with_overrides(p.teacher, epochs=epochs, device=device)
     index_dir = index_dir or p.build.out
+    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
     result = run_training(params, index_dir, out, log_csv, report, resume_file, "teacher", quiet)
     if result is not None:
         provenance.write(provenance_path, __spec__.name, {"teacher": params.model_dump(mode="json")},

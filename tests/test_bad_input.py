@@ -117,6 +117,26 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     no_leftovers(tmp_path)
 
 
+def test_an_index_of_another_schema_than_params_is_refused_by_the_stages_that_read_it(index_dir, tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["build"]["label_schema"] = "abaw2022"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    for command in (["train-teacher", "--out", str(tmp_path / "t.pt")], ["evaluate"]):
+        failed_naming(run(tmp_path, *command, "--index", str(index_dir)), f"{index_dir}: the build's index was made "
+                      "for schema abaw2020", "but this run uses abaw2022")
+    assert not (tmp_path / "t.pt").exists()
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+
+    students = tmp_path / "students"
+    for name in params["ensemble"]["members"]:
+        torch.manual_seed(len(name))
+        save_checkpoint(students / f"{name}.pt", MultitaskNet("mobilenet_v3_small"),
+                        {"train": {"va_centres": "centres"}, "soft_labels": {"mode": "centre"}})
+    first = params["ensemble"]["members"][0]
+    failed_naming(run(tmp_path, "ensemble", "--students", str(students), "--out", str(tmp_path / "e.pt")),
+                  f"{students / first}.pt: ensemble member {first} was made for schema abaw2020", "uses abaw2022")
+
+
 def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_any_work(tmp_path):
     params = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", params)
@@ -361,6 +381,16 @@ def test_a_damaged_shard_or_cache_stops_a_stage_run_by_hand(data, index_dir, tmp
             str(tmp_path / "t.json"), "--resume", str(tmp_path / "r" / "t.pt"), "--quiet"]
     failed_naming(run(tmp_path, "train-teacher", *args), "shard-0000", "is damaged: its checksum fails")
     assert not (tmp_path / "t.pt").exists()
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+
+    students = tmp_path / "students"
+    for name in params["ensemble"]["members"]:
+        torch.manual_seed(len(name))
+        save_checkpoint(students / f"{name}.pt", MultitaskNet("mobilenet_v3_small"),
+                        {"train": {"va_centres": "centres"}, "soft_labels": {"mode": "centre"}})
+    first = params["ensemble"]["members"][0]
+    failed_naming(run(tmp_path, "ensemble", "--students", str(students), "--out", str(tmp_path / "e.pt")),
+                  f"{students / first}.pt: ensemble member {first} was made for schema abaw2020", "uses abaw2022")
     # a cache with one logit changed behind its writer's back
     shutil.rmtree(faces)
     shutil.copytree(index_dir.parent / "faces", faces)

@@ -305,6 +305,23 @@ def test_an_index_whose_recorded_schema_is_not_its_columns_is_refused(faces_dir,
     with pytest.raises(DataError, match=rf"{path}: records label schema abaw2022 \(AUs AU1, AU2, AU4, AU6, AU7, .*"
                                         r"but holds the AU columns AU1, AU2, AU4, AU6, AU12, AU15, AU20, AU25"):
         FrameIndex.read(path)
+    # no record (an index older than it): abaw2020's columns read as abaw2020, others are refused
+    pq.write_table(table.replace_schema_metadata({}), path)
+    assert FrameIndex.read(path).schema == ABAW2020
+    pq.write_table(table.drop(["AU25"]).replace_schema_metadata({}), path)
+    with pytest.raises(DataError, match=rf"{path}: an index that records no label schema, with AU columns AU1, .*AU20 "
+                                        r"\(not abaw2020's"):
+        FrameIndex.read(path)
+
+
+def test_stages_refuse_an_index_of_another_schema_than_params_ask_for(faces_dir, tmp_path):
+    from pipeline.core.index import check_built_for
+
+    build(faces_dir, tmp_path / "b", BuildParams())
+    check_built_for(tmp_path / "b", ABAW2020)
+    with pytest.raises(DataError, match=rf"{tmp_path / 'b'}: the build's index was made for schema abaw2020 \(8 AUs"
+                                        r".*but this run uses abaw2022 \(12 AUs"):
+        check_built_for(tmp_path / "b", ABAW2022)
 
 
 def test_build_schema_params_are_checked():

@@ -42,6 +42,26 @@ def label_columns(schema: LabelSchema) -> list[str]:
     return [*schema.aus, "expr", "valence", "arousal"]
 
 
+def built_schema(path: str | Path) -> LabelSchema | None:
+    """The label schema an index records (None: a frame table, or an index made before the record)."""
+    recorded = (pq.read_schema(path).metadata or {}).get(SCHEMA_KEY)
+    return None if recorded is None else LabelSchema.from_dict(json.loads(recorded), str(path))
+
+
+def check_built_for(index_dir: str | Path, schema: LabelSchema) -> None:
+    """The indexes in ``index_dir`` must be of ``schema``, the one params.yaml's build asks
+    for: a stage run by hand after the schema changed would otherwise learn or score the
+    old labels without a word. (An unreadable index is left to the stage's own read.)"""
+    path = Path(index_dir) / "val.parquet"
+    try:
+        recorded = built_schema(path) or ABAW2020
+    except DataError:
+        raise
+    except (OSError, ValueError):
+        return
+    schema.require_same(recorded, f"{index_dir}: the build's index")
+
+
 @dataclass
 class FrameIndex:
     """An index file (``train_<task>.parquet`` or ``val.parquet``) as arrays."""
@@ -68,9 +88,8 @@ class FrameIndex:
         try:
             df = pd.read_parquet(path)
             df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
-            recorded = (pq.read_schema(path).metadata or {}).get(SCHEMA_KEY)
-            if recorded is not None:
-                schema = LabelSchema.from_dict(json.loads(recorded), str(path))
+            recorded = built_schema(path)
+            schema = recorded or schema
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
@@ -78,6 +97,10 @@ class FrameIndex:
         if recorded is not None and columns != list(schema.aus):  # its labels would be read as other AUs
             raise DataError(f"{path}: records label schema {schema.name} (AUs {', '.join(schema.aus)}) but holds "
                             f"the AU columns {', '.join(columns) or 'none'}: rerun the build")
+        if recorded is None and "weight" in df and columns != list(ABAW2020.aus):  # an index, not a frame table
+            raise DataError(f"{path}: an index that records no label schema, with AU columns "
+                            f"{', '.join(columns) or 'none'} (not abaw2020's, the only schema before the record): "
+                            "rerun the build")
         schema = schema or ABAW2020
         folder = Path(path).parent
         shard = df["shard"].map({s: os.path.normpath(folder / s) for s in pd.unique(df["shard"])})
