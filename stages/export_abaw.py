@@ -32,7 +32,7 @@ def cli(tables, out, tasks):
     outputs = [p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()]
     target.claim(outputs)
     for table in tables:  # every table is checked before the first file is written
-        read_predictions(Path(table))
+        read_predictions(Path(table), tasks)
     target.lock(outputs)
     for table in tables:
         written = export(Path(table), out_dir, tasks)

@@ -69,3 +69,21 @@ def test_a_file_where_a_task_folder_goes_is_named_before_anything_is_written(tmp
     assert f"{tmp_path / 'sub' / 'EXPR_Set'}: a file is where the folder EXPR_Set/ goes" in result.output
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["EXPR_Set"]  # nothing written
     assert (tmp_path / "sub" / "EXPR_Set").read_text() == "mine"
+
+
+def test_a_table_of_another_au_set_exports_its_other_tasks_only(tmp_path):
+    path = tmp_path / "v.csv"
+    rows = pd.read_csv(table(path, [0, 1], [True, True])).drop(columns=["AU25"])
+    rows.to_csv(path, index=False)
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert (f"{path}: predicts the AUs AU1, AU2, AU4, AU6, AU12, AU15, AU20 (a model of another AU set), not the 8 "
+            "of the abaw2020 ABAW files") in result.output, result.output
+    assert not (tmp_path / "sub").exists()
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub"), "--task", "EXPR", "--task", "VA"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir() if not p.name.startswith(".")) == ["EXPR_Set", "VA_Set"]
+    # probability columns of 6 classes: neither era's
+    rows.assign(**{f"p_{e}": 0.1 for e in EXPR_NAMES[:6]}).to_csv(path, index=False)
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub2"), "--task", "VA"])
+    assert result.exit_code != 0 and "neither the 7 basic expressions nor those and Other" in result.output

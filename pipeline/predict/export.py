@@ -21,6 +21,7 @@ import pandas as pd
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write
 from pipeline.core.labels import TASKS
+from pipeline.core.schema import SCHEMAS
 from pipeline.predict.rows import table_labels
 
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
@@ -33,9 +34,10 @@ def shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
+def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], list[str]]:
     """A predict table of one video, one row per frame (the main face), checked; and the
-    AUs and expression classes it has columns for."""
+    AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
+    must be all of one era's AUs: ABAW scores those columns."""
     try:
         aus, classes = table_labels(path)
         columns = ["frame", "file", "face", "track", *aus, "expression", "valence", "arousal"]
@@ -44,6 +46,14 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, list[str], list[str]]:
         rows = pd.read_parquet(path, columns=columns) if path.suffix == ".parquet" else pd.read_csv(path, usecols=columns)
     except (ValueError, KeyError, OSError) as e:
         raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
+    era = next((s for s in SCHEMAS.values() if s.expressions == tuple(classes)), None)
+    if era is None:
+        raise DataError(f"{path}: probabilities of the classes {', '.join(classes)}: neither the 7 basic expressions "
+                        "nor those and Other (a column removed?)")
+    if "AU" in tasks and tuple(aus) != era.aus:
+        raise DataError(f"{path}: predicts the AUs {', '.join(aus)} (a model of another AU set), not the "
+                        f"{len(era.aus)} of the {era.name} ABAW files ({', '.join(era.aus)}): export only its "
+                        "other tasks (--task EXPR --task VA)")
     line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
     frame = pd.to_numeric(rows["frame"], errors="coerce")
     bad = frame.isna() | (frame < 0) | (frame != frame.round()) | (frame >= MAX_FRAMES)
@@ -132,7 +142,7 @@ def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
 
 def export(path: Path, out: Path, tasks=TASKS) -> dict[str, Path]:
     """Write the submission files of one predict table; returns task -> file."""
-    rows, aus, classes = read_predictions(path)
+    rows, aus, classes = read_predictions(path, tasks)
     written = output_paths(path, out, tasks)
     for task, target in written.items():
         with atomic_write(target) as tmp, open(tmp, "w") as f:
