@@ -335,6 +335,11 @@ def test_build_schema_params_are_checked():
         BuildParams(aus=[])
     with pytest.raises(ValueError, match="label_schema"):
         BuildParams(label_schema="abaw2021")
+    assert BuildParams().notes() == [] and BuildParams(aus=["AU12", "AU1"]).notes() == []
+    assert BuildParams(aus=["AU1", "AU7", "AU10"]).notes() == [
+        "build.aus names AU7, AU10, which abaw2020 does not label: they are learnt and scored with abaw2020's classes "
+        "and metrics; label_schema: abaw2022 has them"]
+    assert "AU9, which abaw2022 does not label" in BuildParams(label_schema="abaw2022", aus=["AU9"]).notes()[0]
     with pytest.raises(DataError, match="class 'Other' is not one of schema abaw2020"):
         from pipeline.build.selection import class_index
         class_index("Other", BuildParams().schema())

@@ -54,6 +54,17 @@ class BuildParams(Section):
             raise ValueError(f"AU{twice} is named twice")
         return aus
 
+    def notes(self) -> list[str]:
+        """Advice on a valid but doubtful schema: AUs that are not the named schema's own."""
+        own = SCHEMAS[self.label_schema].aus
+        foreign = [a for a in self.schema().aus if a not in own]
+        if not foreign:
+            return []
+        era = next((s.name for s in SCHEMAS.values() if all(a in s.aus for a in foreign)), None)
+        hint = f"; label_schema: {era} has them" if era else ""
+        return [f"build.aus names {', '.join(foreign)}, which {self.label_schema} does not label: they are learnt "
+                f"and scored with {self.label_schema}'s classes and metrics{hint}"]
+
     def schema(self) -> LabelSchema:
         """The schema the build projects the frame tables onto, and every artefact made from it records."""
         return label_schema(self.label_schema, self.aus)

@@ -67,11 +67,12 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             raise ParamsError(f"{path}: {key}.device: {device!r} asked for, but this machine has no CUDA device "
                               "(use auto or cpu)")
     synthetic = [n for n, s in p.sources.items() if Path(s.root).resolve().is_relative_to(Path(p.synth.out).resolve())]
+    notes = advice(p.teacher) + p.build.notes()
     if synthetic and p.teacher.backbone == "resnet50":
-        return p, advice(p.teacher) + [f"sources {', '.join(synthetic)} read the synthetic data ({p.synth.out}) "
-                                       "while training is the paper's: point sources at your datasets (README, "
-                                       "\"Working with real data\")"]
-    return p, advice(p.teacher)
+        return p, notes + [f"sources {', '.join(synthetic)} read the synthetic data ({p.synth.out}) "
+                           "while training is the paper's: point sources at your datasets (README, "
+                           "\"Working with real data\")"]
+    return p, notes
 
 
 def defaults() -> dict:
