@@ -324,6 +324,18 @@ def test_stages_refuse_an_index_of_another_schema_than_params_ask_for(faces_dir,
         check_built_for(tmp_path / "b", ABAW2022)
 
 
+def test_a_schema_with_aus_no_au_source_labels_is_refused_naming_them(faces_dir, tmp_path):
+    with pytest.raises(DataError, match=r"AU: no source of build.au_sources \(affwild2, disfa\) labels AU7, AU10, AU23, "
+                                        r"AU24, AU26, which abaw2022 learns: add a source"):
+        build(faces_dir, tmp_path / "b", BuildParams(label_schema="abaw2022"))
+    assert not (tmp_path / "b").exists()
+    from pipeline.build.inputs import check_aus_labelled
+
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(DataError, match="junk.parquet: not a readable frame table"):
+        check_aus_labelled({"disfa": tmp_path / "junk.parquet"}, ABAW2022)
+
+
 def test_build_schema_params_are_checked():
     with pytest.raises(ValueError, match="'AU1x' is not an action unit name"):
         BuildParams(aus=["AU1x"])

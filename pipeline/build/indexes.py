@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.build import balance
-from pipeline.build.inputs import check_shards
+from pipeline.build.inputs import check_aus_labelled, check_shards
 from pipeline.build import mlros
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import DataError
@@ -264,6 +264,7 @@ def build(faces_dir: str | Path, out: str | Path, p: BuildParams) -> dict:
     check_output_folder(out, f"{INDEX_NAMES['val']}.parquet", own=[*names, *(temp_path(n).name for n in names)])
     tables = input_tables(faces_dir, p)
     sources, files = list(tables), list(tables.values())
+    check_aus_labelled({s: tables[s] for s in p.au_sources if s in tables}, p.schema())
     splits = scan_splits(files)
     counts = scan_tasks(files, sources, p, splits)
     split_report = {"train_videos": len(splits.train_videos), "val_videos": len(splits.val_videos),

@@ -1,15 +1,18 @@
-"""The face shards the frame tables name, checked before the build writes anything: each
-is there, readable, holds faces of the one size every source shares, and as many faces
-as its table's rows ask for (the metadata only: no face is read)."""
+"""The build's inputs, checked before it writes anything: the AU sources label every AU
+of the schema, and the face shards the frame tables name are there, readable, hold faces
+of the one size every source shares, and as many faces as the tables' rows ask for (the
+metadata only: no face is read)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import h5py
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.build.selection import read_batches
 from pipeline.core.errors import DataError
+from pipeline.core.schema import LabelSchema
 from pipeline.core.shards import FACES_DATASET
 
 
@@ -69,3 +72,19 @@ def check_shards(paths: list[Path]) -> None:
                 raise DataError(f"{file}: faces of {'x'.join(map(str, face))}, but {first[0]} holds faces of "
                                 f"{'x'.join(map(str, first[1]))}: every source must be extracted with the same "
                                 "extract.face_size (rerun the extraction of one of them)")
+
+
+def check_aus_labelled(au_tables: dict[str, Path], schema: LabelSchema) -> None:
+    """Every AU of ``schema`` is a column of some AU source's frame table: an AU no source
+    labels has no positive frame to learn from (the reader keeps every AU its source labels)."""
+    held = {}
+    for source, path in au_tables.items():
+        try:
+            held[source] = set(pq.read_schema(path).names)
+        except (OSError, ValueError) as e:  # Arrow's errors are ValueErrors
+            raise DataError(f"{path}: not a readable frame table ({str(e).splitlines()[0][:120]})") from None
+    unlabelled = [a for a in schema.aus if not any(a in names for names in held.values())]
+    if unlabelled:
+        raise DataError(f"AU: no source of build.au_sources ({', '.join(held)}) labels {', '.join(unlabelled)}, "
+                        f"which {schema.name} learns: add a source that does (Aff-Wild2 in its 2022+ layout labels "
+                        "12 AUs), or name the AUs to learn with build.aus")
