@@ -195,6 +195,11 @@ def test_affwild2_2022_layout_keeps_every_au_and_other(affwild2_2022_root):
     v5 = jobs["v5"]
     assert v5.aus == tuple(AU2022.split(",")) and v5.au.tolist() == [[1] + [0] * 10 + [1]]
     assert res.invalid_label_rows == 2 and not problems.counts
+    # without the folder's name: the error says where the annotations are and how to name them
+    with pytest.raises(FileNotFoundError, match=r"annotations: missing \(.*\); '6th ABAW Annotations' in .* holds "
+                                                r"annotation folders: set sources.affwild2.annotations: "
+                                                r"'6th ABAW Annotations' in params.yaml"):
+        affwild2.read(affwild2_2022_root, problems)
 
 
 def test_affwild2_2022_bad_headers_and_classes_are_counted_naming_file_and_line(affwild2_2022_root):

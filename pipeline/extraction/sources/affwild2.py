@@ -222,6 +222,18 @@ def task_folders(ann: Path) -> tuple[list[tuple[str, Path, str]], list[str]]:
     return folders, notes
 
 
+def annotations_hint(root: Path) -> str:
+    """Where the annotations might be instead: the folders of ``root`` that hold a task
+    folder of either release (the 2022+ releases name theirs e.g. ``5th ABAW Annotations``)."""
+    tasks = {d for task_dirs, _ in LAYOUTS.values() for names in task_dirs.values() for d in names}
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and any((d / t).is_dir() for t in tasks)) \
+        if root.is_dir() else []
+    if not found:
+        return ""
+    return "; " + " and ".join(repr(f) for f in found) + f" in {root} {'holds' if len(found) == 1 else 'hold'} " \
+        f"annotation folders: set sources.affwild2.annotations: {found[0]!r} in params.yaml"
+
+
 def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
          annotations: str | Path | None = None) -> SourceRead:
     """``annotations``: the annotations folder, when it is not ``<root>/annotations`` (the
@@ -229,7 +241,8 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
     root = Path(root)
     ann = root / (annotations or "annotations")
     if not ann.is_dir():
-        raise FileNotFoundError(f"{ann}: missing (the annotations folder: AU_Set/... or AU_Detection_Challenge/...)")
+        raise FileNotFoundError(f"{ann}: missing (the annotations folder: AU_Set/... or AU_Detection_Challenge/...)"
+                                + annotations_hint(root))
 
     # video -> task -> (frames, labels); video -> the AUs its AU file names; video -> its splits
     labels: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
