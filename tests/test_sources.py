@@ -291,6 +291,8 @@ def test_saffwild2_keeps_each_unknown_unknown_and_every_label_on_its_image(tmp_p
     assert jobs["v2"].split == "val" and jobs["v2"].expr.tolist() == [0]
     assert res.invalid_label_rows == 1 and res.labels_without_frame == 1  # 00004 and 00005
     assert list(problems.as_dict().values())[0]["first"].endswith("v1/00005.jpg")
+    assert (f"1 row(s) with every label unknown (AUs -1, expression -1, valence/arousal -5) skipped, the first "
+            f"{root / 'MTL_Challenge/training_set_annotations_22.txt'}:5") in res.notes
 
 
 @pytest.mark.parametrize("row, reason", [

@@ -170,6 +170,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                         line=int(row["line"]))
     rows = rows.drop_duplicates(["video", "frame"])
     au_columns = list(ABAW2022.aus)
+    first_unknown = None
     for video, group in rows.groupby("video", sort=True):
         splits = split_of[video]
         if len(splits) > 1:
@@ -181,6 +182,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         va = group[["valence", "arousal"]].to_numpy(np.float32)
         known = (au != AU_UNKNOWN).any(axis=1) | (expr != EXPR_UNKNOWN) | ~np.isnan(va).any(axis=1)
         result.invalid_label_rows += int((~known).sum())
+        if not known.all() and first_unknown is None:
+            first_unknown = group.iloc[int(np.flatnonzero(~known)[0])]
         crops = root / "cropped_aligned" / str(video)
         names = set(os.listdir(crops)) if crops.is_dir() else set()
         present = known & np.array([f"{f + 1:05d}.jpg" in names for f in frames], dtype=bool)
@@ -192,6 +195,9 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                                    split="val" if "val" in splits else "train", mode="aligned",
                                    frames=frames[present], images=[f"{crops}/{f + 1:05d}.jpg" for f in frames[present]],
                                    aus=ABAW2022.aus, au=au[present], expr=expr[present], va=va[present]))
+    if first_unknown is not None:
+        result.notes.append(f"{result.invalid_label_rows} row(s) with every label unknown (AUs -1, expression -1, "
+                            f"valence/arousal -5) skipped, the first {first_unknown['file']}:{first_unknown['line']}")
     if not result.jobs:
         raise FileNotFoundError(f"{root}: no labelled image with a face crop")
     return result
