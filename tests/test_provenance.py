@@ -109,10 +109,15 @@ def test_a_file_finds_the_record_of_the_run_that_wrote_it_and_a_bundle_its_membe
     elsewhere.parent.mkdir()
     elsewhere.write_bytes((tmp_path / "models" / "ensemble.pt").read_bytes())
     assert [r["stage"] for _, r in find(elsewhere)[0]][0] == "ensemble"
+    kept = tmp_path / "records" / "mine.json"  # a record written elsewhere (--provenance): itself
+    kept.parent.mkdir()
+    kept.write_text((tmp_path / "provenance" / "ensemble.json").read_text())
+    assert find(kept) == ([(kept, rec)], [])
 
 
 @pytest.mark.parametrize("name, content, message", [
     ("notes.txt", "hello", "no provenance record names it"),
+    ("notes.json", "{\"seen\": 1}", "A record written elsewhere with --provenance: give that file to `mtaffect info`"),
     ("absent.pt", None, "no such file"),
 ])
 def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, monkeypatch, name, content, message):

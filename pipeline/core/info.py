@@ -22,19 +22,23 @@ def _record_folders(path: Path) -> list[Path]:
 
 
 def _records(folders: list[Path], damaged: list[str]):
-    """(file, record) of every readable record in ``folders``; each file that is none goes
-    to ``damaged`` as ``file (why)``."""
-    for folder in folders:
-        for file in sorted(folder.rglob("*.json")):
-            try:
-                rec = json.loads(file.read_text())
-            except (ValueError, OSError) as e:
-                damaged.append(f"{file} ({str(e).splitlines()[0][:80]})")
-                continue
-            if isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("outputs"), dict):
-                yield file, rec
-            else:
-                damaged.append(f"{file} (not a provenance record of format {FORMAT})")
+    """(file, record) of every readable record in ``folders``."""
+    return _read_records((file for folder in folders for file in sorted(folder.rglob("*.json"))), damaged)
+
+
+def _read_records(files, damaged: list[str]):
+    """(file, record) of each of ``files`` that is a record; each that is none goes to
+    ``damaged`` as ``file (why)``."""
+    for file in files:
+        try:
+            rec = json.loads(file.read_text())
+        except (ValueError, OSError) as e:
+            damaged.append(f"{file} ({str(e).splitlines()[0][:80]})")
+            continue
+        if isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("outputs"), dict):
+            yield file, rec
+        else:
+            damaged.append(f"{file} (not a provenance record of format {FORMAT})")
 
 
 def resolve(record_file: Path, path: str) -> Path:
@@ -53,6 +57,10 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
         raise FileNotFoundError(f"{path}: no such file")
     if not path.is_file() and not path.is_dir():
         raise DataError(f"{path}: not a regular file or folder")
+    if path.suffix == ".json" and path.is_file():  # a record itself (one written elsewhere with --provenance)
+        own = list(_read_records([path], []))
+        if own:
+            return own, []
     target, sha = path.resolve(), file_sha256(path) if path.is_file() else None  # a folder: by its path only
     folders = _record_folders(path)
     damaged: list[str] = []
@@ -73,7 +81,7 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
         where = ", ".join(str(f) for f in folders) or "no provenance/ folder around it or the working directory"
         unread = f"; {len(damaged)} record(s) could not be read, e.g. {damaged[0]}" if damaged else ""
         raise DataError(f"{path}: no provenance record names it (looked in {where}{unread}); was it written by "
-                        "a stage?")
+                        "a stage? (A record written elsewhere with --provenance: give that file to `mtaffect info`)")
     for member in _bundle_members(path):
         found += [(f, r) for f, r in records if wrote(f, r, digest=member) and (f, r) not in found]
     return found, damaged
