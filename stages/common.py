@@ -113,6 +113,26 @@ def check_writes_apart(options: dict) -> None:
                                            "this command reads: refusing to write there (choose another path)")
 
 
+def check_writable(options: dict) -> None:
+    """Refuse, before any work, an output the command could not write (a folder on the way
+    that is read-only or a file): found only when it comes to be written, it would leave
+    the outputs written before it beside the old ones."""
+    import os
+    from pathlib import Path
+
+    for name, value in options.items():
+        if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
+            continue
+        target = Path(value).absolute()
+        folder = next(p for p in target.parents if p.exists())  # what the output (and its folders) goes in
+        for where in (folder, target) if target.is_dir() else (folder,):
+            if not where.is_dir():
+                raise click.ClickException(f"{option_name(name)} {value}: {where} is a file, not a folder")
+            if not os.access(where, os.W_OK | os.X_OK):
+                raise click.ClickException(f"{option_name(name)} {value}: {where} is not writable (permission "
+                                           "denied): nothing was done")
+
+
 def friendly_errors(fn):
     """Report expected failures (bad params, bad data or checkpoints, files that cannot be
     read or written: a read-only folder, a full disk) as one line, not a traceback."""
@@ -124,6 +144,7 @@ def friendly_errors(fn):
             # `kill` (SIGTERM) stops a command as Ctrl-C does: its cleanup runs, no temporary file stays
             signal.signal(signal.SIGTERM, _interrupt)
         check_writes_apart(kwargs)
+        check_writable(kwargs)
         try:
             return fn(*args, **kwargs)
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:

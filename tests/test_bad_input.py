@@ -117,6 +117,23 @@ def test_output_folders_are_never_inputs_or_foreign_folders(data, tmp_path):
     no_leftovers(tmp_path)
 
 
+def test_an_output_that_cannot_be_written_stops_the_command_before_any_work(index_dir, tmp_path, monkeypatch):
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    (tmp_path / "a-file").write_text("mine")
+    faces, out = str(index_dir.parent / "faces"), tmp_path / "b"
+    failed_naming(run(tmp_path, "build", "--faces", faces, "--out", str(out), "--report",
+                      str(tmp_path / "a-file" / "build.json")), f"{tmp_path / 'a-file'} is a file, not a folder")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access  # root writes anywhere: this folder is made read-only for the check itself
+    monkeypatch.setattr(os, "access", lambda p, mode: not (Path(p) == locked and mode & os.W_OK) and real(p, mode))
+    failed_naming(run(tmp_path, "build", "--faces", faces, "--out", str(out), "--plots", str(locked / "plots")),
+                  f"--plots {locked / 'plots'}: {locked} is not writable (permission denied): nothing was done")
+    failed_naming(run(tmp_path, "build", "--faces", faces, "--out", str(out), "--plots", str(locked)),
+                  f"--plots {locked}: {locked} is not writable")
+    assert not out.exists() and (tmp_path / "a-file").read_text() == "mine"
+
+
 def test_an_index_of_another_schema_than_params_is_refused_by_the_stages_that_read_it(index_dir, tmp_path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["build"]["label_schema"] = "abaw2022"
