@@ -35,9 +35,7 @@ def cli(tables, out, tasks):
         read_predictions(Path(table), tasks)
     target.lock(outputs)
     for table in tables:
-        written = export(Path(table), out_dir, tasks)
-        for path in written.values():
-            target.record(path)
+        written = export(Path(table), out_dir, tasks, done=target.record)  # each file recorded once written
         click.echo(f"{table} -> " + ", ".join(str(p) for p in written.values()))
 
 

@@ -87,3 +87,34 @@ def test_a_table_of_another_au_set_exports_its_other_tasks_only(tmp_path):
     rows.assign(**{f"p_{e}": 0.1 for e in EXPR_NAMES[:6]}).to_csv(path, index=False)
     result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub2"), "--task", "VA"])
     assert result.exit_code != 0 and "neither the 7 basic expressions nor those and Other" in result.output
+
+
+def test_a_disk_that_fills_midway_leaves_only_recorded_files_and_the_next_run_replaces_them(tmp_path, monkeypatch):
+    import errno
+
+    import pipeline.predict.export as export
+    import pipeline.predict.outputs as outputs
+
+    a, b = table(tmp_path / "a.csv", [0, 1], [True, True]), table(tmp_path / "b.csv", [0, 1], [True, True])
+    files, real_header = [], export.header
+
+    def header(task, aus, classes):  # files are written a: AU, EXPR, VA, then b: AU, EXPR, VA
+        files.append(task)
+        if len(files) == 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_header(task, aus, classes)
+
+    monkeypatch.setattr(export, "header", header)
+    out = tmp_path / "sub"
+    result = CliRunner().invoke(cli, [str(a), str(b), "--out", str(out)])
+    assert result.exit_code != 0 and "No space left on device" in result.output
+    assert (out / "EXPR_Set/b.txt").exists() and not (out / "VA_Set/b.txt").exists()
+    result = CliRunner().invoke(cli, [str(a), str(b), "--out", str(out)])  # every file there is ours: replaced
+    assert result.exit_code == 0, result.output
+    # the record itself cannot be written: the file it would name goes with it
+    monkeypatch.setattr(outputs, "write_json", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    folder = outputs.OutputFolder(out, "export-abaw")
+    (out / "extra.txt").write_text("written by this run")
+    with pytest.raises(OSError):
+        folder.record(out / "extra.txt")
+    assert not (out / "extra.txt").exists() and "extra.txt" not in folder.entries

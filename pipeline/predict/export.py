@@ -140,8 +140,9 @@ def output_paths(path: Path, out: Path, tasks) -> dict[str, Path]:
     return {task: out / f"{task}_Set" / f"{Path(path).stem}.txt" for task in tasks}
 
 
-def export(path: Path, out: Path, tasks=TASKS) -> dict[str, Path]:
-    """Write the submission files of one predict table; returns task -> file."""
+def export(path: Path, out: Path, tasks=TASKS, done=lambda path: None) -> dict[str, Path]:
+    """Write the submission files of one predict table, calling ``done`` with each once it
+    is complete; returns task -> file."""
     rows, aus, classes = read_predictions(path, tasks)
     written = output_paths(path, out, tasks)
     for task, target in written.items():
@@ -149,4 +150,5 @@ def export(path: Path, out: Path, tasks=TASKS) -> dict[str, Path]:
             f.write(header(task, aus, classes) + "\n")
             for _, row in filled(rows):
                 f.write(line(task, row, aus, classes) + "\n")
+        done(target)
     return written

@@ -96,9 +96,17 @@ class OutputFolder:
                 stale.unlink()
 
     def record(self, path: Path) -> None:
-        """Note that this run wrote ``path`` (complete, under its final name)."""
-        self.entries[self.name(path)] = {"command": self.command, "sha256": file_sha256(path)}
-        write_json(self.folder / MANIFEST, {"files": dict(sorted(self.entries.items()))})
+        """Note that this run wrote ``path`` (complete, under its final name). When the note
+        cannot be written (a full disk), the file goes too: unrecorded, the next run would
+        take it for the user's and refuse to replace it."""
+        name = self.name(path)
+        self.entries[name] = {"command": self.command, "sha256": file_sha256(path)}
+        try:
+            write_json(self.folder / MANIFEST, {"files": dict(sorted(self.entries.items()))})
+        except BaseException:
+            del self.entries[name]
+            Path(path).unlink(missing_ok=True)
+            raise
 
 
 def check_out_option(out: str) -> Path:
