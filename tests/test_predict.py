@@ -23,7 +23,7 @@ from pipeline.temporal.features import Features, dump
 from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import predict_many
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES
-from pipeline.core.schema import ABAW2020
+from pipeline.core.schema import ABAW2020, ABAW2022
 from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint
 from pipeline.predict.temporal import TemporalStream, segment_predict
 from pipeline.temporal.sequences import bundle_predictions
@@ -337,11 +337,11 @@ def test_no_face_at_all_and_a_truncated_video_are_warnings_with_their_rows(bundl
 
 # --- --temporal ----------------------------------------------------------------------------
 
-def gru_members(n: int, feature_dim: int, seed: int = 0):
+def gru_members(n: int, feature_dim: int, seed: int = 0, schema=ABAW2020):
     members = []
     for i in range(n):
         torch.manual_seed(seed + i)
-        model = TemporalNet(8, feature_dim)
+        model = TemporalNet(8, feature_dim, schema)
         with torch.no_grad():  # larger outputs, so they depend visibly on the features
             for head in model.heads.values():
                 head.weight.mul_(10)
@@ -439,7 +439,7 @@ def test_a_video_gives_what_extraction_features_and_the_temporal_bundle_give(bun
     np.testing.assert_allclose(ours["unc_AU"], preds["uncertainty_AU"], atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["every", "image", "other-cnn", "frame-bundle"])
+@pytest.mark.parametrize("case", ["every", "image", "other-cnn", "frame-bundle", "other-schema"])
 def test_bad_temporal_input_is_one_line_and_leaves_no_table(case, bundle, temporal_bundle, one_face_video, face,
                                                             tmp_path):
     given, model, temporal, extra = one_face_video, bundle, temporal_bundle, []
@@ -454,9 +454,18 @@ def test_bad_temporal_input_is_one_line_and_leaves_no_table(case, bundle, tempor
         temporal = tmp_path / "T4-other.pt"
     elif case == "frame-bundle":
         temporal = bundle
+    elif case == "other-schema":  # GRUs of the 2022 labels on a 2020 frame bundle
+        paths = {}
+        for name, net, _ in gru_members(2, 128, seed=5, schema=ABAW2022):
+            save_checkpoint(tmp_path / f"{name}.pt", net, {"train": {"va_centres": "centres"}})
+            paths[name] = str(tmp_path / f"{name}.pt")
+        temporal = tmp_path / "T4-2022.pt"
+        save_rnn_bundle(temporal, paths, [0.5] * 12, "fixed 0.5",
+                        {"sequence_length": 4, "features_sha256": file_sha256(bundle.parent / "s1.pt")})
     result = run(given, "--model", model, "--temporal", temporal, "--out", tmp_path / "out", "--quiet", *extra)
     expected = {"every": "leave --every and --smooth at 1", "image": "--temporal needs videos",
-                "other-cnn": "not a member of", "frame-bundle": "not an mtaffect temporal ensemble bundle"}[case]
+                "other-cnn": "not a member of", "frame-bundle": "not an mtaffect temporal ensemble bundle",
+                "other-schema": f"{temporal}: a temporal bundle of schema abaw2022 (12 AUs"}[case]
     assert result.exit_code != 0 and expected in result.output, result.output
     assert case in ("every", "image") or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/*.csv")) and not list(tmp_path.glob("**/.*.tmp"))

@@ -52,8 +52,11 @@ class TemporalModel:
         self.members, info = load_rnn_bundle(path, device)
         cnns, cnn_info = load_bundle(frame_bundle, device)
         self.schema = recorded_schema(info["schema"], path, "model bundle")
-        self.schema.require_same(recorded_schema(cnn_info["schema"], frame_bundle, "model bundle"),
-                                 f"{frame_bundle}: the frame bundle")
+        frame_schema = recorded_schema(cnn_info["schema"], frame_bundle, "model bundle")
+        if frame_schema != self.schema:
+            raise CheckpointError(f"{path}: a temporal bundle of schema {self.schema.describe()}, but the frame bundle "
+                                  f"{frame_bundle} is of {frame_schema.describe()}: pass the frame bundle of the same "
+                                  "run with --model")
         sha = info["features_sha256"]
         found = [model for name, model, _ in cnns if cnn_info["member_sha256"][name] == sha]
         if not found:
