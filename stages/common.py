@@ -116,10 +116,14 @@ def check_writes_apart(options: dict) -> None:
 def check_writable(options: dict) -> None:
     """Refuse, before any work, an output the command could not write (a folder on the way
     that is read-only or a file): found only when it comes to be written, it would leave
-    the outputs written before it beside the old ones."""
+    the outputs written before it beside the old ones. (The commands of :data:`ADDS_INTO`
+    check their folder themselves.)"""
     import os
     from pathlib import Path
 
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.command.name in ADDS_INTO:
+        return
     for name, value in options.items():
         if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
             continue

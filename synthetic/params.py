@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.core.params import Fraction, Index, NonNegative, Section, Workers
+from pipeline.core.params import Fraction, NonNegative, Section, Seed, Workers
 
 SYNTH_SIZES = ("tiny", "demo", "medium", "large", "huge")
 
@@ -16,7 +16,7 @@ class SynthParams(Section):
     # Not "size": DVC leaves keys named size out of its run-cache hash (treeverse/dvc#10296), so a
     # change of it would restore the other size's outputs. Same for ExtractParams.face_size.
     dataset_size: Literal[SYNTH_SIZES] = "demo"  #: named size (frames per source)
-    seed: Index = 0
+    seed: Seed = 0
     out: str = "data/synth"
     difficulty: NonNegative = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)
     domain_shift: NonNegative = 1.0  #: strength of the per-source look (0 = all sources alike)

@@ -126,6 +126,7 @@ def test_missing_section_and_key_are_named(raw):
     ("build", "expr_downsample", {"Neutral": "ten"}, r"build.expr_downsample.Neutral: expected an integer"),
     ("teacher", "task_weights", {"AU": 1.0, "EXPR": 1.0}, r"teacher.task_weights: give a weight for every task"),
     ("ensemble", "members", ["s1", "s1"], r"ensemble.members: 's1' listed twice"),
+    ("teacher", "seed", 2**64 + 1, r"teacher.seed: must be < 4294967296, got 18446744073709551617"),  # torch's seed would overflow
 ])
 def test_wrong_type_names_the_key(raw, section, key, value, message):
     raw[section][key] = value
@@ -271,12 +272,29 @@ def test_cli_help_lists_every_command():
         assert name in result.output
 
 
-def test_the_backbone_names_are_torchvisions():
+#: torchvision's classification models that cannot be backbones here, and why
+UNFIT = {"googlenet": "auxiliary outputs", "inception_v3": "needs 299-pixel images", "maxvit_t": "needs 224 pixels",
+         **{n: "no fc or classifier (a head)" for n in ("swin_b", "swin_s", "swin_t", "swin_v2_b", "swin_v2_s",
+                                                        "swin_v2_t", "vit_b_16", "vit_b_32", "vit_h_14", "vit_l_16",
+                                                        "vit_l_32")}}
+
+
+def test_the_backbone_names_are_torchvisions_that_fit_and_one_of_each_family_builds():
+    import re
+
+    import torch
     import torchvision
 
+    from pipeline.training.models import build_backbone
     from pipeline.training.params import BACKBONES
 
-    assert sorted(BACKBONES) == sorted(torchvision.models.list_models(module=torchvision.models))
+    assert sorted(BACKBONES) == sorted(set(torchvision.models.list_models(module=torchvision.models)) - set(UNFIT))
+    families = {}
+    for name in sorted(BACKBONES, key=len):  # the shortest name of a family: usually its smallest model
+        families.setdefault(re.match(r"[a-z]+", name).group(), name)
+    for name in families.values():
+        net, dim = build_backbone(name)
+        assert net(torch.zeros(2, 3, 112, 112)).flatten(1).shape == (2, dim), name  # training mode: one output
 
 
 def test_sources_name_root_and_version_and_the_old_form_says_how(raw):

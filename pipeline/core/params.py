@@ -45,6 +45,7 @@ Batch = Annotated[int, Field(ge=1, le=4096)]  #: faces, frames or windows per pa
 Workers = Annotated[int, Field(ge=1, le=256)]
 Epochs = Annotated[int, Field(ge=1, le=10_000)]
 Index = Annotated[int, Field(ge=0)]
+Seed = Annotated[int, Field(ge=0, lt=2**32)]  #: what every random generator used here accepts
 NonNegative = Annotated[float, Field(ge=0)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
 

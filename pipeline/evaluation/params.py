@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.core.params import Batch, Index, Section, check_device
+from pipeline.core.params import Batch, Section, Seed, check_device
 
 
 class EvaluateParams(Section):
@@ -14,7 +14,7 @@ class EvaluateParams(Section):
     section = "evaluate"
 
     bootstrap: Annotated[int, Field(ge=1, le=100_000)] = 200  #: bootstrap resamples over videos for confidence intervals
-    seed: Index = 0
+    seed: Seed = 0
     au_thresholds: Literal["fixed", "tuned"] = "fixed"  #: single models: 0.5, or tuned per AU on val
     device: str = "auto"
     batch: Batch = 128

@@ -7,27 +7,26 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field, field_validator
 
 from pipeline.core.labels import TASKS
-from pipeline.core.params import Batch, Count, Epochs, Fraction, Index, NonNegative, Section, check_device
+from pipeline.core.params import Batch, Count, Epochs, Fraction, Index, NonNegative, Section, Seed, check_device
 
 Positive = Annotated[float, Field(gt=0)]
 
-#: torchvision's classification models (``torchvision.models.list_models()`` of the locked
-#: version, kept here so that checking params.yaml does not import torchvision:
-#: tests/test_params.py compares the two).
+#: torchvision's classification models whose classifier is ``fc`` or ``classifier`` and
+#: that take 112-pixel faces (not ViT, Swin, MaxViT, GoogLeNet, Inception v3), kept here so
+#: that checking params.yaml does not import torchvision: tests/test_params.py compares
+#: them with ``torchvision.models.list_models()`` and builds one of each family.
 BACKBONES = (
-    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny", "densenet121",
-    "densenet161", "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
-    "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-    "efficientnet_v2_l", "efficientnet_v2_m", "efficientnet_v2_s", "googlenet", "inception_v3", "maxvit_t",
-    "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3", "mobilenet_v2", "mobilenet_v3_large",
-    "mobilenet_v3_small", "regnet_x_16gf", "regnet_x_1_6gf", "regnet_x_32gf", "regnet_x_3_2gf",
-    "regnet_x_400mf", "regnet_x_800mf", "regnet_x_8gf", "regnet_y_128gf", "regnet_y_16gf", "regnet_y_1_6gf",
-    "regnet_y_32gf", "regnet_y_3_2gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_8gf", "resnet101",
-    "resnet152", "resnet18", "resnet34", "resnet50", "resnext101_32x8d", "resnext101_64x4d", "resnext50_32x4d",
-    "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0", "squeezenet1_0",
-    "squeezenet1_1", "swin_b", "swin_s", "swin_t", "swin_v2_b", "swin_v2_s", "swin_v2_t", "vgg11", "vgg11_bn",
-    "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "vit_b_16", "vit_b_32", "vit_h_14",
-    "vit_l_16", "vit_l_32", "wide_resnet101_2", "wide_resnet50_2",
+    "alexnet", "convnext_base", "convnext_large", "convnext_small", "convnext_tiny", "densenet121", "densenet161",
+    "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3",
+    "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7", "efficientnet_v2_l",
+    "efficientnet_v2_m", "efficientnet_v2_s", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "regnet_x_16gf", "regnet_x_1_6gf", "regnet_x_32gf",
+    "regnet_x_3_2gf", "regnet_x_400mf", "regnet_x_800mf", "regnet_x_8gf", "regnet_y_128gf", "regnet_y_16gf",
+    "regnet_y_1_6gf", "regnet_y_32gf", "regnet_y_3_2gf", "regnet_y_400mf", "regnet_y_800mf", "regnet_y_8gf",
+    "resnet101", "resnet152", "resnet18", "resnet34", "resnet50", "resnext101_32x8d", "resnext101_64x4d",
+    "resnext50_32x4d", "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+    "squeezenet1_0", "squeezenet1_1", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19",
+    "vgg19_bn", "wide_resnet101_2", "wide_resnet50_2",
 )
 
 
@@ -42,8 +41,9 @@ def _all_tasks(weights: dict) -> dict:
 
 def _backbone(name: str) -> str:
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}: use a torchvision classification model name such as "
-                         "resnet50, resnet18, mobilenet_v3_small")
+        raise ValueError(f"unknown backbone {name!r}: use a torchvision classification model that ends in fc or "
+                         "classifier and takes 112-pixel faces, such as resnet50, resnet18, mobilenet_v3_small "
+                         "(not ViT, Swin, MaxViT, GoogLeNet or Inception v3)")
     return name
 
 
@@ -65,7 +65,7 @@ class LoopParams(Section):
     va_centres: Literal["centres", "reference"] = "centres"
     ccc_weighting: Literal["authors", "paper"] = "authors"  #: 1 - CCC beside the batch-mean CE (losses.py)
     workers: Annotated[int, Field(ge=0, le=256)] = 0  #: DataLoader workers
-    seed: Index = 0
+    seed: Seed = 0
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     eval_batch: Batch = 128
     selection_videos: Optional[Count] = None  #: score each epoch on the first n validation videos (None: all)
