@@ -89,6 +89,17 @@ def test_affwild2_bad_row_names_file_and_line(affwild2_root):
     assert list(problems.as_dict().values())[0]["first"].endswith("v1.txt:6")
 
 
+def test_affwild2_file_with_its_header_again_is_skipped_whole_never_shifted(affwild2_root):
+    path = affwild2_root / "annotations/VA_Set/Validation_Set/v2.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:2] + ["arousal, valence"] + lines[2:]) + "\n")  # two files joined
+    problems = Problems()
+    jobs = {j.video: j for j in affwild2.read(affwild2_root, problems).jobs}
+    assert len(jobs.get("v2", [])) == 0 and len(jobs["v1"]) == 3  # no VA label of v2 lands on another frame
+    (found,) = problems.as_dict().items()
+    assert "the header line again (two files joined?)" in found[0] and found[1]["first"] == f"{path}:3"
+
+
 def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(affwild2_root, tmp_path):
     path = affwild2_root / "annotations/EXPR_Set/Training_Set/v1.txt"
     path.write_bytes(path.read_bytes().replace(b"\n3\n", b"\n\xff3\n"))  # line 3, frame 1

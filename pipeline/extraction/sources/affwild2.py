@@ -89,6 +89,12 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
     clean = read_clean(text, task, columns, 1 if task == "EXPR" else width)
     if clean is not None:
         return (*clean, names)
+    same = lambda line: line.replace(" ", "").strip().lower() == lines[0].replace(" ", "").strip().lower()  # noqa: E731
+    again = next((i + 2 for i, line in enumerate(lines[1:]) if same(line)), None)
+    if again is not None:  # two files joined: the frames after it would each land one or more lines late
+        problems.reject(str(path), "the header line again (two files joined?): its frames cannot be placed; "
+                        "file skipped", line=again)
+        return empty
     out: dict[int, object] = {}
     for i, line in enumerate(lines[1:]):
         lineno = i + 2
