@@ -292,7 +292,8 @@ def test_face_finder_track_gap_is_15_predicted_frames_with_every():
     assert finder.ids.assign(78, box) == [1]   # 16 predicted frames (48 > 45 video frames): new
 
 
-@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable", "even-smooth"])
+@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable", "even-smooth",
+                                  "tpu", "cpu:3"])
 def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
     out, model, given, extra = tmp_path / "out", bundle, one_face_video, []
     if case == "not-media":
@@ -312,10 +313,13 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
         out = tmp_path / "a-file" / "out"  # (permissions do not stop root: a file in the way does)
     elif case == "even-smooth":
         extra = ["--smooth", "4"]
+    elif case in ("tpu", "cpu:3"):  # no such device: the device is named, not the (good) bundle
+        extra = ["--device", case]
     result = run(given, "--model", model, "--out", out, "--quiet", *extra)
     expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
                 "bad-bundle": "bundle format 99", "unwritable": "a file is where the folder a-file/ goes",
-                "even-smooth": "must be odd"}[case]
+                "even-smooth": "must be odd", "tpu": "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
+                "cpu:3": "unknown device 'cpu:3'"}[case]
     assert result.exit_code != 0 and expected in result.output
     assert case == "even-smooth" or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/clip.csv")) and not list(tmp_path.glob("**/.*.tmp"))

@@ -8,10 +8,16 @@ import torch
 import torch.distributed as dist
 
 from pipeline.core.errors import ParamsError
+from pipeline.core.params import check_device
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when present (this process's local rank under torchrun), else CPU."""
+    """``auto``: CUDA when present (this process's local rank under torchrun), else CPU. A
+    name of no device (``tpu``, ``cpu:3``) is a ParamsError naming it."""
+    try:
+        check_device(name)
+    except ValueError as e:
+        raise ParamsError(str(e)) from None
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
