@@ -75,10 +75,19 @@ def cli(files, as_json, check_inputs):
     folder or a file of one), or a copy of one: its record is found in the provenance/ folder of
     the project (docs/architecture.md, "Provenance"). A bundle lists its members' records too.
     """
+    from pipeline.core.errors import CheckpointError, DataError
     from pipeline.core.info import find, label_schema_of
 
+    failed = []
     for path in files:
-        records, damaged = find(path)
+        try:
+            records, damaged = find(path)
+        except (DataError, CheckpointError, FileNotFoundError) as e:
+            if len(files) == 1:
+                raise
+            click.secho(f"error: {e}", fg="red", err=True)  # the next file is described all the same
+            failed.append(path)
+            continue
         for unread in damaged:
             click.secho(f"warning: {unread}: could not be read (a record of this file may be lost)", fg="yellow",
                         err=True)
@@ -95,6 +104,8 @@ def cli(files, as_json, check_inputs):
             click.echo(f"  record  {path_shown(record_file, record_file.name)}")
             for line in describe(record_file, entry, check_inputs):
                 click.echo(f"  {line}")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(files)} files have no record to show: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,9 @@ def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, monkeypatch, na
     os.mkfifo(tmp_path / "pipe.pt")
     fifo = CliRunner().invoke(cli, [str(tmp_path / "pipe.pt")])
     assert fifo.exit_code != 0 and "not a regular file" in fifo.output
+    several = CliRunner().invoke(cli, [str(tmp_path / "pipe.pt"), "reports/ensemble.json"])  # the next one all the same
+    assert several.exit_code != 0 and "stage   ensemble" in several.output and "not a regular file" in several.output
+    assert f"1 of 2 files have no record to show: {tmp_path / 'pipe.pt'}" in several.output
 
 
 def test_info_warns_of_a_damaged_record_and_names_it_when_nothing_is_found(tmp_path, monkeypatch):
@@ -145,6 +148,28 @@ def test_info_warns_of_a_damaged_record_and_names_it_when_nothing_is_found(tmp_p
     lost = CliRunner().invoke(cli, ["reports/ensemble.json"])
     assert lost.exit_code != 0 and "Traceback" not in lost.output
     assert f"1 record(s) could not be read, e.g. {record} (" in lost.output
+
+
+@pytest.mark.parametrize("edit, wrong", [
+    (lambda r: r.pop("stage"), "stage is missing"),
+    (lambda r: r.update(inputs=None), "inputs is not a mapping"),
+    (lambda r: r["outputs"]["bundle"].pop("sha256"), "output 'bundle' lacks its path or sha256"),
+    (lambda r: r["inputs"]["s1"].update(sha256=None), "input 's1' lacks its path or sha256"),
+    (lambda r: r["code"].update({"x.py": 3}), "code holds something else than blob ids"),
+])
+def test_a_record_edited_out_of_shape_is_a_warning_not_a_traceback(tmp_path, monkeypatch, edit, wrong):
+    from stages.info import cli
+
+    project(tmp_path, monkeypatch)
+    record = tmp_path / "provenance" / "ensemble.json"
+    rec = json.loads(record.read_text())
+    edit(rec)
+    record.write_text(json.dumps(rec))
+    result = CliRunner().invoke(cli, ["models/students/s1.pt"])  # its own record is whole
+    assert result.exit_code == 0 and "stage   train_student" in result.output, result.output
+    assert f"warning: {record} (a provenance record whose {wrong}: edited by hand?)" in result.output
+    lost = CliRunner().invoke(cli, ["models/ensemble.pt"])  # the damaged one was its only record
+    assert lost.exit_code != 0 and "Traceback" not in lost.output and f"{wrong}: edited by hand?" in lost.output
 
 
 def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):

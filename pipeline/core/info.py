@@ -35,10 +35,29 @@ def _read_records(files, damaged: list[str]):
         except (ValueError, OSError) as e:
             damaged.append(f"{file} ({str(e).splitlines()[0][:80]})")
             continue
-        if isinstance(rec, dict) and rec.get("format") == FORMAT and isinstance(rec.get("outputs"), dict):
-            yield file, rec
-        else:
+        if not (isinstance(rec, dict) and rec.get("format") == FORMAT):
             damaged.append(f"{file} (not a provenance record of format {FORMAT})")
+        elif (wrong := malformed(rec)) is not None:
+            damaged.append(f"{file} (a provenance record whose {wrong}: edited by hand?)")
+        else:
+            yield file, rec
+
+
+def malformed(rec: dict) -> str | None:
+    """What of a record (``pipeline.core.provenance.write``'s layout) is not as written, or None."""
+    if not isinstance(rec.get("stage"), str):
+        return "stage is missing"
+    for key in ("params", "code", "inputs", "outputs"):
+        if not isinstance(rec.get(key), dict):
+            return f"{key} is not a mapping"
+    if not all(isinstance(v, str) for v in rec["code"].values()):
+        return "code holds something else than blob ids"
+    for key, digests in (("inputs", (str,)), ("outputs", (str, type(None)))):  # an output folder: None
+        for name, entry in rec[key].items():
+            if not (isinstance(entry, dict) and isinstance(entry.get("path"), str)
+                    and "sha256" in entry and isinstance(entry["sha256"], digests)):
+                return f"{key[:-1]} {name!r} lacks its path or sha256"
+    return None
 
 
 def resolve(record_file: Path, path: str) -> Path:
