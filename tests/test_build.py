@@ -238,9 +238,10 @@ def test_streamed_indexes_equal_whole_table_computation(faces_dir, tmp_path, mon
     expected = whole_table_indexes(faces_dir, p, tmp_path / "streamed")
     assert "v0" in set(expected["val"].video) and "v0" not in set(expected["train_AU"].video)
     for name, rows in expected.items():
-        table = pa.Table.from_pandas(rows[index_columns(ABAW2020)].assign(weight=1.0), schema=index_schema(ABAW2020),
+        schema = index_schema(ABAW2020, name)
+        table = pa.Table.from_pandas(rows[index_columns(ABAW2020)].assign(weight=1.0), schema=schema,
                                      preserve_index=False)
-        whole = FrameTableWriter(tmp_path / "whole" / f"{name}.parquet", schema=index_schema(ABAW2020))
+        whole = FrameTableWriter(tmp_path / "whole" / f"{name}.parquet", schema=schema)
         whole.add(dict(zip(table.column_names, table.columns)))
         whole.close()
         streamed = (tmp_path / "streamed" / f"{name}.parquet").read_bytes()
@@ -312,6 +313,18 @@ def test_an_index_whose_recorded_schema_is_not_its_columns_is_refused(faces_dir,
     with pytest.raises(DataError, match=rf"{path}: an index that records no label schema, with AU columns AU1, .*AU20 "
                                         r"\(not abaw2020's"):
         FrameIndex.read(path)
+
+
+def test_an_index_copied_over_another_is_refused(faces_dir, tmp_path):
+    import shutil
+
+    build(faces_dir, tmp_path / "b", BuildParams())
+    for name in ("train_AU", "train_EXPR", "train_VA", "val"):
+        assert len(FrameIndex.read(tmp_path / "b" / f"{name}.parquet")) > 0
+    for source, target in (("val", "train_AU"), ("train_EXPR", "train_AU")):  # validation frames trained on, ...
+        shutil.copy(tmp_path / "b" / f"{source}.parquet", tmp_path / "b" / f"{target}.parquet")
+        with pytest.raises(DataError, match=rf"{target}.parquet: holds the build's {source} index, not {target}"):
+            FrameIndex.read(tmp_path / "b" / f"{target}.parquet")
 
 
 def test_stages_refuse_an_index_of_another_schema_than_params_ask_for(faces_dir, tmp_path):

@@ -216,8 +216,9 @@ def write_indexes(files: list[Path], sources: list[str], p: BuildParams, splits:
     """Stream the selected rows of every batch, with their weights, into the four indexes
     of the folder ``out``, written in ``work`` (shard paths relative to ``out``). The row
     groups have a fixed size, so the bytes depend on the rows only."""
-    schema, columns = index_schema(p.schema()), index_columns(p.schema())
-    writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=schema) for o in OUTPUTS}
+    columns = index_columns(p.schema())
+    writers = {o: FrameTableWriter(work / f"{INDEX_NAMES[o]}.parquet", schema=index_schema(p.schema(), INDEX_NAMES[o]))
+               for o in OUTPUTS}
     au_at = 0
     try:
         tables = dict(zip(sources, files))

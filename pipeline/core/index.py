@@ -19,22 +19,25 @@ from pipeline.core.images import IMAGE_SIZE, centre_view, to_tensor
 from pipeline.core.schema import ABAW2020, LabelSchema
 from pipeline.core.shards import FaceReader
 
-#: Where an index records its label schema (``FrameIndex.read`` reads it back).
-SCHEMA_KEY = b"label_schema"
+#: Where an index records its label schema and which of the build's indexes it is
+#: (``FrameIndex.read`` reads them back).
+SCHEMA_KEY, ROLE_KEY = b"label_schema", b"index"
 
 
 def index_columns(schema: LabelSchema) -> list[str]:
     return ["uid", "source", "video", "subject", "frame", "shard", "row", *label_columns(schema)]
 
 
-def index_schema(schema: LabelSchema) -> pa.Schema:
-    """An index's columns (one per AU of ``schema``), with the schema recorded in its metadata."""
+def index_schema(schema: LabelSchema, role: str | None = None) -> pa.Schema:
+    """An index's columns (one per AU of ``schema``), with the schema (and the index's name,
+    ``role``: ``train_AU``, ..., ``val``) recorded in its metadata."""
     return pa.schema(
         [("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
          ("frame", pa.int32()), ("shard", pa.string()), ("row", pa.int32()),
          *[(au, pa.int8()) for au in schema.aus], ("expr", pa.int8()), ("valence", pa.float32()),
          ("arousal", pa.float32()), ("weight", pa.float64())],
-        metadata={SCHEMA_KEY: json.dumps(schema.as_dict(), sort_keys=True).encode()})
+        metadata={SCHEMA_KEY: json.dumps(schema.as_dict(), sort_keys=True).encode(),
+                  **({ROLE_KEY: role.encode()} if role else {})})
 
 
 def label_columns(schema: LabelSchema) -> list[str]:
@@ -90,9 +93,13 @@ class FrameIndex:
             df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
             recorded = built_schema(path)
             schema = recorded or schema
+            role = (pq.read_schema(path).metadata or {}).get(ROLE_KEY, b"").decode()
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
+        if role and role != Path(path).stem:  # train on validation frames, or AU on EXPR's, without a word
+            raise DataError(f"{path}: holds the build's {role} index, not {Path(path).stem} (a file copied over "
+                            "another?): rerun the build")
         columns = [c for c in df.columns if re.fullmatch(r"AU\d+", c)]
         if recorded is not None and columns != list(schema.aus):  # its labels would be read as other AUs
             raise DataError(f"{path}: records label schema {schema.name} (AUs {', '.join(schema.aus)}) but holds "
