@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.core.fileio import write_json
+from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
 from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
@@ -76,6 +76,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     e = p.evaluate
     index_dir = Path(index_dir or p.build.out)
     check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
+    check_output_folder(plots, "comparison.csv", own=["*.csv", "*.png"])  # replaced whole: an earlier one only
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
     if not len(val):
@@ -110,9 +111,10 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
     write_json(out, evaluation)
     write_json(soft_label_report, quality or {"note": "no ground truth for these frames (real data)"})
-    evaluation_plots(table, evaluation, plots)
-    comparison_plot(evaluation, plots)
-    sequence_length_plot(evaluation, plots)
+    with replacing_folder(plots) as work:  # whole or not at all, even when killed while drawing
+        evaluation_plots(table, evaluation, work)
+        comparison_plot(evaluation, work)
+        sequence_length_plot(evaluation, work)
     provenance.write(provenance_path, __spec__.name, {"evaluate": e.model_dump(mode="json"), "students": list(p.students),
                                                      "temporal": p.temporal.model_dump(mode="json")}, inputs,
                      {"predictions": predictions, "evaluation": out, "soft_label_quality": soft_label_report,

@@ -270,6 +270,13 @@ def test_an_empty_validation_index_and_a_copied_student_are_one_line_each(evalua
     pq.write_table(val.slice(0, 0), build / "val.parquet")
     result = CliRunner().invoke(cli, ["--index", str(build), "--params", str(ROOT / "params.yaml")])
     assert result.exit_code != 0 and "val.parquet: holds no validation frame" in result.output, result.output
+    mine = tmp_path / "my_figures"  # --plots is replaced whole: only an earlier evaluation's folder
+    mine.mkdir()
+    (mine / "poster.png").write_bytes(b"mine")
+    result = CliRunner().invoke(cli, ["--index", str(index_dir), "--plots", str(mine), "--params",
+                                      str(ROOT / "params.yaml")])
+    assert result.exit_code != 0 and f"{mine}: holds files but no comparison.csv" in result.output, result.output
+    assert (mine / "poster.png").read_bytes() == b"mine"
     students = tmp_path / "students"
     students.mkdir()
     teacher = tmp_path / "teacher.pt"
