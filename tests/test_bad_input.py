@@ -251,6 +251,7 @@ def test_expw_box_outside_the_image_is_a_skip(data, tmp_path, caplog):
     out = tmp_path / "faces"
     result = run(tmp_path, "extract", "--source", "expw", "--out", str(out), "--quiet")
     assert result.exit_code == 0 and "face box lies mostly outside" in caplog.text
+    assert f"image (face {face} of {label})" in caplog.text  # which of the picture's faces, and where it is listed
     frames = pd.read_parquet(out / "frames.parquet")
     assert f"expw/{Path(name).stem}/{face}" not in set(frames["uid"])
     labels_on_their_frames(out, data)

@@ -133,6 +133,9 @@ def damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
         raw[start + 3] ^= 0x40
         path.write_bytes(bytes(raw))
         return path
+    if how == "cut-short":  # a copy or a download that stopped
+        path.write_bytes(bundle.read_bytes()[:-100])
+        return path
     b = torch.load(bundle, weights_only=True)
     if how == "nan-weight":
         b["members"][0]["state_dict"]["heads.EXPR.4.weight"][0, 0] = float("nan")
@@ -148,7 +151,8 @@ def damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how, message", [
-    ("flipped-bit", "model bundle damaged: its record"), ("nan-weight", "holds values that are not finite"),
+    ("flipped-bit", "model bundle damaged: its record"), ("cut-short", "model bundle damaged: truncated (its end is missing)"),
+    ("nan-weight", "holds values that are not finite"),
     ("nan-threshold", "AU thresholds"), ("no-alignment", "lacks its 'alignment' entry"),
     ("overflowing", "the model's outputs are not finite numbers"),
 ])

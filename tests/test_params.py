@@ -225,6 +225,15 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     assert CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "link.yaml")]).exit_code == 0
     assert (tmp_path / "link.yaml").is_symlink()
     assert (tmp_path / "shared" / "params.yaml").read_text() != (ROOT / "params.yaml").read_text()
+    # the file keeps its permissions; a read-only one is not replaced (even by root)
+    (tmp_path / "shared" / "params.yaml").chmod(0o640)
+    assert CliRunner().invoke(main, ["preset", "demo", "--params", str(tmp_path / "link.yaml")]).exit_code == 0
+    assert (tmp_path / "shared" / "params.yaml").stat().st_mode & 0o777 == 0o640
+    (tmp_path / "shared" / "params.yaml").chmod(0o444)
+    kept = (tmp_path / "shared" / "params.yaml").read_text()
+    locked = CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "link.yaml")])
+    assert locked.exit_code != 0 and f"{tmp_path / 'shared' / 'params.yaml'}: read-only: refusing" in locked.output
+    assert (tmp_path / "shared" / "params.yaml").read_text() == kept
     (tmp_path / "empty.yaml").write_text("\n")
     empty = CliRunner().invoke(main, ["check-params", "--params", str(tmp_path / "empty.yaml")])
     assert empty.exit_code != 0 and f"{tmp_path / 'empty.yaml'}: the file is empty" in empty.output

@@ -292,8 +292,8 @@ def test_face_finder_track_gap_is_15_predicted_frames_with_every():
     assert finder.ids.assign(78, box) == [1]   # 16 predicted frames (48 > 45 video frames): new
 
 
-@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "bad-bundle", "unwritable", "even-smooth",
-                                  "tpu", "cpu:3"])
+@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "link-loop", "bad-bundle", "unwritable",
+                                  "even-smooth", "tpu", "cpu:3"])
 def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
     out, model, given, extra = tmp_path / "out", bundle, one_face_video, []
     if case == "not-media":
@@ -304,6 +304,10 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
         given.mkdir()
     elif case == "missing":
         given = tmp_path / "nowhere.mp4"
+    elif case == "link-loop":
+        (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+        (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+        given = tmp_path / "a.mp4"
     elif case == "bad-bundle":
         other = torch.load(bundle, weights_only=True) | {"format_version": 99}
         torch.save(other, tmp_path / "future.pt")
@@ -317,6 +321,7 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
         extra = ["--device", case]
     result = run(given, "--model", model, "--out", out, "--quiet", *extra)
     expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
+                "link-loop": "a.mp4: no such file or folder (a symbolic link to nothing, or a loop of links)",
                 "bad-bundle": "bundle format 99", "unwritable": "a file is where the folder a-file/ goes",
                 "even-smooth": "must be odd", "tpu": "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
                 "cpu:3": "unknown device 'cpu:3'"}[case]

@@ -401,6 +401,9 @@ def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     # projected on the 2022 schema, the AUs DISFA does not label are unknown, never 0
     for absent in ("AU7", "AU10", "AU23", "AU24"):
         assert {row[ABAW2022.aus.index(absent)] for row in au_rows(job, ABAW2022)} == {-1}
+    # a copy from a case-blind file system: the video is found all the same
+    (root / f"Videos_LeftCamera/LeftVideo{sn}_comp.avi").rename(root / f"Videos_LeftCamera/LeftVideo{sn}_comp.AVI")
+    assert disfa.read(root, Problems()).jobs[0].video_path.endswith("_comp.AVI")
 
 
 def test_disfa_files_it_does_not_ship_are_a_note_naming_them(tmp_path):
@@ -692,3 +695,13 @@ def test_a_clean_saffwild2_file_read_in_chunks_as_line_by_line(tmp_path, monkeyp
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False)
     for column in (*ABAW2022.aus, "expr"):
         assert fast[column].dtype == np.int8
+
+
+@pytest.mark.parametrize("kind", ["affwild2", "saffwild2", "disfa", "expw", "afewva", "affectnet"])
+def test_a_dataset_root_that_is_a_file_is_named_as_such(kind, tmp_path):
+    from pipeline.extraction.extract import read_source
+    from pipeline.extraction.params import ExtractParams
+
+    (tmp_path / "synth.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match=rf"synth.json: a file, not the folder of a {kind} dataset"):
+        read_source(kind, tmp_path / "synth.json", Problems(), ExtractParams())

@@ -6,6 +6,8 @@ differ from the defaults, which are the paper's)."""
 from __future__ import annotations
 
 import itertools
+import os
+import stat
 from pathlib import Path
 
 from pipeline.build.params import BuildParams
@@ -118,6 +120,9 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     path = Path(path)
     text = read_text(path)
     path = path.resolve()  # a link to a shared file: the file changes, the link stays
+    mode = path.stat().st_mode
+    if not (mode & stat.S_IWUSR and os.access(path, os.W_OK)):  # (root may write it: the mode says no)
+        raise ParamsError(f"{path}: read-only: refusing to replace it (make it writable first, e.g. chmod u+w)")
     load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
     doc = yaml.load(text)
     changed = []
@@ -141,8 +146,10 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     if any(line.endswith(": removed") for line in changed):  # a user's own entries: kept in a copy
         backup = before_preset(path, text)
         write_text(backup, text)
-    with atomic_write(path) as tmp, open(tmp, "w") as f:
-        yaml.dump(doc, f)
+    with atomic_write(path) as tmp:
+        with open(tmp, "w") as f:
+            yaml.dump(doc, f)
+        os.chmod(tmp, stat.S_IMODE(mode))  # the file keeps its permissions (a group's shared file, say)
     return changed, backup
 
 

@@ -44,6 +44,8 @@ FORMAT_VERSION = 1
 def read_source(kind: str, root: str | Path, problems: Problems, params: ExtractParams,
                 annotations: str | None = None) -> SourceRead:
     """The jobs of one dataset (``kind``: a source kind of the params, or input)."""
+    if kind != "input" and Path(root).is_file():  # else: "<root>/annotations: missing", which misleads
+        raise FileNotFoundError(f"{root}: a file, not the folder of a {kind} dataset (its root)")
     if kind == "affwild2":
         return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned, annotations=annotations)
     readers = {"saffwild2": saffwild2.read, "disfa": disfa.read, "expw": expw.read, "afewva": afewva.read,

@@ -217,7 +217,8 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                     box = job.boxes[row]
                     if not box_inside(box, image.shape):
                         res.rejected.append((path, f"face box lies mostly outside the {image.shape[1]}x"
-                                             f"{image.shape[0]} image", None, 1))
+                                             f"{image.shape[0]} image (face {job.frames[row]} of "
+                                             f"{job.labels_from or 'its labels'})", None, 1))
                         continue
                     points = T.refine_in_box(image, box, get_detector())
                     score = 1.0 if points is not None else np.nan

@@ -42,7 +42,8 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
     found, skipped, ignored = [], 0, []
     for given in map(Path, paths):
         if not given.exists():
-            raise DataError(f"{given}: no such file or folder")
+            link = " (a symbolic link to nothing, or a loop of links)" if given.is_symlink() else ""
+            raise DataError(f"{given}: no such file or folder{link}")
         if given.is_dir():
             entries = sorted(p for p in given.iterdir() if p.is_file())
             skipped += sum(p in skip and p.suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS) for p in entries)

@@ -176,8 +176,10 @@ def _damaged_record(path) -> str | None:
                 with memoryview(data)[start:start + record.compress_size] as stored:
                     if len(stored) != record.compress_size or zlib.crc32(stored) != record.CRC:
                         return f"its record {record.filename} fails its checksum"
-    except zipfile.BadZipFile:
-        return "not a torch file (no zip archive)"
+    except zipfile.BadZipFile:  # a zip archive's start without its end: cut short
+        with open(path, "rb") as f:
+            begins = f.read(4) == b"PK\x03\x04"
+        return "truncated (its end is missing)" if begins else "not a torch file (no zip archive)"
     except (OSError, EOFError, ValueError, struct.error):
         return None
     return None

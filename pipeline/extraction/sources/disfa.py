@@ -65,6 +65,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     if not subjects:
         raise FileNotFoundError(f"{labels_dir}: no subject folders")
     result = SourceRead(jobs=[], problems=problems)
+    folder = root / "Videos_LeftCamera"
+    videos = sorted(folder.iterdir()) if folder.is_dir() else []
     extra: list[str] = []
     ignored: list[Path] = []  # files of a subject folder that are none of its 12 label files
     for sn in subjects:
@@ -87,6 +89,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             intensity = np.array([labels.get(int(f), -1) for f in frames])
             au[:, j] = disfa_to_au(intensity)
         video = root / "Videos_LeftCamera" / f"LeftVideo{sn}_comp.avi"
+        if not video.exists():  # a copy from a case-blind file system: LeftVideoSN001_comp.AVI
+            video = next((v for v in videos if v.name.lower() == video.name.lower()), video)
         if not video.exists():
             problems.reject(str(video), "video missing", n=len(frames))
             result.labels_without_frame += len(frames)

@@ -67,7 +67,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             frames=np.array([f for f, _, _ in faces]),
             images=[str(images_dir / name)] * len(faces),
             expr=np.array([e for _, _, e in faces], dtype=np.int8),
-            boxes=np.array([b for _, b, _ in faces], dtype=np.float32),
+            boxes=np.array([b for _, b, _ in faces], dtype=np.float32), labels_from=str(label_file),
         ))
     if not result.jobs:
         raise FileNotFoundError(f"{label_file}: no usable face")
