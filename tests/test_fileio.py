@@ -24,6 +24,22 @@ def test_folder_digest_follows_names_and_bytes_not_location(tmp_path):
     assert digest(a) != digest(b)
 
 
+def test_a_folder_digest_shows_its_progress_in_bytes_read(tmp_path, monkeypatch):
+    import tqdm
+
+    (tmp_path / "big.bin").write_bytes(b"x" * 3_000_000)  # three blocks: the bar moves within the file
+    (tmp_path / "small.bin").write_bytes(b"y" * 7)
+    bars, real = [], tqdm.tqdm
+    monkeypatch.setattr(tqdm, "tqdm", lambda *a, **k: bars.append(real(*a, **k)) or bars[-1])
+    updates = []
+    digest(tmp_path, progress=True)
+    bar = bars[0]
+    assert bar.total == 3_000_007 and bar.unit == "B" and bar.n == 3_000_007
+    monkeypatch.setattr(tqdm, "tqdm", real)
+    file_sha256(tmp_path / "big.bin", updates.append)
+    assert updates == [1 << 20, 1 << 20, 3_000_000 - 2 * (1 << 20)]
+
+
 def test_an_output_folder_is_replaced_only_when_all_of_it_is_the_stages_own(tmp_path):
     from pipeline.core.errors import DataError
     from pipeline.core.fileio import WORK_MARK, check_output_folder, replacing_folder

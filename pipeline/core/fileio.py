@@ -173,12 +173,13 @@ def write_json(path: str | Path, data) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in blocks."""
+def file_sha256(path: str | Path, read=lambda n: None) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (``read`` is told each block's size)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+            read(len(block))
     return h.hexdigest()
 
 
@@ -205,8 +206,10 @@ def digest(path: str | Path, progress: bool = False, files: list[Path] | None = 
     if not path.is_dir():
         return file_sha256(path)
     files = folder_files(path) if files is None else files
-    return combine({f.relative_to(path).as_posix(): file_sha256(f)
-                    for f in tqdm(files, desc=f"hashing {path.name}", unit="file", disable=not progress, leave=False)})
+    total = sum(f.stat().st_size for f in files) if progress else 0
+    with tqdm(total=total, desc=f"hashing {path.name} ({len(files)} files)", unit="B", unit_scale=True,
+              disable=not progress, leave=False) as bar:  # in bytes: one huge file moves it too
+        return combine({f.relative_to(path).as_posix(): file_sha256(f, bar.update) for f in files})
 
 
 class HashingReader(io.BufferedIOBase):
