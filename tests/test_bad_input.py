@@ -333,12 +333,14 @@ def test_cuda_without_a_gpu_and_duplicate_keys(data, tmp_path):
 # --- unreadable checkpoints, resume files and outputs --------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 64, b"PK\x03\x04 not really a zip"])
-def test_damaged_checkpoints_are_one_line_errors(data, tmp_path, content):
+@pytest.mark.parametrize("content, message", [(b"", "not a readable checkpoint"),
+                                              (b"\x00" * 64, "not a readable checkpoint"),
+                                              (b"PK\x03\x04 a zip's start only", "checkpoint damaged: truncated")])
+def test_damaged_checkpoints_are_one_line_errors(data, tmp_path, content, message):
     bad = tmp_path / "teacher.pt"
     bad.write_bytes(content)
     failed_naming(run(tmp_path, "soft-labels", "--index", str(tmp_path), "--teacher", str(bad), "--out",
-                      str(tmp_path / "cache.h5"), "--quiet"), str(bad), "not a readable checkpoint")
+                      str(tmp_path / "cache.h5"), "--quiet"), str(bad), message)
     torch.save({"something": "else"}, bad)
     failed_naming(run(tmp_path, "soft-labels", "--index", str(tmp_path), "--teacher", str(bad), "--out",
                       str(tmp_path / "cache.h5"), "--quiet"), str(bad), "not an mtaffect checkpoint")
