@@ -163,6 +163,10 @@ def test_unreadable_image_is_counted(synth, tmp_path):
 
 
 def test_missing_and_empty_sources(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nothing: no such dataset folder \(the synthetic data sets: "
+                                                r"`dvc repro --force synth` writes them again"):
+        extract("disfa", tmp_path / "nothing", tmp_path / "out", ExtractParams(), progress=False)
+    (tmp_path / "nothing").mkdir()
     with pytest.raises(FileNotFoundError, match="ActionUnit_Labels"):
         extract("disfa", tmp_path / "nothing", tmp_path / "out", ExtractParams(), progress=False)
     (tmp_path / "empty" / "label").mkdir(parents=True)

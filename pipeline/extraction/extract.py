@@ -46,6 +46,9 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
     """The jobs of one dataset (``kind``: a source kind of the params, or input)."""
     if kind != "input" and Path(root).is_file():  # else: "<root>/annotations: missing", which misleads
         raise FileNotFoundError(f"{root}: a file, not the folder of a {kind} dataset (its root)")
+    if not Path(root).exists():  # e.g. a clone that pulled the synthetic data's version files only
+        raise FileNotFoundError(f"{root}: no such dataset folder (the synthetic data sets: `dvc repro --force synth` "
+                                "writes them again, the bytes their version files name)")
     if kind == "affwild2":
         return affwild2.read(root, problems, use_cropped_aligned=params.use_cropped_aligned, annotations=annotations)
     readers = {"saffwild2": saffwild2.read, "disfa": disfa.read, "expw": expw.read, "afewva": afewva.read,
