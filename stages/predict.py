@@ -28,13 +28,16 @@ from stages.common import friendly_errors, use_threads
 @click.option("--detect-size", type=click.IntRange(min=48, max=4096), default=None,
               help="Long side, in pixels, of the picture the face detector sees (default: the extraction's, "
                    "from the bundle). Raise it for small faces in large photographs.")
+@click.option("--aligned", is_flag=True,
+              help="The images are aligned face crops, such as s-Aff-Wild2's cropped_aligned/<video>/: each is "
+                   "one face, predicted on as it is (no detection). Images only.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=click.IntRange(min=1, max=1024), default=1, show_default=True,
               help="CPU threads for the networks (more than the free cores slows a shared machine down).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, detect_size, device,
-        threads, quiet):
+def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, no_timeline, detect_size, aligned,
+        device, threads, quiet):
     """Per-frame action units, expression and valence/arousal for each INPUT: a video, an
     image, or a folder (its videos one by one, its images as one table).
 
@@ -67,13 +70,21 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                    "not predicted on")
     if smooth != 1 and not any(inp.kind == "video" for inp in found):
         raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
+    if aligned and (detect_size or all_faces):
+        raise click.UsageError("--aligned: each image is one face, found by no detector: leave --detect-size and "
+                               "--all-faces out")
+    if aligned:
+        for inp in found:
+            if inp.kind == "video":
+                raise click.UsageError(f"{inp.path}: --aligned is for images of aligned faces; predict on videos "
+                                       "without it")
     if temporal:
         for inp in found:
             if inp.kind != "video":
                 raise click.UsageError(f"{inp.path}: --temporal needs videos (images have no frame order); "
                                        "predict on the images without it")
     settings = Settings(every=every, all_faces=all_faces, smooth=smooth, overlay=overlay,
-                        timeline=not no_timeline, fmt=fmt, detect_size=detect_size)
+                        timeline=not no_timeline, fmt=fmt, detect_size=detect_size, aligned=aligned)
     outputs = [p for inp in found for p in output_paths(inp, out_dir, settings).values()]
     target.claim(outputs)
     dev = resolve_device(device)
@@ -86,7 +97,7 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
         probe.unlink()
     except OSError as e:
         raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
-    finder = FaceFinder(model.detection, settings)
+    finder = FaceFinder(model.detection, settings, model.size)
     for inp in found:
         total = len(inp.images)
         if inp.kind == "video":

@@ -516,21 +516,26 @@ def test_an_input_name_too_long_for_its_outputs_is_refused_before_any_work(tmp_p
     assert not out.exists()
 
 
-def test_a_2022_bundle_predicts_its_12_aus_and_8_classes_and_export_writes_the_2022_files(one_face_video,
-                                                                                          tmp_path):
-    from pipeline.core.schema import ABAW2022
+def bundle_2022(folder: Path) -> Path:
+    """A bundle of two random abaw2022 members (12 AUs, 8 classes)."""
     from pipeline.extraction.align import template_points
-    from stages.export_abaw import cli as export_cli
 
     members = {}
     for seed, name in enumerate(("s1", "s2")):
         torch.manual_seed(seed)
-        save_checkpoint(tmp_path / f"{name}.pt", MultitaskNet("resnet18", schema=ABAW2022),
+        save_checkpoint(folder / f"{name}.pt", MultitaskNet("resnet18", schema=ABAW2022),
                         {"train": {"va_centres": "centres"}})
-        members[name] = str(tmp_path / f"{name}.pt")
-    save_bundle(tmp_path / "ensemble.pt", members, [0.5] * 12, "fixed 0.5",
+        members[name] = str(folder / f"{name}.pt")
+    save_bundle(folder / "ensemble.pt", members, [0.5] * 12, "fixed 0.5",
                 {"size": 112, "template_scale": 1.0, "template": template_points(112, 1.0).tolist()})
-    result = run(one_face_video, "--model", tmp_path / "ensemble.pt", "--out", tmp_path / "out", "--quiet")
+    return folder / "ensemble.pt"
+
+
+def test_a_2022_bundle_predicts_its_12_aus_and_8_classes_and_export_writes_the_2022_files(one_face_video,
+                                                                                          tmp_path):
+    from stages.export_abaw import cli as export_cli
+
+    result = run(one_face_video, "--model", bundle_2022(tmp_path), "--out", tmp_path / "out", "--quiet")
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "out" / "clip.csv")
     faces = table[table["face"]]
@@ -545,3 +550,51 @@ def test_a_2022_bundle_predicts_its_12_aus_and_8_classes_and_export_writes_the_2
     expr = (tmp_path / "sub/EXPR_Set/clip.txt").read_text().splitlines()
     assert au[0] == ",".join(ABAW2022.aus) and len(au) == N_FRAMES + 1 and all(len(x.split(",")) == 12 for x in au[1:])
     assert expr[0] == ",".join(ABAW2022.expressions) and {int(x) for x in expr[1:]} <= set(range(8))
+
+
+def test_aligned_crops_are_predicted_as_they_are_and_export_writes_the_multi_task_file(bundle, one_face_video,
+                                                                                       tmp_path):
+    from pipeline.predict.rows import Ensemble
+    from stages.export_abaw import cli as export_cli
+
+    model2022, crops, rng = bundle_2022(tmp_path), tmp_path / "cropped_aligned", np.random.default_rng(0)
+    for video, n in (("v1", 3), ("v2", 2)):
+        (crops / video).mkdir(parents=True)
+        for k in range(n):
+            cv2.imwrite(str(crops / video / f"{k + 1:05d}.jpg"), rng.integers(0, 255, (112, 112, 3), np.uint8))
+    result = run(crops / "v1", crops / "v2", "--aligned", "--model", model2022, "--out", tmp_path / "p", "--quiet")
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "p" / "v1.csv")
+    assert table["file"].tolist() == ["00001.jpg", "00002.jpg", "00003.jpg"] and table["face"].all()
+    images = np.stack([cv2.cvtColor(cv2.imread(str(crops / "v1" / f)), cv2.COLOR_BGR2RGB) for f in table["file"]])
+    direct = Ensemble(model2022, torch.device("cpu"))(images)  # the crops as they are: no detection, no alignment
+    np.testing.assert_allclose(table[ABAW2022.au_probs].to_numpy(), direct["AU"], atol=1e-6)
+    np.testing.assert_allclose(table[["valence", "arousal"]].to_numpy(), direct["VA"], atol=1e-6)
+
+    tables = [str(tmp_path / "p" / "v1.csv"), str(tmp_path / "p" / "v2.csv")]
+    result = CliRunner().invoke(export_cli, [*tables, "--mtl", "--out", str(tmp_path / "sub")])
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "sub" / "MTL_predictions.txt").read_text().splitlines()
+    assert lines[0] == "image,valence,arousal,expression,aus"
+    assert [x.split(",")[0] for x in lines[1:]] == ["v1/00001.jpg", "v1/00002.jpg", "v1/00003.jpg", "v2/00001.jpg",
+                                                    "v2/00002.jpg"]
+    first = lines[1].split(",")
+    assert len(first) == 16 and float(first[1]) == pytest.approx(table["valence"][0], abs=1e-6)
+    assert int(first[3]) == ABAW2022.expressions.index(table["expression"][0])
+    assert first[4:] == [str(int(table[a][0])) for a in ABAW2022.aus]
+
+    # what cannot go into the multi-task file is refused, naming the table
+    wrong = tmp_path / "cropped_aligned" / "v3"
+    wrong.mkdir()
+    cv2.imwrite(str(wrong / "00001.jpg"), rng.integers(0, 255, (100, 300, 3), np.uint8))  # no aligned crop
+    result = run(wrong, "--aligned", "--model", model2022, "--out", tmp_path / "p", "--quiet")
+    assert result.exit_code == 0 and "00001.jpg: a 300x100 crop is not an aligned face" in result.output
+    assert run(one_face_video, "--model", bundle, "--out", tmp_path / "p2020", "--quiet").exit_code == 0
+    for given, message in ((tmp_path / "p" / "v3.csv", "v3.csv: row 2: no face in 00001.jpg"),
+                           (tmp_path / "p2020" / "clip.csv", "predicts 8 AUs and 7 classes; the multi-task file "
+                                                            "lists abaw2022's 12 and 8")):
+        result = CliRunner().invoke(export_cli, [str(given), "--mtl", "--out", str(tmp_path / "sub2")])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert not (tmp_path / "sub2" / "MTL_predictions.txt").exists()
+    videos = run(one_face_video, "--aligned", "--model", model2022, "--out", tmp_path / "p3", "--quiet")
+    assert videos.exit_code != 0 and "--aligned is for images of aligned faces" in videos.output

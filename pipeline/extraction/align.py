@@ -179,3 +179,15 @@ def landmarks5_from_box(box) -> np.ndarray:
     if x2 <= x1 or y2 <= y1:
         raise ValueError(f"empty face box {box}")
     return np.array([x1, y1]) + BOX_LANDMARK_FRACTIONS * np.array([x2 - x1, y2 - y1])
+
+
+def aligned_crop(image: np.ndarray, size: int) -> tuple[np.ndarray | None, str]:
+    """A face crop a dataset ships already aligned (Aff-Wild2's and s-Aff-Wild2's
+    ``cropped_aligned``) at ``size`` x ``size``, or None and why it is no such crop: one
+    far from square, or far from that size, is another picture."""
+    h, w = image.shape[:2]
+    if not (size / 2 <= min(h, w) and max(h, w) <= 4 * size and max(h, w) <= 1.25 * min(h, w)):
+        return None, f"a {w}x{h} crop is not an aligned face (about {size}x{size} expected)"
+    if (h, w) != (size, size):
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return image, ""

@@ -192,14 +192,11 @@ def process_job(index: int, job: Job, params: ExtractParams, get_detector, tmpdi
                         res.rejected.append((path, why, None, sum(p == path for p in job.images)))
                     continue
                 if job.mode == "aligned":
-                    h, w = image.shape[:2]
-                    if not (size / 2 <= min(h, w) and max(h, w) <= 4 * size and max(h, w) <= 1.25 * min(h, w)):
-                        res.rejected.append((path, f"a {w}x{h} crop is not an aligned face (about {size}x{size} "
-                                             "expected)", None, 1))
+                    face, why = align.aligned_crop(image, size)
+                    if face is None:
+                        res.rejected.append((path, why, None, 1))
                         continue
-                    if image.shape[:2] != (size, size):
-                        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                    emit(row, image)
+                    emit(row, face)
                 elif job.mode == "landmarks":
                     why = landmarks_problem(job.landmarks[row], image.shape)
                     if why is None and job.boxes is not None and not box_inside(job.boxes[row], image.shape, 1):

@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write
 from pipeline.core.labels import TASKS
-from pipeline.core.schema import SCHEMAS
+from pipeline.core.schema import ABAW2022, SCHEMAS
 from pipeline.predict.rows import table_labels
 
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
@@ -152,3 +152,56 @@ def export(path: Path, out: Path, tasks=TASKS, done=lambda path: None) -> dict[s
                 f.write(line(task, row, aus, classes) + "\n")
         done(target)
     return written
+
+
+# --- s-Aff-Wild2's multi-task file ---------------------------------------------------------
+
+#: The multi-task file's name in ``--out`` and its header (docs/formats.md, "s-Aff-Wild2").
+MTL_FILE, MTL_HEADER = "MTL_predictions.txt", "image,valence,arousal,expression,aus"
+
+
+def read_image_predictions(path: Path) -> pd.DataFrame:
+    """A predict table of one folder of aligned crops (``predict --aligned``), checked: one
+    row per image, each with a face and every prediction of the abaw2022 schema."""
+    try:
+        aus, classes = table_labels(path)
+        columns = ["file", "face", *aus, "expression", "valence", "arousal"]
+        rows = pd.read_parquet(path, columns=columns) if path.suffix == ".parquet" else pd.read_csv(path, usecols=columns)
+    except (ValueError, KeyError, OSError) as e:
+        raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
+    if (tuple(aus), tuple(classes)) != (ABAW2022.aus, ABAW2022.expressions):
+        raise DataError(f"{path}: predicts {len(aus)} AUs and {len(classes)} classes; the multi-task file lists "
+                        f"abaw2022's {len(ABAW2022.aus)} and {len(ABAW2022.expressions)} (a model of that schema)")
+    line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
+    files = rows["file"].astype("string")
+    unnamed = files.isna() | (files == "").fillna(False)
+    if unnamed.any():
+        raise DataError(f"{line(unnamed.idxmax())}: no image name: a video's table (the multi-task file is per "
+                        "image: predict --aligned on the crops' folders)")
+    if files.duplicated().any():
+        i = files.duplicated().idxmax()
+        raise DataError(f"{line(i)}: image {files[i]} again: one row per image (predict without --all-faces)")
+    face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
+    if not face.fillna(False).all():
+        i = (~face.fillna(False)).idxmax()
+        raise DataError(f"{line(i)}: no face in {files[i]}: the multi-task file needs a prediction per image "
+                        "(predict --aligned on the organisers' aligned crops)")
+    _check_face_rows(rows, line, aus, classes)
+    return rows.assign(file=files)
+
+
+def export_mtl(tables: list[Path], out: Path) -> Path:
+    """``out/MTL_predictions.txt``: the header, then per image of each table (a folder of
+    crops, named after its video) ``<video>/<image>,valence,arousal,expression,12 AUs``,
+    the expression as its class index (7: Other), sorted by image."""
+    lines = []
+    for path in tables:
+        rows = read_image_predictions(path)
+        for row in rows.to_dict("records"):
+            aus = ",".join(str(int(row[a])) for a in ABAW2022.aus)
+            lines.append(f"{path.stem}/{row['file']},{float(row['valence']):.6f},{float(row['arousal']):.6f},"
+                         f"{ABAW2022.expressions.index(row['expression'])},{aus}")
+    target = out / MTL_FILE
+    with atomic_write(target) as tmp, open(tmp, "w") as f:
+        f.write("\n".join([MTL_HEADER, *sorted(lines)]) + "\n")
+    return target

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from pipeline.extraction.align import align_face
+from pipeline.extraction.align import align_face, aligned_crop
 from pipeline.core.images import centre_view, to_tensor
 from pipeline.inference.ensemble import load_bundle
 from pipeline.inference.outputs import combine
@@ -100,8 +100,9 @@ def face_rows(frames: list[Frame], faces: list[list[Found]], size: int, scale: f
     """The table rows of each frame (one per face, or one without a face), predictions not
     yet filled in, and the faces aligned [n_faces, size, size, 3] in the rows' order."""
     flat = [(i, f) for i, found in enumerate(faces) for f in found]
-    aligned = np.stack([align_face(frames[i].image, f.face.landmarks, size, scale) for i, f in flat]) if flat \
-        else np.zeros((0, size, size, 3), np.uint8)
+    aligned = np.stack([align_face(frames[i].image, f.face.landmarks, size, scale) if f.face.landmarks is not None
+                        else aligned_crop(frames[i].image, size)[0] for i, f in flat]) if flat \
+        else np.zeros((0, size, size, 3), np.uint8)  # (no landmarks: the image is an aligned crop itself)
     result = [[] for _ in frames]
     for i, f in flat:
         result[i].append({"face": True, "track": f.track, "det_score": f.face.prob, **dict(zip(BOX, map(float, f.face.box)))})

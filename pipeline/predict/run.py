@@ -13,7 +13,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline.core.errors import CheckpointError
-from pipeline.extraction.faces import FaceDetector
+from pipeline.extraction.align import aligned_crop
+from pipeline.extraction.faces import Detection, FaceDetector
 from pipeline.core.fileio import temp_path
 from pipeline.predict.media import Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
@@ -35,17 +36,18 @@ class Settings:
     timeline: bool = True   # write <name>.png for videos
     fmt: str = "csv"        # csv | parquet
     detect_size: int | None = None  # long side the detector sees (None: the bundle's, as the extraction)
+    aligned: bool = False   # images are aligned face crops (s-Aff-Wild2's): one face each, no detection
 
 
 class FaceFinder:
     """The faces of blocks of frames: the extraction's tracker for the main face of a
     video, every face with :class:`TrackIds` (``all_faces``), every face of an image."""
 
-    def __init__(self, detection: dict, settings: Settings):
+    def __init__(self, detection: dict, settings: Settings, face_size: int = 112):
         self.detector = FaceDetector(min_face_size=detection["min_face"],
                                      detect_size=settings.detect_size or detection["detect_size"],
                                      batch_size=settings.batch)
-        self.min_prob, self.settings = detection["min_prob"], settings
+        self.min_prob, self.settings, self.face_size = detection["min_prob"], settings, face_size
         self.notes: list[str] = []  # images whose faces may be too small for the detection size
         self.reset()
 
@@ -67,7 +69,17 @@ class FaceFinder:
         return found
 
     def images(self, frames) -> list[list[Found]]:
-        """Every face of each image, numbered from left to right."""
+        """Every face of each image, numbered from left to right; with ``aligned``, the
+        image itself (no landmarks: it is the face), unless it is no aligned crop."""
+        if self.settings.aligned:
+            found = []
+            for frame in frames:
+                h, w = frame.image.shape[:2]
+                why = aligned_crop(frame.image, self.face_size)[1]
+                if why:
+                    self.notes.append(f"{frame.file}: {why}: no face")
+                found.append([] if why else [Found(0, Detection(np.array([0.0, 0.0, w, h]), float("nan"), None))])
+            return found
         found = []
         for frame, faces in zip(frames, self.detector.detect([f.image for f in frames])):
             keep = sorted(np.flatnonzero(faces.probs >= self.min_prob), key=lambda k: faces.boxes[k][0])
