@@ -46,7 +46,7 @@ def read_source(kind: str, root: str | Path, problems: Problems, params: Extract
     """The jobs of one dataset (``kind``: a source kind of the params, or input)."""
     if kind != "input" and Path(root).is_file():  # else: "<root>/annotations: missing", which misleads
         raise FileNotFoundError(f"{root}: a file, not the folder of a {kind} dataset (its root)")
-    if not Path(root).exists():  # e.g. a clone that pulled the synthetic data's version files only
+    if kind != "input" and not Path(root).exists():  # e.g. a clone that pulled only the synthetic data's versions
         raise FileNotFoundError(f"{root}: no such dataset folder (the synthetic data sets: `dvc repro --force synth` "
                                 "writes them again, the bytes their version files name)")
     if kind == "affwild2":
