@@ -34,6 +34,21 @@ def shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def row_line(path: Path):
+    """``row -> "<path>: row <n>"`` as the user counts a table's rows (a CSV's header is row 1)."""
+    return lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"
+
+
+def face_flags(rows: pd.DataFrame, line) -> pd.Series:
+    """The ``face`` column as booleans (a CSV edited by hand may spell them); anything else
+    is refused naming its row."""
+    face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
+    if face.isna().any():
+        i = face.isna().idxmax()
+        raise DataError(f"{line(i)}: face {shown(rows['face'][i])} is not true or false")
+    return face.astype(bool)
+
+
 def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], list[str]]:
     """A predict table of one video, one row per frame (the main face), checked; and the
     AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
@@ -54,7 +69,7 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
         raise DataError(f"{path}: predicts the AUs {', '.join(aus)} (a model of another AU set), not the "
                         f"{len(era.aus)} of the {era.name} ABAW files ({', '.join(era.aus)}): export only its "
                         "other tasks (--task EXPR --task VA)")
-    line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
+    line = row_line(path)
     frame = pd.to_numeric(rows["frame"], errors="coerce")
     bad = frame.isna() | (frame < 0) | (frame != frame.round()) | (frame >= MAX_FRAMES)
     if bad.any():
@@ -77,11 +92,7 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     if len(gap):
         raise DataError(f"{path}: no row for frame {present[gap[0]] + 1} (between frames {present[gap[0]]} and "
                         f"{present[gap[0] + 1]}): ABAW wants a row for every frame: predict without --every")
-    face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
-    if face.isna().any():
-        i = face.isna().idxmax()
-        raise DataError(f"{line(i)}: face {shown(rows['face'][i])} is not true or false")
-    rows["face"] = face.astype(bool)
+    rows["face"] = face_flags(rows, line)
     if not rows["face"].any():
         raise DataError(f"{path}: no face in any frame: nothing to fill the frames with")
     _check_face_rows(rows[rows["face"]], line, aus, classes)
@@ -172,7 +183,7 @@ def read_image_predictions(path: Path) -> pd.DataFrame:
     if (tuple(aus), tuple(classes)) != (ABAW2022.aus, ABAW2022.expressions):
         raise DataError(f"{path}: predicts {len(aus)} AUs and {len(classes)} classes; the multi-task file lists "
                         f"abaw2022's {len(ABAW2022.aus)} and {len(ABAW2022.expressions)} (a model of that schema)")
-    line = lambda i: f"{path}: row {int(i) + 2}" if path.suffix != ".parquet" else f"{path}: row {int(i)}"  # noqa: E731
+    line = row_line(path)
     files = rows["file"].astype("string")
     unnamed = files.isna() | (files == "").fillna(False)
     if unnamed.any():
@@ -181,9 +192,9 @@ def read_image_predictions(path: Path) -> pd.DataFrame:
     if files.duplicated().any():
         i = files.duplicated().idxmax()
         raise DataError(f"{line(i)}: image {files[i]} again: one row per image (predict without --all-faces)")
-    face = rows["face"].map({True: True, False: False, "True": True, "False": False, "true": True, "false": False})
-    if not face.fillna(False).all():
-        i = (~face.fillna(False)).idxmax()
+    face = face_flags(rows, line)
+    if not face.all():
+        i = (~face).idxmax()
         raise DataError(f"{line(i)}: no face in {files[i]}: the multi-task file needs a prediction per image "
                         "(predict --aligned on the organisers' aligned crops)")
     _check_face_rows(rows, line, aus, classes)
