@@ -15,6 +15,7 @@ landmarks give the alignment directly, as AFEW-VA's do (docs/formats.md).
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -80,11 +81,32 @@ def number(value: np.ndarray, path: Path) -> float:
                          "number") from None
 
 
+def parse_points(text: str) -> np.ndarray:
+    """The numbers of a ``x1;y1;x2;...`` landmark string (parsed in C); a ValueError naming
+    the first that is none, as ``float`` would."""
+    try:
+        points = np.fromstring(text, sep=";")
+        if points.size == text.count(";") + 1:
+            return points
+    except ValueError:
+        pass
+    return np.array([float(v) for v in text.split(";")])  # raises naming the bad value
+
+
 def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[tuple[str, str], list]:
     """(split, subdirectory) -> [(image, expression, va, points, box)] of the file lists' good
     rows. Whether a box lies in its image is the extraction's check: it reads the image."""
     groups: dict[tuple[str, str], list] = {}
     folder, images = root / "Manually_Annotated_file_lists", root / "Manually_Annotated_Images"
+    listed: dict[str, set[str]] = {}  # subdirectory -> its files, listed once (not one stat per row)
+
+    def present(name: str) -> bool:
+        sub, _, base = name.rpartition("/")
+        if sub not in listed:
+            where = images / sub
+            listed[sub] = {e.name for e in os.scandir(where) if e.is_file()} if where.is_dir() else set()
+        return base in listed[sub]
+
     for stem, split in CSV_FILES.items():
         path = folder / f"{stem}.csv"
         text = read_text(path, problems) if path.exists() else None
@@ -107,7 +129,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
                 name = row[0].strip()
                 if Path(name).is_absolute() or ".." in Path(name).parts:
                     raise ValueError(f"image {name!r} leaves Manually_Annotated_Images/")
-                points = [float(v) for v in row[5].split(";")]
+                points = parse_points(row[5])
                 expr, va, five = labels(float(row[6]), float(row[7]), float(row[8]), points)
                 box = [float(v) for v in row[1:5]]
             except ValueError as e:
@@ -116,7 +138,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
             if expr == UNKNOWN and np.isnan(va[0]):
                 result.invalid_label_rows += 1
                 continue
-            if not (images / name).is_file():
+            if not present(name):
                 problems.reject(str(path), f"image {name!r} missing", line=lineno)
                 result.labels_without_frame += 1
                 continue
