@@ -102,6 +102,7 @@ def check_writes_apart(options: dict) -> None:
         return [Path(v).resolve() for v in values if isinstance(v, (str, Path)) and str(v) and Path(v).exists()]
 
     reads = [(name, p) for name, value in options.items() if name not in WRITES for p in paths(value)]
+    writes = []
     for name, value in options.items():
         if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
             continue
@@ -111,6 +112,11 @@ def check_writes_apart(options: dict) -> None:
                 how = "is" if target == read else "holds"
                 raise click.ClickException(f"{option_name(name)} {value}: {how} {option_name(source)} {read}, which "
                                            "this command reads: refusing to write there (choose another path)")
+        for other, written in writes:  # one output would replace or hold another
+            if target == written or target in written.parents or written in target.parents:
+                raise click.ClickException(f"{option_name(name)} {value} and {option_name(other)} {written}: one "
+                                           "output in the place of another (give each its own path)")
+        writes.append((name, target))
 
 
 def check_writable(options: dict) -> None:

@@ -19,8 +19,15 @@ def cli(root, quiet):
     every file of the dataset at each `dvc status` (README, "Working with real data"). Run
     it again whenever the dataset changes: extraction refuses files that differ from it.
     """
+    from pathlib import Path
+
+    from pipeline.core.errors import DataError
     from pipeline.extraction.dataset_version import unfollowed_links, write_version
 
+    marker = Path(root).resolve().parent / "synth.json"
+    if marker.is_file() and "mtaffect synthetic" in marker.read_text(errors="replace"):
+        raise DataError(f"{root}: a synthetic data set, whose version file is synth's output: an edit of it is "
+                        "undone by `dvc repro --force synth`, which writes the data and their versions again")
     path = write_version(root, progress=not quiet)
     links = unfollowed_links(root)
     record = json.loads(path.read_text())

@@ -76,7 +76,7 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
     e = p.evaluate
     index_dir = Path(index_dir or p.build.out)
     check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
-    check_output_folder(plots, "comparison.csv", own=["*.csv", "*.png"])  # replaced whole: an earlier one only
+    check_output_folder(plots, "comparison.csv", own=["*.csv", "*.png"], option="--plots")  # replaced whole
     train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
     val = FrameIndex.read(index_dir / "val.parquet")
     if not len(val):

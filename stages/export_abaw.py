@@ -16,7 +16,8 @@ from stages.common import friendly_errors
               help="Only these tasks (repeatable; default: all three).")
 @click.option("--mtl", is_flag=True,
               help="Write s-Aff-Wild2's multi-task file <out>/MTL_predictions.txt instead: one row per image of "
-                   "the tables of `predict --aligned` on cropped_aligned/<video>/ folders (an abaw2022 model).")
+                   "the tables of `predict --aligned` on cropped_aligned/<video>/ folders (an abaw2022 model). "
+                   "It lists exactly the tables given: an earlier one of this --out is replaced.")
 @friendly_errors
 def cli(tables, out, tasks, mtl):
     """Write <out>/<task>_Set/<video>.txt for each TABLE (a video's predict output, .csv or
@@ -42,7 +43,7 @@ def cli(tables, out, tasks, mtl):
             read_image_predictions(Path(table))
         target.lock([out_dir / MTL_FILE])
         target.record(export_mtl([Path(t) for t in tables], out_dir))
-        click.echo(f"{len(tables)} table(s) -> {out_dir / MTL_FILE}")
+        click.echo(f"{len(tables)} table(s) -> {out_dir / MTL_FILE} (only these tables' images)")
         return
     tasks = tasks or TASKS
     outputs = [p for table in tables for p in output_paths(Path(table), out_dir, tasks).values()]

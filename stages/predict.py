@@ -70,9 +70,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                    "not predicted on")
     if smooth != 1 and not any(inp.kind == "video" for inp in found):
         raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
-    if aligned and (detect_size or all_faces):
-        raise click.UsageError("--aligned: each image is one face, found by no detector: leave --detect-size and "
-                               "--all-faces out")
+    if aligned and (detect_size or all_faces or overlay or every != 1):
+        raise click.UsageError("--aligned: each image is one face, found by no detector, and no video: leave "
+                               "--detect-size, --all-faces, --overlay and --every out")
     if aligned:
         for inp in found:
             if inp.kind == "video":

@@ -5,7 +5,7 @@ import click
 
 from pipeline.core.params import with_overrides
 from synthetic.params import SYNTH_SIZES, SynthParams
-from stages.common import friendly_errors, load, params_option
+from stages.common import friendly_errors, load, params_option, provenance_option
 
 
 @click.command("synth")
@@ -29,15 +29,20 @@ from stages.common import friendly_errors, load, params_option
 @click.option("--identity-spread", "identity_spread", type=float, default=None, help="Variety of face shapes.")
 @click.option("--workers", type=int, default=None, help="Rendering processes (speed only, never the files).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
+@provenance_option("synth")
 @friendly_errors
 def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
-        imbalance, spontaneous_au, identity_spread, workers, progress):
+        imbalance, spontaneous_au, identity_spread, workers, progress, provenance_path):
     """Write the four synthetic datasets in their real formats, the ground truth, and a contact sheet.
 
     Every option defaults to the `synth` section of params.yaml.
     """
+    from pathlib import Path
+
+    from pipeline.core import provenance
+    from pipeline.extraction.dataset_version import SUFFIX
     from synthetic.contact_sheet import make_contact_sheet
-    from synthetic.generate import generate
+    from synthetic.generate import SOURCES, generate
 
     p = load(params_path, SynthParams)
     section = with_overrides(
@@ -52,9 +57,12 @@ def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, d
         click.echo(f"{source:9s} {s['frames']:7d} images/frames {s['faces']:7d} faces "
                    f"{s['bytes'] / max(1, s['faces']) / 1024:6.1f} kB/face")
     click.echo(f"{report['rows']} ground-truth rows in {report['seconds']:.1f} s -> {section.out}")
+    outputs = {"report": Path(section.out) / "synth.json", "ground_truth": Path(section.out) / "ground_truth.parquet",
+               **{f"version {s}": Path(section.out) / f"{s}{SUFFIX}" for s in SOURCES}}
     if not no_contact_sheet:
-        path = make_contact_sheet(section.out, section.contact_sheet, seed=section.seed)
-        click.echo(f"contact sheet -> {path}")
+        outputs["contact_sheet"] = make_contact_sheet(section.out, section.contact_sheet, seed=section.seed)
+        click.echo(f"contact sheet -> {outputs['contact_sheet']}")
+    provenance.write(provenance_path, __spec__.name, {"synth": section.model_dump(mode="json")}, {}, outputs)
 
 
 if __name__ == "__main__":

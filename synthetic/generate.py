@@ -86,13 +86,15 @@ def check_out(out: str | Path, contact_sheet: str | Path | None = None) -> None:
                 raise DataError(f"{f}: not written by synth: {refuse}")
     marker = out / "synth.json"
     if not marker.exists():
-        raise DataError(f"{out}: holds {entries[0].name} but no synth.json, so it is not an earlier synth output: {refuse}")
+        raise DataError(f"{out}: holds {entries[0].name} but no synth.json, so it is not an earlier synth output: "
+                        f"{refuse}; if synth wrote it, `dvc checkout synth` brings synth.json back")
     try:
         ours = str(json.loads(marker.read_text()).get("generator", "")).startswith("mtaffect synthetic")
     except (ValueError, AttributeError, OSError):
         ours = False
     if not ours:
-        raise DataError(f"{marker}: not written by synth: {refuse}")
+        raise DataError(f"{marker}: not written by synth: {refuse}; if synth wrote it, `dvc checkout synth` "
+                        "brings it back")
     for source, files in listed.items():
         version = out / (source + SUFFIX)
         try:

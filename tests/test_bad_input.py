@@ -167,9 +167,11 @@ def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_
              (["soft-labels", "--teacher", str(teacher), "--out", str(teacher)], f"--out {teacher}: is --teacher"),
              (["ensemble", "--students", str(students), "--out", str(students / "s1.pt")],
               f"--out {students / 's1.pt'}: is the checkpoint of ensemble member s1"),
-             (["build", "--faces", str(students), "--out", str(tmp_path)], f"--out {tmp_path}: holds --")]
+             (["build", "--faces", str(students), "--out", str(tmp_path)], f"--out {tmp_path}: holds --"),
+             (["evaluate", "--out", str(tmp_path / "e.json"), "--plots", str(tmp_path / "e.json")],
+              f"--plots {tmp_path / 'e.json'} and --out {tmp_path / 'e.json'}: one output in the place of another")]
     for args, message in cases:
-        failed_naming(run(tmp_path, *args), message, "refusing to write there")
+        failed_naming(run(tmp_path, *args), message)
     assert params.read_bytes() == kept and teacher.read_bytes() == b"a teacher's weights"
     assert (students / "s1.pt").read_bytes() == b"a student's weights"
 

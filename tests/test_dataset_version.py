@@ -115,6 +115,12 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
     assert (f"warning: 2 link(s) not followed (dangling, or to a folder: extraction does not read through them "
             f"either), e.g. {dataset / 'gone.txt'}") in result.output
     check_version(dataset, path, independent_digest(dataset))
+    # a synthetic data set's version is synth's output: not rewritten by hand
+    (dataset.parent / "synth.json").write_text('{"generator": "mtaffect synthetic v3", "complete": true}')
+    before = path.read_bytes()
+    refused = CliRunner().invoke(main, ["dataset-version", str(dataset)])
+    assert refused.exit_code != 0 and "a synthetic data set, whose version file is synth's output" in refused.output
+    assert "dvc repro --force synth" in refused.output and path.read_bytes() == before
 
 
 # --- the digest of what extraction reads ----------------------------------------------------

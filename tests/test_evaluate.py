@@ -276,6 +276,7 @@ def test_an_empty_validation_index_and_a_copied_student_are_one_line_each(evalua
     result = CliRunner().invoke(cli, ["--index", str(index_dir), "--plots", str(mine), "--params",
                                       str(ROOT / "params.yaml")])
     assert result.exit_code != 0 and f"{mine}: holds files but no comparison.csv" in result.output, result.output
+    assert "choose another --plots" in result.output
     assert (mine / "poster.png").read_bytes() == b"mine"
     students = tmp_path / "students"
     students.mkdir()

@@ -369,3 +369,15 @@ def test_the_papers_setting_on_the_synthetic_sources_is_said(tmp_path):
     assert any(n.startswith("sources affwild2, disfa, expw, afewva read the synthetic data") for n in notes), notes
     apply_preset(path, "demo")
     assert check_all(path)[1] == []
+
+
+def test_two_students_of_the_same_settings_are_refused(raw, tmp_path):
+    path = tmp_path / "params.yaml"
+    raw["students"] = {"s1": {"seed": 1}, "s2": {"seed": 2}, "s3": {"seed": 1}}
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=r"students.s3: the same settings as students.s1 \(seed 1\): it would train "
+                                          "the same network again"):
+        check_all(path)
+    raw["students"]["s3"] = {"seed": 1, "lam": 0.5}  # another setting: another network
+    path.write_text(yaml.safe_dump(raw))
+    check_all(path)

@@ -292,8 +292,8 @@ def test_face_finder_track_gap_is_15_predicted_frames_with_every():
     assert finder.ids.assign(78, box) == [1]   # 16 predicted frames (48 > 45 video frames): new
 
 
-@pytest.mark.parametrize("case", ["not-media", "empty-folder", "missing", "link-loop", "bad-bundle", "unwritable",
-                                  "even-smooth", "tpu", "cpu:3"])
+@pytest.mark.parametrize("case", ["not-media", "empty-folder", "only-subfolders", "missing", "link-loop", "bad-bundle",
+                                  "unwritable", "even-smooth", "tpu", "cpu:3"])
 def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
     out, model, given, extra = tmp_path / "out", bundle, one_face_video, []
     if case == "not-media":
@@ -302,6 +302,9 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
     elif case == "empty-folder":
         given = tmp_path / "empty"
         given.mkdir()
+    elif case == "only-subfolders":  # s-Aff-Wild2's cropped_aligned/: one folder per video
+        given = tmp_path / "cropped_aligned"
+        (given / "v1").mkdir(parents=True)
     elif case == "missing":
         given = tmp_path / "nowhere.mp4"
     elif case == "link-loop":
@@ -320,7 +323,8 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
     elif case in ("tpu", "cpu:3"):  # no such device: the device is named, not the (good) bundle
         extra = ["--device", case]
     result = run(given, "--model", model, "--out", out, "--quiet", *extra)
-    expected = {"not-media": "neither a video", "empty-folder": "no video", "missing": "no such file",
+    expected = {"not-media": "neither a video", "empty-folder": "no video",
+                "only-subfolders": "in this folder (subfolders are not searched: give them, e.g. ", "missing": "no such file",
                 "link-loop": "a.mp4: no such file or folder (a symbolic link to nothing, or a loop of links)",
                 "bad-bundle": "bundle format 99", "unwritable": "a file is where the folder a-file/ goes",
                 "even-smooth": "must be odd", "tpu": "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
@@ -553,7 +557,7 @@ def test_a_2022_bundle_predicts_its_12_aus_and_8_classes_and_export_writes_the_2
 
 
 def test_aligned_crops_are_predicted_as_they_are_and_export_writes_the_multi_task_file(bundle, one_face_video,
-                                                                                       tmp_path):
+                                                                                       tmp_path, monkeypatch):
     from pipeline.predict.rows import Ensemble
     from stages.export_abaw import cli as export_cli
 
@@ -591,10 +595,29 @@ def test_aligned_crops_are_predicted_as_they_are_and_export_writes_the_multi_tas
     assert result.exit_code == 0 and "00001.jpg: a 300x100 crop is not an aligned face" in result.output
     assert run(one_face_video, "--model", bundle, "--out", tmp_path / "p2020", "--quiet").exit_code == 0
     for given, message in ((tmp_path / "p" / "v3.csv", "v3.csv: row 2: no face in 00001.jpg"),
-                           (tmp_path / "p2020" / "clip.csv", "predicts 8 AUs and 7 classes; the multi-task file "
-                                                            "lists abaw2022's 12 and 8")):
+                           (tmp_path / "p2020" / "clip.csv", "predicts the AUs AU1, AU2, AU4, AU6, AU12, AU15, "
+                                                            "AU20, AU25 and 7 classes; the multi-task file lists "
+                                                            "abaw2022's")):
         result = CliRunner().invoke(export_cli, [str(given), "--mtl", "--out", str(tmp_path / "sub2")])
         assert result.exit_code != 0 and message in result.output, result.output
+    bad = pd.read_csv(tmp_path / "p" / "v1.csv")
+    for name, edit, message in (
+            ("v8.csv", lambda t: t.iloc[:0], "v8.csv: no row: nothing to export"),
+            ("v9.csv", lambda t: t.assign(file=["00001.jpg", "0,2.jpg", "00003.jpg"]),
+             "v9.csv: row 3: image name '0,2.jpg' holds a comma"),
+            ("00001.csv", lambda t: t.iloc[:1], "00001.csv: the table of one image, named after it"),
+            ("v7.csv", lambda t: t.rename(columns={"AU26": "AU20", "p_AU26": "p_AU20"}),
+             "predicts the AUs AU1, AU2, AU4, AU6, AU7, AU10, AU12, AU15, AU23, AU24, AU25, AU20 and 8 classes")):
+        edit(bad).to_csv(tmp_path / name, index=False)
+        result = CliRunner().invoke(export_cli, [str(tmp_path / name), "--mtl", "--out", str(tmp_path / "sub2")])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "sub2" / "MTL_predictions.txt").exists()
+    monkeypatch.chdir(crops / "v2")
+    here = run(".", "--aligned", "--model", model2022, "--out", tmp_path / "p4", "--quiet")
+    assert here.exit_code == 0 and (tmp_path / "p4" / "v2.csv").exists(), here.output  # never a hidden .csv
     videos = run(one_face_video, "--aligned", "--model", model2022, "--out", tmp_path / "p3", "--quiet")
     assert videos.exit_code != 0 and "--aligned is for images of aligned faces" in videos.output
+    for extra in (["--every", "2"], ["--overlay"], ["--detect-size", "640"]):
+        ignored = run(crops / "v1", "--aligned", *extra, "--model", model2022, "--out", tmp_path / "p3", "--quiet")
+        assert ignored.exit_code != 0 and "leave --detect-size, --all-faces, --overlay and --every out" \
+            in ignored.output

@@ -476,6 +476,10 @@ def test_synth_refuses_a_folder_holding_files_it_did_not_write_and_replaces_its_
     res = synth(own)  # its own earlier output: replaced, the same bytes
     assert res.exit_code == 0, res.output
     assert tree(own).keys() == {own / p.relative_to(tiny[0]) for p in tree(tiny[0])}
+    (own / "synth.json").unlink()  # e.g. deleted by hand: DVC still has it
+    res = synth(own)
+    assert res.exit_code == 1 and "but no synth.json" in res.output and "`dvc checkout synth` brings synth.json " \
+        "back" in res.output
 
 
 def test_each_dataset_has_a_version_file_that_fits_it(tiny):

@@ -41,6 +41,13 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             if member not in getattr(p, family):
                 raise ParamsError(f"{path}: {ensemble}.members: {member!r} is not a {family[:-1].replace('_', ' ')} "
                                   f"({family}: {', '.join(getattr(p, family)) or 'none'}); add it under `{family}`")
+    for family in FAMILY_DEFAULTS:  # training is deterministic: one setting, one network, twice
+        seen = {}
+        for name, entry in getattr(p, family).items():
+            twin = seen.setdefault(repr(entry.model_dump()), name)
+            if twin != name:
+                raise ParamsError(f"{path}: {family}.{name}: the same settings as {family}.{twin} (seed "
+                                  f"{entry.seed}): it would train the same network again; give it another seed")
     for task in ("au", "expr", "va"):
         missing = [s for s in getattr(p.build, f"{task}_sources") if s not in p.sources]
         if missing:

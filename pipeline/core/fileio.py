@@ -62,31 +62,32 @@ def atomic_write(path: str | Path):
 WORK_MARK = ".mtaffect-work"
 
 
-def check_output_folder(out: str | Path, marker: str, inputs=(), own=()) -> None:
+def check_output_folder(out: str | Path, marker: str, inputs=(), own=(), option: str = "--out") -> None:
     """Refuse, before any work, an output folder that overlaps an input or that holds
     anything but a previous output of the same stage: its ``marker`` file and files
     matching the ``own`` patterns (e.g. ``shard-*.h5``), nothing else. The same for the
-    temporary siblings :func:`replacing_folder` would clear."""
+    temporary siblings :func:`replacing_folder` would clear. ``option``: how the user named it."""
     out = Path(out).resolve()
     for given in inputs:
         source = Path(given).resolve()
         if out == source or source in out.parents or out in source.parents:
-            raise DataError(f"{out}: the output folder would overlap the input {source}: refusing (choose another --out)")
+            raise DataError(f"{out}: the output folder would overlap the input {source}: refusing (choose another "
+                            f"{option})")
     if out.exists():
         if not out.is_dir():
             raise DataError(f"{out}: exists and is not a folder: refusing to replace it")
         if any(out.iterdir()) and not (out / marker).exists():
             raise DataError(f"{out}: holds files but no {marker}, so it is not an earlier output of this stage: "
-                            "refusing to replace it (choose another --out, or empty it yourself)")
+                            f"refusing to replace it (choose another {option}, or empty it yourself)")
         foreign = [p.name for p in sorted(out.iterdir())
                    if p.name != marker and not any(fnmatch.fnmatch(p.name, pattern) for pattern in own)]
         if foreign:
             raise DataError(f"{out}: holds {', '.join(foreign[:3])}, which this stage does not write: refusing to "
-                            "replace the folder (move them away, or choose another --out)")
+                            f"replace the folder (move them away, or choose another {option})")
     for sibling in (out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")):
         if sibling.exists() and not ((sibling / WORK_MARK).exists() or (sibling / marker).exists()):
             raise DataError(f"{sibling}: exists and was not left by this stage: refusing to delete it "
-                            "(move it away, or choose another --out)")
+                            f"(move it away, or choose another {option})")
 
 
 @contextmanager

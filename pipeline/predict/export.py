@@ -77,8 +77,8 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
         raise DataError(f"{line(i)}: frame {shown(rows['frame'][i])} is not a frame number (0 .. {MAX_FRAMES - 1:,})")
     rows["frame"] = frame.astype(np.int64)
     if rows["file"].notna().any() and (rows["file"].astype(str) != "").any():
-        raise DataError(f"{path}: rows of images (a folder's table), not of a video's frames: ABAW submissions "
-                        "are per video")
+        raise DataError(f"{path}: rows of images (a folder's table), not of a video's frames: ABAW's per-task "
+                        "submissions are per video (s-Aff-Wild2's multi-task file of images: --mtl)")
     twice = rows["frame"].duplicated()
     if twice.any():
         i = twice.idxmax()
@@ -181,14 +181,24 @@ def read_image_predictions(path: Path) -> pd.DataFrame:
     except (ValueError, KeyError, OSError) as e:
         raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
     if (tuple(aus), tuple(classes)) != (ABAW2022.aus, ABAW2022.expressions):
-        raise DataError(f"{path}: predicts {len(aus)} AUs and {len(classes)} classes; the multi-task file lists "
-                        f"abaw2022's {len(ABAW2022.aus)} and {len(ABAW2022.expressions)} (a model of that schema)")
+        raise DataError(f"{path}: predicts the AUs {', '.join(aus) or 'none'} and {len(classes)} classes; the "
+                        f"multi-task file lists abaw2022's, in its order ({', '.join(ABAW2022.aus)}; the 7 basic "
+                        "expressions and Other): a model of that schema")
+    if rows.empty:
+        raise DataError(f"{path}: no row: nothing to export")
     line = row_line(path)
     files = rows["file"].astype("string")
     unnamed = files.isna() | (files == "").fillna(False)
     if unnamed.any():
         raise DataError(f"{line(unnamed.idxmax())}: no image name: a video's table (the multi-task file is per "
                         "image: predict --aligned on the crops' folders)")
+    odd = files.str.contains(r"[,/\\\n\"]", regex=True)
+    if odd.any():  # the file's fields are comma-separated, its images <video>/<name>
+        raise DataError(f"{line(odd.idxmax())}: image name {files[odd.idxmax()]!r} holds a comma, a slash or a "
+                        "quote: it cannot be written as <video>/<image> in the multi-task file")
+    if len(files) == 1 and Path(files[0]).stem == path.stem:
+        raise DataError(f"{path}: the table of one image, named after it (predict was given image files): the "
+                        "multi-task file names each image by its video: predict --aligned on the video's folder")
     if files.duplicated().any():
         i = files.duplicated().idxmax()
         raise DataError(f"{line(i)}: image {files[i]} again: one row per image (predict without --all-faces)")

@@ -29,8 +29,9 @@ class Input:
 
     @property
     def name(self) -> str:
-        """The output files' name: the file's stem, or the folder's name."""
-        return self.path.name if self.kind == "folder" else self.path.stem
+        """The output files' name: the file's stem, or the folder's name (``.`` is the name
+        of the folder it stands for: never a hidden ``.csv``)."""
+        return self.path.resolve().name if self.kind == "folder" else self.path.stem
 
 
 def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
@@ -52,8 +53,10 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not videos and not images:
+                subfolders = any(p.is_dir() for p in given.iterdir())
                 raise DataError(f"{given}: no video ({', '.join(VIDEO_EXTENSIONS)}) or image "
-                                f"({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+                                f"({', '.join(IMAGE_EXTENSIONS)}) in this folder"
+                                + (f" (subfolders are not searched: give them, e.g. {given}/*)" if subfolders else ""))
             found += [_video(v) for v in videos] + ([Input(given, "folder", images)] if images else [])
         elif not given.is_file():
             raise DataError(f"{given}: not a regular file (a pipe or a device cannot be read as a video or image)")
