@@ -268,7 +268,17 @@ def test_pretrained_weights_that_are_not_there_are_refused_before_any_stage(tmp_
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: no such file"):
         check_all(path)
-    (tmp_path / "absent.pth").write_bytes(b"")
+    (tmp_path / "absent.pth").write_bytes(b"")  # there, but no weights: refused too, before hours of extraction
+    with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: not a readable weights file"):
+        check_all(path)
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "absent.pth")  # weights of another backbone
+    with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: matches 0 of the .* weights of "
+                                          "backbone mobilenet_v3_small"):
+        check_all(path)
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "absent.pth")
     check_all(path)
 
 

@@ -61,10 +61,20 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
         raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
                           "best_member, nor teacher)")
     weights = {"teacher": p.teacher} | {f"students.{n}": s for n, s in p.students.items()}
+    fitted = set()
     for key, section in weights.items():
         if section.pretrained and not Path(section.pretrained).is_file():
             raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: no such file (a local backbone "
                               "state dict; nothing is downloaded)")
+        if section.pretrained and (section.backbone, section.pretrained) not in fitted:  # before hours of extraction
+            from pipeline.core.errors import CheckpointError
+            from pipeline.training.models import MultitaskNet, load_pretrained_backbone
+
+            try:
+                load_pretrained_backbone(MultitaskNet(section.backbone), section.pretrained)
+            except CheckpointError as e:
+                raise ParamsError(f"{path}: {key}.pretrained: {e}") from None
+            fitted.add((section.backbone, section.pretrained))
     devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}
     devices |= {f"{f}.{n}": s.device for f in FAMILY_DEFAULTS for n, s in getattr(p, f).items()}
     cuda = {k: v for k, v in devices.items() if v.startswith("cuda")}
