@@ -612,6 +612,15 @@ def test_aligned_crops_are_predicted_as_they_are_and_export_writes_the_multi_tas
         result = CliRunner().invoke(export_cli, [str(tmp_path / name), "--mtl", "--out", str(tmp_path / "sub2")])
         assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output, result.output
     assert not (tmp_path / "sub2" / "MTL_predictions.txt").exists()
+    cut = crops / "v5"  # an unreadable crop keeps its row, without a face: the multi-task file never loses it silently
+    cut.mkdir()
+    cv2.imwrite(str(cut / "00001.jpg"), rng.integers(0, 255, (112, 112, 3), np.uint8))
+    (cut / "00002.jpg").write_bytes((cut / "00001.jpg").read_bytes()[:300])
+    result = run(cut, "--aligned", "--model", model2022, "--out", tmp_path / "p", "--quiet")
+    assert result.exit_code == 0 and "00002.jpg" in result.output and "skipped" in result.output, result.output
+    assert pd.read_csv(tmp_path / "p" / "v5.csv")["face"].tolist() == [True, False]
+    result = CliRunner().invoke(export_cli, [str(tmp_path / "p" / "v5.csv"), "--mtl", "--out", str(tmp_path / "s5")])
+    assert result.exit_code != 0 and "v5.csv: row 3: no face in 00002.jpg" in result.output, result.output
     monkeypatch.chdir(crops / "v2")
     here = run(".", "--aligned", "--model", model2022, "--out", tmp_path / "p4", "--quiet")
     assert here.exit_code == 0 and (tmp_path / "p4" / "v2.csv").exists(), here.output  # never a hidden .csv

@@ -156,16 +156,18 @@ class VideoFrames:
             cap.release()
 
 
-def image_frames(inp: Input, skipped: list):
+def image_frames(inp: Input, skipped: list, keep_unreadable: bool = False):
     """The images of an image input, numbered in name order; an unreadable or truncated
     one (read as the extraction reads it) is appended to ``skipped`` as (file, reason) and
-    yields no frame."""
+    yields no frame, or with ``keep_unreadable`` a frame without an image (its row says
+    no face: a per-image submission must not lose it without a word)."""
     for number, path in enumerate(inp.images):
         # cv2.imread decodes a truncated JPEG as a half-grey picture; read_rgb refuses it
         rgb, why, _ = read_rgb(str(path))
         if rgb is None:
             skipped.append((str(path), why))
-            continue
+            if not keep_unreadable:
+                continue
         yield Frame(number, float("nan"), path.name, rgb)
 
 

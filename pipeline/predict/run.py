@@ -74,6 +74,9 @@ class FaceFinder:
         if self.settings.aligned:
             found = []
             for frame in frames:
+                if frame.image is None:  # unreadable (counted): a row without a face
+                    found.append([])
+                    continue
                 h, w = frame.image.shape[:2]
                 why = aligned_crop(frame.image, self.face_size)[1]
                 if why:
@@ -167,7 +170,7 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
     table = paths["table"]
     summary, skipped = Summary(inp.name, table), []
     video = VideoFrames(inp.path, settings.every) if inp.kind == "video" else None
-    frames = video if video is not None else image_frames(inp, skipped)
+    frames = video if video is not None else image_frames(inp, skipped, keep_unreadable=settings.aligned)
     sink = TableSink(table, settings.fmt, table_schema(model.schema))
     overlay = OverlayWriter(paths["overlay"], video.fps / settings.every) if "overlay" in paths else None
     temporal = isinstance(model, TemporalModel)
