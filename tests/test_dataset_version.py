@@ -65,10 +65,15 @@ def test_version_that_does_not_fit_the_data_is_refused(dataset, tmp_path):
     for f in (*dataset.rglob("*.*"), path):  # the data long ago, then the version, then an edit
         os.utime(f, ns=(1, 1) if f != path else (2, 2))
     label.write_text("1,0\n2,5\n")
-    with pytest.raises(DataError, match=rf"\(1 modified since, e.g. {label}; if the change is meant"):
+    with pytest.raises(DataError, match=rf"\(1 changed or added since the version file, e.g. {label}; if the change "):
         check_version(dataset, path, digest(dataset))
     (dataset / "extra.txt").write_text("x")
-    with pytest.raises(DataError, match=r"\(3 files now, 2 then; "):
+    with pytest.raises(DataError, match=r"\(3 files now, 2 then; 2 changed or added since the version file, e.g. "):
+        check_version(dataset, path, digest(dataset))
+    for f in dataset.rglob("*.*"):  # an edit that kept the files' times: nothing more to say than that
+        os.utime(f, ns=(1, 1))
+    (dataset / "extra.txt").unlink()
+    with pytest.raises(DataError, match=r"\(as many files, none newer than the version file: renamed, edited with "):
         check_version(dataset, path, digest(dataset))
     other = tmp_path / "data" / "expw"
     other.mkdir()

@@ -99,13 +99,15 @@ def check_version(root: str | Path, version: str | Path, root_digest: str) -> No
 
 
 def _what_changed(root: Path, version: Path, record: dict) -> str:
-    """A hint at the edit: the file count, or a file modified after the version was written."""
+    """A hint at the edit: the file count, and the files newer than the version file (the
+    version records no per-file digests: it cannot say more)."""
     files = folder_files(root)
-    if record.get("files") != len(files):
-        return f"{len(files)} files now, {record.get('files')} then"
     written = version.stat().st_mtime_ns
     newer = [f for f in files if f.stat().st_mtime_ns > written]
-    return f"{len(newer)} modified since, e.g. {newer[0]}" if newer else "as many files, edited in place"
+    parts = ([f"{len(files)} files now, {record.get('files')} then"] if record.get("files") != len(files) else []) \
+        + ([f"{len(newer)} changed or added since the version file, e.g. {newer[0]}"] if newer else [])
+    return "; ".join(parts) or ("as many files, none newer than the version file: renamed, edited with their "
+                                "times kept, or the version file itself edited")
 
 
 def _stat(path: Path) -> tuple[int, int]:
