@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 import yaml
 
-from stages.common import friendly_errors, params_option, warn
+from stages.common import friendly_errors, params_option, use_threads, warn
 
 
 @click.command("check-params")
@@ -21,10 +21,12 @@ def cli(params_path, section, stamp):
     `dvc repro` runs this first (the check_params stage), so a bad value anywhere stops
     the run before any stage works.
     """
-    from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, check_all
+    from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, check_all, check_pretrained
     from pipeline.core.fileio import write_json
 
     p, notes = check_all(params_path)
+    use_threads(p.threads)
+    check_pretrained(p, params_path)
     warn(notes)
     if stamp:
         write_json(stamp, {"params": "valid"})

@@ -10,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from pipeline.build.params import BuildParams
-from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, apply_preset, check_all, defaults, preset
+from pipeline.core.catalogue import check_pretrained, FAMILY_DEFAULTS, SCHEMAS, apply_preset, check_all, defaults, preset
 from pipeline.core.errors import ParamsError
 from pipeline.core.params import TOP_LEVEL, load, resolve, with_overrides
 from pipeline.extraction.params import ExtractParams, SourceParams
@@ -269,17 +269,22 @@ def test_pretrained_weights_that_are_not_there_are_refused_before_any_stage(tmp_
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: no such file"):
         check_all(path)
     (tmp_path / "absent.pth").write_bytes(b"")  # there, but no weights: refused too, before hours of extraction
+    p, _ = check_all(path)
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: not a readable weights file"):
-        check_all(path)
+        check_pretrained(p, path)
     import torch
     import torchvision
 
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "absent.pth")  # weights of another backbone
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: matches 0 of the .* weights of "
                                           "backbone mobilenet_v3_small"):
-        check_all(path)
+        check_pretrained(p, path)
+    from stages.cli import main  # check-params (the first stage) runs it
+
+    result = CliRunner().invoke(main, ["check-params", "--params", str(path)])
+    assert result.exit_code != 0 and "teacher.pretrained" in result.output and "matches 0 of the" in result.output
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), tmp_path / "absent.pth")
-    check_all(path)
+    check_pretrained(p, path)
 
 
 def test_cli_help_lists_every_command():

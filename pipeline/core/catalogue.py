@@ -60,21 +60,10 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
     if p.features.checkpoint not in ("best_member", "teacher") and not Path(p.features.checkpoint).is_file():
         raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
                           "best_member, nor teacher)")
-    weights = {"teacher": p.teacher} | {f"students.{n}": s for n, s in p.students.items()}
-    fitted = set()
-    for key, section in weights.items():
-        if section.pretrained and not Path(section.pretrained).is_file():
+    for key, section in pretrained(p).items():
+        if not Path(section.pretrained).is_file():
             raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: no such file (a local backbone "
                               "state dict; nothing is downloaded)")
-        if section.pretrained and (section.backbone, section.pretrained) not in fitted:  # before hours of extraction
-            from pipeline.core.errors import CheckpointError
-            from pipeline.training.models import MultitaskNet, load_pretrained_backbone
-
-            try:
-                load_pretrained_backbone(MultitaskNet(section.backbone), section.pretrained)
-            except CheckpointError as e:
-                raise ParamsError(f"{path}: {key}.pretrained: {e}") from None
-            fitted.add((section.backbone, section.pretrained))
     devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}
     devices |= {f"{f}.{n}": s.device for f in FAMILY_DEFAULTS for n, s in getattr(p, f).items()}
     cuda = {k: v for k, v in devices.items() if v.startswith("cuda")}
@@ -92,6 +81,29 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
                            "while training is the paper's: point sources at your datasets (README, "
                            "\"Working with real data\")"]
     return p, notes
+
+
+def pretrained(p: Params) -> dict:
+    """The teacher and student sections that name pretrained backbone weights."""
+    return {key: s for key, s in ({"teacher": p.teacher} | {f"students.{n}": s for n, s in p.students.items()}).items()
+            if s.pretrained}
+
+
+def check_pretrained(p: Params, path: str | Path) -> None:
+    """Each pretrained weights file loads into its backbone (torch: the caller sets its
+    threads first): a file of another architecture stops the run before hours of
+    extraction, not at the teacher's first step."""
+    from pipeline.core.errors import CheckpointError
+    from pipeline.training.models import MultitaskNet, load_pretrained_backbone
+
+    fitted = set()
+    for key, section in pretrained(p).items():
+        if (section.backbone, section.pretrained) not in fitted:
+            try:
+                load_pretrained_backbone(MultitaskNet(section.backbone), section.pretrained)
+            except CheckpointError as e:
+                raise ParamsError(f"{path}: {key}.pretrained: {e}") from None
+            fitted.add((section.backbone, section.pretrained))
 
 
 def defaults() -> dict:
