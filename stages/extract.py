@@ -47,6 +47,8 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet, proven
             raise click.UsageError(f"--root is required for --source {source}")
         root, version, annotations = p.sources[source].root, p.sources[source].version, p.sources[source].annotations
     out = out or str(Path(params.out) / source)
+    if version is not None:  # there and about this root, before the data are read (a killed synth, say)
+        check_version(root, version, None)
 
     def check(sha256: str) -> None:  # the digest of the bytes read, before anything is written
         if version is not None:

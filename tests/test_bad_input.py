@@ -195,6 +195,11 @@ def test_data_that_no_longer_fit_their_version_stop_extraction(data, tmp_path):
                   str(data / "afewva"), "afewva.version.json", "dvc repro --force synth")
     assert tree_hash(out) == good and tree_hash(data) == before
     assert not (tmp_path / "expw").exists()
+    # a version file that is gone (a synth run killed midway) is named before the data are read
+    params["sources"]["expw"] = {"root": str(data / "gone"), "version": str(data / "gone.version.json")}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    failed_naming(run(tmp_path, "extract", "--source", "expw", "--out", str(tmp_path / "expw"), "--quiet"),
+                  "gone.version.json: version of", "not found")
     no_leftovers(tmp_path)
 
 

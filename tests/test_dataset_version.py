@@ -81,6 +81,9 @@ def test_version_that_does_not_fit_the_data_is_refused(dataset, tmp_path):
         check_version(other, path, digest(other))
     with pytest.raises(DataError, match=r"missing.version.json: version of .*disfa not found"):
         check_version(dataset, tmp_path / "missing.version.json", digest(dataset))
+    with pytest.raises(DataError, match=r"missing.version.json: version of .*disfa not found"):  # before reading
+        check_version(dataset, tmp_path / "missing.version.json", None)
+    check_version(dataset, path, None)  # there and about this folder: the digest comes after reading
     broken = tmp_path / "broken.version.json"
     broken.write_text('{"dataset": "disfa"')
     with pytest.raises(DataError, match=r"broken.version.json: not a version file"):

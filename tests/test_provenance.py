@@ -136,6 +136,22 @@ def test_info_refuses_what_holds_no_record_in_one_line(tmp_path, monkeypatch, na
     assert f"1 of 2 files have no record to show: {tmp_path / 'pipe.pt'}" in several.output
 
 
+def test_info_on_a_file_predict_wrote_says_so(tmp_path, monkeypatch):
+    from pipeline.predict.outputs import OutputFolder
+    from stages.info import cli
+
+    project(tmp_path, monkeypatch)
+    table = tmp_path / "predictions" / "clip.csv"
+    table.parent.mkdir()
+    table.write_text("frame,face\n0,True\n")
+    OutputFolder(table.parent, "predict").record(table)
+    result = CliRunner().invoke(cli, [str(table)])
+    assert result.exit_code != 0 and f"{table}: written by `mtaffect predict` (listed in " in result.output
+    assert "`mtaffect info` the model bundle it used" in result.output
+    table.write_text("frame,face\n0,False\n")  # edited since: no longer what predict wrote
+    assert "no provenance record names it" in CliRunner().invoke(cli, [str(table)]).output
+
+
 def test_info_warns_of_a_damaged_record_and_names_it_when_nothing_is_found(tmp_path, monkeypatch):
     from stages.info import cli
 

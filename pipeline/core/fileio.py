@@ -58,6 +58,10 @@ def atomic_write(path: str | Path):
         tmp.unlink(missing_ok=True)
 
 
+#: In a folder predict or export-abaw writes into: the files they wrote there, and their
+#: SHA-256 (``pipeline.predict.outputs``; ``mtaffect info`` reads it too).
+OUTPUTS_LIST = ".mtaffect-outputs.json"
+
 #: Inside a folder being written by :func:`replacing_folder`: says the folder is ours.
 WORK_MARK = ".mtaffect-work"
 

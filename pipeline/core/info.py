@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from pipeline.core.errors import CheckpointError, DataError
-from pipeline.core.fileio import file_sha256
+from pipeline.core.fileio import OUTPUTS_LIST, file_sha256
 from pipeline.core.provenance import FORMAT, ROOT, blob_id
 
 
@@ -97,6 +97,10 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     found = [(f, r) for f, r in records if wrote(f, r, wanted=target)] or \
         [(f, r) for f, r in records if sha is not None and wrote(f, r, digest=sha)]
     if not found:
+        by_command = _listed_output(path)
+        if by_command:  # predict and export-abaw list their files instead of recording a run
+            raise DataError(f"{path}: written by `mtaffect {by_command}` (listed in {path.parent / OUTPUTS_LIST}), "
+                            "which keeps no provenance record: `mtaffect info` the model bundle it used")
         where = ", ".join(str(f) for f in folders) or "no provenance/ folder around it or the working directory"
         unread = f"; {len(damaged)} record(s) could not be read, e.g. {damaged[0]}" if damaged else ""
         raise DataError(f"{path}: no provenance record names it (looked in {where}{unread}); was it written by "
@@ -104,6 +108,15 @@ def find(path: str | Path) -> tuple[list[tuple[Path, dict]], list[str]]:
     for member in _bundle_members(path):
         found += [(f, r) for f, r in records if wrote(f, r, digest=member) and (f, r) not in found]
     return found, damaged
+
+
+def _listed_output(path: Path) -> str | None:
+    """The command that wrote ``path``, by the list of its folder (None: not listed)."""
+    try:
+        entry = json.loads((path.parent / OUTPUTS_LIST).read_text())["files"].get(path.name)
+        return str(entry["command"]) if isinstance(entry, dict) and entry.get("sha256") == file_sha256(path) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _bundle_members(path: Path) -> list[str]:

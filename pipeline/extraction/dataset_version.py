@@ -68,9 +68,10 @@ def _version_record(path: Path) -> dict | None:
         record["dataset"] == path.name.removesuffix(SUFFIX) else None
 
 
-def check_version(root: str | Path, version: str | Path, root_digest: str) -> None:
+def check_version(root: str | Path, version: str | Path, root_digest: str | None) -> None:
     """Refuse a ``version`` that is not about ``root``, or (a version file) whose digest is
-    not ``root_digest``, the digest of the files ``extract`` is about to read."""
+    not ``root_digest``, the digest of the files ``extract`` is about to read (None: check
+    only that the version is there and about ``root``, before reading anything)."""
     root, version = Path(root), Path(version)
     if version.resolve() == root.resolve():
         return
@@ -90,7 +91,7 @@ def check_version(root: str | Path, version: str | Path, root_digest: str) -> No
         raise DataError(f"{version}: not a version file (expected JSON with dataset and sha256)") from None
     if (version.parent / str(dataset)).resolve() != root.resolve():
         raise DataError(f"{version}: is the version of {version.parent / str(dataset)}, not of {root}")
-    if sha256 != root_digest:
+    if root_digest is not None and sha256 != root_digest:
         again = ("dvc repro --force synth" if Path(root).resolve().parent == version.resolve().parent
                  and (version.parent / "synth.json").exists() else f"mtaffect dataset-version {root}")
         raise DataError(f"{root}: its files differ from those {version} was written for "

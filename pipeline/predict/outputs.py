@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import file_sha256, hold_lock, temp_path, write_json
+from pipeline.core.fileio import OUTPUTS_LIST, file_sha256, hold_lock, temp_path, write_json
 
-MANIFEST = ".mtaffect-outputs.json"
 NAME_MAX = 255  # bytes of a file name on the usual file systems
 #: The folders this process holds, until it ends.
 HELD: dict = {}
@@ -35,7 +34,7 @@ class OutputFolder:
 
     def __post_init__(self):
         self.folder = Path(self.folder)
-        manifest = self.folder / MANIFEST
+        manifest = self.folder / OUTPUTS_LIST
         if manifest.exists():
             try:
                 self.entries = dict(json.loads(manifest.read_text())["files"])
@@ -102,7 +101,7 @@ class OutputFolder:
         name = self.name(path)
         self.entries[name] = {"command": self.command, "sha256": file_sha256(path)}
         try:
-            write_json(self.folder / MANIFEST, {"files": dict(sorted(self.entries.items()))})
+            write_json(self.folder / OUTPUTS_LIST, {"files": dict(sorted(self.entries.items()))})
         except BaseException:
             del self.entries[name]
             Path(path).unlink(missing_ok=True)
