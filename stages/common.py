@@ -86,11 +86,18 @@ def option_name(parameter: str) -> str:
     return opts.get(parameter, parameter)
 
 
-def check_writes_apart(options: dict) -> None:
-    """Refuse, before any work, an output that is one of the command's input options or
-    holds one (an output folder is replaced whole): ``--report`` naming the params file,
-    ``--out`` naming the teacher, would destroy what the run reads (not checked for the
-    commands of :data:`ADDS_INTO`)."""
+def check_outputs(options: dict) -> None:
+    """Refuse, before any work, an output the run would regret (not checked for the
+    commands of :data:`ADDS_INTO`, which check their folder themselves):
+
+    - one of the command's input options, or a folder holding one (an output folder is
+      replaced whole): ``--report`` naming the params file, ``--out`` naming the teacher,
+      would destroy what the run reads;
+    - one output in the place of another;
+    - an output the command could not write (a folder on the way that is read-only or a
+      file): found only when it comes to be written, it would leave the outputs written
+      before it beside the old ones."""
+    import os
     from pathlib import Path
 
     ctx = click.get_current_context(silent=True)
@@ -117,25 +124,9 @@ def check_writes_apart(options: dict) -> None:
                 raise click.ClickException(f"{option_name(name)} {value} and {option_name(other)} {written}: one "
                                            "output in the place of another (give each its own path)")
         writes.append((name, target))
-
-
-def check_writable(options: dict) -> None:
-    """Refuse, before any work, an output the command could not write (a folder on the way
-    that is read-only or a file): found only when it comes to be written, it would leave
-    the outputs written before it beside the old ones. (The commands of :data:`ADDS_INTO`
-    check their folder themselves.)"""
-    import os
-    from pathlib import Path
-
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None and ctx.command.name in ADDS_INTO:
-        return
-    for name, value in options.items():
-        if name not in WRITES or not isinstance(value, (str, Path)) or not str(value):
-            continue
-        target = Path(value).absolute()
-        folder = next(p for p in target.parents if p.exists())  # what the output (and its folders) goes in
-        for where in (folder, target) if target.is_dir() else (folder,):
+        unresolved = Path(value).absolute()
+        folder = next(p for p in unresolved.parents if p.exists())  # what the output (and its folders) goes in
+        for where in (folder, unresolved) if unresolved.is_dir() else (folder,):
             if not where.is_dir():
                 raise click.ClickException(f"{option_name(name)} {value}: {where} is a file, not a folder")
             if not os.access(where, os.W_OK | os.X_OK):
@@ -153,8 +144,7 @@ def friendly_errors(fn):
         if threading.current_thread() is threading.main_thread():
             # `kill` (SIGTERM) stops a command as Ctrl-C does: its cleanup runs, no temporary file stays
             signal.signal(signal.SIGTERM, _interrupt)
-        check_writes_apart(kwargs)
-        check_writable(kwargs)
+        check_outputs(kwargs)
         try:
             return fn(*args, **kwargs)
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:

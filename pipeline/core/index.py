@@ -47,7 +47,11 @@ def label_columns(schema: LabelSchema) -> list[str]:
 
 def built_schema(path: str | Path) -> LabelSchema | None:
     """The label schema an index records (None: a frame table, or an index made before the record)."""
-    recorded = (pq.read_schema(path).metadata or {}).get(SCHEMA_KEY)
+    return _recorded_schema(pq.read_schema(path).metadata, path)
+
+
+def _recorded_schema(metadata: dict | None, path: str | Path) -> LabelSchema | None:
+    recorded = (metadata or {}).get(SCHEMA_KEY)
     return None if recorded is None else LabelSchema.from_dict(json.loads(recorded), str(path))
 
 
@@ -89,11 +93,12 @@ class FrameIndex:
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: index missing (run the build stage)")
         try:
-            df = pd.read_parquet(path)
+            table = pq.read_table(path)  # one read: the labels and the records in its footer
+            df = table.to_pandas()
             df[["uid", "video", "frame", "shard", "row", "expr", "valence", "arousal"]]
-            recorded = built_schema(path)
+            recorded = _recorded_schema(table.schema.metadata, path)
             schema = recorded or schema
-            role = (pq.read_schema(path).metadata or {}).get(ROLE_KEY, b"").decode()
+            role = (table.schema.metadata or {}).get(ROLE_KEY, b"").decode()
         except (OSError, ValueError, KeyError) as e:  # Arrow's errors are ValueErrors
             raise DataError(f"{path}: not a readable index or frame table ({str(e).splitlines()[0][:120]}): rerun "
                             "the stage that wrote it") from None
