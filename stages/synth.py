@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from pipeline.core.params import with_overrides
+from pipeline.core.schema import SCHEMAS
 from synthetic.params import SYNTH_SIZES, SynthParams
 from stages.common import friendly_errors, load, params_option, provenance_option
 
@@ -12,6 +13,9 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @params_option
 @click.option("--size", "dataset_size", type=click.Choice(SYNTH_SIZES), default=None,
               help="Named size (synth.dataset_size): tiny (seconds), demo (~36k faces), medium, large, huge.")
+@click.option("--label-schema", "label_schema", type=click.Choice(tuple(SCHEMAS)), default=None,
+              help="The files' label set (synth.label_schema): abaw2020 (8 AUs, 7 classes, the 2020 Aff-Wild2 "
+                   "layout) or abaw2022 (12 AUs, 8 classes with Other, the 2022+ layout).")
 @click.option("--seed", type=int, default=None, help="Random seed; same seed and values give identical files.")
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (gets affwild2/ disfa/ expw/ afewva/ ground_truth.parquet synth.json).")
@@ -31,7 +35,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @provenance_option("synth")
 @friendly_errors
-def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
+def cli(params_path, dataset_size, label_schema, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
         imbalance, spontaneous_au, identity_spread, workers, progress, provenance_path):
     """Write the four synthetic datasets in their real formats, the ground truth, and a contact sheet.
 
@@ -42,11 +46,12 @@ def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, d
     from pipeline.core import provenance
     from pipeline.extraction.dataset_version import SUFFIX
     from synthetic.contact_sheet import make_contact_sheet
+    from synthetic.eras import ERAS
     from synthetic.generate import SOURCES, generate
 
     p = load(params_path, SynthParams)
     section = with_overrides(
-        p.synth, dataset_size=dataset_size, seed=seed, out=out, contact_sheet=contact_sheet,
+        p.synth, dataset_size=dataset_size, label_schema=label_schema, seed=seed, out=out, contact_sheet=contact_sheet,
         difficulty=difficulty, domain_shift=domain_shift, label_noise=label_noise, imbalance=imbalance,
         spontaneous_au=spontaneous_au, identity_spread=identity_spread, workers=workers,
     )
@@ -60,7 +65,8 @@ def cli(params_path, dataset_size, seed, out, contact_sheet, no_contact_sheet, d
     outputs = {"report": Path(section.out) / "synth.json", "ground_truth": Path(section.out) / "ground_truth.parquet",
                **{f"version {s}": Path(section.out) / f"{s}{SUFFIX}" for s in SOURCES}}
     if not no_contact_sheet:
-        outputs["contact_sheet"] = make_contact_sheet(section.out, section.contact_sheet, seed=section.seed)
+        outputs["contact_sheet"] = make_contact_sheet(section.out, section.contact_sheet, seed=section.seed,
+                                                     era=ERAS[section.label_schema])
         click.echo(f"contact sheet -> {outputs['contact_sheet']}")
     provenance.write(provenance_path, __spec__.name, {"synth": section.model_dump(mode="json")}, {}, outputs)
 

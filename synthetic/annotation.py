@@ -5,25 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.core.labels import AU_NAMES, AU_NUMBERS, DISFA_INTENSITY_THRESHOLD, TASKS
+from pipeline.core.labels import DISFA_INTENSITY_THRESHOLD, TASKS
 from pipeline.core.tables import LANDMARK_COLUMNS, uid
 
 from . import writers
-from .episodes import N_EXPR, Track, smooth_noise
+from .episodes import Track, smooth_noise
+from .eras import Era
 from .geometry import FaceGeometry
-
-# --- per-face ground truth ------------------------------------------------------------------
-from .landmarks import AU_INDEX, DRAWN_AUS
+from .landmarks import AU_INDEX
 
 # --- per-face ground truth ------------------------------------------------------------------
 
 
 def face_rows(source, video, subject, split, frames, track: Track, geoms: list[FaceGeometry],
-              labelled: dict[str, np.ndarray], lab_au, lab_expr, lab_va, visible, occlusion, blur) -> dict:
-    """Ground-truth columns (GROUND_TRUTH_SCHEMA) of one person over ``frames``.
+              labelled: dict[str, np.ndarray], lab_au, lab_expr, lab_va, visible, occlusion, blur, era: Era) -> dict:
+    """Ground-truth columns (``writers.ground_truth_schema(era)``) of one person over ``frames``.
 
-    ``track`` holds the true labels, ``lab_*`` what the files say in the unified space
-    (-1 / NaN where they say nothing), ``geoms`` where the face was drawn.
+    ``track`` holds the true labels, ``lab_*`` what the files say (AUs: ``era.truth_aus``;
+    -1 / NaN where they say nothing), ``geoms`` where the face was drawn.
     """
     n = len(frames)
     c: dict = {
@@ -31,18 +30,18 @@ def face_rows(source, video, subject, split, frames, track: Track, geoms: list[F
         "source": [source] * n, "video": [video] * n, "subject": [subject] * n,
         "frame": np.asarray(frames, np.int32), "split": [split] * n,
     }
-    for j, au in enumerate(DRAWN_AUS):
-        c[f"AUI{au}"] = track.aus[:, j].astype(np.float32)
-    binary = true_au(track.aus)
-    for j, name in enumerate(AU_NAMES):
-        c[name] = binary[:, j]
+    for au in era.drawn_aus:
+        c[f"AUI{au}"] = track.aus[:, AU_INDEX[au]].astype(np.float32)
+    binary = true_au(track.aus, era.truth_aus)
+    for j, au in enumerate(era.truth_aus):
+        c[f"AU{au}"] = binary[:, j]
     c["expr"] = track.expr.astype(np.int8)
     c["valence"], c["arousal"] = track.valence.astype(np.float32), track.arousal.astype(np.float32)
     c["expr_intensity"] = track.envelope.astype(np.float32)
     for t in TASKS:
         c[f"labelled_{t}"] = np.asarray(labelled[t], bool)
-    for j, name in enumerate(AU_NAMES):
-        c[f"lab_{name}"] = np.asarray(lab_au[:, j], np.int8)
+    for j, au in enumerate(era.truth_aus):
+        c[f"lab_AU{au}"] = np.asarray(lab_au[:, j], np.int8)
     c["lab_expr"] = np.asarray(lab_expr, np.int8)
     c["lab_valence"] = np.asarray(lab_va[:, 0], np.float32)
     c["lab_arousal"] = np.asarray(lab_va[:, 1], np.float32)
@@ -61,10 +60,10 @@ def face_rows(source, video, subject, split, frames, track: Track, geoms: list[F
     return c
 
 
-def true_au(aus: np.ndarray) -> np.ndarray:
-    """The 8 unified binary AUs (int8) from intensities over DRAWN_AUS: on from the
+def true_au(aus: np.ndarray, numbers) -> np.ndarray:
+    """The binary AUs ``numbers`` (int8) from intensities over DRAWN_AUS: on from the
     intensity at which DISFA's labels count an AU as on (so its files binarise to the truth)."""
-    idx = [AU_INDEX[a] for a in AU_NUMBERS]
+    idx = [AU_INDEX[a] for a in numbers]
     return (np.asarray(aus)[:, idx] >= DISFA_INTENSITY_THRESHOLD).astype(np.int8)
 
 
@@ -79,12 +78,12 @@ def concat_rows(parts: list[dict]) -> dict:
 # --- label noise and invalid rows ------------------------------------------------------------
 
 
-def noisy_classes(rng, expr: np.ndarray, p: float) -> np.ndarray:
-    """Each label replaced by a different random class with probability ``p``."""
+def noisy_classes(rng, expr: np.ndarray, p: float, n_classes: int) -> np.ndarray:
+    """Each label replaced by a different random class of ``n_classes`` with probability ``p``."""
     out = expr.astype(np.int8).copy()
     hit = rng.random(len(out)) < p
-    shift = rng.integers(1, N_EXPR, len(out))
-    out[hit] = ((out[hit].astype(np.int64) + shift[hit]) % N_EXPR).astype(np.int8)
+    shift = rng.integers(1, n_classes, len(out))
+    out[hit] = ((out[hit].astype(np.int64) + shift[hit]) % n_classes).astype(np.int8)
     return out
 
 

@@ -18,10 +18,10 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 
-from pipeline.core.labels import EXPR_NAMES
 
 from .episodes import INTENSITY_GAMMA, prototype_intensities
 from .geometry import Pose
+from .eras import ERAS, Era
 from .landmarks import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS
 from .identity import sample_identity
 from .planning import SOURCES
@@ -33,12 +33,12 @@ CELL = 112
 COLUMNS = 8
 LABEL_WIDTH = 220
 HEADER = 28
-N_ROWS = len(EXPR_NAMES) + len(DRAWN_AUS) + len(SOURCES)
 
 
-def sheet_shape() -> tuple[int, int, int]:
-    """(height, width, 3) of the sheet."""
-    return HEADER + N_ROWS * CELL, LABEL_WIDTH + COLUMNS * CELL, 3
+def sheet_shape(era: Era) -> tuple[int, int, int]:
+    """(height, width, 3) of the sheet: a row per class, drawn AU and source."""
+    rows = len(era.classes) + len(era.drawn_aus) + len(SOURCES)
+    return HEADER + rows * CELL, LABEL_WIDTH + COLUMNS * CELL, 3
 
 
 def _portrait(ident, aus, rng, roll=0.0, yaw=0.0) -> np.ndarray:
@@ -123,18 +123,19 @@ def _context_crop(frame: np.ndarray, box) -> np.ndarray:
     return cv2.warpAffine(frame, M, (CELL, CELL), flags=cv2.INTER_AREA, borderValue=(0, 0, 0))
 
 
-def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) -> Path:
-    """Write the sheet PNG to ``out``. ``data``: a generated data set for the source rows
-    (None leaves those rows black)."""
+def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0, era: Era = ERAS["abaw2020"]) -> Path:
+    """Write the sheet PNG to ``out``: the classes and AUs the faces of ``era`` show, and
+    each source's files. ``data``: a generated data set for the source rows (None leaves
+    those rows black)."""
     rng = np.random.default_rng([seed, 4242])
     people = [sample_identity(np.random.default_rng([seed, 4243, j])) for j in range(COLUMNS)]
     rows: list[tuple[str, list[np.ndarray]]] = []
-    for c, name in enumerate(EXPR_NAMES):
+    for c, name in enumerate(era.classes):
         rows.append((name, expression_row(c, people, rng)))
     model = sample_identity(np.random.default_rng([seed, 4244]), spread=0.0, skin_range=(2, 5))
     model.au_bias[:] = 0
     model.glasses, model.beard = False, 0.0
-    for au in DRAWN_AUS:
+    for au in era.drawn_aus:
         rows.append((f"AU{au} {AU_DESCRIPTIONS[au]}", au_row(au, model, rng)))
     gt = None
     if data is not None and (Path(data) / "ground_truth.parquet").exists():
@@ -143,7 +144,7 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0) 
         cells = source_row(Path(data), source, gt) if gt is not None else [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
         rows.append((f"source: {source}", cells))
 
-    h, w, _ = sheet_shape()
+    h, w, _ = sheet_shape(era)
     sheet = np.full((h, w, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(sheet, "expressions: 8 people, intensity rising ->   AUs: intensity 0 .. 5 ->   sources: files as written",

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.core.labels import EXPR_NAMES
+from pipeline.core.schema import EXPRESSIONS
 
+from .eras import ERAS, OTHER_SHARES, Era
 from .landmarks import AU_INDEX, DRAWN_AUS
 
-N_EXPR = len(EXPR_NAMES)
-NEUTRAL, ANGER, DISGUST, FEAR, HAPPINESS, SADNESS, SURPRISE = range(N_EXPR)
+NEUTRAL, ANGER, DISGUST, FEAR, HAPPINESS, SADNESS, SURPRISE, OTHER = range(len(EXPRESSIONS))
 
 #: AU prototype of each expression: AU -> weight at the apex (FACS/EMFACS, strong where
 #: a weak AU would make the class ambiguous: disgust's AU9 and AU17, anger's AU23).
@@ -38,12 +38,13 @@ PROTOTYPES: dict[int, dict[int, float]] = {
     HAPPINESS: {6: 0.85, 12: 1.0, 25: 0.45},
     SADNESS: {1: 0.9, 4: 0.6, 15: 1.0, 17: 0.4},
     SURPRISE: {1: 1.0, 2: 1.0, 5: 0.8, 25: 1.0, 26: 1.0},
+    OTHER: {24: 1.0, 10: 0.9, 7: 0.5},  # only in the 2022 files (synthetic.eras)
 }
 
 #: Where each expression sits in valence/arousal at full intensity (circumplex model).
 EXPR_VA: dict[int, tuple[float, float]] = {
     NEUTRAL: (0.0, -0.05), ANGER: (-0.55, 0.65), DISGUST: (-0.6, 0.25), FEAR: (-0.6, 0.7),
-    HAPPINESS: (0.7, 0.4), SADNESS: (-0.6, -0.35), SURPRISE: (0.15, 0.75),
+    HAPPINESS: (0.7, 0.4), SADNESS: (-0.6, -0.35), SURPRISE: (0.15, 0.75), OTHER: (-0.35, 0.2),
 }
 
 #: Frame share of each expression per source, in the unified order, at imbalance 1.
@@ -56,13 +57,6 @@ EXPR_SHARES: dict[str, tuple[float, ...]] = {
     "expw": (0.38, 0.04, 0.044, 0.012, 0.333, 0.115, 0.076),
     "disfa": (0.45, 0.03, 0.08, 0.05, 0.22, 0.07, 0.10),
     "afewva": (0.30, 0.12, 0.06, 0.10, 0.20, 0.12, 0.10),
-}
-
-#: Share of frames with a spontaneous (expression-free) event per AU, at spontaneous_au 1.
-#: Talking makes AU25/26 common; AU9, 15, 20 and 23 stay rare, as in the real sets.
-SPONTANEOUS_SHARE: dict[int, float] = {
-    1: 0.08, 2: 0.05, 4: 0.08, 5: 0.03, 6: 0.05, 7: 0.08, 9: 0.02, 12: 0.06,
-    15: 0.02, 17: 0.06, 20: 0.02, 23: 0.03, 25: 0.50, 26: 0.15,
 }
 
 LABEL_THRESHOLD = 0.35  #: e(t) / apex below which a frame is labelled Neutral
@@ -85,12 +79,17 @@ _X0 = float(np.interp(LABEL_THRESHOLD, _smoothstep(np.linspace(0, 1, 10001)), np
 UNLABELLED_SHARE = _X0 * 2 * float(np.mean(ONSET_RANGE))
 
 
-def expression_shares(source: str, imbalance: float = 1.0) -> np.ndarray:
-    """Target frame share per class: the source's shares raised to ``imbalance``.
+def expression_shares(source: str, imbalance: float = 1.0, era: Era = ERAS["abaw2020"]) -> np.ndarray:
+    """Target frame share per class of ``era``: the source's shares raised to ``imbalance``
+    (a class the source never shows stays at 0).
 
     imbalance 1 = real-like skew, 0 = all classes equally often, > 1 = more skewed.
     """
-    s = np.asarray(EXPR_SHARES[source], np.float64) ** float(imbalance)
+    s = np.asarray(EXPR_SHARES[source], np.float64)
+    if era.n_classes > len(s):
+        other = OTHER_SHARES.get(source, 0.0)
+        s = np.append(s * (1 - other), other)
+    s = np.where(s > 0, s ** float(imbalance), 0.0)
     return s / s.sum()
 
 
@@ -102,7 +101,7 @@ def segment_probabilities(shares: np.ndarray) -> np.ndarray:
     """
     lam = 1.0 - UNLABELLED_SHARE
     le, ln = np.mean(EXPR_FRAMES), np.mean(NEUTRAL_FRAMES)
-    q = np.empty(N_EXPR)
+    q = np.empty(len(shares))
     q[1:] = shares[1:] / (lam * le)
     q[0] = max(0.0, shares[0] - (1 - lam) / lam * shares[1:].sum()) / ln
     return q / q.sum()
@@ -144,7 +143,7 @@ def expression_track(rng: np.random.Generator, n: int, probs: np.ndarray, forced
     t = -int(rng.integers(0, EXPR_FRAMES[1] // 2)) if not forced else 0
     while t < n:
         clear = bool(forced)  # forced episodes are clear examples: a strong apex
-        c = forced.pop(0) if forced else int(rng.choice(N_EXPR, p=probs))
+        c = forced.pop(0) if forced else int(rng.choice(len(probs), p=probs))
         if c == NEUTRAL:
             t += int(rng.integers(NEUTRAL_FRAMES[0], NEUTRAL_FRAMES[1] + 1))
             continue
@@ -177,7 +176,8 @@ def prototype_intensities(rng: np.random.Generator, c: int, base: np.ndarray) ->
     return out
 
 
-def au_intensities(rng: np.random.Generator, segments, env: np.ndarray, spontaneous: float) -> np.ndarray:
+def au_intensities(rng: np.random.Generator, segments, env: np.ndarray, spontaneous: float,
+                   era: Era = ERAS["abaw2020"]) -> np.ndarray:
     """AU intensity per video frame: expression prototypes plus spontaneous events."""
     n = len(env)
     aus = np.zeros((n, len(DRAWN_AUS)), np.float64)
@@ -185,7 +185,7 @@ def au_intensities(rng: np.random.Generator, segments, env: np.ndarray, spontane
     for s, e, c in segments:
         aus[s:e] += prototype_intensities(rng, c, base[s:e])
     if spontaneous > 0:
-        for au, share in SPONTANEOUS_SHARE.items():
+        for au, share in era.spontaneous.items():
             aus[:, AU_INDEX[au]] += spontaneous_events(rng, n, min(0.9, share * spontaneous), video=True)
     return np.clip(aus, 0, 5)
 
@@ -214,7 +214,7 @@ def spontaneous_events(rng: np.random.Generator, n: int, share: float, video: bo
 
 def va_track(rng: np.random.Generator, owner: np.ndarray, env: np.ndarray, video: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Valence and arousal from the class's circumplex position and the envelope, plus drift."""
-    proto = np.array([EXPR_VA[c] for c in range(N_EXPR)])
+    proto = np.array([EXPR_VA[c] for c in range(len(EXPR_VA))])
     k = np.sqrt(np.clip(env, 0, 1))
     v = proto[owner, 0] * k
     a = proto[owner, 1] * k + proto[NEUTRAL, 1] * (1 - k)
@@ -229,26 +229,26 @@ def va_track(rng: np.random.Generator, owner: np.ndarray, env: np.ndarray, video
 
 
 def person_track(rng: np.random.Generator, n: int, shares: np.ndarray, spontaneous: float = 1.0,
-                 forced=()) -> Track:
+                 forced=(), era: Era = ERAS["abaw2020"]) -> Track:
     """All labels of one person over ``n`` video frames; ``shares`` = target class shares."""
     expr, env, segments = expression_track(rng, n, segment_probabilities(shares), forced)
     owner = np.zeros(n, np.int64)
     for s, e, c in segments:
         owner[s:e] = c
-    aus = au_intensities(rng, segments, env, spontaneous)
+    aus = au_intensities(rng, segments, env, spontaneous, era)
     v, a = va_track(rng, owner, env, video=True)
     return Track(expr=expr, envelope=env.astype(np.float32), aus=aus.astype(np.float32),
                  valence=v.astype(np.float32), arousal=a.astype(np.float32))
 
 
 def still_labels(rng: np.random.Generator, n: int, shares: np.ndarray, spontaneous: float = 1.0,
-                 forced=()) -> Track:
+                 forced=(), era: Era = ERAS["abaw2020"]) -> Track:
     """Labels of ``n`` independent still faces (ExpW). A photo catches a face somewhere on
     its expression's envelope, mostly near the apex and never in the faint ends (which
     would be labelled Neutral), so the face share per class is ``shares`` itself."""
     forced = list(forced)
     p = np.asarray(shares, np.float64) / np.sum(shares)
-    expr = np.array([forced[i] if i < len(forced) else rng.choice(N_EXPR, p=p) for i in range(n)], np.int8)
+    expr = np.array([forced[i] if i < len(forced) else rng.choice(len(p), p=p) for i in range(n)], np.int8)
     apex = rng.uniform(*APEX_RANGE, n)
     apex[: len(forced)] = np.maximum(apex[: len(forced)], 0.6)  # forced faces are clear examples
     phase = np.clip(rng.beta(4, 1.3, n), LABEL_THRESHOLD, 1)
@@ -258,7 +258,7 @@ def still_labels(rng: np.random.Generator, n: int, shares: np.ndarray, spontaneo
     for i in range(n):
         aus[i] = prototype_intensities(rng, int(expr[i]), base[i: i + 1])[0]
     if spontaneous > 0:
-        for au, share in SPONTANEOUS_SHARE.items():
+        for au, share in era.spontaneous.items():
             aus[:, AU_INDEX[au]] += spontaneous_events(rng, n, min(0.9, share * spontaneous), video=False)
     v, a = va_track(rng, expr.astype(np.int64), env, video=False)
     return Track(expr=expr, envelope=env.astype(np.float32), aus=np.clip(aus, 0, 5).astype(np.float32),

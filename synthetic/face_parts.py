@@ -45,7 +45,8 @@ def draw_eye(img, pts, geom: FaceGeometry, ident: Identity, a, yaw) -> None:
 
 
 def draw_mouth(img, geom: FaceGeometry, ident: Identity, a) -> None:
-    """The lips, the mouth's inside and teeth when it opens, and AU 23's pressed corners."""
+    """The lips, the mouth's inside and teeth when it opens, AU23's pressed corners and AU24's
+    pressed lips."""
     p = geom.points
     size = geom.pose.size
     inner = p[LIPS_INNER]
@@ -68,5 +69,9 @@ def draw_mouth(img, geom: FaceGeometry, ident: Identity, a) -> None:
         col = mix(ident.skin, ident.skin * 0.55, min(1, a[23]))
         for c, sx in ((p[48], -1), (p[54], 1)):
             ellipse(img, c + [sx * size * 0.03, 0], (size * 0.025, size * 0.04), 0, col, max(1, int(size * 0.015)))
+    if a[24] > 0.2:  # pressed lips: a dark seam and the skin bunched under the lower lip
+        line(img, p[[48, 60, 61, 62, 63, 64, 54]], ident.lips * 0.3, size * 0.03 * min(1, a[24] * 1.5))
+        col = mix(ident.skin, ident.skin * 0.55, min(1, a[24]))
+        line(img, (p[[59, 58, 57, 56, 55]] + [0, size * 0.05]), col, size * 0.02)
     # A highlight on the lower lip.
     line(img, (p[[57, 56]] + p[[66, 65]]) / 2 + [0, -size * 0.005], mix(ident.lips, _WHITE, 0.25), size * 0.015)

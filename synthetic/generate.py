@@ -40,6 +40,7 @@ from pipeline.extraction.dataset_version import SUFFIX, write_version
 from pipeline.core.tables import FrameTableWriter
 
 from . import writers
+from .eras import ERAS
 from .planning import SOURCES, plan, size_spec
 from .runners import run_job
 
@@ -47,7 +48,8 @@ OUTPUTS = (*SOURCES, *(s + SUFFIX for s in SOURCES), "ground_truth.parquet", "sy
 GENERATOR = "mtaffect synthetic v3"
 #: The files each source folder gets (paths below it, one pattern per level): anything else
 #: there is someone else's, and stops a rerun before it deletes the folder.
-OWN_FILES = {"affwild2": ("annotations/*_Set/*_Set/*.txt", "videos/*.avi", "cropped_aligned/*/*.jpg"),
+OWN_FILES = {"affwild2": ("annotations/*_Set/*_Set/*.txt", "annotations/*_Challenge/*_Set/*.txt", "videos/*.avi",
+                          "cropped_aligned/*/*.jpg"),
              "disfa": ("ActionUnit_Labels/SN*/SN*_au*.txt", "Videos_LeftCamera/LeftVideoSN*_comp.avi"),
              "expw": ("image/origin/*.jpg", "label/label.lst"),
              "afewva": ("*/*/*.png", "*/*/*.json")}
@@ -71,6 +73,9 @@ def check_out(out: str | Path, contact_sheet: str | Path | None = None) -> None:
     known = set(OUTPUTS) | {temp_path(out / n).name for n in OUTPUTS}  # temporaries of a killed run
     if contact_sheet is not None and Path(contact_sheet).resolve().parent == out.resolve():
         known.add(Path(contact_sheet).name)
+    aside = out / "provenance"  # where synth's record goes when the default one names another --out
+    if aside.is_dir() and {f.name for f in aside.iterdir()} <= {"synth.json", temp_path(aside / "synth.json").name}:
+        known.add(aside.name)
     refuse = "refusing to replace the folder (move it away, or choose another --out)"
     for p in entries:
         if p.name not in known or (p.name in SOURCES and not p.is_dir()):
@@ -125,7 +130,7 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         (out / s).mkdir()
     stats = {s: {"frames": 0, "faces": 0, "bytes": 0, "seconds": 0.0} for s in SOURCES}
     # Fixed row groups, streamed: memory stays flat; renamed into place only when complete.
-    gt = FrameTableWriter(out / "ground_truth.parquet", schema=writers.GROUND_TRUTH_SCHEMA)
+    gt = FrameTableWriter(out / "ground_truth.parquet", schema=writers.ground_truth_schema(ERAS[config.label_schema]))
     expw_lines: list[str] = []
     total = sum(j.frames or len(j.images) for j in jobs)
     t0 = time.perf_counter()

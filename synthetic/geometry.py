@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .identity import Identity
-from .landmarks import AU_INDEX, DRAWN_AUS, NEUTRAL
+from .landmarks import AU_INDEX, DRAWN_AUS, LATER_AUS, NEUTRAL
 
 def _au_fields() -> np.ndarray:
     """Displacement (dx, dy) of the 68 points per AU at intensity 5 (FACS descriptions)."""
@@ -77,11 +77,24 @@ def _au_fields() -> np.ndarray:
     jaw_drop = np.array([0, 0, 0, 0.03, 0.07, 0.11, 0.15, 0.18, 0.19, 0.18, 0.15, 0.11, 0.07, 0.03, 0, 0, 0])
     d[AU_INDEX[26], :17, 1] += jaw_drop
     at(26, [4], 0.02, 0); at(26, [12], -0.02, 0)
+    # AU10 upper lip raiser: the upper lip's middle goes up (a squared upper lip), the
+    # nostril wings rise a little; the corners stay (unlike AU12).
+    at(10, [50, 51, 52], 0, -0.11); at(10, [49, 53], 0, -0.07); at(10, [61, 62, 63], 0, -0.08)
+    at(10, [31, 35], 0, -0.03); at(10, [32, 33, 34], 0, -0.015)
+    # AU24 lip pressor: the lips pressed together, thinner, the mouth no narrower (AU23
+    # pulls the corners in); the lower lip and chin bunch up a little.
+    at(24, [49, 50, 51, 52, 53], 0, 0.045); at(24, [55, 56, 57, 58, 59], 0, -0.065)
+    at(24, [61, 62, 63], 0, 0.01); at(24, [65, 66, 67], 0, -0.01); at(24, [7, 8, 9], 0, -0.02)
     return d
 
 
 AU_FIELDS = _au_fields()
-_AU_FIELDS_FLAT = AU_FIELDS.reshape(len(DRAWN_AUS), -1)  # for one (14,) @ (14, 136) product per face
+_N_FIRST = len(DRAWN_AUS) - len(LATER_AUS)
+# One (14,) @ (14, 136) product per face, and the later AUs' only where a face shows them: a
+# longer product may sum in another order (BLAS kernels group terms by vector width) and
+# move every 2020 face by a rounding error.
+_AU_FIELDS_FLAT = AU_FIELDS.reshape(len(DRAWN_AUS), -1)[:_N_FIRST]
+_LATER_FIELDS_FLAT = AU_FIELDS.reshape(len(DRAWN_AUS), -1)[_N_FIRST:]
 
 
 def au_fractions(ident: Identity, aus) -> np.ndarray:
@@ -169,7 +182,10 @@ def face_geometry(ident: Identity, aus: np.ndarray, pose: Pose) -> FaceGeometry:
     """Canonical points moved by identity and AU intensities (0..5), then posed."""
     aus = au_fractions(ident, aus)
     canon = NEUTRAL.copy()
-    canon[:, :2] += ident.shape + (aus @ _AU_FIELDS_FLAT).reshape(68, 2)
+    moved = aus[:_N_FIRST] @ _AU_FIELDS_FLAT
+    if aus[_N_FIRST:].any():
+        moved = moved + aus[_N_FIRST:] @ _LATER_FIELDS_FLAT
+    canon[:, :2] += ident.shape + moved.reshape(68, 2)
     # Lips never cross: the inner lower lip stays at or below the inner upper lip.
     upper = canon[[61, 62, 63], 1]
     canon[[67, 66, 65], 1] = np.maximum(canon[[67, 66, 65], 1], upper)

@@ -146,8 +146,8 @@ def draw_head(img: np.ndarray, geom: FaceGeometry, ident: Identity, aus: np.ndar
         for y in (-0.16, -0.09, -0.02):
             line(img, to([[-0.09, y, 0.45], [0, y - 0.015, 0.5], [0.09, y, 0.45]]), col, size * 0.022)
 
-    # Nasolabial folds: deeper with AU12, AU6, AU9 and age.
-    fold = min(1.0, 0.2 + 0.8 * a[12] + 0.3 * a[6] + 0.5 * a[9] + 0.2 * ident.age)
+    # Nasolabial folds: deeper with AU12, AU6, AU9, AU10 and age.
+    fold = min(1.0, 0.2 + 0.8 * a[12] + 0.3 * a[6] + 0.5 * a[9] + 0.2 * ident.age + 0.7 * a[10])
     for wing, corner, sx in ((p[31], p[48], -1), (p[35], p[54], 1)):
         start = wing + (wing - p[33]) * 0.35
         end = corner + np.array([sx * size * 0.06, size * 0.05])

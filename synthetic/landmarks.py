@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-#: The action units the renderer draws, in the order of every intensity vector.
-DRAWN_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 20, 23, 25, 26)
+#: The action units the renderer draws, in the order of every intensity vector. The last,
+#: :data:`LATER_AUS`, are the 2022 label set's (ABAW 2022+ labels AU10 and AU24): drawn
+#: apart, so that faces without them keep the exact bytes they had before them.
+DRAWN_AUS: tuple[int, ...] = (1, 2, 4, 5, 6, 7, 9, 12, 15, 17, 20, 23, 25, 26, 10, 24)
+LATER_AUS: tuple[int, ...] = (10, 24)
 AU_INDEX = {au: i for i, au in enumerate(DRAWN_AUS)}
 #: What each drawn AU is, for the contact sheet and the data card.
 AU_DESCRIPTIONS = {
     1: "inner brow raiser", 2: "outer brow raiser", 4: "brow lowerer", 5: "upper lid raiser",
     6: "cheek raiser", 7: "lid tightener", 9: "nose wrinkler", 12: "lip corner puller",
     15: "lip corner depressor", 17: "chin raiser", 20: "lip stretcher", 23: "lip tightener",
-    25: "lips part", 26: "jaw drop",
+    25: "lips part", 26: "jaw drop", 10: "upper lip raiser", 24: "lip pressor",
 }
 
 # --- the neutral canonical face -----------------------------------------------------------

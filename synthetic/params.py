@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pipeline.core.schema import SCHEMAS
+
 from pipeline.core.params import Fraction, NonNegative, Section, Seed, Workers
 
 SYNTH_SIZES = ("tiny", "demo", "medium", "large", "huge")
@@ -16,6 +18,7 @@ class SynthParams(Section):
     # Not "size": DVC leaves keys named size out of its run-cache hash (treeverse/dvc#10296), so a
     # change of it would restore the other size's outputs. Same for ExtractParams.face_size.
     dataset_size: Literal[SYNTH_SIZES] = "demo"  #: named size (frames per source)
+    label_schema: Literal[tuple(SCHEMAS)] = "abaw2020"  #: the files' label set (synthetic/eras.py)
     seed: Seed = 0
     out: str = "data/synth"
     difficulty: NonNegative = 1.0  #: scales pose range, blur, grain, occluders, lighting changes (0 = clean)

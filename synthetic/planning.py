@@ -14,7 +14,7 @@ import numpy as np
 from synthetic.params import SynthParams
 from pipeline.core.labels import TASKS
 
-from .episodes import N_EXPR
+from .eras import ERAS
 
 SOURCES = ("affwild2", "disfa", "expw", "afewva")
 SOURCE_IDS = {s: i + 1 for i, s in enumerate(SOURCES)}
@@ -113,8 +113,9 @@ def _round_robin(classes: list[int], n_slots: int) -> list[list[int]]:
     return slots
 
 
-def _forced_classes(rng, coverage: int) -> list[int]:
-    classes = [c for c in range(1, N_EXPR)] * coverage
+def _forced_classes(rng, coverage: int, n_classes: int = 7) -> list[int]:
+    """The classes every source shows a few clear examples of (``coverage`` each, Neutral aside)."""
+    classes = [c for c in range(1, n_classes)] * coverage
     return [int(c) for c in rng.permutation(classes)]
 
 
@@ -153,7 +154,7 @@ def plan(config: SynthParams) -> list[Job]:
             k += 1
         # Forced classes go to the videos labelled for expressions first.
         order = sorted(range(len(videos)), key=lambda j: "EXPR" not in videos[j].tasks)
-        slots = _round_robin(_forced_classes(rng, spec.coverage), len(videos))
+        slots = _round_robin(_forced_classes(rng, spec.coverage, ERAS[config.label_schema].n_classes), len(videos))
         for slot, j in zip(slots, order):
             videos[j].forced = (tuple(slot),) + ((),) * (videos[j].people - 1)
         jobs.extend(videos)

@@ -14,12 +14,13 @@ import numpy as np
 
 from pipeline.extraction.align import align_face
 from synthetic.params import SynthParams
-from pipeline.core.labels import AU_NAMES, AU_NUMBERS, DISFA_AUS, TASKS, disfa_to_au
+from pipeline.core.labels import DISFA_AUS, TASKS, UNIFIED_TO_EXPW, disfa_to_au
 
 from . import writers
 from .annotation import annotated_va, concat_rows, face_rows, invalid_runs, noisy_binary, noisy_classes, true_au
 from .camera import Look, develop, source_look, vignette_mask
 from .episodes import Track, expression_shares, person_track, still_labels
+from .eras import ERAS, Era
 from .geometry import FaceGeometry, Pose, face_geometry
 from .landmarks import AU_INDEX, DRAWN_AUS
 from .identity import sample_identity
@@ -46,12 +47,13 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
     n, w, h = job.frames, job.width, job.height
     look = source_look("affwild2", cfg.domain_shift)
     bg = _backdrop(rng, h, w, look)
-    shares = expression_shares("affwild2", cfg.imbalance)
+    era = ERAS[cfg.label_schema]
+    shares = expression_shares("affwild2", cfg.imbalance, era)
     light = np.array([rng.uniform(-1, 1), rng.uniform(-1, -0.2)])
     people = []
     for p in range(job.people):
         ident = sample_identity(rng, cfg.identity_spread)
-        track = person_track(rng, n, shares, cfg.spontaneous_au, forced=job.forced[p])
+        track = person_track(rng, n, shares, cfg.spontaneous_au, forced=job.forced[p], era=era)
         if job.people == 2:
             xlim = (0, w / 2) if p == 0 else (w / 2, w)
             poses = pose_track(rng, n, h, w, POSE_RANGES["affwild2"], cfg.difficulty,
@@ -94,32 +96,45 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
         # Annotators skipped about half of the faceless stretches (each stretch has its own
         # occluder seed: its parity decides), and in training a run here and there.
         skipped = invisible & (nu.occ_seed[p] % 2 == 0)
-        labelled, lab_au, lab_expr, lab_va = _affwild2_labels(rng, job, track, skipped, noise, train)
+        labelled, lab_au, lab_expr, lab_va = _affwild2_labels(rng, job, track, skipped, noise, train, era)
         for task in job.tasks:
             values = {"AU": lab_au, "EXPR": lab_expr, "VA": lab_va}[task]
-            nbytes += writers.write_affwild2_annotation(root, task, job.split, stems[p], values)
+            nbytes += writers.write_affwild2_annotation(root, task, job.split, stems[p], values, era)
         for task in TASKS:  # invalid markers become "unknown" in the unified columns
             if task not in job.tasks:
                 labelled[task][:] = False
-        u_au = np.where(labelled["AU"][:, None], lab_au, -1).astype(np.int8)
+        u_au = _truth_columns(np.where(labelled["AU"][:, None], lab_au, -1), _file_aus(era), era)
         u_expr = np.where(labelled["EXPR"], lab_expr, -1).astype(np.int8)
         u_va = np.where(labelled["VA"][:, None], lab_va, np.nan).astype(np.float32)
         blur = nu.blur + nu.motion
         parts.append(face_rows("affwild2", stems[p], stems[p], job.split, np.arange(n), track, geoms[p],
-                               labelled, u_au, u_expr, u_va, ~invisible, nu.occ_cover[p], blur))
+                               labelled, u_au, u_expr, u_va, ~invisible, nu.occ_cover[p], blur, era))
     return {"rows": concat_rows(parts), "frames": n, "faces": n * job.people, "bytes": nbytes}
 
 
-def _affwild2_labels(rng, job: Job, track: Track, skipped: np.ndarray, noise: float, train: bool):
+def _file_aus(era: Era) -> tuple[int, ...]:
+    return tuple(int(a[2:]) for a in era.affwild2_aus)
+
+
+def _truth_columns(lab_au: np.ndarray, numbers, era: Era) -> np.ndarray:
+    """A file's AU labels (columns ``numbers``) in the ground truth's columns (``era.truth_aus``):
+    an AU the file does not label is unknown (-1)."""
+    out = np.full((len(lab_au), len(era.truth_aus)), -1, np.int8)
+    for j, au in enumerate(numbers):
+        out[:, era.truth_aus.index(au)] = lab_au[:, j]
+    return out
+
+
+def _affwild2_labels(rng, job: Job, track: Track, skipped: np.ndarray, noise: float, train: bool, era: Era):
     """What the annotation files say per frame (invalid markers included), per task."""
     n = len(track.expr)
     labelled = {}
     for task in TASKS:
         bad = skipped | (invalid_runs(rng, n, 0.5) if train else np.zeros(n, bool))
         labelled[task] = ~bad
-    au = noisy_binary(rng, true_au(track.aus), noise)
+    au = noisy_binary(rng, true_au(track.aus, _file_aus(era)), noise)
     au[~labelled["AU"]] = -1
-    expr = noisy_classes(rng, track.expr, noise)
+    expr = noisy_classes(rng, track.expr, noise, era.n_classes)
     expr[~labelled["EXPR"]] = -1
     va = np.clip(np.round(annotated_va(rng, track, noise), 4), -1, 1)
     va[~labelled["VA"]] = -5
@@ -133,12 +148,14 @@ DISFA_SIZE = (320, 240)
 
 def run_disfa(job: Job, cfg: SynthParams, root: Path) -> dict:
     rng = job_rng(cfg, job)
+    era = ERAS[cfg.label_schema]
     n = job.frames
     w, h = DISFA_SIZE
     look = source_look("disfa", cfg.domain_shift)
     bg = _backdrop(rng, h, w, look)
     ident = sample_identity(rng, cfg.identity_spread)
-    track = person_track(rng, n, expression_shares("disfa", cfg.imbalance), cfg.spontaneous_au, forced=job.forced[0])
+    track = person_track(rng, n, expression_shares("disfa", cfg.imbalance, era), cfg.spontaneous_au,
+                         forced=job.forced[0], era=era)
     poses = pose_track(rng, n, h, w, POSE_RANGES["disfa"], cfg.difficulty, centre=(w / 2, h * 0.45))
     light = np.array([rng.uniform(-0.3, 0.3), -1.0])
     video = writers.VideoFile(root / "Videos_LeftCamera" / f"LeftVideo{job.name}_comp.avi", w, h, look.jpeg)
@@ -162,13 +179,14 @@ def run_disfa(job: Job, cfg: SynthParams, root: Path) -> dict:
         intensities[au] = v
     nbytes += writers.write_disfa_labels(root, job.name, intensities)
     labelled_au = np.arange(n) < m
-    lab_au = np.full((n, len(AU_NAMES)), -1, np.int8)
-    for j, au in enumerate(AU_NUMBERS):
-        lab_au[:m, j] = disfa_to_au(intensities[au])
+    lab_au = np.full((n, len(era.truth_aus)), -1, np.int8)  # AUs DISFA does not label: unknown
+    for j, au in enumerate(era.truth_aus):
+        if au in intensities:
+            lab_au[:m, j] = disfa_to_au(intensities[au])
     labelled = {"AU": labelled_au, "EXPR": np.zeros(n, bool), "VA": np.zeros(n, bool)}
     rows = face_rows("disfa", job.name, job.name, "train", np.arange(n), track, geoms, labelled, lab_au,
                      np.full(n, -1, np.int8), np.full((n, 2), np.nan, np.float32), np.ones(n, bool),
-                     np.zeros(n), np.full(n, blur))
+                     np.zeros(n), np.full(n, blur), era)
     return {"rows": rows, "frames": n, "faces": n, "bytes": nbytes}
 
 
@@ -181,10 +199,11 @@ EXPW_QUALITY = 85
 
 def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
     rng = job_rng(cfg, job)
+    era = ERAS[cfg.label_schema]
     look = source_look("expw", cfg.domain_shift)
     counts = rng.choice(3, size=len(job.images), p=EXPW_FACES_P) + 1
-    labels = still_labels(rng, int(counts.sum()), expression_shares("expw", cfg.imbalance), cfg.spontaneous_au,
-                          forced=job.forced[0])
+    labels = still_labels(rng, int(counts.sum()), expression_shares("expw", cfg.imbalance, era), cfg.spontaneous_au,
+                          forced=job.forced[0], era=era)
     folder = root / "image" / "origin"
     folder.mkdir(parents=True, exist_ok=True)
     pr = POSE_RANGES["expw"]
@@ -215,7 +234,7 @@ def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
                                      light=(rng.uniform(-1, 1), rng.uniform(-1, -0.2))))
         frame = develop(img, look, rng, rng.uniform(0.85, 1.15), look.blur * d * rng.uniform(0.5, 1.5), 0.0, grain)
         nbytes += writers.write_jpeg(folder / name, frame, EXPW_QUALITY)
-        lab = noisy_classes(rng, labels.expr[idx], cfg.label_noise)
+        lab = noisy_classes(rng, labels.expr[idx], cfg.label_noise, len(UNIFIED_TO_EXPW))  # ExpW's 7 classes
         stem = Path(name).stem
         for j in range(k):
             lines.append(writers.expw_line(name, j, geoms[j].box, rng.uniform(30, 99.9), lab[j]))
@@ -224,9 +243,9 @@ def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
         labelled = {"AU": np.zeros(k, bool), "EXPR": np.ones(k, bool), "VA": np.zeros(k, bool)}
         # The file holds integer box corners: the ground-truth box is the exact one.
         parts.append(face_rows("expw", stem, stem, "train", np.arange(k), sub, geoms, labelled,
-                               np.full((k, len(AU_NAMES)), -1, np.int8), lab,
+                               np.full((k, len(era.truth_aus)), -1, np.int8), lab,
                                np.full((k, 2), np.nan, np.float32), np.ones(k, bool), np.zeros(k),
-                               np.full(k, look.blur * d)))
+                               np.full(k, look.blur * d), era))
     return {"rows": concat_rows(parts), "frames": len(job.images), "faces": face, "bytes": nbytes,
             "expw_lines": lines}
 
@@ -239,13 +258,15 @@ AFEWVA_PNG_LEVEL = 1  # see writers.write_png
 
 def run_afewva(job: Job, cfg: SynthParams, root: Path) -> dict:
     rng = job_rng(cfg, job)
+    era = ERAS[cfg.label_schema]
     # Actors recur across clips: their looks come from their own seed.
     ident = sample_identity(np.random.default_rng([cfg.seed, 99, job.actor]), cfg.identity_spread)
     n = job.frames
     w, h = AFEWVA_SIZE
     look = source_look("afewva", cfg.domain_shift)
     bg = _backdrop(rng, h, w, look)
-    track = person_track(rng, n, expression_shares("afewva", cfg.imbalance), cfg.spontaneous_au, forced=job.forced[0])
+    track = person_track(rng, n, expression_shares("afewva", cfg.imbalance, era), cfg.spontaneous_au,
+                         forced=job.forced[0], era=era)
     poses = pose_track(rng, n, h, w, POSE_RANGES["afewva"], cfg.difficulty)
     nu = nuisances(rng, n, 1, cfg.difficulty, look, invisible_rate=0.0, occluder_rate=0.03)
     light = np.array([rng.choice([-1, 1]) * rng.uniform(0.6, 1), rng.uniform(-0.6, 0.2)])  # side light
@@ -275,8 +296,8 @@ def run_afewva(job: Job, cfg: SynthParams, root: Path) -> dict:
     labelled = {"AU": np.zeros(n, bool), "EXPR": np.zeros(n, bool), "VA": np.ones(n, bool)}
     video = f"{job.folder}_{job.name}"
     rows = face_rows("afewva", video, f"actor_{job.actor:03d}", "train", np.arange(n), track, geoms, labelled,
-                     np.full((n, len(AU_NAMES)), -1, np.int8), np.full(n, -1, np.int8),
-                     (va_int / 10.0).astype(np.float32), np.ones(n, bool), nu.occ_cover[0], nu.blur + nu.motion)
+                     np.full((n, len(era.truth_aus)), -1, np.int8), np.full(n, -1, np.int8),
+                     (va_int / 10.0).astype(np.float32), np.ones(n, bool), nu.occ_cover[0], nu.blur + nu.motion, era)
     return {"rows": rows, "frames": n, "faces": n, "bytes": nbytes}
 
 

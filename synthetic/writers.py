@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from pipeline.core.labels import AFFWILD2_HEADERS, AFFWILD2_INVALID, AU_NAMES, UNIFIED_TO_EXPW
+from pipeline.core.labels import AFFWILD2_INVALID, UNIFIED_TO_EXPW, VA_NAMES
 from pipeline.core.tables import LANDMARK_COLUMNS
+from pipeline.extraction.sources.affwild2_layout import LAYOUTS
 
-from .landmarks import DRAWN_AUS
+from .eras import Era
 
 FPS = 30.0
 
@@ -115,8 +116,6 @@ def _chunk(fourcc: bytes, data: bytes) -> bytes:
 
 # --- Aff-Wild2 annotations ------------------------------------------------------------------
 
-AFFWILD2_TASK_DIRS = {"AU": "AU_Set", "EXPR": "EXPR_Set", "VA": "VA_Set"}
-AFFWILD2_SPLIT_DIRS = {"train": "Training_Set", "val": "Validation_Set"}
 
 
 def _num(x: float) -> str:
@@ -125,10 +124,10 @@ def _num(x: float) -> str:
     return "0" if s in ("-0", "") else s
 
 
-def affwild2_lines(task: str, labels) -> list[str]:
-    """Header plus one line per frame. ``labels``: AU int8 [n, 8] / EXPR int8 [n] /
-    VA float [n, 2]; rows holding the invalid marker are written as that marker."""
-    header = ",".join(AFFWILD2_HEADERS[task])
+def affwild2_lines(task: str, labels, era: Era) -> list[str]:
+    """Header plus one line per frame. ``labels``: AU int8 [n, AUs of the era's files] /
+    EXPR int8 [n] / VA float [n, 2]; rows holding the invalid marker are written as that marker."""
+    header = ",".join({"AU": era.affwild2_aus, "EXPR": era.classes, "VA": VA_NAMES}[task])
     bad = AFFWILD2_INVALID[task]
     lines = [header]
     if task == "AU":
@@ -142,10 +141,18 @@ def affwild2_lines(task: str, labels) -> list[str]:
     return lines
 
 
-def write_affwild2_annotation(root: Path, task: str, split: str, video: str, labels) -> int:
-    path = root / "annotations" / AFFWILD2_TASK_DIRS[task] / AFFWILD2_SPLIT_DIRS[split] / f"{video}.txt"
+def affwild2_annotation_path(root: Path, task: str, split: str, video: str, era: Era) -> Path:
+    """Where a release of ``era``'s layout keeps one video's labels of ``task`` (the reader's
+    :data:`LAYOUTS`, first names)."""
+    task_dirs, split_dirs = LAYOUTS[era.affwild2_layout]
+    split_dir = next(d for d, s in split_dirs.items() if s == split)
+    return root / "annotations" / task_dirs[task][0] / split_dir / f"{video}.txt"
+
+
+def write_affwild2_annotation(root: Path, task: str, split: str, video: str, labels, era: Era) -> int:
+    path = affwild2_annotation_path(root, task, split, video, era)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(affwild2_lines(task, labels)) + "\n"
+    text = "\n".join(affwild2_lines(task, labels, era)) + "\n"
     path.write_text(text)
     return len(text)
 
@@ -193,27 +200,28 @@ def afewva_json(actor: str, video_id: str, frames: dict[str, tuple[int, int, np.
 
 # --- the ground truth ------------------------------------------------------------------------
 
-AUI_COLUMNS = [f"AUI{au}" for au in DRAWN_AUS]
-LABEL_AU_COLUMNS = [f"lab_{name}" for name in AU_NAMES]
 BOX_COLUMNS = ["box_x1", "box_y1", "box_x2", "box_y2"]
 
-#: One row per face. True labels (no annotation noise) first, then what the dataset files
-#: carry for that face in the unified space (``lab_*``, -1 / NaN where they carry nothing).
-GROUND_TRUTH_SCHEMA = pa.schema(
-    [
+
+def ground_truth_schema(era: Era) -> pa.Schema:
+    """One row per face. True labels (no annotation noise) first: every drawn AU's intensity
+    (``AUI<n>``), the binary AUs some file of ``era`` labels, the class, valence and arousal;
+    then what the dataset files carry for that face (``lab_*``, -1 / NaN where they carry
+    nothing)."""
+    names = [f"AU{au}" for au in era.truth_aus]
+    return pa.schema([
         ("uid", pa.string()), ("source", pa.string()), ("video", pa.string()), ("subject", pa.string()),
         ("frame", pa.int32()), ("split", pa.string()),
-        *[(c, pa.float32()) for c in AUI_COLUMNS],
-        *[(name, pa.int8()) for name in AU_NAMES],
+        *[(f"AUI{au}", pa.float32()) for au in era.drawn_aus],
+        *[(name, pa.int8()) for name in names],
         ("expr", pa.int8()), ("valence", pa.float32()), ("arousal", pa.float32()),
         ("expr_intensity", pa.float32()),
         ("labelled_AU", pa.bool_()), ("labelled_EXPR", pa.bool_()), ("labelled_VA", pa.bool_()),
-        *[(c, pa.int8()) for c in LABEL_AU_COLUMNS],
+        *[(f"lab_{name}", pa.int8()) for name in names],
         ("lab_expr", pa.int8()), ("lab_valence", pa.float32()), ("lab_arousal", pa.float32()),
         ("face_visible", pa.bool_()),
         *[(c, pa.float32()) for c in BOX_COLUMNS],
         *[(c, pa.float32()) for c in LANDMARK_COLUMNS],
         ("yaw", pa.float32()), ("roll", pa.float32()), ("face_px", pa.float32()),
         ("occlusion", pa.float32()), ("blur", pa.float32()),
-    ]
-)
+    ])

@@ -643,3 +643,119 @@ def test_mtcnn_finds_the_faces(tiny):
         best = np.asarray(points[int(np.argmax(probs))], np.float64)
         errors.append(np.linalg.norm(best - template, axis=1).mean())
     assert np.median(errors) < 8, f"aligned crops are off the template by {np.median(errors):.1f} px"
+
+
+# --- the 2022+ files (synth.label_schema: abaw2022) ------------------------------------------
+
+AFFWILD2_2022_DIRS = {"AU_Detection_Challenge": "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26",
+                      "EXPR_Classification_Challenge": "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other",
+                      "VA_Estimation_Challenge": "valence,arousal"}
+
+
+@pytest.fixture(scope="module")
+def tiny2022(tmp_path_factory):
+    from stages.synth import cli
+
+    out = tmp_path_factory.mktemp("synth2022")
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--label-schema", "abaw2022",
+                                   "--out", str(out / "data"), "--contact-sheet", str(out / "sheet.png"),
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return out / "data", pd.read_parquet(out / "data" / "ground_truth.parquet"), out / "sheet.png"
+
+
+def test_2022_files_use_the_2022_layout_and_headers_and_match_the_ground_truth(tiny2022):
+    root, gt, _ = tiny2022
+    ann = root / "affwild2" / "annotations"
+    assert sorted(p.name for p in ann.iterdir()) == sorted(AFFWILD2_2022_DIRS)
+    files = sorted(ann.glob("*/*/*.txt"))
+    assert {p.parent.name for p in files} == {"Train_Set", "Validation_Set"}
+    aus = AFFWILD2_2022_DIRS["AU_Detection_Challenge"].split(",")
+    for path in files:
+        lines = path.read_text().splitlines()
+        assert lines[0] == AFFWILD2_2022_DIRS[path.parent.parent.name], path
+        rows = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+        d = sub(gt, "affwild2", path.stem)
+        assert len(d) == len(rows)
+        if path.parent.parent.name == "AU_Detection_Challenge":
+            labelled = d.labelled_AU.to_numpy()
+            assert (rows[labelled] == d.loc[labelled, [f"lab_{a}" for a in aus]].to_numpy()).all()
+            assert (rows[~labelled] == -1).all()
+            if path.parent.name == "Validation_Set":
+                assert (rows[labelled] == d.loc[labelled, aus].to_numpy()).all()
+        elif path.parent.parent.name == "EXPR_Classification_Challenge":
+            labelled = d.labelled_EXPR.to_numpy()
+            assert (rows[labelled, 0] == d.lab_expr[labelled]).all() and (rows[~labelled, 0] == -1).all()
+    # Aff-Wild2's files label no AU20 (the 2022 set dropped it): unknown there, known to the truth.
+    aff = gt[gt.source == "affwild2"]
+    assert (aff.lab_AU20 == -1).all() and set(aff.AU20) <= {0, 1}
+
+
+def test_2022_faces_show_other_au10_and_au24_and_the_other_sources_label_what_they_always_did(tiny2022):
+    root, gt, _ = tiny2022
+    aff = gt[gt.source == "affwild2"]
+    assert (aff.expr == 7).mean() > 0.03 and (aff.lab_expr == 7).sum() > 0  # Other, in the truth and the files
+    assert (gt[gt.source != "affwild2"].expr != 7).all()  # sources of 7 classes show none
+    for au in (10, 24):
+        assert (gt[f"AUI{au}"] >= 2).mean() > 0.02 and gt[f"AU{au}"].mean() > 0.02
+        other = aff.expr == 7
+        assert aff.loc[other, f"AUI{au}"].mean() > 2 * aff.loc[~other, f"AUI{au}"].mean()  # Other's prototype
+    disfa = gt[gt.source == "disfa"]
+    for au in (7, 10, 23, 24):  # DISFA labels none of these: unknown, never 0
+        assert (disfa[f"lab_AU{au}"] == -1).all()
+    assert (disfa.lab_AU20 >= 0).any()
+    lines = (root / "expw" / "label" / "label.lst").read_text().split("\n")
+    assert {int(line.split()[-1]) for line in lines if line} <= set(range(7))
+
+
+def test_2022_contact_sheet_has_a_row_for_other_au10_and_au24(tiny2022):
+    from synthetic.contact_sheet import CELL, COLUMNS, HEADER, LABEL_WIDTH
+
+    sheet = cv2.imread(str(tiny2022[2]))
+    assert sheet.shape == (HEADER + (8 + 16 + 4) * CELL, LABEL_WIDTH + COLUMNS * CELL, 3)
+    for row in (7, 8 + 14, 8 + 15):  # Other, AU10, AU24: a face that changes along the row
+        y = HEADER + row * CELL
+        first = sheet[y: y + CELL, LABEL_WIDTH: LABEL_WIDTH + CELL].astype(int)
+        last = sheet[y: y + CELL, LABEL_WIDTH + 7 * CELL: LABEL_WIDTH + 8 * CELL].astype(int)
+        assert np.abs(first - last).mean() > 1
+
+
+def test_the_2022_aus_leave_a_face_without_them_exactly_as_before():
+    """AU10 and AU24 move points through their own product, added only when shown: a face
+    without them has the exact coordinates of the 14-AU product (the 2020 files' bytes)."""
+    from synthetic.geometry import _AU_FIELDS_FLAT, Pose, au_fractions, face_geometry
+    from synthetic.identity import sample_identity
+    from synthetic.landmarks import AU_INDEX, DRAWN_AUS, NEUTRAL
+
+    ident = sample_identity(np.random.default_rng(3))
+    aus = np.random.default_rng(4).uniform(0, 5, len(DRAWN_AUS))
+    aus[[AU_INDEX[10], AU_INDEX[24]]] = 0
+    ident.au_bias[:] = 0
+    pose = Pose(100, 100, 40)
+    canon = face_geometry(ident, aus, pose).canon
+    expected = NEUTRAL[:, :2] + (ident.shape + (au_fractions(ident, aus)[:14] @ _AU_FIELDS_FLAT).reshape(68, 2))
+    expected[[67, 66, 65], 1] = np.maximum(expected[[67, 66, 65], 1], expected[[61, 62, 63], 1])
+    expected[:, 1] *= ident.face_length
+    assert np.array_equal(canon[:, :2], expected)
+    aus[AU_INDEX[10]] = 5
+    assert face_geometry(ident, aus, pose).canon[51, 1] < canon[51, 1]  # AU10 raises the upper lip
+
+
+def test_2022_rerun_replaces_its_own_files_and_its_aside_record(tiny2022, tmp_path):
+    """A rerun over its own 2022 output (annotations in the *_Challenge folders, and the run's
+    record set aside into <out>/provenance when the default one named another --out) replaces
+    it with the same bytes, instead of refusing those files as someone else's."""
+    import shutil
+
+    from stages.synth import cli
+
+    out = tmp_path / "data"
+    shutil.copytree(tiny2022[0], out)
+    (out / "provenance").mkdir()
+    (out / "provenance" / "synth.json").write_text("{}\n")
+    before = {p.relative_to(out): p.read_bytes() for p in sorted((out / "affwild2").rglob("*.txt"))}
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--label-schema",
+                                   "abaw2022", "--out", str(out), "--no-contact-sheet", "--no-progress",
+                                   "--provenance", str(tmp_path / "record.json")])
+    assert res.exit_code == 0, res.output
+    assert {p.relative_to(out): p.read_bytes() for p in sorted((out / "affwild2").rglob("*.txt"))} == before

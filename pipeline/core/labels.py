@@ -139,7 +139,6 @@ def afewva_to_va(value) -> np.ndarray:
 #: Aff-Wild2 invalid markers per annotation set.
 AFFWILD2_INVALID = {"AU": -1, "EXPR": -1, "VA": -5}
 #: The header each Aff-Wild2 annotation set of the 2020 release carries (any order is accepted).
-AFFWILD2_HEADERS = {"AU": AU_NAMES, "EXPR": EXPR_NAMES, "VA": VA_NAMES}
 
 
 def affwild2_au(row) -> np.ndarray:
