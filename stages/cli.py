@@ -12,7 +12,7 @@ import click
 #: subcommand name -> (module in stages/, one-line help). Order = pipeline order.
 COMMANDS = {
     "check-params": ("check_params", "Check the whole of params.yaml and print the values that run."),
-    "preset": ("preset", "Write a preset's values (demo, tiny, abaw2020) into params.yaml."),
+    "preset": ("preset", "Write a preset's values (demo, tiny, abaw2020, demo2022, tiny2022) into params.yaml."),
     "synth": ("synth", "Generate the synthetic data set in the four real datasets' formats."),
     "extract": ("extract", "Detect and align every face of one source: HDF5 shards + frame table."),
     "build": ("build", "Merge and balance the per-task training sets; write indexes and the imbalance report."),

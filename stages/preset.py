@@ -1,4 +1,4 @@
-"""``mtaffect preset NAME``: write a preset's values (demo, tiny, abaw2020) into params.yaml."""
+"""``mtaffect preset NAME``: write a preset's values (demo, tiny, abaw2020, demo2022, tiny2022) into params.yaml."""
 from __future__ import annotations
 
 import click
@@ -13,7 +13,8 @@ from stages.common import friendly_errors, params_option, warn
 def cli(name, params_path):
     """Write preset NAME's values into the params file: demo (the synthetic data on a CPU,
     as shipped), tiny (what the tests run), abaw2020 (the paper's setting on the real
-    datasets). Values a preset does not set go back to their defaults (the paper's). The
+    datasets); demo2022 and tiny2022 are demo and tiny in the label space of the 2022+
+    releases (12 AUs, 8 classes with Other). Values a preset does not set go back to their defaults (the paper's). The
     file's comments, `sources` and `threads` stay; every value that changes is listed."""
     from pipeline.core.catalogue import apply_preset, check_all
 

@@ -35,6 +35,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.core import provenance
     from pipeline.temporal.sequences import Split, ensemble_predict
     from pipeline.temporal.model import load_temporal, save_rnn_bundle
+    from pipeline.training.models import va_centres_of
 
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
@@ -58,7 +59,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     summaries = {}
     for length, members in every.items():
         models = [(name, *load_temporal(path, device)) for name, path in members.items()]
-        preds = ensemble_predict([(name, model, ckpt["train"]["va_centres"]) for name, model, ckpt in models],
+        preds = ensemble_predict([(name, model, va_centres_of(ckpt)) for name, model, ckpt in models],
                                  features, Split.of(features, val_rows, length, training=False), device, e.batch)
         thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
         if e.au_thresholds == "tuned":

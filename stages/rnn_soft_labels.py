@@ -28,6 +28,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
     from pipeline.core import provenance
     from pipeline.temporal.sequences import dump_soft_labels
     from pipeline.temporal.model import load_temporal
+    from pipeline.training.models import va_centres_of
 
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
@@ -49,7 +50,7 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
         out = per_length(out_dir, length, ".h5")
         out.parent.mkdir(parents=True, exist_ok=True)
         summaries[f"T{length}"] = dump_soft_labels(model, features, length, out, teacher, p.rnn_teacher.eval_batch,
-                                                   device, ckpt["train"]["va_centres"])
+                                                   device, va_centres_of(ckpt))
         click.echo(f"rnn soft labels T{length}: {summaries[f'T{length}']['frames']} frames -> {out}")
     write_json(report, summaries)
     provenance.write(provenance_path, __spec__.name, {"temporal": p.temporal.model_dump(mode="json")},

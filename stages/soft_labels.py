@@ -31,7 +31,7 @@ def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     """
     from pipeline.core.device import distributed, resolve_device
     from pipeline.core.fileio import write_json
-    from pipeline.training.models import load_checkpoint
+    from pipeline.training.models import load_checkpoint, va_centres_of
     from pipeline.core import provenance
     from pipeline.training.softlabels import dump
 
@@ -45,12 +45,13 @@ def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     s = p.soft_labels
     rank, _ = distributed()
     device = resolve_device(s.device)
-    model, ckpt = load_checkpoint(teacher, device)
     index_dir = index_dir or p.build.out
-    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
+    schema = label_schema(p.build.label_schema, p.build.aus)
+    check_built_for(index_dir, schema)
+    model, ckpt = load_checkpoint(teacher, device, schema)
     started = time.perf_counter()
     summary = dump(model, index_dir, out, teacher, s.views, s.mode, s.batch, device,
-                   ckpt["train"]["va_centres"], progress=not quiet)
+                   va_centres_of(ckpt), progress=not quiet)
     seconds = time.perf_counter() - started
     if rank != 0:
         return

@@ -53,11 +53,13 @@ def assert_close_dicts(got, expected, tol=1e-9):
             assert got[key] == pytest.approx(value, abs=tol), key
 
 
-def sklearn_evaluation(rows):
-    """The evaluation of one model's rows of a validation-prediction table."""
-    au, thr = rows[list(AU_NAMES)].to_numpy(), rows[[f"thr_{a}" for a in AU_NAMES]].to_numpy()
-    result = {"AU": sklearn_au(au, rows[[f"p_{a}" for a in AU_NAMES]].to_numpy(), thr),
-              "EXPR": sklearn_expr(rows["expr"].to_numpy(), rows[[f"p_{e}" for e in EXPR_NAMES]].to_numpy())}
+def sklearn_evaluation(rows, aus=AU_NAMES, classes=EXPR_NAMES):
+    """The evaluation of one model's rows of a validation-prediction table (AUs and classes
+    of its schema)."""
+    aus = list(aus)
+    au, thr = rows[aus].to_numpy(), rows[[f"thr_{a}" for a in aus]].to_numpy()
+    result = {"AU": sklearn_au(au, rows[[f"p_{a}" for a in aus]].to_numpy(), thr, names=aus),
+              "EXPR": sklearn_expr(rows["expr"].to_numpy(), rows[[f"p_{e}" for e in classes]].to_numpy(), classes)}
     va = {}
     for name in ("valence", "arousal"):
         known = rows[name].notna().to_numpy()

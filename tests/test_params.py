@@ -33,11 +33,19 @@ def test_the_committed_file_is_the_demo_preset_and_every_preset_is_valid(tmp_pat
     copy = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", copy)
     assert apply_preset(copy, "demo") == ([], None) and copy.read_bytes() == (ROOT / "params.yaml").read_bytes()
-    for name in ("tiny", "abaw2020", "demo"):
+    for name in ("tiny", "abaw2020", "tiny2022", "demo2022", "demo"):
         apply_preset(copy, name)
         p, _ = check_all(copy)
         assert p.teacher.model_dump() == TrainParams(**preset(name)["teacher"]).model_dump(), name
+        assert p.synth.label_schema == p.build.label_schema == ("abaw2022" if "2022" in name else "abaw2020"), name
     assert copy.read_text().count("# ") == (ROOT / "params.yaml").read_text().count("# ")  # comments kept
+
+
+def test_a_preset_extends_another_with_only_what_differs():
+    demo, demo2022 = preset("demo"), preset("demo2022")
+    assert {s for s in demo if demo[s] != demo2022[s]} == {"synth", "build"}
+    assert demo2022["synth"] == {**demo["synth"], "label_schema": "abaw2022"}
+    assert preset("tiny2022")["teacher"] == preset("tiny")["teacher"] != demo["teacher"]
 
 
 def test_one_source_per_default_the_schemas(raw):
@@ -240,7 +248,7 @@ def test_cli_reports_bad_params_in_one_line_and_the_preset_command_lists_changes
     absent = CliRunner().invoke(main, ["preset", "tiny", "--params", str(tmp_path / "absent.yaml")])
     assert absent.exit_code != 0 and f"{tmp_path / 'absent.yaml'}: not found (run from the project root" in absent.output
     unknown = CliRunner().invoke(main, ["preset", "fast", "--params", str(bad)])
-    assert unknown.exit_code != 0 and "no preset 'fast': use one of abaw2020, demo, tiny" in unknown.output
+    assert unknown.exit_code != 0 and "no preset 'fast': use one of abaw2020, demo, demo2022, tiny, tiny2022" in unknown.output
     # a file that is no valid YAML: the one line check-params gives, and the file as it was
     broken = bad.read_text() + "evaluate_more: [1, 2\n"
     bad.write_text(broken)

@@ -5,8 +5,12 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 import yaml
+from conftest import make_dvc_project
 from reference import assert_close_dicts, sklearn_evaluation
+
+from pipeline.core.schema import ABAW2020, ABAW2022
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -41,6 +45,7 @@ def test_dvc_pipeline_end_to_end(dvc_project, tmp_path):
     table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
     assert set(table["model"]) == set(evaluation) - {"students_mean"}
     check_evaluation_against_sklearn(table, evaluation)
+    refuse_a_teacher_of_the_other_schema(p, tmp_path, ABAW2022, ABAW2020)
     lock = (p.path / "dvc.lock").read_text()
 
     # every model and report says where it came from: the committed code, inputs as now
@@ -151,7 +156,61 @@ def test_bad_params_stop_before_any_work(dvc_project):
     assert not (p.path / "data").exists()
 
 
-def check_evaluation_against_sklearn(table: pd.DataFrame, evaluation: dict) -> None:
-    """evaluation.json is recomputable from val_predictions.parquet (to 1e-6), every model."""
+def check_evaluation_against_sklearn(table: pd.DataFrame, evaluation: dict, schema=ABAW2020) -> None:
+    """evaluation.json is recomputable from val_predictions.parquet (to 1e-6), every model;
+    in the 2022 schema, its era's total too (AU mean F1 + EXPR macro F1 + mean CCC)."""
     for model, rows in table.groupby("model"):
-        assert_close_dicts(evaluation[model], sklearn_evaluation(rows), tol=1e-6)
+        expected = sklearn_evaluation(rows, schema.aus, schema.expressions)
+        assert_close_dicts(evaluation[model], expected, tol=1e-6)
+        if schema.era == "2022":
+            total = expected["AU"]["f1"] + expected["EXPR"]["f1"] + expected["VA"]["ccc_mean"]
+            assert evaluation[model]["abaw2022_total"] == pytest.approx(total, abs=1e-6), model
+
+
+def test_dvc_pipeline_in_the_2022_schema(tmp_path):
+    """The tiny2022 preset under real DVC: the synthetic files of the 2022+ releases, heads of
+    12 AUs and 8 classes, the 2022 era's metrics recomputed with scikit-learn, predict's 12 AU
+    columns, an s-Aff-Wild2 export that its reader parses back, and a checkpoint of the other
+    schema refused in one line with nothing written."""
+    from pipeline.extraction.sources.saffwild2 import HEADER, parse_row
+
+    p = make_dvc_project(tmp_path, "tiny2022")
+    p.dvc("repro")
+    assert (p.path / "data/synth/affwild2/annotations/AU_Detection_Challenge/Train_Set").is_dir()
+    weights = torch.load(p.path / "models/teacher.pt", weights_only=True)["state_dict"]
+    outputs = {task: [v for k, v in weights.items() if k.startswith(f"heads.{task}.") and v.dim() == 2][-1].shape[0]
+               for task in ("AU", "EXPR")}
+    assert outputs == {"AU": 12, "EXPR": 8}
+    evaluation = json.loads((p.path / "reports/evaluation.json").read_text())
+    assert list(evaluation["teacher"]["AU"]["per_au_f1"]) == list(ABAW2022.aus)
+    assert list(evaluation["teacher"]["EXPR"]["per_class_f1"]) == list(ABAW2022.expressions)
+    table = pd.read_parquet(p.path / "reports/val_predictions.parquet")
+    check_evaluation_against_sklearn(table, evaluation, ABAW2022)
+
+    video = sorted((p.path / "data/synth/affwild2/cropped_aligned").iterdir())[0]
+    p.run("python", "-m", "stages.predict", "--aligned", str(video), "--model", "models/ensemble.pt", "--out",
+          "scratch/predict", "--quiet")
+    predicted = pd.read_csv(p.path / "scratch/predict" / f"{video.name}.csv")
+    assert [c for c in predicted if c in ABAW2022.aus] == list(ABAW2022.aus) and "p_Other" in predicted
+    p.run("python", "-m", "stages.export_abaw", "--mtl", f"scratch/predict/{video.name}.csv", "--out", "scratch/mtl")
+    lines = (p.path / "scratch/mtl/MTL_predictions.txt").read_text().splitlines()
+    assert tuple(lines[0].split(",")) == HEADER and len(lines) == 1 + len(predicted)
+    rows = [parse_row(line) for line in lines[1:]]
+    assert [r[0] for r in rows] == [video.name] * len(predicted) and [r[1] for r in rows] == list(predicted["frame"])
+    assert [r[3] for r in rows] == list(predicted["expression"].map(list(ABAW2022.expressions).index))
+
+    refuse_a_teacher_of_the_other_schema(p, tmp_path, ABAW2020, ABAW2022)
+
+
+def refuse_a_teacher_of_the_other_schema(p, tmp_path, other, used) -> None:
+    """soft-labels given a teacher of schema ``other`` in a project of ``used``: one line
+    naming both, nothing written."""
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+
+    teacher = tmp_path / f"teacher-{other.name}.pt"
+    save_checkpoint(teacher, MultitaskNet("mobilenet_v3_small", schema=other))
+    refused = p.run("python", "-m", "stages.soft_labels", "--teacher", str(teacher), "--out", "scratch/soft.h5",
+                    "--report", "scratch/soft.json", "--quiet", check=False)
+    assert refused.returncode == 1 and other.name in refused.stderr and used.name in refused.stderr, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert not (p.path / "scratch/soft.h5").exists() and not (p.path / "scratch/soft.json").exists()

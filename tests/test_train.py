@@ -199,3 +199,13 @@ def test_a_resume_file_of_other_training_data_is_not_resumed(index_dir, tmp_path
     resumed = train(PARAMS, other, out, progress=False)
     assert "training data changed since it was written; starting afresh" in caplog.text
     assert resumed["history"] == fresh["history"]
+
+
+def test_va_centres_come_from_the_training_record_or_default_to_the_bin_centres(tmp_path):
+    from pipeline.training.models import MultitaskNet, load_checkpoint, save_checkpoint, va_centres_of
+
+    save_checkpoint(tmp_path / "bare.pt", MultitaskNet("mobilenet_v3_small"))  # made by hand: no training record
+    save_checkpoint(tmp_path / "trained.pt", MultitaskNet("mobilenet_v3_small"), {"train": {"va_centres": "reference"}})
+    assert va_centres_of(load_checkpoint(tmp_path / "bare.pt")[1]) == "centres"
+    assert va_centres_of(load_checkpoint(tmp_path / "trained.pt")[1]) == "reference"
+    assert va_centres_of({"train": "damaged"}) == "centres"

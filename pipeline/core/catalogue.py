@@ -122,13 +122,16 @@ def defaults() -> dict:
 
 
 def preset(name: str) -> dict:
-    """The sections of preset ``name``: the defaults updated with ``presets/<name>.yaml``."""
+    """The sections of preset ``name``: the defaults (or, when it says ``extends: <preset>``,
+    that preset's values) updated with ``presets/<name>.yaml``."""
     path = PRESETS / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
         raise ParamsError(f"no preset {name!r}: use one of {known}")
-    values = defaults()
-    for section, given in mapping(load_yaml(path.read_text(), str(path)), str(path), "the top level").items():
+    given_sections = dict(mapping(load_yaml(path.read_text(), str(path)), str(path), "the top level"))
+    base = given_sections.pop("extends", None)
+    values = preset(base) if base is not None else defaults()
+    for section, given in given_sections.items():
         values[section] = given if section in FAMILY_DEFAULTS else {**values[section], **given}
     order = {s.section: list(s.model_fields) for s in SCHEMAS}
     return {section: dict(sorted(v.items(), key=lambda kv: order[section].index(kv[0]))) if section in order else v

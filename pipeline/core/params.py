@@ -35,7 +35,7 @@ TOP_LEVEL = ("threads", "sources", "synth", "extract", "build", "teacher", "soft
              "rnn_ensemble")
 #: What the parameters were before presets, and what to write instead.
 OLD_FORMS = {"profile": "params.yaml now holds the values that run: `mtaffect preset NAME` writes a preset's "
-                        "(demo, tiny, abaw2020) into it; remove the key",
+                        "(demo, tiny, abaw2020, ...) into it; remove the key",
              "profiles": "presets replaced the profiles; set the section's key itself"}
 
 Count = Annotated[int, Field(ge=1)]

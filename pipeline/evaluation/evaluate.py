@@ -29,7 +29,7 @@ from pipeline.core.fileio import file_sha256
 from pipeline.inference.runner import load_models, predict_many
 from pipeline.core.labels import AU_THRESHOLD
 from pipeline.evaluation.thresholds import tune_thresholds
-from pipeline.training.models import read_torch_file
+from pipeline.training.models import read_torch_file, va_centres_of
 from pipeline.evaluation.probe import PixelProbe
 from pipeline.temporal.sequences import Split, bundle_predictions
 from pipeline.temporal.sequences import predict as predict_sequences
@@ -154,7 +154,7 @@ def temporal_predictions(models: Models, val: FrameIndex, device, batch: int) ->
         model, ckpt = load_temporal(path, device)
         val.schema.require_same(model.schema, f"{path}: the checkpoint")
         preds = predict_sequences(model, features, Split.of(features, rows, length, training=False), device, batch,
-                                  ckpt["train"]["va_centres"])
+                                  va_centres_of(ckpt))
         out[f"rnn_teacher_T{length}"] = ({k: v[back] for k, v in preds.items()}, AU_THRESHOLD, FIXED)
     for length, path in models.rnn_ensembles.items():
         preds, bundle = bundle_predictions(path, features, rows, device, batch)

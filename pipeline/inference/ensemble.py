@@ -22,7 +22,7 @@ from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import file_sha256, write_torch
 from pipeline.core.schema import LabelSchema
 from pipeline.training.models import (MultitaskNet, check_finite, load_checkpoint, model_schema, read_torch_file,
-                                      recorded_schema)
+                                      recorded_schema, va_centres_of)
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
@@ -79,7 +79,7 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
         schema.require_same(model.schema, f"{checkpoint}: member {name}")
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
                         "state_dict": model.state_dict(),
-                        "va_centres": ckpt.get("train", {}).get("va_centres", "centres"),
+                        "va_centres": va_centres_of(ckpt),
                         "sha256": hashes[name]})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (len(schema.aus),))]
     bundle = {"format_version": BUNDLE_FORMAT, "kind": kind, "schema": model_schema(schema), "alignment": alignment,

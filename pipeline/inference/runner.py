@@ -8,7 +8,7 @@ from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.labels import head_sizes, n_logits, va_centres
 from pipeline.core.schema import LabelSchema
 from pipeline.inference.outputs import outputs
-from pipeline.training.models import load_checkpoint
+from pipeline.training.models import load_checkpoint, va_centres_of
 
 
 @torch.no_grad()
@@ -45,7 +45,7 @@ def load_models(paths: dict[str, str], device: torch.device,
     models = {}
     for name, path in paths.items():
         model, ckpt = load_checkpoint(path, device, schema)
-        models[name] = (model, ckpt.get("train", {}).get("va_centres", "centres"))
+        models[name] = (model, va_centres_of(ckpt))
     return models
 
 

@@ -238,6 +238,13 @@ def save_checkpoint(path: str | Path, model: nn.Module, extra: dict | None = Non
     write_torch(path, {"state_dict": net.state_dict(), "config": net.config(), **(extra or {})})
 
 
+def va_centres_of(ckpt: dict) -> str:
+    """The VA bin centres a checkpoint's training used (its ``train`` record), "centres" for
+    one without that record (made by hand, or before it)."""
+    train = ckpt.get("train")
+    return train.get("va_centres", "centres") if isinstance(train, dict) else "centres"
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                     schema: LabelSchema | None = None) -> tuple[MultitaskNet, dict]:
     """A model from a checkpoint written by :func:`save_checkpoint`, with the label schema it
