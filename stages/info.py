@@ -34,18 +34,22 @@ def describe(record_file, entry: dict, check_inputs: bool) -> list[str]:
                      f"these {len(entry['code'])} files)")
     if code["changed_now"]:
         lines.append(f"        changed since in the working tree: {', '.join(code['changed_now'])}")
+    def now(path, sha256, hash_of) -> str:
+        """How a file named by the record compares with what is there now."""
+        if not path.exists():
+            return "  (missing now)"
+        try:
+            return "  (same now)" if hash_of(path) == sha256 else "  (differs now)"
+        except OSError as e:  # one unreadable file: said on its line, the rest of the report stands
+            return f"  (cannot be read now: {e.strerror or e})"
+
     for name, given in entry["inputs"].items():
-        state = ""
-        if check_inputs:
-            path = resolve(record_file, given["path"])
-            state = ("  (missing now)" if not path.exists() else
-                     "  (same now)" if digest(path) == given["sha256"] else "  (differs now)")
+        state = now(resolve(record_file, given["path"]), given["sha256"], digest) if check_inputs else ""
         lines.append(f"input   {name}: {path_shown(record_file, given['path'])} sha256 {given['sha256'][:16]}{state}")
     for name, given in entry["outputs"].items():
         path, state = resolve(record_file, given["path"]), ""
         if given["sha256"] is not None:
-            state = ("  (missing now)" if not path.exists() else
-                     "  (same now)" if file_sha256(path) == given["sha256"] else "  (differs now)")
+            state = now(path, given["sha256"], file_sha256)
         sha = f" sha256 {given['sha256'][:16]}" if given["sha256"] else ""
         lines.append(f"output  {name}: {path_shown(record_file, given['path'])}{sha}{state}")
     lines.extend(f"param   {line}" for line in _flat(entry["params"]))

@@ -147,3 +147,27 @@ def test_a_lock_file_is_held_once_and_deleted_by_its_holder(tmp_path):
     release_lock(path, first)
     assert not path.exists()
     release_lock(path, hold_lock(path, "busy"))  # free again
+
+
+def test_a_folder_that_cannot_be_listed_stops_the_listing_naming_it(tmp_path, monkeypatch):
+    """rglob passes over a folder it may not list: the digest would leave its files out."""
+    import os
+
+    from pipeline.core.fileio import folder_files
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "f").write_text("x")
+    (tmp_path / "g").write_text("y")
+    (tmp_path / "linked").symlink_to(tmp_path / "sub")  # links to folders: not followed, as before
+    assert folder_files(tmp_path) == [tmp_path / "g", tmp_path / "sub" / "f"]
+    scandir = os.scandir
+
+    def denied(path="."):
+        if os.fspath(path) == str(tmp_path / "sub"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    with pytest.raises(OSError, match="cannot list this folder") as error:
+        folder_files(tmp_path)
+    assert error.value.filename == str(tmp_path / "sub")

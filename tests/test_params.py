@@ -276,6 +276,12 @@ def test_pretrained_weights_that_are_not_there_are_refused_before_any_stage(tmp_
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: no such file"):
         check_all(path)
+    raw["teacher"]["pretrained"] = str(tmp_path)
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ParamsError, match=rf"teacher.pretrained: {tmp_path}: a folder, not a file"):
+        check_all(path)
+    raw["teacher"]["pretrained"] = str(tmp_path / "absent.pth")
+    path.write_text(yaml.safe_dump(raw))
     (tmp_path / "absent.pth").write_bytes(b"")  # there, but no weights: refused too, before hours of extraction
     p, _ = check_all(path)
     with pytest.raises(ParamsError, match=r"teacher.pretrained: .*absent.pth: not a readable weights file"):
@@ -404,3 +410,38 @@ def test_two_students_of_the_same_settings_are_refused(raw, tmp_path):
     raw["students"]["s3"] = {"seed": 1, "lam": 0.5}  # another setting: another network
     path.write_text(yaml.safe_dump(raw))
     check_all(path)
+
+
+def test_values_no_run_could_use_are_refused_in_one_short_line(raw, tmp_path):
+    raw["teacher"]["batch_per_task"] = 1  # BatchNorm cannot learn from one sample: a traceback at the first step
+    with pytest.raises(ParamsError, match=r"teacher.batch_per_task: must be >= 2, got 1"):
+        every(raw)
+    raw["teacher"]["batch_per_task"] = 2
+    every(raw)
+    for section, key in (("build", "out"), ("synth", "out"), ("extract", "out")):
+        bad = yaml.safe_load(yaml.safe_dump(raw))
+        bad[section][key] = " "  # the current folder: outputs over the project
+        with pytest.raises(ParamsError, match=rf"{section}.{key}: must name a file or folder, got ' '"):
+            every(bad)
+    raw["sources"]["affwild2"]["root"] = ""
+    with pytest.raises(ParamsError, match=r"sources.affwild2.root: must name a file or folder, got ''"):
+        every(raw)
+
+
+def test_a_huge_value_is_shown_in_a_few_words(tmp_path):
+    """An alias nesting a list in itself over and over (400 bytes of YAML, 10^8 items) is
+    named in one short line, at once, not printed whole."""
+    levels = ["&a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    text = (ROOT / "params.yaml").read_text().replace("  betas: [0.9, 0.999]", f"  betas: [{', '.join(levels)}]", 1)
+    assert text != (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(text)
+    with pytest.raises(ParamsError, match=r"teacher.betas: ") as error:
+        check_all(tmp_path / "params.yaml")
+    assert len(str(error.value)) < 400 and str(error.value).endswith("... (list)"), str(error.value)
+
+
+def test_a_params_file_that_is_a_broken_link_says_so(tmp_path):
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    with pytest.raises(ParamsError, match=r"a.yaml: a symbolic link to .*b.yaml, which does not exist \(or a loop"):
+        check_all(tmp_path / "a.yaml")

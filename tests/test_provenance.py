@@ -242,3 +242,37 @@ def test_info_says_the_label_schema_an_artefact_records(tmp_path):
     assert label_schema_of(tmp_path / "t.pt") == label_schema_of(tmp_path / "c.h5") == ABAW2022.describe()
     assert label_schema_of(tmp_path / "val.parquet") == ABAW2020.describe()
     assert label_schema_of(tmp_path / "notes.pt") is None and label_schema_of(tmp_path / "x.json") is None
+
+
+def test_info_says_what_it_could_not_read_and_reports_the_rest(tmp_path, monkeypatch):
+    """A provenance folder it may not list is named (its records could have named the file);
+    an input it may not read now is said on its line, not a traceback over the whole report."""
+    import os
+
+    from stages.info import cli
+
+    project(tmp_path, monkeypatch)
+    scandir, opened = os.scandir, open
+
+    def denied(path="."):
+        if os.fspath(path) == str(tmp_path / "provenance"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)
+    lost = CliRunner().invoke(cli, ["models/ensemble.pt"])
+    assert lost.exit_code != 0 and "Traceback" not in lost.output
+    assert f"could not be read, e.g. {tmp_path / 'provenance'} (Permission denied: a folder that cannot be listed)" \
+        in lost.output, lost.output
+    monkeypatch.setattr(os, "scandir", scandir)
+
+    def unreadable(file, *args, **kwargs):
+        if os.fspath(file) == str(tmp_path / "models" / "students" / "s1.pt"):
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return opened(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", unreadable)
+    result = CliRunner().invoke(cli, ["reports/ensemble.json"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "input   s1: models/students/s1.pt sha256" in result.output
+    assert "(cannot be read now: Permission denied)" in result.output and "output  bundle: models/ensemble.pt" in result.output

@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from pipeline.core.params import Count, NonNegative, SOURCE_KINDS, Section, Seed
+from pipeline.core.params import Count, NonNegative, PathName, SOURCE_KINDS, Section, Seed
 from pipeline.core.schema import EXPRESSIONS, SCHEMAS, LabelSchema, au_number, label_schema
 
 MAX_AU = 46  # FACS's action units run to AU46 (blink, wink); higher codes are head and eye positions
@@ -19,7 +19,7 @@ class BuildParams(Section):
 
     section = "build"
 
-    out: str = "data/build"
+    out: PathName = "data/build"
     seed: Seed = 0
     #: the labels learnt: abaw2020 (the paper's 8 AUs, 7 classes) or abaw2022 (12 AUs, 7 classes and Other)
     label_schema: Literal[tuple(SCHEMAS)] = "abaw2020"

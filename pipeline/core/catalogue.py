@@ -5,6 +5,7 @@ check-params``, run by ``dvc repro`` before any other stage), the defaults, and 
 differ from the defaults, which are the paper's)."""
 from __future__ import annotations
 
+import io
 import itertools
 import os
 import stat
@@ -62,7 +63,8 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
                           "best_member, nor teacher)")
     for key, section in pretrained(p).items():
         if not Path(section.pretrained).is_file():
-            raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: no such file (a local backbone "
+            what = "a folder, not a file" if Path(section.pretrained).is_dir() else "no such file"
+            raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: {what} (a local backbone "
                               "state dict; nothing is downloaded)")
     devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}
     devices |= {f"{f}.{n}": s.device for f in FAMILY_DEFAULTS for n, s in getattr(p, f).items()}
@@ -178,9 +180,10 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     if any(line.endswith(": removed") for line in changed):  # a user's own entries: kept in a copy
         backup = before_preset(path, text)
         write_text(backup, text)
+    out = io.StringIO()
+    yaml.dump(doc, out)  # the whole text first: a failing write then leaves nothing of the emitter's
     with atomic_write(path) as tmp:
-        with open(tmp, "w") as f:
-            yaml.dump(doc, f)
+        Path(tmp).write_text(out.getvalue())
         os.chmod(tmp, stat.S_IMODE(mode))  # the file keeps its permissions (a group's shared file, say)
     return changed, backup
 

@@ -189,8 +189,17 @@ def file_sha256(path: str | Path, read=lambda n: None) -> str:
 
 
 def folder_files(path: str | Path) -> list[Path]:
-    """Every file below a folder, sorted: the order ``digest`` hashes them in."""
-    return sorted(p for p in Path(path).rglob("*") if p.is_file())
+    """Every file below a folder, sorted: the order ``digest`` hashes them in. A folder that
+    cannot be listed is an error naming it (``rglob`` passes over it without a word: the
+    digest would leave its files out). Links to folders are not followed."""
+    def unlisted(error: OSError):
+        raise OSError(error.errno, f"{error.strerror}: cannot list this folder, whose files would be left out",
+                      error.filename)
+
+    found = []
+    for folder, _, names in os.walk(path, onerror=unlisted):
+        found.extend(p for p in (Path(folder) / n for n in names) if p.is_file())
+    return sorted(found)
 
 
 def combine(hashes: dict[str, str]) -> str:

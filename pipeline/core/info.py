@@ -4,6 +4,7 @@ writes them)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pipeline.core.errors import CheckpointError, DataError
@@ -22,8 +23,16 @@ def _record_folders(path: Path) -> list[Path]:
 
 
 def _records(folders: list[Path], damaged: list[str]):
-    """(file, record) of every readable record in ``folders``."""
-    return _read_records((file for folder in folders for file in sorted(folder.rglob("*.json"))), damaged)
+    """(file, record) of every readable record in ``folders``; a folder that cannot be listed
+    goes to ``damaged`` (its records could have named the file)."""
+    def unlisted(error: OSError):
+        damaged.append(f"{error.filename} ({error.strerror}: a folder that cannot be listed)")
+
+    files = []
+    for folder in folders:
+        found = [Path(d) / n for d, _, names in os.walk(folder, onerror=unlisted) for n in names if n.endswith(".json")]
+        files.extend(sorted(found))
+    return _read_records(files, damaged)
 
 
 def _read_records(files, damaged: list[str]):

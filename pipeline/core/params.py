@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pipeline.core.errors import ParamsError
 from pipeline.core.validation import load_yaml, read_text, reject_unknown, require, validate
@@ -42,6 +42,14 @@ Count = Annotated[int, Field(ge=1)]
 #: Upper bounds keep a value within what memory and time allow: a batch of a million faces
 #: would ask for tens of gigabytes before failing with a traceback.
 Batch = Annotated[int, Field(ge=1, le=4096)]  #: faces, frames or windows per pass
+def _names_a_path(value: str) -> str:
+    if not value.strip():  # "" would be the current folder: outputs written over the project
+        raise ValueError(f"must name a file or folder, got {value!r}")
+    return value
+
+
+PathName = Annotated[str, AfterValidator(_names_a_path)]  #: a file or folder (not empty)
+TaskBatch = Annotated[int, Field(ge=2, le=4096)]  #: per task and training step: BatchNorm learns from two at least
 Workers = Annotated[int, Field(ge=1, le=256)]
 Epochs = Annotated[int, Field(ge=1, le=10_000)]
 Index = Annotated[int, Field(ge=0)]

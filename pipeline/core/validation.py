@@ -3,6 +3,8 @@ pydantic's type and range errors turned into one line that names the key."""
 from __future__ import annotations
 
 import difflib
+import os
+import reprlib
 from pathlib import Path
 
 import pydantic
@@ -28,6 +30,8 @@ def load_yaml(text: str, where: str):
 def read_text(path: Path) -> str:
     """A parameters file's text: UTF-8 (a byte-order mark is fine), or one clear error."""
     if not Path(path).exists():
+        if Path(path).is_symlink():
+            raise ParamsError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist (or a loop of links)")
         raise ParamsError(f"{path}: not found (run from the project root, or pass --params)")
     if not Path(path).is_file():
         raise ParamsError(f"{path}: not a file")
@@ -73,16 +77,24 @@ _BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
            "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
 
 
+# A value as the message shows it: a few items and levels, never the whole of a huge value
+# (a YAML alias nesting a list in itself ten times over has 10^8 items).
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxstring, _SHORT.maxother = 2, 6, 6, 80, 80
+
+
 def _message(error: dict) -> str:
     kind, value = error["type"], error.get("input")
-    got = f"got {value!r} ({type(value).__name__})"
+    shown = _SHORT.repr(value)
+    shown = shown if len(shown) <= 160 else shown[:150] + " ..."
+    got = f"got {shown} ({type(value).__name__})"
     if kind in _EXPECTED:
         return f"expected {_EXPECTED[kind]}, {got}"
     if kind == "literal_error":
-        return f"expected one of {error['ctx']['expected'].replace(' or ', ', ')}, got {value!r}"
+        return f"expected one of {error['ctx']['expected'].replace(' or ', ', ')}, got {shown}"
     if kind in _BOUNDS:
         sign, bound = _BOUNDS[kind]
-        return f"must be {sign} {error['ctx'][bound]}, got {value!r}"
+        return f"must be {sign} {error['ctx'][bound]}, got {shown}"
     if kind == "value_error":
         return str(error["ctx"]["error"])
     return f"{error['msg']}, {got}"

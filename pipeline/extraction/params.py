@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
-from pipeline.core.params import Batch, Fraction, Section, Workers
+from pipeline.core.params import Batch, Fraction, PathName, Section, Workers
 
 
 class SourceParams(Section):
@@ -13,11 +13,11 @@ class SourceParams(Section):
 
     section = "sources"
 
-    root: str  #: the dataset's folder, in the layout it ships in (docs/formats.md)
+    root: PathName  #: the dataset's folder, in the layout it ships in (docs/formats.md)
     #: the root itself, or a small file that changes whenever the data do (the version
     #: file ``synth`` writes, or the dataset's ``.dvc`` file): DVC then hashes that file
     #: instead of walking every file of the dataset again (pipeline/extraction/dataset_version.py)
-    version: str
+    version: PathName
     #: Aff-Wild2: the annotations folder, relative to root, when it is not "annotations"
     #: (the 2022+ releases ship e.g. "5th ABAW Annotations")
     annotations: Optional[str] = None
@@ -28,7 +28,7 @@ class ExtractParams(Section):
 
     section = "extract"
 
-    out: str = "data/faces"  #: shards and tables go to <out>/<source>/
+    out: PathName = "data/faces"  #: shards and tables go to <out>/<source>/
     workers: Workers = 2  #: worker processes (work is split by video)
     batch: Batch = 16  #: frames per MTCNN batch and tracking block (predict uses the same, from the bundle)
     detect_size: Annotated[int, Field(ge=48, le=4096)] = 320  #: long side of the frame the detector sees

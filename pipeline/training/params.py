@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import Field, field_validator
 
 from pipeline.core.labels import TASKS
-from pipeline.core.params import Batch, Count, Epochs, Fraction, Index, NonNegative, Section, Seed, check_device
+from pipeline.core.params import Batch, Count, TaskBatch, Epochs, Fraction, Index, NonNegative, Section, Seed, check_device
 
 Positive = Annotated[float, Field(gt=0)]
 
@@ -53,7 +53,7 @@ class LoopParams(Section):
 
     epochs: Epochs = 8
     steps_per_epoch: Optional[Annotated[int, Field(ge=1, le=10_000_000)]] = None  #: None: the smallest task's balanced size / batch
-    batch_per_task: Batch = 20
+    batch_per_task: TaskBatch = 20
     optimizer: Literal["adam", "adamw"] = "adam"
     lr: Annotated[float, Field(gt=0, le=1)] = 1e-4
     betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2)] = [0.5, 0.999]
