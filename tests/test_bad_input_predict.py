@@ -313,3 +313,90 @@ def test_unreadable_and_truncated_videos_are_one_line_without_opencvs_own(bundle
                   folder / "locked.avi")
     err = capfd.readouterr().err
     assert "WARN" not in err and "Unexpected element" not in err and "can't open" not in err, err
+
+
+# --- the multi-task file: names it cannot write, tables of folders, read-only outputs -------------
+
+
+@pytest.fixture(scope="module")
+def aligned(tmp_path_factory) -> Path:
+    """predict --aligned (an abaw2022 model) into p/: the folders v1 (two crops) and 00001 (one
+    crop, named as the folder), and the image 00007.jpg given alone."""
+    from test_predict import bundle_2022
+
+    root = tmp_path_factory.mktemp("aligned")
+    model, rng = bundle_2022(root), np.random.default_rng(0)
+    for image in ("v1/00001.jpg", "v1/00002.jpg", "00001/00001.jpg", "single/00007.jpg"):
+        (root / image).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(root / image), rng.integers(0, 255, (112, 112, 3), np.uint8))
+    for given in ([root / "v1", root / "00001"], [root / "single" / "00007.jpg"]):
+        result = run("predict", *given, "--aligned", "--model", model, "--out", root / "p", "--quiet")
+        assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.mark.parametrize("name, message", [
+    ("a,b.csv", "the table's name 'a,b' holds a comma (',')"),
+    ('a"b.csv', "the table's name 'a\"b' holds a quote ('\"')"),
+    (".csv", "the table's name '.csv' is empty or starts with a dot"),
+    (".v1.csv", "the table's name '.v1' is empty or starts with a dot"),
+])
+def test_a_table_name_that_cannot_name_the_video_is_refused_before_anything_is_written(aligned, tmp_path, name,
+                                                                                        message):
+    out = tmp_path / "sub"
+    assert run("export-abaw", aligned / "p" / "v1.csv", "--mtl", "--out", out).exit_code == 0
+    before = tree(out)
+    (tmp_path / name).write_bytes((aligned / "p" / "v1.csv").read_bytes())
+    failed_naming(run("export-abaw", aligned / "p" / "v1.csv", tmp_path / name, "--mtl", "--out", out),
+                  tmp_path / name, message)
+    assert tree(out) == before  # the earlier file, unchanged
+    no_leftovers(tmp_path)
+
+
+def test_the_table_of_a_folder_named_as_its_only_image_is_exported_and_an_images_table_refused(aligned, tmp_path):
+    result = run("export-abaw", aligned / "p" / "00001.csv", "--mtl", "--out", tmp_path / "sub")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "sub" / "MTL_predictions.txt").read_text().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("00001/00001.jpg,") and len(lines[1].split(",")) == 16
+    # the table of an image given alone (predict recorded it so), and a copy predict has no record of
+    (tmp_path / "00007.csv").write_bytes((aligned / "p" / "00007.csv").read_bytes())
+    for table in (aligned / "p" / "00007.csv", tmp_path / "00007.csv"):
+        failed_naming(run("export-abaw", table, "--mtl", "--out", tmp_path / "sub2"), table,
+                      "the table of one image, named after it")
+    assert not (tmp_path / "sub2").exists()
+
+
+def test_an_export_the_user_made_read_only_is_never_replaced(aligned, tmp_path):
+    out = tmp_path / "sub"
+    assert run("export-abaw", aligned / "p" / "v1.csv", "--mtl", "--out", out).exit_code == 0
+    (out / "MTL_predictions.txt").chmod(0o444)
+    before = tree(out)
+    failed_naming(run("export-abaw", aligned / "p" / "v1.csv", "--mtl", "--out", out), out / "MTL_predictions.txt",
+                  "the file is read-only: refusing to replace it (make it writable first")
+    assert tree(out) == before and (out / "MTL_predictions.txt").stat().st_mode & 0o777 == 0o444
+
+
+def test_a_prediction_the_user_made_read_only_is_never_replaced(bundle, clip, tmp_path):
+    predicted = tmp_path / "p"
+    assert run("predict", clip, "--model", bundle, "--out", predicted, "--quiet").exit_code == 0
+    for name in ("clip.csv", "clip.png"):  # predict's table and timeline alike
+        (predicted / name).chmod(0o444)
+        before = tree(predicted)
+        failed_naming(run("predict", clip, "--model", bundle, "--out", predicted, "--quiet"), predicted / name,
+                      "the file is read-only")
+        assert tree(predicted) == before and (predicted / name).stat().st_mode & 0o777 == 0o444
+        (predicted / name).chmod(0o644)
+    assert run("predict", clip, "--model", bundle, "--out", predicted, "--quiet").exit_code == 0  # writable: ours
+
+
+def test_links_to_nothing_in_an_input_folder_are_counted_in_the_not_read_notice(bundle, tmp_path):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "00001.jpg"), np.random.default_rng(0).integers(0, 255, (112, 112, 3), np.uint8))
+    (folder / "lb.jpg").symlink_to("lb.jpg")  # a loop
+    (folder / "missing.jpg").symlink_to(tmp_path / "gone.jpg")  # dangling
+    result = run("predict", folder, "--aligned", "--model", bundle, "--out", tmp_path / "p", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (f"{folder}: not read: 2 neither a file nor a folder (a symbolic link to nothing or a loop of links, "
+            "a pipe), e.g. lb.jpg") in result.output, result.output
+    assert pd.read_csv(tmp_path / "p" / "crops.csv")["file"].tolist() == ["00001.jpg"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
-from pipeline.core.fileio import atomic_write, write_text
+from pipeline.core.fileio import atomic_write, read_only, write_text
 from pipeline.core.params import SOURCE_TASKS, Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
@@ -155,7 +155,7 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     text = read_text(path)
     path = path.resolve()  # a link to a shared file: the file changes, the link stays
     mode = path.stat().st_mode
-    if not (mode & stat.S_IWUSR and os.access(path, os.W_OK)):  # (root may write it: the mode says no)
+    if read_only(path):
         raise ParamsError(f"{path}: read-only: refusing to replace it (make it writable first, e.g. chmod u+w)")
     load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
     doc = yaml.load(text)

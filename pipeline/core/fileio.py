@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import stat
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -186,6 +187,12 @@ def file_sha256(path: str | Path, read=lambda n: None) -> str:
             h.update(block)
             read(len(block))
     return h.hexdigest()
+
+
+def read_only(path: str | Path) -> bool:
+    """Whether the user made ``path`` read-only (chmod 444): root may write anything, the mode
+    says what was meant."""
+    return not os.access(path, os.W_OK) or not os.stat(path).st_mode & stat.S_IWUSR
 
 
 def folder_files(path: str | Path) -> list[Path]:

@@ -13,6 +13,7 @@ or written as given.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write
 from pipeline.core.labels import TASKS
 from pipeline.core.schema import ABAW2022, SCHEMAS
+from pipeline.predict.outputs import recorded
 from pipeline.predict.rows import table_labels
 
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
@@ -170,10 +172,27 @@ def export(path: Path, out: Path, tasks=TASKS, done=lambda path: None) -> dict[s
 #: The multi-task file's name in ``--out`` and its header (docs/formats.md, "s-Aff-Wild2").
 MTL_FILE, MTL_HEADER = "MTL_predictions.txt", "image,valence,arousal,expression,aus"
 
+#: Characters a multi-task file's ``<video>/<image>`` cannot hold: its fields are comma-separated
+#: and the slash separates the video from the image.
+MTL_ODD = r"[,/\\\n\"]"
+MTL_ODD_NAMES = {",": "a comma", "/": "a slash", "\\": "a backslash", "\n": "a line break", '"': "a quote"}
+
+
+def odd_character(name: str) -> str | None:
+    """The character of ``name`` (a table's video, an image) the multi-task file cannot hold,
+    said in words, or None."""
+    odd = re.search(MTL_ODD, name)
+    return f"{MTL_ODD_NAMES[odd.group()]} ({odd.group()!r})" if odd else None
+
 
 def read_image_predictions(path: Path) -> pd.DataFrame:
     """A predict table of one folder of aligned crops (``predict --aligned``), checked: one
     row per image, each with a face and every prediction of the abaw2022 schema."""
+    stem = path.stem  # the video field of every line (".csv" is a hidden file's name, no video's)
+    if not stem or stem.startswith(".") or odd_character(stem):
+        why = f"holds {odd_character(stem)}" if odd_character(stem) else "is empty or starts with a dot"
+        raise DataError(f"{path}: the table's name {stem!r} {why}: it names the video in the multi-task file's "
+                        "<video>/<image>: rename the table after its video")
     try:
         aus, classes = table_labels(path)
         columns = ["file", "face", *aus, "expression", "valence", "arousal"]
@@ -192,11 +211,14 @@ def read_image_predictions(path: Path) -> pd.DataFrame:
     if unnamed.any():
         raise DataError(f"{line(unnamed.idxmax())}: no image name: a video's table (the multi-task file is per "
                         "image: predict --aligned on the crops' folders)")
-    odd = files.str.contains(r"[,/\\\n\"]", regex=True)
-    if odd.any():  # the file's fields are comma-separated, its images <video>/<name>
-        raise DataError(f"{line(odd.idxmax())}: image name {files[odd.idxmax()]!r} holds a comma, a slash or a "
-                        "quote: it cannot be written as <video>/<image> in the multi-task file")
-    if len(files) == 1 and Path(files[0]).stem == path.stem:
+    faults = files.map(odd_character)
+    if faults.notna().any():
+        i = faults.notna().idxmax()
+        raise DataError(f"{line(i)}: image name {files[i]!r} holds {faults[i]}: it cannot be written as "
+                        "<video>/<image> in the multi-task file")
+    source = recorded(path, "predict").get("input")  # "image" or "folder", when predict wrote this file
+    if source == "image" or (source is None and len(files) == 1 and Path(files[0]).stem == path.stem):
+        # without predict's record, a table of one image named after it is taken for an image's
         raise DataError(f"{path}: the table of one image, named after it (predict was given image files): the "
                         "multi-task file names each image by its video: predict --aligned on the video's folder")
     if files.duplicated().any():

@@ -75,8 +75,16 @@ def not_read(folder: Path, files: list[Path]) -> list[str]:
     media = (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS)
     others = [p.name for p in files if p.suffix.lower() not in media]
     subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    parts = ([f"{len(subfolders)} subfolder(s) (not searched: give them as inputs), e.g. {subfolders[0]}"]
-             if subfolders else []) + ([f"{len(others)} other file(s), e.g. {others[0]}"] if others else [])
+    # a symbolic link to nothing or a loop of links (or a pipe) is neither: never dropped without a word
+    unreadable = sorted(p.name for p in folder.iterdir() if not p.is_dir() and not p.is_file())
+    parts = []
+    if subfolders:
+        parts.append(f"{len(subfolders)} subfolder(s) (not searched: give them as inputs), e.g. {subfolders[0]}")
+    if others:
+        parts.append(f"{len(others)} other file(s), e.g. {others[0]}")
+    if unreadable:
+        parts.append(f"{len(unreadable)} neither a file nor a folder (a symbolic link to nothing or a loop of "
+                     f"links, a pipe), e.g. {unreadable[0]}")
     return [f"{folder}: not read: {'; '.join(parts)}"] if parts else []
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import OUTPUTS_LIST, file_sha256, hold_lock, temp_path, write_json
+from pipeline.core.fileio import OUTPUTS_LIST, file_sha256, hold_lock, read_only, temp_path, write_json
 
 NAME_MAX = 255  # bytes of a file name on the usual file systems
 #: The folders this process holds, until it ends.
@@ -75,6 +75,9 @@ class OutputFolder:
             if path.exists() and not self.ours(path):
                 raise DataError(f"{path}: exists and was not written by an earlier `mtaffect {self.command}`: "
                                 "refusing to replace it (choose another --out, or move the file)")
+            if path.is_file() and read_only(path):  # the user protected it: a rename would not ask
+                raise DataError(f"{path}: the file is read-only: refusing to replace it (make it writable first, "
+                                "or choose another --out)")
 
     def lock(self, paths: list[Path]) -> None:
         """Before writing ``paths`` (claimed): hold the folder until this process ends (the
@@ -94,18 +97,29 @@ class OutputFolder:
             for stale in path.parent.glob(f"{glob.escape(temp_path(path).name)}*"):  # a killed run's
                 stale.unlink()
 
-    def record(self, path: Path) -> None:
-        """Note that this run wrote ``path`` (complete, under its final name). When the note
-        cannot be written (a full disk), the file goes too: unrecorded, the next run would
-        take it for the user's and refuse to replace it."""
+    def record(self, path: Path, **about) -> None:
+        """Note that this run wrote ``path`` (complete, under its final name), with ``about``
+        it (e.g. ``input="folder"``). When the note cannot be written (a full disk), the file
+        goes too: unrecorded, the next run would take it for the user's and refuse to replace it."""
         name = self.name(path)
-        self.entries[name] = {"command": self.command, "sha256": file_sha256(path)}
+        self.entries[name] = {"command": self.command, "sha256": file_sha256(path), **about}
         try:
             write_json(self.folder / OUTPUTS_LIST, {"files": dict(sorted(self.entries.items()))})
         except BaseException:
             del self.entries[name]
             Path(path).unlink(missing_ok=True)
             raise
+
+
+def recorded(path: Path, command: str) -> dict:
+    """What ``command`` recorded of ``path`` while the file is still exactly what it wrote;
+    empty when it did not write it, or it changed since, or its record is unreadable."""
+    path = Path(path)
+    try:
+        folder = OutputFolder(path.parent, command)
+    except DataError:
+        return {}
+    return folder.entries[folder.name(path)] if folder.ours(path) else {}
 
 
 def check_out_option(out: str) -> Path:

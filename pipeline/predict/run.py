@@ -207,7 +207,7 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
             why = f" ({skipped[0][1]})" if inp.kind == "image" and skipped else ""
             raise ValueError(f"{inp.path}: no frame or image could be decoded{why}")
         sink.close()
-        out.record(table)
+        out.record(table, input=inp.kind)  # export --mtl tells a folder's table from an image's
         if overlay is not None:
             overlay.close()
             out.record(overlay.path)
