@@ -151,6 +151,8 @@ def friendly_errors(fn):
             raise click.ClickException(str(e)) from None
         except OSError as e:  # permissions, a full disk, ...: the message names the file
             where = f"{e.filename}: " if e.filename else ""
+            if e.filename and e.filename2:  # a rename: from where to where
+                where = f"{e.filename} -> {e.filename2}: "
             raise click.ClickException(f"{where}{e.strerror or e}") from None
 
     return wrapper

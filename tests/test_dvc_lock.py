@@ -2,7 +2,9 @@
 lock, again and again, on a small real DVC project; ``mtaffect repair-lock`` brings the
 project back every time, and ``dvc repro`` then finishes with the lock of an uninterrupted
 run, no stage having run twice (finished stages come back from DVC's run cache)."""
+import errno
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,10 +13,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.core.dvc_lock import lock_problem, repair
+from pipeline.core.dvc_lock import NO_STAGES, lock_problem, repair
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 STAGES = 24
+WHOLE = ("schema: '2.0'\nstages:\n  s0:\n    cmd: echo\n    outs:\n    - path: o\n      hash: md5\n"
+         "      md5: 0123456789abcdef0123456789abcdef\n      size: 3\n")
 
 
 def project(folder: Path, env: dict) -> Path:
@@ -137,9 +142,124 @@ def test_repair_refuses_while_dvc_runs_and_names_a_foreign_folder(tmp_path):
 
 
 def test_a_lock_cut_at_the_end_of_a_line_is_caught(tmp_path):
-    whole = ("schema: '2.0'\nstages:\n  s0:\n    cmd: echo\n    outs:\n    - path: o\n      hash: md5\n"
-             "      md5: 0123456789abcdef0123456789abcdef\n      size: 3\n")
+    whole = WHOLE
     assert lock_problem(whole) is None
     assert "cut short" in lock_problem(whole.replace("0123456789abcdef0123456789abcdef", "0123456789ab"))
     assert "cut short" in lock_problem(whole[:whole.index("      size")])  # no size: the line after was lost
     assert "cut short" in lock_problem(whole[:-1] + "0")  # the last line not whole
+
+
+def committed_project(folder: Path, lock: str | None = WHOLE) -> Path:
+    """A git project with a ``.dvc`` folder and, if given, ``lock`` committed as its dvc.lock."""
+    env = {**os.environ, "HOME": str(folder)}
+    (folder / ".dvc").mkdir(parents=True)
+    run(folder, env, "git", "init", "-q")
+    if lock is not None:
+        (folder / "dvc.lock").write_text(lock)
+    (folder / "dvc.yaml").write_text("stages: {}\n")
+    commit(folder, env)
+    return folder
+
+
+def repair_lock(*args: str):
+    from click.testing import CliRunner
+
+    from stages.repair_lock import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert "Traceback" not in result.output and not isinstance(result.exception, OSError), result.output
+    return result
+
+
+def files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and ".git" not in p.parts}
+
+
+@pytest.mark.parametrize("step", ["the committed text", "the torn one's copy"])
+def test_a_full_disk_during_the_repair_leaves_dvc_lock_as_it_was(tmp_path, monkeypatch, step):
+    p = committed_project(tmp_path / "p")
+    (p / "dvc.lock").write_text(WHOLE[:100])
+    before = files(p)
+
+    def full(*args):
+        if step == "the torn one's copy":
+            Path(args[1]).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if step == "the committed text":
+        monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(shutil, "copyfile", full)
+    result = repair_lock("--project", str(p))
+    assert result.exit_code == 1 and "No space left on device" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "dvc.lock" in result.output, result.output
+    assert files(p) == before  # dvc.lock torn as it was, nothing set aside, no temporary file
+    monkeypatch.undo()
+    assert "restored from the last commit" in repair_lock("--project", str(p)).output  # space freed: repaired
+    assert (p / "dvc.lock").read_text() == WHOLE and (p / ".dvc/tmp/dvc.lock.torn").read_text() == WHOLE[:100]
+
+
+def test_a_deleted_lock_comes_back_from_the_last_commit(tmp_path):
+    p = committed_project(tmp_path / "p")
+    (p / "dvc.lock").unlink()
+    result = repair_lock("--project", str(p))
+    assert result.exit_code == 0 and "dvc.lock: missing; restored from the last commit" in result.output
+    assert (p / "dvc.lock").read_text() == WHOLE and repair(p) == []
+    q = committed_project(tmp_path / "q", lock=None)  # never committed: nothing to bring back
+    assert repair(q) == [] and not (q / "dvc.lock").exists()
+
+
+@pytest.mark.parametrize("committed", [WHOLE, None])
+def test_a_lock_through_a_link_is_repaired_in_its_file_and_the_link_stays(tmp_path, committed):
+    p = committed_project(tmp_path / "p", lock=committed)
+    shared = tmp_path / "shared" / "dvc.lock"
+    shared.parent.mkdir()
+    shared.write_text("")  # empty: torn
+    (p / "dvc.lock").unlink(missing_ok=True)
+    (p / "dvc.lock").symlink_to(shared)
+    done = repair(p)
+    assert len(done) == 1 and f"a link to {shared}" in done[0], done
+    assert (p / "dvc.lock").is_symlink() and os.readlink(p / "dvc.lock") == str(shared)
+    assert shared.read_text() == (committed or NO_STAGES) and lock_problem(shared.read_text()) is None
+    assert (p / ".dvc/tmp/dvc.lock.torn").read_text() == ""
+    shared.unlink()  # a link to nothing: the committed lock comes back through it
+    assert bool(repair(p)) == bool(committed) and shared.exists() == bool(committed)
+    (p / "dvc.lock").unlink()
+    (p / "dvc.lock").symlink_to("dvc.lock")  # a loop: one line, nothing changed
+    assert "a loop of symbolic links" in repair_lock("--project", str(p)).output and (p / "dvc.lock").is_symlink()
+
+
+def test_an_error_on_a_rename_names_both_files():
+    import click
+    from click.testing import CliRunner
+
+    from stages.common import friendly_errors
+
+    @click.command()
+    @friendly_errors
+    def cli():
+        raise PermissionError(errno.EACCES, "Permission denied", "dvc.lock", None, ".dvc/tmp/dvc.lock.torn")
+
+    result = CliRunner().invoke(cli, [])
+    assert result.output == "Error: dvc.lock -> .dvc/tmp/dvc.lock.torn: Permission denied\n", result.output
+
+
+@pytest.mark.parametrize("committed", [WHOLE, None])
+def test_a_read_only_dvc_tmp_is_named_and_nothing_changes(tmp_path, committed):
+    no_override = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner",
+                   "--inh-caps=-dac_override,-dac_read_search,-fowner"]  # root: permissions apply as to a user
+    if os.geteuid() == 0 and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: permissions would not apply")
+    p = committed_project(tmp_path / "p", lock=committed)
+    (p / "dvc.lock").write_text(WHOLE[:100])
+    (p / ".dvc/tmp").mkdir()
+    (p / ".dvc/tmp").chmod(0o555)
+    before = files(p)
+    try:
+        proc = subprocess.run([*(no_override if os.geteuid() == 0 else []), sys.executable, "-m", "stages.repair_lock",
+                               "--project", str(p)], cwd=ROOT, capture_output=True, text=True)
+    finally:
+        (p / ".dvc/tmp").chmod(0o755)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{p / '.dvc/tmp/dvc.lock.torn'}: Permission denied" in proc.stderr, proc.stderr
+    assert files(p) == before

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import write_text
+from pipeline.core.fileio import atomic_write, write_text
+
+#: A ``dvc.lock`` that records no stage: for DVC the same as none (every stage to run or restore).
+NO_STAGES = "schema: '2.0'\nstages: {}\n"
 
 
 def lock_problem(text: str) -> str | None:
@@ -78,19 +82,37 @@ def repair(project: str | Path = ".") -> list[str]:
                         "let it finish (or stop it) first")
     done = []
     lock = project / "dvc.lock"
-    problem = lock_problem(lock.read_text(errors="replace")) if lock.exists() else None
-    if problem:
+    try:
+        target = lock.resolve()  # a link (to a shared file): the file is repaired, the link stays
+    except RuntimeError:  # links that lead back to themselves
+        raise DataError(f"{lock}: a loop of symbolic links: point it at a file (or remove it), then repair") from None
+    where = f" (a link to {target})" if lock.is_symlink() else ""
+    if not lock.exists() and target.parent.is_dir():  # deleted (or a link to nothing): the committed one comes back
         committed = _from_git(project)
+        if committed is not None and lock_problem(committed) is None:
+            write_text(target, committed)
+            done.append(f"{lock}{where}: missing; restored from the last commit")
+    elif lock.exists() and (problem := lock_problem(lock.read_text(errors="replace"))):
+        committed = _from_git(project)
+        restore = committed is not None and lock_problem(committed) is None
         aside = project / ".dvc" / "tmp" / "dvc.lock.torn"
         aside.parent.mkdir(parents=True, exist_ok=True)
         n = 1
         while aside.exists():  # an earlier repair's: kept
             n += 1
             aside = aside.with_name(f"dvc.lock.torn.{n}")
-        lock.replace(aside)
-        if committed is not None and lock_problem(committed) is None:
-            write_text(lock, committed)
-            done.append(f"{lock}: {problem}; restored from the last commit (the torn one is {aside})")
+        if restore or where:  # a link stays: its file gets a lock of no stages if none is committed
+            with atomic_write(target) as tmp:  # replaced last, at once: a failure (a full disk) changes nothing
+                tmp.write_text(committed if restore else NO_STAGES)
+                with atomic_write(aside) as copy:
+                    shutil.copyfile(target, copy)
+        else:
+            lock.replace(aside)  # one rename: done or not
+        if restore:
+            done.append(f"{lock}{where}: {problem}; restored from the last commit (the torn one is {aside})")
+        elif where:
+            done.append(f"{lock}{where}: {problem}; kept as {aside}, the file now records no stage "
+                        "(no readable committed version to restore)")
         else:
             done.append(f"{lock}: {problem}; moved to {aside} (no readable committed version to restore)")
     rwlock = project / ".dvc" / "tmp" / "rwlock"
