@@ -37,7 +37,8 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @friendly_errors
 def cli(params_path, dataset_size, label_schema, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
         imbalance, spontaneous_au, identity_spread, workers, progress, provenance_path):
-    """Write the four synthetic datasets in their real formats, the ground truth, and a contact sheet.
+    """Write the synthetic datasets in their real formats (four; six with --label-schema
+    abaw2022), the ground truth, and a contact sheet.
 
     Every option defaults to the `synth` section of params.yaml.
     """
@@ -47,7 +48,7 @@ def cli(params_path, dataset_size, label_schema, seed, out, contact_sheet, no_co
     from pipeline.extraction.dataset_version import SUFFIX
     from synthetic.contact_sheet import make_contact_sheet
     from synthetic.eras import ERAS
-    from synthetic.generate import SOURCES, generate
+    from synthetic.generate import generate
 
     p = load(params_path, SynthParams)
     section = with_overrides(
@@ -63,7 +64,7 @@ def cli(params_path, dataset_size, label_schema, seed, out, contact_sheet, no_co
                    f"{s['bytes'] / max(1, s['faces']) / 1024:6.1f} kB/face")
     click.echo(f"{report['rows']} ground-truth rows in {report['seconds']:.1f} s -> {section.out}")
     outputs = {"report": Path(section.out) / "synth.json", "ground_truth": Path(section.out) / "ground_truth.parquet",
-               **{f"version {s}": Path(section.out) / f"{s}{SUFFIX}" for s in SOURCES}}
+               **{f"version {s}": Path(section.out) / f"{s}{SUFFIX}" for s in ERAS[section.label_schema].sources}}
     if not no_contact_sheet:
         outputs["contact_sheet"] = make_contact_sheet(section.out, section.contact_sheet, seed=section.seed,
                                                      era=ERAS[section.label_schema])

@@ -24,7 +24,6 @@ from .geometry import Pose
 from .eras import ERAS, Era
 from .landmarks import AU_DESCRIPTIONS, AU_INDEX, DRAWN_AUS
 from .identity import sample_identity
-from .planning import SOURCES
 from .render import render_face
 from .scene import background
 from .writers import write_png
@@ -37,7 +36,7 @@ HEADER = 28
 
 def sheet_shape(era: Era) -> tuple[int, int, int]:
     """(height, width, 3) of the sheet: a row per class, drawn AU and source."""
-    rows = len(era.classes) + len(era.drawn_aus) + len(SOURCES)
+    rows = len(era.classes) + len(era.drawn_aus) + len(era.sources)
     return HEADER + rows * CELL, LABEL_WIDTH + COLUMNS * CELL, 3
 
 
@@ -87,6 +86,10 @@ def source_row(data: Path, source: str, gt: dict[str, np.ndarray]) -> list[np.nd
     cells = []
     for i in rows[np.linspace(0, len(rows) - 1, COLUMNS).astype(int)]:
         r = SimpleNamespace(**{c: v[i] for c, v in gt.items()})
+        if source == "saffwild2":  # the aligned crop is all there is of the frame
+            crop = cv2.imread(str(data / source / "cropped_aligned" / r.video / f"{r.frame + 1:05d}.jpg"))
+            cells.append(cv2.resize(crop, (CELL, CELL), interpolation=cv2.INTER_AREA))
+            continue
         frame = read_frame(data, r)
         cells.append(_context_crop(frame, (r.box_x1, r.box_y1, r.box_x2, r.box_y2)))
     return cells
@@ -96,6 +99,12 @@ def read_frame(data: Path, r) -> np.ndarray:
     """The image a ground-truth row refers to, read from the dataset files."""
     if r.source == "expw":
         return cv2.imread(str(data / "expw" / "image" / "origin" / f"{r.video}.jpg"))
+    if r.source == "affectnet":  # frame: the rank of the image's name in its split and folder, No-Face left out
+        split, folder = r.video.split("-", 1)
+        listed = data / "affectnet" / "Manually_Annotated_file_lists" / f"{'training' if split == 'train' else 'validation'}.csv"
+        rows = [line.split(",") for line in listed.read_text().splitlines()[1:]]
+        names = sorted(row[0] for row in rows if row[0].split("/")[0] == folder and row[6] != "10")
+        return cv2.imread(str(data / "affectnet" / "Manually_Annotated_Images" / names[int(r.frame)]))
     if r.source == "afewva":
         nn, clip = r.video.split("_", 1)
         return cv2.imread(str(data / "afewva" / nn / clip / f"{r.frame:05d}.png"))
@@ -140,7 +149,7 @@ def make_contact_sheet(data: str | Path | None, out: str | Path, seed: int = 0, 
     gt = None
     if data is not None and (Path(data) / "ground_truth.parquet").exists():
         gt = read_ground_truth(Path(data))
-    for source in SOURCES:
+    for source in era.sources:
         cells = source_row(Path(data), source, gt) if gt is not None else [np.zeros((CELL, CELL, 3), np.uint8)] * COLUMNS
         rows.append((f"source: {source}", cells))
 

@@ -57,6 +57,8 @@ EXPR_SHARES: dict[str, tuple[float, ...]] = {
     "expw": (0.38, 0.04, 0.044, 0.012, 0.333, 0.115, 0.076),
     "disfa": (0.45, 0.03, 0.08, 0.05, 0.22, 0.07, 0.10),
     "afewva": (0.30, 0.12, 0.06, 0.10, 0.20, 0.12, 0.10),
+    "saffwild2": (0.40, 0.04, 0.025, 0.02, 0.25, 0.18, 0.085),  # frames of Aff-Wild2's videos
+    "affectnet": (0.26, 0.087, 0.013, 0.022, 0.47, 0.089, 0.049),  # its manually annotated training set
 }
 
 LABEL_THRESHOLD = 0.35  #: e(t) / apex below which a frame is labelled Neutral
@@ -116,6 +118,11 @@ class Track:
     aus: np.ndarray  #: float32 [n, len(DRAWN_AUS)] intensity 0..5
     valence: np.ndarray  #: float32
     arousal: np.ndarray
+
+    def take(self, rows) -> "Track":
+        """The labels of frames ``rows`` only."""
+        return Track(expr=self.expr[rows], envelope=self.envelope[rows], aus=self.aus[rows],
+                     valence=self.valence[rows], arousal=self.arousal[rows])
 
 
 def smooth_noise(rng: np.random.Generator, n: int, sd: float, length: float) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 ``abaw2020``: the paper's files: Aff-Wild2 in its 2020 layout with 8 AUs and the 7 basic
 expressions. ``abaw2022``: the files of the 2022+ releases: Aff-Wild2 in the
-``*_Challenge`` layout with 12 AUs and 8 classes (Other last); the faces also show AU10
-and AU24 and the Other class (pressed lips under a raised upper lip: a state none of the
-7 basic ones names). The other sources label what they always did.
+``*_Challenge`` layout with 12 AUs and 8 classes (Other last), plus the two data sets of
+that era: s-Aff-Wild2 (the multi-task challenge's frames, each task known or not on its
+own) and AffectNet (stills labelled with expression and valence/arousal). The faces also
+show AU10 and AU24 and the Other class (pressed lips under a raised upper lip: a state
+none of the 7 basic ones names). The other sources label what they always did.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ _SPONTANEOUS_2020: dict[int, float] = {
 
 #: Frame share of Other per source in the 2022 files (Aff-Wild2's 2022 EXPR set labels
 #: about one frame in eight Other); sources that label 7 classes show none.
-OTHER_SHARES = {"affwild2": 0.12}
+OTHER_SHARES = {"affwild2": 0.12, "saffwild2": 0.12, "affectnet": 0.013}  # AffectNet: Contempt
 
 
 def _numbers(names) -> tuple[int, ...]:
@@ -41,6 +43,7 @@ class Era:
     truth_aus: tuple[int, ...]  #: the binary AUs the ground truth holds (every AU some file labels)
     affwild2_aus: tuple[str, ...]  #: the AU columns of Aff-Wild2's AU files
     affwild2_layout: str  #: the release layout of Aff-Wild2's annotations ("2020" / "2022")
+    sources: tuple[str, ...]  #: the data sets written
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -49,7 +52,8 @@ class Era:
 
 ERAS = {
     "abaw2020": Era("abaw2020", 7, _SPONTANEOUS_2020, DRAWN_AUS[: -len(LATER_AUS)], _numbers(ABAW2020.aus),
-                    ABAW2020.aus, "2020"),
+                    ABAW2020.aus, "2020", ("affwild2", "disfa", "expw", "afewva")),
     "abaw2022": Era("abaw2022", 8, {**_SPONTANEOUS_2020, 10: 0.03, 24: 0.04}, DRAWN_AUS,
-                    tuple(sorted(set(_numbers(ABAW2020.aus)) | set(_numbers(ABAW2022.aus)))), ABAW2022.aus, "2022"),
+                    tuple(sorted(set(_numbers(ABAW2020.aus)) | set(_numbers(ABAW2022.aus)))), ABAW2022.aus, "2022",
+                    ("affwild2", "disfa", "expw", "afewva", "saffwild2", "affectnet")),
 }

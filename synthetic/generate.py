@@ -1,4 +1,4 @@
-"""Generate the synthetic data set: plan the videos, render them, write the four formats.
+"""Generate the synthetic data set: plan the videos, render them, write the datasets' formats.
 
 ``generate(out, config)`` writes::
 
@@ -7,6 +7,9 @@
     out/disfa/      ActionUnit_Labels/SNxxx/SNxxx_auN.txt, Videos_LeftCamera/LeftVideoSNxxx_comp.avi
     out/expw/       image/origin/*.jpg, label/label.lst
     out/afewva/     NN/<clip>/00000.png ..., NN/<clip>/<clip>.json
+    (label_schema abaw2022: Aff-Wild2's annotations in its 2022 layout, and)
+    out/saffwild2/  MTL_Challenge/{training,validation}_set_annotations.txt, cropped_aligned/<video>/NNNNN.jpg
+    out/affectnet/  Manually_Annotated_file_lists/{training,validation}.csv, Manually_Annotated_Images/<n>/*.jpg
     out/ground_truth.parquet   every face's true labels, what the files say, box, landmarks
     out/synth.json             the parameters and the counts (no time stamps)
     out/<source>.version.json  each dataset's digest: what extract depends on (pipeline.extraction.dataset_version)
@@ -52,7 +55,15 @@ OWN_FILES = {"affwild2": ("annotations/*_Set/*_Set/*.txt", "annotations/*_Challe
                           "cropped_aligned/*/*.jpg"),
              "disfa": ("ActionUnit_Labels/SN*/SN*_au*.txt", "Videos_LeftCamera/LeftVideoSN*_comp.avi"),
              "expw": ("image/origin/*.jpg", "label/label.lst"),
-             "afewva": ("*/*/*.png", "*/*/*.json")}
+             "afewva": ("*/*/*.png", "*/*/*.json"),
+             "saffwild2": ("MTL_Challenge/*.txt", "cropped_aligned/*/*.jpg"),
+             "affectnet": ("Manually_Annotated_file_lists/*.csv", "Manually_Annotated_Images/*/*.jpg")}
+#: The sources whose labels are lists gathered over jobs: file (per split) and header.
+LABEL_LISTS = {"expw": ("label/label.lst", None),
+               "saffwild2": ("MTL_Challenge/{split}_set_annotations.txt", writers.MTL_HEADER),
+               "affectnet": ("Manually_Annotated_file_lists/{split}.csv", writers.AFFECTNET_HEADER)}
+SPLIT_NAMES = {"expw": {"train": "train"}, "saffwild2": {"train": "training", "val": "validation"},
+               "affectnet": {"train": "training", "val": "validation"}}
 #: Settings that never change the bytes (speed, where things go), left out of synth.json.
 NOT_IN_MANIFEST = ("workers", "out", "contact_sheet")
 
@@ -126,12 +137,13 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         elif p.exists():
             p.unlink()
     jobs = plan(config)
-    for s in SOURCES:
+    sources = ERAS[config.label_schema].sources
+    for s in sources:
         (out / s).mkdir()
-    stats = {s: {"frames": 0, "faces": 0, "bytes": 0, "seconds": 0.0} for s in SOURCES}
+    stats = {s: {"frames": 0, "faces": 0, "bytes": 0, "seconds": 0.0} for s in sources}
     # Fixed row groups, streamed: memory stays flat; renamed into place only when complete.
     gt = FrameTableWriter(out / "ground_truth.parquet", schema=writers.ground_truth_schema(ERAS[config.label_schema]))
-    expw_lines: list[str] = []
+    lists: dict[tuple[str, str], list[str]] = {}  # (source, split) -> its rows of the source's label lists
     total = sum(j.frames or len(j.images) for j in jobs)
     t0 = time.perf_counter()
     try:
@@ -140,7 +152,8 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         for res in _results(jobs, config, out):
             s = res["source"]
             gt.add(res["rows"])
-            expw_lines.extend(res.get("expw_lines", []))
+            for split, lines in res.get("lines", {}).items():
+                lists.setdefault((s, split), []).extend(lines)
             for k in ("frames", "faces", "bytes"):
                 stats[s][k] += int(res[k])
             stats[s]["seconds"] += res["seconds"]
@@ -150,21 +163,24 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         gt.abort()
         raise
     rows = gt.close()
-    label_dir = out / "expw" / "label"
-    label_dir.mkdir(parents=True, exist_ok=True)
-    text = "\n".join(expw_lines) + "\n"
-    (label_dir / "label.lst").write_text(text)
-    stats["expw"]["bytes"] += len(text)
+    for (source, split), lines in sorted(lists.items()):
+        if source in LABEL_LISTS:
+            name, header = LABEL_LISTS[source]
+            path = out / source / name.format(split=SPLIT_NAMES[source][split])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = "\n".join(([header] if header else []) + lines) + "\n"
+            path.write_text(text)
+            stats[source]["bytes"] += len(text)
     seconds = time.perf_counter() - t0
     manifest = {
         "generator": GENERATOR,
         "config": {k: v for k, v in config.model_dump().items() if k not in NOT_IN_MANIFEST},
         "size": asdict(size_spec(config.dataset_size)),
-        "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in SOURCES},
+        "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in sources},
         "ground_truth_rows": rows,
     }
     (out / "synth.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    for s in SOURCES:
+    for s in sources:
         write_version(out / s, progress=progress)
     stats["ground_truth"] = {"rows": rows, "bytes": (out / "ground_truth.parquet").stat().st_size}
     return {"seconds": seconds, "sources": stats, "rows": rows}

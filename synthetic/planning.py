@@ -16,7 +16,8 @@ from pipeline.core.labels import TASKS
 
 from .eras import ERAS
 
-SOURCES = ("affwild2", "disfa", "expw", "afewva")
+#: Every data set synth can write (``eras.Era.sources``: which a run writes).
+SOURCES = ("affwild2", "disfa", "expw", "afewva", "saffwild2", "affectnet")
 SOURCE_IDS = {s: i + 1 for i, s in enumerate(SOURCES)}
 
 
@@ -39,6 +40,9 @@ class SizeSpec:
     afewva_frames: tuple[int, int]
     afewva_actors: int  #: actors recur across clips, as in films
     coverage: int  #: every expression is forced this many times per source and split
+    saffwild2_videos: int = 0  #: s-Aff-Wild2 (2022 files): videos its frames come from, a quarter validation
+    saffwild2_frames: tuple[int, int] = (0, 0)
+    affectnet_images: int = 0  #: AffectNet (2022 files)
 
     def scaled(self, k: int) -> "SizeSpec":
         """k times the training data; the validation videos stay (already enough for narrow intervals)."""
@@ -49,6 +53,8 @@ class SizeSpec:
             disfa_subjects=self.disfa_subjects * k, disfa_frames=self.disfa_frames,
             expw_images=self.expw_images * k, afewva_clips=self.afewva_clips * k,
             afewva_frames=self.afewva_frames, afewva_actors=self.afewva_actors * k, coverage=self.coverage * k,
+            saffwild2_videos=self.saffwild2_videos * k, saffwild2_frames=self.saffwild2_frames,
+            affectnet_images=self.affectnet_images * k,
         )
 
 
@@ -59,13 +65,15 @@ class SizeSpec:
 _DEMO = SizeSpec(affwild2_train=16, affwild2_val=500, affwild2_frames=(150, 250), affwild2_val_frames=(40, 70),
                  two_person_every=6,
                  disfa_subjects=6, disfa_frames=300, expw_images=1400, afewva_clips=30,
-                 afewva_frames=(24, 48), afewva_actors=12, coverage=2)
+                 afewva_frames=(24, 48), afewva_actors=12, coverage=2,
+                 saffwild2_videos=16, saffwild2_frames=(150, 250), affectnet_images=1500)
 SIZES: dict[str, SizeSpec] = {
     # Seconds: every class and AU present a few times; tests and the DVC end-to-end test.
     "tiny": SizeSpec(affwild2_train=4, affwild2_val=2, affwild2_frames=(80, 96), affwild2_val_frames=(80, 96),
                      two_person_every=4,
                      disfa_subjects=2, disfa_frames=72, expw_images=40, afewva_clips=4,
-                     afewva_frames=(24, 32), afewva_actors=3, coverage=1),
+                     afewva_frames=(24, 32), afewva_actors=3, coverage=1,
+                     saffwild2_videos=4, saffwild2_frames=(60, 90), affectnet_images=60),
     # The default run: about 36,000 faces (27,000 of them validation); DISFA + ExpW (what MTCNN
     # must scan) about 3,200.
     "demo": _DEMO,
@@ -102,7 +110,7 @@ class Job:
     forced: tuple[tuple[int, ...], ...] = ((),)  #: per person: classes to show first
     actor: int = 0  #: AFEW-VA
     folder: str = ""  #: AFEW-VA NN
-    images: tuple[str, ...] = ()  #: ExpW image names
+    images: tuple[str, ...] = ()  #: ExpW and AffectNet image names
     labelled_frames: int = 0  #: DISFA: frames with label lines
 
 
@@ -183,6 +191,26 @@ def plan(config: SynthParams) -> list[Job]:
         frames = int(rng.integers(spec.afewva_frames[0], spec.afewva_frames[1] + 1))
         jobs.append(Job(source="afewva", index=i, name=f"{i + 1:03d}", folder=folder, frames=frames,
                         actor=int(rng.integers(spec.afewva_actors)), forced=(tuple(slots[i]),)))
+    if "saffwild2" in ERAS[config.label_schema].sources:
+        jobs.extend(_plan_2022(rng, spec))
+    return jobs
+
+
+def _plan_2022(rng, spec: SizeSpec) -> list[Job]:
+    """s-Aff-Wild2's videos (the last quarter validation) and AffectNet's batches of images."""
+    jobs = []
+    n = spec.saffwild2_videos
+    slots = _round_robin(_forced_classes(rng, spec.coverage, 8), n)
+    for i in range(n):
+        w, h = AFFWILD2_FRAME_SIZES[int(rng.integers(len(AFFWILD2_FRAME_SIZES)))]
+        frames = int(rng.integers(spec.saffwild2_frames[0], spec.saffwild2_frames[1] + 1))
+        jobs.append(Job(source="saffwild2", index=i, name=f"mtl-{i + 1:03d}", split="val" if i >= n - n // 4 else "train",
+                        frames=frames, width=w, height=h, tasks=TASKS, forced=(tuple(slots[i]),)))
+    per_job = 50
+    forced = _forced_classes(rng, 3 * spec.coverage, 8)
+    for j, start in enumerate(range(0, spec.affectnet_images, per_job)):
+        names = tuple(f"{j + 1}/{i:06d}.jpg" for i in range(start, min(start + per_job, spec.affectnet_images)))
+        jobs.append(Job(source="affectnet", index=j, name=names[0], images=names, forced=(tuple(forced) if j == 0 else (),)))
     return jobs
 
 

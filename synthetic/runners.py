@@ -14,19 +14,20 @@ import numpy as np
 
 from pipeline.extraction.align import align_face
 from synthetic.params import SynthParams
-from pipeline.core.labels import DISFA_AUS, TASKS, UNIFIED_TO_EXPW, disfa_to_au
+from pipeline.core.labels import DISFA_AUS, TASKS, disfa_to_au
 
 from . import writers
 from .annotation import annotated_va, concat_rows, face_rows, invalid_runs, noisy_binary, noisy_classes, true_au
 from .camera import Look, develop, source_look, vignette_mask
-from .episodes import Track, expression_shares, person_track, still_labels
+from .episodes import Track, expression_shares, person_track
 from .eras import ERAS, Era
-from .geometry import FaceGeometry, Pose, face_geometry
-from .landmarks import AU_INDEX, DRAWN_AUS
+from .geometry import FaceGeometry
+from .landmarks import AU_INDEX
 from .identity import sample_identity
 from .nuisances import grain_bank, nuisances, occlude
+from .photos import run_affectnet, run_expw
 from .planning import Job, job_rng
-from .render import draw_body, render_face
+from .render import render_face
 from .scene import POSE_RANGES, background, pose_track
 
 
@@ -40,9 +41,15 @@ def _backdrop(rng, h: int, w: int, look: Look) -> np.ndarray:
 
 AFFWILD2_CROP = 112
 CROP_QUALITY = 90
+MTL_EVERY = 5  #: s-Aff-Wild2 keeps every 5th frame of a video (its images are sampled, not whole videos)
+MTL_TASK_SHARE = 0.75  #: ... and labels each task of an image with this probability, on its own
 
 
 def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
+    """An Aff-Wild2 video: the video, the organisers' crops of every frame with a face, each
+    task's annotation files. For s-Aff-Wild2 (``job.source``), no video: the crops of every
+    :data:`MTL_EVERY`-th frame, and its rows in the multi-task file (``mtl_lines``)."""
+    mtl = job.source == "saffwild2"
     rng = job_rng(cfg, job)
     n, w, h = job.frames, job.width, job.height
     look = source_look("affwild2", cfg.domain_shift)
@@ -68,7 +75,8 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
     crops = [root / "cropped_aligned" / s for s in stems]
     for c in crops:
         c.mkdir(parents=True, exist_ok=True)
-    video = writers.VideoFile(root / "videos" / f"{job.name}.avi", w, h, look.jpeg)
+    video = None if mtl else writers.VideoFile(root / "videos" / f"{job.name}.avi", w, h, look.jpeg)
+    sampled = np.arange(n) % MTL_EVERY == 0 if mtl else np.ones(n, bool)
     geoms: list[list[FaceGeometry]] = [[] for _ in range(job.people)]
     nbytes = 0
     for t in range(n):
@@ -78,17 +86,19 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
             occlude(img, g, nu.occ_kind[p, t], nu.occ_cover[p, t], nu.occ_seed[p, t], ident.skin)
             geoms[p].append(g)
         frame = develop(img, look, rng, nu.brightness[t], nu.blur[t], nu.motion[t], grain)
-        video.write(frame)
+        if video is not None:
+            video.write(frame)
         for p in range(job.people):
-            if nu.occ_kind[p, t] == "full":
+            if nu.occ_kind[p, t] == "full" or not sampled[t]:
                 continue  # no face: no crop, as in the organisers' release
             g = geoms[p][t]
             jitter = rng.normal(0, 0.012 * g.pose.size * cfg.difficulty, (5, 2))
             crop = align_face(frame, g.landmarks5 + jitter, size=AFFWILD2_CROP)
             nbytes += writers.write_jpeg(crops[p] / f"{t + 1:05d}.jpg", crop, CROP_QUALITY)
-    nbytes += video.close()
+    if video is not None:
+        nbytes += video.close()
 
-    parts = []
+    parts, lines = [], []
     train = job.split == "train"
     noise = cfg.label_noise if train else 0.0
     for p, (_ident, track, _poses) in enumerate(people):
@@ -97,6 +107,16 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
         # occluder seed: its parity decides), and in training a run here and there.
         skipped = invisible & (nu.occ_seed[p] % 2 == 0)
         labelled, lab_au, lab_expr, lab_va = _affwild2_labels(rng, job, track, skipped, noise, train, era)
+        if mtl:
+            kept = np.flatnonzero(sampled & ~invisible)
+            lines.extend(_mtl_lines(rng, stems[p], kept, labelled, lab_au, lab_expr, lab_va))
+            u_au = _truth_columns(np.where(labelled["AU"][:, None], lab_au, -1), _file_aus(era), era)
+            u_va = np.where(labelled["VA"][:, None], lab_va, np.nan).astype(np.float32)
+            parts.append(face_rows("saffwild2", stems[p], stems[p], job.split, kept, track.take(kept),
+                                   [geoms[p][t] for t in kept], {t: v[kept] for t, v in labelled.items()},
+                                   u_au[kept], np.where(labelled["EXPR"], lab_expr, -1)[kept], u_va[kept],
+                                   np.ones(len(kept), bool), nu.occ_cover[p][kept], (nu.blur + nu.motion)[kept], era))
+            continue
         for task in job.tasks:
             values = {"AU": lab_au, "EXPR": lab_expr, "VA": lab_va}[task]
             nbytes += writers.write_affwild2_annotation(root, task, job.split, stems[p], values, era)
@@ -109,7 +129,18 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
         blur = nu.blur + nu.motion
         parts.append(face_rows("affwild2", stems[p], stems[p], job.split, np.arange(n), track, geoms[p],
                                labelled, u_au, u_expr, u_va, ~invisible, nu.occ_cover[p], blur, era))
-    return {"rows": concat_rows(parts), "frames": n, "faces": n * job.people, "bytes": nbytes}
+    faces = sum(len(part["frame"]) for part in parts) if mtl else n * job.people
+    return {"rows": concat_rows(parts), "frames": n, "faces": faces, "bytes": nbytes, "lines": {job.split: lines}}
+
+
+def _mtl_lines(rng, video: str, kept: np.ndarray, labelled: dict, au, expr, va) -> list[str]:
+    """s-Aff-Wild2's rows of one video's sampled frames; each task of an image is labelled
+    with probability MTL_TASK_SHARE (``labelled`` is narrowed to match)."""
+    for task in TASKS:
+        labelled[task] &= rng.random(len(expr)) < MTL_TASK_SHARE
+    return [writers.mtl_line(video, int(t), va[t] if labelled["VA"][t] else (np.nan, np.nan),
+                             expr[t] if labelled["EXPR"][t] else -1, au[t] if labelled["AU"][t] else -np.ones(au.shape[1]))
+            for t in kept]
 
 
 def _file_aus(era: Era) -> tuple[int, ...]:
@@ -190,66 +221,6 @@ def run_disfa(job: Job, cfg: SynthParams, root: Path) -> dict:
     return {"rows": rows, "frames": n, "faces": n, "bytes": nbytes}
 
 
-# --- ExpW ------------------------------------------------------------------------------------
-
-EXPW_SIZES = [(320, 240), (400, 300), (360, 360), (300, 400), (448, 336), (400, 240)]
-EXPW_FACES_P = [0.6, 0.3, 0.1]  #: 1, 2 or 3 faces per image
-EXPW_QUALITY = 85
-
-
-def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
-    rng = job_rng(cfg, job)
-    era = ERAS[cfg.label_schema]
-    look = source_look("expw", cfg.domain_shift)
-    counts = rng.choice(3, size=len(job.images), p=EXPW_FACES_P) + 1
-    labels = still_labels(rng, int(counts.sum()), expression_shares("expw", cfg.imbalance, era), cfg.spontaneous_au,
-                          forced=job.forced[0], era=era)
-    folder = root / "image" / "origin"
-    folder.mkdir(parents=True, exist_ok=True)
-    pr = POSE_RANGES["expw"]
-    d = cfg.difficulty
-    lines, parts, nbytes, face = [], [], 0, 0
-    big = max(max(wh) for wh in EXPW_SIZES)
-    grain = grain_bank(cfg.seed, job.source, big, big, look.grain * d)
-    for name, k in zip(job.images, counts):
-        w, h = EXPW_SIZES[int(rng.integers(len(EXPW_SIZES)))]
-        img = background(rng, h, w, look.background)
-        slot = w / k
-        geoms, people = [], []
-        idx = np.arange(face, face + k)
-        face += k
-        for j in range(k):
-            size = min(rng.uniform(*pr.size), slot / 2.6, h / 3.4)
-            cx = slot * (j + 0.5) + rng.uniform(-1, 1) * max(0.0, slot / 2 - size * 1.25)
-            cy = rng.uniform(size * 1.4, h - size * 1.5)
-            pose = Pose(cx, cy, size, roll=float(np.clip(rng.normal(0, pr.roll * d / 2), -pr.roll * d, pr.roll * d)),
-                        yaw=float(np.clip(rng.normal(0, pr.yaw * d / 2), -pr.yaw * d, pr.yaw * d)),
-                        pitch=float(rng.uniform(-pr.pitch, pr.pitch) * d))
-            people.append((sample_identity(rng, cfg.identity_spread), pose))
-        # Everyone's shoulders first, then the heads: no body hides another person's face.
-        for ident, pose in people:
-            draw_body(img, face_geometry(ident, np.zeros(len(DRAWN_AUS)), pose), ident)
-        for j, (ident, pose) in enumerate(people):
-            geoms.append(render_face(img, ident, labels.aus[idx[j]], pose, body=False,
-                                     light=(rng.uniform(-1, 1), rng.uniform(-1, -0.2))))
-        frame = develop(img, look, rng, rng.uniform(0.85, 1.15), look.blur * d * rng.uniform(0.5, 1.5), 0.0, grain)
-        nbytes += writers.write_jpeg(folder / name, frame, EXPW_QUALITY)
-        lab = noisy_classes(rng, labels.expr[idx], cfg.label_noise, len(UNIFIED_TO_EXPW))  # ExpW's 7 classes
-        stem = Path(name).stem
-        for j in range(k):
-            lines.append(writers.expw_line(name, j, geoms[j].box, rng.uniform(30, 99.9), lab[j]))
-        sub = Track(expr=labels.expr[idx], envelope=labels.envelope[idx], aus=labels.aus[idx],
-                    valence=labels.valence[idx], arousal=labels.arousal[idx])
-        labelled = {"AU": np.zeros(k, bool), "EXPR": np.ones(k, bool), "VA": np.zeros(k, bool)}
-        # The file holds integer box corners: the ground-truth box is the exact one.
-        parts.append(face_rows("expw", stem, stem, "train", np.arange(k), sub, geoms, labelled,
-                               np.full((k, len(era.truth_aus)), -1, np.int8), lab,
-                               np.full((k, 2), np.nan, np.float32), np.ones(k, bool), np.zeros(k),
-                               np.full(k, look.blur * d), era))
-    return {"rows": concat_rows(parts), "frames": len(job.images), "faces": face, "bytes": nbytes,
-            "expw_lines": lines}
-
-
 # --- AFEW-VA ---------------------------------------------------------------------------------
 
 AFEWVA_SIZE = (320, 256)  # 5:4, as the PAL film frames of AFEW-VA
@@ -301,7 +272,8 @@ def run_afewva(job: Job, cfg: SynthParams, root: Path) -> dict:
     return {"rows": rows, "frames": n, "faces": n, "bytes": nbytes}
 
 
-RUNNERS = {"affwild2": run_affwild2, "disfa": run_disfa, "expw": run_expw, "afewva": run_afewva}
+RUNNERS = {"affwild2": run_affwild2, "disfa": run_disfa, "expw": run_expw, "afewva": run_afewva,
+           "saffwild2": run_affwild2, "affectnet": run_affectnet}
 
 
 def run_job(args) -> dict:

@@ -1,4 +1,4 @@
-"""Write the four datasets' files exactly as they ship (docs/formats.md), all
+"""Write the datasets' files exactly as they ship (docs/formats.md), all
 byte-reproducibly, and define the ground-truth table (streamed by ``pipeline.core.tables.FrameTableWriter``).
 
 Reproducible means: no time stamps, no host names, fixed encoder settings, fixed number
@@ -155,6 +155,34 @@ def write_affwild2_annotation(root: Path, task: str, split: str, video: str, lab
     text = "\n".join(affwild2_lines(task, labels, era)) + "\n"
     path.write_text(text)
     return len(text)
+
+
+# --- s-Aff-Wild2 ------------------------------------------------------------------------------
+
+MTL_HEADER = "image,valence,arousal,expression,aus"
+
+
+def mtl_line(video: str, frame: int, va, expr: int, aus) -> str:
+    """One image of s-Aff-Wild2's file: each task's value, or its unknown marker (-5 for
+    valence/arousal, -1 for the class and the AUs)."""
+    bad = AFFWILD2_INVALID
+    v, a = (f"{bad['VA']}", f"{bad['VA']}") if np.isnan(va[0]) else (_num(va[0]), _num(va[1]))
+    return f"{video}/{frame + 1:05d}.jpg,{v},{a},{int(expr)},{','.join(str(int(x)) for x in aus)}"
+
+
+# --- AffectNet -----------------------------------------------------------------------------------
+
+AFFECTNET_HEADER = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"
+                    "valence,arousal")
+
+
+def affectnet_line(name: str, box, points, code: int, va) -> str:
+    """One row of AffectNet's file lists: the image, its face box (x, y, width, height), 68
+    landmarks ``x1;y1;...``, the AffectNet expression code and valence/arousal (-2: none)."""
+    x0, y0, x1, y1 = (int(round(float(c))) for c in box)
+    marks = ";".join(f"{float(c):.2f}" for c in np.asarray(points).ravel())
+    v, a = ("-2", "-2") if np.isnan(va[0]) else (f"{float(va[0]):.6f}", f"{float(va[1]):.6f}")
+    return f"{name},{x0},{y0},{x1 - x0},{y1 - y0},{marks},{int(code)},{v},{a}"
 
 
 # --- DISFA ------------------------------------------------------------------------------------

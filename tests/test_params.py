@@ -41,9 +41,29 @@ def test_the_committed_file_is_the_demo_preset_and_every_preset_is_valid(tmp_pat
     assert copy.read_text().count("# ") == (ROOT / "params.yaml").read_text().count("# ")  # comments kept
 
 
+def test_a_preset_makes_synthetic_sources_those_its_data_holds_and_never_touches_a_users(tmp_path):
+    path = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", path)
+    changed, _ = apply_preset(path, "demo2022")
+    assert {"sources.saffwild2: added", "sources.affectnet: added"} <= set(changed)
+    p, _ = check_all(path)
+    assert list(p.sources) == ["affwild2", "disfa", "expw", "afewva", "saffwild2", "affectnet"]
+    assert p.sources["affectnet"].root == "data/synth/affectnet" and "affectnet" in p.build.va_sources
+    changed, backup = apply_preset(path, "demo")
+    assert "sources.affectnet: removed" in changed and backup is not None
+    assert path.read_bytes() == (ROOT / "params.yaml").read_bytes()  # back where it was
+    mine = yaml.safe_load(path.read_text())
+    mine["sources"]["affwild2"]["root"] = str(tmp_path / "my-affwild2")  # one data set of the user's own
+    path.write_text(yaml.safe_dump(mine, sort_keys=False))
+    changed, _ = apply_preset(path, "demo2022")
+    assert not any(c.startswith("sources.") for c in changed)
+    assert yaml.safe_load(path.read_text())["sources"] == mine["sources"]
+
+
 def test_a_preset_extends_another_with_only_what_differs():
     demo, demo2022 = preset("demo"), preset("demo2022")
     assert {s for s in demo if demo[s] != demo2022[s]} == {"synth", "build"}
+    assert demo2022["build"]["va_sources"] == ["affwild2", "afewva", "saffwild2", "affectnet"]
     assert demo2022["synth"] == {**demo["synth"], "label_schema": "abaw2022"}
     assert preset("tiny2022")["teacher"] == preset("tiny")["teacher"] != demo["teacher"]
 

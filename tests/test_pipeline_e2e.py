@@ -177,6 +177,9 @@ def test_dvc_pipeline_in_the_2022_schema(tmp_path):
     p = make_dvc_project(tmp_path, "tiny2022")
     p.dvc("repro")
     assert (p.path / "data/synth/affwild2/annotations/AU_Detection_Challenge/Train_Set").is_dir()
+    # s-Aff-Wild2 and AffectNet, written by synth and read by their readers, train every task they label
+    for task, sources in (("AU", {"saffwild2"}), ("EXPR", {"saffwild2", "affectnet"}), ("VA", {"saffwild2", "affectnet"})):
+        assert sources <= set(pd.read_parquet(p.path / f"data/build/train_{task}.parquet")["source"]), task
     weights = torch.load(p.path / "models/teacher.pt", weights_only=True)["state_dict"]
     outputs = {task: [v for k, v in weights.items() if k.startswith(f"heads.{task}.") and v.dim() == 2][-1].shape[0]
                for task in ("AU", "EXPR")}

@@ -142,9 +142,11 @@ def preset(name: str) -> dict:
 
 def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     """Write preset ``name``'s values into the params file at ``path`` (through a symbolic
-    link, which stays), keeping its comments and its ``sources`` and ``threads``; returns
-    the keys whose value changed (``section.key: old -> new``) and where the file as it was
-    is kept when entries were removed (:func:`before_preset`), else None."""
+    link, which stays), keeping its comments and ``threads``; its ``sources`` too, unless
+    they all read the synthetic data: then they become the data sets the preset's synthetic
+    data holds (:func:`_synthetic_sources`). Returns the keys whose value changed
+    (``section.key: old -> new``) and where the file as it was is kept when entries were
+    removed (:func:`before_preset`), else None."""
     from ruamel.yaml import YAML
     from ruamel.yaml.comments import CommentedMap
 
@@ -160,7 +162,9 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
     doc = yaml.load(text)
     changed = []
-    for section, values in preset(name).items():
+    sections = preset(name)
+    _synthetic_sources(doc, sections["synth"], path.parent, changed)
+    for section, values in sections.items():
         current = doc.get(section)
         if current is None:
             doc[section] = current = CommentedMap()
@@ -186,6 +190,27 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
         Path(tmp).write_text(out.getvalue())
         os.chmod(tmp, stat.S_IMODE(mode))  # the file keeps its permissions (a group's shared file, say)
     return changed, backup
+
+
+def _synthetic_sources(doc, synth: dict, folder: Path, changed: list[str]) -> None:
+    """When every entry of ``sources`` reads the synthetic data (``synth['out']``), make them
+    the data sets it holds in ``synth``'s label schema (demo2022's six, demo's four): added
+    entries point into it, entries of data sets it does not hold go. A user's own data set
+    (a root elsewhere) is never touched, nor are the others then."""
+    from synthetic.eras import ERAS
+
+    sources, out = doc.get("sources") or {}, str(synth["out"]).rstrip("/")
+    inside = (folder / out).resolve()
+    if not all((folder / str((entry or {}).get("root", ""))).resolve().is_relative_to(inside)
+               for entry in sources.values()) or not sources:
+        return
+    wanted = ERAS[synth["label_schema"]].sources
+    for name in [n for n in sources if n not in wanted]:
+        changed.append(f"sources.{name}: removed")
+        del sources[name]
+    for name in [n for n in wanted if n not in sources]:
+        changed.append(f"sources.{name}: added")
+        sources[name] = _flow({"root": f"{out}/{name}", "version": f"{out}/{name}.version.json"})
 
 
 def before_preset(path: Path, text: str) -> Path:
