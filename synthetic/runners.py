@@ -107,29 +107,25 @@ def run_affwild2(job: Job, cfg: SynthParams, root: Path) -> dict:
         # occluder seed: its parity decides), and in training a run here and there.
         skipped = invisible & (nu.occ_seed[p] % 2 == 0)
         labelled, lab_au, lab_expr, lab_va = _affwild2_labels(rng, job, track, skipped, noise, train, era)
-        if mtl:
+        if mtl:  # the sampled frames with a face, each in the multi-task file
             kept = np.flatnonzero(sampled & ~invisible)
             lines.extend(_mtl_lines(rng, stems[p], kept, labelled, lab_au, lab_expr, lab_va))
-            u_au = _truth_columns(np.where(labelled["AU"][:, None], lab_au, -1), _file_aus(era), era)
-            u_va = np.where(labelled["VA"][:, None], lab_va, np.nan).astype(np.float32)
-            parts.append(face_rows("saffwild2", stems[p], stems[p], job.split, kept, track.take(kept),
-                                   [geoms[p][t] for t in kept], {t: v[kept] for t, v in labelled.items()},
-                                   u_au[kept], np.where(labelled["EXPR"], lab_expr, -1)[kept], u_va[kept],
-                                   np.ones(len(kept), bool), nu.occ_cover[p][kept], (nu.blur + nu.motion)[kept], era))
-            continue
-        for task in job.tasks:
-            values = {"AU": lab_au, "EXPR": lab_expr, "VA": lab_va}[task]
-            nbytes += writers.write_affwild2_annotation(root, task, job.split, stems[p], values, era)
-        for task in TASKS:  # invalid markers become "unknown" in the unified columns
-            if task not in job.tasks:
-                labelled[task][:] = False
+        else:  # every frame, in the files of the video's tasks
+            kept = np.arange(n)
+            for task in job.tasks:
+                values = {"AU": lab_au, "EXPR": lab_expr, "VA": lab_va}[task]
+                nbytes += writers.write_affwild2_annotation(root, task, job.split, stems[p], values, era)
+            for task in TASKS:  # invalid markers become "unknown" in the unified columns
+                if task not in job.tasks:
+                    labelled[task][:] = False
         u_au = _truth_columns(np.where(labelled["AU"][:, None], lab_au, -1), _file_aus(era), era)
         u_expr = np.where(labelled["EXPR"], lab_expr, -1).astype(np.int8)
         u_va = np.where(labelled["VA"][:, None], lab_va, np.nan).astype(np.float32)
         blur = nu.blur + nu.motion
-        parts.append(face_rows("affwild2", stems[p], stems[p], job.split, np.arange(n), track, geoms[p],
-                               labelled, u_au, u_expr, u_va, ~invisible, nu.occ_cover[p], blur, era))
-    faces = sum(len(part["frame"]) for part in parts) if mtl else n * job.people
+        parts.append(face_rows(job.source, stems[p], stems[p], job.split, kept, track.take(kept),
+                               [geoms[p][t] for t in kept], {t: v[kept] for t, v in labelled.items()}, u_au[kept],
+                               u_expr[kept], u_va[kept], ~invisible[kept], nu.occ_cover[p][kept], blur[kept], era))
+    faces = sum(len(part["frame"]) for part in parts)
     return {"rows": concat_rows(parts), "frames": n, "faces": faces, "bytes": nbytes, "lines": {job.split: lines}}
 
 
