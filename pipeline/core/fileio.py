@@ -203,6 +203,8 @@ def folder_files(path: str | Path) -> list[Path]:
         raise OSError(error.errno, f"{error.strerror}: cannot list this folder, whose files would be left out",
                       error.filename)
 
+    if not os.path.isdir(path):  # no folder there: nothing in it (the callers say what is missing)
+        return []
     found = []
     for folder, _, names in os.walk(path, onerror=unlisted):
         found.extend(p for p in (Path(folder) / n for n in names) if p.is_file())
