@@ -32,14 +32,16 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet, provenanc
     from pipeline.core.device import resolve_device
     from pipeline.temporal.features import choose_checkpoint, dump
     from pipeline.core.fileio import write_json
-    from pipeline.training.models import load_checkpoint
+    from pipeline.training.models import load_checkpoint, va_centres_of
     from pipeline.core import provenance
 
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.temporal.params import FeaturesParams
 
-    p = load(params_path, FeaturesParams, EnsembleParams, ExtractParams)
+    p = load(params_path, FeaturesParams, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
     f = p.features
     table = table or str(Path(p.extract.out) / "affwild2" / "frames.parquet")
@@ -47,9 +49,9 @@ def cli(params_path, table, students_dir, teacher, out, report, quiet, provenanc
         raise FileNotFoundError(f"{table}: Aff-Wild2's frame table not found (run `dvc repro extract@affwild2`)")
     checkpoint = choose_checkpoint(f.checkpoint, p.ensemble.members, students_dir, teacher)
     device = resolve_device(f.device)
-    model, ckpt = load_checkpoint(checkpoint, device)
+    model, ckpt = load_checkpoint(checkpoint, device, label_schema(p.build.label_schema, p.build.aus))
     with tqdm(desc="features", unit="frame", disable=quiet) as bar:
-        summary = dump(model, table, out, checkpoint, f.batch, device, ckpt.get("train", {}).get("va_centres", "centres"),
+        summary = dump(model, table, out, checkpoint, f.batch, device, va_centres_of(ckpt),
                        bar)
     write_json(report, summary | {"checkpoint": checkpoint})
     provenance.write(provenance_path, __spec__.name, {"features": f.model_dump(mode="json"), "checkpoint": checkpoint},

@@ -30,15 +30,17 @@ def input_options(command):
     return command
 
 
-def open_features(checkpoint: str, members: list[str], faces: str, features_path: str, table: str | None,
+def open_features(checkpoint: str, members: list[str], faces: str, schema, features_path: str, table: str | None,
                   students_dir: str, cnn_teacher: str):
     """The features file and the frame table (default: Aff-Wild2's in the extraction folder
-    ``faces``), after checking that the features come from the checkpoint
-    ``features.checkpoint`` (``checkpoint``, among ensemble ``members``) names now."""
+    ``faces``), after checking that the features are of the label ``schema`` the build asks
+    for (a CNN of another schema would teach its own labels without a word) and come from
+    the checkpoint ``features.checkpoint`` (``checkpoint``, among ensemble ``members``) names now."""
     from pipeline.core.index import FrameIndex
     from pipeline.temporal.features import Features, choose_checkpoint
 
     features = Features(features_path)
+    schema.require_same(features.schema, f"{features_path}: the features file")
     features.check_checkpoint(choose_checkpoint(checkpoint, members, students_dir, cnn_teacher))
     table = table or str(Path(faces) / "affwild2" / "frames.parquet")
     if not Path(table).exists():

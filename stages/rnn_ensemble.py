@@ -37,14 +37,17 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, members_di
     from pipeline.temporal.model import load_temporal, save_rnn_bundle
     from pipeline.training.models import va_centres_of
 
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnEnsembleParams
 
-    p = load(params_path, RnnEnsembleParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    p = load(params_path, RnnEnsembleParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
     e = p.rnn_ensemble
-    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out,
+                                      label_schema(p.build.label_schema, p.build.aus), features_path, table,
                                       students_dir, cnn_teacher)
     device = resolve_device(e.device)
     val_rows = np.flatnonzero(features.split == "val")

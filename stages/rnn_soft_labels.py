@@ -30,14 +30,17 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_di
     from pipeline.temporal.model import load_temporal
     from pipeline.training.models import va_centres_of
 
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnParams
 
-    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
-    features, _ = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
-                                 students_dir, cnn_teacher)
+    features, _ = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out,
+                                      label_schema(p.build.label_schema, p.build.aus), features_path, table,
+                                      students_dir, cnn_teacher)
     device = resolve_device(p.rnn_teacher.device)
     teachers = {n: (per_length(teacher_dir, n), *load_temporal(per_length(teacher_dir, n), device))
                 for n in p.temporal.sequence_lengths}  # all checked before anything is written

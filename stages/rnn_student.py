@@ -34,16 +34,19 @@ def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft
     from pipeline.training.softlabels import SoftLabels
     from stages.training import run_training
 
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnStudentParams
 
-    p = load(params_path, RnnStudentParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    p = load(params_path, RnnStudentParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
     if name not in p.rnn_students:
         raise ParamsError(f"params.yaml: rnn_students: no student {name!r} (rnn_students: {', '.join(p.rnn_students)})")
     params = p.rnn_students[name]
-    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out,
+                                      label_schema(p.build.label_schema, p.build.aus), features_path, table,
                                       students_dir, cnn_teacher)
     out_dir, log_dir = out_dir or f"models/rnn/students/{name}", log_dir or f"reports/plots/rnn/students/{name}"
     caches = {n: SoftLabels(per_length(soft_dir, n, ".h5"), "rnn_soft_labels") for n in p.temporal.sequence_lengths}

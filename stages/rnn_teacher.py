@@ -28,14 +28,17 @@ def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, l
     from pipeline.temporal.sequences import SequenceData
     from stages.training import run_training
 
+    from pipeline.build.params import BuildParams
+    from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.temporal.params import FeaturesParams, TemporalParams, RnnParams
 
-    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams)
+    p = load(params_path, RnnParams, TemporalParams, FeaturesParams, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
     params = p.rnn_teacher
-    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out, features_path, table,
+    features, frames = open_features(p.features.checkpoint, p.ensemble.members, p.extract.out,
+                                      label_schema(p.build.label_schema, p.build.aus), features_path, table,
                                       students_dir, cnn_teacher)
     # every length's windows first: a bad length stops the stage before anything is written
     datas = {n: SequenceData(features, frames, n, params.selection_videos) for n in p.temporal.sequence_lengths}

@@ -297,6 +297,7 @@ def test_a_source_without_any_face_is_an_error_that_says_why(data, tmp_path, cap
 @pytest.mark.parametrize("section, key, value, message", [
     ("teacher", "epochs", -3, "teacher.epochs: must be >= 1, got -3"),
     ("teacher", "batch_per_task", 1, "teacher.batch_per_task: must be >= 2, got 1"),
+    ("student", "temperature", 1e308, "student.temperature: must be <= 20.0, got 1e+308"),
     ("teacher", "lr", -0.1, "teacher.lr: must be > 0"),
     ("teacher", "backbone", "resnet51", "teacher.backbone: unknown backbone 'resnet51'"),
     ("teacher", "steps_per_epoch", 0, "teacher.steps_per_epoch: must be >= 1, got 0"),

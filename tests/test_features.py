@@ -84,3 +84,28 @@ def test_a_damaged_frame_table_is_one_line_naming_it(tmp_path, content):
     pd.DataFrame({"uid": ["a"]}).to_parquet(table)  # a table, not of frames
     with pytest.raises(DataError, match=r"not a readable index or frame table \(.*'video'"):
         FrameIndex.read(table)
+
+
+def test_a_cnn_or_its_features_of_another_schema_than_params_is_refused_naming_both(setup, tmp_path):
+    """A 2022 run given a 2020 CNN: the features stage refuses the checkpoint and the temporal
+    stages the features (they would learn and score the 2020 labels without a word)."""
+    import yaml
+    from click.testing import CliRunner
+
+    from conftest import ROOT
+    from stages.features import cli as features
+    from stages.rnn_teacher import cli as rnn_teacher
+
+    tmp, _, table = setup
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["build"]["label_schema"] = "abaw2022"
+    params["features"]["checkpoint"] = "teacher"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    run = CliRunner().invoke(features, ["--params", str(tmp_path / "params.yaml"), "--teacher", str(tmp / "s1.pt"),
+                                        "--faces", str(table), "--out", str(tmp_path / "f.h5"), "--quiet"])
+    assert run.exit_code == 1 and "s1.pt: the checkpoint was made for schema abaw2020" in run.output, run.output
+    assert "uses abaw2022" in run.output and not (tmp_path / "f.h5").exists()
+    run = CliRunner().invoke(rnn_teacher, ["--params", str(tmp_path / "params.yaml"), "--features",
+                                           str(tmp / "features.h5"), "--faces", str(table), "--out", str(tmp_path / "rnn")])
+    assert run.exit_code == 1 and "features.h5: the features file was made for schema abaw2020" in run.output, run.output
+    assert not (tmp_path / "rnn").exists()

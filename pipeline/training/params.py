@@ -88,7 +88,9 @@ class DistillParams(Section):
     """What a student adds to the loop (Eq. 14)."""
 
     lam: Fraction = 0.6  #: weight of the ground truth on the labelled task (1 - lam on the teacher)
-    temperature: Positive = 1.5  #: softmax temperature of the EXPR and VA distillation
+    #: softmax temperature of the EXPR and VA distillation (distillation uses 1 to 20; far
+    #: above, the teacher's softened distributions flatten towards uniform)
+    temperature: Annotated[float, Field(gt=0, le=20)] = 1.5
     distill_unlabelled: bool = True  #: learn the unlabelled tasks from the teacher (False: a control)
 
 
