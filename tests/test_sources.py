@@ -380,6 +380,82 @@ def test_saffwild2_bad_header_counts_every_row_of_the_file(tmp_path):
     assert problems.summary().startswith("3 skipped")
 
 
+def test_saffwild2_dot_video_names_never_leave_cropped_aligned(tmp_path):
+    root = tmp_path / "saw"
+    train = root / "MTL_Challenge/training_set_annotations.txt"
+    write(train, SAW_HEAD + saw_row("v1/00001.jpg") + saw_row("../00002.jpg") + saw_row("./00003.jpg"))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    jpg(root / "00002.jpg")  # cropped_aligned/../00002.jpg: outside the crops
+    jpg(root / "cropped_aligned/00003.jpg")
+    assert saffwild2.read_clean(train) is None  # the fast path refuses them too, as the line path does
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    assert [j.video for j in res.jobs] == ["v1"]
+    assert problems.as_dict() == {"bad row: image … is not <video>/<NNNNN>.jpg (a video folder, not . or ..)": {
+        "count": 2, "first": f"{train}:3"}}
+
+
+def test_saffwild2_quoted_image_is_a_bad_row_on_both_read_paths(tmp_path):
+    # docs/formats.md: the image is <video>/<NNNNN>.jpg, comma-separated values, no CSV quoting:
+    # a quoted name is a bad row, whether the file is otherwise clean or not.
+    path = tmp_path / "training_set_annotations.txt"
+    write(path, SAW_HEAD + saw_row("v1/00001.jpg") + saw_row('"v1/00002.jpg"'))
+    assert saffwild2.read_clean(path) is None
+    problems = Problems()
+    assert saffwild2.read_lines(path, problems)["frame"].tolist() == [0]
+    assert problems.as_dict() == {"bad row: image … is not <video>/<NNNNN>.jpg (a video folder, not . or ..)": {
+        "count": 1, "first": f"{path}:3"}}
+
+
+def test_saffwild2_image_twice_says_which_row_is_kept_and_whether_labels_differ(tmp_path, caplog):
+    root = tmp_path / "saw"
+    train = root / "MTL_Challenge/training_set_annotations.txt"
+    write(train, SAW_HEAD + saw_row("v1/00001.jpg", 0.1) + saw_row("v1/00001.jpg", 0.1) + saw_row("v1/00001.jpg", 0.7))
+    jpg(root / "cropped_aligned/v1/00001.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    np.testing.assert_allclose(res.jobs[0].va, [[0.1, 0.2]], rtol=1e-6)  # the first row's labels
+    assert {r: v["first"] for r, v in problems.as_dict().items()} == {
+        "bad row: an image listed twice with the same labels": f"{train}:3",
+        "bad row: an image listed twice with other labels": f"{train}:4"}
+    assert "got v1/00001.jpg again (the first, line 2, is kept)" in caplog.text
+
+
+@pytest.mark.parametrize("cells, reason", [
+    ("0.5,0.2,nan", "expression must be 0..7 or -1, got nan"),
+    ("0.5,0.2,inf", "expression must be 0..7 or -1, got inf"),  # was an OverflowError
+    ("nan,0.2,1", "valence/arousal must be in [-1, 1] or -5, got nan,0.2"),
+    ("0.5,-inf,1", "valence/arousal must be in [-1, 1] or -5, got 0.5,-inf"),
+])
+def test_saffwild2_values_that_are_not_finite_name_their_column_and_value(cells, reason):
+    with pytest.raises(ValueError) as e:
+        saffwild2.parse_row(f"v1/00001.jpg,{cells},0,0,0,0,0,0,0,0,0,0,0,0")
+    assert str(e.value) == reason
+    with pytest.raises(ValueError, match=r"AU values must be 0, 1 or -1, got nan,0"):
+        saffwild2.parse_row("v1/00001.jpg,0.5,0.2,1,nan,0,0,0,0,0,0,0,0,0,0,0")
+
+
+def test_saffwild2_empty_header_only_and_unreadable_files_are_said_as_such(tmp_path):
+    root = tmp_path / "saw"
+    train = root / "MTL_Challenge/training_set_annotations.txt"
+    write(train, SAW_HEAD)  # the header only: a note, the split has no image
+    write(root / "MTL_Challenge/validation_set_annotations.txt", SAW_HEAD + saw_row("v2/00001.jpg"))
+    jpg(root / "cropped_aligned/v2/00001.jpg")
+    problems = Problems()
+    res = saffwild2.read(root, problems)
+    assert res.notes == [f"{train}: no data rows, only the header: its split has no image"] and not problems.counts
+    write(train, "")  # 0 bytes: the file is skipped, not a row with a bad header
+    problems = Problems()
+    saffwild2.read(root, problems)
+    assert problems.as_dict() == {"empty annotation file": {"count": 1, "first": str(train)}}
+    train.unlink()
+    train.mkdir()  # cannot be read (as a file the user may not read): one skip of the file, its path in full
+    problems = Problems()
+    assert [j.split for j in saffwild2.read(root, problems).jobs] == ["val"]
+    assert problems.as_dict() == {"unreadable annotation file (IsADirectoryError: Is a directory): file skipped": {
+        "count": 1, "first": str(train)}}
+
+
 def test_disfa_joins_on_frame_number_with_a_missing_line(tmp_path):
     root = tmp_path / "disfa"
     sn = "SN001"
@@ -623,6 +699,48 @@ def test_affectnet_per_image_annotations(tmp_path):
     write(root / "Manually_Annotated_file_lists/training.csv", AFFECTNET_HEADER + "\n")
     with pytest.raises(DataError, match="holds both AffectNet layouts"):
         affectnet.read(root, Problems())
+
+
+def test_affectnet_image_in_both_file_lists_is_validations_only(tmp_path):
+    root = tmp_path / "affectnet"
+    for name in ("689/a.jpg", "689/b.jpg"):
+        jpg(root / "Manually_Annotated_Images" / name)
+    lists = root / "Manually_Annotated_file_lists"
+    write(lists / "training.csv", "\n".join([AFFECTNET_HEADER, affectnet_row("689/a.jpg", 1, 0, 0),
+                                            affectnet_row("689/b.jpg", 2, 0, 0)]) + "\n")
+    write(lists / "validation.csv", AFFECTNET_HEADER + "\n" + affectnet_row("689/a.jpg", 3, 0, 0) + "\n")
+    p = Problems()
+    jobs = {j.video: j for j in affectnet.read(root, p).jobs}
+    assert [Path(i).name for i in jobs["train-689"].images] == ["b.jpg"]  # a is validation's only
+    assert [Path(i).name for i in jobs["val-689"].images] == ["a.jpg"]
+    assert jobs["val-689"].expr.tolist() == [EXPRESSIONS.index("Surprise")]  # validation's row: code 3
+    assert p.as_dict() == {"bad row: an image listed in both splits (validation's row kept)": {
+        "count": 1, "first": f"{lists / 'training.csv'}:2"}}
+
+
+def test_affectnet_bad_header_counts_its_rows_and_a_missing_list_is_a_note(tmp_path):
+    root = tmp_path / "affectnet"
+    jpg(root / "Manually_Annotated_Images/689/a.jpg")
+    lists = root / "Manually_Annotated_file_lists"
+    write(lists / "training.csv", "\n".join([AFFECTNET_HEADER.replace("expression", "expr")]
+                                           + [affectnet_row(f"689/{k}.jpg", 1, 0, 0) for k in "abc"]) + "\n")
+    write(lists / "validation.csv", AFFECTNET_HEADER + "\n" + affectnet_row("689/a.jpg", 3, 0, 0) + "\n")
+    p = Problems()
+    res = affectnet.read(root, p)
+    (reason, found), = p.as_dict().items()
+    assert reason.startswith("bad header") and found == {"count": 3, "first": f"{lists / 'training.csv'}:1"}
+    assert not res.notes
+    write(lists / "training.csv", AFFECTNET_HEADER + "\n" + affectnet_row("689/a.jpg", 3, 0, 0) + "\n")
+    (lists / "validation.csv").unlink()  # legal: a note, not an error
+    res = affectnet.read(root, Problems())
+    assert [j.video for j in res.jobs] == ["train-689"]
+    assert res.notes == [f"{lists / 'validation.csv'}: missing: no val image from the file lists"]
+
+
+def test_affectnet_npy_of_python_objects_is_named_as_such(tmp_path):
+    np.save(tmp_path / "1_exp.npy", np.array({"expression": 1}), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"^1_exp.npy: holds Python objects \(a pickle\), not a numeric array: refused$"):
+        affectnet.load_npy(tmp_path / "1_exp.npy")
 
 
 # --- unlabelled ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ TO_EXPR = tuple(EXPRESSIONS.index(n) for n in ("Neutral", "Happiness", "Sadness"
                                                "Anger", "Other")) + (UNKNOWN, UNKNOWN)
 NO_FACE = 10
 VA_UNKNOWN = -2.0
-CSV_FILES = {"training": "train", "validation": "val"}
+CSV_FILES = {"validation": "val", "training": "train"}  # validation first: of an image in both, its row is kept
 NPY_SETS = {"train_set": "train", "val_set": "val"}
 HEADER = ("subdirectory_filepath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
           "expression", "valence", "arousal")
@@ -67,7 +67,11 @@ def load_npy(path: Path) -> np.ndarray:
     allow pickles: a file that needs them is no annotation)."""
     try:
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # EOFError: an empty file
+    except ValueError as e:
+        if str(e).startswith("Object arrays"):  # numpy: an array file of Python objects (pickled)
+            raise ValueError(f"{path.name}: holds Python objects (a pickle), not a numeric array: refused") from None
+        raise ValueError(f"{path.name}: not a NumPy array file (damaged)") from e
+    except (OSError, EOFError) as e:  # EOFError: an empty file
         raise ValueError(f"{path.name}: not a NumPy array file ({'empty' if path.stat().st_size == 0 else 'damaged'})"
                          ) from e
 
@@ -99,6 +103,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
     groups: dict[tuple[str, str], list] = {}
     folder, images = root / "Manually_Annotated_file_lists", root / "Manually_Annotated_Images"
     listed: dict[str, set[str]] = {}  # subdirectory -> its files, listed once (not one stat per row)
+    seen: dict[str, str] = {}  # image -> the split whose row is kept, across both files
 
     def present(name: str) -> bool:
         sub, _, base = name.rpartition("/")
@@ -109,16 +114,20 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
 
     for stem, split in CSV_FILES.items():
         path = folder / f"{stem}.csv"
-        text = read_text(path, problems) if path.exists() else None
+        if not path.exists():
+            result.notes.append(f"{path}: missing: no {split} image from the file lists")
+            continue
+        text = read_text(path, problems)
         if text is not None and not text.strip():
             problems.reject(str(path), "empty annotation file")
         if not text or not text.strip():
             continue
         lines = text.splitlines()
         if tuple(c.strip().lower() for c in lines[0].split(",")) != HEADER:
-            problems.reject(str(path), f"bad header {lines[0].strip()[:80]!r}: expected {','.join(HEADER)}", line=1)
+            rows = sum(1 for line in lines[1:] if line.strip())  # every row of the file lost, counted as such
+            problems.reject(str(path), f"bad header {lines[0].strip()[:80]!r}: expected {','.join(HEADER)}", line=1,
+                            n=max(rows, 1))
             continue
-        seen = set()
         for lineno, row in enumerate(csv.reader(lines[1:]), start=2):
             if not row or not_utf8(",".join(row), path, lineno, problems):
                 continue
@@ -145,10 +154,11 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
             if box[2] <= 0 or box[3] <= 0:
                 problems.reject(str(path), f"bad row: the face box is empty, got {','.join(row[1:5])}", line=lineno)
                 continue
-            if name in seen:  # one image, one face: a second row would extract it twice
-                problems.reject(str(path), "bad row: an image listed twice (its first row is kept)", line=lineno)
+            if name in seen:  # one image, one face: a second row would extract it twice, or in both splits
+                kept = "in both splits (validation's row kept)" if seen[name] != split else "twice (its first row is kept)"
+                problems.reject(str(path), f"bad row: an image listed {kept}, got {name}", line=lineno)
                 continue
-            seen.add(name)
+            seen[name] = split
             x, y, w, h = box
             groups.setdefault((split, str(Path(name).parent)), []).append(
                 (str(images / name), expr, va, five, (x, y, x + w, y + h)))

@@ -83,8 +83,14 @@ def read_text(path: Path, problems: Problems) -> str | None:
     try:
         return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
     except OSError as e:
-        problems.reject(str(path), f"unreadable text file ({type(e).__name__}: {str(e)[:80]})")
+        unreadable(path, e, problems)
         return None
+
+
+def unreadable(path: Path, e: OSError, problems: Problems, what: str = "text file") -> None:
+    """A file that cannot be read, one rejection naming it in full (the error's own text,
+    which repeats the path, is left out)."""
+    problems.reject(str(path), f"unreadable {what} ({type(e).__name__}: {e.strerror or e}): file skipped")
 
 
 def not_utf8(line: str, path: Path, lineno: int, problems: Problems) -> bool:

@@ -6,7 +6,9 @@ one row per image: ``<video>/<NNNNN>.jpg``, valence, arousal, the expression (0.
 7) and the 12 AUs of the 2022 schema, each unknown on its own (-5 for valence/arousal, -1
 for the rest). Faces are the organisers' ``cropped_aligned/<video>/<NNNNN>.jpg`` (frame
 NNNNN - 1). A clean file is streamed through Arrow's CSV reader, a block at a time; a
-file with any bad row is read line by line, so that each bad row is named.
+file with any bad row is read line by line, so that each bad row is named; both paths
+take one image pattern (:data:`IMAGE_RE`) and neither reads quotes as CSV quoting (a
+quoted name is a bad row on both).
 """
 from __future__ import annotations
 
@@ -22,11 +24,15 @@ import pyarrow.csv as pacsv
 
 from pipeline.core.labels import AFFWILD2_INVALID, AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.core.schema import ABAW2022, EXPRESSIONS
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, unreadable
 
 SPLITS = {"training_set": "train", "validation_set": "val"}
 HEADER = ("image", "valence", "arousal", "expression", "aus")
-IMAGE = re.compile(r"([^/\\]+)/(\d{5})\.jpg")
+#: ``<video>/<NNNNN>.jpg``, the video a folder name: not ``.`` or ``..`` (nor only dots),
+#: which would leave ``cropped_aligned/``. RE2 syntax too: Arrow's fast path takes it as is.
+IMAGE_RE = r"(?P<video>[^/\\]*[^/\\.][^/\\]*)/(?P<n>\d{5})\.jpg"
+IMAGE = re.compile(IMAGE_RE)
+LABELS = [*ABAW2022.aus, "expr", "valence", "arousal"]
 WIDTH = 4 + len(ABAW2022.aus)
 BLOCK = 1 << 22  # bytes per block of the streaming reader
 
@@ -39,7 +45,7 @@ def parse_row(line: str) -> tuple[str, int, np.ndarray, int, tuple[float, float]
         raise ValueError(f"expected {WIDTH} comma-separated values, got {len(cells)}")
     match = IMAGE.fullmatch(cells[0])
     if match is None:
-        raise ValueError(f"image {cells[0]!r} is not <video>/<NNNNN>.jpg")
+        raise ValueError(f"image {cells[0]!r} is not <video>/<NNNNN>.jpg (a video folder, not . or ..)")
     if int(match.group(2)) < 1:
         raise ValueError(f"image numbers start at 00001, got {cells[0]!r}")
     valence, arousal = float(cells[1]), float(cells[2])
@@ -50,7 +56,7 @@ def parse_row(line: str) -> tuple[str, int, np.ndarray, int, tuple[float, float]
     elif not (-1 <= valence <= 1 and -1 <= arousal <= 1):
         raise ValueError(f"valence/arousal must be in [-1, 1] or -5, got {cells[1]},{cells[2]}")
     expr = float(cells[3])
-    if expr != int(expr) or not -1 <= expr < len(EXPRESSIONS):
+    if not -1 <= expr < len(EXPRESSIONS) or expr != int(expr):  # NaN and inf fail the range first
         raise ValueError(f"expression must be 0..{len(EXPRESSIONS) - 1} or -1, got {cells[3]}")
     aus = np.array([float(c) for c in cells[4:]])
     if np.any((aus != 0) & (aus != 1) & (aus != AU_UNKNOWN)):
@@ -66,12 +72,13 @@ def read_clean(path: Path) -> pd.DataFrame | None:
     try:
         reader = pacsv.open_csv(
             path, read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, block_size=BLOCK, use_threads=False),
-            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),  # a blank line: nulls, so line by line
+            # A blank line: nulls, so line by line; a quote is a character as in parse_row, never CSV quoting.
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False, quote_char=False),
             convert_options=pacsv.ConvertOptions(column_types={"image": pa.string(),
                                                                **{n: pa.float64() for n in names[1:]}}))
         for batch in reader:
             values = np.column_stack([batch.column(n).to_numpy(zero_copy_only=False) for n in names[1:]])
-            image = pc.extract_regex(pc.utf8_trim_whitespace(batch.column("image")), r"^(?P<video>[^/\\]+)/(?P<n>\d{5})\.jpg$")
+            image = pc.extract_regex(pc.utf8_trim_whitespace(batch.column("image")), f"^{IMAGE_RE}$")
             if np.isnan(values).any() or image.null_count:
                 return None
             va, expr, aus = values[:, :2], values[:, 2], values[:, 3:]
@@ -113,20 +120,28 @@ def read_lines(path: Path, problems: Problems) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def read_file(path: Path, problems: Problems) -> pd.DataFrame | None:
+def read_file(path: Path, problems: Problems, notes: list[str]) -> pd.DataFrame | None:
+    """The rows of one annotation file, or None: an empty or unreadable file and one with a
+    bad header are counted skips of the whole file, one without data rows a note."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             header = f.readline()
             if tuple(c.strip().lower() for c in header.split(",")) != HEADER:  # every row of the file lost
                 rows = sum(1 for line in f if line.strip())  # and the first line, when it is a row
                 rows += IMAGE.fullmatch(header.split(",")[0].strip()) is not None
-                problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}", line=1,
-                                n=max(rows, 1))
+                if not rows and not header.strip():
+                    problems.reject(str(path), "empty annotation file")
+                else:
+                    problems.reject(str(path), f"bad header {header.strip()!r}: expected {','.join(HEADER)}",
+                                    line=1, n=max(rows, 1))
+                return None
+            if not any(line.strip() for line in f):
+                notes.append(f"{path}: no data rows, only the header: its split has no image")
                 return None
         clean = read_clean(path)
         return clean if clean is not None else read_lines(path, problems)
-    except (OSError, UnicodeDecodeError) as e:
-        problems.reject(str(path), f"unreadable annotation file ({type(e).__name__}: {str(e)[:80]})")
+    except OSError as e:
+        unreadable(path, e, problems, "annotation file")
         return None
 
 
@@ -154,7 +169,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     result = SourceRead(jobs=[], problems=problems, notes=notes)
     tables = []
     for path, split in files:
-        table = read_file(path, problems)
+        table = read_file(path, problems, result.notes)
         if table is not None and len(table):
             tables.append(table.assign(split=split, file=str(path)))
     if not tables:
@@ -164,11 +179,19 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     # is validation's, and of an image in both its validation row counts (stable sort: val first).
     split_of = rows.groupby("video")["split"].agg(set)
     rows = rows.sort_values("split", key=lambda s: s != "val", kind="stable")
-    for _, row in rows[rows.duplicated(["video", "frame"])].iterrows():  # the first listing counts
-        both = "in both splits (validation's row kept)" if len(split_of[row["video"]]) > 1 else "twice"
-        problems.reject(row["file"], f"bad row: an image listed {both}, got {row['video']}/{row['frame'] + 1:05d}.jpg",
-                        line=int(row["line"]))
-    rows = rows.drop_duplicates(["video", "frame"])
+    duplicate = rows.duplicated(["video", "frame"])  # the first listing counts
+    rows, again = rows[~duplicate], rows[duplicate]
+    kept = rows.set_index(["video", "frame"]).loc[pd.MultiIndex.from_frame(again[["video", "frame"]])]
+    a, b = again[LABELS].to_numpy(float), kept[LABELS].to_numpy(float)
+    same = ((a == b) | (np.isnan(a) & np.isnan(b))).all(axis=1)
+    for (_, row), (_, first), alike in zip(again.iterrows(), kept.iterrows(), same):
+        image, labels = f"{row['video']}/{row['frame'] + 1:05d}.jpg", "the same labels" if alike else "other labels"
+        if first["split"] != row["split"]:
+            reason = (f"an image listed in both splits (validation's row kept), got {image} with {labels} "
+                      f"(the validation row, {first['file']}:{first['line']}, is kept)")
+        else:
+            reason = f"an image listed twice with {labels}, got {image} again (the first, line {first['line']}, is kept)"
+        problems.reject(row["file"], f"bad row: {reason}", line=int(row["line"]))
     au_columns = list(ABAW2022.aus)
     first_unknown = None
     for video, group in rows.groupby("video", sort=True):
