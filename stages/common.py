@@ -134,6 +134,25 @@ def check_outputs(options: dict) -> None:
                                            "denied): nothing was done")
 
 
+def _quiet_exit() -> None:
+    """End a command whose standard output was closed (its reader, ``head`` say, has all it
+    wanted) quietly, as Unix tools do: status 141 (SIGPIPE's), no message, and nothing left
+    to flush into the closed pipe at exit (Python would print "Exception ignored")."""
+    import io
+    import os
+    import sys
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # no real stream (a test's): nothing to flush
+        fd = None
+    if fd is not None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+    sys.exit(141)
+
+
 def friendly_errors(fn):
     """Report expected failures (bad params, bad data or checkpoints, files that cannot be
     read or written: a read-only folder, a full disk) as one line, not a traceback."""
@@ -147,6 +166,8 @@ def friendly_errors(fn):
         check_outputs(kwargs)
         try:
             return fn(*args, **kwargs)
+        except BrokenPipeError:  # `mtaffect info ... | head -1`: the reader is gone, so is the rest
+            _quiet_exit()
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:  # permissions, a full disk, ...: the message names the file

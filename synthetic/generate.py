@@ -26,10 +26,12 @@ synth.json records it without the settings that never change the bytes.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import multiprocessing
 import shutil
+import signal
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,7 +40,7 @@ import cv2
 
 from synthetic.params import SynthParams
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import temp_path
+from pipeline.core.fileio import temp_path, write_text
 from pipeline.extraction.dataset_version import SUFFIX, write_version
 from pipeline.core.tables import FrameTableWriter
 
@@ -124,12 +126,28 @@ def check_out(out: str | Path, contact_sheet: str | Path | None = None) -> None:
 
 def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dict:
     """Write the whole data set under ``out``, replacing what an earlier run wrote there;
-    a folder holding anything else is refused before any work (:func:`check_out`)."""
+    a folder holding anything else is refused before any work (:func:`check_out`).
+
+    A run that stops on the way (Ctrl-C, ``kill``, a full disk) leaves its synth.json saying
+    ``"complete": false`` (how the next run recognises what it replaces) and says so in one line."""
     out = Path(out)
     check_out(out, config.contact_sheet)
     out.mkdir(parents=True, exist_ok=True)
     # marked ours first: the next run recognises what a killed one leaves, even half-deleted
-    (out / "synth.json").write_text(json.dumps({"generator": GENERATOR, "complete": False}) + "\n")
+    write_text(out / "synth.json", json.dumps({"generator": GENERATOR, "complete": False}) + "\n")
+    try:
+        return _generate(out, config, progress)
+    except KeyboardInterrupt:
+        raise DataError(f"{out}: synth was interrupted: the data set there is incomplete; run it again "
+                        "(dvc repro --force synth)") from None
+    except OSError as e:  # a full disk, ...: the file if known (a worker's error names none), else the folder
+        full = " (the disk is full)" if e.errno == errno.ENOSPC else ""
+        raise DataError(f"{e.filename or out}: {e.strerror or e}{full}: synth did not complete; the data set in "
+                        f"{out} is incomplete (its synth.json says so) and the next run replaces it") from None
+
+
+def _generate(out: Path, config: SynthParams, progress: bool) -> dict:
+    """:func:`generate`'s work, once ``out`` is marked as an incomplete synth output."""
     for name in (n for n in OUTPUTS if n != "synth.json"):  # only what this generator owns
         p = out / name
         if p.is_dir():
@@ -159,10 +177,13 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
             stats[s]["seconds"] += res["seconds"]
             bar.update(res["frames"])
         bar.close()
+        rows = gt.close()
     except BaseException:
-        gt.abort()
+        try:
+            gt.abort()
+        except OSError:  # closing wrote to the same full disk: the temporary goes all the same
+            gt.tmp.unlink(missing_ok=True)
         raise
-    rows = gt.close()
     for (source, split), lines in sorted(lists.items()):
         if source in LABEL_LISTS:
             name, header = LABEL_LISTS[source]
@@ -179,15 +200,19 @@ def generate(out: str | Path, config: SynthParams, progress: bool = True) -> dic
         "counts": {s: {k: stats[s][k] for k in ("frames", "faces")} for s in sources},
         "ground_truth_rows": rows,
     }
-    (out / "synth.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for s in sources:
         write_version(out / s, progress=progress)
+    # last: complete only once everything else is written
+    write_text(out / "synth.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     stats["ground_truth"] = {"rows": rows, "bytes": (out / "ground_truth.parquet").stat().st_size}
     return {"seconds": seconds, "sources": stats, "rows": rows}
 
 
 def _worker_init() -> None:
     cv2.setNumThreads(1)  # one core per worker: the parallelism comes from the processes
+    # Ctrl-C reaches every process of the terminal's group: the main process alone says so
+    # (one line) and ends the pool, the workers print no traceback of their own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _results(jobs, config: SynthParams, out: Path):

@@ -263,3 +263,49 @@ def test_a_read_only_dvc_tmp_is_named_and_nothing_changes(tmp_path, committed):
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{p / '.dvc/tmp/dvc.lock.torn'}: Permission denied" in proc.stderr, proc.stderr
     assert files(p) == before
+
+
+def test_a_dvc_lock_that_is_a_named_pipe_is_refused_before_it_is_read(tmp_path):
+    """A FIFO named dvc.lock (directly or through a link): reading it would wait forever for
+    a writer; it is refused in one line, nothing read or changed (#88)."""
+    p = committed_project(tmp_path / "p")
+    (p / "dvc.lock").unlink()
+    os.mkfifo(p / "fifo")
+    for link in (False, True):
+        (p / "dvc.lock").unlink(missing_ok=True)
+        if link:
+            (p / "dvc.lock").symlink_to("fifo")
+        else:
+            (p / "fifo").rename(p / "dvc.lock")
+        proc = subprocess.run([sys.executable, "-m", "stages.repair_lock", "--project", str(p)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=20)  # a hang fails here
+        assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "a named pipe (FIFO), not a regular file" in proc.stderr, proc.stderr
+        assert ("a link to" in proc.stderr) == link and not (p / ".dvc/tmp").exists()
+        if not link:
+            (p / "dvc.lock").rename(p / "fifo")
+
+
+def test_repairing_a_hard_linked_lock_says_the_other_names_keep_the_torn_text(tmp_path):
+    """The repair writes a new file under dvc.lock's name (at once, so a full disk changes
+    nothing): another hard link to the torn file keeps it, and the repair's line says so (#85)."""
+    p = committed_project(tmp_path / "p")
+    (p / "dvc.lock").write_text(WHOLE[:100])
+    os.link(p / "dvc.lock", tmp_path / "backup.lock")
+    done = repair(p)
+    assert len(done) == 1 and "1 other hard link to the torn file" in done[0] and "still holds the torn text" in done[0]
+    assert (p / "dvc.lock").read_text() == WHOLE and (tmp_path / "backup.lock").read_text() == WHOLE[:100]
+    (p / "dvc.lock").write_text(WHOLE[:90])  # torn again, not hard-linked now: nothing more said
+    assert "hard link" not in repair(p)[0]
+
+
+def test_a_link_into_a_folder_that_does_not_exist_is_said_not_called_whole(tmp_path):
+    """dvc.lock a link to a path whose folder does not exist: there is no lock to read and
+    none can be restored there; one line says so (it said "whole: nothing to repair", #86)."""
+    p = committed_project(tmp_path / "p")
+    (p / "dvc.lock").unlink()
+    (p / "dvc.lock").symlink_to(tmp_path / "nowhere" / "x.lock")
+    result = repair_lock("--project", str(p))
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert f"the link's folder {tmp_path / 'nowhere'} does not exist" in result.output, result.output
+    assert "nothing to repair" not in result.output and not (tmp_path / "nowhere").exists()

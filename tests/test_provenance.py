@@ -276,3 +276,20 @@ def test_info_says_what_it_could_not_read_and_reports_the_rest(tmp_path, monkeyp
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "input   s1: models/students/s1.pt sha256" in result.output
     assert "(cannot be read now: Permission denied)" in result.output and "output  bundle: models/ensemble.pt" in result.output
+
+
+def test_a_closed_standard_output_ends_a_command_quietly(tmp_path):
+    """`mtaffect info FILE | head -1` (#94): the reader closed the pipe; the command ends
+    as Unix tools do (status 141, no "Error: Broken pipe", no "Exception ignored" at exit)."""
+    import sys
+
+    script = ("import click\nfrom stages.common import friendly_errors\n"
+              "@click.command()\n@friendly_errors\ndef cli():\n"
+              "    for i in range(200000):\n        click.echo(f'line {i}')\n"
+              "cli()\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()  # as head does after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == "", err

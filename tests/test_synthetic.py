@@ -788,3 +788,58 @@ def test_2022_datasets_read_by_the_projects_readers_put_every_label_on_its_frame
     if source == "saffwild2":
         known = truth[["labelled_AU", "labelled_EXPR", "labelled_VA"]]
         assert known.all(axis=1).mean() < 0.7 and known.any(axis=1).mean() > 0.9  # tasks missing on their own
+
+
+@pytest.mark.parametrize("where", ["the ground truth's close", "a worker's image and then the close"])
+def test_a_full_disk_names_the_folder_and_leaves_no_temporary_ground_truth(tmp_path, monkeypatch, where):
+    """A full disk (#102): closing the ground truth's Parquet writer writes to the same full
+    disk and failed too, so its temporary stayed and the message named no file. Now the
+    temporary goes, and one line names the folder, says the disk is full and that the run
+    did not complete (synth.json still says so: the next run replaces the folder)."""
+    import errno
+
+    import pyarrow.parquet as pq
+
+    from stages.synth import cli
+    from synthetic import writers
+
+    real_close = pq.ParquetWriter.close
+
+    def close(self):
+        real_close(self)
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    def write_jpeg(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "close", close)
+    if where != "the ground truth's close":
+        monkeypatch.setattr(writers, "write_jpeg", write_jpeg)
+    out = tmp_path / "data"
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--out", str(out),
+                                   "--workers", "1", "--no-contact-sheet", "--no-progress",
+                                   "--provenance", str(tmp_path / "record.json")])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
+    assert f"Error: {out}: " in res.output and "(the disk is full): synth did not complete" in res.output, res.output
+    assert "the next run replaces it" in res.output and "Traceback" not in res.output
+    assert not list(out.glob(".*.tmp")) and not (out / "ground_truth.parquet").exists()
+    assert json.loads((out / "synth.json").read_text())["complete"] is False
+
+
+def test_an_interrupted_synth_says_the_data_set_is_incomplete(tmp_path, monkeypatch):
+    """Ctrl-C (or kill) during a run over a finished set (#104): the set is gone, half
+    rewritten; one line names the folder and says to run synth again."""
+    from stages.synth import cli
+    from synthetic import writers
+
+    def write_jpeg(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers, "write_jpeg", write_jpeg)
+    out = tmp_path / "data"
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--out", str(out),
+                                   "--workers", "1", "--no-contact-sheet", "--no-progress",
+                                   "--provenance", str(tmp_path / "record.json")])
+    assert res.exit_code == 1 and res.output == (f"Error: {out}: synth was interrupted: the data set there is "
+                                                 "incomplete; run it again (dvc repro --force synth)\n"), res.output
+    assert not list(out.glob(".*.tmp")) and json.loads((out / "synth.json").read_text())["complete"] is False

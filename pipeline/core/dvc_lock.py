@@ -10,8 +10,10 @@ and a ``dvc repro`` restore every finished stage from that cache without running
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -71,6 +73,21 @@ def _from_git(project: Path) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
+def _refuse_special(lock: Path, where: str) -> None:
+    """Refuse, before reading it, a ``dvc.lock`` (through its links) that is not a regular
+    file: reading a named pipe waits forever for a writer, a folder or device is no lock."""
+    try:
+        mode = os.stat(lock).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a special file")
+        raise DataError(f"{lock}{where}: {kind}, not a regular file: not read, nothing changed; remove it "
+                        "(repair-lock then brings dvc.lock back from the last commit)")
+
+
 def repair(project: str | Path = ".") -> list[str]:
     """Make ``dvc.lock`` and DVC's run-lock file readable again; returns what was done
     (nothing when both are fine). Refuses while a DVC command is running in ``project``."""
@@ -87,14 +104,22 @@ def repair(project: str | Path = ".") -> list[str]:
     except RuntimeError:  # links that lead back to themselves
         raise DataError(f"{lock}: a loop of symbolic links: point it at a file (or remove it), then repair") from None
     where = f" (a link to {target})" if lock.is_symlink() else ""
-    if not lock.exists() and target.parent.is_dir():  # deleted (or a link to nothing): the committed one comes back
+    if lock.is_symlink() and not target.parent.is_dir():
+        raise DataError(f"{lock}{where}: the link's folder {target.parent} does not exist, so there is no dvc.lock "
+                        "to read and none can be restored there: point the link at a file in an existing folder "
+                        "(or remove it), then repair")
+    _refuse_special(lock, where)
+    if not lock.exists():  # deleted (or a link to nothing): the committed one comes back
         committed = _from_git(project)
         if committed is not None and lock_problem(committed) is None:
             write_text(target, committed)
             done.append(f"{lock}{where}: missing; restored from the last commit")
-    elif lock.exists() and (problem := lock_problem(lock.read_text(errors="replace"))):
+    elif (problem := lock_problem(lock.read_text(errors="replace"))):
         committed = _from_git(project)
         restore = committed is not None and lock_problem(committed) is None
+        links = target.stat().st_nlink - 1  # hard links: a new file comes in this name only, they keep the torn one
+        others = (f"; {links} other hard link{'s' if links > 1 else ''} to the torn file (another name of it) still "
+                  f"hold{'' if links > 1 else 's'} the torn text: only {lock} was repaired") if links > 0 else ""
         aside = project / ".dvc" / "tmp" / "dvc.lock.torn"
         aside.parent.mkdir(parents=True, exist_ok=True)
         n = 1
@@ -109,12 +134,12 @@ def repair(project: str | Path = ".") -> list[str]:
         else:
             lock.replace(aside)  # one rename: done or not
         if restore:
-            done.append(f"{lock}{where}: {problem}; restored from the last commit (the torn one is {aside})")
+            done.append(f"{lock}{where}: {problem}; restored from the last commit (the torn one is {aside}){others}")
         elif where:
             done.append(f"{lock}{where}: {problem}; kept as {aside}, the file now records no stage "
-                        "(no readable committed version to restore)")
+                        f"(no readable committed version to restore){others}")
         else:
-            done.append(f"{lock}: {problem}; moved to {aside} (no readable committed version to restore)")
+            done.append(f"{lock}: {problem}; moved to {aside} (no readable committed version to restore){others}")
     rwlock = project / ".dvc" / "tmp" / "rwlock"
     if rwlock.exists():
         try:
