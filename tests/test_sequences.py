@@ -213,13 +213,15 @@ def test_paired_comparisons_between_any_two_models():
 
 
 def test_features_of_another_checkpoint_are_refused_by_the_temporal_stages(tmp_path):
+    from pipeline.core.schema import ABAW2020
     from stages.rnn_common import open_features
 
     write_features(tmp_path / "f.h5", sha="c" * 64)
     named = tmp_path / "named.pt"
     named.write_bytes(b"the checkpoint params name")
     with pytest.raises(CheckpointError, match=r"computed by another checkpoint \(sha256 cccccccccccc...\) than .*named.pt"):
-        open_features(str(named), [], str(tmp_path), str(tmp_path / "f.h5"), None, "models/students", "models/teacher.pt")
+        open_features(str(named), [], str(tmp_path), ABAW2020, str(tmp_path / "f.h5"), None, "models/students",
+                      "models/teacher.pt")
 
 
 def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
