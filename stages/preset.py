@@ -14,8 +14,10 @@ def cli(name, params_path):
     """Write preset NAME's values into the params file: demo (the synthetic data on a CPU,
     as shipped), tiny (what the tests run), abaw2020 (the paper's setting on the real
     datasets); demo2022 and tiny2022 are demo and tiny in the label space of the 2022+
-    releases (12 AUs, 8 classes with Other). Values a preset does not set go back to their defaults (the paper's). The
-    file's comments, `sources` and `threads` stay; every value that changes is listed."""
+    releases (12 AUs, 8 classes with Other, six synthetic data sets). Values a preset does
+    not set go back to their defaults (the paper's). The file's comments and `threads` stay,
+    and `sources` unless they all read the synthetic data (they then become the data sets
+    the preset's synthetic data holds); every value that changes is listed."""
     from pipeline.core.catalogue import apply_preset, check_all
 
     changed, backup = apply_preset(params_path, name)
