@@ -14,7 +14,7 @@ from synthetic.params import SynthParams
 from . import writers
 from .annotation import concat_rows, face_rows, noisy_classes
 from .camera import develop, source_look
-from .episodes import Track, expression_shares, still_labels
+from .episodes import expression_shares, still_labels
 from .eras import ERAS
 from .geometry import Pose, face_geometry
 from .identity import sample_identity
@@ -23,6 +23,13 @@ from .nuisances import grain_bank
 from .planning import Job, job_rng
 from .render import draw_body, render_face
 from .scene import POSE_RANGES, background
+
+
+def _tilt(rng, pr, d: float) -> dict:
+    """A still face's roll, yaw and pitch within the source's ranges scaled by difficulty ``d``."""
+    return {"roll": float(np.clip(rng.normal(0, pr.roll * d / 2), -pr.roll * d, pr.roll * d)),
+            "yaw": float(np.clip(rng.normal(0, pr.yaw * d / 2), -pr.yaw * d, pr.yaw * d)),
+            "pitch": float(rng.uniform(-pr.pitch, pr.pitch) * d)}
 
 
 # --- ExpW ------------------------------------------------------------------------------------
@@ -57,9 +64,7 @@ def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
             size = min(rng.uniform(*pr.size), slot / 2.6, h / 3.4)
             cx = slot * (j + 0.5) + rng.uniform(-1, 1) * max(0.0, slot / 2 - size * 1.25)
             cy = rng.uniform(size * 1.4, h - size * 1.5)
-            pose = Pose(cx, cy, size, roll=float(np.clip(rng.normal(0, pr.roll * d / 2), -pr.roll * d, pr.roll * d)),
-                        yaw=float(np.clip(rng.normal(0, pr.yaw * d / 2), -pr.yaw * d, pr.yaw * d)),
-                        pitch=float(rng.uniform(-pr.pitch, pr.pitch) * d))
+            pose = Pose(cx, cy, size, **_tilt(rng, pr, d))
             people.append((sample_identity(rng, cfg.identity_spread), pose))
         # Everyone's shoulders first, then the heads: no body hides another person's face.
         for ident, pose in people:
@@ -73,11 +78,9 @@ def run_expw(job: Job, cfg: SynthParams, root: Path) -> dict:
         stem = Path(name).stem
         for j in range(k):
             lines.append(writers.expw_line(name, j, geoms[j].box, rng.uniform(30, 99.9), lab[j]))
-        sub = Track(expr=labels.expr[idx], envelope=labels.envelope[idx], aus=labels.aus[idx],
-                    valence=labels.valence[idx], arousal=labels.arousal[idx])
         labelled = {"AU": np.zeros(k, bool), "EXPR": np.ones(k, bool), "VA": np.zeros(k, bool)}
         # The file holds integer box corners: the ground-truth box is the exact one.
-        parts.append(face_rows("expw", stem, stem, "train", np.arange(k), sub, geoms, labelled,
+        parts.append(face_rows("expw", stem, stem, "train", np.arange(k), labels.take(idx), geoms, labelled,
                                np.full((k, len(era.truth_aus)), -1, np.int8), lab,
                                np.full((k, 2), np.nan, np.float32), np.ones(k, bool), np.zeros(k),
                                np.full(k, look.blur * d), era))
@@ -119,11 +122,9 @@ def run_affectnet(job: Job, cfg: SynthParams, root: Path) -> dict:
         w, h = AFFECTNET_SIZES[int(rng.integers(len(AFFECTNET_SIZES)))]
         img = background(rng, h, w, look.background)
         size = rng.uniform(0.22, 0.3) * min(w, h)
-        pose = Pose(w / 2 + rng.uniform(-0.1, 0.1) * w, h * rng.uniform(0.42, 0.5), size,
-                    roll=float(np.clip(rng.normal(0, pr.roll * d / 2), -pr.roll * d, pr.roll * d)),
-                    yaw=float(np.clip(rng.normal(0, pr.yaw * d / 2), -pr.yaw * d, pr.yaw * d)),
-                    pitch=float(rng.uniform(-pr.pitch, pr.pitch) * d))
+        pose = Pose(w / 2 + rng.uniform(-0.1, 0.1) * w, h * rng.uniform(0.42, 0.5), size, **_tilt(rng, pr, d))
         ident = sample_identity(rng, cfg.identity_spread)
+        # No-Face: drawn into a copy, so the image shows none and the random numbers stay in step
         geom = render_face(img if not empty else img.copy(), ident, aus, pose,
                            light=(rng.uniform(-1, 1), rng.uniform(-1, -0.2)))
         geoms.append(geom)
@@ -156,4 +157,4 @@ def run_affectnet(job: Job, cfg: SynthParams, root: Path) -> dict:
                                    np.full((len(rows), len(era.truth_aus)), -1, np.int8), lab_expr[rows],
                                    va[rows].astype(np.float32), np.ones(len(rows), bool), np.zeros(len(rows)),
                                    np.full(len(rows), look.blur * d), era))
-    return {"rows": concat_rows(parts), "frames": n, "faces": n, "bytes": nbytes, "lines": lines}
+    return {"rows": concat_rows(parts), "frames": n, "faces": int((~no_face).sum()), "bytes": nbytes, "lines": lines}
