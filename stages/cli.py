@@ -26,6 +26,7 @@ COMMANDS = {
     "rnn-student": ("rnn_student", "Train one temporal student (Eq. 14 on windows) against that cache."),
     "rnn-ensemble": ("rnn_ensemble", "Bundle the temporal students named in rnn_ensemble.members."),
     "evaluate": ("evaluate", "Score every model and the baselines on validation, with paired intervals."),
+    "study": ("study", "The controlled study: each claim against its control arm over seeds (plan, run, report)."),
     "predict": ("predict", "Per-frame AUs, expression and valence/arousal of new videos and images (tables, pictures)."),
     "export-abaw": ("export_abaw", "ABAW 2020 submission files (<task>_Set/<video>.txt) from predict's tables."),
     "dataset-version": ("dataset_version", "Write a dataset folder's version file (its digest), for sources.<name>.version."),

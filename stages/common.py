@@ -17,6 +17,17 @@ params_option = click.option(
 )
 
 
+def _keep_settings(ctx, param, value):
+    ctx.meta["params_overrides"] = tuple(value)
+
+
+#: ``--set KEY=VALUE`` (repeatable): a value of the params file overridden for this run, as
+#: ``dvc exp run -S`` does; what the study's stages run (docs/study.md).
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", expose_value=False, callback=_keep_settings,
+    help="Override a value of the params file for this run (repeatable), e.g. --set teacher.seed=3.")
+
+
 def provenance_option(stage: str, per_name: bool = False):
     """``--provenance``: where the run's record goes (``mtaffect info`` reads it), by default
     ``provenance/<stage>.json``, or ``provenance/<stage>/<name>.json`` for a stage run per
@@ -33,8 +44,10 @@ def provenance_option(stage: str, per_name: bool = False):
 def load(params_path: str, *schemas):
     """The sections of ``schemas`` (``pipeline.core.params.Section`` subclasses) of the
     params file, validated, or a clear one-line error before any work starts."""
+    ctx = click.get_current_context(silent=True)
+    overrides = ctx.meta.get("params_overrides", ()) if ctx is not None else ()
     try:
-        return load_params(params_path, *schemas)
+        return load_params(params_path, *schemas, overrides=overrides)
     except ParamsError as e:
         raise click.ClickException(str(e)) from None
 

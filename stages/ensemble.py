@@ -5,11 +5,12 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
 
 
 @click.command("ensemble")
 @params_option
+@set_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out); its val.parquet tunes thresholds.")
 @click.option("--students", "students_dir", default="models/students", show_default=True,
@@ -18,10 +19,12 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
               help="The model bundle: members' weights, label schema, alignment, AU thresholds.")
 @click.option("--report", default="reports/ensemble.json", show_default=True, type=click.Path(dir_okay=False),
               help="Members, their checkpoints' hashes, the AU thresholds.")
+@click.option("--of-teachers", "of_teachers", is_flag=True,
+              help="The members are teachers (the study's control: an ensemble of as many teachers).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("ensemble")
 @friendly_errors
-def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_path):
+def cli(params_path, index_dir, students_dir, out, report, of_teachers, quiet, provenance_path):
     """Average the members' probabilities (AU, EXPR) and VA expectations; AU thresholds
     0.5, or tuned per AU on the validation set (ensemble.au_thresholds: tuned)."""
     from tqdm import tqdm
@@ -32,6 +35,7 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
     from pipeline.core.labels import AU_THRESHOLD
     from pipeline.core.device import resolve_device
     from pipeline.inference.ensemble import distinct_checkpoints, load_student, save_bundle
+    from pipeline.training.models import load_checkpoint
     from pipeline.inference.outputs import combine
     from pipeline.core.fileio import write_json
     from pipeline.inference.runner import load_models, predict_many
@@ -57,7 +61,8 @@ def cli(params_path, index_dir, students_dir, out, report, quiet, provenance_pat
         if not Path(path).exists():
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
                                     f"(run `dvc repro train_student@{name}`)")
-        schema.require_same(load_student(path)[0].schema, f"{path}: ensemble member {name}")
+        model = load_checkpoint(path)[0] if of_teachers else load_student(path)[0]
+        schema.require_same(model.schema, f"{path}: ensemble member {name}")
     distinct_checkpoints(members)  # before the tuning's work
     thresholds, mode = AU_THRESHOLD, f"fixed {AU_THRESHOLD}"
     if e.au_thresholds == "tuned":

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
 
 
 @click.command("soft-labels")
 @params_option
+@set_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
 @click.option("--teacher", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),

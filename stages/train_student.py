@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
 from stages.training import run_training
 
 
 @click.command("train-student")
 @params_option
+@set_option
 @click.option("--name", required=True, help="The student: a key of `students` in params.yaml.")
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")

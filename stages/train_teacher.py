@@ -6,12 +6,13 @@ import click
 from pipeline.build.params import BuildParams
 from pipeline.core.params import with_overrides
 from pipeline.training.params import TrainParams, advice
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads, warn
+from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads, warn
 from stages.training import run_training
 
 
 @click.command("train-teacher")
 @params_option
+@set_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
 @click.option("--out", default="models/teacher.pt", show_default=True, type=click.Path(dir_okay=False),

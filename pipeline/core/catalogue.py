@@ -19,13 +19,15 @@ from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
 from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.inference.params import EnsembleParams
+from pipeline.study.params import StudyParams
 from pipeline.temporal.params import FeaturesParams, RnnEnsembleParams, RnnParams, RnnStudentParams, TemporalParams
 from pipeline.training.params import SoftLabelsParams, StudentParams, TrainParams, advice
 from synthetic.params import SynthParams
 
 #: Every section's schema, in params.yaml's order.
 SCHEMAS = (SourceParams, SynthParams, ExtractParams, BuildParams, TrainParams, SoftLabelsParams, StudentParams,
-           EnsembleParams, EvaluateParams, FeaturesParams, TemporalParams, RnnParams, RnnStudentParams, RnnEnsembleParams)
+           EnsembleParams, EvaluateParams, FeaturesParams, TemporalParams, RnnParams, RnnStudentParams, RnnEnsembleParams,
+           StudyParams)
 PRESETS = Path(__file__).with_name("presets")
 #: The named entries of each family, unless a preset names others.
 FAMILY_DEFAULTS = {"students": {f"s{i}": {"seed": i} for i in (1, 2, 3)},

@@ -32,7 +32,7 @@ MAX_THREADS = 1024
 #: Every top-level key of params.yaml (the schemas are checked against it: tests/test_params.py).
 TOP_LEVEL = ("threads", "sources", "synth", "extract", "build", "teacher", "soft_labels", "student", "students",
              "ensemble", "evaluate", "features", "temporal", "rnn_teacher", "rnn_student", "rnn_students",
-             "rnn_ensemble")
+             "rnn_ensemble", "study")
 #: What the parameters were before presets, and what to write instead.
 OLD_FORMS = {"profile": "params.yaml now holds the values that run: `mtaffect preset NAME` writes a preset's "
                         "(demo, tiny, abaw2020, ...) into it; remove the key",
@@ -97,12 +97,35 @@ class Params:
         raise AttributeError(f"params section {name!r} was not loaded: add its schema to the stage's load()")
 
 
-def load(path: str | Path, *schemas: type[Section]) -> Params:
-    """The sections of ``schemas`` from the params file at ``path`` (and ``threads``); the
-    file's keys are checked by name, the requested sections by value."""
+def load(path: str | Path, *schemas: type[Section], overrides: tuple[str, ...] = ()) -> Params:
+    """The sections of ``schemas`` from the params file at ``path`` (and ``threads``), with
+    ``overrides`` set over it (:func:`set_values`); the file's keys are checked by name, the
+    requested sections by value."""
     path = Path(path)
-    raw = load_yaml(read_text(path), str(path)) or {}
+    raw = set_values(load_yaml(read_text(path), str(path)) or {}, overrides)
     return resolve(raw, str(path), schemas)
+
+
+def set_values(raw, overrides: tuple[str, ...]):
+    """``KEY.PATH=VALUE`` settings over a parsed params file, as ``dvc exp run -S`` takes
+    them: the value read as YAML (``2``, ``false``, ``[s1, s2]``), missing mappings on the
+    way created. The study runs the stage commands this way (``--set``)."""
+    if not overrides:
+        return raw
+    raw = mapping(raw, "params", "the top level")
+    for setting in overrides:
+        key, sep, text = setting.partition("=")
+        names = key.strip().split(".")
+        if not sep or not all(names):
+            raise ParamsError(f"--set {setting!r}: expected KEY=VALUE, such as teacher.seed=3")
+        where = raw
+        for i, name in enumerate(names[:-1]):
+            where[name] = where.get(name) if where.get(name) is not None else {}
+            if not isinstance(where[name], dict):
+                raise ParamsError(f"--set {setting!r}: {'.'.join(names[:i + 1])} is not a mapping")
+            where = where[name]
+        where[names[-1]] = load_yaml(text, f"--set {key}")
+    return raw
 
 
 def resolve(raw: dict, where: str, schemas) -> Params:

@@ -94,7 +94,7 @@ def _flat_scores(au: dict | None, expr: dict | None, va: dict | None, era: str =
     return flat
 
 
-def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int, schema: LabelSchema) -> dict[str, np.ndarray]:
+def per_video_stats(rows: pd.DataFrame, codes: np.ndarray, n_videos: int, schema: LabelSchema) -> dict[str, np.ndarray]:
     """One model's additive statistics per video: AU counts, EXPR confusions, VA sums."""
     stats = {"AU": au_counts(rows[list(schema.aus)].to_numpy(), rows[schema.au_probs].to_numpy(),
                              rows[thr_au(schema)].to_numpy(), codes),
@@ -104,7 +104,7 @@ def _per_video(rows: pd.DataFrame, codes: np.ndarray, n_videos: int, schema: Lab
     return {k: np.concatenate([v, np.zeros((n_videos - len(v), *v.shape[1:]))]) for k, v in stats.items()}
 
 
-def _scores(stats: dict[str, np.ndarray], schema: LabelSchema) -> dict:
+def scores_of(stats: dict[str, np.ndarray], schema: LabelSchema) -> dict:
     return _flat_scores(au_scores(stats["AU"], schema.aus), expr_scores(stats["EXPR"], schema.expressions),
                         va_scores_from_sums(stats["VA"]), schema.era)
 
@@ -152,7 +152,7 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
     compared += [(m, other) for m, other in pairs or [] if m in models and other in models]
     stats, result = {}, {}
     for model, rows in df.groupby("model", sort=False):
-        stats[model] = _per_video(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos), schema)
+        stats[model] = per_video_stats(rows, np.searchsorted(videos, rows["video"].to_numpy()), len(videos), schema)
         result[model] = {"AU": au_scores(stats[model]["AU"].sum(axis=0), schema.aus),
                          "EXPR": expr_scores(stats[model]["EXPR"].sum(axis=0), schema.expressions),
                          "VA": va_metrics(rows[list(VA_NAMES)].to_numpy(), rows[PRED_VA].to_numpy())}
@@ -166,7 +166,7 @@ def evaluate_predictions(df: pd.DataFrame, n_boot: int = 200, seed: int = 0, alp
         result[name] = {"members": members, "mean": mean, "spread_across_members": spread}
 
     def replicate(sums):
-        per_model = {m: _scores({k: sums[f"{m}/{k}"] for k in TASKS}, schema) for m in models}
+        per_model = {m: scores_of({k: sums[f"{m}/{k}"] for k in TASKS}, schema) for m in models}
         per_model.update({name: _mean([per_model[x] for x in members]) for name, members in means.items()})
         out = {f"{m}|{k}": v for m, scores in per_model.items() for k, v in scores.items()}
         for m, other in compared:

@@ -118,6 +118,7 @@ def dump(model: torch.nn.Module, index_dir: str | Path, out: str | Path, teacher
     frames = Frames.union(indexes)
     offsets, flips = frame_views(frames.uid, views, mode)
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     part = temp_path(out).with_suffix(f".part{rank}")
     try:  # the part goes whatever happens: an error, Ctrl-C, a kill (as SIGTERM)
         with names_file(out), open(part, "wb") as f:  # this process's batches, in order

@@ -1,0 +1,35 @@
+"""The controlled study's parameters (``study``): which arms, over how many seeds."""
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from pipeline.core.params import Section, unique
+
+#: Every arm, and what it is (docs/study.md, "Arms"). A student arm is one student per
+#: seed, the first of ``ensemble.members`` with that seed's teacher.
+ARMS = {
+    "teacher": "the teacher as the main pipeline trains it",
+    "teacher_long": "a teacher trained for as many steps as teacher and one student together",
+    "student": "students with the full loss of Eq. 14 (missing labels filled by the teacher)",
+    "student_no_fill": "students distilled on their labelled task only (distill_unlabelled: false)",
+    "student_no_distill": "students with lambda = 1: the same data and steps, no teacher",
+    "student_ensemble": "the ensemble of the students of ensemble.members",
+    "teacher_ensemble": "an ensemble of as many teachers, trained with other seeds",
+}
+
+
+class StudyParams(Section):
+    """The study (``study``): each arm trained with ``seeds`` training seeds on fixed data,
+    every choice made on the first ``teacher.selection_videos`` validation videos and every
+    score taken on the others."""
+
+    section = "study"
+
+    seeds: Annotated[int, Field(ge=1, le=100)] = 3  #: K: training seeds per arm (the data stay fixed)
+    arms: Annotated[list[Literal[tuple(ARMS)]], Field(min_length=1)] = list(ARMS)  # type: ignore[valid-type]
+    bootstrap: Annotated[int, Field(ge=1, le=100_000)] = 200  #: resamples of the test videos for each interval
+    out: str = "study"  #: where its models, caches, runs and scores go (reports/study/ holds the report)
+
+    _check_unique = field_validator("arms")(unique)

@@ -1,0 +1,209 @@
+"""The study's stages: every arm x seed as a DVC stage running the project's own stage
+commands with ``--set`` overrides, written to ``<study.out>/dvc.yaml`` (docs/study.md).
+
+Seeds: study seed k (0..K-1) adds k to every training seed of the main pipeline (the
+teacher's, each student's), so seed 0 is the main pipeline's setting. The teacher of seed
+k is trained once and serves every arm that needs it (its own arm, the soft labels of that
+seed's students, the teacher ensemble); the teacher ensemble of seed k adds the teachers
+of seeds k + K, k + 2K, ... until it has as many members as the student ensemble.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+
+from pipeline.core.errors import ParamsError
+from pipeline.core.provenance import code_files
+
+#: The params each stage command reads (besides ``threads``), as the main dvc.yaml tracks them.
+READS = {
+    "train_teacher": ["build.aus", "build.label_schema", "build.out", "teacher"],
+    "soft_labels": ["build.aus", "build.label_schema", "build.out", "soft_labels"],
+    "train_student": ["build.aus", "build.label_schema", "build.out", "student", "teacher"],
+    "ensemble": ["build.aus", "build.label_schema", "build.out", "ensemble", "extract.batch", "extract.detect_size",
+                 "extract.face_size", "extract.min_face", "extract.min_prob", "extract.template_scale"],
+    "study_score": ["build.aus", "build.label_schema", "build.out", "evaluate.batch", "evaluate.device",
+                    "teacher.selection_videos"],
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One scored model: an arm's network (or bundle) of one study seed."""
+
+    arm: str
+    seed: int     # the study seed k, 0..K-1
+    model: str    # checkpoint or bundle
+    stage: str    # the stage of <study.out>/dvc.yaml that makes it
+    scores: str   # its test-set predictions
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Training steps of the teacher, of one student, and the equal-budget teacher's epochs."""
+
+    teacher_steps: int
+    student_steps: int
+    long_epochs: int
+    long_steps_per_epoch: int
+
+    @property
+    def long_steps(self) -> int:
+        return self.long_epochs * self.long_steps_per_epoch
+
+
+def equal_budget(teacher_epochs: int, teacher_spe: int, student_epochs: int, student_spe: int) -> Budget:
+    """The equal-budget teacher: exactly teacher + student steps, in the whole number of
+    epochs whose length is nearest the teacher's own (its validation checks as often)."""
+    total = teacher_epochs * teacher_spe + student_epochs * student_spe
+    epochs = min((e for e in range(1, total + 1) if total % e == 0), key=lambda e: (abs(total / e - teacher_spe), e))
+    return Budget(teacher_epochs * teacher_spe, student_epochs * student_spe, epochs, total // epochs)
+
+
+def budget_of(p) -> Budget:
+    """The teacher's and the first student's steps from the params (both must be fixed)."""
+    first = p.ensemble.members[0]
+    student = p.students[first]
+    for key, section in (("teacher", p.teacher), (f"students.{first}", student)):
+        if section.steps_per_epoch is None:
+            raise ParamsError(f"params.yaml: {key}.steps_per_epoch is null (taken from the data): the equal-budget "
+                              "teacher needs a fixed number of steps; set it")
+    return equal_budget(p.teacher.epochs, p.teacher.steps_per_epoch, student.epochs, student.steps_per_epoch)
+
+
+def check(p) -> None:
+    """What the study needs of the params, each in one line."""
+    if p.teacher.selection_videos is None:
+        raise ParamsError("params.yaml: teacher.selection_videos is null: the study chooses on the first n validation "
+                          "videos and scores on the others; set it (the demo uses 60)")
+    first = p.ensemble.members[0]
+    if first not in p.students:
+        raise ParamsError(f"params.yaml: ensemble.members: {first!r} is not a student (students: {', '.join(p.students)})")
+    for name in p.ensemble.members:
+        if p.students[name].selection_videos != p.teacher.selection_videos:
+            raise ParamsError(f"params.yaml: students.{name}.selection_videos is {p.students[name].selection_videos}, "
+                              f"teacher.selection_videos {p.teacher.selection_videos}: the study needs one split")
+    if "teacher_long" in p.study.arms:
+        budget_of(p)
+
+
+def command(module: str, *args: str, sets: dict | None = None) -> str:
+    flags = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (sets or {}).items()]
+    return " ".join(["python -m", f"stages.{module}", *args, *flags, "--quiet"])
+
+
+def stage(module: str, cmd: str, inputs: list[str], outs: list[str], metrics: list[str] = (),
+          params: list[str] = ()) -> dict:
+    body = {"cmd": cmd, "deps": [*code_files(f"stages.{module}"), *inputs],
+            "params": ["threads", *READS[module], *params], "outs": outs}
+    if metrics:
+        body["metrics"] = list(metrics)
+    return body
+
+
+def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
+    """The stages of ``<study.out>/dvc.yaml`` (run from the project root), the scored runs,
+    and which arm each stage's time counts for."""
+    check(p)
+    out, K, build = p.study.out, p.study.seeds, p.build.out
+    members, arms = p.ensemble.members, p.study.arms
+    first = members[0]
+    stages, runs, arm_of = {}, [], {}
+    root = os.path.relpath(".", out)  # the stages run from the project root, as the main pipeline's
+
+    def add(name, arm, module, cmd, inputs, outs, metrics=(), params=()):
+        if name not in stages:
+            stages[name] = {**stage(module, cmd, ["reports/params.json", build, *inputs], outs, metrics, params),
+                            "wdir": root}
+            arm_of[name] = arm
+        return name
+
+    def teacher(seed, arm, long=None):
+        kind = "teacher_long" if long else "teachers"
+        name, path = f"{kind}_seed{seed}", f"{out}/models/{kind}/seed{seed}.pt"
+        sets = {"teacher.seed": seed, **({"teacher.epochs": long.long_epochs,
+                                         "teacher.steps_per_epoch": long.long_steps_per_epoch} if long else {})}
+        cmd = command("train_teacher", f"--out {path}", f"--log {out}/runs/{kind}/seed{seed}.csv",
+                      f"--report {out}/runs/{kind}/seed{seed}.json", f"--resume scratch/study/{kind}/seed{seed}.pt",
+                      f"--provenance {out}/provenance/{kind}/seed{seed}.json", sets=sets)
+        return path, add(name, arm, "train_teacher", cmd, [], [path, f"{out}/runs/{kind}/seed{seed}.csv",
+                                                                f"{out}/provenance/{kind}/seed{seed}.json"],
+                         [f"{out}/runs/{kind}/seed{seed}.json"])
+
+    def student(k, member, arm, kind, sets=()):
+        teacher_path, _ = teacher(p.teacher.seed + k, "teacher")
+        cache = f"{out}/data/soft_labels/seed{p.teacher.seed + k}.h5"
+        add(f"soft_labels_seed{p.teacher.seed + k}", "student", "soft_labels",
+            command("soft_labels", f"--teacher {teacher_path}", f"--out {cache}",
+                    f"--report {out}/runs/soft_labels/seed{p.teacher.seed + k}.json",
+                    f"--provenance {out}/provenance/soft_labels/seed{p.teacher.seed + k}.json"),
+            [teacher_path], [cache, f"{out}/provenance/soft_labels/seed{p.teacher.seed + k}.json"],
+            [f"{out}/runs/soft_labels/seed{p.teacher.seed + k}.json"])
+        where = f"{kind}/seed{k}" + (f"/{member}" if kind == "students" else "")
+        path = f"{out}/models/{where}.pt"
+        cmd = command("train_student", f"--name {member}", f"--soft-labels {cache}", f"--out {path}",
+                      f"--log {out}/runs/{where}.csv", f"--report {out}/runs/{where}.json",
+                      f"--resume scratch/study/{where}.pt", f"--provenance {out}/provenance/{where}.json",
+                      sets={f"students.{member}.seed": p.students[member].seed + k, **dict(sets)})
+        return path, add(where.replace("/", "_"), arm, "train_student", cmd, [cache],
+                         [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"],
+                         [f"students.{member}"])
+
+    def ensemble(k, arm, folder, names):
+        path = f"{out}/models/{arm}/seed{k}.pt"
+        teachers = ["--of-teachers"] if arm == "teacher_ensemble" else []
+        cmd = command("ensemble", f"--students {folder}", *teachers, f"--out {path}", f"--report {out}/runs/{arm}/seed{k}.json",
+                      f"--provenance {out}/provenance/{arm}/seed{k}.json",
+                      sets={"ensemble.members": f"[{', '.join(names)}]", "ensemble.au_thresholds": "fixed"})
+        return path, add(f"{arm}_seed{k}", arm, "ensemble", cmd, [f"{folder}/{n}.pt" for n in names],
+                         [path, f"{out}/provenance/{arm}/seed{k}.json"], [f"{out}/runs/{arm}/seed{k}.json"])
+
+    for k in range(K):
+        made = {}
+        if "teacher" in arms:
+            made["teacher"] = teacher(p.teacher.seed + k, "teacher")
+        if "teacher_long" in arms:
+            made["teacher_long"] = teacher(p.teacher.seed + k, "teacher_long", budget_of(p))
+        if "student" in arms:
+            made["student"] = student(k, first, "student", "students")
+        if "student_no_fill" in arms:
+            made["student_no_fill"] = student(k, first, "student_no_fill", "student_no_fill",
+                                              {f"students.{first}.distill_unlabelled": "false"})
+        if "student_no_distill" in arms:
+            made["student_no_distill"] = student(k, first, "student_no_distill", "student_no_distill",
+                                                 {f"students.{first}.lam": 1, f"students.{first}.distill_unlabelled": "false"})
+        if "student_ensemble" in arms:
+            for m in members:
+                student(k, m, "student" if m == first else "student_ensemble", "students")
+            made["student_ensemble"] = ensemble(k, "student_ensemble", f"{out}/models/students/seed{k}", members)
+        if "teacher_ensemble" in arms:
+            seeds = [p.teacher.seed + k + K * j for j in range(len(members))]
+            for j, s in enumerate(seeds):
+                teacher(s, "teacher" if j == 0 else "teacher_ensemble")
+            made["teacher_ensemble"] = ensemble(k, "teacher_ensemble", f"{out}/models/teachers",
+                                                [f"seed{s}" for s in seeds])
+        runs += [Run(arm, k, model, trained_by, f"{out}/scores/{arm}/seed{k}.parquet")
+                 for arm, (model, trained_by) in made.items()]
+    for arm in arms:  # one stage scores an arm's seeds: a stage's start-up costs more than a tiny model's scoring
+        mine = [r for r in runs if r.arm == arm]
+        kind = "bundle" if arm.endswith("_ensemble") else "checkpoint"
+        add(f"score_{arm}", "scoring", "study_score",
+            command("study_score", f"--kind {kind}", f"--name {arm}",
+                    *(f"--model {r.model} --out {r.scores}" for r in mine)),
+            [r.model for r in mine], [r.scores for r in mine])
+    add("score_baseline", "scoring", "study_score",
+        command("study_score", "--kind baseline", "--name baseline", f"--out {out}/scores/baseline.parquet"), [],
+        [f"{out}/scores/baseline.parquet"])
+    return stages, runs, arm_of
+
+
+def budget_steps(report: dict) -> int:
+    """Training steps a run's report records (epochs x steps per epoch)."""
+    return int(report["epochs"]) * int(report["steps_per_epoch"])
+
+
+def images_seen(report: dict, tasks: int = 3) -> int:
+    """Images a run's report says it trained on: one batch per task a step."""
+    return budget_steps(report) * int(report["batch_per_task"]) * tasks
+

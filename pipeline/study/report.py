@@ -1,0 +1,174 @@
+"""The study's numbers: every arm's scores over seeds on the test videos, paired
+differences against the controls, a verdict per claim (docs/study.md), all from the
+recorded predictions, training reports and stage times alone."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from pipeline.core.errors import DataError
+from pipeline.core.labels import TASKS
+from pipeline.core.schema import LabelSchema
+from pipeline.evaluation.scoring import per_video_stats, scores_of
+from pipeline.study.params import ARMS
+from pipeline.study.plan import Run, budget_steps, images_seen
+from pipeline.study.verdicts import paired_interval, summary, verdict
+
+#: The figures reported, per metrics era: the summed score first (what the verdicts read).
+FIGURES = {"2020": {"total": "abaw_total", "AU": "AU.score", "EXPR": "EXPR.score", "VA": "VA.ccc_mean"},
+           "2022": {"total": "abaw2022_total", "AU": "AU.f1", "EXPR": "EXPR.f1", "VA": "VA.ccc_mean"}}
+#: Each claim: arm, control, the claim in words.
+CLAIMS = [
+    ("student", "teacher", "a student beats its teacher"),
+    ("student", "teacher_long", "a student beats a teacher trained for as many steps as teacher and student together"),
+    ("student", "student_no_fill", "filling the missing labels helps a student (against distilling its labelled "
+                                   "task only)"),
+    ("student", "student_no_distill", "the teacher helps a student at all (against lambda = 1 and no filling: the "
+                                      "same steps, no teacher)"),
+    ("teacher_long", "teacher", "training the teacher longer helps"),
+    ("student_ensemble", "teacher", "the ensemble of students beats the teacher"),
+    ("student_ensemble", "teacher_ensemble", "the ensemble of students beats an ensemble of as many teachers"),
+]
+#: Every arm is also compared with these (when the study has them).
+CONTROLS = ("teacher", "teacher_long", "teacher_ensemble")
+BASELINE = "baseline"
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame | None:
+    """A run's prediction table, None if the run has not produced it."""
+    if not Path(path).exists():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise DataError(f"{path}: not a readable prediction table ({type(e).__name__}): rerun its study stage") from None
+
+
+def arm_stats(runs: list[Run], baseline: str, schema: LabelSchema):
+    """``{arm: {seed: per-video statistics or None}}``, the baseline's, and the test videos."""
+    tables = {(r.arm, r.seed): read_predictions(r.scores) for r in runs}
+    base = read_predictions(baseline)
+    known = [t for t in [*tables.values(), base] if t is not None]
+    if not known:
+        raise DataError("no run of the study has test predictions yet: run `mtaffect study run` first")
+    videos = np.array(sorted(set().union(*(set(t["video"]) for t in known))))
+    for t in known:
+        if set(t["video"]) != set(videos):
+            raise DataError(f"the runs were scored on different test videos ({len(set(t['video']))} and "
+                            f"{len(videos)}): rerun the study (did teacher.selection_videos change?)")
+
+    def stats(table):
+        if table is None:
+            return None
+        return per_video_stats(table, np.searchsorted(videos, table["video"].to_numpy()), len(videos), schema)
+
+    arms: dict = {}
+    for (arm, seed), table in tables.items():
+        arms.setdefault(arm, {})[seed] = stats(table)
+    frames = len(next(iter(known)))
+    return arms, stats(base), {"videos": len(videos), "frames": frames}
+
+
+def figures_of(stats: Mapping | None, schema: LabelSchema) -> dict[str, float | None]:
+    if stats is None:
+        return {name: None for name in FIGURES[schema.era]}
+    flat = scores_of({t: np.asarray(stats[t]).sum(axis=0) for t in TASKS}, schema)
+    return {name: flat[key] for name, key in FIGURES[schema.era].items()}
+
+
+def metric_of(figure: str, schema: LabelSchema):
+    key = FIGURES[schema.era][figure]
+    return lambda sums: scores_of(sums, schema)[key]
+
+
+def compare(arm: dict, control: dict, seeds: int, schema: LabelSchema, n_boot: int) -> dict:
+    """Per figure: the seeds' paired differences, their interval and the verdict."""
+    out = {}
+    for figure in FIGURES[schema.era]:
+        both = [s for s in range(seeds) if arm.get(s) is not None and control.get(s) is not None]
+        diffs = {s: None for s in range(seeds)}
+        for s in both:
+            a, b = figures_of(arm[s], schema)[figure], figures_of(control[s], schema)[figure]
+            diffs[s] = None if a is None or b is None else a - b
+        interval = paired_interval({s: arm[s] for s in both}, {s: control[s] for s in both},
+                                   metric_of(figure, schema), n=n_boot)
+        v = verdict(diffs, interval, seeds)
+        out[figure] = {"differences": {str(s): d for s, d in diffs.items()}, "mean": v.mean, "sd": v.sd,
+                       "interval": list(v.interval) if v.interval else None, "seeds": v.seeds, "verdict": v.verdict,
+                       "why": v.why}
+    return out
+
+
+def budgets(out: str, seeds: int, teacher_seed: int, first: str) -> dict:
+    """Steps and images seen of the runs that trained, from their recorded reports, and
+    whether the equal-budget teacher had teacher plus student steps in every seed."""
+    def read(path):
+        return json.loads(Path(path).read_text()) if Path(path).exists() else None
+
+    per_arm, equal = {}, []
+    for k in range(seeds):
+        teacher = read(f"{out}/runs/teachers/seed{teacher_seed + k}.json")
+        long = read(f"{out}/runs/teacher_long/seed{teacher_seed + k}.json")
+        student = read(f"{out}/runs/students/seed{k}/{first}.json")
+        for arm, report in (("teacher", teacher), ("teacher_long", long), ("student", student),
+                            ("student_no_fill", read(f"{out}/runs/student_no_fill/seed{k}.json")),
+                            ("student_no_distill", read(f"{out}/runs/student_no_distill/seed{k}.json"))):
+            if report is not None:
+                per_arm.setdefault(arm, {"steps": budget_steps(report), "images": images_seen(report)})
+        if teacher and long and student:
+            equal.append({"seed": k, "teacher": budget_steps(teacher), "student": budget_steps(student),
+                          "teacher_long": budget_steps(long),
+                          "equal": budget_steps(long) == budget_steps(teacher) + budget_steps(student)})
+    return {"per_arm": per_arm, "equal_budget": equal}
+
+
+def ensemble_sizes(out: str, seeds: int) -> dict:
+    sizes = {}
+    for arm in ("student_ensemble", "teacher_ensemble"):
+        for k in range(seeds):
+            path = Path(f"{out}/runs/{arm}/seed{k}.json")
+            if path.exists():
+                sizes.setdefault(arm, {})[str(k)] = len(json.loads(path.read_text())["members"])
+    return sizes
+
+
+def times(out: str, arm_of: dict[str, str]) -> dict:
+    """Seconds per arm from ``<out>/times.json`` (what ``mtaffect study run`` measured of
+    the stages it ran; a stage DVC restored from its cache took none)."""
+    path = Path(out) / "times.json"
+    measured = json.loads(path.read_text()) if path.exists() else {}
+    per_arm: dict[str, float] = {}
+    for stage, seconds in measured.items():
+        if stage in arm_of:
+            per_arm[arm_of[stage]] = round(per_arm.get(arm_of[stage], 0.0) + seconds, 1)
+    return {"total_seconds": round(sum(per_arm.values()), 1), "per_arm": dict(sorted(per_arm.items())),
+            "stages_timed": sum(s in arm_of for s in measured), "stages": len(arm_of)}
+
+
+def study_report(p, runs: list[Run], arm_of: dict[str, str], schema: LabelSchema) -> dict:
+    """The whole report as one dict (``study.json``)."""
+    out, seeds, n_boot = p.study.out, p.study.seeds, p.study.bootstrap
+    stats, base, test = arm_stats(runs, f"{out}/scores/{BASELINE}.parquet", schema)
+    arms = {}
+    for arm, per_seed in stats.items():
+        values = {s: figures_of(per_seed[s], schema) if per_seed[s] is not None else None for s in range(seeds)}
+        entry = {"what": ARMS[arm], "missing": [f"seed {s}" for s in range(seeds) if values[s] is None]}
+        for figure in FIGURES[schema.era]:
+            got, count, mean, sd = summary({s: v and v[figure] for s, v in values.items()}, seeds)
+            entry.setdefault("seeds", count)
+            entry[figure] = {"per_seed": {str(s): v and v[figure] for s, v in values.items()}, "mean": mean, "sd": sd}
+        arms[arm] = entry
+    claims = [{"claim": text, "arm": a, "control": c, **compare(stats[a], stats[c], seeds, schema, n_boot)}
+              for a, c, text in CLAIMS if a in stats and c in stats]
+    against = [{"arm": a, "control": c, **compare(stats[a], stats[c], seeds, schema, n_boot)}
+               for c in CONTROLS if c in stats for a in stats if a != c]
+    return {"seeds": seeds, "era": schema.era, "figures": FIGURES[schema.era],
+            "test": {**test, "selection_videos": p.teacher.selection_videos},
+            "baseline": figures_of(base, schema), "arms": arms, "claims": claims, "against_controls": against,
+            "budget": budgets(out, seeds, p.teacher.seed, p.ensemble.members[0]),
+            "ensemble_members": ensemble_sizes(out, seeds), "time": times(out, arm_of), "bootstrap": n_boot}

@@ -1,0 +1,39 @@
+"""The study's test split and each run's predictions on it (docs/study.md, "Test split")."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline.core.errors import DataError
+from pipeline.core.index import FrameIndex
+from pipeline.core.labels import AU_THRESHOLD
+from pipeline.evaluation.evaluate import baseline_predictions, checkpoint_predictions, ensemble_predictions, prediction_rows
+
+
+def test_split(val: FrameIndex, selection_videos: int, where: str = "val.parquet") -> FrameIndex:
+    """The validation videos after the first ``selection_videos`` in sorted order: those
+    every choice (best epoch, ...) is made on are never scored."""
+    videos = sorted(set(val.video))
+    if selection_videos >= len(videos):
+        raise DataError(f"{where}: {len(videos)} validation videos, teacher.selection_videos {selection_videos}: no "
+                        "video left to test on (make it smaller)")
+    return val.subset(np.isin(val.video, videos[selection_videos:]))
+
+
+def predictions(name: str, test: FrameIndex, device, batch: int, checkpoint: str | None = None,
+                bundle: str | None = None, train: dict[str, FrameIndex] | None = None,
+                progress: bool = True) -> pd.DataFrame:
+    """One model's rows of the long prediction table (``evaluate``'s columns) on ``test``:
+    a checkpoint at AU threshold 0.5, a bundle at its own thresholds, or (``train``: the
+    training indexes) the trivial baseline."""
+    if train is not None:
+        return prediction_rows(name, test, baseline_predictions(train, len(test)), AU_THRESHOLD)
+    if checkpoint is not None:
+        preds, thresholds = checkpoint_predictions({name: checkpoint}, test, device, batch, progress)[name], AU_THRESHOLD
+    else:
+        preds, info = ensemble_predictions(bundle, {}, test, device, batch, progress)
+        thresholds = info["au_thresholds"]
+    for task, values in preds.items():
+        if not np.isfinite(values).all():
+            raise DataError(f"{checkpoint or bundle}: {task} outputs that are not finite on the test frames")
+    return prediction_rows(name, test, preds, thresholds)

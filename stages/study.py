@@ -1,0 +1,133 @@
+"""``mtaffect study``: the controlled study (docs/study.md): its DVC pipeline, run, report."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import yaml
+
+from stages.common import friendly_errors, load, params_option, use_threads, warn
+
+HEADER = ("# The study's stages, written by `mtaffect study plan` from params.yaml (study, teacher, student,\n"
+          "# students, ensemble): every arm x seed runs the project's stage commands with --set overrides.\n"
+          "# Do not edit: change params.yaml and run `mtaffect study run` (docs/study.md).\n")
+#: DVC's lines around each stage it runs (stage names as "<dvc.yaml>:<stage>").
+STARTED = re.compile(r"^Running stage '(?:[^']*:)?([^']+)'")
+ENDED = re.compile(r"^(Updating lock file|Running stage|Stage '|Restored stage|ERROR)")
+
+
+def study_params(params_path: str):
+    from pipeline.build.params import BuildParams
+    from pipeline.inference.params import EnsembleParams
+    from pipeline.study.params import StudyParams
+    from pipeline.training.params import StudentParams, TrainParams
+
+    return load(params_path, StudyParams, TrainParams, StudentParams, EnsembleParams, BuildParams)
+
+
+def write_plan(params_path: str):
+    """``<study.out>/dvc.yaml`` from the params; returns the params, the runs and each stage's arm."""
+    from pipeline.core.fileio import write_text
+    from pipeline.study.plan import plan
+
+    p = study_params(params_path)
+    stages, runs, arm_of = plan(p)
+    path = Path(p.study.out) / "dvc.yaml"
+    write_text(path, HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
+    click.echo(f"{path}: {len(stages)} stages, {len(runs)} scored runs ({', '.join(p.study.arms)} x "
+               f"{p.study.seeds} seeds)")
+    return p, runs, arm_of
+
+
+@click.group("study")
+def cli():
+    """The controlled study: each of the paper's claims tested against its control arm,
+    over several training seeds, on test videos no choice has seen (docs/study.md)."""
+
+
+@cli.command("plan")
+@params_option
+@friendly_errors
+def plan_cmd(params_path):
+    """Write the study's DVC pipeline (<study.out>/dvc.yaml) from params.yaml."""
+    write_plan(params_path)
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True})
+@params_option
+@click.argument("dvc_args", nargs=-1, type=click.UNPROCESSED)
+@friendly_errors
+def run_cmd(params_path, dvc_args):
+    """Plan, run every arm with `dvc repro <study.out>/dvc.yaml` (a finished run is never
+    recomputed; a failed one does not stop the others), time each stage, and report.
+    Extra arguments go to dvc repro (e.g. --dry)."""
+    from pipeline.core.fileio import write_json
+
+    p, _, _ = write_plan(params_path)
+    times_path = Path(p.study.out) / "times.json"
+    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    command = [sys.executable, "-m", "dvc", "repro", "--keep-going", str(Path(p.study.out) / "dvc.yaml"), *dvc_args]
+    stage, started = None, None
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as dvc:
+        for line in dvc.stdout:
+            click.echo(line, nl=False)
+            if stage and ENDED.match(line):
+                times[stage] = round(time.monotonic() - started, 1)
+                write_json(times_path, dict(sorted(times.items())))
+                stage = None
+            if match := STARTED.match(line):
+                stage, started = match.group(1), time.monotonic()
+    failed = dvc.returncode != 0
+    if "--dry" in dvc_args:
+        return
+    report_of(params_path)
+    if failed:
+        raise click.ClickException(f"dvc repro {p.study.out}/dvc.yaml failed (exit {dvc.returncode}): the report "
+                                   "above leaves out what did not finish; fix the stage named above and rerun")
+
+
+def report_of(params_path: str, out: str = "reports/study") -> None:
+    from pipeline.core.fileio import check_output_folder, replacing_folder, write_json, write_text
+    from pipeline.core.schema import label_schema
+    from pipeline.study.figures import claim_figure
+    from pipeline.study.markdown import render
+    from pipeline.study.plan import plan
+    from pipeline.study.report import study_report
+
+    p = study_params(params_path)
+    use_threads(p.threads)
+    _, runs, arm_of = plan(p)
+    schema = label_schema(p.build.label_schema, p.build.aus)
+    report = study_report(p, runs, arm_of, schema)
+    warn([f"{arm}: {', '.join(entry['missing'])} not scored (their stages of {p.study.out}/dvc.yaml have not run or "
+          f"failed): reported over {entry['seeds']}" for arm, entry in report["arms"].items() if entry["missing"]])
+    check_output_folder(out, "study.json", own=["*.png", "*.md", "*.json"])
+    with replacing_folder(out) as work:
+        names = []
+        for claim in report["claims"]:
+            names.append(f"{claim['arm']}_vs_{claim['control']}.png")
+            claim_figure(report, claim, Path(work) / names[-1])
+        write_json(Path(work) / "study.json", report)
+        write_text(Path(work) / "study.md", render(report, names))
+    for c in report["claims"]:
+        click.echo(f"{c['claim']}: {c['total']['verdict']} ({c['total']['seeds']})")
+    click.echo(f"-> {out}/study.md")
+
+
+@cli.command("report")
+@params_option
+@click.option("--out", default="reports/study", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of study.md, study.json and the figures.")
+@friendly_errors
+def report_cmd(params_path, out):
+    """The study's report from what its runs recorded (no training)."""
+    report_of(params_path, out)
+
+
+if __name__ == "__main__":
+    cli()

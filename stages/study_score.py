@@ -1,0 +1,65 @@
+"""``study_score``: an arm of the study on the test videos, one table per seed (docs/study.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stages.common import friendly_errors, load, params_option, use_threads
+
+
+@click.command("study-score")
+@params_option
+@click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
+              help="Folder of the build stage's indexes (default: build.out).")
+@click.option("--kind", type=click.Choice(["checkpoint", "bundle", "baseline"]), required=True,
+              help="What --model is: a network's checkpoint, an ensemble's bundle, or nothing (the trivial "
+                   "baseline: no AU, the majority class, the mean VA).")
+@click.option("--name", required=True, help="The arm: the model column of the tables.")
+@click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
+              help="A checkpoint or bundle, one per seed (repeatable; none for the baseline).")
+@click.option("--out", "outs", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Its predictions on the test videos (Parquet), one per --model, in their order.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@friendly_errors
+def cli(params_path, index_dir, kind, name, models, outs, quiet):
+    """Predict every frame of the test videos (the validation videos after the first
+    teacher.selection_videos, which no choice has seen) with each model of an arm."""
+    import pyarrow as pa
+
+    from pipeline.build.params import BuildParams
+    from pipeline.core.device import resolve_device
+    from pipeline.core.errors import ParamsError
+    from pipeline.core.index import FrameIndex, check_built_for
+    from pipeline.core.labels import TASKS
+    from pipeline.core.schema import label_schema
+    from pipeline.core.tables import write_parquet
+    from pipeline.evaluation.params import EvaluateParams
+    from pipeline.study.scores import predictions, test_split
+    from pipeline.training.params import TrainParams
+
+    if len(models) != (0 if kind == "baseline" else len(outs)) or (kind == "baseline" and len(outs) != 1):
+        raise click.UsageError(f"{len(models)} --model and {len(outs)} --out: give one --out per --model (the "
+                               "baseline: one --out, no --model)")
+    p = load(params_path, BuildParams, TrainParams, EvaluateParams)
+    use_threads(p.threads)
+    index_dir = Path(index_dir or p.build.out)
+    check_built_for(index_dir, label_schema(p.build.label_schema, p.build.aus))
+    for model in models:
+        if not Path(model).exists():
+            raise FileNotFoundError(f"{model}: not found (run its stage of the study first)")
+    if p.teacher.selection_videos is None:
+        raise ParamsError(f"{params_path}: teacher.selection_videos is null: the study's test videos are the "
+                          "validation videos after the first n; set it")
+    test = test_split(FrameIndex.read(index_dir / "val.parquet"), p.teacher.selection_videos, str(index_dir / "val.parquet"))
+    device = resolve_device(p.evaluate.device)
+    train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS} if kind == "baseline" else None
+    for model, out in zip(models or [None], outs):
+        table = predictions(name, test, device, p.evaluate.batch, model if kind == "checkpoint" else None,
+                            model if kind == "bundle" else None, train, not quiet)
+        write_parquet(pa.Table.from_pandas(table, preserve_index=False), out)
+        click.echo(f"{name}: {len(test)} test frames of {len(set(test.video))} videos -> {out}")
+
+
+if __name__ == "__main__":
+    cli()
