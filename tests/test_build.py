@@ -515,3 +515,26 @@ def test_face_shards_of_another_size_or_too_short_are_refused_naming_them(faces_
         with pytest.raises(DataError, match=message):
             build(faces_dir, tmp_path / "b", BuildParams())
     assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+def test_a_full_disk_while_writing_the_indexes_names_the_file_and_leaves_nothing(faces_dir, tmp_path):
+    """Arrow's "Error writing bytes to file ... No space left on device" names no file (#102)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def full_disk_at_40_kb():  # writes beyond 40 kB fail (EFBIG), as on a full disk; train_AU is 63 kB
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+
+    root, out = Path(__file__).resolve().parents[1], tmp_path / "out"
+    proc = subprocess.run([str(Path(sys.executable).parent / "mtaffect"), "build", "--params", str(root / "params.yaml"),
+                           "--faces", str(faces_dir), "--out", str(out), "--report", str(tmp_path / "r.json"),
+                           "--plots", str(tmp_path / "plots"), "--provenance", str(tmp_path / "p.json")],
+                          preexec_fn=full_disk_at_40_kb, capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == (f"Error: {tmp_path / '.out.tmp/train_AU.parquet'}: Error writing bytes to file. "
+                           "Detail: [errno 27] File too large\n"), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces"]  # no index, no temporary folder

@@ -820,8 +820,10 @@ def test_a_full_disk_names_the_folder_and_leaves_no_temporary_ground_truth(tmp_p
                                    "--workers", "1", "--no-contact-sheet", "--no-progress",
                                    "--provenance", str(tmp_path / "record.json")])
     assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1, res.output
-    assert f"Error: {out}: " in res.output and "(the disk is full): synth did not complete" in res.output, res.output
-    assert "the next run replaces it" in res.output and "Traceback" not in res.output
+    named = out / "ground_truth.parquet" if where == "the ground truth's close" else out  # the writer names its file
+    assert f"Error: {named}: " in res.output and "(the disk is full): synth did not complete" in res.output, res.output
+    assert f"the data set in {out} is incomplete" in res.output and "the next run replaces it" in res.output
+    assert "Traceback" not in res.output
     assert not list(out.glob(".*.tmp")) and not (out / "ground_truth.parquet").exists()
     assert json.loads((out / "synth.json").read_text())["complete"] is False
 
@@ -843,3 +845,28 @@ def test_an_interrupted_synth_says_the_data_set_is_incomplete(tmp_path, monkeypa
     assert res.exit_code == 1 and res.output == (f"Error: {out}: synth was interrupted: the data set there is "
                                                  "incomplete; run it again (dvc repro --force synth)\n"), res.output
     assert not list(out.glob(".*.tmp")) and json.loads((out / "synth.json").read_text())["complete"] is False
+
+
+@pytest.mark.parametrize("key, value, bound", [
+    ("difficulty", 100, "<= 3.0"), ("domain_shift", 3.5, "<= 3.0"), ("imbalance", 20, "<= 3.0"),
+    ("spontaneous_au", 4, "<= 3.0"), ("identity_spread", 2.5, "<= 2.0"), ("label_noise", 0.8, "<= 0.5"),
+    ("difficulty", -1, ">= 0.0"),
+])
+def test_knobs_beyond_their_documented_range_are_refused_before_anything_is_written(tmp_path, key, value, bound):
+    """synth.difficulty: 100 made 100 times the pose range without a word (#20)."""
+    import yaml
+
+    from stages.check_params import cli as check_params
+    from stages.synth import cli
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["synth"][key] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    res = CliRunner().invoke(check_params, ["--params", str(path)])
+    assert res.exit_code == 1 and res.output == f"Error: {path}: synth.{key}: must be {bound}, got {value}\n", res.output
+    out = tmp_path / "data"
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--out", str(out),
+                                   f"--{key.replace('_', '-')}", str(value), "--no-contact-sheet", "--no-progress"])
+    assert res.exit_code == 1 and f"{key}: must be {bound}, got {value}" in res.output, res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()

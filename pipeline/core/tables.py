@@ -6,6 +6,7 @@ byte-identical for identical content: a fixed schema, compression and row-group 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import atomic_write, temp_path
+from pipeline.core.fileio import atomic_write, names_file, temp_path
 from pipeline.core.labels import AU_NAMES
 from pipeline.core.schema import au_number
 
@@ -83,7 +84,8 @@ class FrameTableWriter:
     columns ``aus`` by default, or rows of ``schema`` (the build's indexes).
 
     Memory holds at most one row group; the row-group boundaries depend only on the row
-    count, so the same rows give the same bytes. Written to a temp name, renamed on close.
+    count, so the same rows give the same bytes. Written to a temp name, renamed on close;
+    a write that fails (a full disk: Arrow names no file) names ``path``.
     """
 
     def __init__(self, path: str | Path, schema: pa.Schema | None = None, aus=AU_NAMES):
@@ -95,7 +97,12 @@ class FrameTableWriter:
         self.schema = schema
         self.rows = PARQUET_OPTIONS["row_group_size"]
         options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
-        self.writer = pq.ParquetWriter(self.tmp, schema, **options)
+        try:
+            with names_file(self.path, self.tmp):
+                self.writer = pq.ParquetWriter(self.tmp, schema, **options)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.buffer: list[pa.Table] = []
         self.buffered = 0
         self.count = 0
@@ -113,19 +120,22 @@ class FrameTableWriter:
         # whatever the sizes of the added pieces); the rest stays a view of the pieces
         # it came from, so no full-size merged copy outlives the write.
         buffered = pa.concat_tables(self.buffer)
-        self.writer.write_table(buffered.slice(0, n).combine_chunks(), row_group_size=n)
+        with names_file(self.path, self.tmp):
+            self.writer.write_table(buffered.slice(0, n).combine_chunks(), row_group_size=n)
         rest = buffered.slice(n)
         self.buffer, self.buffered = ([rest] if rest.num_rows else []), rest.num_rows
 
     def close(self) -> int:
         if self.buffered:
             self._flush(self.buffered)
-        self.writer.close()
-        os.replace(self.tmp, self.path)
+        with names_file(self.path, self.tmp):
+            self.writer.close()
+            os.replace(self.tmp, self.path)
         return self.count
 
     def abort(self) -> None:
-        self.writer.close()
+        with contextlib.suppress(OSError):  # closing writes the footer: on a full disk it fails again
+            self.writer.close()
         self.tmp.unlink(missing_ok=True)
 
 

@@ -43,6 +43,9 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
             pngs[int(png.stem)] = png
         else:
             problems.reject(str(png), "image name is not a frame number (not read)")
+    # 00012.PNG (a copy from a case-blind file system) is not read, but named when its frame is wanted
+    cased = {int(p.stem): p.name for p in clip.iterdir()
+             if p.suffix.lower() == ".png" and p.suffix != ".png" and p.stem.isdigit()}
     rows = {}
     for key in sorted(entries):
         e = entries[key]
@@ -53,7 +56,9 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
                 raise ValueError(f"frame {int(key)} listed twice (keys {key!r} and another)")
             if int(key) not in pngs:
                 result.labels_without_frame += 1
-                problems.reject(str(path), f"frame {key!r} has no PNG")
+                other = cased.get(int(key))
+                hint = f": {other!r} beside it differs only in case (rename it to .png)" if other else ""
+                problems.reject(str(path), f"frame {key!r} has no PNG{hint}")
                 continue
             for dim in ("valence", "arousal"):  # whole numbers -10..10: never a bool, a string, 2.5
                 if type(e[dim]) is not int:

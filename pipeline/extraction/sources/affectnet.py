@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.core.errors import DataError
 from pipeline.core.schema import EXPRESSIONS, UNKNOWN
 from pipeline.extraction.align import landmarks5_from_68
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, absent, not_utf8, read_text
 
 #: AffectNet's codes 0..9 as expression codes of the frame tables (None, Uncertain: unknown).
 TO_EXPR = tuple(EXPRESSIONS.index(n) for n in ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust",
@@ -148,7 +148,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
                 result.invalid_label_rows += 1
                 continue
             if not present(name):
-                problems.reject(str(path), f"image {name!r} missing", line=lineno)
+                problems.reject(str(path), f"image {name!r} {absent(images / name)}", line=lineno)
                 result.labels_without_frame += 1
                 continue
             if box[2] <= 0 or box[3] <= 0:

@@ -189,6 +189,8 @@ def crop_names(crops: Path, problems: Problems) -> dict[int, str]:
         stem = name[:-4]
         if name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) > 0 and int(stem) - 1 not in names:
             names[int(stem) - 1] = name
+        elif name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) == 0:
+            problems.reject(str(crops / name), f"not read: crop numbers start at 00001 (frame 0), got {stem}")
         else:
             problems.reject(str(crops / name), "not read: no frame image <NNNNN>.jpg, or a frame's second one")
     return names

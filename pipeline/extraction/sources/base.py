@@ -6,7 +6,9 @@ and the unified labels of each frame. It never decodes video; the extraction sta
 """
 from __future__ import annotations
 
+import codecs
 import logging
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -81,10 +83,53 @@ def read_text(path: Path, problems: Problems) -> str | None:
     fine, bytes that are not UTF-8 read as :data:`NOT_UTF8`; a file that cannot be read is a
     rejection naming it (None)."""
     try:
-        return Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+        data = Path(path).read_bytes()
     except OSError as e:
         unreadable(path, e, problems)
         return None
+    if not_utf8_text(path, data[:4096], problems):
+        return None
+    return data.decode("utf-8-sig", errors="replace")
+
+
+def wide_text(head: bytes) -> str | None:
+    """The encoding, "UTF-16" or "UTF-32", when ``head``, a file's first bytes, begins text in one:
+    a byte-order mark, or (no mark) one byte lane of characters and NULs in the others, as
+    ASCII text is in them. A file of zeros, or of binary, is neither."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: FF FE begins both
+        return "UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
+        if len(head) < 2 * width:
+            continue
+        nuls = [head[k::width].count(0) / len(head[k::width]) for k in range(width)]
+        if sorted(nuls)[1] > 0.9 and min(nuls) < 0.1:  # one lane holds the text, the others are NUL
+            return name
+    return None
+
+
+def not_utf8_text(path: Path, head: bytes, problems: Problems) -> bool:
+    """True, and the file rejected once, when it is UTF-16 or UTF-32 text (every line of it
+    would otherwise be a separate error)."""
+    wide = wide_text(head)
+    if wide:
+        problems.reject(str(path), f"{wide} text: save it as UTF-8")
+    return wide is not None
+
+
+def absent(path: Path) -> str:
+    """Why a file the labels name is not there: ``missing``, or ``is a symbolic link to
+    '<target>', which does not exist`` (a listing shows the link, so "missing" would puzzle)."""
+    if os.path.islink(path):
+        return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+    return "missing"
+
+
+def case_twin(name: str, names) -> str | None:
+    """The one of ``names`` that differs from ``name`` only in case (a copy made on a
+    case-blind file system: ``LeftVideoSN001_comp.AVI``, ``MTL-001``), or None."""
+    return next((n for n in sorted(names) if n != name and n.lower() == name.lower()), None)
 
 
 def unreadable(path: Path, e: OSError, problems: Problems, what: str = "text file") -> None:

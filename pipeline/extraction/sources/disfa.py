@@ -15,7 +15,7 @@ import numpy as np
 
 from pipeline.core.labels import AU_UNKNOWN, DISFA_AUS, disfa_to_au
 from pipeline.core.schema import au_name
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, case_twin, not_utf8, read_text
 
 
 def parse_au_file(path: Path, problems: Problems, extra: list[str] | None = None) -> dict[int, int]:
@@ -90,7 +90,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             au[:, j] = disfa_to_au(intensity)
         video = root / "Videos_LeftCamera" / f"LeftVideo{sn}_comp.avi"
         if not video.exists():  # a copy from a case-blind file system: LeftVideoSN001_comp.AVI
-            video = next((v for v in videos if v.name.lower() == video.name.lower()), video)
+            video = folder / (case_twin(video.name, [v.name for v in videos]) or video.name)
         if not video.exists():
             problems.reject(str(video), "video missing", n=len(frames))
             result.labels_without_frame += len(frames)

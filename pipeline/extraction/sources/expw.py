@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.labels import expw_to_expr
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
+from pipeline.extraction.sources.base import Job, Problems, SourceRead, absent, not_utf8, read_text
 
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
@@ -56,7 +56,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             problems.reject(str(label_file), f"bad label line: {e}", line=lineno)
             continue
         if not (images_dir / name).exists():
-            problems.reject(str(label_file), f"image {name!r} missing", line=lineno)
+            problems.reject(str(label_file), f"image {name!r} {absent(images_dir / name)}", line=lineno)
             result.labels_without_frame += 1
             continue
         by_image.setdefault(name, []).append((face_id, [left, top, right, bottom], expr))

@@ -24,7 +24,9 @@ import pyarrow.csv as pacsv
 
 from pipeline.core.labels import AFFWILD2_INVALID, AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.core.schema import ABAW2022, EXPRESSIONS
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, unreadable
+from pipeline.extraction.sources.base import (
+    Job, Problems, SourceRead, case_twin, not_utf8, not_utf8_text, unreadable,
+)
 
 SPLITS = {"training_set": "train", "validation_set": "val"}
 HEADER = ("image", "valence", "arousal", "expression", "aus")
@@ -124,6 +126,9 @@ def read_file(path: Path, problems: Problems, notes: list[str]) -> pd.DataFrame 
     """The rows of one annotation file, or None: an empty or unreadable file and one with a
     bad header are counted skips of the whole file, one without data rows a note."""
     try:
+        with open(path, "rb") as f:
+            if not_utf8_text(path, f.read(4096), problems):
+                return None
         with open(path, encoding="utf-8-sig", errors="replace") as f:
             header = f.readline()
             if tuple(c.strip().lower() for c in header.split(",")) != HEADER:  # every row of the file lost
@@ -194,6 +199,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         problems.reject(row["file"], f"bad row: {reason}", line=int(row["line"]))
     au_columns = list(ABAW2022.aus)
     first_unknown = None
+    folders = root / "cropped_aligned"
+    listed = os.listdir(folders) if folders.is_dir() else []
     for video, group in rows.groupby("video", sort=True):
         splits = split_of[video]
         if len(splits) > 1:
@@ -210,8 +217,10 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         crops = root / "cropped_aligned" / str(video)
         names = set(os.listdir(crops)) if crops.is_dir() else set()
         present = known & np.array([f"{f + 1:05d}.jpg" in names for f in frames], dtype=bool)
+        twin = None if crops.is_dir() else case_twin(str(video), listed)
+        why = f"image missing (no folder {str(video)!r}; {twin!r} differs only in case)" if twin else "image missing"
         for f in frames[known & ~present]:
-            problems.reject(f"{crops}/{f + 1:05d}.jpg", "image missing")
+            problems.reject(f"{crops}/{f + 1:05d}.jpg", why)
         result.labels_without_frame += int((known & ~present).sum())
         if present.any():
             result.jobs.append(Job(source="saffwild2", video=str(video), subject=str(video),
