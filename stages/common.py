@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import signal
 import threading
 
@@ -115,6 +116,10 @@ def check_outputs(options: dict) -> None:
 
     ctx = click.get_current_context(silent=True)
     if ctx is not None and ctx.command.name in ADDS_INTO:
+        out = options.get("out")
+        if out and Path(out).is_symlink() and not Path(out).exists():  # mkdir would say only "File exists"
+            raise click.ClickException(f"--out {out}: a symbolic link to {os.readlink(out)}, which does not exist: "
+                                       "create that folder, or choose another --out")
         return
 
     def paths(value):
@@ -166,19 +171,62 @@ def _quiet_exit() -> None:
     sys.exit(141)
 
 
+#: Commands that write the params file themselves: no run of theirs is stale for its change.
+WRITES_PARAMS = frozenset({"preset"})
+
+
+def _bytes_or_none(path) -> bytes | None:
+    """A regular file's bytes, or None (the command says why it cannot read it, if it needs to;
+    a named pipe is not read: that would wait for a writer)."""
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _unrecorded(error: OSError, options: dict) -> str:
+    """What to add to an error writing the run's provenance record, the last thing a stage
+    writes: its outputs are in place, only their record is missing."""
+    from pathlib import Path
+
+    if not error.filename or "provenance_path" not in options:
+        return ""
+    failed, record = Path(error.filename), options["provenance_path"]
+    ours = (record and failed.resolve() == Path(record).resolve()) or "provenance" in failed.parts[:-1]  # or aside
+    if not ours:
+        return ""
+    return " (the outputs are written, their provenance record is not: run the command again once it can be)"
+
+
 def friendly_errors(fn):
     """Report expected failures (bad params, bad data or checkpoints, files that cannot be
     read or written: a read-only folder, a full disk) as one line, not a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        try:
+            return run(*args, **kwargs)
+        except click.ClickException as e:
+            stage = os.environ.get("DVC_STAGE")  # set by dvc repro for the command of each stage
+            if stage and not isinstance(e, click.UsageError):
+                e.message += (f" (DVC removed this stage's outputs before running it: `dvc checkout {stage}` "
+                              "brings the last ones back)")
+            raise
+
+    def run(*args, **kwargs):
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         if threading.current_thread() is threading.main_thread():
             # `kill` (SIGTERM) stops a command as Ctrl-C does: its cleanup runs, no temporary file stays
             signal.signal(signal.SIGTERM, _interrupt)
         check_outputs(kwargs)
+        ctx = click.get_current_context(silent=True)
+        watched = kwargs.get("params_path") if ctx is None or ctx.command.name not in WRITES_PARAMS else None
+        params_before = _bytes_or_none(watched)
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except BrokenPipeError:  # `mtaffect info ... | head -1`: the reader is gone, so is the rest
             _quiet_exit()
         except (ParamsError, DataError, CheckpointError, FileNotFoundError) as e:
@@ -187,6 +235,11 @@ def friendly_errors(fn):
             where = f"{e.filename}: " if e.filename else ""
             if e.filename and e.filename2:  # a rename: from where to where
                 where = f"{e.filename} -> {e.filename2}: "
-            raise click.ClickException(f"{where}{e.strerror or e}") from None
+            raise click.ClickException(f"{where}{e.strerror or e}{_unrecorded(e, kwargs)}") from None
+        if params_before is not None and _bytes_or_none(watched) != params_before:
+            # exit 1: DVC must not record the new values for outputs made with the old ones
+            raise click.ClickException(f"{watched} changed while this stage ran: its outputs match the values it "
+                                       "started with; run it again")
+        return result
 
     return wrapper

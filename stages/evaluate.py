@@ -1,12 +1,33 @@
 """``evaluate``: every model and the baselines on the validation set, one code path."""
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
 from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+
+
+@contextmanager
+def all_or_none(*paths: str):
+    """Yield hidden siblings of ``paths`` to write; they move into place together once all
+    are written, so a failure halfway (a full disk) leaves none of this run's outputs."""
+    staged = [Path(p).with_name(f".{Path(p).name}.new") for p in paths]
+    try:
+        yield staged
+        for path, new in zip(paths, staged):
+            os.replace(new, path)
+    except OSError as e:  # named by the file the user gave
+        names = [str(new) for new in staged]
+        if e.filename not in names:
+            raise
+        raise OSError(e.errno, e.strerror, paths[names.index(e.filename)]) from None
+    finally:
+        for new in staged:
+            new.unlink(missing_ok=True)
 
 
 @click.command("evaluate")
@@ -108,10 +129,11 @@ def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_t
               **{f"student {name}": path for name, path in students.items()}}
     if Path(ground_truth).exists():
         inputs["ground_truth"] = ground_truth
-    write_parquet(pa.Table.from_pandas(table, preserve_index=False), predictions)
-    write_json(out, evaluation)
-    write_json(soft_label_report, quality or {"note": "no ground truth for these frames (real data)"})
-    with replacing_folder(plots) as work:  # whole or not at all, even when killed while drawing
+    with all_or_none(predictions, out, soft_label_report) as (rows_file, out_file, quality_file), \
+            replacing_folder(plots) as work:  # whole or not at all, even when killed while drawing
+        write_parquet(pa.Table.from_pandas(table, preserve_index=False), rows_file)
+        write_json(out_file, evaluation)
+        write_json(quality_file, quality or {"note": "no ground truth for these frames (real data)"})
         evaluation_plots(table, evaluation, work)
         comparison_plot(evaluation, work)
         sequence_length_plot(evaluation, work)

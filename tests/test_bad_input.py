@@ -560,3 +560,205 @@ def test_a_second_extraction_into_the_same_folder_is_refused_in_one_line(data, t
     assert not out.exists() and not list(tmp_path.glob(".faces.*[!k]"))
     assert run(tmp_path, "extract", "--source", "afewva", "--out", str(out), "--quiet").exit_code == 0
     assert not (tmp_path / ".faces.lock").exists()  # the run deletes its lock file: nothing left beside the output
+
+
+# --- the wrong Python, params edited mid-run ---------------------------------------------------
+
+
+def test_a_python_without_the_projects_packages_says_so_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    stamp = tmp_path / "params.json"
+    for stage in ("check_params", "train_teacher"):  # -S: no site-packages, as a system Python has none of ours
+        proc = subprocess.run([sys.executable, "-S", "-m", f"stages.{stage}", "--stamp", str(stamp)], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and proc.stdout == "", proc
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"this Python ({sys.executable}) lacks the project's packages (" in lines[0], lines[0]
+        assert "ruamel.yaml" in lines[0] and ".venv/bin" in lines[0], lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_params_edited_while_a_stage_runs_fail_it_so_dvc_records_nothing(tmp_path, monkeypatch):
+    import pipeline.core.catalogue as catalogue
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    set_preset(params, "tiny")
+    edited = params.read_text().replace("threads:", "threads:  ", 1)
+    assert edited != params.read_text()
+    real = catalogue.check_pretrained
+
+    def check_then_edit(*args, **kwargs):  # the user saves params.yaml while the stage works
+        real(*args, **kwargs)
+        params.write_text(edited)
+
+    monkeypatch.setattr(catalogue, "check_pretrained", check_then_edit)
+    stamp = tmp_path / "reports" / "params.json"
+    error = failed_naming(run(tmp_path, "check-params", "--stamp", str(stamp)), str(params))
+    assert error == (f"Error: {params} changed while this stage ran: its outputs match the values it started "
+                     "with; run it again")
+    assert params.read_text() == edited  # the user's edit stays
+    no_leftovers(tmp_path)
+    monkeypatch.setattr(catalogue, "check_pretrained", real)
+    assert run(tmp_path, "check-params", "--stamp", str(stamp)).exit_code == 0  # run again: fine
+
+
+@pytest.mark.parametrize("command", ["predict", "export-abaw"])
+def test_an_out_folder_that_is_a_link_to_nothing_is_named_as_such(tmp_path, command):
+    from test_abaw_export import table as predict_table
+
+    table = predict_table(tmp_path / "v.csv", [0, 1], [True, True])  # predict: refused before reading it
+    kept = table.read_bytes()
+    out = tmp_path / "dangl"
+    out.symlink_to(tmp_path / "gone" / "preds")
+    extra = ["--model", str(table)] if command == "predict" else []
+    result = CliRunner().invoke(main, [command, str(table), *extra, "--out", str(out)])
+    assert "Traceback" not in result.output, result.output
+    assert result.exit_code == 1 and result.output.splitlines() == [
+        f"Error: --out {out}: a symbolic link to {tmp_path / 'gone' / 'preds'}, which does not exist: create that "
+        "folder, or choose another --out"], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangl", "v.csv"] and table.read_bytes() == kept
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 2 MB file system of its own (root may mount one), filled by the first large write."""
+    import gc
+    import subprocess
+
+    where = tmp_path / "full"
+    where.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (not root)")
+    yield where
+    gc.collect()  # the failed write's exception, in a reference cycle, keeps torch's file open until collected
+    subprocess.run(["umount", str(where)], check=True)
+
+
+def ensemble_members(tmp_path: Path) -> Path:
+    """A params file and the random students its ensemble is made of."""
+    from pipeline.training.models import MultitaskNet, save_checkpoint
+
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    students = tmp_path / "students"
+    for name in yaml.safe_load((tmp_path / "params.yaml").read_text())["ensemble"]["members"]:
+        torch.manual_seed(len(name))
+        save_checkpoint(students / f"{name}.pt", MultitaskNet("mobilenet_v3_small"),
+                        {"train": {"va_centres": "centres"}, "soft_labels": {"mode": "centre"}})
+    return students
+
+
+def test_a_bundle_written_on_a_full_disk_says_no_space_naming_the_file(index_dir, tmp_path, full_disk):
+    students = ensemble_members(tmp_path)
+    kept = tree_hash(students)
+    out = full_disk / "e.pt"
+    error = failed_naming(run(tmp_path, "ensemble", "--students", str(students), "--index", str(index_dir), "--out",
+                              str(out), "--report", str(tmp_path / "e.json"), "--provenance", str(tmp_path / "p.json"),
+                              "--quiet"), str(out))
+    assert error == f"Error: {out}: No space left on device"
+    assert not list(full_disk.iterdir()) and tree_hash(students) == kept
+    assert not (tmp_path / "e.json").exists() and not (tmp_path / "p.json").exists()
+    no_leftovers(tmp_path)
+
+
+def test_a_stage_failing_under_dvc_says_dvc_removed_its_outputs_and_how_to_bring_them_back(tmp_path, monkeypatch):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["teacher"]["epochs"] = -1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = tmp_path / "teacher.pt"
+    alone = failed_naming(run(tmp_path, "train-teacher", "--out", str(out)), "teacher.epochs")
+    assert "DVC" not in alone  # run by hand: DVC removed nothing
+    monkeypatch.setenv("DVC_STAGE", "train_teacher")  # what dvc repro sets for a stage's command
+    error = failed_naming(run(tmp_path, "train-teacher", "--out", str(out)), "teacher.epochs")
+    assert error == f"{alone} (DVC removed this stage's outputs before running it: `dvc checkout train_teacher` " \
+                    "brings the last ones back)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_a_provenance_record_that_cannot_be_written_says_the_outputs_are(index_dir, tmp_path, full_disk):
+    students = ensemble_members(tmp_path)
+    with open(full_disk / "filler", "wb") as f:  # the disk the record goes to is full
+        with pytest.raises(OSError):
+            while True:
+                f.write(bytes(1 << 16))
+                f.flush()
+    kept, record = tree_hash(students), full_disk / "prov.json"
+    out, report = tmp_path / "e.pt", tmp_path / "e.json"
+    error = failed_naming(run(tmp_path, "ensemble", "--students", str(students), "--index", str(index_dir), "--out",
+                              str(out), "--report", str(report), "--provenance", str(record), "--quiet"))
+    assert error == (f"Error: {record}: No space left on device (the outputs are written, their provenance record "
+                     "is not: run the command again once it can be)")
+    assert torch.load(out, weights_only=False)["members"] and "au_thresholds" in json.loads(report.read_text())
+    assert [p.name for p in full_disk.iterdir()] == ["filler"] and tree_hash(students) == kept
+    no_leftovers(tmp_path)
+
+
+def test_evaluate_on_a_full_disk_leaves_none_of_its_outputs_and_the_earlier_ones_as_they_were(index_dir, tmp_path,
+                                                                                               full_disk, monkeypatch):
+    """The models' scoring is stood in for (it needs every stage's models): what is under
+    test is how evaluate writes its outputs, one of them on a full disk."""
+    import pipeline.evaluation.evaluate as scoring
+    import pipeline.evaluation.figures as figures
+    import pipeline.evaluation.truth as truth
+    import pipeline.training.softlabels as softlabels
+
+    class Cache:
+        attrs = {"teacher_sha256": "0" * 64}
+
+        def __init__(self, path):
+            pass
+
+    def draw(*args):
+        (args[-1] / "comparison.csv").write_text("model\n")
+
+    rows = pd.DataFrame({"model": ["teacher"], "frame": [0]})
+    monkeypatch.setattr(scoring, "evaluate", lambda *args, **kwargs: (rows, {}))
+    for name in ("check_distinct", "check_same_teacher"):
+        monkeypatch.setattr(scoring, name, lambda *args: None)
+    monkeypatch.setattr(softlabels, "SoftLabels", Cache)
+    monkeypatch.setattr(truth, "soft_label_quality", lambda *args: {})
+    for name in ("evaluation_plots", "comparison_plot", "sequence_length_plot"):
+        monkeypatch.setattr(figures, name, draw)
+    shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    models = {option: tmp_path / "models" / option for option in ("--teacher", "--students", "--ensemble",
+                                                                 "--features", "--rnn-teacher", "--rnn-ensemble",
+                                                                 "--soft-labels")}
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    for option, path in models.items():  # present: each is only checked to exist
+        if option in ("--students", "--rnn-teacher", "--rnn-ensemble"):
+            path.mkdir(parents=True)
+            names = [f"{n}.pt" for n in params["students"]] if option == "--students" else \
+                [f"T{n}.pt" for n in params["temporal"]["sequence_lengths"]]
+            for name in names:
+                (path / name).write_text(name)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(option)
+    with open(full_disk / "filler", "wb") as f:
+        with pytest.raises(OSError):
+            while True:
+                f.write(bytes(1 << 16))
+                f.flush()
+    earlier = tmp_path / "reports"
+    earlier.mkdir()
+    for name in ("rows.parquet", "quality.json"):
+        (earlier / name).write_text(f"an earlier run's {name}")
+    kept = tree_hash(earlier)
+    args = ["evaluate", "--index", str(index_dir), "--predictions", str(earlier / "rows.parquet"), "--out",
+            str(full_disk / "ev.json"), "--soft-label-report", str(earlier / "quality.json"), "--plots",
+            str(tmp_path / "plots"), "--provenance", str(tmp_path / "prov.json"), "--ground-truth",
+            str(tmp_path / "none.parquet"), "--quiet", *[str(a) for o, p in models.items() for a in (o, p)]]
+    error = failed_naming(run(tmp_path, *args))
+    assert error == f"Error: {full_disk / 'ev.json'}: No space left on device"
+    assert tree_hash(earlier) == kept and [p.name for p in full_disk.iterdir()] == ["filler"]
+    assert not (tmp_path / "plots").exists() and not (tmp_path / "prov.json").exists()
+    no_leftovers(tmp_path)
+    (full_disk / "filler").unlink()  # space again: every output in place
+    assert run(tmp_path, *args).exit_code == 0
+    assert (full_disk / "ev.json").read_text() == "{}\n" and tree_hash(earlier) != kept
+    assert (tmp_path / "plots" / "comparison.csv").exists() and (tmp_path / "prov.json").exists()
+    no_leftovers(tmp_path)

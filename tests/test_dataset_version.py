@@ -188,3 +188,27 @@ def test_a_video_is_read_once_to_extract_and_hash_it(tmp_path):
     read = read_chars() - before
     assert res.hashes == {str(video): file_sha256(video)} and res.frames_read == 60
     assert video.stat().st_size <= read < 1.2 * video.stat().st_size, (read, video.stat().st_size)
+
+
+def test_a_file_name_that_is_not_utf8_is_hashed_as_its_bytes_and_utf8_names_as_before(dataset):
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    (dataset / "café.txt").write_text("accents")  # UTF-8: hashed as it always was
+    written = CliRunner().invoke(main, ["dataset-version", str(dataset), "--quiet"])
+    assert written.exit_code == 0 and json.loads(version_path(dataset).read_text())["sha256"] == \
+        independent_digest(dataset), written.output
+    bad = os.fsencode(dataset) + b"/bad\xffname"
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    files = {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()}
+    result = CliRunner().invoke(main, ["dataset-version", str(dataset), "--quiet"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    h = hashlib.sha256()  # the names' bytes on disk, in the order of their parts
+    for f in sorted(p for p in dataset.rglob("*") if p.is_file()):
+        h.update(os.fsencode(f.relative_to(dataset).as_posix()) + b"\0" +
+                 hashlib.sha256(f.read_bytes()).hexdigest().encode() + b"\n")
+    assert json.loads(version_path(dataset).read_text()) == {"dataset": "disfa", "files": 4, "sha256": h.hexdigest()}
+    assert {p: p.read_bytes() for p in dataset.rglob("*") if p.is_file()} == files
+    assert not [p for p in dataset.parent.iterdir() if p.name.startswith(".")]

@@ -309,3 +309,18 @@ def test_a_link_into_a_folder_that_does_not_exist_is_said_not_called_whole(tmp_p
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert f"the link's folder {tmp_path / 'nowhere'} does not exist" in result.output, result.output
     assert "nothing to repair" not in result.output and not (tmp_path / "nowhere").exists()
+
+
+def test_a_lock_with_merge_conflict_markers_is_an_unfinished_merge_not_a_torn_file(tmp_path):
+    p = committed_project(tmp_path / "p")
+    lines = WHOLE.splitlines(keepends=True)
+    ours, theirs = lines[7], lines[7].replace("0123", "4567")  # the md5 line, changed on both sides
+    (p / "dvc.lock").write_text("".join(lines[:7] + ["<<<<<<< HEAD\n", ours, "=======\n", theirs,
+                                                     ">>>>>>> other\n"] + lines[8:]))
+    before = files(p)
+    result = repair_lock("--project", str(p))
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith(f"Error: {p / 'dvc.lock'}: holds git merge-conflict markers (line 8): "
+                                    "an unfinished merge, not a torn file; nothing changed"), result.output
+    assert "git checkout --theirs dvc.lock" in result.output
+    assert files(p) == before and not (p / ".dvc" / "tmp").exists()

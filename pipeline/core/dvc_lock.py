@@ -50,6 +50,14 @@ def lock_problem(text: str) -> str | None:
     return None
 
 
+def _conflict_line(text: str) -> int | None:
+    """The line (from 1) where git's merge-conflict markers start in ``text``, or None."""
+    lines = text.splitlines()
+    starts = [n for n, line in enumerate(lines, 1) if re.match(r"<{7}( |$)", line)]
+    ends = any(re.match(r">{7}( |$)", line) for line in lines)
+    return starts[0] if starts and ends else None
+
+
 def _dvc_running(project: Path) -> bool:
     """Whether a DVC command holds the project's lock (``zc.lockfile``, as DVC takes it)."""
     import zc.lockfile
@@ -114,7 +122,11 @@ def repair(project: str | Path = ".") -> list[str]:
         if committed is not None and lock_problem(committed) is None:
             write_text(target, committed)
             done.append(f"{lock}{where}: missing; restored from the last commit")
-    elif (problem := lock_problem(lock.read_text(errors="replace"))):
+    elif (line := _conflict_line(text := lock.read_text(errors="replace"))):
+        raise DataError(f"{lock}{where}: holds git merge-conflict markers (line {line}): an unfinished merge, not "
+                        "a torn file; nothing changed: resolve the merge (e.g. git checkout --theirs dvc.lock, "
+                        "then dvc repro)")
+    elif (problem := lock_problem(text)):
         committed = _from_git(project)
         restore = committed is not None and lock_problem(committed) is None
         links = target.stat().st_nlink - 1  # hard links: a new file comes in this name only, they keep the torn one

@@ -8,6 +8,7 @@ for a finished one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import fnmatch
 import hashlib
@@ -153,6 +154,15 @@ def release_lock(path: Path, lock: int) -> None:
     os.close(lock)
 
 
+def _nearly_full(folder: Path) -> bool:
+    """Whether the file system of ``folder`` has (almost) no space left for its user."""
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < 1 << 20
+
+
 def write_torch(path: str | Path, obj) -> None:
     """``torch.save`` of plain values and tensors, atomically; torch's own write errors
     (a full disk shows as a RuntimeError) become an OSError naming the file."""
@@ -162,6 +172,8 @@ def write_torch(path: str | Path, obj) -> None:
         try:
             torch.save(obj, tmp)
         except RuntimeError as e:  # torch's text: "... open file failed with strerror: <the OS's words>"
+            if _nearly_full(tmp.parent):  # a full disk: torch says only "unexpected pos 576 vs 534"
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
             text = str(e).splitlines()[0]
             why = text.rsplit("strerror: ", 1)[1] if "strerror: " in text else text[:120]
             hint = "; is the disk full?" if "space" in why.lower() or "strerror" not in text else ""
@@ -216,7 +228,8 @@ def combine(hashes: dict[str, str]) -> str:
     every file's name and SHA-256, in ``folder_files`` order."""
     h = hashlib.sha256()
     for name in sorted(hashes, key=lambda n: tuple(n.split("/"))):  # Path order: by parts
-        h.update(f"{name}\0{hashes[name]}\n".encode())
+        # surrogateescape: a name that is not UTF-8 hashes as its bytes on disk; a UTF-8 one as before
+        h.update(f"{name}\0{hashes[name]}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 
