@@ -400,3 +400,46 @@ def test_links_to_nothing_in_an_input_folder_are_counted_in_the_not_read_notice(
     assert (f"{folder}: not read: 2 neither a file nor a folder (a symbolic link to nothing or a loop of links, "
             "a pipe), e.g. lb.jpg") in result.output, result.output
     assert pd.read_csv(tmp_path / "p" / "crops.csv")["file"].tolist() == ["00001.jpg"]
+
+
+# --- damaged videos and empty names -----------------------------------------------------------
+
+
+def damaged_in_the_middle(clip: Path, path: Path) -> Path:
+    """``clip`` with its 10th and 11th frames' chunks overwritten by 0xff: FFmpeg skips them
+    without an error and counts the frames after them on."""
+    raw = bytearray(clip.read_bytes())
+    movi = raw.index(b"movi")
+    chunks = [i for i in range(movi, len(raw) - 4) if raw[i:i + 4] == b"00dc"]
+    raw[chunks[9]:chunks[11]] = b"\xff" * (chunks[11] - chunks[9])
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def test_a_video_damaged_in_the_middle_is_a_warning_naming_the_lost_frames_and_is_never_exported(bundle, clip,
+                                                                                                  tmp_path):
+    mid = damaged_in_the_middle(clip, tmp_path / "mid.avi")
+    result = run("predict", mid, "--model", bundle, "--out", tmp_path / "p", "--quiet", "--no-timeline")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: {mid}: 2 of the 20 frames the file lists were not decoded (truncated or damaged): "
+                        "rows of the 18 decoded, whose frame numbers and times run early after a damaged stretch; "
+                        "export-abaw refuses this table"], result.output
+    assert len(pd.read_csv(tmp_path / "p" / "mid.csv")) == 18
+    no_leftovers(tmp_path)
+    table = tmp_path / "p" / "mid.csv"
+    failed_naming(run("export-abaw", table, "--out", tmp_path / "e"), table,
+                  "predict could not decode 2 frame(s) of its video (truncated or damaged)")
+    assert not [p for p in (tmp_path / "e").rglob("*") if p.is_file() and p.name != ".mtaffect-outputs.json"]
+    no_leftovers(tmp_path)
+
+
+def test_an_empty_input_name_is_refused_never_taken_for_the_current_folder(bundle, clip, tmp_path, monkeypatch):
+    folder = tmp_path / "here"
+    folder.mkdir()
+    (folder / "clip.avi").write_bytes(clip.read_bytes())  # what '' would otherwise predict on
+    monkeypatch.chdir(folder)
+    before = tree(tmp_path)
+    failed_naming(run("predict", "", "--model", bundle, "--out", tmp_path / "p", "--quiet"),
+                  "an empty input name was given (an unset shell variable?)")
+    assert tree(tmp_path) == before and not (tmp_path / "p").exists()

@@ -345,7 +345,7 @@ def test_no_face_at_all_and_a_truncated_video_are_warnings_with_their_rows(bundl
     assert len(rows) == 10 and not rows["face"].any() and "no face found in any frame" in result.output
     cut_rows = pd.read_csv(tmp_path / "out" / "cut.csv")
     assert 0 < len(cut_rows) < N_FRAMES and cut_rows["frame"].tolist() == list(range(len(cut_rows)))
-    assert f"decoding stopped at frame {len(cut_rows)} of the {N_FRAMES}" in result.output
+    assert f"{cut}: {N_FRAMES - len(cut_rows)} of the {N_FRAMES} frames the file lists were not decoded" in result.output
 
 
 # --- --temporal ----------------------------------------------------------------------------

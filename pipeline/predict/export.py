@@ -9,7 +9,8 @@ frames before a table's first row. A frame missing between the first and last ro
 table of ``predict --every N``) is refused: filling it would be a guess ABAW scores as a
 prediction. A row with a face must carry every prediction, each in its range: a value
 edited by hand into nonsense, or a missing cell, is refused naming the row, never filled
-or written as given.
+or written as given. A table of a video predict could not decode whole is refused: its frame
+numbers may be shifted after the damage.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     """A predict table of one video, one row per frame (the main face), checked; and the
     AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
     must be all of one era's AUs: ABAW scores those columns."""
+    lost = recorded(path, "predict").get("frames_not_decoded")
+    if lost:  # predict numbers frames in decoding order: after a lost one, every label would be shifted
+        raise DataError(f"{path}: predict could not decode {lost} frame(s) of its video (truncated or damaged), so "
+                        "its frame numbers may not be the video's: not exported (predict on an undamaged copy)")
     try:
         aus, classes = table_labels(path)
         columns = ["frame", "file", "face", "track", *aus, "expression", "valence", "arousal"]

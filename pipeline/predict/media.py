@@ -3,7 +3,7 @@ streamed one at a time (memory does not grow with a video's length), and the ove
 video written as frames come."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -41,6 +41,8 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
     returns the inputs, how many pictures or videos were left out so, and a line per folder
     on what else it holds and is not read (subfolders, other files)."""
     found, skipped, ignored = [], 0, []
+    if any(str(given) == "" for given in paths):  # Path("") is the current folder
+        raise DataError("an empty input name was given (an unset shell variable?)")
     for given in map(Path, paths):
         if not given.exists():
             link = " (a symbolic link to nothing, or a loop of links)" if given.is_symlink() else ""
@@ -123,20 +125,30 @@ class Frame:
     image: np.ndarray
 
 
+def frames_not_decoded(path: Path, decoded: int, listed: int) -> int:
+    """How many of the frames a video's container lists were lost to damage or truncation
+    (0 when none, or unknown). An AVI lists its frames exactly, and FFmpeg skips its damaged
+    chunks without an error, counting the frames after them on (time stamps too): neither
+    shows where, so every frame short counts. Other containers' counts may be estimates or
+    include frames an edit list hides (an edited video: no damage): only a clear shortfall."""
+    short = max(0, listed - decoded)
+    return short if path.suffix.lower() == ".avi" or short > max(3, listed // 20) else 0
+
+
 @dataclass
 class VideoFrames:
     """Every ``every``-th frame of a video, decoded in order, each timed by the decoder's own
     time stamp (a phone's variable frame rate makes frame / average rate wrong by tenths of
     a second). After iterating, ``decoded`` is the number of frames read, ``listed`` what
-    the container claims, and ``broken`` whether decoding stopped well short of it (an
-    edited video's container often counts a few frames it never shows: not a damage)."""
+    the container claims, and ``lost`` how many of those were not decoded
+    (:func:`frames_not_decoded`)."""
 
     path: Path
     every: int = 1
     fps: float = 0.0
     listed: int = 0
     decoded: int = 0
-    broken: bool = field(default=False)
+    lost: int = 0
 
     def __post_init__(self):
         cap = open_video(self.path)
@@ -159,7 +171,7 @@ class VideoFrames:
                     yield Frame(number, time, "", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 number += 1
             self.decoded = number
-            self.broken = self.listed > 0 and number < self.listed - max(3, self.listed // 20)
+            self.lost = frames_not_decoded(self.path, number, self.listed)
         finally:
             cap.release()
 

@@ -207,7 +207,8 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
             why = f" ({skipped[0][1]})" if inp.kind == "image" and skipped else ""
             raise ValueError(f"{inp.path}: no frame or image could be decoded{why}")
         sink.close()
-        out.record(table, input=inp.kind)  # export --mtl tells a folder's table from an image's
+        lost = {"frames_not_decoded": video.lost} if video is not None and video.lost else {}
+        out.record(table, input=inp.kind, **lost)  # export --mtl tells a folder's table from an image's
         if overlay is not None:
             overlay.close()
             out.record(overlay.path)
@@ -222,9 +223,10 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
     summary.rows, summary.skipped = sink.rows, len(skipped)
     summary.warnings += [f"{file}: {why}; skipped" for file, why in skipped] + finder.notes
     finder.notes = []
-    if video is not None and video.broken:
-        summary.warnings.append(f"{inp.path}: decoding stopped at frame {video.decoded} of the {video.listed} the "
-                                "file lists (truncated or damaged): rows up to there")
+    if lost:
+        summary.warnings.append(f"{inp.path}: {video.lost} of the {video.listed} frames the file lists were not "
+                                f"decoded (truncated or damaged): rows of the {video.decoded} decoded, whose frame "
+                                "numbers and times run early after a damaged stretch; export-abaw refuses this table")
     if summary.frames_with_face == 0:
         summary.warnings.append(f"{inp.path}: no face found in any frame (every row has face = false)")
     if "timeline" in paths:
