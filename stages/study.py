@@ -23,11 +23,13 @@ ENDED = re.compile(r"^(Updating lock file|Running stage|Stage '|Restored stage|E
 
 def study_params(params_path: str):
     from pipeline.build.params import BuildParams
+    from pipeline.extraction.params import ExtractParams, SourceParams
     from pipeline.inference.params import EnsembleParams
     from pipeline.study.params import StudyParams
     from pipeline.training.params import StudentParams, TrainParams
 
-    return load(params_path, StudyParams, TrainParams, StudentParams, EnsembleParams, BuildParams)
+    return load(params_path, StudyParams, TrainParams, StudentParams, EnsembleParams, BuildParams, ExtractParams,
+                SourceParams)
 
 
 def write_plan(params_path: str):

@@ -12,9 +12,13 @@ from stages.common import friendly_errors, load, params_option, use_threads
 @params_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
-@click.option("--kind", type=click.Choice(["checkpoint", "bundle", "baseline"]), required=True,
-              help="What --model is: a network's checkpoint, an ensemble's bundle, or nothing (the trivial "
-                   "baseline: no AU, the majority class, the mean VA).")
+@click.option("--kind", type=click.Choice(["checkpoint", "bundle", "probe", "baseline"]), required=True,
+              help="What is scored: each --model, a network's checkpoint or an ensemble's bundle; or, fitted on "
+                   "--train-index, the pixel linear probe (one per --seed) or the trivial baseline (no AU, the "
+                   "majority class, the mean VA).")
+@click.option("--train-index", "train_index", default=None, type=click.Path(file_okay=False),
+              help="The task sets the probe and the baseline are fitted on (default: --index).")
+@click.option("--seed", "seeds", multiple=True, type=int, help="The probe's seed, one per --out (repeatable).")
 @click.option("--name", required=True, help="The arm: the model column of the tables.")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
               help="A checkpoint or bundle, one per seed (repeatable; none for the baseline).")
@@ -22,7 +26,7 @@ from stages.common import friendly_errors, load, params_option, use_threads
               help="Its predictions on the test videos (Parquet), one per --model, in their order.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @friendly_errors
-def cli(params_path, index_dir, kind, name, models, outs, quiet):
+def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, quiet):
     """Predict every frame of the test videos (the validation videos after the first
     teacher.selection_videos, which no choice has seen) with each model of an arm."""
     import pyarrow as pa
@@ -38,9 +42,10 @@ def cli(params_path, index_dir, kind, name, models, outs, quiet):
     from pipeline.study.scores import predictions, test_split
     from pipeline.training.params import TrainParams
 
-    if len(models) != (0 if kind == "baseline" else len(outs)) or (kind == "baseline" and len(outs) != 1):
-        raise click.UsageError(f"{len(models)} --model and {len(outs)} --out: give one --out per --model (the "
-                               "baseline: one --out, no --model)")
+    per_out = {"checkpoint": models, "bundle": models, "probe": seeds, "baseline": [None]}[kind]
+    if len(per_out) != len(outs) or (kind in ("probe", "baseline") and models):
+        raise click.UsageError(f"--kind {kind}: {len(models)} --model, {len(seeds)} --seed and {len(outs)} --out: "
+                               "give one --out per --model (per --seed for the probe; one for the baseline)")
     p = load(params_path, BuildParams, TrainParams, EvaluateParams)
     use_threads(p.threads)
     index_dir = Path(index_dir or p.build.out)
@@ -53,10 +58,11 @@ def cli(params_path, index_dir, kind, name, models, outs, quiet):
                           "validation videos after the first n; set it")
     test = test_split(FrameIndex.read(index_dir / "val.parquet"), p.teacher.selection_videos, str(index_dir / "val.parquet"))
     device = resolve_device(p.evaluate.device)
-    train = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS} if kind == "baseline" else None
-    for model, out in zip(models or [None], outs):
-        table = predictions(name, test, device, p.evaluate.batch, model if kind == "checkpoint" else None,
-                            model if kind == "bundle" else None, train, not quiet)
+    fitted = Path(train_index or index_dir)
+    train = {t: FrameIndex.read(fitted / f"train_{t}.parquet") for t in TASKS} if kind in ("probe", "baseline") else None
+    for what, out in zip(per_out, outs):
+        table = predictions(name, test, device, p.evaluate.batch, what if kind == "checkpoint" else None,
+                            what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet)
         write_parquet(pa.Table.from_pandas(table, preserve_index=False), out)
         click.echo(f"{name}: {len(test)} test frames of {len(set(test.video))} videos -> {out}")
 

@@ -465,3 +465,48 @@ def test_a_params_file_that_is_a_broken_link_says_so(tmp_path):
     (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
     with pytest.raises(ParamsError, match=r"a.yaml: a symbolic link to .*b.yaml, which does not exist \(or a loop"):
         check_all(tmp_path / "a.yaml")
+
+
+def test_set_values_override_the_file_as_dvc_exp_run_s_does():
+    from pipeline.core.params import set_values
+
+    raw = {"teacher": {"seed": 0, "epochs": 10}, "students": {"s1": {"seed": 1}}, "ensemble": {"members": ["s1"]}}
+    out = set_values(raw, ("teacher.seed=3", "students.s1.lam=1", "students.s9.distill_unlabelled=false",
+                           "ensemble.members=[seed0, seed3]", "teacher.lr=1e-3"))
+    assert out["teacher"] == {"seed": 3, "epochs": 10, "lr": 0.001}  # YAML 1.2: 1e-3 is a number
+    assert out["students"] == {"s1": {"seed": 1, "lam": 1}, "s9": {"distill_unlabelled": False}}
+    assert out["ensemble"]["members"] == ["seed0", "seed3"]
+    for bad, message in (("teacher.seed", "expected KEY=VALUE"), ("teacher..seed=1", "expected KEY=VALUE"),
+                         ("teacher.seed.x=1", "teacher.seed is not a mapping"), ("teacher.seed=[1", "not valid YAML")):
+        with pytest.raises(ParamsError, match=message):
+            set_values({"teacher": {"seed": 0}}, (bad,))
+
+
+def test_check_params_stamp_never_replaces_a_file_that_is_not_a_stamp(tmp_path):
+    from stages.cli import main
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    assert CliRunner().invoke(main, ["preset", "tiny", "--params", str(params)]).exit_code == 0
+    backup = tmp_path / "params.before-preset.yaml"  # preset's copy of the user's earlier file
+    kept = backup.read_bytes()
+    result = CliRunner().invoke(main, ["check-params", "--params", str(params), "--stamp", str(backup)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.splitlines() == [f"Error: --stamp {backup}: exists and is not an earlier stamp of "
+                                          "check-params: refusing to replace it (choose another path)"]
+    assert backup.read_bytes() == kept and sorted(p.name for p in tmp_path.iterdir()) == [backup.name, params.name]
+    stamp = tmp_path / "params.json"
+    for _ in range(2):  # a stamp replaces an earlier one
+        result = CliRunner().invoke(main, ["check-params", "--params", str(params), "--stamp", str(stamp)])
+        assert result.exit_code == 0 and stamp.read_text() == '{\n  "params": "valid"\n}\n', result.output
+
+
+def test_check_params_shows_every_section_asked_for(tmp_path):
+    from stages.cli import main
+
+    params = str(shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml"))
+    result = CliRunner().invoke(main, ["check-params", "--params", params, "--section", "teacher", "--section", "student"])
+    assert result.exit_code == 0, result.output
+    assert list(yaml.safe_load(result.output)) == ["teacher", "student"]
+    result = CliRunner().invoke(main, ["check-params", "--params", params, "--section", "teacher", "--section", "nope"])
+    assert result.exit_code == 2 and "--section nope: no such section" in result.output

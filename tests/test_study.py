@@ -41,3 +41,162 @@ def test_the_paired_interval_resamples_the_same_videos_for_every_seed_and_both_a
                   for d in draws]
     assert (low, high) == pytest.approx(tuple(np.percentile(replicates, [2.5, 97.5])))
     assert paired_interval({0: counts()}, {1: counts()}, rate) is None  # no seed in common
+
+
+# --- the plan: budgets, seeds, stages ------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+from pipeline.core.catalogue import check_all  # noqa: E402
+from pipeline.core.errors import ParamsError  # noqa: E402
+from pipeline.core.params import load  # noqa: E402
+from pipeline.core.schema import ABAW2020  # noqa: E402
+from pipeline.evaluation.scoring import PRED_VA, thr_au  # noqa: E402
+from pipeline.inference.params import EnsembleParams  # noqa: E402
+from pipeline.study.params import ARMS, StudyParams  # noqa: E402
+from pipeline.study.plan import equal_budget, plan  # noqa: E402
+from pipeline.study.report import study_report  # noqa: E402
+from pipeline.study.markdown import render  # noqa: E402
+from pipeline.build.params import BuildParams  # noqa: E402
+from pipeline.extraction.params import ExtractParams, SourceParams  # noqa: E402
+from pipeline.training.params import StudentParams, TrainParams  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+
+@pytest.mark.parametrize("teacher, student, epochs, steps", [
+    ((10, 150), (5, 100), 16, 125),  # 2000 steps: 16 epochs of 125 are nearest the teacher's 150
+    ((1, 4), (1, 4), 2, 4),
+    ((8, 100), (3, 100), 11, 100),  # the teacher's own epoch length when it divides
+    ((3, 7), (1, 5), 13, 2),  # 26 steps: epochs of 26, 13, 2 or 1 steps; 2 is the nearest 7
+])
+def test_the_equal_budget_teacher_trains_exactly_teacher_plus_student_steps(teacher, student, epochs, steps):
+    b = equal_budget(*teacher, *student)
+    assert (b.long_epochs, b.long_steps_per_epoch) == (epochs, steps)
+    assert b.long_steps == teacher[0] * teacher[1] + student[0] * student[1] == b.teacher_steps + b.student_steps
+
+
+def params_file(tmp_path, **changes) -> Path:
+    """The project's params.yaml with ``section__key=value`` changes."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for key, value in changes.items():
+        section, name = key.split("__")
+        raw[section][name] = value
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def study_params(tmp_path, **changes):
+    return load(params_file(tmp_path, **changes), StudyParams, TrainParams, StudentParams, EnsembleParams, BuildParams,
+                ExtractParams, SourceParams)
+
+
+def test_the_plan_trains_each_teacher_once_and_gives_both_ensembles_as_many_members(tmp_path):
+    p = study_params(tmp_path, study__seeds=2)
+    stages, runs, arm_of = plan(p)
+    K, members = 2, p.ensemble.members
+    assert {(r.arm, r.seed) for r in runs} == {(a, k) for a in ARMS for k in range(K)}
+    teachers = sorted(n for n in stages if n.startswith("teachers_seed"))
+    assert teachers == sorted(f"teachers_seed{s}" for s in range(K * len(members)))  # seeds 0..5, each once
+    for k in range(K):
+        te, se = stages[f"teacher_ensemble_seed{k}"]["cmd"], stages[f"student_ensemble_seed{k}"]["cmd"]
+        assert f"ensemble.members=[{', '.join(f'seed{k + K * j}' for j in range(len(members)))}]" in te
+        assert f"ensemble.members=[{', '.join(members)}]" in se and "--of-teachers" in te
+        student = stages[f"students_seed{k}_{members[0]}"]
+        assert f"students.{members[0]}.seed={p.students[members[0]].seed + k}" in student["cmd"]
+        assert f"study/data/soft_labels/seed{k}.h5" in student["deps"] and "students.s1" in student["params"]
+        assert "students.s1.distill_unlabelled=false" in stages[f"student_no_fill_seed{k}"]["cmd"]
+        no_distill = stages[f"student_no_distill_seed{k}"]["cmd"]
+        assert "students.s1.lam=1" in no_distill and "distill_unlabelled=false" in no_distill
+        long = stages[f"teacher_long_seed{k}"]["cmd"]  # the demo: 10 x 150 + 5 x 100 = 16 x 125
+        assert f"teacher.seed={k}" in long and "teacher.epochs=16" in long and "teacher.steps_per_epoch=125" in long
+    assert all(s["wdir"] == ".." and "stages/common.py" in s["deps"] for s in stages.values())
+    assert set(arm_of.values()) <= {*ARMS, "scoring"} and set(arm_of) == set(stages)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"teacher__selection_videos": None}, "teacher.selection_videos is null"),
+    ({"teacher__steps_per_epoch": None}, "teacher.steps_per_epoch is null"),
+])
+def test_what_the_study_needs_of_the_params_is_one_line(tmp_path, changes, message):
+    p = study_params(tmp_path, **changes)
+    with pytest.raises(ParamsError, match=message):
+        plan(p)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"study__seeds": 0}, "study.seeds: must be >= 1, got 0"),
+    ({"study__arms": ["teacher", "students"]}, r"study.arms.1: .*'teacher_long'"),
+    ({"study__arms": ["teacher", "teacher"]}, "'teacher' listed twice"),
+])
+def test_bad_study_params_are_named(tmp_path, changes, message):
+    with pytest.raises(ParamsError, match=message):
+        check_all(params_file(tmp_path, **changes))
+
+
+# --- the report: from made-up predictions to the verdicts --------------------------------------
+
+def predictions(rng, videos: int, skill: float) -> pd.DataFrame:
+    """Frames of ``videos`` videos, labels drawn at random, predictions right with
+    probability ``skill`` (so a better arm scores higher on every task)."""
+    n, s = videos * 20, ABAW2020
+    df = pd.DataFrame({"video": np.repeat([f"v{i:02d}" for i in range(videos)], 20), "model": "m"})
+    au = rng.integers(0, 2, (n, len(s.aus)))
+    expr = rng.integers(0, len(s.expressions), n)
+    va = rng.uniform(-1, 1, (n, 2))
+    right = rng.random((n, 1)) < skill
+    for j, name in enumerate(s.aus):
+        df[name] = au[:, j]
+        df[s.au_probs[j]] = np.where(right[:, 0], au[:, j], 1 - au[:, j]).astype(float)
+        df[thr_au(s)[j]] = 0.5
+    df["expr"] = expr
+    guess = np.where(right[:, 0], expr, (expr + 1) % len(s.expressions))
+    for k, name in enumerate(s.expr_probs):
+        df[name] = (guess == k).astype(float)
+    df["valence"], df["arousal"] = va[:, 0], va[:, 1]
+    noisy = va + rng.normal(0, 1.5 * (1 - skill), va.shape)
+    df[PRED_VA[0]], df[PRED_VA[1]] = noisy[:, 0], noisy[:, 1]
+    return df
+
+
+def test_the_report_says_what_the_numbers_say_and_never_hides_a_missing_seed(tmp_path):
+    p = study_params(tmp_path, study__seeds=3, study__arms=["teacher", "student"], study__bootstrap=50,
+                        study__out=str(tmp_path / "study"))
+    _, runs, arm_of = plan(p)
+    rng = np.random.default_rng(0)
+    skill = {"teacher": 0.6, "student": 0.8}
+    for r in runs:
+        if (r.arm, r.seed) != ("student", 2):  # that run failed
+            Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
+            predictions(rng, 12, skill[r.arm] + 0.02 * r.seed).to_parquet(r.scores)
+    predictions(rng, 12, 0.0).to_parquet(tmp_path / "study/scores/baseline.parquet")
+    report = study_report(p, runs, arm_of, ABAW2020)
+    assert report["arms"]["student"]["missing"] == ["seed 2"] and report["arms"]["student"]["seeds"] == "2 of 3 seeds"
+    (claim,) = report["claims"]
+    assert (claim["arm"], claim["control"]) == ("student", "teacher")
+    t = report["arms"]["teacher"]["total"]["per_seed"]
+    s = report["arms"]["student"]["total"]["per_seed"]
+    assert claim["total"]["differences"] == {"0": pytest.approx(s["0"] - t["0"]), "1": pytest.approx(s["1"] - t["1"]),
+                                             "2": None}
+    assert claim["total"]["seeds"] == "2 of 3 seeds" and claim["total"]["verdict"] == HOLDS  # a clear gain
+    assert report["arms"]["teacher"]["total"]["mean"] == pytest.approx(np.mean(list(t.values())))
+    text = render(report, [])
+    assert "2 of 3 seeds" in text and "**holds**" in text and "a student beats its teacher" in text
+
+
+
+def test_every_planned_command_takes_the_options_it_is_given(tmp_path):
+    import importlib
+    import re
+    import shlex
+
+    stages, _, _ = plan(study_params(tmp_path, study__seeds=2))
+    for name, stage in stages.items():
+        tokens = shlex.split(stage["cmd"])
+        cli = importlib.import_module(re.match(r"python -m (stages\.\w+)", stage["cmd"]).group(1)).cli
+        options = {o for p in cli.params for o in getattr(p, "opts", [])}
+        given = {t for t in tokens if t.startswith("--")}
+        assert given <= options, f"{name}: {sorted(given - options)} not options of {cli.name}"

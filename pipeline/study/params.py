@@ -17,6 +17,10 @@ ARMS = {
     "student_no_distill": "students with lambda = 1: the same data and steps, no teacher",
     "student_ensemble": "the ensemble of the students of ensemble.members",
     "teacher_ensemble": "an ensemble of as many teachers, trained with other seeds",
+    "teacher_imbalanced": "the teacher trained on the task sets without balancing (build --no-balance)",
+    "student_imbalanced": "students of that teacher, on those sets",
+    "pixel_probe": "the pixel linear probe fitted on the balanced task sets",
+    "pixel_probe_imbalanced": "the pixel linear probe fitted on the task sets without balancing",
 }
 
 

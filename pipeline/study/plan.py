@@ -25,6 +25,7 @@ READS = {
                  "extract.face_size", "extract.min_face", "extract.min_prob", "extract.template_scale"],
     "study_score": ["build.aus", "build.label_schema", "build.out", "evaluate.batch", "evaluate.device",
                     "teacher.selection_videos"],
+    "build": ["build", "extract.out"],
 }
 
 
@@ -34,8 +35,7 @@ class Run:
 
     arm: str
     seed: int     # the study seed k, 0..K-1
-    model: str    # checkpoint or bundle
-    stage: str    # the stage of <study.out>/dvc.yaml that makes it
+    model: str    # checkpoint, bundle, or (a probe) the task sets it is fitted on
     scores: str   # its test-set predictions
 
 
@@ -88,9 +88,10 @@ def check(p) -> None:
         budget_of(p)
 
 
-def command(module: str, *args: str, sets: dict | None = None) -> str:
+def command(module: str, *args: str, sets: dict | None = None, quiet: bool = True) -> str:
+    """A stage command line: ``--set`` for each of ``sets``, no progress bars (``--quiet``)."""
     flags = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (sets or {}).items()]
-    return " ".join(["python -m", f"stages.{module}", *args, *flags, "--quiet"])
+    return " ".join(["python -m", f"stages.{module}", *args, *flags, *(["--quiet"] if quiet else [])])
 
 
 def stage(module: str, cmd: str, inputs: list[str], outs: list[str], metrics: list[str] = (),
@@ -117,38 +118,53 @@ def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
             stages[name] = {**stage(module, cmd, ["reports/params.json", build, *inputs], outs, metrics, params),
                             "wdir": root}
             arm_of[name] = arm
-        return name
 
-    def teacher(seed, arm, long=None):
-        kind = "teacher_long" if long else "teachers"
+    def imbalanced_build():
+        """The task sets without balancing (the paper's Table I), built once."""
+        folder = f"{out}/data/build_imbalanced"
+        add("build_imbalanced", "teacher_imbalanced", "build",
+            command("build", "--no-balance", f"--out {folder}", f"--report {out}/runs/build_imbalanced.json",
+                    f"--plots {out}/runs/build_imbalanced_plots", f"--provenance {out}/provenance/build_imbalanced.json",
+                    quiet=False),
+            [f"{p.extract.out}/{source}/frames.parquet" for source in p.sources],
+            [folder, f"{out}/runs/build_imbalanced_plots", f"{out}/provenance/build_imbalanced.json"],
+            [f"{out}/runs/build_imbalanced.json"])
+        return folder
+
+    def teacher(seed, arm, long=None, imbalanced=False):
+        kind = "teacher_long" if long else "teachers_imbalanced" if imbalanced else "teachers"
+        index = [f"--index {imbalanced_build()}"] if imbalanced else []
         name, path = f"{kind}_seed{seed}", f"{out}/models/{kind}/seed{seed}.pt"
         sets = {"teacher.seed": seed, **({"teacher.epochs": long.long_epochs,
                                          "teacher.steps_per_epoch": long.long_steps_per_epoch} if long else {})}
-        cmd = command("train_teacher", f"--out {path}", f"--log {out}/runs/{kind}/seed{seed}.csv",
+        cmd = command("train_teacher", *index, f"--out {path}", f"--log {out}/runs/{kind}/seed{seed}.csv",
                       f"--report {out}/runs/{kind}/seed{seed}.json", f"--resume scratch/study/{kind}/seed{seed}.pt",
                       f"--provenance {out}/provenance/{kind}/seed{seed}.json", sets=sets)
-        return path, add(name, arm, "train_teacher", cmd, [], [path, f"{out}/runs/{kind}/seed{seed}.csv",
+        add(name, arm, "train_teacher", cmd, [i.split()[1] for i in index], [path, f"{out}/runs/{kind}/seed{seed}.csv",
                                                                 f"{out}/provenance/{kind}/seed{seed}.json"],
                          [f"{out}/runs/{kind}/seed{seed}.json"])
+        return path
 
-    def student(k, member, arm, kind, sets=()):
-        teacher_path, _ = teacher(p.teacher.seed + k, "teacher")
-        cache = f"{out}/data/soft_labels/seed{p.teacher.seed + k}.h5"
-        add(f"soft_labels_seed{p.teacher.seed + k}", "student", "soft_labels",
-            command("soft_labels", f"--teacher {teacher_path}", f"--out {cache}",
-                    f"--report {out}/runs/soft_labels/seed{p.teacher.seed + k}.json",
-                    f"--provenance {out}/provenance/soft_labels/seed{p.teacher.seed + k}.json"),
-            [teacher_path], [cache, f"{out}/provenance/soft_labels/seed{p.teacher.seed + k}.json"],
-            [f"{out}/runs/soft_labels/seed{p.teacher.seed + k}.json"])
+    def student(k, member, arm, kind, sets=(), imbalanced=False):
+        seed, cached = p.teacher.seed + k, "soft_labels_imbalanced" if imbalanced else "soft_labels"
+        teacher_path = teacher(seed, "teacher_imbalanced" if imbalanced else "teacher", imbalanced=imbalanced)
+        index = [f"--index {imbalanced_build()}"] if imbalanced else []
+        cache = f"{out}/data/{cached}/seed{seed}.h5"
+        add(f"{cached}_seed{seed}", arm if imbalanced else "student", "soft_labels",
+            command("soft_labels", *index, f"--teacher {teacher_path}", f"--out {cache}",
+                    f"--report {out}/runs/{cached}/seed{seed}.json", f"--provenance {out}/provenance/{cached}/seed{seed}.json"),
+            [teacher_path, *(i.split()[1] for i in index)], [cache, f"{out}/provenance/{cached}/seed{seed}.json"],
+            [f"{out}/runs/{cached}/seed{seed}.json"])
         where = f"{kind}/seed{k}" + (f"/{member}" if kind == "students" else "")
         path = f"{out}/models/{where}.pt"
-        cmd = command("train_student", f"--name {member}", f"--soft-labels {cache}", f"--out {path}",
+        cmd = command("train_student", *index, f"--name {member}", f"--soft-labels {cache}", f"--out {path}",
                       f"--log {out}/runs/{where}.csv", f"--report {out}/runs/{where}.json",
                       f"--resume scratch/study/{where}.pt", f"--provenance {out}/provenance/{where}.json",
                       sets={f"students.{member}.seed": p.students[member].seed + k, **dict(sets)})
-        return path, add(where.replace("/", "_"), arm, "train_student", cmd, [cache],
+        add(where.replace("/", "_"), arm, "train_student", cmd, [cache, *(i.split()[1] for i in index)],
                          [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"],
                          [f"students.{member}"])
+        return path
 
     def ensemble(k, arm, folder, names):
         path = f"{out}/models/{arm}/seed{k}.pt"
@@ -156,8 +172,9 @@ def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
         cmd = command("ensemble", f"--students {folder}", *teachers, f"--out {path}", f"--report {out}/runs/{arm}/seed{k}.json",
                       f"--provenance {out}/provenance/{arm}/seed{k}.json",
                       sets={"ensemble.members": f"[{', '.join(names)}]", "ensemble.au_thresholds": "fixed"})
-        return path, add(f"{arm}_seed{k}", arm, "ensemble", cmd, [f"{folder}/{n}.pt" for n in names],
+        add(f"{arm}_seed{k}", arm, "ensemble", cmd, [f"{folder}/{n}.pt" for n in names],
                          [path, f"{out}/provenance/{arm}/seed{k}.json"], [f"{out}/runs/{arm}/seed{k}.json"])
+        return path
 
     for k in range(K):
         made = {}
@@ -183,15 +200,23 @@ def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
                 teacher(s, "teacher" if j == 0 else "teacher_ensemble")
             made["teacher_ensemble"] = ensemble(k, "teacher_ensemble", f"{out}/models/teachers",
                                                 [f"seed{s}" for s in seeds])
-        runs += [Run(arm, k, model, trained_by, f"{out}/scores/{arm}/seed{k}.parquet")
-                 for arm, (model, trained_by) in made.items()]
+        if "teacher_imbalanced" in arms:
+            made["teacher_imbalanced"] = teacher(p.teacher.seed + k, "teacher_imbalanced", imbalanced=True)
+        if "student_imbalanced" in arms:
+            made["student_imbalanced"] = student(k, first, "student_imbalanced", "students_imbalanced",
+                                                 imbalanced=True)
+        for arm, index in (("pixel_probe", build), ("pixel_probe_imbalanced", None)):
+            if arm in arms:  # fitted in its scoring stage, with seed k
+                made[arm] = index or imbalanced_build()
+        runs += [Run(arm, k, model, f"{out}/scores/{arm}/seed{k}.parquet") for arm, model in made.items()]
     for arm in arms:  # one stage scores an arm's seeds: a stage's start-up costs more than a tiny model's scoring
         mine = [r for r in runs if r.arm == arm]
-        kind = "bundle" if arm.endswith("_ensemble") else "checkpoint"
-        add(f"score_{arm}", "scoring", "study_score",
-            command("study_score", f"--kind {kind}", f"--name {arm}",
-                    *(f"--model {r.model} --out {r.scores}" for r in mine)),
-            [r.model for r in mine], [r.scores for r in mine])
+        kind = "bundle" if arm.endswith("_ensemble") else "probe" if arm.startswith("pixel_probe") else "checkpoint"
+        models = [f"--model {r.model} --out {r.scores}" for r in mine]
+        if kind == "probe":  # its model is the task sets it is fitted on, with the seed of the run
+            models = [f"--train-index {mine[0].model}", *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
+        add(f"score_{arm}", "scoring", "study_score", command("study_score", f"--kind {kind}", f"--name {arm}", *models),
+            sorted({r.model for r in mine} - {build}), [r.scores for r in mine])
     add("score_baseline", "scoring", "study_score",
         command("study_score", "--kind baseline", "--name baseline", f"--out {out}/scores/baseline.parquet"), [],
         [f"{out}/scores/baseline.parquet"])

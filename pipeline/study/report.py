@@ -33,6 +33,11 @@ CLAIMS = [
     ("teacher_long", "teacher", "training the teacher longer helps"),
     ("student_ensemble", "teacher", "the ensemble of students beats the teacher"),
     ("student_ensemble", "teacher_ensemble", "the ensemble of students beats an ensemble of as many teachers"),
+    ("teacher", "teacher_imbalanced", "balancing the task sets helps the teacher (the paper's Table I: AU and EXPR, "
+                                      "not VA)"),
+    ("student", "student_imbalanced", "balancing the task sets helps the students"),
+    ("pixel_probe", "pixel_probe_imbalanced", "balancing the task sets helps the pixel probe"),
+    ("teacher", "pixel_probe", "the teacher has learned more than pixels (it beats the linear probe)"),
 ]
 #: Every arm is also compared with these (when the study has them).
 CONTROLS = ("teacher", "teacher_long", "teacher_ensemble")
