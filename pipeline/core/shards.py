@@ -166,6 +166,9 @@ class FaceReader:
                 raise CheckpointError(f"{shard}: holds {len(d)} faces but the index asks for face {int(row)}: it is not "
                                       "the shard its frame table was written with (rerun the extraction that wrote it)")
             return d[int(row)]
+        except PermissionError:  # the file is sound: re-extracting would not help
+            raise CheckpointError(f"{shard}: permission denied: this face shard cannot be read (check its owner "
+                                  "and mode)") from None
         except OSError as e:  # unreadable file, or a chunk failing its checksum
             raise CheckpointError(f"{shard}: face {int(row)} is damaged: its checksum fails or it cannot be read "
                                   f"({str(e).splitlines()[0][:100]}); rerun the extraction that wrote it "

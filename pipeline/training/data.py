@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from pipeline.training.params import TrainParams
+from pipeline.core.errors import DataError
 from pipeline.core.fileio import file_sha256
 from pipeline.core.images import augment, centre_view, draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex, read_faces
@@ -80,6 +81,9 @@ class ImageData:
     def __init__(self, params: TrainParams, index_dir: str | Path, soft_labels=None):
         index_dir = Path(index_dir)
         self.indexes = {t: FrameIndex.read(index_dir / f"train_{t}.parquet") for t in TASKS}
+        for task, index in self.indexes.items():  # every step draws a batch of every task
+            if not len(index):
+                raise DataError(f"{index_dir / f'train_{task}.parquet'}: no frame (rerun `dvc repro build`)")
         self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
         self.weights = {t: self.indexes[t].weight for t in TASKS}
         self.schema = self.val.schema  # the build's label schema: the heads follow it

@@ -142,6 +142,8 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
     record is checked; in a large file, in a thread while torch reads it (zlib releases
     the GIL), so the check costs little of the load (``benchmarks/bench_load.py``).
     """
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # torch would say only "EOFError: "
+        raise CheckpointError(f"{path}: not a readable {what}: empty file (0 bytes)")
     with ThreadPoolExecutor(1) as pool:
         large = os.path.getsize(path) > THREADED_CHECK_BYTES if os.path.exists(path) else False
         records = pool.submit(_damaged_record, path) if large else None

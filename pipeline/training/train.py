@@ -169,9 +169,9 @@ def train(params: TrainParams, data, outputs: Outputs, name: str = "teacher",
             return {"interrupted": True, "epoch": state.epoch, "step": state.step}
         finish_epoch(run, state, outputs, extra or {})
     if run.rank == 0:
-        with atomic_write(outputs.checkpoint) as tmp:
+        with atomic_write(outputs.checkpoint) as tmp:  # the log goes in place only with its checkpoint
             shutil.copyfile(outputs.best, tmp)
-        write_log(outputs.log_csv, state.history)
+            write_log(outputs.log_csv, state.history)
     return {"name": name, "best_epoch": state.best_epoch, "best_total": state.best_total,
             "validation": state.best_metrics, "epochs": params.epochs, "steps_per_epoch": run.sampler.steps_per_epoch,
             "batch_per_task": params.batch_per_task, "backbone": run.model.backbone_name, **(extra or {}),
@@ -250,7 +250,6 @@ def finish_epoch(run: Run, state: State, outputs: Outputs, extra: dict) -> None:
                                                       "metrics_total": float(result["total"]), **extra})
         log.info("%s epoch %d: loss %.4f, val total %.4f (best %.4f at epoch %d)", run.name, state.epoch + 1,
                  row["loss"], result["total"], state.best_total, state.best_epoch)
-        write_log(outputs.log_csv, state.history)
     state.epoch += 1
     state.step = 0
     if run.rank == 0:
