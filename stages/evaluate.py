@@ -15,7 +15,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 def all_or_none(*paths: str):
     """Yield hidden siblings of ``paths`` to write; they move into place together once all
     are written, so a failure halfway (a full disk) leaves none of this run's outputs."""
-    staged = [Path(p).with_name(f".{Path(p).name}.new") for p in paths]
+    staged = [Path(path).with_name(f".{Path(path).name}.new") for path in paths]
     try:
         yield staged
         for path, new in zip(paths, staged):

@@ -1,1 +1,1 @@
-"""The controlled study (issue 25): each claim of the paper answered against its control."""
+"""The controlled study (docs/study.md): each claim of the paper answered against its control."""
