@@ -133,47 +133,46 @@ def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
 
     def teacher(seed, arm, long=None, imbalanced=False):
         kind = "teacher_long" if long else "teachers_imbalanced" if imbalanced else "teachers"
-        index = [f"--index {imbalanced_build()}"] if imbalanced else []
-        name, path = f"{kind}_seed{seed}", f"{out}/models/{kind}/seed{seed}.pt"
         sets = {"teacher.seed": seed, **({"teacher.epochs": long.long_epochs,
                                          "teacher.steps_per_epoch": long.long_steps_per_epoch} if long else {})}
-        cmd = command("train_teacher", *index, f"--out {path}", f"--log {out}/runs/{kind}/seed{seed}.csv",
-                      f"--report {out}/runs/{kind}/seed{seed}.json", f"--resume scratch/study/{kind}/seed{seed}.pt",
-                      f"--provenance {out}/provenance/{kind}/seed{seed}.json", sets=sets)
-        add(name, arm, "train_teacher", cmd, [i.split()[1] for i in index], [path, f"{out}/runs/{kind}/seed{seed}.csv",
-                                                                f"{out}/provenance/{kind}/seed{seed}.json"],
-                         [f"{out}/runs/{kind}/seed{seed}.json"])
+        where, index = f"{kind}/seed{seed}", [imbalanced_build()] if imbalanced else []
+        path = f"{out}/models/{where}.pt"
+        cmd = command("train_teacher", *(f"--index {i}" for i in index), f"--out {path}", f"--log {out}/runs/{where}.csv",
+                      f"--report {out}/runs/{where}.json", f"--resume scratch/study/{where}.pt",
+                      f"--provenance {out}/provenance/{where}.json", sets=sets)
+        add(f"{kind}_seed{seed}", arm, "train_teacher", cmd, index,
+            [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"])
         return path
 
     def student(k, member, arm, kind, sets=(), imbalanced=False):
         seed, cached = p.teacher.seed + k, "soft_labels_imbalanced" if imbalanced else "soft_labels"
         teacher_path = teacher(seed, "teacher_imbalanced" if imbalanced else "teacher", imbalanced=imbalanced)
-        index = [f"--index {imbalanced_build()}"] if imbalanced else []
-        cache = f"{out}/data/{cached}/seed{seed}.h5"
+        index = [imbalanced_build()] if imbalanced else []
+        on_index = [f"--index {i}" for i in index]
+        cache, labelled = f"{out}/data/{cached}/seed{seed}.h5", f"{cached}/seed{seed}"
         add(f"{cached}_seed{seed}", arm if imbalanced else "student", "soft_labels",
-            command("soft_labels", *index, f"--teacher {teacher_path}", f"--out {cache}",
-                    f"--report {out}/runs/{cached}/seed{seed}.json", f"--provenance {out}/provenance/{cached}/seed{seed}.json"),
-            [teacher_path, *(i.split()[1] for i in index)], [cache, f"{out}/provenance/{cached}/seed{seed}.json"],
-            [f"{out}/runs/{cached}/seed{seed}.json"])
+            command("soft_labels", *on_index, f"--teacher {teacher_path}", f"--out {cache}",
+                    f"--report {out}/runs/{labelled}.json", f"--provenance {out}/provenance/{labelled}.json"),
+            [teacher_path, *index], [cache, f"{out}/provenance/{labelled}.json"], [f"{out}/runs/{labelled}.json"])
         where = f"{kind}/seed{k}" + (f"/{member}" if kind == "students" else "")
         path = f"{out}/models/{where}.pt"
-        cmd = command("train_student", *index, f"--name {member}", f"--soft-labels {cache}", f"--out {path}",
+        cmd = command("train_student", *on_index, f"--name {member}", f"--soft-labels {cache}", f"--out {path}",
                       f"--log {out}/runs/{where}.csv", f"--report {out}/runs/{where}.json",
                       f"--resume scratch/study/{where}.pt", f"--provenance {out}/provenance/{where}.json",
                       sets={f"students.{member}.seed": p.students[member].seed + k, **dict(sets)})
-        add(where.replace("/", "_"), arm, "train_student", cmd, [cache, *(i.split()[1] for i in index)],
-                         [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"],
-                         [f"students.{member}"])
+        add(where.replace("/", "_"), arm, "train_student", cmd, [cache, *index],
+            [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"],
+            [f"students.{member}"])
         return path
 
     def ensemble(k, arm, folder, names):
         path = f"{out}/models/{arm}/seed{k}.pt"
         teachers = ["--of-teachers"] if arm == "teacher_ensemble" else []
-        cmd = command("ensemble", f"--students {folder}", *teachers, f"--out {path}", f"--report {out}/runs/{arm}/seed{k}.json",
-                      f"--provenance {out}/provenance/{arm}/seed{k}.json",
+        cmd = command("ensemble", f"--students {folder}", *teachers, f"--out {path}",
+                      f"--report {out}/runs/{arm}/seed{k}.json", f"--provenance {out}/provenance/{arm}/seed{k}.json",
                       sets={"ensemble.members": f"[{', '.join(names)}]", "ensemble.au_thresholds": "fixed"})
         add(f"{arm}_seed{k}", arm, "ensemble", cmd, [f"{folder}/{n}.pt" for n in names],
-                         [path, f"{out}/provenance/{arm}/seed{k}.json"], [f"{out}/runs/{arm}/seed{k}.json"])
+            [path, f"{out}/provenance/{arm}/seed{k}.json"], [f"{out}/runs/{arm}/seed{k}.json"])
         return path
 
     for k in range(K):
