@@ -1,7 +1,6 @@
 """``mtaffect study``: the controlled study (docs/study.md): its DVC pipeline, run, report."""
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -38,12 +37,38 @@ def write_plan(params_path: str):
     from pipeline.study.plan import plan
 
     p = study_params(params_path)
-    stages, runs, arm_of = plan(p)
+    stages, runs, arm_of = plan(p, params_path)
+    check_test_videos(p, params_path)
+    if p.study.seeds == 1:
+        warn([f"{params_path}: study.seeds is 1: one seed has no spread, every verdict will be 'within noise'"])
     path = Path(p.study.out) / "dvc.yaml"
     write_text(path, HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
     click.echo(f"{path}: {len(stages)} stages, {len(runs)} scored runs ({', '.join(p.study.arms)} x "
                f"{p.study.seeds} seeds)")
     return p, runs, arm_of
+
+
+def check_test_videos(p, params_path: str) -> None:
+    """Refuse, before any training, a split that leaves no test video (when the build is there)."""
+    import pyarrow.parquet as pq
+
+    val = Path(p.build.out) / "val.parquet"
+    if not val.is_file():
+        return
+    videos = len(set(pq.read_table(val, columns=["video"]).column("video").to_pylist()))
+    if p.teacher.selection_videos >= videos:
+        raise click.ClickException(f"{params_path}: teacher.selection_videos {p.teacher.selection_videos} of the "
+                                   f"{videos} validation videos in {val}: no video left to test on (make it smaller)")
+
+
+def read_times(path: Path) -> dict[str, float]:
+    """The stage times ``study run`` measured (an unreadable file is said and left out)."""
+    from pipeline.study.report import stage_times
+
+    times, problem = stage_times(path)
+    if problem:
+        warn([problem])
+    return times
 
 
 @click.group("study")
@@ -72,7 +97,7 @@ def run_cmd(params_path, dvc_args):
 
     p, _, _ = write_plan(params_path)
     times_path = Path(p.study.out) / "times.json"
-    times = json.loads(times_path.read_text()) if times_path.exists() else {}
+    times = read_times(times_path)
     command = [sys.executable, "-m", "dvc", "repro", "--keep-going", str(Path(p.study.out) / "dvc.yaml"), *dvc_args]
     stage, started = None, None
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as dvc:
@@ -89,8 +114,9 @@ def run_cmd(params_path, dvc_args):
         return
     report_of(params_path)
     if failed:
-        raise click.ClickException(f"dvc repro {p.study.out}/dvc.yaml failed (exit {dvc.returncode}): the report "
-                                   "above leaves out what did not finish; fix the stage named above and rerun")
+        raise click.ClickException(f"dvc repro {p.study.out}/dvc.yaml failed (exit {dvc.returncode}): see DVC's "
+                                   "message above; the report leaves out what did not finish (rerun once fixed: "
+                                   "finished runs are kept)")
 
 
 def report_of(params_path: str, out: str = "reports/study") -> None:
@@ -103,11 +129,12 @@ def report_of(params_path: str, out: str = "reports/study") -> None:
 
     p = study_params(params_path)
     use_threads(p.threads)
-    _, runs, arm_of = plan(p)
+    _, runs, arm_of = plan(p, params_path)
     schema = label_schema(p.build.label_schema, p.build.aus)
     report = study_report(p, runs, arm_of, schema)
     warn([f"{arm}: {', '.join(entry['missing'])} not scored (their stages of {p.study.out}/dvc.yaml have not run or "
-          f"failed): reported over {entry['seeds']}" for arm, entry in report["arms"].items() if entry["missing"]])
+          f"failed): reported over {entry['seeds']}" for arm, entry in report["arms"].items() if entry["missing"]]
+         + report["notes"])
     check_output_folder(out, "study.json", own=["*.png", "*.md", "*.json"])
     with replacing_folder(out) as work:
         names = []

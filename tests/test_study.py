@@ -163,16 +163,19 @@ def predictions(rng, videos: int, skill: float) -> pd.DataFrame:
 
 
 def test_the_report_says_what_the_numbers_say_and_never_hides_a_missing_seed(tmp_path):
-    p = study_params(tmp_path, study__seeds=3, study__arms=["teacher", "student"], study__bootstrap=50,
-                        study__out=str(tmp_path / "study"))
+    p = study_params(tmp_path, study__seeds=3, study__arms=["teacher", "student"], study__bootstrap=50)
     _, runs, arm_of = plan(p)
     rng = np.random.default_rng(0)
     skill = {"teacher": 0.6, "student": 0.8}
     for r in runs:
         if (r.arm, r.seed) != ("student", 2):  # that run failed
             Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
-            predictions(rng, 12, skill[r.arm] + 0.02 * r.seed).to_parquet(r.scores)
-    predictions(rng, 12, 0.0).to_parquet(tmp_path / "study/scores/baseline.parquet")
+            table = predictions(rng, 12, skill[r.arm] + 0.02 * r.seed)
+            table["model"] = r.arm
+            table.to_parquet(r.scores)
+    baseline = predictions(rng, 12, 0.0)
+    baseline["model"] = "baseline"
+    baseline.to_parquet(tmp_path / "study/scores/baseline.parquet")
     report = study_report(p, runs, arm_of, ABAW2020)
     assert report["arms"]["student"]["missing"] == ["seed 2"] and report["arms"]["student"]["seeds"] == "2 of 3 seeds"
     (claim,) = report["claims"]
@@ -200,3 +203,51 @@ def test_every_planned_command_takes_the_options_it_is_given(tmp_path):
         options = {o for p in cli.params for o in getattr(p, "opts", [])}
         given = {t for t in tokens if t.startswith("--")}
         assert given <= options, f"{name}: {sorted(given - options)} not options of {cli.name}"
+
+
+@pytest.mark.parametrize("out", ["", ".", "./", "../elsewhere", "/tmp/study", "my study"])
+def test_the_study_folder_is_a_folder_of_its_own_inside_the_project(tmp_path, out):
+    with pytest.raises(ParamsError, match="study.out: must"):
+        study_params(tmp_path, study__out=out)  # "" or "." would put its dvc.yaml over the project's
+
+
+def test_another_params_file_is_the_one_every_stage_reads_and_tracks(tmp_path):
+    p = study_params(tmp_path, study__seeds=1)
+    stages, _, _ = plan(p, "other.yaml")
+    assert all("--params other.yaml" in s["cmd"] and list(s["params"][0]) == ["other.yaml"] for s in stages.values())
+    with pytest.raises(ParamsError, match=r"^other.yaml: teacher.selection_videos is null"):
+        plan(study_params(tmp_path, teacher__selection_videos=None), "other.yaml")
+
+
+def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.study.report import stage_times
+
+    p = study_params(tmp_path, study__seeds=2, study__arms=["teacher", "student"], study__bootstrap=20)
+    _, runs, arm_of = plan(p)
+    rng = np.random.default_rng(1)
+    for r in runs:
+        Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
+        table = predictions(rng, 4, 0.7)
+        table["model"] = r.arm
+        table.to_parquet(r.scores)
+    teacher, student = (next(r.scores for r in runs if r.arm == a and r.seed == 0) for a in ("teacher", "student"))
+    Path(student).write_bytes(Path(teacher).read_bytes())  # the teacher's table copied over the student's
+    with pytest.raises(DataError, match=f"{student}: not student's predictions .* of \\['teacher'\\]"):
+        study_report(p, runs, arm_of, ABAW2020)
+    table = predictions(rng, 4, 0.7)
+    table["model"], table.loc[3, "pred_valence"] = "student", np.nan
+    table.to_parquet(student)
+    with pytest.raises(DataError, match=f"{student}: predictions that are not finite"):
+        study_report(p, runs, arm_of, ABAW2020)
+    table["pred_valence"] = 0.0
+    table.to_parquet(student)
+    Path("study/runs/teachers").mkdir(parents=True)
+    Path("study/runs/teachers/seed0.json").write_text('{"epochs": 1, "steps')  # cut short
+    with pytest.raises(DataError, match="study/runs/teachers/seed0.json: not a readable run report"):
+        study_report(p, runs, arm_of, ABAW2020)
+    Path("study/runs/teachers/seed0.json").unlink()
+    for text, problem in (("{", "unreadable"), ('{"teachers_seed0": "long"}', "not a mapping")):
+        Path("study/times.json").write_text(text)
+        assert stage_times(Path("study/times.json"))[1].startswith(f"study/times.json: {problem}")
+        assert study_report(p, runs, arm_of, ABAW2020)["time"]["total_seconds"] == 0  # left out, said by the command

@@ -35,6 +35,7 @@ def render(report: dict, figures: list[str]) -> str:
         f"{test['selection_videos']} validation videos and every score below is taken on the other "
         f"{test['videos']} videos ({test['frames']} frames), which no choice has seen. Scores are the ABAW "
         f"{report['era']} figures; `total` is their sum.", "",
+        *(f"**Note:** {note}.\n" for note in report["notes"]),
         "## Verdicts", "",
         "| claim | A - B | total: mean difference | 95% interval | seeds | verdict | " + " | ".join(names[1:]) + " |",
         "|---|---|---|---|---|---|" + "---|" * (len(names) - 1)]

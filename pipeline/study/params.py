@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from pathlib import PurePath
+
 from pydantic import Field, field_validator
 
-from pipeline.core.params import Section, unique
+from pipeline.core.params import PathName, Section, unique
 
 #: Every arm, and what it is (docs/study.md, "Arms"). A student arm is one student per
 #: seed, the first of ``ensemble.members`` with that seed's teacher.
@@ -34,6 +36,17 @@ class StudyParams(Section):
     seeds: Annotated[int, Field(ge=1, le=100)] = 3  #: K: training seeds per arm (the data stay fixed)
     arms: Annotated[list[Literal[tuple(ARMS)]], Field(min_length=1)] = list(ARMS)  # type: ignore[valid-type]
     bootstrap: Annotated[int, Field(ge=1, le=100_000)] = 200  #: resamples of the test videos for each interval
-    out: str = "study"  #: where its models, caches, runs and scores go (reports/study/ holds the report)
+    out: PathName = "study"  #: where its models, caches, runs and scores go (reports/study/ holds the report)
 
     _check_unique = field_validator("arms")(unique)
+
+    @field_validator("out")
+    @classmethod
+    def _a_folder_of_its_own(cls, out: str) -> str:
+        # its dvc.yaml goes there: "." would be the project's own, ".." outside the project
+        parts = PurePath(out).parts
+        if PurePath(out).is_absolute() or ".." in parts or not [p for p in parts if p != "."]:
+            raise ValueError(f"must be a folder inside the project (not the project itself), got {out!r}")
+        if any(c.isspace() for c in out):
+            raise ValueError(f"must have no spaces (it goes into the stages' commands), got {out!r}")
+        return out

@@ -61,62 +61,71 @@ def equal_budget(teacher_epochs: int, teacher_spe: int, student_epochs: int, stu
     return Budget(teacher_epochs * teacher_spe, student_epochs * student_spe, epochs, total // epochs)
 
 
-def budget_of(p) -> Budget:
+def budget_of(p, where: str = "params.yaml") -> Budget:
     """The teacher's and the first student's steps from the params (both must be fixed)."""
     first = p.ensemble.members[0]
     student = p.students[first]
     for key, section in (("teacher", p.teacher), (f"students.{first}", student)):
         if section.steps_per_epoch is None:
-            raise ParamsError(f"params.yaml: {key}.steps_per_epoch is null (taken from the data): the equal-budget "
+            raise ParamsError(f"{where}: {key}.steps_per_epoch is null (taken from the data): the equal-budget "
                               "teacher needs a fixed number of steps; set it")
     return equal_budget(p.teacher.epochs, p.teacher.steps_per_epoch, student.epochs, student.steps_per_epoch)
 
 
-def check(p) -> None:
-    """What the study needs of the params, each in one line."""
+def check(p, where: str = "params.yaml") -> None:
+    """What the study needs of the params file ``where``, each in one line."""
     if p.teacher.selection_videos is None:
-        raise ParamsError("params.yaml: teacher.selection_videos is null: the study chooses on the first n validation "
+        raise ParamsError(f"{where}: teacher.selection_videos is null: the study chooses on the first n validation "
                           "videos and scores on the others; set it (the demo uses 60)")
-    first = p.ensemble.members[0]
-    if first not in p.students:
-        raise ParamsError(f"params.yaml: ensemble.members: {first!r} is not a student (students: {', '.join(p.students)})")
     for name in p.ensemble.members:
+        if name not in p.students:
+            raise ParamsError(f"{where}: ensemble.members: {name!r} is not a student (students: {', '.join(p.students)})")
         if p.students[name].selection_videos != p.teacher.selection_videos:
-            raise ParamsError(f"params.yaml: students.{name}.selection_videos is {p.students[name].selection_videos}, "
+            raise ParamsError(f"{where}: students.{name}.selection_videos is {p.students[name].selection_videos}, "
                               f"teacher.selection_videos {p.teacher.selection_videos}: the study needs one split")
+    last = p.teacher.seed + p.study.seeds * len(p.ensemble.members) - 1  # the teacher ensembles' last seed
+    if last >= 2**32:
+        raise ParamsError(f"{where}: teacher.seed {p.teacher.seed}: the study's teachers would need seed {last}, "
+                          "beyond 2**32 - 1; make it smaller")
     if "teacher_long" in p.study.arms:
-        budget_of(p)
+        budget_of(p, where)
 
 
-def command(module: str, *args: str, sets: dict | None = None, quiet: bool = True) -> str:
-    """A stage command line: ``--set`` for each of ``sets``, no progress bars (``--quiet``)."""
+def stage_command(module: str, *args: str, sets: dict | None = None, quiet: bool = True, params: str = "params.yaml") -> str:
+    """A stage command line on the params file ``params``: ``--set`` for each of ``sets``,
+    no progress bars (``--quiet``)."""
     flags = [f"--set {shlex.quote(f'{k}={v}')}" for k, v in (sets or {}).items()]
-    return " ".join(["python -m", f"stages.{module}", *args, *flags, *(["--quiet"] if quiet else [])])
+    on = [f"--params {shlex.quote(params)}"] if params != "params.yaml" else []
+    return " ".join(["python -m", f"stages.{module}", *on, *args, *flags, *(["--quiet"] if quiet else [])])
 
 
 def stage(module: str, cmd: str, inputs: list[str], outs: list[str], metrics: list[str] = (),
-          params: list[str] = ()) -> dict:
+          params: list[str] = (), params_file: str = "params.yaml") -> dict:
+    keys = ["threads", *READS[module], *params]
     body = {"cmd": cmd, "deps": [*code_files(f"stages.{module}"), *inputs],
-            "params": ["threads", *READS[module], *params], "outs": outs}
+            "params": keys if params_file == "params.yaml" else [{params_file: keys}], "outs": outs}
     if metrics:
         body["metrics"] = list(metrics)
     return body
 
 
-def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
+def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str, str]]:
     """The stages of ``<study.out>/dvc.yaml`` (run from the project root), the scored runs,
-    and which arm each stage's time counts for."""
-    check(p)
+    and which arm each stage's time counts for; every stage reads ``params_file``."""
+    check(p, params_file)
     out, K, build = p.study.out, p.study.seeds, p.build.out
     members, arms = p.ensemble.members, p.study.arms
     first = members[0]
     stages, runs, arm_of = {}, [], {}
     root = os.path.relpath(".", out)  # the stages run from the project root, as the main pipeline's
 
+    def command(*args, **kwargs):
+        return stage_command(*args, **kwargs, params=params_file)
+
     def add(name, arm, module, cmd, inputs, outs, metrics=(), params=()):
         if name not in stages:
-            stages[name] = {**stage(module, cmd, ["reports/params.json", build, *inputs], outs, metrics, params),
-                            "wdir": root}
+            stages[name] = {**stage(module, cmd, ["reports/params.json", build, *inputs], outs, metrics, params,
+                                    params_file), "wdir": root}
             arm_of[name] = arm
 
     def imbalanced_build():
@@ -213,7 +222,8 @@ def plan(p) -> tuple[dict, list[Run], dict[str, str]]:
         kind = "bundle" if arm.endswith("_ensemble") else "probe" if arm.startswith("pixel_probe") else "checkpoint"
         models = [f"--model {r.model} --out {r.scores}" for r in mine]
         if kind == "probe":  # its model is the task sets it is fitted on, with the seed of the run
-            models = [f"--train-index {mine[0].model}", *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
+            models = [f"--train-index {mine[0].model}",
+                      *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
         add(f"score_{arm}", "scoring", "study_score", command("study_score", f"--kind {kind}", f"--name {arm}", *models),
             sorted({r.model for r in mine} - {build}), [r.scores for r in mine])
     add("score_baseline", "scoring", "study_score",

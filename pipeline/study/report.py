@@ -44,20 +44,54 @@ CONTROLS = ("teacher", "teacher_long", "teacher_ensemble")
 BASELINE = "baseline"
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame | None:
-    """A run's prediction table, None if the run has not produced it."""
+#: Fewer test videos than this make every interval a guess: said beside the verdicts.
+FEW_VIDEOS = 10
+
+
+def read_predictions(path: str | Path, name: str) -> pd.DataFrame | None:
+    """A run's prediction table (model ``name``), None if the run has not produced it."""
     if not Path(path).exists():
         return None
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
+    except PermissionError as e:
+        raise DataError(f"{path}: {e.strerror}") from None
     except (OSError, ValueError, pa.ArrowException) as e:
         raise DataError(f"{path}: not a readable prediction table ({type(e).__name__}): rerun its study stage") from None
+    if "model" not in table or set(table["model"]) != {name} or not len(table):
+        found = sorted(set(table["model"])) if "model" in table else "no model column"
+        raise DataError(f"{path}: not {name}'s predictions ({len(table)} rows of {found}): rerun its study stage")
+    predicted = [c for c in table.columns if c.startswith(("pred_", "p_"))]
+    if not np.isfinite(table[predicted].to_numpy(dtype=float)).all():
+        raise DataError(f"{path}: predictions that are not finite: rerun its study stage")
+    return table
+
+
+def read_json(path: str | Path) -> dict | None:
+    """A run's recorded report, None if the run has not produced it."""
+    if not Path(path).exists():
+        return None
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable run report ({type(e).__name__}): rerun its study stage") from None
+
+
+def stage_times(path: Path) -> tuple[dict[str, float], str | None]:
+    """``study run``'s measured stage times, and what is wrong with the file if anything."""
+    try:
+        times = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError) as e:
+        return {}, f"{path}: unreadable ({type(e).__name__}): times left out (the next `study run` writes it anew)"
+    if not isinstance(times, dict) or not all(isinstance(v, (int, float)) for v in times.values()):
+        return {}, f"{path}: not a mapping of stage names to seconds: times left out"
+    return times, None
 
 
 def arm_stats(runs: list[Run], baseline: str, schema: LabelSchema):
     """``{arm: {seed: per-video statistics or None}}``, the baseline's, and the test videos."""
-    tables = {(r.arm, r.seed): read_predictions(r.scores) for r in runs}
-    base = read_predictions(baseline)
+    tables = {(r.arm, r.seed): read_predictions(r.scores, r.arm) for r in runs}
+    base = read_predictions(baseline, BASELINE)
     known = [t for t in [*tables.values(), base] if t is not None]
     if not known:
         raise DataError("no run of the study has test predictions yet: run `mtaffect study run` first")
@@ -67,16 +101,19 @@ def arm_stats(runs: list[Run], baseline: str, schema: LabelSchema):
             raise DataError(f"the runs were scored on different test videos ({len(set(t['video']))} and "
                             f"{len(videos)}): rerun the study (did teacher.selection_videos change?)")
 
-    def stats(table):
+    def stats(table, path):
         if table is None:
             return None
-        return per_video_stats(table, np.searchsorted(videos, table["video"].to_numpy()), len(videos), schema)
+        try:
+            return per_video_stats(table, np.searchsorted(videos, table["video"].to_numpy()), len(videos), schema)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: not a prediction table of the study's ({type(e).__name__}: {e})") from None
 
     arms: dict = {}
-    for (arm, seed), table in tables.items():
-        arms.setdefault(arm, {})[seed] = stats(table)
+    for r in runs:
+        arms.setdefault(r.arm, {})[r.seed] = stats(tables[(r.arm, r.seed)], r.scores)
     frames = len(next(iter(known)))
-    return arms, stats(base), {"videos": len(videos), "frames": frames}
+    return arms, stats(base, baseline), {"videos": len(videos), "frames": frames}
 
 
 def figures_of(stats: Mapping | None, schema: LabelSchema) -> dict[str, float | None]:
@@ -112,9 +149,7 @@ def compare(arm: dict, control: dict, seeds: int, schema: LabelSchema, n_boot: i
 def budgets(out: str, seeds: int, teacher_seed: int, first: str) -> dict:
     """Steps and images seen of the runs that trained, from their recorded reports, and
     whether the equal-budget teacher had teacher plus student steps in every seed."""
-    def read(path):
-        return json.loads(Path(path).read_text()) if Path(path).exists() else None
-
+    read = read_json
     per_arm, equal = {}, []
     for k in range(seeds):
         teacher = read(f"{out}/runs/teachers/seed{teacher_seed + k}.json")
@@ -136,17 +171,16 @@ def ensemble_sizes(out: str, seeds: int) -> dict:
     sizes = {}
     for arm in ("student_ensemble", "teacher_ensemble"):
         for k in range(seeds):
-            path = Path(f"{out}/runs/{arm}/seed{k}.json")
-            if path.exists():
-                sizes.setdefault(arm, {})[str(k)] = len(json.loads(path.read_text())["members"])
+            report = read_json(f"{out}/runs/{arm}/seed{k}.json")
+            if report is not None:
+                sizes.setdefault(arm, {})[str(k)] = len(report.get("members", []))
     return sizes
 
 
 def times(out: str, arm_of: dict[str, str]) -> dict:
     """Seconds per arm from ``<out>/times.json`` (what ``mtaffect study run`` measured of
     the stages it ran; a stage DVC restored from its cache took none)."""
-    path = Path(out) / "times.json"
-    measured = json.loads(path.read_text()) if path.exists() else {}
+    measured, _ = stage_times(Path(out) / "times.json")  # ``study run`` says when it is unreadable
     per_arm: dict[str, float] = {}
     for stage, seconds in measured.items():
         if stage in arm_of:
@@ -172,7 +206,11 @@ def study_report(p, runs: list[Run], arm_of: dict[str, str], schema: LabelSchema
               for a, c, text in CLAIMS if a in stats and c in stats]
     against = [{"arm": a, "control": c, **compare(stats[a], stats[c], seeds, schema, n_boot)}
                for c in CONTROLS if c in stats for a in stats if a != c]
-    return {"seeds": seeds, "era": schema.era, "figures": FIGURES[schema.era],
+    notes = []
+    if test["videos"] < FEW_VIDEOS:
+        notes.append(f"only {test['videos']} test videos: every interval and verdict rests on them (leave more "
+                     "validation videos to testing)")
+    return {"seeds": seeds, "era": schema.era, "figures": FIGURES[schema.era], "notes": notes,
             "test": {**test, "selection_videos": p.teacher.selection_videos},
             "baseline": figures_of(base, schema), "arms": arms, "claims": claims, "against_controls": against,
             "budget": budgets(out, seeds, p.teacher.seed, p.ensemble.members[0]),
