@@ -18,9 +18,18 @@ def cli(name, params_path):
     not set go back to their defaults (the paper's). The file's comments and `threads` stay,
     and `sources` unless they all read the synthetic data (they then become the data sets
     the preset's synthetic data holds); every value that changes is listed."""
-    from pipeline.core.catalogue import apply_preset, check_all
+    from pathlib import Path
 
-    changed, backup = apply_preset(params_path, name)
+    from pipeline.core.catalogue import apply_preset, check_all
+    from pipeline.core.fileio import hold_lock, release_lock
+
+    # two presets at once would each back up the other's half-written file: the user's values lost
+    lock_path = Path(params_path).with_name(f".{Path(params_path).name}.preset-lock")
+    lock = hold_lock(lock_path, f"another `mtaffect preset` is writing {params_path}: wait for it to end")
+    try:
+        changed, backup = apply_preset(params_path, name)
+    finally:
+        release_lock(lock_path, lock)
     for line in changed:
         click.echo(f"  {line}")
     click.echo(f"{params_path}: preset {name} ({len(changed)} values changed)")

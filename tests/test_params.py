@@ -510,3 +510,23 @@ def test_check_params_shows_every_section_asked_for(tmp_path):
     assert list(yaml.safe_load(result.output)) == ["teacher", "student"]
     result = CliRunner().invoke(main, ["check-params", "--params", params, "--section", "teacher", "--section", "nope"])
     assert result.exit_code == 2 and "--section nope: no such section" in result.output
+
+
+def test_a_second_preset_while_one_writes_the_file_is_refused_and_changes_nothing(tmp_path):
+    from pipeline.core.fileio import hold_lock, release_lock
+    from stages.cli import main
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    before = params.read_bytes()
+    lock_path = tmp_path / ".params.yaml.preset-lock"
+    lock = hold_lock(lock_path, "held by this test")  # what a first preset holds while it writes
+    try:
+        result = CliRunner().invoke(main, ["preset", "abaw2020", "--params", str(params)])
+    finally:
+        release_lock(lock_path, lock)
+    assert result.exit_code == 1 and result.output.strip() == \
+        f"Error: another `mtaffect preset` is writing {params}: wait for it to end"
+    assert params.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    assert CliRunner().invoke(main, ["preset", "abaw2020", "--params", str(params)]).exit_code == 0  # once it let go
+    assert not lock_path.exists()
