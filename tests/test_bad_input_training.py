@@ -230,3 +230,16 @@ def test_an_empty_model_file_says_it_is_empty(index_dir, params, tmp_path):
     assert one_error(result.output) == f"Error: {empty}: not a readable checkpoint: empty file (0 bytes)"
     assert not (tmp_path / "sl.h5").exists() and not (tmp_path / "r.json").exists()
     no_leftovers(tmp_path)
+
+
+def test_a_checkpoint_given_as_resume_file_is_refused_and_left_as_it_is(index_dir, params, teacher, tmp_path):
+    out = tmp_path / "out"
+    args = train_args(index_dir, out)
+    resume = Path(shutil.copy(teacher, tmp_path / "teacher.pt"))  # e.g. models/teacher.pt, a DVC output
+    args[args.index("--resume") + 1] = resume
+    before = resume.read_bytes()
+    result = run(params, "train-teacher", *args)
+    assert result.exit_code == 1 and one_error(result.output) == (
+        f"Error: --resume {resume}: not a resume file (a checkpoint?): it is left as it is; give --resume a path of "
+        "its own (an interrupted run writes it)")
+    assert resume.read_bytes() == before and not list(tmp_path.glob("teacher.pt.*")) and not (out / "t.pt").exists()

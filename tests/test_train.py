@@ -119,18 +119,28 @@ def test_resumed_after_the_best_epoch_still_writes_the_best_checkpoint(index_dir
     assert out.log_csv.read_text() == (tmp_path / "full" / "log.csv").read_text()
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage", None])
+@pytest.mark.parametrize("content", [b"", b"garbage"])  # a run killed while writing it
 def test_an_unreadable_resume_file_is_moved_aside_and_the_run_starts_afresh(index_dir, tmp_path, content, caplog):
     out = outputs(tmp_path / "run")
     out.resume.parent.mkdir(parents=True)
-    if content is None:
-        torch.save({"not": "a resume file"}, out.resume)
-    else:
-        out.resume.write_bytes(content)
+    out.resume.write_bytes(content)
     report = train(PARAMS, index_dir, out, progress=False)
     assert len(report["history"]) == PARAMS.epochs and out.checkpoint.exists()
     assert out.resume.with_name("resume.pt.unreadable").exists()
     assert "unreadable" in caplog.text and "starting afresh" in caplog.text
+
+
+def test_a_readable_file_that_is_no_resume_file_is_refused_and_left_as_it_is(index_dir, tmp_path):
+    from pipeline.core.errors import CheckpointError
+
+    out = outputs(tmp_path / "run")
+    out.resume.parent.mkdir(parents=True)
+    torch.save({"state_dict": {}, "config": {}}, out.resume)  # a checkpoint given as --resume
+    before = out.resume.read_bytes()
+    with pytest.raises(CheckpointError, match="not a resume file \\(a checkpoint\\?\\): it is left as it is"):
+        train(PARAMS, index_dir, out, progress=False)
+    assert out.resume.read_bytes() == before and not out.resume.with_name("resume.pt.unreadable").exists()
+    assert not out.checkpoint.exists()
 
 
 @pytest.mark.slow

@@ -3,9 +3,13 @@ numbers give the same bytes; CSVs are what ``dvc plots show`` renders."""
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
-import matplotlib
+# the pictures are files, always drawn by Agg: a user's MPLBACKEND (even one matplotlib
+# does not know, which it refuses at import) has no say
+os.environ.pop("MPLBACKEND", None)
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402,F401  (the pyplot every figure module uses)

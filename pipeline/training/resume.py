@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, write_torch
 
 log = logging.getLogger("mtaffect.train")
@@ -64,14 +65,16 @@ def load_resume(path: Path, run) -> State:
     run, and the run starts afresh)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(saved, dict) or not {"params", "model", "optimizer", "scheduler", "state"} <= set(saved):
-            raise ValueError("not a resume file of this code")
     except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run can start afresh
         aside = path.with_name(f"{path.name}.unreadable")
         os.replace(path, aside)
         log.warning("%s: unreadable (%s: %s), moved to %s; starting afresh", path, type(e).__name__,
                     str(e)[:120], aside)
         return State()
+    if not isinstance(saved, dict) or not {"params", "model", "optimizer", "scheduler", "state"} <= set(saved):
+        # readable, but something else (a checkpoint given as --resume): not ours to move or replace
+        raise CheckpointError(f"--resume {path}: not a resume file (a checkpoint?): it is left as it is; give "
+                              "--resume a path of its own (an interrupted run writes it)")
     changed = ("parameters" if saved["params"] != run.params.model_dump() else
                "training data" if saved.get("inputs") != run.inputs else None)
     if changed:  # the interrupted run's state is not a valid start for this one
