@@ -40,7 +40,7 @@ def cli(params_path, sections, stamp):
     `dvc repro` runs this first (the check_params stage), so a bad value anywhere stops
     the run before any stage works.
     """
-    from pipeline.core.catalogue import FAMILY_DEFAULTS, SCHEMAS, check_all, check_pretrained
+    from pipeline.core.catalogue import FAMILY_DEFAULTS, check_all, check_pretrained, schemas_of
     from pipeline.core.fileio import write_json
 
     if stamp:
@@ -52,7 +52,7 @@ def cli(params_path, sections, stamp):
     if stamp:
         write_json(stamp, STAMP)
         return
-    names = [s.section for s in SCHEMAS]
+    names = [s.section for s in schemas_of(params_path)]
     shown = {"threads": p.threads, "sources": {n: s.model_dump() for n, s in p.sources.items()}}
     shown |= {n: getattr(p, n).model_dump() for n in names if n != "sources"}
     shown |= {family: {n: s.model_dump() for n, s in getattr(p, family).items()} for family in FAMILY_DEFAULTS}

@@ -530,3 +530,17 @@ def test_a_second_preset_while_one_writes_the_file_is_refused_and_changes_nothin
     assert params.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
     assert CliRunner().invoke(main, ["preset", "abaw2020", "--params", str(params)]).exit_code == 0  # once it let go
     assert not lock_path.exists()
+
+
+def test_a_params_file_from_before_the_study_still_runs_the_pipeline(tmp_path):
+    from stages.cli import main
+
+    text = (ROOT / "params.yaml").read_text()
+    old = tmp_path / "params.yaml"
+    old.write_text(text[:text.index("# The controlled study")])  # no `study` section
+    p, _ = check_all(old)  # what `dvc repro` checks first
+    assert p.teacher.epochs == 10
+    shown = CliRunner().invoke(main, ["check-params", "--params", str(old)])
+    assert shown.exit_code == 0 and "study:" not in shown.output
+    study = CliRunner().invoke(main, ["study", "plan", "--params", str(old)])
+    assert study.exit_code == 1 and study.output.strip() == f"Error: {old}: missing section 'study'"
