@@ -251,3 +251,19 @@ def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
         Path("study/times.json").write_text(text)
         assert stage_times(Path("study/times.json"))[1].startswith(f"study/times.json: {problem}")
         assert study_report(p, runs, arm_of, ABAW2020)["time"]["total_seconds"] == 0  # left out, said by the command
+
+
+def test_a_seed_whose_test_frames_lack_a_task_s_labels_has_no_difference_on_it(tmp_path):
+    p = study_params(tmp_path, study__seeds=2, study__arms=["teacher", "student"], study__bootstrap=20)
+    _, runs, arm_of = plan(p)
+    rng = np.random.default_rng(0)
+    for r in runs:
+        Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
+        table = predictions(rng, 6, 0.7)
+        table["model"] = r.arm
+        if (r.arm, r.seed) == ("teacher", 0):
+            table["valence"] = table["arousal"] = np.nan  # unknown, never 0
+        table.to_parquet(r.scores)
+    (claim,) = study_report(p, runs, arm_of, ABAW2020)["claims"]
+    assert claim["VA"]["differences"]["0"] is None and claim["VA"]["seeds"] == "1 of 2 seeds"
+    assert claim["VA"]["verdict"] == WITHIN_NOISE and claim["total"]["differences"]["0"] is not None

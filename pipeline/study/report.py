@@ -137,7 +137,8 @@ def compare(arm: dict, control: dict, seeds: int, schema: LabelSchema, n_boot: i
         for s in both:
             a, b = figures_of(arm[s], schema)[figure], figures_of(control[s], schema)[figure]
             diffs[s] = None if a is None or b is None else a - b
-        interval = paired_interval({s: arm[s] for s in both}, {s: control[s] for s in both},
+        scored = [s for s in both if diffs[s] is not None]  # a figure without labels (no VA truth) has no difference
+        interval = paired_interval({s: arm[s] for s in scored}, {s: control[s] for s in scored},
                                    metric_of(figure, schema), n=n_boot)
         v = verdict(diffs, interval, seeds)
         out[figure] = {"differences": {str(s): d for s, d in diffs.items()}, "mean": v.mean, "sd": v.sd,

@@ -76,7 +76,10 @@ def paired_interval(arm: Mapping[int, Mapping[str, np.ndarray]], control: Mappin
     def mean_difference(sums):
         def of(side, s):
             return metric({name.split(":", 1)[1]: v for name, v in sums.items() if name.startswith(f"{side}{s}:")})
-        return float(np.mean([of("a", s) - of("b", s) for s in seeds]))
+        pairs = [(of("a", s), of("b", s)) for s in seeds]
+        if any(a is None or b is None for a, b in pairs):  # a task without labels in this draw
+            return None
+        return float(np.mean([a - b for a, b in pairs]))
 
     interval = bootstrap_ci(stats, mean_difference, n=n, seed=seed, alpha=alpha)
     return None if interval is None else (interval[0], interval[1])
