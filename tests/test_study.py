@@ -139,11 +139,16 @@ def test_bad_study_params_are_named(tmp_path, changes, message):
 
 # --- the report: from made-up predictions to the verdicts --------------------------------------
 
-def predictions(rng, videos: int, skill: float) -> pd.DataFrame:
+def save(table: pd.DataFrame, path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(path)
+
+
+def predictions(rng, videos: int, skill: float, model: str = "m") -> pd.DataFrame:
     """Frames of ``videos`` videos, labels drawn at random, predictions right with
     probability ``skill`` (so a better arm scores higher on every task)."""
     n, s = videos * 20, ABAW2020
-    df = pd.DataFrame({"video": np.repeat([f"v{i:02d}" for i in range(videos)], 20), "model": "m"})
+    df = pd.DataFrame({"video": np.repeat([f"v{i:02d}" for i in range(videos)], 20), "model": model})
     au = rng.integers(0, 2, (n, len(s.aus)))
     expr = rng.integers(0, len(s.expressions), n)
     va = rng.uniform(-1, 1, (n, 2))
@@ -169,13 +174,8 @@ def test_the_report_says_what_the_numbers_say_and_never_hides_a_missing_seed(tmp
     skill = {"teacher": 0.6, "student": 0.8}
     for r in runs:
         if (r.arm, r.seed) != ("student", 2):  # that run failed
-            Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
-            table = predictions(rng, 12, skill[r.arm] + 0.02 * r.seed)
-            table["model"] = r.arm
-            table.to_parquet(r.scores)
-    baseline = predictions(rng, 12, 0.0)
-    baseline["model"] = "baseline"
-    baseline.to_parquet(tmp_path / "study/scores/baseline.parquet")
+            save(predictions(rng, 12, skill[r.arm] + 0.02 * r.seed, r.arm), r.scores)
+    save(predictions(rng, 12, 0.0, "baseline"), tmp_path / "study/scores/baseline.parquet")
     report = study_report(p, runs, arm_of, ABAW2020)
     assert report["arms"]["student"]["missing"] == ["seed 2"] and report["arms"]["student"]["seeds"] == "2 of 3 seeds"
     (claim,) = report["claims"]
@@ -227,16 +227,13 @@ def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
     _, runs, arm_of = plan(p)
     rng = np.random.default_rng(1)
     for r in runs:
-        Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
-        table = predictions(rng, 4, 0.7)
-        table["model"] = r.arm
-        table.to_parquet(r.scores)
+        save(predictions(rng, 4, 0.7, r.arm), r.scores)
     teacher, student = (next(r.scores for r in runs if r.arm == a and r.seed == 0) for a in ("teacher", "student"))
     Path(student).write_bytes(Path(teacher).read_bytes())  # the teacher's table copied over the student's
     with pytest.raises(DataError, match=f"{student}: not student's predictions .* of \\['teacher'\\]"):
         study_report(p, runs, arm_of, ABAW2020)
-    table = predictions(rng, 4, 0.7)
-    table["model"], table.loc[3, "pred_valence"] = "student", np.nan
+    table = predictions(rng, 4, 0.7, "student")
+    table.loc[3, "pred_valence"] = np.nan
     table.to_parquet(student)
     with pytest.raises(DataError, match=f"{student}: predictions that are not finite"):
         study_report(p, runs, arm_of, ABAW2020)
@@ -258,12 +255,10 @@ def test_a_seed_whose_test_frames_lack_a_task_s_labels_has_no_difference_on_it(t
     _, runs, arm_of = plan(p)
     rng = np.random.default_rng(0)
     for r in runs:
-        Path(r.scores).parent.mkdir(parents=True, exist_ok=True)
-        table = predictions(rng, 6, 0.7)
-        table["model"] = r.arm
+        table = predictions(rng, 6, 0.7, r.arm)
         if (r.arm, r.seed) == ("teacher", 0):
             table["valence"] = table["arousal"] = np.nan  # unknown, never 0
-        table.to_parquet(r.scores)
+        save(table, r.scores)
     (claim,) = study_report(p, runs, arm_of, ABAW2020)["claims"]
     assert claim["VA"]["differences"]["0"] is None and claim["VA"]["seeds"] == "1 of 2 seeds"
     assert claim["VA"]["verdict"] == WITHIN_NOISE and claim["total"]["differences"]["0"] is not None

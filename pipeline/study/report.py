@@ -150,15 +150,14 @@ def compare(arm: dict, control: dict, seeds: int, schema: LabelSchema, n_boot: i
 def budgets(out: str, seeds: int, teacher_seed: int, first: str) -> dict:
     """Steps and images seen of the runs that trained, from their recorded reports, and
     whether the equal-budget teacher had teacher plus student steps in every seed."""
-    read = read_json
     per_arm, equal = {}, []
     for k in range(seeds):
-        teacher = read(f"{out}/runs/teachers/seed{teacher_seed + k}.json")
-        long = read(f"{out}/runs/teacher_long/seed{teacher_seed + k}.json")
-        student = read(f"{out}/runs/students/seed{k}/{first}.json")
+        teacher = read_json(f"{out}/runs/teachers/seed{teacher_seed + k}.json")
+        long = read_json(f"{out}/runs/teacher_long/seed{teacher_seed + k}.json")
+        student = read_json(f"{out}/runs/students/seed{k}/{first}.json")
         for arm, report in (("teacher", teacher), ("teacher_long", long), ("student", student),
-                            ("student_no_fill", read(f"{out}/runs/student_no_fill/seed{k}.json")),
-                            ("student_no_distill", read(f"{out}/runs/student_no_distill/seed{k}.json"))):
+                            ("student_no_fill", read_json(f"{out}/runs/student_no_fill/seed{k}.json")),
+                            ("student_no_distill", read_json(f"{out}/runs/student_no_distill/seed{k}.json"))):
             if report is not None:
                 per_arm.setdefault(arm, {"steps": budget_steps(report), "images": images_seen(report)})
         if teacher and long and student:
