@@ -119,7 +119,11 @@ def run_cmd(params_path, dvc_args):
                                    "finished runs are kept)")
 
 
-def report_of(params_path: str, out: str = "reports/study") -> None:
+#: The synthetic data's complete labels (``synth``'s default folder), as ``evaluate`` reads them.
+GROUND_TRUTH = "data/synth/ground_truth.parquet"
+
+
+def report_of(params_path: str, out: str = "reports/study", ground_truth: str = GROUND_TRUTH) -> None:
     from pipeline.core.fileio import check_output_folder, replacing_folder, write_json, write_text
     from pipeline.core.schema import label_schema
     from pipeline.study.figures import claim_figure
@@ -131,7 +135,7 @@ def report_of(params_path: str, out: str = "reports/study") -> None:
     use_threads(p.threads)
     _, runs, arm_of = plan(p, params_path)
     schema = label_schema(p.build.label_schema, p.build.aus)
-    report = study_report(p, runs, arm_of, schema)
+    report = study_report(p, runs, arm_of, schema, ground_truth)
     warn([f"{arm}: {', '.join(entry['missing'])} not scored (their stages of {p.study.out}/dvc.yaml have not run or "
           f"failed): reported over {entry['seeds']}" for arm, entry in report["arms"].items() if entry["missing"]]
          + report["notes"])
@@ -152,10 +156,13 @@ def report_of(params_path: str, out: str = "reports/study") -> None:
 @params_option
 @click.option("--out", default="reports/study", show_default=True, type=click.Path(file_okay=False),
               help="Folder of study.md, study.json and the figures.")
+@click.option("--ground-truth", "ground_truth", default=GROUND_TRUTH, show_default=True,
+              help="The synthetic data's true labels: every arm also scored on every task of every test frame "
+                   "(skipped when absent or when it knows none of the test frames, as with real data).")
 @friendly_errors
-def report_cmd(params_path, out):
+def report_cmd(params_path, out, ground_truth):
     """The study's report from what its runs recorded (no training)."""
-    report_of(params_path, out)
+    report_of(params_path, out, ground_truth)
 
 
 if __name__ == "__main__":

@@ -262,3 +262,39 @@ def test_a_seed_whose_test_frames_lack_a_task_s_labels_has_no_difference_on_it(t
     (claim,) = study_report(p, runs, arm_of, ABAW2020)["claims"]
     assert claim["VA"]["differences"]["0"] is None and claim["VA"]["seeds"] == "1 of 2 seeds"
     assert claim["VA"]["verdict"] == WITHIN_NOISE and claim["total"]["differences"]["0"] is not None
+
+
+def test_against_the_ground_truth_every_test_frame_counts_for_every_task(tmp_path):
+    """The files of half the test videos leave EXPR and VA unlabelled; scored against the
+    complete truth, each arm's figures are those of the fully labelled tables."""
+    p = study_params(tmp_path, study__seeds=2, study__arms=["teacher", "student"], study__bootstrap=20)
+    _, runs, arm_of = plan(p)
+    rng = np.random.default_rng(1)
+    full = {}
+    for r in [*runs, None]:
+        table = predictions(rng, 8, 0.5 if r is None else 0.7 + 0.1 * (r.arm == "student"),
+                            "baseline" if r is None else r.arm)
+        table["uid"] = [f"affwild2/{v}/{i}" for i, v in enumerate(table["video"])]
+        path = tmp_path / "study/scores/baseline.parquet" if r is None else r.scores
+        full[path] = table.copy()
+        masked = table["video"].isin(["v00", "v01", "v02", "v03"])
+        table.loc[masked, "expr"] = -1
+        table.loc[masked, ["valence", "arousal"]] = np.nan
+        save(table, path)
+    truth = full[runs[0].scores][["uid", *ABAW2020.aus, "expr", "valence", "arousal"]]
+    truth.to_parquet(tmp_path / "ground_truth.parquet")
+    from_files = study_report(p, runs, arm_of, ABAW2020, tmp_path / "ground_truth.parquet")
+    for path, table in full.items():  # the truth's labels, written into every table
+        table[[*ABAW2020.aus, "expr", "valence", "arousal"]] = truth[[*ABAW2020.aus, "expr", "valence", "arousal"]]
+        save(table, path)
+    complete = study_report(p, runs, arm_of, ABAW2020)
+    assert complete["ground_truth"] is None  # no ground truth given: nothing to add
+    truth_section = from_files["ground_truth"]
+    assert truth_section["labelled"] == {"AU": 160, "EXPR": 160, "VA": 160}
+    assert from_files["test"]["labelled"] == {"AU": 160, "EXPR": 80, "VA": 80}
+    for arm in ("teacher", "student"):
+        assert truth_section["arms"][arm]["total"]["per_seed"] == pytest.approx(complete["arms"][arm]["total"]["per_seed"])
+        assert from_files["arms"][arm]["total"]["per_seed"] != pytest.approx(complete["arms"][arm]["total"]["per_seed"])
+    assert truth_section["claims"][0]["total"]["differences"] == pytest.approx(complete["claims"][0]["total"]["differences"])
+    assert "## Against the complete ground truth" in render(from_files, [])
+    assert "## Against the complete ground truth" not in render(complete, [])

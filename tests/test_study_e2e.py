@@ -58,6 +58,9 @@ def test_the_study_under_dvc(tmp_path):
     assert len(report["claims"]) == len(CLAIMS) and all(c["total"]["verdict"] in ("holds", "does not hold", "within noise")
                                               for c in report["claims"])
     assert report["budget"]["equal_budget"][0]["equal"] and report["test"]["videos"] == 1
+    truth = report["ground_truth"]  # the synthetic data: every task of every test frame scored too
+    assert truth and all(truth["labelled"][t] == report["test"]["frames"] >= report["test"]["labelled"][t]
+                         for t in ("AU", "EXPR", "VA"))
     written = {f.name: f.read_bytes() for f in (p.path / "reports/study").iterdir()}
     assert {"study.md", "study.json", "student_vs_teacher_long.png"} <= set(written)
 

@@ -24,6 +24,33 @@ def mean_sd(entry: dict) -> str:
     return f"{number(entry['mean'])} ± {number(entry['sd'])}" if entry["sd"] is not None else number(entry["mean"])
 
 
+def verdict_table(claims: list[dict], names: list[str]) -> list[str]:
+    lines = ["| claim | A - B | total: mean difference | 95% interval | seeds | verdict | " + " | ".join(names[1:]) + " |",
+             "|---|---|---|---|---|---|" + "---|" * (len(names) - 1)]
+    for c in claims:
+        t = c["total"]
+        lines.append(f"| {c['claim']} | {c['arm']} - {c['control']} | {number(t['mean'], True)} | "
+                     f"{interval(t['interval'])} | {t['seeds']} | **{t['verdict']}** | "
+                     + " | ".join(f"{number(c[f]['mean'], True)} {interval(c[f]['interval'])}: {c[f]['verdict']}"
+                                  for f in names[1:]) + " |")
+    return lines
+
+
+def arm_table(scores: dict, names: list[str]) -> list[str]:
+    lines = ["| arm | what | seeds | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for arm, entry in scores["arms"].items():
+        lines.append(f"| {arm} | {entry['what']} | {entry['seeds']} | "
+                     + " | ".join(mean_sd(entry[f]) for f in names) + " |")
+    base = scores["baseline"]
+    lines.append("| baseline | no AU, the majority class, the mean VA of the training set | - | "
+                 + " | ".join(number(base[f]) for f in names) + " |")
+    return lines
+
+
+def frames(labelled: dict[str, int]) -> str:
+    return ", ".join(f"{task} {n}" for task, n in labelled.items())
+
+
 def render(report: dict, figures: list[str]) -> str:
     names = list(report["figures"])
     test = report["test"]
@@ -33,26 +60,12 @@ def render(report: dict, figures: list[str]) -> str:
         "times (docs/study.md). Every arm is trained with "
         f"{report['seeds']} training seeds on the same data; every choice (best epoch) is made on the first "
         f"{test['selection_videos']} validation videos and every score below is taken on the other "
-        f"{test['videos']} videos ({test['frames']} frames), which no choice has seen. Scores are the ABAW "
+        f"{test['videos']} videos ({test['frames']} frames; labelled: {frames(test['labelled'])}), which no choice "
+        "has seen. Scores are the ABAW "
         f"{report['era']} figures; `total` is their sum.", "",
         *(f"**Note:** {note}.\n" for note in report["notes"]),
-        "## Verdicts", "",
-        "| claim | A - B | total: mean difference | 95% interval | seeds | verdict | " + " | ".join(names[1:]) + " |",
-        "|---|---|---|---|---|---|" + "---|" * (len(names) - 1)]
-    for c in report["claims"]:
-        t = c["total"]
-        lines.append(f"| {c['claim']} | {c['arm']} - {c['control']} | {number(t['mean'], True)} | "
-                     f"{interval(t['interval'])} | {t['seeds']} | **{t['verdict']}** | "
-                     + " | ".join(f"{number(c[f]['mean'], True)} {interval(c[f]['interval'])}: {c[f]['verdict']}"
-                                  for f in names[1:]) + " |")
-    lines += ["", "## Every arm (mean ± sd over seeds)", "",
-              "| arm | what | seeds | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-    for arm, entry in report["arms"].items():
-        lines.append(f"| {arm} | {entry['what']} | {entry['seeds']} | "
-                     + " | ".join(mean_sd(entry[f]) for f in names) + " |")
-    base = report["baseline"]
-    lines.append("| baseline | no AU, the majority class, the mean VA of the training set | - | "
-                 + " | ".join(number(base[f]) for f in names) + " |")
+        "## Verdicts", "", *verdict_table(report["claims"], names),
+        "", "## Every arm (mean ± sd over seeds)", "", *arm_table(report, names)]
     lines += ["", "## Paired differences against the controls (total)", "",
               "| arm | control | mean difference | sd over seeds | 95% interval | seeds | verdict |",
               "|---|---|---|---|---|---|---|"]
@@ -60,6 +73,12 @@ def render(report: dict, figures: list[str]) -> str:
         t = c["total"]
         lines.append(f"| {c['arm']} | {c['control']} | {number(t['mean'], True)} | {number(t['sd'])} | "
                      f"{interval(t['interval'])} | {t['seeds']} | {t['verdict']} |")
+    if truth := report["ground_truth"]:
+        lines += ["", "## Against the complete ground truth (synthetic data)", "",
+                  f"The same predictions scored against the generator's true labels of every task of every test frame "
+                  f"(labelled: {frames(truth['labelled'])}), the tasks their videos' files leave unlabelled included. "
+                  "Filling the missing labels should show here if it works at all.", "",
+                  *verdict_table(truth["claims"], names), "", *arm_table(truth, names)]
     lines += ["", "## Budgets", "", "| arm | training steps | images seen |", "|---|---|---|"]
     for arm, b in report["budget"]["per_arm"].items():
         lines.append(f"| {arm} | {b['steps']} | {b['images']} |")

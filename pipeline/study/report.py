@@ -15,6 +15,7 @@ from pipeline.core.errors import DataError
 from pipeline.core.labels import TASKS
 from pipeline.core.schema import LabelSchema
 from pipeline.evaluation.scoring import per_video_stats, scores_of
+from pipeline.evaluation.truth import read_ground_truth, with_true_labels
 from pipeline.study.params import ARMS
 from pipeline.study.plan import Run, budget_steps, images_seen
 from pipeline.study.verdicts import paired_interval, summary, verdict
@@ -88,13 +89,18 @@ def stage_times(path: Path) -> tuple[dict[str, float], str | None]:
     return times, None
 
 
-def arm_stats(runs: list[Run], baseline: str, schema: LabelSchema):
-    """``{arm: {seed: per-video statistics or None}}``, the baseline's, and the test videos."""
+def read_tables(runs: list[Run], baseline: str) -> tuple[dict, pd.DataFrame | None]:
+    """Every run's prediction table (None where it has none) and the baseline's."""
     tables = {(r.arm, r.seed): read_predictions(r.scores, r.arm) for r in runs}
     base = read_predictions(baseline, BASELINE)
-    known = [t for t in [*tables.values(), base] if t is not None]
-    if not known:
+    if all(t is None for t in [*tables.values(), base]):
         raise DataError("no run of the study has test predictions yet: run `mtaffect study run` first")
+    return tables, base
+
+
+def arm_stats(runs: list[Run], tables: dict, base: pd.DataFrame | None, baseline: str, schema: LabelSchema):
+    """``{arm: {seed: per-video statistics or None}}``, the baseline's, and the test videos."""
+    known = [t for t in [*tables.values(), base] if t is not None]
     videos = np.array(sorted(set().union(*(set(t["video"]) for t in known))))
     for t in known:
         if set(t["video"]) != set(videos):
@@ -112,8 +118,31 @@ def arm_stats(runs: list[Run], baseline: str, schema: LabelSchema):
     arms: dict = {}
     for r in runs:
         arms.setdefault(r.arm, {})[r.seed] = stats(tables[(r.arm, r.seed)], r.scores)
-    frames = len(next(iter(known)))
-    return arms, stats(base, baseline), {"videos": len(videos), "frames": frames}
+    first = known[0]
+    return arms, stats(base, baseline), {"videos": len(videos), "frames": len(first),
+                                         "labelled": labelled_frames(first, schema)}
+
+
+def labelled_frames(table: pd.DataFrame, schema: LabelSchema) -> dict[str, int]:
+    """Frames of a prediction table with a label of each task (an AU frame: any AU known)."""
+    return {"AU": int((table[list(schema.aus)].to_numpy() >= 0).any(axis=1).sum()),
+            "EXPR": int((table["expr"].to_numpy() >= 0).sum()),
+            "VA": int(np.isfinite(table[["valence", "arousal"]].to_numpy(dtype=float)).all(axis=1).sum())}
+
+
+def relabelled(tables: dict, base: pd.DataFrame | None, ground_truth: str | Path | None, schema: LabelSchema):
+    """The tables with the synthetic ground truth's labels on every task of every test
+    frame (the tasks the files leave unlabelled too), or None without a ground truth that
+    knows the test frames (real data)."""
+    if ground_truth is None or not Path(ground_truth).exists():
+        return None
+    known = [t for t in [*tables.values(), base] if t is not None]
+    truth = read_ground_truth(ground_truth, known[0]["uid"])
+    if truth is None or not all(t["uid"].isin(truth.index).all() for t in known):
+        return None
+    def swap(table):
+        return None if table is None else with_true_labels(table, truth, schema)
+    return {key: swap(t) for key, t in tables.items()}, swap(base)
 
 
 def figures_of(stats: Mapping | None, schema: LabelSchema) -> dict[str, float | None]:
@@ -189,10 +218,8 @@ def times(out: str, arm_of: dict[str, str]) -> dict:
             "stages_timed": sum(s in arm_of for s in measured), "stages": len(arm_of)}
 
 
-def study_report(p, runs: list[Run], arm_of: dict[str, str], schema: LabelSchema) -> dict:
-    """The whole report as one dict (``study.json``)."""
-    out, seeds, n_boot = p.study.out, p.study.seeds, p.study.bootstrap
-    stats, base, test = arm_stats(runs, f"{out}/scores/{BASELINE}.parquet", schema)
+def scored(stats: dict, base, seeds: int, schema: LabelSchema, n_boot: int) -> dict:
+    """Each arm's figures over seeds, the claims' verdicts and the comparisons with the controls."""
     arms = {}
     for arm, per_seed in stats.items():
         values = {s: figures_of(per_seed[s], schema) if per_seed[s] is not None else None for s in range(seeds)}
@@ -206,12 +233,30 @@ def study_report(p, runs: list[Run], arm_of: dict[str, str], schema: LabelSchema
               for a, c, text in CLAIMS if a in stats and c in stats]
     against = [{"arm": a, "control": c, **compare(stats[a], stats[c], seeds, schema, n_boot)}
                for c in CONTROLS if c in stats for a in stats if a != c]
+    return {"baseline": figures_of(base, schema), "arms": arms, "claims": claims, "against_controls": against}
+
+
+def study_report(p, runs: list[Run], arm_of: dict[str, str], schema: LabelSchema,
+                 ground_truth: str | Path | None = None) -> dict:
+    """The whole report as one dict (``study.json``); with the synthetic data's
+    ``ground_truth``, every arm also scored on all three tasks of every test frame."""
+    out, seeds, n_boot = p.study.out, p.study.seeds, p.study.bootstrap
+    baseline = f"{out}/scores/{BASELINE}.parquet"
+    tables, base = read_tables(runs, baseline)
+    stats, base_stats, test = arm_stats(runs, tables, base, baseline, schema)
+    truth = None
+    if (swapped := relabelled(tables, base, ground_truth, schema)) is not None:
+        true_stats, true_base, true_test = arm_stats(runs, *swapped, baseline, schema)
+        truth = {"note": "the same predictions scored against the synthetic ground truth: every task of every test "
+                         "frame, including the tasks its video's files leave unlabelled",
+                 "labelled": true_test["labelled"],
+                 **scored(true_stats, true_base, seeds, schema, n_boot)}
     notes = []
     if test["videos"] < FEW_VIDEOS:
         notes.append(f"only {test['videos']} test videos: every interval and verdict rests on them (leave more "
                      "validation videos to testing)")
     return {"seeds": seeds, "era": schema.era, "figures": FIGURES[schema.era], "notes": notes,
             "test": {**test, "selection_videos": p.teacher.selection_videos},
-            "baseline": figures_of(base, schema), "arms": arms, "claims": claims, "against_controls": against,
+            **scored(stats, base_stats, seeds, schema, n_boot), "ground_truth": truth,
             "budget": budgets(out, seeds, p.teacher.seed, p.ensemble.members[0]),
             "ensemble_members": ensemble_sizes(out, seeds), "time": times(out, arm_of), "bootstrap": n_boot}
