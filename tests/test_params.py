@@ -544,3 +544,25 @@ def test_a_params_file_from_before_the_study_still_runs_the_pipeline(tmp_path):
     assert shown.exit_code == 0 and "study:" not in shown.output
     study = CliRunner().invoke(main, ["study", "plan", "--params", str(old)])
     assert study.exit_code == 1 and study.output.strip() == f"Error: {old}: missing section 'study'"
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("teacher.lr=.inf", r"^params.yaml with --set teacher.lr=.inf: teacher.lr: "),
+    ("soft_labels.views=3", r"^--set 'soft_labels.views=3': this command does not read 'soft_labels' \(it reads "
+                            r"build, student, students, teacher, threads\)$"),
+    ("techer.seed=3", r"^--set 'techer.seed=3': this command does not read 'techer'"),
+])
+def test_a_bad_set_is_named_as_the_setting_never_blamed_on_the_file(tmp_path, monkeypatch, setting, message):
+    from pipeline.build.params import BuildParams
+    from pipeline.training.params import StudentParams, TrainParams
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "params.yaml", "params.yaml")
+    schemas = (BuildParams, TrainParams, StudentParams)
+    assert load("params.yaml", *schemas, overrides=("teacher.seed=3",)).teacher.seed == 3
+    with pytest.raises(ParamsError, match=message):
+        load("params.yaml", *schemas, overrides=(setting,))
+    raw = Path("params.yaml").read_text()  # a wrong file is still the file's fault, with or without --set
+    Path("params.yaml").write_text(raw.replace("  lr: 0.004", "  lr: -1"))
+    with pytest.raises(ParamsError, match=r"^params.yaml: teacher.lr: "):
+        load("params.yaml", *schemas, overrides=("teacher.seed=3",))

@@ -15,6 +15,7 @@ check-params``, which ``dvc repro`` runs before every other stage (``check_param
 """
 from __future__ import annotations
 
+import copy
 import re
 from pathlib import Path
 from typing import Annotated, ClassVar
@@ -102,8 +103,21 @@ def load(path: str | Path, *schemas: type[Section], overrides: tuple[str, ...] =
     ``overrides`` set over it (:func:`set_values`); the file's keys are checked by name, the
     requested sections by value."""
     path = Path(path)
-    raw = set_values(load_yaml(read_text(path), str(path)) or {}, overrides)
-    return resolve(raw, str(path), schemas)
+    raw = load_yaml(read_text(path), str(path)) or {}
+    if not overrides:
+        return resolve(raw, str(path), schemas)
+    read = {"threads", *(s.section for s in schemas), *(s.family for s in schemas if s.family)}
+    for setting in overrides:
+        top = setting.partition("=")[0].strip().split(".")[0]
+        if "=" in setting and top and top not in read:  # it would change nothing, silently
+            raise ParamsError(f"--set {setting!r}: this command does not read {top!r} (it reads "
+                              f"{', '.join(sorted(read))})")
+    try:
+        return resolve(set_values(copy.deepcopy(raw), overrides), str(path), schemas)
+    except ParamsError:
+        resolve(raw, str(path), schemas)  # the file itself is wrong: said as such
+        settings = " ".join(f"--set {o}" for o in overrides)  # else a setting is: named with them
+        return resolve(set_values(raw, overrides), f"{path} with {settings}", schemas)
 
 
 def set_values(raw, overrides: tuple[str, ...]):
