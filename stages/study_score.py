@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, use_threads
+from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("study-score")
@@ -25,13 +25,15 @@ from stages.common import friendly_errors, load, params_option, use_threads
 @click.option("--out", "outs", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="Its predictions on the test videos (Parquet), one per --model, in their order.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@provenance_option("study_score", per_name=True)
 @friendly_errors
-def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, quiet):
+def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, quiet, provenance_path):
     """Predict every frame of the test videos (the validation videos after the first
     teacher.selection_videos, which no choice has seen) with each model of an arm."""
     import pyarrow as pa
 
     from pipeline.build.params import BuildParams
+    from pipeline.core import provenance
     from pipeline.core.device import resolve_device
     from pipeline.core.errors import ParamsError
     from pipeline.core.index import FrameIndex, check_built_for
@@ -65,6 +67,11 @@ def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, qu
                             what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet)
         write_parquet(pa.Table.from_pandas(table, preserve_index=False), out)
         click.echo(f"{name}: {len(test)} test frames of {len(set(test.video))} videos -> {out}")
+    inputs = {"build": index_dir, **({"train_index": fitted} if train else {}),
+              **{f"model {i}": m for i, m in enumerate(models)}}
+    provenance.write(provenance_path or provenance.record_path("study_score", name), __spec__.name,
+                     {"kind": kind, "seeds": list(seeds), "selection_videos": p.teacher.selection_videos,
+                      "batch": p.evaluate.batch}, inputs, {f"predictions {i}": o for i, o in enumerate(outs)})
 
 
 if __name__ == "__main__":

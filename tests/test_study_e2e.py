@@ -58,6 +58,9 @@ def test_the_study_under_dvc(tmp_path):
     assert len(report["claims"]) == len(CLAIMS) and all(c["total"]["verdict"] in ("holds", "does not hold", "within noise")
                                               for c in report["claims"])
     assert report["budget"]["equal_budget"][0]["equal"] and report["test"]["videos"] == 1
+    record = json.loads((p.path / "study/provenance/scores/teacher.json").read_text())  # what each score came from
+    assert record["params"]["kind"] == "checkpoint" and len(record["outputs"]) == K
+    assert {o["path"] for o in record["outputs"].values()} == {f"../../scores/teacher/seed{k}.parquet" for k in range(K)}
     truth = report["ground_truth"]  # the synthetic data: every task of every test frame scored too
     assert truth and all(truth["labelled"][t] == report["test"]["frames"] >= report["test"]["labelled"][t]
                          for t in ("AU", "EXPR", "VA"))

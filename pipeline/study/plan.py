@@ -224,11 +224,14 @@ def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str
         if kind == "probe":  # its model is the task sets it is fitted on, with the seed of the run
             models = [f"--train-index {mine[0].model}",
                       *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
-        add(f"score_{arm}", "scoring", "study_score", command("study_score", f"--kind {kind}", f"--name {arm}", *models),
-            sorted({r.model for r in mine} - {build}), [r.scores for r in mine])
+        record = f"{out}/provenance/scores/{arm}.json"
+        add(f"score_{arm}", "scoring", "study_score",
+            command("study_score", f"--kind {kind}", f"--name {arm}", *models, f"--provenance {record}"),
+            sorted({r.model for r in mine} - {build}), [*(r.scores for r in mine), record])
+    record = f"{out}/provenance/scores/baseline.json"
     add("score_baseline", "scoring", "study_score",
-        command("study_score", "--kind baseline", "--name baseline", f"--out {out}/scores/baseline.parquet"), [],
-        [f"{out}/scores/baseline.parquet"])
+        command("study_score", "--kind baseline", "--name baseline", f"--out {out}/scores/baseline.parquet",
+                f"--provenance {record}"), [], [f"{out}/scores/baseline.parquet", record])
     return stages, runs, arm_of
 
 
