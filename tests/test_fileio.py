@@ -171,3 +171,19 @@ def test_a_folder_that_cannot_be_listed_stops_the_listing_naming_it(tmp_path, mo
     with pytest.raises(OSError, match="cannot list this folder") as error:
         folder_files(tmp_path)
     assert error.value.filename == str(tmp_path / "sub")
+
+
+def test_a_failed_write_leaves_none_of_the_folders_it_made(tmp_path):
+    from pipeline.core.fileio import atomic_write
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "mine.txt").write_text("the user's")
+    for target in (tmp_path / "new" / "deeper" / "out.json", tmp_path / "kept" / "sub" / "out.json"):
+        with pytest.raises(OSError, match="disk full"):
+            with atomic_write(target) as tmp:
+                tmp.write_text("half")
+                raise OSError(28, "disk full")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["kept", "kept/mine.txt"]
+    with atomic_write(tmp_path / "new" / "deeper" / "out.json") as tmp:
+        tmp.write_text("whole")
+    assert (tmp_path / "new" / "deeper" / "out.json").read_text() == "whole"

@@ -50,12 +50,21 @@ def atomic_write(path: str | Path):
     (matplotlib) must be given the format explicitly.
     """
     path = Path(path)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # innermost first
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
         with names_file(path, tmp):  # a full disk, ...: name the file being written, not its temporary name
             yield tmp
             os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for folder in made:  # a failed write leaves no empty folder of ours behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # something else lives there now
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
