@@ -823,3 +823,18 @@ def test_a_dataset_root_that_is_a_file_is_named_as_such(kind, tmp_path):
     (tmp_path / "synth.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match=rf"synth.json: a file, not the folder of a {kind} dataset"):
         read_source(kind, tmp_path / "synth.json", Problems(), ExtractParams())
+
+
+@pytest.mark.parametrize("header_end, row_end", [(",", ""), (",", ","), ("", ",")])
+def test_affwild2_a_trailing_comma_names_no_column(tmp_path, header_end, row_end):
+    path = tmp_path / "v.txt"
+    names = ",".join(ABAW2020.aus)
+    path.write_text(f"{names}{header_end}\n" + "".join(f"{','.join(str((i + j) % 2) for j in range(8))}{row_end}\n"
+                                                      for i in range(3)))
+    problems = Problems()
+    frames, labels, aus = affwild2.parse_annotation(path, "AU", problems)
+    assert problems.counts == {} and aus == ABAW2020.aus
+    assert frames.tolist() == [0, 1, 2] and labels.tolist() == [[(i + j) % 2 for j in range(8)] for i in range(3)]
+    path.write_text(f"{names},\n0,1,0,1,0,1,0\n")  # one value short is still a bad row, named
+    frames, _, _ = affwild2.parse_annotation(path, "AU", problems)
+    assert len(frames) == 0 and "expected 8 values" in str(problems.as_dict())

@@ -85,7 +85,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
         problems.reject(str(path), f"bad header: {e}", line=1)
         return empty
     names = tuple(a for _, a in columns) if task == "AU" else ()
-    width = len(lines[0].split(","))  # columns the rows carry (the header may name more than ours)
+    width = len(without_trailing_empty(lines[0].split(",")))  # the rows' columns (the header may name more than ours)
     clean = read_clean(text, task, columns, 1 if task == "EXPR" else width)
     if clean is not None:
         return (*clean, names)
@@ -104,7 +104,7 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
             problems.reject(str(path), "blank line", line=lineno)
             continue
         try:
-            cells = line.split(",")
+            cells = without_trailing_empty(line.split(","), width)
             if task == "EXPR":
                 # One value per row: an index into the header's class list, which may be
                 # in another order than ours.
@@ -124,6 +124,14 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
     frames = np.fromiter(out, np.int32, len(out))
     labels = np.array(list(out.values()), dtype=no_labels(task, len(names)).dtype) if out else no_labels(task, len(names))
     return frames, labels, names
+
+
+def without_trailing_empty(cells: list[str], keep: int = 1) -> list[str]:
+    """A line's cells without the empty ones a trailing comma adds (at least ``keep`` left):
+    an export with "AU25," names no 9th column."""
+    while len(cells) > keep and not cells[-1].strip():
+        cells = cells[:-1]
+    return cells
 
 
 def no_labels(task: str, n_aus: int) -> np.ndarray:
