@@ -70,6 +70,11 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                    "not predicted on")
     if smooth != 1 and not any(inp.kind == "video" for inp in found):
         raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
+    if overlay and not aligned and (stills := sum(inp.kind != "video" for inp in found)):
+        if stills == len(found):
+            raise click.UsageError("--overlay: an overlay is a video, and no input is a video (the table has each "
+                                   "image's boxes and predictions)")
+        click.echo(f"--overlay: {stills} image input(s) get no overlay (it is a video); their rows are in the tables")
     if aligned and (detect_size or all_faces or overlay or every != 1):
         raise click.UsageError("--aligned: each image is one face, found by no detector, and no video: leave "
                                "--detect-size, --all-faces, --overlay and --every out")

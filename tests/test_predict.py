@@ -293,7 +293,7 @@ def test_face_finder_track_gap_is_15_predicted_frames_with_every():
 
 
 @pytest.mark.parametrize("case", ["not-media", "empty-folder", "only-subfolders", "missing", "link-loop", "bad-bundle",
-                                  "unwritable", "even-smooth", "tpu", "cpu:3"])
+                                  "unwritable", "even-smooth", "tpu", "cpu:3", "overlay-on-photo"])
 def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video, tmp_path):
     out, model, given, extra = tmp_path / "out", bundle, one_face_video, []
     if case == "not-media":
@@ -322,15 +322,20 @@ def test_bad_input_is_one_line_and_leaves_no_table(case, bundle, one_face_video,
         extra = ["--smooth", "4"]
     elif case in ("tpu", "cpu:3"):  # no such device: the device is named, not the (good) bundle
         extra = ["--device", case]
+    elif case == "overlay-on-photo":
+        given = tmp_path / "photo.jpg"
+        cv2.imwrite(str(given), np.full((*SIZE, 3), 90, np.uint8))
+        extra = ["--overlay"]
     result = run(given, "--model", model, "--out", out, "--quiet", *extra)
     expected = {"not-media": "neither a video", "empty-folder": "no video",
                 "only-subfolders": "in this folder (subfolders are not searched: give them, e.g. ", "missing": "no such file",
                 "link-loop": "a.mp4: no such file or folder (a symbolic link to nothing, or a loop of links)",
                 "bad-bundle": "bundle format 99", "unwritable": "a file is where the folder a-file/ goes",
                 "even-smooth": "must be odd", "tpu": "unknown device 'tpu': use auto, cpu, cuda or cuda:N",
-                "cpu:3": "unknown device 'cpu:3'"}[case]
+                "cpu:3": "unknown device 'cpu:3'", "overlay-on-photo": "--overlay: an overlay is a video, and no input "
+                                                                        "is a video"}[case]
     assert result.exit_code != 0 and expected in result.output
-    assert case == "even-smooth" or len([line for line in result.output.splitlines() if line.strip()]) == 1
+    assert case in ("even-smooth", "overlay-on-photo") or len([line for line in result.output.splitlines() if line.strip()]) == 1
     assert not list(tmp_path.glob("**/clip.csv")) and not list(tmp_path.glob("**/.*.tmp"))
 
 
