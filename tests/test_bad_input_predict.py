@@ -143,9 +143,14 @@ def damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
         b["au_thresholds"][3] = float("nan")
     elif how == "no-alignment":
         del b["alignment"]
+    elif how == "edited-weight":  # finite, in a well-formed file: only the recorded digest tells
+        b["members"][0]["state_dict"]["heads.EXPR.4.weight"][0, 0] += 0.5
     elif how == "overflowing":  # finite weights, outputs that are not numbers
-        for m in b["members"]:
+        from pipeline.training.models import weights_sha256
+
+        for m in b["members"]:  # as a bundle written with such weights records them
             m["state_dict"]["heads.EXPR.4.weight"].fill_(3e38)
+            m["weights_sha256"] = weights_sha256(m["state_dict"])
     torch.save(b, path)
     return path
 
@@ -154,6 +159,7 @@ def damaged(bundle: Path, tmp_path: Path, how: str) -> Path:
     ("flipped-bit", "model bundle damaged: its record"), ("cut-short", "model bundle damaged: truncated (its end is missing)"),
     ("nan-weight", "holds values that are not finite"),
     ("nan-threshold", "AU thresholds"), ("no-alignment", "lacks its 'alignment' entry"),
+    ("edited-weight", "member s1's weights do not match the digest the bundle recorded"),
     ("overflowing", "the model's outputs are not finite numbers"),
 ])
 def test_a_damaged_bundle_is_refused_never_reported_as_neutral(bundle, clip, tmp_path, how, message):

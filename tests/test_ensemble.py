@@ -171,3 +171,17 @@ def test_a_missing_bundle_names_the_stage_that_writes_it(tmp_path):
         load_bundle(tmp_path / "ensemble.pt")
     with pytest.raises(FileNotFoundError, match=r"run `dvc repro rnn_ensemble`, with its length in temporal"):
         load_bundle(tmp_path / "T8.pt", kind=RNN_BUNDLE_KIND)
+
+
+def test_the_weights_digest_reads_values_not_memory_layout_and_sees_one_changed_value():
+    from pipeline.training.models import weights_sha256
+
+    torch.manual_seed(0)
+    net = MultitaskNet("mobilenet_v3_small", schema=ABAW2020)
+    plain = {k: v.clone() for k, v in net.state_dict().items()}
+    laid_out = {k: v.clone() for k, v in net.to(memory_format=torch.channels_last).state_dict().items()}
+    assert any(not v.is_contiguous() for v in laid_out.values())  # the same values, another layout
+    assert weights_sha256(plain) == weights_sha256(laid_out)
+    name = next(k for k, v in plain.items() if v.is_floating_point() and v.dim() == 4)
+    plain[name].view(-1)[7] = torch.nextafter(plain[name].view(-1)[7], torch.tensor(1.0))  # the last bit of one value
+    assert weights_sha256(plain) != weights_sha256(laid_out)

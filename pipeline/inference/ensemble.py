@@ -4,7 +4,8 @@
 The bundle (``models/ensemble.pt``) is a plain dict of tensors and values, loaded with
 ``weights_only=True``: ``format_version``, ``schema`` (label names, VA bins, image
 size), ``alignment`` (template points, crop size and MTCNN settings of the extraction), the
-members (name, backbone, model config, VA bin values, state dict, SHA-256 of the checkpoint file),
+members (name, backbone, model config, VA bin values, state dict and its SHA-256, checked on
+loading, SHA-256 of the checkpoint file),
 ``au_thresholds`` with how they were chosen (where it came from: ``mtaffect info``, from its
 record in ``provenance/``; a member is found by its SHA-256). The temporal
 ensemble's bundle (``rnn_ensemble``) is the same dict of another ``kind``, with GRU
@@ -22,7 +23,7 @@ from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import file_sha256, write_torch
 from pipeline.core.schema import LabelSchema
 from pipeline.training.models import (MultitaskNet, check_finite, load_checkpoint, model_schema, read_torch_file,
-                                      recorded_schema, va_centres_of)
+                                      recorded_schema, va_centres_of, weights_sha256)
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "mtaffect-ensemble"
@@ -77,8 +78,9 @@ def save_bundle(path: str | Path, members: dict[str, str], au_thresholds, thresh
         if schema is None:
             schema = model.schema
         schema.require_same(model.schema, f"{checkpoint}: member {name}")
+        state = model.state_dict()
         entries.append({"name": name, "backbone": model.backbone_name, "config": ckpt["config"],
-                        "state_dict": model.state_dict(),
+                        "state_dict": state, "weights_sha256": weights_sha256(state),
                         "va_centres": va_centres_of(ckpt),
                         "sha256": hashes[name]})
     thresholds = [float(t) for t in np.broadcast_to(np.asarray(au_thresholds, dtype=np.float64), (len(schema.aus),))]
@@ -116,6 +118,11 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str 
     members = []
     for entry in bundle["members"]:
         check_finite(entry["state_dict"], path, f"bundle (member {entry['name']})")
+        recorded_sha = entry.get("weights_sha256")  # bundles written before it have none to check
+        if recorded_sha is not None and weights_sha256(entry["state_dict"]) != recorded_sha:
+            raise CheckpointError(f"{path}: member {entry['name']}'s weights do not match the digest the bundle "
+                                  "recorded of them (changed after it was written): rebuild it with "
+                                  + ("`dvc repro ensemble`" if kind == BUNDLE_KIND else "`dvc repro rnn_ensemble`"))
         model = build(entry)
         try:
             model.load_state_dict(entry["state_dict"])

@@ -8,6 +8,7 @@ trained for another backbone or label schema is refused with a message saying wh
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import mmap
@@ -199,6 +200,19 @@ def check_finite(state: dict, path: str | Path, what: str) -> None:
     for i in (~torch.isfinite(sums)).nonzero().flatten().tolist():
         if not torch.isfinite(floats[i][1]).all():
             raise CheckpointError(f"{path}: {what} holds values that are not finite in {floats[i][0]}")
+
+
+def weights_sha256(state: dict) -> str:
+    """SHA-256 of a state dict's tensors (names, types, shapes and values in logical order,
+    whatever their memory layout): what a bundle records of each member's weights."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        if torch.is_tensor(value):
+            t = value.detach().cpu().contiguous().reshape(-1)
+            h.update(f"{name}:{t.dtype}:{tuple(value.shape)}\n".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def load_pretrained_backbone(model: MultitaskNet, path: str) -> int:
