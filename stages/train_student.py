@@ -21,7 +21,7 @@ from stages.training import run_training
               help="Per-epoch log (default: reports/plots/students/<name>.csv).")
 @click.option("--report", default=None, type=click.Path(dir_okay=False),
               help="The best epoch's metrics (default: reports/students/<name>.json).")
-@click.option("--resume", "resume_file", default=None,
+@click.option("--resume", "resume_file", default=None, type=click.Path(dir_okay=False),
               help="Resume file (default: scratch/students/<name>/resume.pt; not a DVC output).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("train_student", per_name=True)

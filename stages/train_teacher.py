@@ -22,6 +22,7 @@ from stages.training import run_training
 @click.option("--report", default="reports/teacher.json", show_default=True, type=click.Path(dir_okay=False),
               help="The best epoch's validation metrics.")
 @click.option("--resume", "resume_file", default="scratch/teacher/resume.pt", show_default=True,
+              type=click.Path(dir_okay=False),
               help="Resume file (not a DVC output: survives an interrupted run).")
 @click.option("--epochs", type=int, default=None, help="Override teacher.epochs.")
 @click.option("--device", default=None, help="Override teacher.device (auto, cpu, cuda, cuda:N).")

@@ -243,3 +243,14 @@ def test_a_checkpoint_given_as_resume_file_is_refused_and_left_as_it_is(index_di
         f"Error: --resume {resume}: not a resume file (a checkpoint?): it is left as it is; give --resume a path of "
         "its own (an interrupted run writes it)")
     assert resume.read_bytes() == before and not list(tmp_path.glob("teacher.pt.*")) and not (out / "t.pt").exists()
+
+
+@pytest.mark.parametrize("command", ["train_teacher", "train_student"])
+def test_a_folder_given_as_the_resume_file_is_named_before_any_work(command, tmp_path):
+    import importlib
+
+    from click.testing import CliRunner
+
+    cli = importlib.import_module(f"stages.{command}").cli
+    result = CliRunner().invoke(cli, ["--resume", str(tmp_path), *(["--name", "s1"] if command == "train_student" else [])])
+    assert result.exit_code == 2 and f"Invalid value for '--resume': File '{tmp_path}' is a directory." in result.output
