@@ -187,3 +187,21 @@ def test_a_failed_write_leaves_none_of_the_folders_it_made(tmp_path):
     with atomic_write(tmp_path / "new" / "deeper" / "out.json") as tmp:
         tmp.write_text("whole")
     assert (tmp_path / "new" / "deeper" / "out.json").read_text() == "whole"
+
+
+def test_a_second_writer_of_the_same_output_folder_is_refused_and_the_first_completes(tmp_path):
+    from pipeline.core.errors import DataError
+    from pipeline.core.fileio import replacing_folder
+
+    out = tmp_path / "reports" / "study"
+    with replacing_folder(out) as work:
+        (work / "study.md").write_text("first")
+        with pytest.raises(DataError, match=r"study: another run is writing it now"):
+            with replacing_folder(out):
+                pass
+        assert (work / "study.md").read_text() == "first"  # the second took nothing of the first's
+    assert (out / "study.md").read_text() == "first"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["study"]  # no lock file left beside it
+    with replacing_folder(out) as work:  # and the next run goes ahead
+        (work / "study.md").write_text("second")
+    assert (out / "study.md").read_text() == "second"

@@ -112,19 +112,25 @@ def replacing_folder(out: str | Path):
     ``out`` stays as it was. Check ``out`` first with :func:`check_output_folder`."""
     out = Path(out)
     work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
-    for leftover in (work, old):  # ours, from a run that was killed (check_output_folder made sure)
-        shutil.rmtree(leftover, ignore_errors=True)
-    work.mkdir(parents=True)
-    (work / WORK_MARK).touch()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.with_name(f".{out.name}.lock")  # two runs at once would remove each other's work
+    lock = hold_lock(lock_path, f"{out}: another run is writing it now; wait for it to finish, then run again")
     try:
-        yield work
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    (work / WORK_MARK).unlink()
-    if out.exists():
-        os.replace(out, old)
-    os.replace(work, out)
+        for leftover in (work, old):  # ours, from a run that was killed (check_output_folder made sure)
+            shutil.rmtree(leftover, ignore_errors=True)
+        work.mkdir(parents=True)
+        (work / WORK_MARK).touch()
+        try:
+            yield work
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        (work / WORK_MARK).unlink()
+        if out.exists():
+            os.replace(out, old)
+        os.replace(work, out)
+    finally:
+        release_lock(lock_path, lock)
     kept = []
     if old.exists():  # a first run has no earlier output to remove
         shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
