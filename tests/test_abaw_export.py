@@ -118,3 +118,20 @@ def test_a_disk_that_fills_midway_leaves_only_recorded_files_and_the_next_run_re
     with pytest.raises(OSError):
         folder.record(out / "extra.txt")
     assert not (out / "extra.txt").exists() and "extra.txt" not in folder.entries
+
+
+@pytest.mark.parametrize("change, message", [
+    ("duplicate", "column AU4 twice in its header: which one is meant cannot be told"),
+    ("semicolons", "its columns are separated by ';', not commas (saved by a spreadsheet?)"),
+])
+def test_a_table_with_a_column_twice_or_another_separator_is_named(tmp_path, change, message):
+    path = table(tmp_path / "v.csv", [0, 1], [True, True])
+    lines = path.read_text().splitlines()
+    if change == "duplicate":  # pandas alone would read the first AU4 and call the second AU4.1
+        lines = [line + "," + line.split(",")[lines[0].split(",").index("AU4")] for line in lines]
+    else:
+        lines = [line.replace(",", ";") for line in lines]
+    path.write_text("\n".join(lines) + "\n")
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "sub").exists()

@@ -11,13 +11,13 @@ A frame without a face is a row with ``face`` false and the rest empty, never a 
 """
 from __future__ import annotations
 
+import csv
 import re
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -57,7 +57,17 @@ DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9, "bl
 def table_labels(table: Path) -> tuple[list[str], list[str]]:
     """The AUs (decision columns ``AU<n>``) and expression classes (``p_<class>`` columns;
     the 7 basic ones without them) of a predict table: its bundle's label schema."""
-    names = (pq.read_schema(table).names if table.suffix == ".parquet" else list(pd.read_csv(table, nrows=0)))
+    if table.suffix == ".parquet":
+        names = pq.read_schema(table).names
+    else:
+        with open(table, newline="", encoding="utf-8") as f:
+            names = next(csv.reader(f), [])  # as written: pandas would rename a second AU1 to AU1.1
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"column {twice[0]} twice in its header: which one is meant cannot be told (edited or joined?)")
+    if len(names) == 1 and (sep := next((s for s in ";\t|" if s in names[0]), None)):
+        raise ValueError(f"its columns are separated by {sep!r}, not commas (saved by a spreadsheet?): save it "
+                         "comma-separated")
     aus = [c for c in names if re.fullmatch(r"AU\d+", c)]
     return aus, [e for e in EXPRESSIONS if prob_column(e) in names] or list(EXPRESSIONS[:7])
 
