@@ -109,3 +109,29 @@ def test_a_cnn_or_its_features_of_another_schema_than_params_is_refused_naming_b
                                            str(tmp / "features.h5"), "--faces", str(table), "--out", str(tmp_path / "rnn")])
     assert run.exit_code == 1 and "features.h5: the features file was made for schema abaw2020" in run.output, run.output
     assert not (tmp_path / "rnn").exists()
+
+
+def test_a_full_disk_while_writing_features_is_an_error_naming_the_file_and_leaves_nothing(setup):
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    tmp, _, table = setup
+    out = tmp / "full" / "features.h5"
+    out.parent.mkdir()
+    size = (tmp / "features.h5").stat().st_size
+
+    def full_disk_at_half():  # writes beyond it fail (EFBIG) as on a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size // 2, size // 2))
+
+    script = ("import sys, torch\nfrom pipeline.training.models import load_checkpoint\n"
+              "from pipeline.temporal.features import dump\nmodel, _ = load_checkpoint(sys.argv[1])\n"
+              "try:\n    dump(model.eval(), sys.argv[2], sys.argv[3], sys.argv[1], 32, torch.device('cpu'), 'centres')\n"
+              "except OSError as e:\n    sys.exit(f'OSError: {e}')\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp / "s1.pt"), str(table), str(out)],
+                          preexec_fn=full_disk_at_half, capture_output=True, text=True)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr[-2000:])  # not killed by a signal (a crash)
+    assert proc.stderr.strip().splitlines()[-1].startswith("OSError: ") and str(out) in proc.stderr
+    assert list(out.parent.iterdir()) == []

@@ -27,7 +27,8 @@ import torch
 
 from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError, ParamsError
-from pipeline.core.fileio import atomic_write, file_sha256
+from pipeline.core.fileio import file_sha256
+from pipeline.core.h5file import new_h5
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.training.models import attr_schema, model_schema, read_torch_file
 from pipeline.core.shards import MappedDatasets, read_stage_h5, seal_h5
@@ -53,7 +54,7 @@ def dump(model: torch.nn.Module, table: str | Path, out: str | Path, checkpoint:
     split = pd.read_parquet(table, columns=["split"])["split"].to_numpy()
     model.eval()
     n = len(index)
-    with atomic_write(out) as tmp, h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
+    with new_h5(out) as h5:  # a full disk: an error naming the file, never a crash
         strings = h5py.string_dtype("utf-8")
         h5.create_dataset("uid", data=index.uid.astype(object), dtype=strings, track_times=False)
         h5.create_dataset("video", data=index.video.astype(object), dtype=strings, track_times=False)

@@ -32,7 +32,8 @@ from pipeline.core.images import crop_views, resize, to_tensor
 
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
-from pipeline.core.fileio import atomic_write, file_sha256, hold_lock, names_file, release_lock, temp_path
+from pipeline.core.h5file import new_h5
+from pipeline.core.fileio import file_sha256, hold_lock, names_file, release_lock, temp_path
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
 from pipeline.training.models import attr_schema, model_schema
@@ -167,55 +168,19 @@ def write_cache(out: str | Path, uids, offsets, flips, attrs: dict, blocks, widt
     """Write a cache file: ``uids`` sorted, ``blocks`` the float16 logits [b, K, width] of
     the frames in that order, block after block; written under a temporary name."""
     n, k = flips.shape
-    with atomic_write(out) as tmp:
-        file = KeptWriteError(tmp)
-        with file.file, h5py.File(file, "w", libver="earliest", track_order=False) as h5:
-            h5.create_dataset("uid", data=np.asarray(uids, dtype=object), dtype=h5py.string_dtype("utf-8"),
-                              track_times=False)
-            logits = h5.create_dataset("logits", shape=(n, k, width), dtype=np.float16, track_times=False)
-            start = 0
-            for block in blocks:
-                logits[start:start + len(block)] = block
-                start += len(block)
-            h5.create_dataset("offsets", data=offsets, track_times=False)
-            h5.create_dataset("flips", data=flips.astype(np.uint8), track_times=False)
-            for key in sorted(attrs):
-                h5.attrs[key] = attrs[key]
-            seal_h5(h5)
-        if file.error is not None:  # HDF5 has closed the file: now it may be said
-            raise file.error
-
-
-class KeptWriteError:
-    """The file HDF5 writes through (its ``fileobj`` driver), which keeps HDF5 from seeing a
-    write fail: HDF5 cannot close a file it failed to write (h5py then crashes the process).
-    The first OSError (a full disk) is kept in ``error`` and the writes after it dropped."""
-
-    def __init__(self, path: Path):
-        self.file, self.error = open(path, "w+b", buffering=0), None
-
-    def _keep(self, action, *args):
-        if self.error is None:
-            try:
-                return action(*args)
-            except OSError as e:
-                self.error = e
-
-    def write(self, data) -> int:
-        view = memoryview(data)
-        while len(view) and self.error is None:  # a raw file may write part of it
-            view = view[self._keep(self.file.write, view) or 0:]
-        return len(data)
-
-    def read(self, size: int) -> bytes:  # after a failed write, what was dropped reads as zeros
-        data = self.file.read(size)
-        return data.ljust(size, b"\0") if self.error is not None else data
-
-    def truncate(self, size: int) -> None:
-        self._keep(self.file.truncate, size)
-
-    def __getattr__(self, name):  # seek, tell, flush
-        return getattr(self.file, name)
+    with new_h5(out) as h5:
+        h5.create_dataset("uid", data=np.asarray(uids, dtype=object), dtype=h5py.string_dtype("utf-8"),
+                          track_times=False)
+        logits = h5.create_dataset("logits", shape=(n, k, width), dtype=np.float16, track_times=False)
+        start = 0
+        for block in blocks:
+            logits[start:start + len(block)] = block
+            start += len(block)
+        h5.create_dataset("offsets", data=offsets, track_times=False)
+        h5.create_dataset("flips", data=flips.astype(np.uint8), track_times=False)
+        for key in sorted(attrs):
+            h5.attrs[key] = attrs[key]
+        seal_h5(h5)
 
 
 def to_float16(logits: torch.Tensor) -> np.ndarray:
