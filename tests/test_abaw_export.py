@@ -19,7 +19,8 @@ def table(path, frames, faces, extra=None):
         rows.append(row)
     if extra:
         rows.append(dict(rows[-1]) | ({"track": 1} if extra == "face" else {}))
-    pd.DataFrame(rows).to_csv(path, index=False)
+    columns = ["frame", "file", "face", "track", "expression", "valence", "arousal", *AU_NAMES]
+    pd.DataFrame(rows, columns=columns).to_csv(path, index=False)  # no rows: the header only
     return path
 
 
@@ -42,6 +43,7 @@ def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_predic
 
 @pytest.mark.parametrize("frames, faces, extra, message", [
     ([0, 1], [False, False], None, "no face in any frame"),
+    ([], [], None, "v.csv: the table has no rows (its header only): nothing to export"),
     ([0, 1], [True, True], "face", "v.csv: row 4: frame 1 again (first at row 3): ABAW wants one row per frame; "
                                    "a table of every face (--all-faces): predict without it"),
     ([0, 1], [True, True], "copy", "v.csv: row 4: frame 1 again (first at row 3): ABAW wants one row per frame; "

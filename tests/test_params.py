@@ -205,6 +205,11 @@ def test_a_missing_or_undecodable_file_is_one_line(tmp_path):
     (tmp_path / "latin1.yaml").write_bytes("# mtaff\xe9ct\nthreads: 1\n".encode("latin-1"))
     with pytest.raises(ParamsError, match=r"not UTF-8 text \(byte 0xe9 at offset 7\)"):
         load(tmp_path / "latin1.yaml")
+    for encoding in ("utf-16", "utf-16-le", "utf-16-be"):  # with and without its byte-order mark
+        (tmp_path / "wide.yaml").write_bytes("threads: 1\n".encode(encoding))
+        with pytest.raises(ParamsError, match=r"wide.yaml: not UTF-8 text \(UTF-16, by its byte-order mark or NUL "
+                                              r"bytes\): save it as UTF-8$"):
+            load(tmp_path / "wide.yaml")
 
 
 def test_yaml_is_read_as_dvc_reads_it(tmp_path, raw):
@@ -477,7 +482,8 @@ def test_set_values_override_the_file_as_dvc_exp_run_s_does():
     assert out["students"] == {"s1": {"seed": 1, "lam": 1}, "s9": {"distill_unlabelled": False}}
     assert out["ensemble"]["members"] == ["seed0", "seed3"]
     for bad, message in (("teacher.seed", "expected KEY=VALUE"), ("teacher..seed=1", "expected KEY=VALUE"),
-                         ("teacher.seed.x=1", "teacher.seed is not a mapping"), ("teacher.seed=[1", "not valid YAML")):
+                         ("teacher.seed.x=1", "teacher.seed is not a mapping"), ("teacher.seed=[1", "not valid YAML"),
+                         ("teacher.lr=", "no value after '=' \\(write null for none\\)")):
         with pytest.raises(ParamsError, match=message):
             set_values({"teacher": {"seed": 0}}, (bad,))
 

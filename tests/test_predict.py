@@ -635,3 +635,22 @@ def test_aligned_crops_are_predicted_as_they_are_and_export_writes_the_multi_tas
         ignored = run(crops / "v1", "--aligned", *extra, "--model", model2022, "--out", tmp_path / "p3", "--quiet")
         assert ignored.exit_code != 0 and "leave --detect-size, --all-faces, --overlay and --every out" \
             in ignored.output
+
+
+@pytest.mark.parametrize("case", ["empty", "cut"])
+def test_an_empty_or_cut_short_video_is_one_line_without_the_decoder_s_own(case, bundle, tmp_path, capfd):
+    path = tmp_path / "clip.mp4"
+    if case == "empty":
+        path.write_bytes(b"")
+    else:  # an MP4 keeps its index at the end: cut short, nothing says where its frames are
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (SIZE[1], SIZE[0]))
+        for _ in range(10):
+            writer.write(np.full((*SIZE, 3), 90, np.uint8))
+        writer.release()
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    capfd.readouterr()
+    result = run(path, "--model", bundle, "--out", tmp_path / "out", "--quiet")
+    expected = {"empty": "clip.mp4: empty file (0 bytes)",
+                "cut": "clip.mp4: cannot be decoded as a video (damaged, cut short, or not a video)"}[case]
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert "moov atom" not in capfd.readouterr().err  # FFmpeg's own line: said once, by us

@@ -124,10 +124,14 @@ def test_an_unreadable_resume_file_is_moved_aside_and_the_run_starts_afresh(inde
     out = outputs(tmp_path / "run")
     out.resume.parent.mkdir(parents=True)
     out.resume.write_bytes(content)
+    out.resume.with_name("resume.pt.unreadable").write_bytes(b"an earlier one")
     report = train(PARAMS, index_dir, out, progress=False)
     assert len(report["history"]) == PARAMS.epochs and out.checkpoint.exists()
-    assert out.resume.with_name("resume.pt.unreadable").exists()
-    assert "unreadable" in caplog.text and "starting afresh" in caplog.text
+    assert out.resume.with_name("resume.pt.unreadable").read_bytes() == b"an earlier one"  # kept
+    assert out.resume.with_name("resume.pt.unreadable.1").read_bytes() == content
+    why = "empty file (0 bytes)" if not content else "not a torch file"
+    assert f"resume.pt: not a readable resume file: {why}" in caplog.text
+    assert "moved to" in caplog.text and "resume.pt.unreadable.1, starting afresh" in caplog.text
 
 
 def test_a_readable_file_that_is_no_resume_file_is_refused_and_left_as_it_is(index_dir, tmp_path):
@@ -219,3 +223,18 @@ def test_va_centres_come_from_the_training_record_or_default_to_the_bin_centres(
     assert va_centres_of(load_checkpoint(tmp_path / "bare.pt")[1]) == "centres"
     assert va_centres_of(load_checkpoint(tmp_path / "trained.pt")[1]) == "reference"
     assert va_centres_of({"train": "damaged"}) == "centres"
+
+
+def test_a_selection_of_more_videos_than_validation_has_is_said(index_dir, caplog):
+    from pipeline.core.index import FrameIndex
+    from pipeline.training.data import ImageData
+
+    videos = len(set(FrameIndex.read(index_dir / "val.parquet").video))
+    with caplog.at_level("WARNING", logger="mtaffect"):
+        ImageData(PARAMS.model_copy(update={"selection_videos": videos - 1}), index_dir)
+    assert caplog.text == ""
+    with caplog.at_level("WARNING", logger="mtaffect"):
+        data = ImageData(PARAMS.model_copy(update={"selection_videos": 100_000}), index_dir)
+    assert f"selection_videos 100000: {index_dir / 'val.parquet'} has {videos} validation videos: the best epoch " \
+           "is chosen on all of them" in caplog.text
+    assert len(set(data.val.video)) == videos

@@ -132,6 +132,8 @@ def set_values(raw, overrides: tuple[str, ...]):
         names = key.strip().split(".")
         if not sep or not all(names):
             raise ParamsError(f"--set {setting!r}: expected KEY=VALUE, such as teacher.seed=3")
+        if not text.strip():
+            raise ParamsError(f"--set {setting!r}: no value after '=' (write null for none)")
         where = raw
         for i, name in enumerate(names[:-1]):
             where[name] = where.get(name) if where.get(name) is not None else {}

@@ -36,6 +36,8 @@ def read_text(path: Path) -> str:
     if not Path(path).is_file():
         raise ParamsError(f"{path}: not a file")
     data = Path(path).read_bytes()
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data:  # NUL is valid UTF-8, but no editor writes it
+        raise ParamsError(f"{path}: not UTF-8 text (UTF-16, by its byte-order mark or NUL bytes): save it as UTF-8")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

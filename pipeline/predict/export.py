@@ -76,6 +76,8 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
         raise DataError(f"{path}: predicts the AUs {', '.join(aus)} (a model of another AU set), not the "
                         f"{len(era.aus)} of the {era.name} ABAW files ({', '.join(era.aus)}): export only its "
                         "other tasks (--task EXPR --task VA)")
+    if not len(rows):
+        raise DataError(f"{path}: the table has no rows (its header only): nothing to export")
     line = row_line(path)
     frame = pd.to_numeric(rows["frame"], errors="coerce")
     bad = frame.isna() | (frame < 0) | (frame != frame.round()) | (frame >= MAX_FRAMES)

@@ -3,6 +3,7 @@ streamed one at a time (memory does not grow with a video's length), and the ove
 video written as frames come."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from pipeline.extraction.worker import read_rgb
 from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
-# Our one line names the file and says why; OpenCV's own warnings before it only confuse
+# Our one line names the file and says why; OpenCV's and FFmpeg's own lines before it only
+# confuse (FFmpeg's level is read when a capture opens: AV_LOG_QUIET)
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def _video(path: Path) -> Input:
             pass
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
     cap = open_video(path)
     opened = cap.isOpened()
     ok = opened and cap.grab()
@@ -104,7 +109,7 @@ def _video(path: Path) -> Input:
     if empty:
         raise DataError(f"{path}: holds no frame (a video container with nothing in it)")
     if not ok:
-        raise DataError(f"{path}: cannot be decoded as a video")
+        raise DataError(f"{path}: cannot be decoded as a video (damaged, cut short, or not a video)")
     return Input(path, "video")
 
 

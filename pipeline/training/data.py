@@ -9,6 +9,7 @@ workers or after a resume.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from pipeline.evaluation.scoring import score
 from pipeline.inference.runner import predict
 from pipeline.training.models import MultitaskNet, load_pretrained_backbone
 from pipeline.training.sampling import TaskBatchSampler
+
+log = logging.getLogger("mtaffect")
 
 
 class StepDataset(torch.utils.data.Dataset):
@@ -84,7 +87,12 @@ class ImageData:
         for task, index in self.indexes.items():  # every step draws a batch of every task
             if not len(index):
                 raise DataError(f"{index_dir / f'train_{task}.parquet'}: no frame (rerun `dvc repro build`)")
-        self.val = FrameIndex.read(index_dir / "val.parquet").first_videos(params.selection_videos)
+        val = FrameIndex.read(index_dir / "val.parquet")
+        videos = len(set(val.video))
+        if params.selection_videos is not None and params.selection_videos >= videos:
+            log.warning("selection_videos %d: %s has %d validation videos: the best epoch is chosen on all of them",
+                        params.selection_videos, index_dir / "val.parquet", videos)
+        self.val = val.first_videos(params.selection_videos)
         self.weights = {t: self.indexes[t].weight for t in TASKS}
         self.schema = self.val.schema  # the build's label schema: the heads follow it
         for task, index in self.indexes.items():

@@ -12,6 +12,7 @@ import torch
 
 from pipeline.core.errors import CheckpointError
 from pipeline.core.fileio import atomic_write, write_torch
+from pipeline.training.models import read_torch_file
 
 log = logging.getLogger("mtaffect.train")
 
@@ -64,12 +65,14 @@ def load_resume(path: Path, run) -> State:
     is of other parameters, or unreadable (it is then moved aside, so it blocks no later
     run, and the run starts afresh)."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - whatever is wrong with the file, the run can start afresh
-        aside = path.with_name(f"{path.name}.unreadable")
+        saved = read_torch_file(path, "resume file")  # its records' CRC-32 checked too
+    except CheckpointError as e:  # whatever is wrong with the file, the run can start afresh
+        aside, k = path.with_name(f"{path.name}.unreadable"), 0
+        while aside.exists():  # an earlier one is kept as it was
+            k += 1
+            aside = path.with_name(f"{path.name}.unreadable.{k}")
         os.replace(path, aside)
-        log.warning("%s: unreadable (%s: %s), moved to %s; starting afresh", path, type(e).__name__,
-                    str(e)[:120], aside)
+        log.warning("%s; moved to %s, starting afresh", e, aside)
         return State()
     if not isinstance(saved, dict) or not {"params", "model", "optimizer", "scheduler", "state"} <= set(saved):
         # readable, but something else (a checkpoint given as --resume): not ours to move or replace
