@@ -265,3 +265,18 @@ def test_afewva_landmarks_that_miss_the_image_are_counted_skips(tmp_path):
     with pytest.raises(DataError, match="00001.png: landmarks lie outside the 112x112 image"):
         extract("afewva", tmp_path / "afewva", tmp_path / "out2", ExtractParams(workers=1, on_error="fail"),
                 progress=False)
+
+
+def test_a_photo_is_read_upright_as_its_exif_orientation_says(tmp_path):
+    from PIL import Image
+
+    from pipeline.extraction.worker import read_rgb
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :10] = 255  # a white band on the stored image's left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view": a phone held upright
+    Image.fromarray(stored).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    image, why, _ = read_rgb(str(tmp_path / "phone.jpg"))
+    assert why is None and image.shape == (80, 40, 3)  # as the phone showed it
+    assert image[:10].mean() > 200 and image[-10:].mean() < 50  # the band is now at the top
