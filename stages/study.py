@@ -12,9 +12,9 @@ import yaml
 
 from stages.common import friendly_errors, load, params_option, use_threads, warn
 
-HEADER = ("# The study's stages, written by `mtaffect study plan` from params.yaml (study, teacher, student,\n"
+HEADER = ("# The study's stages, written by `mtaffect study plan` from {params} (study, teacher, student,\n"
           "# students, ensemble): every arm x seed runs the project's stage commands with --set overrides.\n"
-          "# Do not edit: change params.yaml and run `mtaffect study run` (docs/study.md).\n")
+          "# Do not edit: change {params} and run `mtaffect study run` (docs/study.md).\n")
 #: DVC's lines around each stage it runs (stage names as "<dvc.yaml>:<stage>").
 STARTED = re.compile(r"^Running stage '(?:[^']*:)?([^']+)'")
 ENDED = re.compile(r"^(Updating lock file|Running stage|Stage '|Restored stage|ERROR)")
@@ -42,7 +42,7 @@ def write_plan(params_path: str):
     if p.study.seeds == 1:
         warn([f"{params_path}: study.seeds is 1: one seed has no spread, every verdict will be 'within noise'"])
     path = Path(p.study.out) / "dvc.yaml"
-    write_text(path, HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
+    write_text(path, HEADER.format(params=params_path) + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
     click.echo(f"{path}: {len(stages)} stages, {len(runs)} scored runs ({', '.join(p.study.arms)} x "
                f"{p.study.seeds} seeds)")
     return p, runs, arm_of

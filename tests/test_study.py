@@ -219,6 +219,18 @@ def test_another_params_file_is_the_one_every_stage_reads_and_tracks(tmp_path):
         plan(study_params(tmp_path, teacher__selection_videos=None), "other.yaml")
 
 
+
+def test_the_written_plan_names_the_params_file_it_came_from(tmp_path, monkeypatch):
+    from stages.study import write_plan
+
+    monkeypatch.chdir(tmp_path)
+    params_file(tmp_path, study__seeds=1).rename(tmp_path / "other.yaml")
+    write_plan("other.yaml")
+    header = [line for line in (tmp_path / "study/dvc.yaml").read_text().splitlines() if line.startswith("#")]
+    assert "from other.yaml (study," in header[0] and "change other.yaml and run" in header[2]
+    assert "params.yaml" not in "\n".join(header)
+
+
 def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
     from pipeline.core.errors import DataError
     from pipeline.study.report import stage_times
