@@ -113,7 +113,7 @@ def replacing_folder(out: str | Path):
     out = Path(out)
     work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = out.with_name(f".{out.name}.lock")  # two runs at once would remove each other's work
+    lock_path = work.with_name(f"{work.name}.lock")  # two runs at once would remove each other's work folder
     lock = hold_lock(lock_path, f"{out}: another run is writing it now; wait for it to finish, then run again")
     try:
         for leftover in (work, old):  # ours, from a run that was killed (check_output_folder made sure)
