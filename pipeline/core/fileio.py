@@ -44,29 +44,23 @@ def names_file(path: str | Path, temporary: str | Path | None = None):
 
 @contextmanager
 def atomic_write(path: str | Path):
-    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed.
-
-    The parent folder is created. Writers that need a file extension to pick a format
-    (matplotlib) must be given the format explicitly.
-    """
+    """Yield a temporary path to write; on success it replaces ``path``, on error it is removed
+    with the folders made for it. Writers that pick a format by extension (matplotlib) must
+    be given the format explicitly."""
     path = Path(path)
     made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # innermost first
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
+    tmp, done = temp_path(path), False
     try:
         with names_file(path, tmp):  # a full disk, ...: name the file being written, not its temporary name
             yield tmp
             os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        for folder in made:  # a failed write leaves no empty folder of ours behind
-            try:
-                folder.rmdir()
-            except OSError:
-                break  # something else lives there now
-        raise
+            done = True
     finally:
         tmp.unlink(missing_ok=True)
+        for folder in () if done else made:  # a failed write leaves no empty folder of ours behind
+            with contextlib.suppress(OSError):  # not empty: something else lives there now
+                folder.rmdir()
 
 
 #: In a folder predict or export-abaw writes into: the files they wrote there, and their
@@ -107,9 +101,8 @@ def check_output_folder(out: str | Path, marker: str, inputs=(), own=(), option:
 
 @contextmanager
 def replacing_folder(out: str | Path):
-    """Yield a temporary sibling folder to write an output folder into; on success it
-    replaces ``out`` (the old one is removed only then), on error it is removed and
-    ``out`` stays as it was. Check ``out`` first with :func:`check_output_folder`."""
+    """Yield a sibling folder to write ``out`` into; on success it replaces ``out`` (removed
+    only then), on error it goes and ``out`` stays. Check ``out`` with :func:`check_output_folder`."""
     out = Path(out)
     work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
     out.parent.mkdir(parents=True, exist_ok=True)
