@@ -475,7 +475,8 @@ def test_ctrl_c_during_extraction_stops_every_worker_without_their_tracebacks(da
     proc = subprocess.Popen([sys.executable, "-m", "stages.extract", "--params", str(tmp_path / "params.yaml"),
                              "--source", "disfa", "--root", str(data / "disfa"), "--out", str(out),
                              "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True,  # as from a terminal: a shell's background job ignores Ctrl-C
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen = ""
     while "extract disfa" not in seen:  # the progress bar: the workers are running
         char = proc.stderr.read(1)
