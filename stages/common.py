@@ -88,6 +88,10 @@ def _interrupt(signum, frame):
 WRITES = frozenset({"out", "out_dir", "report", "plots", "provenance_path", "log_dir", "log_csv", "resume_file",
                     "stamp", "predictions", "soft_label_report", "contact_sheet"})
 
+#: Where the synthetic data's complete labels are (the synth stage's default output):
+#: evaluate and the study report score against it when it exists.
+GROUND_TRUTH = "data/synth/ground_truth.parquet"
+
 #: Commands that add files into their ``--out`` folder (under their own rules against
 #: overwriting) rather than replace it whole: that folder may be or hold what they read.
 ADDS_INTO = frozenset({"predict", "export-abaw"})

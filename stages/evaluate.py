@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import GROUND_TRUTH, friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @contextmanager
@@ -46,7 +46,7 @@ def all_or_none(*paths: str):
               help="Folder of the temporal ensembles' bundles, T<length>.pt.")
 @click.option("--soft-labels", "soft_labels", default="data/soft_labels.h5", show_default=True,
               help="The soft-label cache (its teacher must be --teacher; its quality is reported).")
-@click.option("--ground-truth", "ground_truth", default="data/synth/ground_truth.parquet", show_default=True,
+@click.option("--ground-truth", "ground_truth", default=GROUND_TRUTH, show_default=True,
               help="Synthetic data's complete labels (skipped when absent or about other frames).")
 @click.option("--predictions", default="reports/val_predictions.parquet", show_default=True,
               help="Long table: one row per validation frame and model.")

@@ -19,7 +19,7 @@ def _flat(value, prefix: str = ""):
 
 def describe(record_file, entry: dict, check_inputs: bool) -> list[str]:
     """The lines printed for one provenance record."""
-    from pipeline.core.fileio import digest, file_sha256
+    from pipeline.core.hashing import digest, file_sha256
     from pipeline.core.info import code_version, resolve
 
     lines = [f"stage   {entry['stage']}"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import yaml
 
-from stages.common import friendly_errors, load, params_option, use_threads, warn
+from stages.common import GROUND_TRUTH, friendly_errors, load, params_option, use_threads, warn
 
 HEADER = ("# The study's stages, written by `mtaffect study plan` from {params} (study, teacher, student,\n"
           "# students, ensemble): every arm x seed runs the project's stage commands with --set overrides.\n"
@@ -117,10 +117,6 @@ def run_cmd(params_path, dvc_args):
         raise click.ClickException(f"dvc repro {p.study.out}/dvc.yaml failed (exit {dvc.returncode}): see DVC's "
                                    "message above; the report leaves out what did not finish (rerun once fixed: "
                                    "finished runs are kept)")
-
-
-#: The synthetic data's complete labels (``synth``'s default folder), as ``evaluate`` reads them.
-GROUND_TRUTH = "data/synth/ground_truth.parquet"
 
 
 def report_of(params_path: str, out: str = "reports/study", ground_truth: str = GROUND_TRUTH) -> None:

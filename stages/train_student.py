@@ -34,7 +34,7 @@ def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_
     """
     from pipeline.core.errors import ParamsError
     from pipeline.core import provenance
-    from pipeline.core.fileio import file_sha256
+    from pipeline.core.hashing import file_sha256
     from pipeline.core.provenance import record_path
     from pipeline.training.softlabels import SoftLabels
 

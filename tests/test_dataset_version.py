@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.extraction.dataset_version import check_version, version_path, write_version
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import digest
+from pipeline.core.hashing import digest
 
 DVC = str(Path(sys.executable).parent / "dvc")
 
@@ -136,7 +136,7 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
 
 def test_what_extraction_reads_gives_the_folders_digest_and_a_change_meanwhile_is_refused(dataset):
     from pipeline.extraction.dataset_version import DatasetRead
-    from pipeline.core.fileio import HashingReader
+    from pipeline.core.hashing import HashingReader
 
     read = DatasetRead.start(dataset)
     video = dataset / "Videos_LeftCamera" / "LeftVideoSN001_comp.avi"
@@ -165,7 +165,7 @@ def test_a_video_is_read_once_to_extract_and_hash_it(tmp_path):
 
     from pipeline.extraction.params import ExtractParams
     from pipeline.extraction.worker import process_job
-    from pipeline.core.fileio import file_sha256
+    from pipeline.core.hashing import file_sha256
     from pipeline.extraction.sources.base import Job
 
     video = tmp_path / "v.avi"

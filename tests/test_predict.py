@@ -20,7 +20,7 @@ from pipeline.inference.ensemble import load_bundle, save_bundle
 from pipeline.temporal.model import save_rnn_bundle
 from pipeline.inference.outputs import combine
 from pipeline.temporal.features import Features, dump
-from pipeline.core.fileio import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.inference.runner import predict_many
 from pipeline.core.labels import AU_NAMES, EXPR_NAMES
 from pipeline.core.schema import ABAW2020, ABAW2022

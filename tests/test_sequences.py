@@ -229,7 +229,7 @@ def test_rnn_teacher_refuses_a_bad_length_in_one_line_before_writing(tmp_path):
     import yaml
     from click.testing import CliRunner
 
-    from pipeline.core.fileio import file_sha256
+    from pipeline.core.hashing import file_sha256
     from pipeline.core.labels import AU_NAMES
     from stages.rnn_teacher import cli
 

@@ -485,7 +485,7 @@ def test_synth_refuses_a_folder_holding_files_it_did_not_write_and_replaces_its_
 def test_each_dataset_has_a_version_file_that_fits_it(tiny):
     # what extract depends on in dvc.yaml: written after the last file of its dataset
     from pipeline.extraction.dataset_version import check_version, version_path
-    from pipeline.core.fileio import digest
+    from pipeline.core.hashing import digest
 
     root, _, _ = tiny
     for source in ("affwild2", "disfa", "expw", "afewva"):

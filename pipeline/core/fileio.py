@@ -1,4 +1,4 @@
-"""Writing files so that no reader ever sees half of one, and hashing them.
+"""Writing files so that no reader ever sees half of one.
 
 Every output is written under a hidden temporary name in its own folder and renamed into
 place when complete (a rename within one file system is atomic), so a crash or a full
@@ -11,8 +11,6 @@ import contextlib
 import errno
 import fcntl
 import fnmatch
-import hashlib
-import io
 import json
 import logging
 import os
@@ -100,15 +98,30 @@ def check_output_folder(out: str | Path, marker: str, inputs=(), own=(), option:
 
 
 @contextmanager
-def replacing_folder(out: str | Path):
+def output_lock(out: str | Path, busy: str = ""):
+    """Hold ``.<out>.lock`` beside ``out`` while writing it: a second run is refused (``busy``)
+    instead of removing the first one's work folder; the lock file goes at the end."""
+    out = Path(out)
+    path = out.with_name(f".{out.name}.lock")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = hold_lock(path, busy or f"{out}: another run is writing it now; wait for it to finish, then run again")
+    except OSError as e:
+        raise DataError(f"{out}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield
+    finally:
+        release_lock(path, lock)
+
+
+@contextmanager
+def replacing_folder(out: str | Path, locked: bool = False):
     """Yield a sibling folder to write ``out`` into; on success it replaces ``out`` (removed
-    only then), on error it goes and ``out`` stays. Check ``out`` with :func:`check_output_folder`."""
+    only then), on error it goes and ``out`` stays. Check ``out`` with :func:`check_output_folder`.
+    It holds :func:`output_lock` meanwhile, unless the caller does already (``locked``)."""
     out = Path(out)
     work, old = out.with_name(f".{out.name}.tmp"), out.with_name(f".{out.name}.old")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = work.with_name(f"{work.name}.lock")  # two runs at once would remove each other's work folder
-    lock = hold_lock(lock_path, f"{out}: another run is writing it now; wait for it to finish, then run again")
-    try:
+    with contextlib.nullcontext() if locked else output_lock(out):
         for leftover in (work, old):  # ours, from a run that was killed (check_output_folder made sure)
             shutil.rmtree(leftover, ignore_errors=True)
         work.mkdir(parents=True)
@@ -122,8 +135,6 @@ def replacing_folder(out: str | Path):
         if out.exists():
             os.replace(out, old)
         os.replace(work, out)
-    finally:
-        release_lock(lock_path, lock)
     kept = []
     if old.exists():  # a first run has no earlier output to remove
         shutil.rmtree(old, onerror=lambda _f, path, _e: kept.append(path))
@@ -199,102 +210,7 @@ def write_json(path: str | Path, data) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
 
 
-def file_sha256(path: str | Path, read=lambda n: None) -> str:
-    """Hex SHA-256 of a file's bytes, read in blocks (``read`` is told each block's size)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-            read(len(block))
-    return h.hexdigest()
-
-
 def read_only(path: str | Path) -> bool:
     """Whether the user made ``path`` read-only (chmod 444): root may write anything, the mode
     says what was meant."""
     return not os.access(path, os.W_OK) or not os.stat(path).st_mode & stat.S_IWUSR
-
-
-def folder_files(path: str | Path) -> list[Path]:
-    """Every file below a folder, sorted: the order ``digest`` hashes them in. A folder that
-    cannot be listed is an error naming it (``rglob`` passes over it without a word: the
-    digest would leave its files out). Links to folders are not followed."""
-    def unlisted(error: OSError):
-        raise OSError(error.errno, f"{error.strerror}: cannot list this folder, whose files would be left out",
-                      error.filename)
-
-    if not os.path.isdir(path):  # no folder there: nothing in it (the callers say what is missing)
-        return []
-    found = []
-    for folder, _, names in os.walk(path, onerror=unlisted):
-        found.extend(p for p in (Path(folder) / n for n in names) if p.is_file())
-    return sorted(found)
-
-
-def combine(hashes: dict[str, str]) -> str:
-    """A folder's digest from its files' SHA-256s (relative POSIX name -> hex): SHA-256 of
-    every file's name and SHA-256, in ``folder_files`` order."""
-    h = hashlib.sha256()
-    for name in sorted(hashes, key=lambda n: tuple(n.split("/"))):  # Path order: by parts
-        # surrogateescape: a name that is not UTF-8 hashes as its bytes on disk; a UTF-8 one as before
-        h.update(f"{name}\0{hashes[name]}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
-
-
-def digest(path: str | Path, progress: bool = False, files: list[Path] | None = None) -> str:
-    """SHA-256 of a file's bytes; of a folder, of its files' relative names and SHA-256s
-    (``files``: the folder's ``folder_files``, when the caller has listed them already)."""
-    from tqdm import tqdm
-
-    path = Path(path)
-    if not path.is_dir():
-        return file_sha256(path)
-    files = folder_files(path) if files is None else files
-    total = sum(f.stat().st_size for f in files) if progress else 0
-    with tqdm(total=total, desc=f"hashing {path.name} ({len(files)} files)", unit="B", unit_scale=True,
-              disable=not progress, leave=False) as bar:  # in bytes: one huge file moves it too
-        return combine({f.relative_to(path).as_posix(): file_sha256(f, bar.update) for f in files})
-
-
-class HashingReader(io.BufferedIOBase):
-    """A file read by someone else (OpenCV's video decoder reads through it) and hashed on
-    the way, so that hashing costs no second read: the bytes read in order extend the
-    SHA-256, and :meth:`sha256` reads only what the reader skipped."""
-
-    def __init__(self, path: str | Path):
-        super().__init__()
-        self.path, self._file, self._hash = Path(path), open(path, "rb"), hashlib.sha256()
-        self._pos = self._hashed = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._file.read(size)
-        if self._pos <= self._hashed < self._pos + len(data):
-            self._hash.update(memoryview(data)[self._hashed - self._pos:])
-            self._hashed = self._pos + len(data)
-        self._pos += len(data)
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._pos = self._file.seek(offset, whence)
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def sha256(self) -> str:
-        """The file's SHA-256 (reading what was never read), after which it is closed."""
-        self._file.seek(self._hashed)
-        for block in iter(lambda: self._file.read(1 << 20), b""):
-            self._hash.update(block)
-        self.close()
-        return self._hash.hexdigest()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()

@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 
 from pipeline.core.errors import CheckpointError, DataError
-from pipeline.core.fileio import OUTPUTS_LIST, file_sha256
+from pipeline.core.fileio import OUTPUTS_LIST
+from pipeline.core.hashing import file_sha256
 from pipeline.core.provenance import FORMAT, ROOT, blob_id
 
 

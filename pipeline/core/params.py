@@ -112,12 +112,12 @@ def load(path: str | Path, *schemas: type[Section], overrides: tuple[str, ...] =
         if "=" in setting and top and top not in read:  # it would change nothing, silently
             raise ParamsError(f"--set {setting!r}: this command does not read {top!r} (it reads "
                               f"{', '.join(sorted(read))})")
-    try:
-        return resolve(set_values(copy.deepcopy(raw), overrides), str(path), schemas)
+    try:  # a wrong value is named with the settings that made it
+        return resolve(set_values(copy.deepcopy(raw), overrides),
+                       f"{path} with {' '.join(f'--set {o}' for o in overrides)}", schemas)
     except ParamsError:
-        resolve(raw, str(path), schemas)  # the file itself is wrong: said as such
-        settings = " ".join(f"--set {o}" for o in overrides)  # else a setting is: named with them
-        return resolve(set_values(raw, overrides), f"{path} with {settings}", schemas)
+        resolve(raw, str(path), schemas)  # unless the file itself is wrong: said as such
+        raise
 
 
 def set_values(raw, overrides: tuple[str, ...]):

@@ -23,7 +23,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from pipeline.core.fileio import digest, file_sha256, write_json
+from pipeline.core.fileio import write_json
+from pipeline.core.hashing import digest, file_sha256
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "stages", "synthetic")

@@ -25,7 +25,7 @@ from pipeline.inference.ensemble import distinct_checkpoints, load_bundle
 from pipeline.inference.outputs import combine
 from pipeline.core.errors import CheckpointError
 from pipeline.temporal.features import Features
-from pipeline.core.fileio import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.inference.runner import load_models, predict_many
 from pipeline.core.labels import AU_THRESHOLD
 from pipeline.evaluation.thresholds import tune_thresholds

@@ -24,7 +24,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import combine, digest, file_sha256, folder_files, write_json
+from pipeline.core.fileio import write_json
+from pipeline.core.hashing import combine, digest, file_sha256, folder_files
 from pipeline.core.validation import load_yaml
 
 SUFFIX = ".version.json"
@@ -121,10 +122,10 @@ class DatasetRead:
     """The digest of the bytes extraction reads, not of the bytes there were before it.
 
     ``start`` notes every file's size and modification time; the workers hash each image
-    and video as they read it (``fileio.HashingReader``: no second read) and :meth:`add`
+    and video as they read it (``hashing.HashingReader``: no second read) and :meth:`add`
     collects those; :meth:`finish` hashes the files nobody read, checks that no file
     changed, came or went since the start, and returns the folder's digest (the formula of
-    ``fileio.digest``). A dataset edited during extraction is refused, naming a file:
+    ``hashing.digest``). A dataset edited during extraction is refused, naming a file:
     its faces would otherwise be recorded as coming from data they did not come from.
     """
 

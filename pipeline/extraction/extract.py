@@ -29,7 +29,7 @@ from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.dataset_version import DatasetRead
 from pipeline.core.errors import DataError
 from pipeline.extraction.worker import JobResult, Worker
-from pipeline.core.fileio import check_output_folder, hold_lock, release_lock, replacing_folder, write_json
+from pipeline.core.fileio import check_output_folder, output_lock, replacing_folder, write_json
 from pipeline.core.labels import AU_UNKNOWN
 from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2, unlabelled
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
@@ -73,22 +73,14 @@ def extract(kind: str, root: str | Path, out: str | Path, params: ExtractParams,
     that digest (``source_sha256``), which ``check`` gets before anything is written, and
     may refuse by raising. ``annotations``: Aff-Wild2's annotations folder, when not
     ``<root>/annotations``. A second run into the same ``out`` is refused while one runs
-    (the lock file ``.<out>.lock`` beside it, deleted at the end).
+    (``fileio.output_lock``).
     """
     name, out = name or kind, Path(out)
     # checked before the lock file goes beside the folder, so it never lands in a dataset
     check_output_folder(out, "extract.json", inputs=[root], own=("frames.parquet", "shard-*.h5"))
-    try:  # the folder is replaced whole: two runs at once would delete each other's work
-        out.parent.mkdir(parents=True, exist_ok=True)
-        lock_file = out.with_name(f".{out.name}.lock")
-        lock = hold_lock(lock_file, f"{out}: another run is writing {out}: wait for it to finish, or choose "
-                         "another --out")
-    except OSError as e:
-        raise DataError(f"{out}: cannot write there ({e.strerror or e})") from None
-    try:
+    # held over the whole run, so a second one is refused before it reads the dataset
+    with output_lock(out, f"{out}: another run is writing {out}: wait for it to finish, or choose another --out"):
         return _extract_locked(kind, root, out, params, name, progress, check, annotations)
-    finally:
-        release_lock(lock_file, lock)
 
 
 def _extract_locked(kind, root, out: Path, params: ExtractParams, name: str, progress, check, annotations) -> dict:
@@ -103,7 +95,7 @@ def _extract_locked(kind, root, out: Path, params: ExtractParams, name: str, pro
     if total == 0:
         raise DataError(f"{root}: empty source: no labelled frame to extract")
     check_free_space(out, total * params.face_size ** 2 * 3)
-    with replacing_folder(out) as work:
+    with replacing_folder(out, locked=True) as work:
         report = _extract_into(work, kind, name, root, source, params, problems, progress, read, check)
     seconds = time.perf_counter() - started
     log.info("%s: %d faces from %d labelled frames in %.1f s (%.1f faces/s)", name, report["faces_written"],

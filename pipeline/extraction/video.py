@@ -8,7 +8,7 @@ from dataclasses import asdict
 import cv2
 import numpy as np
 
-from pipeline.core.fileio import HashingReader
+from pipeline.core.hashing import HashingReader
 from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN
 from pipeline.extraction import align
 from pipeline.extraction import tracking as T

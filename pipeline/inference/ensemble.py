@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from pipeline.core.errors import CheckpointError
-from pipeline.core.fileio import file_sha256, write_torch
+from pipeline.core.fileio import write_torch
+from pipeline.core.hashing import file_sha256
 from pipeline.core.schema import LabelSchema
 from pipeline.training.models import (MultitaskNet, check_finite, load_checkpoint, model_schema, read_torch_file,
                                       recorded_schema, va_centres_of, weights_sha256)

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import OUTPUTS_LIST, file_sha256, hold_lock, read_only, temp_path, write_json
+from pipeline.core.fileio import OUTPUTS_LIST, hold_lock, read_only, temp_path, write_json
+from pipeline.core.hashing import file_sha256
 
 NAME_MAX = 255  # bytes of a file name on the usual file systems
 #: The folders this process holds, until it ends.

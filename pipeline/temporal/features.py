@@ -27,7 +27,7 @@ import torch
 
 from pipeline.core.index import FrameIndex, eval_batches
 from pipeline.core.errors import CheckpointError, ParamsError
-from pipeline.core.fileio import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.core.h5file import new_h5
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.training.models import attr_schema, model_schema, read_torch_file

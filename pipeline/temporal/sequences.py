@@ -20,7 +20,7 @@ import torch
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.temporal.features import Features
-from pipeline.core.fileio import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.evaluation.scoring import score
 from pipeline.inference.outputs import outputs
 from pipeline.core.labels import TASKS, va_centres

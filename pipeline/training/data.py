@@ -17,7 +17,7 @@ import torch
 
 from pipeline.training.params import TrainParams
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import file_sha256
+from pipeline.core.hashing import file_sha256
 from pipeline.core.images import augment, centre_view, draw_augmentation, to_tensor
 from pipeline.core.index import FrameIndex, read_faces
 from pipeline.core.labels import TASKS

@@ -33,7 +33,8 @@ from pipeline.core.images import crop_views, resize, to_tensor
 from pipeline.core.index import FrameIndex
 from pipeline.core.errors import CheckpointError, DataError
 from pipeline.core.h5file import new_h5
-from pipeline.core.fileio import file_sha256, hold_lock, names_file, release_lock, temp_path
+from pipeline.core.fileio import hold_lock, names_file, release_lock, temp_path
+from pipeline.core.hashing import file_sha256
 from pipeline.core.labels import TASKS, n_logits
 from pipeline.core.shards import FaceReader, MappedDatasets, read_stage_h5, seal_h5
 from pipeline.training.models import attr_schema, model_schema
