@@ -19,6 +19,8 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--train-index", "train_index", default=None, type=click.Path(file_okay=False),
               help="The task sets the probe and the baseline are fitted on (default: --index).")
 @click.option("--seed", "seeds", multiple=True, type=int, help="The probe's seed, one per --out (repeatable).")
+@click.option("--weighted", is_flag=True, help="Fit the probe with each training frame weighted by its draws per "
+              "epoch in --train-index (the balancing the networks sample by); default: every frame once.")
 @click.option("--name", required=True, help="The arm: the model column of the tables.")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
               help="A checkpoint or bundle, one per seed (repeatable; none for the baseline).")
@@ -27,7 +29,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("study_score", per_name=True)
 @friendly_errors
-def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, quiet, provenance_path):
+def cli(params_path, index_dir, kind, train_index, seeds, weighted, name, models, outs, quiet, provenance_path):
     """Predict every frame of the test videos (the validation videos after the first
     teacher.selection_videos, which no choice has seen) with each model of an arm."""
     import pyarrow as pa
@@ -64,13 +66,13 @@ def cli(params_path, index_dir, kind, train_index, seeds, name, models, outs, qu
     train = {t: FrameIndex.read(fitted / f"train_{t}.parquet") for t in TASKS} if kind in ("probe", "baseline") else None
     for what, out in zip(per_out, outs):
         table = predictions(name, test, device, p.evaluate.batch, what if kind == "checkpoint" else None,
-                            what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet)
+                            what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet, weighted)
         write_parquet(pa.Table.from_pandas(table, preserve_index=False), out)
         click.echo(f"{name}: {len(test)} test frames of {len(set(test.video))} videos -> {out}")
     inputs = {"build": index_dir, **({"train_index": fitted} if train else {}),
               **{f"model {i}": m for i, m in enumerate(models)}}
     provenance.write(provenance_path or provenance.record_path("study_score", name), __spec__.name,
-                     {"kind": kind, "seeds": list(seeds), "selection_videos": p.teacher.selection_videos,
+                     {"kind": kind, "seeds": list(seeds), "weighted": weighted, "selection_videos": p.teacher.selection_videos,
                       "batch": p.evaluate.batch}, inputs, {f"predictions {i}": o for i, o in enumerate(outs)})
 
 

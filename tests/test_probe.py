@@ -37,3 +37,25 @@ def test_probe_finds_what_the_pixels_carry(data):
     again = PixelProbe.fit(train).predict(val)
     for t in TASKS:
         np.testing.assert_array_equal(again[t], preds[t])  # deterministic
+
+
+def test_a_weighted_probe_fits_the_draws_the_build_gave_each_frame(data):
+    """Weights of one value are no weights (scaled to mean 1); a class drawn ten times as
+    often is predicted more often, as a network sampling the balanced index sees it."""
+    import dataclasses
+
+    train, val = data
+    plain = PixelProbe.fit(train).predict(val)
+    uniform = {t: dataclasses.replace(ix, weight=np.full(len(ix), 3.0)) for t, ix in train.items()}
+    same = PixelProbe.fit(uniform, weighted=True).predict(val)
+    for t in TASKS:
+        np.testing.assert_allclose(same[t], plain[t], rtol=1e-4, atol=1e-5)
+    expr = train["EXPR"]
+    classes, counts = np.unique(expr.expr[expr.expr >= 0], return_counts=True)
+    rare = int(classes[np.argmin(counts)])  # the rarest class present
+    boosted = {**uniform, "EXPR": dataclasses.replace(expr, weight=np.where(expr.expr == rare, 10.0, 1.0))}
+    weighted = PixelProbe.fit(boosted, weighted=True).predict(val)
+    assert weighted["EXPR"][:, rare].mean() > plain["EXPR"][:, rare].mean() + 0.02
+    assert (weighted["EXPR"].argmax(1) == rare).sum() > (plain["EXPR"].argmax(1) == rare).sum()
+    unweighted = PixelProbe.fit(boosted).predict(val)  # weighted=False reads no weight
+    np.testing.assert_array_equal(unweighted["EXPR"], plain["EXPR"])

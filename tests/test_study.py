@@ -115,6 +115,11 @@ def test_the_plan_trains_each_teacher_once_and_gives_both_ensembles_as_many_memb
         assert f"teacher.seed={k}" in long and "teacher.epochs=16" in long and "teacher.steps_per_epoch=125" in long
     assert all(s["wdir"] == ".." and "stages/common.py" in s["deps"] for s in stages.values())
     assert set(arm_of.values()) <= {*ARMS, "scoring"} and set(arm_of) == set(stages)
+    # both probes fit each frame by its draws: the balanced task sets' weights, the imbalanced ones' (all 1)
+    probes = {a: stages[f"score_{a}"]["cmd"] for a in ("pixel_probe", "pixel_probe_imbalanced")}
+    assert all("--weighted" in c for c in probes.values())
+    assert f"--train-index {p.build.out} " in probes["pixel_probe"]
+    assert "--train-index study/data/build_imbalanced " in probes["pixel_probe_imbalanced"]
 
 
 @pytest.mark.parametrize("changes, message", [

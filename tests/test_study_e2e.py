@@ -5,6 +5,7 @@ run said, bad study params in one line, the artefacts pushed to the remote."""
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import make_dvc_project
@@ -58,6 +59,9 @@ def test_the_study_under_dvc(tmp_path):
     assert len(report["claims"]) == len(CLAIMS) and all(c["total"]["verdict"] in ("holds", "does not hold", "within noise")
                                               for c in report["claims"])
     assert report["budget"]["equal_budget"][0]["equal"] and report["test"]["videos"] == 1
+    probes = [pd.read_parquet(p.path / f"study/scores/{arm}/seed0.parquet") for arm in ("pixel_probe",
+                                                                                       "pixel_probe_imbalanced")]
+    assert not probes[0].drop(columns="model").equals(probes[1].drop(columns="model"))  # two fits, not one twice
     record = json.loads((p.path / "study/provenance/scores/teacher.json").read_text())  # what each score came from
     assert record["params"]["kind"] == "checkpoint" and len(record["outputs"]) == K
     assert {o["path"] for o in record["outputs"].values()} == {f"../../scores/teacher/seed{k}.parquet" for k in range(K)}

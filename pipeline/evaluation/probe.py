@@ -2,10 +2,11 @@
 
 Faces as 32 x 32 grey pixels of the evaluation view (the 134 resize's centre 112 crop),
 PCA to 150 dimensions fitted on the training faces, then per task a linear model trained
-on that task's training index (every distinct frame once, unweighted): a logistic
-regression per AU, a multinomial logistic regression for the expression, a ridge
-regression for valence and for arousal. A network that does not beat it has learned no
-more than pixels.
+on that task's training index (every distinct frame once, unweighted; or ``weighted``,
+each frame by the draws per epoch the build gave it, so that it sees the balanced
+distribution the networks sample): a logistic regression per AU, a multinomial logistic
+regression for the expression, a ridge regression for valence and for arousal. A
+network that does not beat it has learned no more than pixels.
 """
 from __future__ import annotations
 
@@ -54,21 +55,32 @@ class PixelProbe:
     va: list  # valence, arousal: fitted Ridge models
 
     @classmethod
-    def fit(cls, train: dict[str, FrameIndex], seed: int = 0) -> "PixelProbe":
+    def fit(cls, train: dict[str, FrameIndex], seed: int = 0, weighted: bool = False) -> "PixelProbe":
         feats = {t: (pixel_features(ix, pos := _subset(len(ix), seed)), pos) for t, ix in train.items()}
         pca = PCA(COMPONENTS, random_state=seed).fit(np.concatenate([f for f, _ in feats.values()]))
         z = {t: pca.transform(f) for t, (f, _) in feats.items()}
+
+        def weights(task: str, known: np.ndarray) -> np.ndarray | None:
+            """The known rows' draws per epoch, scaled to mean 1 (the regularisation's
+            strength stays that of the unweighted fit), or None unweighted."""
+            w = train[task].weight[feats[task][1]][known]
+            return w / w.mean() if weighted and len(w) else None
+
         au_y = train["AU"].au[feats["AU"][1]]
         au = []
         for j in range(au_y.shape[1]):  # the AUs of the build's schema
             known = au_y[:, j] >= 0
             y = au_y[known, j]
-            au.append(LogisticRegression(max_iter=2000).fit(z["AU"][known], y) if len(np.unique(y)) == 2
-                      else float(y.mean()) if len(y) else 0.0)
+            au.append(LogisticRegression(max_iter=2000).fit(z["AU"][known], y, sample_weight=weights("AU", known))
+                      if len(np.unique(y)) == 2 else float(y.mean()) if len(y) else 0.0)
         ex_y = train["EXPR"].expr[feats["EXPR"][1]]
-        expr = LogisticRegression(max_iter=2000).fit(z["EXPR"][ex_y >= 0], ex_y[ex_y >= 0])
+        known = ex_y >= 0
+        expr = LogisticRegression(max_iter=2000).fit(z["EXPR"][known], ex_y[known], sample_weight=weights("EXPR", known))
         va_y = train["VA"].va[feats["VA"][1]]
-        va = [Ridge(alpha=1.0).fit(z["VA"][~np.isnan(va_y[:, d])], va_y[~np.isnan(va_y[:, d]), d]) for d in range(2)]
+        va = []
+        for d in range(2):
+            known = ~np.isnan(va_y[:, d])
+            va.append(Ridge(alpha=1.0).fit(z["VA"][known], va_y[known, d], sample_weight=weights("VA", known)))
         return cls(pca, au, expr, va)
 
     def predict(self, index: FrameIndex) -> dict[str, np.ndarray]:

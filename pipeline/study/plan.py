@@ -221,8 +221,8 @@ def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str
         mine = [r for r in runs if r.arm == arm]
         kind = "bundle" if arm.endswith("_ensemble") else "probe" if arm.startswith("pixel_probe") else "checkpoint"
         models = [f"--model {r.model} --out {r.scores}" for r in mine]
-        if kind == "probe":  # its model is the task sets it is fitted on, with the seed of the run
-            models = [f"--train-index {mine[0].model}",
+        if kind == "probe":  # fitted on its task sets, each frame by its draws (none on the imbalanced), seed k
+            models = [f"--train-index {mine[0].model}", "--weighted",
                       *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
         record = f"{out}/provenance/scores/{arm}.json"
         add(f"score_{arm}", "scoring", "study_score",

@@ -23,12 +23,13 @@ def test_split(val: FrameIndex, selection_videos: int, where: str = "val.parquet
 
 def predictions(name: str, test: FrameIndex, device, batch: int, checkpoint: str | None = None,
                 bundle: str | None = None, train: dict[str, FrameIndex] | None = None, probe_seed: int | None = None,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, weighted: bool = False) -> pd.DataFrame:
     """One model's rows of the long prediction table (``evaluate``'s columns) on ``test``:
     a checkpoint at AU threshold 0.5, a bundle at its own thresholds, or, from ``train``
-    (the task sets), the pixel probe fitted with ``probe_seed`` or the trivial baseline."""
+    (the task sets), the pixel probe fitted with ``probe_seed`` (``weighted``: by the task
+    sets' draws per frame) or the trivial baseline."""
     if train is not None and probe_seed is not None:
-        return prediction_rows(name, test, PixelProbe.fit(train, probe_seed).predict(test), AU_THRESHOLD)
+        return prediction_rows(name, test, PixelProbe.fit(train, probe_seed, weighted).predict(test), AU_THRESHOLD)
     if train is not None:
         return prediction_rows(name, test, baseline_predictions(train, len(test)), AU_THRESHOLD)
     if checkpoint is not None:
