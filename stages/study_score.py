@@ -12,8 +12,9 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @params_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
-@click.option("--kind", type=click.Choice(["checkpoint", "bundle", "probe", "baseline"]), required=True,
-              help="What is scored: each --model, a network's checkpoint or an ensemble's bundle; or, fitted on "
+@click.option("--kind", type=click.Choice(["checkpoint", "bundle", "tasks", "probe", "baseline"]), required=True,
+              help="What is scored: each --model, a network's checkpoint or an ensemble's bundle; each three "
+                   "--model, networks of AU, EXPR and VA (tasks), each scored on its own task; or, fitted on "
                    "--train-index, the pixel linear probe (one per --seed) or the trivial baseline (no AU, the "
                    "majority class, the mean VA).")
 @click.option("--train-index", "train_index", default=None, type=click.Path(file_okay=False),
@@ -23,9 +24,10 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
               "epoch in --train-index (the balancing the networks sample by); default: every frame once.")
 @click.option("--name", required=True, help="The arm: the model column of the tables.")
 @click.option("--model", "models", multiple=True, type=click.Path(dir_okay=False),
-              help="A checkpoint or bundle, one per seed (repeatable; none for the baseline).")
+              help="A checkpoint or bundle, one per seed (three for --kind tasks; repeatable; none for the baseline).")
 @click.option("--out", "outs", multiple=True, required=True, type=click.Path(dir_okay=False),
-              help="Its predictions on the test videos (Parquet), one per --model, in their order.")
+              help="Its predictions on the test videos (Parquet), one per --model (per three for --kind tasks), in "
+                   "their order.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("study_score", per_name=True)
 @friendly_errors
@@ -46,10 +48,13 @@ def cli(params_path, index_dir, kind, train_index, seeds, weighted, name, models
     from pipeline.study.scores import predictions, test_split
     from pipeline.training.params import TrainParams
 
-    per_out = {"checkpoint": models, "bundle": models, "probe": seeds, "baseline": [None]}[kind]
-    if len(per_out) != len(outs) or (kind in ("probe", "baseline") and models):
+    triples = [list(models[i:i + len(TASKS)]) for i in range(0, len(models), len(TASKS))]
+    per_out = {"checkpoint": models, "bundle": models, "tasks": triples, "probe": seeds, "baseline": [None]}[kind]
+    if (len(per_out) != len(outs) or (kind in ("probe", "baseline") and models)
+            or (kind == "tasks" and len(models) % len(TASKS))):
         raise click.UsageError(f"--kind {kind}: {len(models)} --model, {len(seeds)} --seed and {len(outs)} --out: "
-                               "give one --out per --model (per --seed for the probe; one for the baseline)")
+                               "give one --out per --model (per three for tasks, per --seed for the probe; one for the "
+                               "baseline)")
     p = load(params_path, BuildParams, TrainParams, EvaluateParams)
     use_threads(p.threads)
     index_dir = Path(index_dir or p.build.out)
@@ -66,7 +71,8 @@ def cli(params_path, index_dir, kind, train_index, seeds, weighted, name, models
     train = {t: FrameIndex.read(fitted / f"train_{t}.parquet") for t in TASKS} if kind in ("probe", "baseline") else None
     for what, out in zip(per_out, outs):
         table = predictions(name, test, device, p.evaluate.batch, what if kind == "checkpoint" else None,
-                            what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet, weighted)
+                            what if kind == "bundle" else None, train, what if kind == "probe" else None, not quiet,
+                            weighted, what if kind == "tasks" else None)
         write_parquet(pa.Table.from_pandas(table, preserve_index=False), out)
         click.echo(f"{name}: {len(test)} test frames of {len(set(test.video))} videos -> {out}")
     inputs = {"build": index_dir, **({"train_index": fitted} if train else {}),

@@ -120,6 +120,13 @@ def test_the_plan_trains_each_teacher_once_and_gives_both_ensembles_as_many_memb
     assert all("--weighted" in c for c in probes.values())
     assert f"--train-index {p.build.out} " in probes["pixel_probe"]
     assert "--train-index study/data/build_imbalanced " in probes["pixel_probe_imbalanced"]
+    for k in range(K):  # a network per task: the teacher's seed and steps, the other tasks' weights 0
+        for task, weights in (("AU", "{AU: 1, EXPR: 0, VA: 0}"), ("VA", "{AU: 0, EXPR: 0, VA: 1}")):
+            cmd = stages[f"single_task_{task}_seed{k}"]["cmd"]
+            assert f"'teacher.task_weights={weights}'" in cmd and f"teacher.seed={k}" in cmd and "epochs" not in cmd
+    scored = stages["score_single_task"]["cmd"]
+    assert "--kind tasks --name single_task --model study/models/single_task/AU/seed0.pt --model " \
+           "study/models/single_task/EXPR/seed0.pt --model study/models/single_task/VA/seed0.pt --out " in scored
 
 
 @pytest.mark.parametrize("changes, message", [

@@ -238,3 +238,31 @@ def test_a_selection_of_more_videos_than_validation_has_is_said(index_dir, caplo
     assert f"selection_videos 100000: {index_dir / 'val.parquet'} has {videos} validation videos: the best epoch " \
            "is chosen on all of them" in caplog.text
     assert len(set(data.val.video)) == videos
+
+
+def test_a_teacher_with_a_task_weight_of_0_learns_and_is_chosen_on_the_other_tasks_only(index_dir, tmp_path):
+    """The study's single-task networks: batches of the other tasks are never read, the
+    task's own batches are the multitask run's (same images, same views), the best epoch is
+    chosen on the task's score alone, and the log has no loss for what is not learned."""
+    import math
+
+    from pipeline.evaluation.metrics import era_total
+    from pipeline.training.data import ImageData
+    from pipeline.training.sampling import TaskBatchSampler
+
+    va_only = PARAMS.model_copy(update={"task_weights": {"AU": 0.0, "EXPR": 0.0, "VA": 1.0}})
+    batches = {}
+    for name, params in (("all", PARAMS), ("VA", va_only)):
+        data = ImageData(params, index_dir)
+        sampler = TaskBatchSampler(data.weights, params.batch_per_task, epoch_length=3, seed=params.seed)
+        batches[name] = data.steps(sampler, 0, 0, params)[1]
+    assert set(batches["all"]) == {"AU", "EXPR", "VA"} and set(batches["VA"]) == {"VA"}
+    assert torch.equal(batches["VA"]["VA"][0], batches["all"]["VA"][0])  # drawn after AU's and EXPR's views
+
+    report = train(va_only, index_dir, outputs(tmp_path), progress=False)
+    for row in report["history"]:
+        assert row["total"] == pytest.approx(row["ccc_valence"] + row["ccc_arousal"])
+        assert math.isnan(row["loss_AU"]) and math.isnan(row["loss_EXPR"]) and not math.isnan(row["loss_VA"])
+    assert report["best_total"] == max(r["total"] for r in report["history"])
+    whole = era_total(report["validation"], "2020")  # what a multitask selection would have summed
+    assert whole != pytest.approx(report["best_total"])

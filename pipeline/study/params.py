@@ -21,6 +21,7 @@ ARMS = {
     "teacher_ensemble": "an ensemble of as many teachers, trained with other seeds",
     "teacher_imbalanced": "the teacher trained on the task sets without balancing (build --no-balance)",
     "student_imbalanced": "students of that teacher, on those sets",
+    "single_task": "a network per task (a teacher with the other tasks' weights 0, its steps), each scored on its task",
     "pixel_probe": "the pixel linear probe fitted on the balanced task sets",
     "pixel_probe_imbalanced": "the pixel linear probe fitted on the task sets without balancing",
 }

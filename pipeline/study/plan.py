@@ -14,6 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 from pipeline.core.errors import ParamsError
+from pipeline.core.labels import TASKS
 from pipeline.core.provenance import code_files
 
 #: The params each stage command reads (besides ``threads``), as the main dvc.yaml tracks them.
@@ -35,7 +36,7 @@ class Run:
 
     arm: str
     seed: int     # the study seed k, 0..K-1
-    model: str    # checkpoint, bundle, or (a probe) the task sets it is fitted on
+    model: str    # checkpoint, bundle, (a probe) the task sets it is fitted on, or (single-task) one per task, " "-joined
     scores: str   # its test-set predictions
 
 
@@ -140,16 +141,18 @@ def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str
             [f"{out}/runs/build_imbalanced.json"])
         return folder
 
-    def teacher(seed, arm, long=None, imbalanced=False):
-        kind = "teacher_long" if long else "teachers_imbalanced" if imbalanced else "teachers"
+    def teacher(seed, arm, long=None, imbalanced=False, task=None):
+        kind = ("teacher_long" if long else "teachers_imbalanced" if imbalanced else f"single_task/{task}" if task
+                else "teachers")
         sets = {"teacher.seed": seed, **({"teacher.epochs": long.long_epochs,
-                                         "teacher.steps_per_epoch": long.long_steps_per_epoch} if long else {})}
+                                         "teacher.steps_per_epoch": long.long_steps_per_epoch} if long else {}),
+                **({"teacher.task_weights": f"{{{', '.join(f'{t}: {int(t == task)}' for t in TASKS)}}}"} if task else {})}
         where, index = f"{kind}/seed{seed}", [imbalanced_build()] if imbalanced else []
         path = f"{out}/models/{where}.pt"
         cmd = command("train_teacher", *(f"--index {i}" for i in index), f"--out {path}", f"--log {out}/runs/{where}.csv",
                       f"--report {out}/runs/{where}.json", f"--resume scratch/study/{where}.pt",
                       f"--provenance {out}/provenance/{where}.json", sets=sets)
-        add(f"{kind}_seed{seed}", arm, "train_teacher", cmd, index,
+        add(f"{kind.replace('/', '_')}_seed{seed}", arm, "train_teacher", cmd, index,
             [path, f"{out}/runs/{where}.csv", f"{out}/provenance/{where}.json"], [f"{out}/runs/{where}.json"])
         return path
 
@@ -208,6 +211,8 @@ def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str
                 teacher(s, "teacher" if j == 0 else "teacher_ensemble")
             made["teacher_ensemble"] = ensemble(k, "teacher_ensemble", f"{out}/models/teachers",
                                                 [f"seed{s}" for s in seeds])
+        if "single_task" in arms:  # the teacher's steps each: as many images of its task as the teacher saw
+            made["single_task"] = " ".join(teacher(p.teacher.seed + k, "single_task", task=t) for t in TASKS)
         if "teacher_imbalanced" in arms:
             made["teacher_imbalanced"] = teacher(p.teacher.seed + k, "teacher_imbalanced", imbalanced=True)
         if "student_imbalanced" in arms:
@@ -219,15 +224,16 @@ def plan(p, params_file: str = "params.yaml") -> tuple[dict, list[Run], dict[str
         runs += [Run(arm, k, model, f"{out}/scores/{arm}/seed{k}.parquet") for arm, model in made.items()]
     for arm in arms:  # one stage scores an arm's seeds: a stage's start-up costs more than a tiny model's scoring
         mine = [r for r in runs if r.arm == arm]
-        kind = "bundle" if arm.endswith("_ensemble") else "probe" if arm.startswith("pixel_probe") else "checkpoint"
-        models = [f"--model {r.model} --out {r.scores}" for r in mine]
+        kind = ("bundle" if arm.endswith("_ensemble") else "probe" if arm.startswith("pixel_probe") else
+                "tasks" if arm == "single_task" else "checkpoint")
+        models = [f"{' '.join(f'--model {m}' for m in r.model.split())} --out {r.scores}" for r in mine]
         if kind == "probe":  # fitted on its task sets, each frame by its draws (none on the imbalanced), seed k
             models = [f"--train-index {mine[0].model}", "--weighted",
                       *(f"--seed {p.teacher.seed + r.seed} --out {r.scores}" for r in mine)]
         record = f"{out}/provenance/scores/{arm}.json"
         add(f"score_{arm}", "scoring", "study_score",
             command("study_score", f"--kind {kind}", f"--name {arm}", *models, f"--provenance {record}"),
-            sorted({r.model for r in mine} - {build}), [*(r.scores for r in mine), record])
+            sorted({m for r in mine for m in r.model.split()} - {build}), [*(r.scores for r in mine), record])
     record = f"{out}/provenance/scores/baseline.json"
     add("score_baseline", "scoring", "study_score",
         command("study_score", "--kind baseline", "--name baseline", f"--out {out}/scores/baseline.parquet",

@@ -38,6 +38,7 @@ CLAIMS = [
                                       "not VA)"),
     ("student", "student_imbalanced", "balancing the task sets helps the students"),
     ("pixel_probe", "pixel_probe_imbalanced", "balancing the task sets helps the pixel probe"),
+    ("teacher", "single_task", "one multitask network beats a network per task (the paper's Figure 5)"),
     ("teacher", "pixel_probe", "the teacher has learned more than pixels (it beats the linear probe)"),
 ]
 #: Every arm is also compared with these (when the study has them).
@@ -189,6 +190,10 @@ def budgets(out: str, seeds: int, teacher_seed: int, first: str) -> dict:
                             ("student_no_distill", read_json(f"{out}/runs/student_no_distill/seed{k}.json"))):
             if report is not None:
                 per_arm.setdefault(arm, {"steps": budget_steps(report), "images": images_seen(report)})
+        single = [read_json(f"{out}/runs/single_task/{t}/seed{teacher_seed + k}.json") for t in TASKS]
+        if all(single):  # three networks, each one batch (of its task) a step
+            per_arm.setdefault("single_task", {"steps": sum(map(budget_steps, single)),
+                                               "images": sum(images_seen(r, tasks=1) for r in single)})
         if teacher and long and student:
             equal.append({"seed": k, "teacher": budget_steps(teacher), "student": budget_steps(student),
                           "teacher_long": budget_steps(long),

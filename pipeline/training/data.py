@@ -22,6 +22,7 @@ from pipeline.core.images import augment, centre_view, draw_augmentation, to_ten
 from pipeline.core.index import FrameIndex, read_faces
 from pipeline.core.labels import TASKS
 from pipeline.core.shards import FaceReader
+from pipeline.evaluation.metrics import era_total
 from pipeline.evaluation.scoring import score
 from pipeline.inference.runner import predict
 from pipeline.training.models import MultitaskNet, load_pretrained_backbone
@@ -39,9 +40,9 @@ class StepDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, indexes: dict[str, FrameIndex], sampler: TaskBatchSampler, epoch: int,
-                 start_step: int, seed: int, augment_images: bool = True, targets=None):
+                 start_step: int, seed: int, augment_images: bool = True, targets=None, tasks=TASKS):
         self.indexes, self.seed, self.epoch, self.augment = indexes, seed, epoch, augment_images
-        self.targets = targets
+        self.targets, self.tasks = targets, tasks
         self.draws = sampler.epoch_draws(epoch)  # {task: [steps, this process's share]}
         # Augmentation is drawn for the whole batch and this process takes its share, so
         # an image gets the same crop and flip whatever the number of processes.
@@ -60,6 +61,9 @@ class StepDataset(torch.utils.data.Dataset):
         share = slice(self.rank, None, self.world)
         for task in TASKS:
             positions = self.draws[task][step]
+            if task not in self.tasks:  # not read; its augmentation drawn all the same, so the others' are the
+                draw_augmentation(g, self.global_batch)  # multitask run's (the same images, the same views)
+                continue
             x = to_tensor(read_faces(self.reader, self.indexes[task], positions))
             offsets, flips = draw_augmentation(g, self.global_batch)
             offsets, flips = offsets[share], flips[share]
@@ -100,6 +104,9 @@ class ImageData:
         if soft_labels is not None:
             self.schema.require_same(soft_labels.schema, f"{soft_labels.path}: the soft-label cache")
         self.targets = None if soft_labels is None else soft_labels.targets(self.indexes)
+        # A teacher with a task weight of 0 is a network of the other tasks (the study's
+        # single-task arm): it never reads that task's batches, and is chosen on what it learns.
+        self.tasks = TASKS if soft_labels is not None else tuple(t for t in TASKS if params.task_weights[t] > 0)
         self.inputs = {p.name: file_sha256(p) for p in sorted(index_dir.glob("*.parquet"))}
         if soft_labels is not None:
             self.inputs["teacher"] = soft_labels.attrs["teacher_sha256"]
@@ -111,15 +118,20 @@ class ImageData:
         return model.to(memory_format=_layout(params))
 
     def steps(self, sampler: TaskBatchSampler, epoch: int, start_step: int, params: TrainParams) -> StepDataset:
-        return StepDataset(self.indexes, sampler, epoch, start_step, params.seed, params.augment, self.targets)
+        return StepDataset(self.indexes, sampler, epoch, start_step, params.seed, params.augment, self.targets,
+                           self.tasks)
 
     @staticmethod
     def to_device(x: torch.Tensor, device: torch.device, params: TrainParams) -> torch.Tensor:
         return x.to(device, memory_format=_layout(params), non_blocking=True)
 
     def validate(self, model: MultitaskNet, device: torch.device, params: TrainParams) -> dict:
-        """ABAW scores on the validation index (AU threshold 0.5)."""
-        return score(self.val, predict(model, self.val, device, params.eval_batch, params.va_centres))
+        """ABAW scores on the validation index (AU threshold 0.5); the total (what the best
+        epoch is chosen by) over the tasks this network learns."""
+        result = score(self.val, predict(model, self.val, device, params.eval_batch, params.va_centres))
+        if self.tasks != TASKS:
+            result["total"] = era_total({t: result[t] if t in self.tasks else None for t in TASKS}, self.val.schema.era)
+        return result
 
 
 def _layout(params) -> torch.memory_format:

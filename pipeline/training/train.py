@@ -195,8 +195,8 @@ def train_one_epoch(run: Run, state: State, outputs: Outputs, progress: bool, bu
             loss, parts, state.lr = train_step(run, batch)
             state.step += 1
             state.sums["loss"] += loss
-            for t in TASKS:
-                state.sums[f"loss_{t}"] += float(parts[t])
+            for t in TASKS:  # a task this network does not learn has no loss (NaN)
+                state.sums[f"loss_{t}"] += float(parts.get(t, "nan"))
             bar.update(1)
             bar.set_postfix({k.removeprefix("loss_"): f"{v / state.step:.3f}" for k, v in state.sums.items()})
             if budget[0] is not None:
