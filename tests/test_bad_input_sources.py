@@ -162,3 +162,42 @@ def test_a_saffwild2_video_folder_differing_in_case_is_named(tmp_path, caplog):
     place = f"{root / 'cropped_aligned/MTL-001'}/00006.jpg"
     assert p.as_dict() == {"image missing (no folder …; … differs only in case)": {"count": 1, "first": place}}
     skipped(caplog, place, "image missing (no folder 'MTL-001'; 'mtl-001' differs only in case)")
+
+
+# --- Aff-Wild2 videos without cropped_aligned/: one file per video, or a counted skip -------------------------------
+
+
+def affwild2_videos(root, *files):
+    """Aff-Wild2 annotations of videos v1 (3 frames) and v2 (2 frames), and empty files
+    under ``videos/`` (the reader never opens them)."""
+    write(root / "annotations/EXPR_Set/Training_Set/v1.txt", "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n"
+          "4\n3\n1\n")
+    write(root / "annotations/EXPR_Set/Training_Set/v2.txt", "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n"
+          "2\n0\n")
+    for name in files:
+        (root / "videos" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "videos" / name).write_bytes(b"")
+
+
+@pytest.mark.parametrize("files", [("a/v1.avi", "b/v1.avi"), ("v1.avi", "v1.mp4"), ("v1.avi", "a/v1.avi"),
+                                   ("v1.AVI", "v1.avi")])
+def test_an_affwild2_video_in_two_files_is_a_counted_skip_naming_both(tmp_path, caplog, files):
+    # Whichever file came first would decide whose frames the labels land on.
+    caplog.set_level(logging.WARNING)
+    root = tmp_path / "affwild2"
+    affwild2_videos(root, *files, "b/v2.avi")
+    p = Problems()
+    res = affwild2.read(root, p)
+    assert [(j.video, j.video_path) for j in res.jobs] == [("v2", str(root / "videos/b/v2.avi"))]
+    assert res.labels_without_frame == 3
+    assert p.as_dict() == {"two files for video …: …; keep one": {"count": 3, "first": str(root / "videos/v1")}}
+    skipped(caplog, f"{root / 'videos/v1'} (3 rows)", f"two files for video 'v1': '{', '.join(sorted(files))}'; keep one")
+
+
+def test_an_affwild2_video_with_an_upper_case_extension_is_found(tmp_path):
+    root = tmp_path / "affwild2"
+    affwild2_videos(root, "v1.AVI", "sub/v2.Mp4", "v3.txt")
+    p = Problems()
+    res = affwild2.read(root, p)
+    assert [j.video_path for j in res.jobs] == [str(root / "videos/v1.AVI"), str(root / "videos/sub/v2.Mp4")]
+    assert not p.counts

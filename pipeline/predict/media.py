@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import temp_path
 from pipeline.extraction.worker import read_rgb
-from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
+from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
 # Our one line names the file and says why; OpenCV's and FFmpeg's own lines before it only

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +27,8 @@ from pipeline.core.labels import (
     AFFWILD2_INVALID, AU_UNKNOWN, EXPR_NAMES, VA_NAMES, affwild2_au, affwild2_expr, affwild2_va, header_order,
 )
 from pipeline.core.schema import EXPRESSIONS, au_name, au_number
-from pipeline.extraction.sources.affwild2_layout import annotations_hint, task_folders
+from pipeline.extraction.sources.affwild2_layout import annotations_hint, find_video, task_folders, video_files
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, not_utf8, read_text
-
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 
 def header_columns(header: str, task: str, where: str) -> tuple:
@@ -178,17 +175,6 @@ def read_clean(text: str, task: str, columns: tuple, width: int) -> tuple[np.nda
     return frames, np.where(unknown, np.nan, va).astype(np.float32)
 
 
-def find_video(root: Path, video: str) -> Path | None:
-    """``videos/<name>.*`` for a video, its ``_left``/``_right`` suffix removed."""
-    base = re.sub(r"_(left|right)$", "", video)
-    folder = root / "videos"
-    for ext in VIDEO_EXTENSIONS:
-        for p in (folder / f"{base}{ext}", *folder.glob(f"*/{base}{ext}")):
-            if p.exists():
-                return p
-    return None
-
-
 def crop_names(crops: Path, problems: Problems) -> dict[int, str]:
     """0-based frame -> file name of a video's crops (``00012.jpg`` is frame 11; ``12.jpg``
     too); any other file, or a frame's second file, is a counted skip."""
@@ -231,6 +217,7 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
         raise FileNotFoundError(f"{ann}: no annotation files (<video>.txt) in its task folders")
 
     read_result = SourceRead(jobs=[], problems=problems, notes=notes)
+    videos: dict[str, list[str]] | None = None  # listed when a video has no crops
     for video in sorted(labels):
         if len(splits[video]) > 1:
             # A video on both sides would leak into validation: it is validation only.
@@ -271,10 +258,11 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
             read_result.jobs.append(Job(**common, mode="aligned", frames=frames[keep], images=images,
                                         au=au[keep], expr=expr[keep], va=va[keep]))
         else:
-            video_path = find_video(root, video)
+            if videos is None:
+                videos = video_files(root)
+            video_path, why = find_video(root, video, videos)
             if video_path is None:
-                problems.reject(str(root / "videos" / video), "no cropped_aligned folder and no video file",
-                                n=n)
+                problems.reject(str(root / "videos" / video), why, n=n)
                 read_result.labels_without_frame += n
                 continue
             read_result.jobs.append(Job(**common, mode="detect", frames=frames, video_path=str(video_path),

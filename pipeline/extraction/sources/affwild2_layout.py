@@ -1,9 +1,14 @@
 """Where each task's annotations are in an Aff-Wild2 release: the 2020 layout (``AU_Set/
 Training_Set``, ...) or the 2022+ one (``AU_Detection_Challenge/Train_Set``, ...), under
-the annotations folder (docs/formats.md, "Aff-Wild2")."""
+the annotations folder (docs/formats.md, "Aff-Wild2"); and which file in ``videos/`` is a
+video's."""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
 #: Per release: the folder of each task's annotations, and of each split.
 LAYOUTS = {
@@ -52,3 +57,40 @@ def annotations_hint(root: Path) -> str:
         return ""
     return "; " + " and ".join(repr(f) for f in found) + f" in {root} {'holds' if len(found) == 1 else 'hold'} " \
         f"annotation folders: set sources.affwild2.annotations: {found[0]!r} in params.yaml"
+
+
+def video_files(root: Path) -> dict[str, list[str]]:
+    """Name -> the video files of that name in ``videos/`` and its subfolders (paths relative
+    to ``videos/``, sorted), the extension matched in any case (``.AVI``, as DISFA's): the
+    folder is listed once, not globbed once per video."""
+    folder = root / "videos"
+    found: dict[str, list[str]] = {}
+    if not folder.is_dir():
+        return found
+
+    def scan(path: Path, prefix: str, deeper: bool) -> None:
+        for entry in os.scandir(path):
+            stem, ext = os.path.splitext(entry.name)
+            if entry.is_dir():
+                if deeper:
+                    scan(Path(entry.path), f"{entry.name}/", False)
+            elif ext.lower() in VIDEO_EXTENSIONS:
+                found.setdefault(stem, []).append(prefix + entry.name)
+
+    scan(folder, "", True)
+    return {name: sorted(paths) for name, paths in found.items()}
+
+
+def find_video(root: Path, video: str, files: dict[str, list[str]]) -> tuple[Path | None, str]:
+    """(the video file of a video, its ``_left``/``_right`` suffix removed; "") from
+    :func:`video_files`, or (None, why not). Two files of one name (two subfolders, .avi and
+    .mp4, .avi and .AVI) are no choice to make here: which is the labelled one is not
+    known, and the wrong one would put every label on another video's frames."""
+    base = re.sub(r"_(left|right)$", "", video)
+    paths = files.get(base, [])
+    if not paths:
+        return None, "no cropped_aligned folder and no video file"
+    if len(paths) > 1:
+        count = "two" if len(paths) == 2 else str(len(paths))
+        return None, f"{count} files for video '{base}': '{', '.join(paths)}'; keep one"
+    return root / "videos" / paths[0], ""

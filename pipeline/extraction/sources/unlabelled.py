@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.extraction.sources.affwild2 import VIDEO_EXTENSIONS
+from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.base import Job, Problems, SourceRead
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
