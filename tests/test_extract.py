@@ -139,6 +139,17 @@ def test_corrupt_video_is_counted_or_fails_naming_it(tmp_path):
     assert not (tmp_path / "out2").exists()  # nothing half-written left behind
 
 
+@pytest.mark.parametrize("content, reason", [(b"", r"empty file \(0 bytes\)"),
+                                             (b"this is not a video" * 100, "cannot open video")])
+def test_a_video_that_cannot_be_read_is_our_one_line_without_opencvs(tmp_path, capfd, content, reason):
+    # OpenCV's "[ WARN:0@4.4] global cap.cpp:338 open VIDEOIO(FFMPEG): ..." before our line only confuses
+    write_disfa(tmp_path / "d", video_bytes=content)
+    with pytest.raises(DataError, match=rf"\(20 skipped: {reason} \(20\)\)"):
+        extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)
+    err = capfd.readouterr().err
+    assert "WARN" not in err and "VIDEOIO" not in err and "ffmpeg" not in err.lower(), err
+
+
 def test_labels_longer_than_video_are_counted_not_shifted(tmp_path):
     write_disfa(tmp_path / "d", frames=12, labels=20, face=True)
     rep = extract("disfa", tmp_path / "d", tmp_path / "out", ExtractParams(workers=1), progress=False)

@@ -3,6 +3,7 @@ own time stamp, the file hashed as the decoder reads it, and its labels placed o
 frames or on none (docs/architecture.md, "Extraction")."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 
 import cv2
@@ -16,6 +17,18 @@ from pipeline.extraction.params import ExtractParams
 from pipeline.extraction.sources.base import Job
 
 
+def quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own log lines: our one skip line names the file and says
+    why, theirs before it (``[ WARN:0@4.4] global cap.cpp:338 open VIDEOIO(FFMPEG): ...``) only
+    confuse. FFmpeg's level is read when a capture opens (-8: AV_LOG_QUIET); spawned workers
+    import this module, so they are silenced too."""
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
+quiet_opencv()
+
+
 def detect_video(job: Job, params: ExtractParams, detector, res, emit) -> None:
     """Decode once, in order, hashing the file as the decoder reads it; detect (tracking
     the face) only on the wanted frames, each timed by the decoder's own time stamp."""
@@ -26,6 +39,10 @@ def detect_video(job: Job, params: ExtractParams, detector, res, emit) -> None:
         res.labels_without_frame += len(job)
         return
     try:
+        if reader.path.stat().st_size == 0:  # "cannot open" would send the user looking for a codec
+            res.rejected.append((job.video_path, "empty file (0 bytes)", None, len(job)))
+            res.labels_without_frame += len(job)
+            return
         cap = cv2.VideoCapture(reader, cv2.CAP_FFMPEG, [])
         try:
             if not cap.isOpened():

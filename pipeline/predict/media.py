@@ -3,7 +3,6 @@ streamed one at a time (memory does not grow with a video's length), and the ove
 video written as frames come."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,14 +11,12 @@ import numpy as np
 
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import temp_path
+from pipeline.extraction.video import quiet_opencv
 from pipeline.extraction.worker import read_rgb
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
-# Our one line names the file and says why; OpenCV's and FFmpeg's own lines before it only
-# confuse (FFmpeg's level is read when a capture opens: AV_LOG_QUIET)
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+quiet_opencv()  # our one line names the file and says why, OpenCV's own lines only confuse
 
 
 @dataclass(frozen=True)
