@@ -41,8 +41,8 @@ def cli(tables, out, tasks, mtl):
         target.claim([out_dir / MTL_FILE])
         for table in tables:  # every table is checked before the file is written
             read_image_predictions(Path(table))
-        target.lock([out_dir / MTL_FILE])
-        target.record(export_mtl([Path(t) for t in tables], out_dir))
+        with target.writing([out_dir / MTL_FILE]):  # a failed run leaves no --out folder it made
+            target.record(export_mtl([Path(t) for t in tables], out_dir))
         click.echo(f"{len(tables)} table(s) -> {out_dir / MTL_FILE} (only these tables' images)")
         return
     tasks = tasks or TASKS
@@ -50,10 +50,10 @@ def cli(tables, out, tasks, mtl):
     target.claim(outputs)
     for table in tables:  # every table is checked before the first file is written
         read_predictions(Path(table), tasks)
-    target.lock(outputs)
-    for table in tables:
-        written = export(Path(table), out_dir, tasks, done=target.record)  # each file recorded once written
-        click.echo(f"{table} -> " + ", ".join(str(p) for p in written.values()))
+    with target.writing(outputs):  # a failed run leaves no --out folder it made
+        for table in tables:
+            written = export(Path(table), out_dir, tasks, done=target.record)  # each file recorded once written
+            click.echo(f"{table} -> " + ", ".join(str(p) for p in written.values()))
 
 
 if __name__ == "__main__":

@@ -62,12 +62,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
                                "frames and smooth over them already): leave --every and --smooth at 1")
     out_dir = check_out_option(out)
     target = OutputFolder(out_dir, "predict")
-    found, own, ignored = find_inputs(inputs, skip=target.own_files())
-    for line in ignored:
+    found, notices = find_inputs(inputs)
+    for line in notices:
         click.echo(line)
-    if own:
-        click.echo(f"{own} picture(s) or video(s) of the input folders are an earlier predict's outputs: "
-                   "not predicted on")
     if smooth != 1 and not any(inp.kind == "video" for inp in found):
         raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
     if overlay and not aligned and (stills := sum(inp.kind != "video" for inp in found)):
@@ -95,30 +92,30 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     dev = resolve_device(device)
     model = TemporalModel(temporal, bundle, dev) if temporal else Ensemble(bundle, dev)
     settings.batch = model.detection["block"]  # the extraction's: the tracker's blocks shape its results
-    target.lock(outputs)
-    try:
-        probe = out_dir / ".mtaffect-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as e:
-        raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
-    finder = FaceFinder(model.detection, settings, model.size)
-    for inp in found:
-        total = len(inp.images)
-        if inp.kind == "video":
-            listed = VideoFrames(inp.path).listed
-            total = -(-listed // every) if listed > 0 else None
-        with tqdm(total=total, desc=inp.name, unit="frame", disable=quiet) as bar:
-            try:
-                summary = predict_input(inp, model, finder, target, settings, bar)
-            except ValueError as e:
-                raise click.ClickException(str(e)) from None
-        for warning in summary.warnings:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
-        tracks = f", {len(summary.tracks)} tracks" if all_faces else ""
-        skipped = f", {summary.skipped} unreadable image(s) skipped" if summary.skipped else ""
-        click.echo(f"{inp.path}: {summary.rows} rows, {summary.frames_with_face} of {summary.frames} frames with a "
-                   f"face{tracks}{skipped} -> {summary.table}" + "".join(f", {p}" for p in summary.pictures))
+    with target.writing(outputs):  # a failed run leaves no --out folder it made
+        try:
+            probe = out_dir / ".mtaffect-write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise click.ClickException(f"{out_dir}: cannot write there ({e.strerror or e})") from None
+        finder = FaceFinder(model.detection, settings, model.size)
+        for inp in found:
+            total = len(inp.images)
+            if inp.kind == "video":
+                listed = VideoFrames(inp.path).listed
+                total = -(-listed // every) if listed > 0 else None
+            with tqdm(total=total, desc=inp.name, unit="frame", disable=quiet) as bar:
+                try:
+                    summary = predict_input(inp, model, finder, target, settings, bar)
+                except ValueError as e:
+                    raise click.ClickException(str(e)) from None
+            for warning in summary.warnings:
+                click.secho(f"warning: {warning}", fg="yellow", err=True)
+            tracks = f", {len(summary.tracks)} tracks" if all_faces else ""
+            skipped = f", {summary.skipped} unreadable image(s) skipped" if summary.skipped else ""
+            click.echo(f"{inp.path}: {summary.rows} rows, {summary.frames_with_face} of {summary.frames} frames with a "
+                       f"face{tracks}{skipped} -> {summary.table}" + "".join(f", {p}" for p in summary.pictures))
 
 
 if __name__ == "__main__":

@@ -99,9 +99,32 @@ def test_predict_into_its_own_input_folder_does_not_read_its_outputs_back(bundle
     for _ in range(2):
         result = run("predict", folder, "--model", bundle, "--out", folder, "--quiet")
         assert result.exit_code == 0, result.output
-    assert "1 picture(s) or video(s) of the input folders are an earlier predict's outputs" \
+    assert f"{folder}: 2 file(s) written by an earlier mtaffect predict left out (.mtaffect-outputs.json)" \
         in result.output  # its timeline, not a picture to predict on
     assert sorted(p.name for p in folder.iterdir()) == [".mtaffect-outputs.json", "clip.avi", "clip.csv", "clip.png"]
+
+
+def test_an_earlier_predicts_outputs_in_an_input_folder_are_never_read_back_elsewhere(bundle, clip, tmp_path):
+    """Outputs written into the input folder (allowed), then a run into another folder: the
+    earlier timeline is no photo to predict on; a file the user changed since is theirs."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "clip.avi").write_bytes(clip.read_bytes())
+    cv2.imwrite(str(folder / "photo.png"), skimage_data.astronaut()[:, :, ::-1])
+    assert run("predict", folder, "--model", bundle, "--out", folder, "--quiet").exit_code == 0
+    before = tree(folder)
+    result = run("predict", folder, "--model", bundle, "--out", tmp_path / "elsewhere", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (f"{folder}: 3 file(s) written by an earlier mtaffect predict left out (.mtaffect-outputs.json)"
+            in result.output), result.output  # clip.csv, clip.png and mixed.csv
+    assert "warning" not in result.output and "not read" not in result.output, result.output
+    assert pd.read_csv(tmp_path / "elsewhere" / "mixed.csv")["file"].tolist() == ["photo.png"]
+    assert tree(folder) == before
+    cv2.imwrite(str(folder / "clip.png"), skimage_data.astronaut()[:, :, ::-1])  # the user's picture now
+    result = run("predict", folder, "--model", bundle, "--out", tmp_path / "third", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"{folder}: 2 file(s) written by an earlier mtaffect predict left out" in result.output, result.output
+    assert pd.read_csv(tmp_path / "third" / "mixed.csv")["file"].drop_duplicates().tolist() == ["clip.png", "photo.png"]
 
 
 def test_two_tables_of_one_video_name_are_refused_before_anything_is_written(bundle, clip, tmp_path):
@@ -282,6 +305,44 @@ def test_an_image_over_opencvs_pixel_limit_is_a_skip_naming_its_size(bundle, hug
     assert result.exit_code == 0 and "a_huge.png: image too large (40000 x 27000 pixels" in result.output
     assert "1 unreadable image(s) skipped" in result.output
     assert not (tmp_path / "one").exists() or not list((tmp_path / "one").iterdir())
+
+
+def test_a_video_behind_an_image_name_says_so_alone_and_in_a_folder(bundle, clip, tmp_path):
+    """An AVI renamed .jpg is no "truncated image"; a JPEG cut short still is one (FFmpeg
+    would open it as a one-frame video)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "vid_as.jpg").write_bytes(clip.read_bytes())
+    ok, jpeg = cv2.imencode(".jpg", skimage_data.astronaut()[:, :, ::-1])
+    (folder / "cut.jpg").write_bytes(jpeg.tobytes()[:3000])
+    cv2.imwrite(str(folder / "whole.png"), skimage_data.astronaut()[:, :, ::-1])
+    message = "a video behind an image name (.jpg): rename it to its video extension"
+    error = failed_naming(run("predict", folder / "vid_as.jpg", "--model", bundle, "--out", tmp_path / "o", "--quiet"),
+                          folder / "vid_as.jpg", message)
+    assert "truncated" not in error and not (tmp_path / "o").exists()
+    result = run("predict", folder, "--model", bundle, "--out", tmp_path / "o", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert f"{folder / 'vid_as.jpg'}: {message}; skipped" in result.output, result.output
+    assert f"{folder / 'cut.jpg'}: unreadable or truncated image; skipped" in result.output, result.output
+    assert pd.read_csv(tmp_path / "o" / "photos.csv")["file"].tolist() == ["whole.png"]
+
+
+def test_a_refused_input_leaves_no_output_folder_it_made_and_never_removes_the_users(bundle, clip, tmp_path):
+    (tmp_path / "zero.jpg").write_bytes(b"")
+    for out in (tmp_path / "o_zero.jpg", tmp_path / "a" / "b" / "c"):
+        failed_naming(run("predict", tmp_path / "zero.jpg", "--model", bundle, "--out", out, "--quiet"),
+                      tmp_path / "zero.jpg", "empty image file (0 bytes)")
+        assert not out.exists()
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "mine").mkdir()  # the user's own folder, empty: it stays
+    failed_naming(run("predict", tmp_path / "zero.jpg", "--model", bundle, "--out", tmp_path / "mine", "--quiet"),
+                  tmp_path / "zero.jpg")
+    assert (tmp_path / "mine").is_dir() and not list((tmp_path / "mine").iterdir())
+    # a run that wrote an earlier input's table before failing keeps it, and its folder
+    result = run("predict", clip, tmp_path / "zero.jpg", "--model", bundle, "--out", tmp_path / "p", "--quiet")
+    failed_naming(result, tmp_path / "zero.jpg")
+    assert (tmp_path / "p" / "clip.csv").is_file()
+    no_leftovers(tmp_path)
 
 
 def test_a_video_without_any_frame_says_so(bundle, tmp_path):

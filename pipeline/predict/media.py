@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import temp_path
+from pipeline.core.fileio import OUTPUTS_LIST, temp_path
 from pipeline.extraction.video import quiet_opencv
 from pipeline.extraction.worker import read_rgb
+from pipeline.predict.outputs import earlier_outputs
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
 
@@ -34,13 +35,13 @@ class Input:
         return self.path.resolve().name if self.kind == "folder" else self.path.stem
 
 
-def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
+def find_inputs(paths) -> tuple[list[Input], list[str]]:
     """Check every given path before any work: a video, an image, or a folder holding
     videos and/or images (each video of a folder is its own input; its images are one).
-    Files of a folder that are in ``skip`` (an earlier predict's outputs) are left out;
-    returns the inputs, how many pictures or videos were left out so, and a line per folder
-    on what else it holds and is not read (subfolders, other files)."""
-    found, skipped, ignored = [], 0, []
+    Files of a folder that an earlier predict or export-abaw wrote there (its outputs
+    list) are left out. Returns the inputs, and a line per folder on what it holds and is
+    not read (earlier outputs, subfolders, other files)."""
+    found, notices = [], []
     if any(str(given) == "" for given in paths):  # Path("") is the current folder
         raise DataError("an empty input name was given (an unset shell variable?)")
     for given in map(Path, paths):
@@ -48,17 +49,22 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
             link = " (a symbolic link to nothing, or a loop of links)" if given.is_symlink() else ""
             raise DataError(f"{given}: no such file or folder{link}")
         if given.is_dir():
-            entries = sorted(p for p in given.iterdir() if p.is_file())
-            skipped += sum(p in skip and p.suffix.lower() in (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS) for p in entries)
-            entries = [p for p in entries if p not in skip]
-            ignored += not_read(given, entries)
+            # an earlier run's timeline is a PNG: read back, it would be a photo to predict on
+            written, commands = earlier_outputs(given)
+            if written:
+                notices.append(f"{given}: {len(written)} file(s) written by an earlier mtaffect "
+                               f"{' and '.join(commands)} left out ({OUTPUTS_LIST})")
+            entries = sorted(p for p in given.iterdir() if p.is_file() and p not in written and p.name != OUTPUTS_LIST)
+            notices += not_read(given, entries)
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not videos and not images:
                 subfolders = any(p.is_dir() for p in given.iterdir())
                 raise DataError(f"{given}: no video ({', '.join(VIDEO_EXTENSIONS)}) or image "
                                 f"({', '.join(IMAGE_EXTENSIONS)}) in this folder"
-                                + (f" (subfolders are not searched: give them, e.g. {given}/*)" if subfolders else ""))
+                                + (f" (subfolders are not searched: give them, e.g. {given}/*)" if subfolders else "")
+                                + (f" ({len(written)} file(s) an earlier mtaffect wrote there left out)" if written
+                                   else ""))
             found += [_video(v) for v in videos] + ([Input(given, "folder", images)] if images else [])
         elif not given.is_file():
             raise DataError(f"{given}: not a regular file (a pipe or a device cannot be read as a video or image)")
@@ -69,7 +75,7 @@ def find_inputs(paths, skip=frozenset()) -> tuple[list[Input], int, list[str]]:
         else:
             raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
-    return found, skipped, ignored
+    return found, notices
 
 
 def not_read(folder: Path, files: list[Path]) -> list[str]:
@@ -187,10 +193,37 @@ def image_frames(inp: Input, skipped: list, keep_unreadable: bool = False):
         # cv2.imread decodes a truncated JPEG as a half-grey picture; read_rgb refuses it
         rgb, why, _ = read_rgb(str(path))
         if rgb is None:
+            why = misnamed_video(path) or why
             skipped.append((str(path), why))
             if not keep_unreadable:
                 continue
         yield Frame(number, float("nan"), path.name, rgb)
+
+
+#: How a file named as an image but holding a video is described (single file or in a folder).
+VIDEO_BEHIND = "a video behind an image name"
+#: The first bytes of the image formats predict reads: FFmpeg opens such a file cut short
+#: as a one-frame "video" (its image demuxer), which is still a truncated image.
+IMAGE_MAGIC = (b"\xff\xd8", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def misnamed_video(path: Path) -> str:
+    """Why an image name that OpenCV cannot decode as an image is a video (a clip renamed
+    .jpg): the reason to give, or "" when it is no video either."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return ""
+    if not head or head.startswith(IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP"):
+        return ""
+    cap = open_video(path)
+    try:
+        if not (cap.isOpened() and cap.grab()):
+            return ""
+    finally:
+        cap.release()
+    return f"{VIDEO_BEHIND} ({path.suffix}): rename it to its video extension"
 
 
 class OverlayWriter:

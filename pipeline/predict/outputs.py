@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import glob
 import json
+import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ class OutputFolder:
     folder: Path
     command: str
     entries: dict = field(default_factory=dict)  # relative name -> {"command", "sha256"}
+    made: list = field(default_factory=list)  # the folders :meth:`lock` created, deepest first
 
     def __post_init__(self):
         self.folder = Path(self.folder)
@@ -51,10 +54,6 @@ class OutputFolder:
         entry = self.entries.get(self.name(path))
         return (entry is not None and entry.get("command") == self.command and Path(path).is_file()
                 and entry.get("sha256") == file_sha256(path))
-
-    def own_files(self) -> set[Path]:
-        """The files of the folder this command wrote and nobody changed since."""
-        return {p for p in (self.folder / n for n in self.entries) if p.is_file() and self.ours(p)}
 
     def claim(self, paths: list[Path]) -> None:
         """Before any work: refuse an output written twice, a file where an output's folder
@@ -86,6 +85,7 @@ class OutputFolder:
         other's temporaries and record bytes that are not the ones on disk), then remove
         the temporaries a killed run left under those names."""
         try:
+            self.made = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
             self.folder.mkdir(parents=True, exist_ok=True)
             if self.folder.resolve() not in HELD:  # else this process's own, from an earlier command
                 # the folder itself: no file of ours in it
@@ -97,6 +97,25 @@ class OutputFolder:
         for path in map(Path, paths):
             for stale in path.parent.glob(f"{glob.escape(temp_path(path).name)}*"):  # a killed run's
                 stale.unlink()
+
+    @contextmanager
+    def writing(self, paths: list[Path]):
+        """:meth:`lock`, then a run whose failure leaves no folder this created behind (a
+        refused input must not leave an empty --out); one it created that holds a file
+        now stays, and one the user had is never removed."""
+        self.lock(paths)
+        try:
+            yield
+        except BaseException:
+            key = self.folder.resolve()
+            for folder in self.made:
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty: an earlier input's outputs, or someone else's file
+                    break
+                if folder == self.made[0] and key in HELD:  # its lock goes with it
+                    os.close(HELD.pop(key))
+            raise
 
     def record(self, path: Path, **about) -> None:
         """Note that this run wrote ``path`` (complete, under its final name), with ``about``
@@ -121,6 +140,29 @@ def recorded(path: Path, command: str) -> dict:
     except DataError:
         return {}
     return folder.entries[folder.name(path)] if folder.ours(path) else {}
+
+
+def earlier_outputs(folder: Path) -> tuple[set[Path], list[str]]:
+    """The files directly in ``folder`` that its outputs list says predict or export-abaw
+    wrote there and that still hold those bytes (one the user edited since is theirs), and
+    the commands that wrote them. An unreadable list leaves nothing out: never a guess."""
+    try:
+        entries = dict(json.loads((Path(folder) / OUTPUTS_LIST).read_text())["files"])
+    except (ValueError, KeyError, TypeError, OSError):
+        return set(), []
+    written, commands = set(), set()
+    for name, entry in entries.items():
+        path = Path(folder) / name
+        if not (isinstance(entry, dict) and path.parent == Path(folder) and path.is_file()):
+            continue
+        try:
+            same = entry.get("sha256") == file_sha256(path)
+        except OSError:  # unreadable now: an input, whose own error names it
+            same = False
+        if same:
+            written.add(path)
+            commands.add(str(entry.get("command")))
+    return written, sorted(commands)
 
 
 def check_out_option(out: str) -> Path:

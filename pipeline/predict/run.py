@@ -16,7 +16,7 @@ from pipeline.core.errors import CheckpointError
 from pipeline.extraction.align import aligned_crop
 from pipeline.extraction.faces import Detection, FaceDetector
 from pipeline.core.fileio import temp_path
-from pipeline.predict.media import Input, OverlayWriter, VideoFrames, image_frames
+from pipeline.predict.media import VIDEO_BEHIND, Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
 from pipeline.inference.smoothing import CentredStream
 from pipeline.predict.rows import (Ensemble, Found, batched, decide, face_rows, rows_for, smoothed_columns,
@@ -204,8 +204,10 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
                 progress.update(len(block))
         emit(stream.flush())
         if summary.frames == 0:
-            why = f" ({skipped[0][1]})" if inp.kind == "image" and skipped else ""
-            raise ValueError(f"{inp.path}: no frame or image could be decoded{why}")
+            why = skipped[0][1] if inp.kind == "image" and skipped else ""
+            if why.startswith(VIDEO_BEHIND):  # decoded as a video it would be: not "no frame"
+                raise ValueError(f"{inp.path}: {why}")
+            raise ValueError(f"{inp.path}: no frame or image could be decoded" + (f" ({why})" if why else ""))
         sink.close()
         lost = {"frames_not_decoded": video.lost} if video is not None and video.lost else {}
         out.record(table, input=inp.kind, **lost)  # export --mtl tells a folder's table from an image's
