@@ -1,6 +1,16 @@
 """Thin click commands, one per DVC stage: read options, call ``pipeline``, write outputs."""
 import importlib.util
+import os
 import sys
+
+#: The code paths MKL, oneDNN and torch's own kernels are held to on every CPU: their
+#: AVX-512 code sums in other orders than their AVX2 code, so machines of other generations
+#: trained other weights. Set here, before anything loads torch (it reads its own at import);
+#: a few per cent slower on AVX-512; a user's own setting wins.
+CPU_KERNELS = {"MKL_ENABLE_INSTRUCTIONS": "AVX2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+               "ATEN_CPU_CAPABILITY": "avx2"}
+for _var, _value in CPU_KERNELS.items():
+    os.environ.setdefault(_var, _value)
 
 #: Packages every stage imports: their absence means the wrong Python (dvc.yaml's `python`
 #: is whichever comes first on PATH), said in one line instead of a traceback per stage.

@@ -65,8 +65,8 @@ def use_threads(n: int) -> None:
     The thread count changes the order of sums inside convolutions and matrix products,
     hence the trained weights' bytes: it is a parameter (``threads``), never the machine's
     or the load's choice. MKL and OpenMP are told not to pick fewer threads by themselves
-    (``*_DYNAMIC``), and MKL to give the same results whatever the memory alignment
-    (``MKL_CBWR``). On a machine shared with other jobs, more threads than free cores make
+    (``*_DYNAMIC``); their code paths are pinned for every CPU (``stages.CPU_KERNELS``).
+    On a machine shared with other jobs, more threads than free cores make
     OpenMP's threads wait for each other: README, "Parameters"."""
     import os
     import sys
@@ -74,7 +74,6 @@ def use_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
     os.environ.update(OMP_DYNAMIC="FALSE", MKL_DYNAMIC="FALSE")
-    os.environ.setdefault("MKL_CBWR", "AUTO")
     if "torch" in sys.modules:  # already loaded (a test calling the command in-process)
         sys.modules["torch"].set_num_threads(n)
 

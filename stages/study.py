@@ -36,16 +36,36 @@ def write_plan(params_path: str):
     from pipeline.core.fileio import write_text
     from pipeline.study.plan import plan
 
+    if not Path(".dvc").is_dir():  # the stages run from here (wdir): it must be the project's root
+        raise click.ClickException(f"{Path.cwd()}: not the root of a DVC project (no .dvc folder): run the study "
+                                   "from the project's root")
     p = study_params(params_path)
+    params_path = project_path(params_path)
     stages, runs, arm_of = plan(p, params_path)
     check_test_videos(p, params_path)
     if p.study.seeds == 1:
-        warn([f"{params_path}: study.seeds is 1: one seed has no spread, every verdict will be 'within noise'"])
+        warn([f"{params_path}: study.seeds is 1: one seed has no spread, every verdict will be 'no verdict'"])
     path = Path(p.study.out) / "dvc.yaml"
+    if path.parent.exists() and not path.parent.is_dir():
+        raise click.ClickException(f"{params_path}: study.out: {path.parent} is a file, not a folder: choose another "
+                                   "folder for the study")
     write_text(path, HEADER.format(params=params_path) + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
     click.echo(f"{path}: {len(stages)} stages, {len(runs)} scored runs ({', '.join(p.study.arms)} x "
                f"{p.study.seeds} seeds)")
     return p, runs, arm_of
+
+
+def project_path(params_path: str) -> str:
+    """The params file as the stages name it: relative to the project's root (so the plan
+    works in every clone), never outside it."""
+    path = Path(params_path)
+    if not path.is_absolute():
+        return params_path
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        raise click.ClickException(f"{params_path}: outside the project ({Path.cwd()}): the study's stages must "
+                                   "read a params file inside it (they run in every clone); copy it in") from None
 
 
 def check_test_videos(p, params_path: str) -> None:

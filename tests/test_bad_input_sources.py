@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.extraction.sources import affectnet, affwild2, afewva, disfa, expw, saffwild2
-from pipeline.extraction.sources.base import Problems, wide_text
+from pipeline.core.validation import wide_text
+from pipeline.extraction.sources.base import Problems
 
 
 def write(path, text):

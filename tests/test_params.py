@@ -210,6 +210,16 @@ def test_a_missing_or_undecodable_file_is_one_line(tmp_path):
         with pytest.raises(ParamsError, match=r"wide.yaml: not UTF-8 text \(UTF-16, by its byte-order mark or NUL "
                                               r"bytes\): save it as UTF-8$"):
             load(tmp_path / "wide.yaml")
+    (tmp_path / "video.yaml").write_bytes(b"RIFF\x10\x00\x00\x00AVI LIST" + bytes(range(256)) * 8)  # a video's bytes
+    with pytest.raises(ParamsError, match=r"video.yaml: not a text file \(it holds NUL bytes\): give the params file"):
+        load(tmp_path / "video.yaml")
+    (tmp_path / "empty.yaml").write_text("\n")  # outside any git work tree: no `git checkout` to advise
+    with pytest.raises(ParamsError, match=r"empty.yaml: the file is empty$"):
+        load(tmp_path / "empty.yaml")
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / "params.yaml").write_text("")
+    with pytest.raises(ParamsError, match=r"the file is empty \(restore it from git: `git checkout "):
+        load(tmp_path / "repo" / "params.yaml")
 
 
 def test_yaml_is_read_as_dvc_reads_it(tmp_path, raw):

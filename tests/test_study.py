@@ -3,7 +3,7 @@ brute-force resampling of the same draws."""
 import numpy as np
 import pytest
 
-from pipeline.study.verdicts import DOES_NOT_HOLD, HOLDS, WITHIN_NOISE, paired_interval, verdict
+from pipeline.study.verdicts import DOES_NOT_HOLD, HOLDS, NO_VERDICT, WITHIN_NOISE, paired_interval, verdict
 
 
 @pytest.mark.parametrize("differences, interval, expected, seeds, why", [
@@ -13,8 +13,8 @@ from pipeline.study.verdicts import DOES_NOT_HOLD, HOLDS, WITHIN_NOISE, paired_i
     ({0: -0.03, 1: -0.02, 2: 0.01}, (-0.05, -0.001), DOES_NOT_HOLD, "3 of 3 seeds", "control is better"),
     ({0: 0.01, 1: -0.01, 2: 0.02}, (-0.01, 0.03), WITHIN_NOISE, "3 of 3 seeds", "holds or touches 0"),
     ({0: 0.03, 1: None, 2: 0.04}, (0.01, 0.05), HOLDS, "2 of 3 seeds", "every seed agrees"),  # a seed missing
-    ({0: 0.03, 1: None, 2: float("nan")}, (0.01, 0.05), WITHIN_NOISE, "1 of 3 seeds", "too few"),
-    ({0: 0.03, 1: 0.02}, None, WITHIN_NOISE, "2 of 3 seeds", "too few"),
+    ({0: 0.03, 1: None, 2: float("nan")}, (0.01, 0.05), NO_VERDICT, "1 of 3 seeds", "too few"),
+    ({0: 0.03, 1: 0.02}, None, NO_VERDICT, "2 of 3 seeds", "too few"),
 ])
 def test_each_verdict_follows_from_the_numbers(differences, interval, expected, seeds, why):
     v = verdict(differences, interval, 3)
@@ -236,11 +236,35 @@ def test_the_written_plan_names_the_params_file_it_came_from(tmp_path, monkeypat
     from stages.study import write_plan
 
     monkeypatch.chdir(tmp_path)
+    (tmp_path / ".dvc").mkdir()
     params_file(tmp_path, study__seeds=1).rename(tmp_path / "other.yaml")
-    write_plan("other.yaml")
-    header = [line for line in (tmp_path / "study/dvc.yaml").read_text().splitlines() if line.startswith("#")]
+    write_plan(str(tmp_path / "other.yaml"))  # named by its absolute path: written relative to the project
+    written = (tmp_path / "study/dvc.yaml").read_text()
+    header = [line for line in written.splitlines() if line.startswith("#")]
     assert "from other.yaml (study," in header[0] and "change other.yaml and run" in header[2]
-    assert "params.yaml" not in "\n".join(header)
+    assert "params.yaml" not in "\n".join(header) and str(tmp_path) not in written
+
+
+def test_a_plan_outside_a_project_or_over_a_file_is_refused_in_one_line(tmp_path, monkeypatch):
+    import click
+
+    from stages.study import write_plan
+
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    params = params_file(tmp_path, study__seeds=1)  # tmp_path/params.yaml: outside the project
+    with pytest.raises(click.ClickException, match=r"project: not the root of a DVC project \(no .dvc folder\)"):
+        write_plan(str(params))
+    (tmp_path / "project" / ".dvc").mkdir()
+    with pytest.raises(click.ClickException, match=r"params.yaml: outside the project .*: the study's stages must read"):
+        write_plan(str(params))
+    params_file(tmp_path / "project", study__seeds=1, study__out="mine.txt")
+    params.unlink()
+    (tmp_path / "project" / "mine.txt").write_text("the user's")
+    with pytest.raises(click.ClickException, match=r"^params.yaml: study.out: mine.txt is a file, not a folder"):
+        write_plan("params.yaml")
+    assert (tmp_path / "project" / "mine.txt").read_text() == "the user's"
+    assert sorted(p.name for p in (tmp_path / "project").iterdir()) == [".dvc", "mine.txt", "params.yaml"]
 
 
 def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
@@ -285,7 +309,7 @@ def test_a_seed_whose_test_frames_lack_a_task_s_labels_has_no_difference_on_it(t
         save(table, r.scores)
     (claim,) = study_report(p, runs, arm_of, ABAW2020)["claims"]
     assert claim["VA"]["differences"]["0"] is None and claim["VA"]["seeds"] == "1 of 2 seeds"
-    assert claim["VA"]["verdict"] == WITHIN_NOISE and claim["total"]["differences"]["0"] is not None
+    assert claim["VA"]["verdict"] == NO_VERDICT and claim["total"]["differences"]["0"] is not None
 
 
 def test_against_the_ground_truth_every_test_frame_counts_for_every_task(tmp_path):

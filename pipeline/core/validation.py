@@ -2,6 +2,7 @@
 pydantic's type and range errors turned into one line that names the key."""
 from __future__ import annotations
 
+import codecs
 import difflib
 import os
 import reprlib
@@ -36,16 +37,41 @@ def read_text(path: Path) -> str:
     if not Path(path).is_file():
         raise ParamsError(f"{path}: not a file")
     data = Path(path).read_bytes()
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data:  # NUL is valid UTF-8, but no editor writes it
-        raise ParamsError(f"{path}: not UTF-8 text (UTF-16, by its byte-order mark or NUL bytes): save it as UTF-8")
+    if wide := wide_text(data[:4096]):
+        raise ParamsError(f"{path}: not UTF-8 text ({wide}, by its byte-order mark or NUL bytes): save it as UTF-8")
+    if b"\0" in data:  # NUL is valid UTF-8, but no editor writes it: a video, an archive, ...
+        raise ParamsError(f"{path}: not a text file (it holds NUL bytes): give the params file, a YAML text")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ParamsError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
                           "save it as UTF-8") from None
     if not text.strip():
-        raise ParamsError(f"{path}: the file is empty (restore it from git: `git checkout {path}`)")
+        raise ParamsError(f"{path}: the file is empty" + (f" (restore it from git: `git checkout {path}`)"
+                                                          if _in_git(Path(path)) else ""))
     return text
+
+
+def wide_text(head: bytes) -> str | None:
+    """The encoding, "UTF-16" or "UTF-32", when ``head``, a file's first bytes, begins text in one:
+    a byte-order mark, or (no mark) one byte lane of characters and NULs in the others, as
+    ASCII text is in them. A file of zeros, or of binary, is neither."""
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: FF FE begins both
+        return "UTF-32"
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
+        if len(head) < 2 * width:
+            continue
+        nuls = [head[k::width].count(0) / len(head[k::width]) for k in range(width)]
+        if sorted(nuls)[1] > 0.9 and min(nuls) < 0.1:  # one lane holds the text, the others are NUL
+            return name
+    return None
+
+
+def _in_git(path: Path) -> bool:
+    """Whether ``path`` is inside a git work tree (else ``git checkout`` cannot restore it)."""
+    return any((folder / ".git").exists() for folder in path.resolve().parents)
 
 
 #: Keys renamed because DVC leaves keys named "size" (and "nfiles") out of the hash its run

@@ -8,7 +8,8 @@ RULE = ("Each claim \"A beats B\" is read from the paired differences A - B of t
         "videos, each replicate drawing the videos once for every seed and both arms and averaging the seeds' "
         "differences. **holds**: the interval lies strictly above 0 and every seed's own difference is positive. "
         "**does not hold**: the interval lies strictly below 0 (B is better). **within noise**: anything else (the "
-        f"interval holds or touches 0, a seed disagrees, or fewer than {MIN_SEEDS} seeds finished). A missing seed "
+        f"interval holds or touches 0, or a seed disagrees). **no verdict**: fewer than {MIN_SEEDS} seeds have a "
+        "difference. A missing seed "
         "is never averaged over silently: the table says \"2 of 3 seeds\".")
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from pipeline.evaluation.scoring import bootstrap_ci
 
-HOLDS, DOES_NOT_HOLD, WITHIN_NOISE = "holds", "does not hold", "within noise"
-MIN_SEEDS = 2  #: fewer seeds have no spread: no verdict but "within noise"
+HOLDS, DOES_NOT_HOLD, WITHIN_NOISE, NO_VERDICT = "holds", "does not hold", "within noise", "no verdict"
+MIN_SEEDS = 2  #: fewer seeds have no spread: "no verdict" (the numbers are still shown)
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,12 @@ def verdict(differences: Mapping[int, float | None], interval: tuple[float, floa
     """The rule: *holds* when the 95% interval of the mean paired difference lies above 0
     (strictly) and every seed's difference is positive; *does not hold* when the interval
     lies below 0 (strictly: A is worse); *within noise* otherwise: the interval holds or
-    touches 0, seeds disagree, or fewer than :data:`MIN_SEEDS` seeds finished."""
+    touches 0, or seeds disagree. Fewer than :data:`MIN_SEEDS` seeds with a difference (or
+    no interval) give *no verdict*: too little to tell noise from an effect."""
     got, seeds, mean, sd = summary(differences, expected)
     lo_hi = None if interval is None else (float(interval[0]), float(interval[1]))
     if len(got) < MIN_SEEDS or lo_hi is None:
-        return Verdict(WITHIN_NOISE, seeds, mean, sd, lo_hi, f"{seeds}: too few to tell")
+        return Verdict(NO_VERDICT, seeds, mean, sd, lo_hi, f"{seeds}: too few to tell")
     lo, hi = lo_hi
     against = sum(d <= 0 for d in got)
     if lo > 0 and not against:

@@ -6,7 +6,6 @@ and the unified labels of each frame. It never decodes video; the extraction sta
 """
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.core.validation import wide_text
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN
 
@@ -90,23 +90,6 @@ def read_text(path: Path, problems: Problems) -> str | None:
     if not_utf8_text(path, data[:4096], problems):
         return None
     return data.decode("utf-8-sig", errors="replace")
-
-
-def wide_text(head: bytes) -> str | None:
-    """The encoding, "UTF-16" or "UTF-32", when ``head``, a file's first bytes, begins text in one:
-    a byte-order mark, or (no mark) one byte lane of characters and NULs in the others, as
-    ASCII text is in them. A file of zeros, or of binary, is neither."""
-    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):  # before UTF-16's: FF FE begins both
-        return "UTF-32"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "UTF-16"
-    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
-        if len(head) < 2 * width:
-            continue
-        nuls = [head[k::width].count(0) / len(head[k::width]) for k in range(width)]
-        if sorted(nuls)[1] > 0.9 and min(nuls) < 0.1:  # one lane holds the text, the others are NUL
-            return name
-    return None
 
 
 def not_utf8_text(path: Path, head: bytes, problems: Problems) -> bool:
