@@ -36,10 +36,10 @@ def write_plan(params_path: str):
     from pipeline.core.fileio import write_text
     from pipeline.study.plan import plan
 
+    p = study_params(params_path)
     if not Path(".dvc").is_dir():  # the stages run from here (wdir): it must be the project's root
         raise click.ClickException(f"{Path.cwd()}: not the root of a DVC project (no .dvc folder): run the study "
                                    "from the project's root")
-    p = study_params(params_path)
     params_path = project_path(params_path)
     stages, runs, arm_of = plan(p, params_path)
     check_test_videos(p, params_path)
