@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import stages  # noqa: F401  (first: holds torch's CPU kernels as the stages' processes do, before torch loads)
 import torch
 import yaml
 
