@@ -9,7 +9,7 @@ from pipeline.build.params import BuildParams
 from pipeline.core.params import with_overrides
 from pipeline.extraction.params import ExtractParams
 from pipeline.core.fileio import write_json
-from stages.common import friendly_errors, load, params_option, provenance_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option
 
 
 @click.command("build")
@@ -24,6 +24,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--no-balance", is_flag=True, help="Turn balancing off for every task (Table I's 'imbalanced').")
 @provenance_option("build")
 @friendly_errors
+@follows_out(report=".json", plots="")
 def cli(params_path, faces, out, report, plots, no_balance, provenance_path):
     """Merge sources per task, downsample and balance (ML-ROS, classes, VA bins).
 

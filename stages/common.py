@@ -59,6 +59,34 @@ def warn(notes: list[str]) -> None:
         click.secho(f"WARNING: {note}", fg="red", bold=True, err=True)
 
 
+def follows_out(**sidecars: str):
+    """A stage run by hand into its own ``--out`` must not write over the pipeline's reports
+    (DVC's outputs): each of ``sidecars`` (parameter name -> suffix, "" for a folder) left
+    at its default goes beside ``--out`` instead, as ``<out>.<option><suffix>``, said in a line."""
+    from pathlib import Path
+
+    from click.core import ParameterSource
+
+    def wrap(f):
+        @functools.wraps(f)
+        def run(**kwargs):
+            ctx = click.get_current_context()
+            out = next(p for p in ctx.command.params if "--out" in getattr(p, "opts", ()))
+            if ctx.get_parameter_source(out.name) is ParameterSource.DEFAULT or kwargs[out.name] == out.default:
+                return f(**kwargs)
+            path = Path(kwargs[out.name])
+            base, moved = (path.with_suffix("") if path.suffix else path), []
+            for option in ctx.command.params:
+                if option.name in sidecars and ctx.get_parameter_source(option.name) is ParameterSource.DEFAULT:
+                    kwargs[option.name] = f"{base}.{option.opts[0].lstrip('-')}{sidecars[option.name]}"
+                    moved.append(f"{option.opts[0]} {kwargs[option.name]}")
+            if moved:
+                click.echo(f"--out {path}: {', '.join(moved)} (beside it, not over the pipeline's)", err=True)
+            return f(**kwargs)
+        return run
+    return wrap
+
+
 def use_threads(n: int) -> None:
     """Run torch (OpenMP, MKL, oneDNN) on exactly ``n`` threads, set before torch loads.
 

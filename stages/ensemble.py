@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 
 
 @click.command("ensemble")
@@ -24,6 +24,7 @@ from stages.common import friendly_errors, load, params_option, set_option, prov
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("ensemble")
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, index_dir, students_dir, out, report, of_teachers, quiet, provenance_path):
     """Average the members' probabilities (AU, EXPR) and VA expectations; AU thresholds
     0.5, or tuned per AU on the validation set (ensemble.au_thresholds: tuned)."""

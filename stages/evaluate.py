@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
-from stages.common import GROUND_TRUTH, friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, GROUND_TRUTH, load, params_option, provenance_option, use_threads
 
 
 @contextmanager
@@ -57,6 +57,7 @@ def all_or_none(*paths: str):
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("evaluate")
 @friendly_errors
+@follows_out(predictions=".parquet", soft_label_report=".json", plots="")
 def cli(params_path, index_dir, teacher, students_dir, ensemble, features, rnn_teacher, rnn_ensemble, soft_labels,
         ground_truth, predictions, out, soft_label_report, plots, quiet, provenance_path):
     """Score the teacher, each student, the mean of the students and the ensemble with the

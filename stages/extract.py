@@ -8,7 +8,7 @@ import click
 from pipeline.core.params import SOURCE_KINDS, with_overrides
 from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.core.fileio import write_text
-from stages.common import provenance_option, friendly_errors, load, params_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option
 
 
 @click.command("extract")
@@ -27,6 +27,7 @@ from stages.common import provenance_option, friendly_errors, load, params_optio
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("extract", per_name=True)
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, source, root, out, report, workers, on_error, quiet, provenance_path):
     """Find, align (112x112) and store every face of one source, with its labels.
 

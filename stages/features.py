@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
 
 
 @click.command("features")
@@ -23,6 +23,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("features")
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, table, students_dir, teacher, out, report, quiet, provenance_path):
     """Run the frozen CNN (eval mode, centre view) once over every Aff-Wild2 frame of the
     training and validation videos and store its 128-d per-task features and its logits,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -19,6 +19,7 @@ from stages.rnn_common import input_options, open_features, per_length
               help="Members, hashes, thresholds and validation scores per length.")
 @provenance_option("rnn_ensemble")
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, features_path, table, students_dir, cnn_teacher, members_dir, out_dir, report, provenance_path):
     """Average the temporal members' probabilities (AU, EXPR) and VA expectations, as the
     CNN ensemble does; AU thresholds 0.5, or tuned per AU on the validation set."""

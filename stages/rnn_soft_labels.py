@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -19,6 +19,7 @@ from stages.rnn_common import input_options, open_features, per_length
               help="Frames and hashes.")
 @provenance_option("rnn_soft_labels")
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, features_path, table, students_dir, cnn_teacher, teacher_dir, out_dir, report, provenance_path):
     """For every length in temporal.sequence_lengths, run that length's temporal teacher
     over the training videos (evaluation windows, a frame in two windows gets the mean of

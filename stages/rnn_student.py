@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -22,6 +22,7 @@ from stages.rnn_common import input_options, open_features, per_length
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("rnn_student", per_name=True)
 @friendly_errors
+@follows_out(log_dir="", report=".json")
 def cli(params_path, name, features_path, table, students_dir, cnn_teacher, soft_dir, out_dir, log_dir, report, quiet,
         provenance_path):
     """Train one temporal student on the ground truth and the temporal teacher's cached

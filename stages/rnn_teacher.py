@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
@@ -19,6 +19,7 @@ from stages.rnn_common import input_options, open_features, per_length
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("rnn_teacher")
 @friendly_errors
+@follows_out(log_dir="", report=".json")
 def cli(params_path, features_path, table, students_dir, cnn_teacher, out_dir, log_dir, report, quiet, provenance_path):
     """Train one bidirectional GRU per task on windows of the cached CNN features of the
     Aff-Wild2 training videos, for every length in temporal.sequence_lengths. Reads the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 
 
 @click.command("soft-labels")
@@ -23,6 +23,7 @@ from stages.common import friendly_errors, load, params_option, set_option, prov
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("soft_labels")
 @friendly_errors
+@follows_out(report=".json")
 def cli(params_path, index_dir, teacher, out, report, quiet, provenance_path):
     """Run the teacher once over every frame of the training indexes, on K fixed views per
     frame (or the centre view), and store its logits for the students.

@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import click
 import yaml
@@ -49,10 +49,29 @@ def write_plan(params_path: str):
     if path.parent.exists() and not path.parent.is_dir():
         raise click.ClickException(f"{params_path}: study.out: {path.parent} is a file, not a folder: choose another "
                                    "folder for the study")
+    out = PurePosixPath(Path(p.study.out).as_posix())
+    for tracked in pipeline_outputs():
+        if out == tracked or tracked in out.parents or out in tracked.parents:
+            raise click.ClickException(f"{params_path}: study.out: {out} overlaps {tracked}, an output of dvc.yaml "
+                                       "(DVC would see it changed, or delete the study): choose a folder of its own")
     write_text(path, HEADER.format(params=params_path) + yaml.safe_dump({"stages": stages}, sort_keys=False, width=120))
     click.echo(f"{path}: {len(stages)} stages, {len(runs)} scored runs ({', '.join(p.study.arms)} x "
                f"{p.study.seeds} seeds)")
     return p, runs, arm_of
+
+
+def pipeline_outputs() -> list[PurePosixPath]:
+    """The outputs of the main pipeline's stages (dvc.yaml), as DVC reads them."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    if not Path("dvc.yaml").is_file():
+        return []
+    try:
+        with Repo(".") as repo:
+            return sorted({PurePosixPath(o.def_path) for s in repo.stage.load_file("dvc.yaml") for o in s.outs})
+    except DvcException:  # a broken dvc.yaml: DVC names it when the study runs
+        return []
 
 
 def project_path(params_path: str) -> str:
@@ -178,6 +197,8 @@ def report_of(params_path: str, out: str = "reports/study", ground_truth: str = 
 @friendly_errors
 def report_cmd(params_path, out, ground_truth):
     """The study's report from what its runs recorded (no training)."""
+    if ground_truth != GROUND_TRUTH and not Path(ground_truth).is_file():  # only the default may be absent
+        raise click.BadParameter(f"{ground_truth}: no such file", param_hint="--ground-truth")
     report_of(params_path, out, ground_truth)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 from stages.training import run_training
 
 
@@ -26,6 +26,7 @@ from stages.training import run_training
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("train_student", per_name=True)
 @friendly_errors
+@follows_out(log_csv=".csv", report=".json")
 def cli(params_path, name, index_dir, soft_labels, out, log_csv, report, resume_file, quiet, provenance_path):
     """Train one student on the ground truth and the teacher's soft labels (Eq. 14).
 

@@ -6,7 +6,7 @@ import click
 from pipeline.build.params import BuildParams
 from pipeline.core.params import with_overrides
 from pipeline.training.params import TrainParams, advice
-from stages.common import friendly_errors, load, params_option, set_option, provenance_option, use_threads, warn
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads, warn
 from stages.training import run_training
 
 
@@ -29,6 +29,7 @@ from stages.training import run_training
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @provenance_option("train_teacher")
 @friendly_errors
+@follows_out(log_csv=".csv", report=".json")
 def cli(params_path, index_dir, out, log_csv, report, resume_file, epochs, device, quiet, provenance_path):
     """Train the teacher; keep the best validation epoch by AU + EXPR + CCC_V + CCC_A.
 

@@ -254,3 +254,24 @@ def test_a_folder_given_as_the_resume_file_is_named_before_any_work(command, tmp
     cli = importlib.import_module(f"stages.{command}").cli
     result = CliRunner().invoke(cli, ["--resume", str(tmp_path), *(["--name", "s1"] if command == "train_student" else [])])
     assert result.exit_code == 2 and f"Invalid value for '--resume': File '{tmp_path}' is a directory." in result.output
+
+
+def test_a_stage_run_by_hand_into_its_own_out_leaves_the_pipelines_reports_alone(params, index_dir, tmp_path,
+                                                                                  monkeypatch):
+    """`train-teacher --out elsewhere.pt` wrote its log and report over reports/teacher.json
+    and reports/plots/teacher/log.csv (DVC's outputs of the main teacher): they now go beside
+    --out, said in a line; options given keep their values, and the pipeline's own run
+    (everything given, as dvc.yaml does) is unchanged."""
+    monkeypatch.chdir(tmp_path)
+    mine = tmp_path / "mine"
+    result = run(params, "train-teacher", "--index", index_dir, "--out", mine / "t5.pt", "--resume",
+                 mine / "scratch" / "r.pt", "--provenance", mine / "p.json", "--quiet", "--set", "teacher.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert f"--out {mine / 't5.pt'}: --log {mine / 't5.log.csv'}, --report {mine / 't5.report.json'} (beside it" \
+           in result.output
+    assert (mine / "t5.log.csv").is_file() and (mine / "t5.report.json").is_file() and not (tmp_path / "reports").exists()
+    given = run(params, "train-teacher", "--index", index_dir, "--out", mine / "t6.pt", "--report", mine / "r6.json",
+                "--resume", mine / "scratch" / "r6.pt", "--provenance", mine / "p6.json", "--quiet", "--set",
+                "teacher.epochs=1")
+    assert given.exit_code == 0 and (mine / "r6.json").is_file() and (mine / "t6.log.csv").is_file()
+    assert not (mine / "t6.report.json").exists() and not (tmp_path / "reports").exists()

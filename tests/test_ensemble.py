@@ -173,6 +173,13 @@ def test_a_missing_bundle_names_the_stage_that_writes_it(tmp_path):
         load_bundle(tmp_path / "T8.pt", kind=RNN_BUNDLE_KIND)
 
 
+def test_a_missing_bundle_outside_the_projects_root_says_where_to_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # e.g. `cd reports && mtaffect predict ...`: the default path is relative
+    with pytest.raises(FileNotFoundError, match=r"not found \(run `dvc repro ensemble`; run from the project's root, "
+                                                r"or pass --model\)"):
+        load_bundle("models/ensemble.pt")
+
+
 def test_the_weights_digest_reads_values_not_memory_layout_and_sees_one_changed_value():
     from pipeline.training.models import weights_sha256
 

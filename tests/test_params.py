@@ -154,6 +154,7 @@ def test_missing_section_and_key_are_named(raw):
     ("build", "expr_downsample", {"Neutral": "ten"}, r"build.expr_downsample.Neutral: expected an integer"),
     ("teacher", "task_weights", {"AU": 1.0, "EXPR": 1.0}, r"teacher.task_weights: give a weight for every task"),
     ("ensemble", "members", ["s1", "s1"], r"ensemble.members: 's1' listed twice"),
+    ("build", "expr_sources", ["expw", "expw"], r"build.expr_sources: 'expw' listed twice"),
     ("teacher", "seed", 2**64 + 1, r"teacher.seed: must be < 4294967296, got 18446744073709551617"),  # torch's seed would overflow
 ])
 def test_wrong_type_names_the_key(raw, section, key, value, message):

@@ -526,7 +526,8 @@ def test_expw_two_faces_in_one_image(tmp_path):
           "solo.jpg 0 5 5 100 100 60 1\n"
           "gone.jpg 0 5 5 100 100 60 1\n"
           "solo.jpg 1 5 5 100\n"
-          "solo.jpg 2 5 5 100 100 abc 1\n")
+          "solo.jpg 2 5 5 100 100 abc 1\n"
+          "café 1.jpg 0 5 5 100 100 60 1\n")  # a space in the name: the face number is "1.jpg"
     res = expw.read(root, Problems())
     jobs = {j.video: j for j in res.jobs}
     party = jobs["party"]
@@ -536,8 +537,10 @@ def test_expw_two_faces_in_one_image(tmp_path):
     assert party.boxes[0].tolist() == [20, 10, 80, 90]
     assert jobs["solo"].expr.tolist() == [2]  # disgust
     assert res.labels_without_frame == 1
-    assert sum(res.problems.counts.values()) == 3  # missing image, short line, a word as confidence
+    assert sum(res.problems.counts.values()) == 4  # missing image, short line, a word as confidence, a spaced name
     assert res.problems.examples["bad label line: confidence … is not a number"].endswith("label.lst:6")
+    spaced = [k for k in res.problems.examples if "an image name with a space?" in k and "face number" in k]
+    assert spaced and res.problems.examples[spaced[0]].endswith("label.lst:7")
 
 
 # --- AFEW-VA ------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The study's verdict rule on made-up per-seed tables, and its paired interval against a
 brute-force resampling of the same draws."""
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 
@@ -51,7 +54,7 @@ import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
 from pipeline.core.catalogue import check_all  # noqa: E402
-from pipeline.core.errors import ParamsError  # noqa: E402
+from pipeline.core.errors import DataError, ParamsError  # noqa: E402
 from pipeline.core.params import load  # noqa: E402
 from pipeline.core.schema import ABAW2020  # noqa: E402
 from pipeline.evaluation.scoring import PRED_VA, thr_au  # noqa: E402
@@ -265,6 +268,13 @@ def test_a_plan_outside_a_project_or_over_a_file_is_refused_in_one_line(tmp_path
         write_plan("params.yaml")
     assert (tmp_path / "project" / "mine.txt").read_text() == "the user's"
     assert sorted(p.name for p in (tmp_path / "project").iterdir()) == [".dvc", "mine.txt", "params.yaml"]
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "project" / "dvc.yaml")  # the pipeline's outputs are no study folder
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path / "project", check=True)
+    for out, tracked in (("data/build", "data/build"), ("data/build/study", "data/build"), ("models", "models/ensemble.pt")):
+        params_file(tmp_path / "project", study__seeds=1, study__out=out)
+        with pytest.raises(click.ClickException, match=rf"study.out: {out} overlaps {tracked}, an output of dvc.yaml"):
+            write_plan("params.yaml")
+    assert not (tmp_path / "project" / "data").exists() and not (tmp_path / "project" / "models").exists()
 
 
 def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
@@ -346,3 +356,17 @@ def test_against_the_ground_truth_every_test_frame_counts_for_every_task(tmp_pat
     assert truth_section["claims"][0]["total"]["differences"] == pytest.approx(complete["claims"][0]["total"]["differences"])
     assert "## Against the complete ground truth" in render(from_files, [])
     assert "## Against the complete ground truth" not in render(complete, [])
+    # a table with a row per model and face (the predictions) is no ground truth: said, no traceback
+    pd.concat([truth, truth]).to_parquet(tmp_path / "predictions.parquet")
+    with pytest.raises(DataError, match=r"predictions.parquet: face affwild2/v00/0 has 2 rows: not a ground-truth"):
+        study_report(p, runs, arm_of, ABAW2020, tmp_path / "predictions.parquet")
+
+
+def test_a_ground_truth_named_but_absent_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from stages.cli import main
+
+    result = CliRunner().invoke(main, ["study", "report", "--params", str(params_file(tmp_path)), "--ground-truth",
+                                       str(tmp_path / "typo.parquet")])
+    assert result.exit_code == 2 and f"{tmp_path / 'typo.parquet'}: no such file" in result.output

@@ -5,7 +5,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, field_validator
 
-from pipeline.core.params import Count, NonNegative, PathName, SOURCE_KINDS, Section, Seed
+from pipeline.core.params import Count, NonNegative, PathName, SOURCE_KINDS, Section, Seed, unique
 from pipeline.core.schema import EXPRESSIONS, SCHEMAS, LabelSchema, au_number, label_schema
 
 MAX_AU = 46  # FACS's action units run to AU46 (blink, wink); higher codes are head and eye positions
@@ -37,6 +37,8 @@ class BuildParams(Section):
     va_bins: Literal["joint", "marginal"] = "joint"
     va_downsample: Count = 5  #: Aff-Wild2 VA: keep every k-th frame
     missing_class: Literal["error", "warn"] = "error"
+
+    _check_unique = field_validator("au_sources", "expr_sources", "va_sources")(unique)
 
     @field_validator("aus")
     @classmethod

@@ -44,6 +44,10 @@ def read_ground_truth(path: str | Path | None, uids) -> pd.DataFrame | None:
     except (pa.ArrowInvalid, OSError, KeyError) as e:
         raise DataError(f"{path}: not a readable ground-truth table ({str(e).splitlines()[0][:100]}): rerun "
                         "`dvc repro synth`, or leave --ground-truth out") from None
+    twice = gt.index[gt.index.duplicated()]
+    if len(twice):  # e.g. a prediction table: a row per model and face
+        raise DataError(f"{path}: face {twice[0]} has {int((gt.index == twice[0]).sum())} rows: not a ground-truth "
+                        "table (one row per face, as synth writes it)")
     gt = gt[gt.index.isin(wanted)]
     return gt if len(gt) else None
 

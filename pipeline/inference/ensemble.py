@@ -104,7 +104,9 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu", kind: str 
     if not os.path.exists(path):
         fix = ("`dvc repro ensemble`" if kind == BUNDLE_KIND else
                "`dvc repro rnn_ensemble`, with its length in temporal.sequence_lengths")
-        raise FileNotFoundError(f"{path}: model bundle not found (run {fix})")
+        relative = not os.path.isabs(path) and not os.path.isdir(".dvc")  # e.g. the default, from a subfolder
+        where = "; run from the project's root, or pass --model" if relative else ""
+        raise FileNotFoundError(f"{path}: model bundle not found (run {fix}{where})")
     bundle = read_torch_file(path, "model bundle", device)
     if not isinstance(bundle, dict) or bundle.get("kind") != kind:
         raise CheckpointError(f"{path}: not {KINDS[kind]}" + (f" (it is {KINDS[bundle['kind']]})" if isinstance(

@@ -32,6 +32,9 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         try:
             if len(cells) < 8:  # further fields are not ours
                 raise ValueError(f"expected 8 space-separated fields, got {len(cells)}")
+            if not cells[1].lstrip("-").isdigit():
+                raise ValueError(f"face number {cells[1]!r} is not a whole number (an image name with a space? "
+                                 "ExpW's names have none: rename the image)")
             name, face_id = cells[0], int(cells[1])
             if Path(name).is_absolute() or ".." in Path(name).parts:
                 raise ValueError(f"image name {name!r} leaves image/origin/")
