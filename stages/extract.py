@@ -8,11 +8,12 @@ import click
 from pipeline.core.params import SOURCE_KINDS, with_overrides
 from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.core.fileio import write_text
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option
 
 
 @click.command("extract")
 @params_option
+@set_option
 @click.option("--source", required=True, type=click.Choice([*SOURCE_KINDS, "input"]),
               help="Dataset kind; 'input' is an unlabelled video or folder of images.")
 @click.option("--root", default=None, type=click.Path(exists=True),

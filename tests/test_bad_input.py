@@ -176,6 +176,18 @@ def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_
     assert (students / "s1.pt").read_bytes() == b"a student's weights"
 
 
+def test_an_ensemble_member_that_is_no_student_is_named_as_such(tmp_path):
+    students = ensemble_members(tmp_path)
+    (students / "s2.pt").unlink()
+    out = tmp_path / "e.pt"
+    failed_naming(run(tmp_path, "ensemble", "--set", "ensemble.members=[s1, s9]", "--students", str(students),
+                      "--out", str(out)), "ensemble.members: 's9' is not a student (students: s1, s2, s3)")
+    failed_naming(run(tmp_path, "ensemble", "--set", "ensemble.members=[s1, s2]", "--students", str(students),
+                      "--out", str(out)), f"{students / 's2.pt'}: checkpoint of ensemble member 's2' not found",
+                  "dvc repro train_student@s2")
+    assert not out.exists()
+
+
 def test_data_that_no_longer_fit_their_version_stop_extraction(data, tmp_path):
     # DVC reruns extract when the version file changes, not when the folder does: the run
     # must then refuse files that are not those the version was written for
