@@ -237,6 +237,25 @@ def test_damaged_video_is_skipped_never_shifted(data, tmp_path, caplog):
     no_leftovers(tmp_path)
 
 
+def test_a_stray_label_past_a_videos_end_is_named_alone_and_a_missing_videos_rows_counted(data, tmp_path, caplog):
+    import re
+
+    labels = data / "disfa" / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+    labels.write_text(labels.read_text() + "10000,0\n")  # one stray label far past the video's end
+    (data / "disfa" / "Videos_LeftCamera" / "LeftVideoSN002_comp.avi").unlink()
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "disfa", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "extract.json").read_text())
+    sn002 = len((data / "disfa/ActionUnit_Labels/SN002/SN002_au1.txt").read_text().split())  # a line per frame
+    assert report["labels_without_frame"] == sn002 + 1
+    skipped, without = map(int, re.search(r"(\d+) rows skipped, (\d+) labels without a frame \(a row of a missing "
+                                          r"or unreadable file is both\)", result.output).groups())
+    assert without == sn002 + 1 and skipped >= without
+    assert "1 label(s) name frame 10000" in caplog.text and "its own frames are kept" in caplog.text
+    assert set(pd.read_parquet(out / "frames.parquet")["video"]) == {"SN001"}
+
+
 @pytest.mark.parametrize("source", ["affwild2", "expw"])
 def test_truncated_images_are_skips_never_faces(data, tmp_path, source, caplog):
     folder = data / ("affwild2/cropped_aligned" if source == "affwild2" else "expw/image/origin")
