@@ -15,7 +15,7 @@ from pipeline.extraction.video import quiet_opencv
 from pipeline.extraction.worker import read_rgb
 from pipeline.predict.outputs import earlier_outputs
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
-from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS
 
 quiet_opencv()  # our one line names the file and says why, OpenCV's own lines only confuse
 

@@ -11,9 +11,8 @@ import cv2
 import numpy as np
 
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
-from pipeline.extraction.sources.base import Job, Problems, SourceRead
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS, Job, Problems, SourceRead
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def count_frames(path: Path) -> int:
