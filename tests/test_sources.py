@@ -760,8 +760,12 @@ def test_unlabelled_folder_and_video(tmp_path):
             write(tmp_path / "imgs" / name, "x")
         else:
             jpg(tmp_path / "imgs" / name)
-    job = unlabelled.read(tmp_path / "imgs", Problems()).jobs[0]
+    jpg(tmp_path / "imgs" / "sub" / "c.tif")
+    read = unlabelled.read(tmp_path / "imgs", Problems())
+    job = read.jobs[0]
     assert [p.split("/")[-1] for p in job.images] == ["a.jpg", "b.png"] and job.frames.tolist() == [0, 1]
+    assert read.notes == [f"{tmp_path / 'imgs'}: not read: 1 subfolder(s) (not searched: give them as inputs), e.g. "
+                          "sub; 1 other file(s), e.g. notes.txt"]  # said, never skipped silently
     assert all(math.isnan(v) for v in job.va.ravel())
     path = tmp_path / "v.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
