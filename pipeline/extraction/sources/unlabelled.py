@@ -64,4 +64,3 @@ def not_read(folder: Path, files: list[Path], media: tuple[str, ...]) -> list[st
         parts.append(f"{len(unreadable)} neither a file nor a folder (a symbolic link to nothing or a loop of "
                      f"links, a pipe), e.g. {unreadable[0]}")
     return [f"{folder}: not read: {'; '.join(parts)}"] if parts else []
-
