@@ -9,11 +9,12 @@ from pipeline.build.params import BuildParams
 from pipeline.core.params import with_overrides
 from pipeline.extraction.params import ExtractParams
 from pipeline.core.fileio import write_json
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option
 
 
 @click.command("build")
 @params_option
+@set_option
 @click.option("--faces", default=None, type=click.Path(file_okay=False),
               help="Folder holding <source>/frames.parquet (default: extract.out).")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Index folder (default: build.out).")

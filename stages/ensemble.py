@@ -48,6 +48,7 @@ def cli(params_path, index_dir, students_dir, out, report, of_teachers, quiet, p
     from pipeline.core.schema import label_schema
     from pipeline.extraction.params import ExtractParams
     from pipeline.inference.params import EnsembleParams
+    from pipeline.training.params import StudentParams
 
     p = load(params_path, EnsembleParams, ExtractParams, BuildParams)
     use_threads(p.threads)
@@ -59,7 +60,14 @@ def cli(params_path, index_dir, students_dir, out, report, of_teachers, quiet, p
             raise DataError(f"--out {out}: is the checkpoint of ensemble member {name}, which this command reads: "
                             "refusing to write there (choose another path)")
     for name, path in members.items():
+        if not Path(path).exists() and of_teachers:
+            raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found")
         if not Path(path).exists():
+            # only this message reads the students' names: no dependency of the bundle
+            students = list(load(params_path, EnsembleParams, ExtractParams, BuildParams, StudentParams).students)
+            if name not in students:
+                raise DataError(f"ensemble.members: {name!r} is not a student (students: {', '.join(students)}): "
+                                "add it under `students`, or leave it out of the members")
             raise FileNotFoundError(f"{path}: checkpoint of ensemble member {name!r} not found "
                                     f"(run `dvc repro train_student@{name}`)")
         model = load_checkpoint(path)[0] if of_teachers else load_student(path)[0]

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from pipeline.core.fileio import check_output_folder, replacing_folder, write_json
-from stages.common import follows_out, friendly_errors, GROUND_TRUTH, load, params_option, provenance_option, use_threads
+from stages.common import (follows_out, friendly_errors, GROUND_TRUTH, load, params_option, provenance_option, set_option,
+                           use_threads)
 
 
 @contextmanager
@@ -32,6 +33,7 @@ def all_or_none(*paths: str):
 
 @click.command("evaluate")
 @params_option
+@set_option
 @click.option("--index", "index_dir", default=None, type=click.Path(file_okay=False),
               help="Folder of the build stage's indexes (default: build.out).")
 @click.option("--teacher", default="models/teacher.pt", show_default=True, help="The teacher checkpoint.")

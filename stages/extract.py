@@ -8,11 +8,12 @@ import click
 from pipeline.core.params import SOURCE_KINDS, with_overrides
 from pipeline.extraction.params import ExtractParams, SourceParams
 from pipeline.core.fileio import write_text
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option
 
 
 @click.command("extract")
 @params_option
+@set_option
 @click.option("--source", required=True, type=click.Choice([*SOURCE_KINDS, "input"]),
               help="Dataset kind; 'input' is an unlabelled video or folder of images.")
 @click.option("--root", default=None, type=click.Path(exists=True),
@@ -66,8 +67,9 @@ def cli(params_path, source, root, out, report, workers, on_error, quiet, proven
     frames = "frames" if source == "input" else "labelled frames"
     unlabelled = counts["frames_without_label"] + counts["invalid_label_rows"]
     click.echo(f"{source}: {counts['faces_written']} faces from {counts['labelled_frames']} {frames} "
-               f"({counts['frames_without_face']} without a face, {counts['labels_without_frame']} labels "
-               f"without a frame, {skipped} rows skipped, {unlabelled} frames without a label not read) -> {out}")
+               f"({counts['frames_without_face']} without a face, {skipped} rows skipped, {counts['labels_without_frame']} "
+               f"labels without a frame (a row of a missing or unreadable file is both), {unlabelled} frames without "
+               f"a label not read) -> {out}")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import click
 
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 
 
 @click.command("features")
 @params_option
+@set_option
 @click.option("--faces", "table", default=None, type=click.Path(dir_okay=False),
               help="Aff-Wild2's frame table (default: <extract.out>/affwild2/frames.parquet).")
 @click.option("--students", "students_dir", default="models/students", show_default=True,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-ensemble")
 @params_option
+@set_option
 @input_options
 @click.option("--members", "members_dir", default="models/rnn/students", show_default=True,
               type=click.Path(file_okay=False), help="The temporal students' folders, <name>/T<length>.pt.")

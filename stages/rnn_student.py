@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import click
 
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-student")
 @params_option
+@set_option
 @click.option("--name", required=True, help="The student: a key of `rnn_students` in params.yaml.")
 @input_options
 @click.option("--soft-labels", "soft_dir", default="data/rnn_soft_labels", show_default=True,

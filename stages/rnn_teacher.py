@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import click
 
-from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, use_threads
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option, use_threads
 from stages.rnn_common import input_options, open_features, per_length
 
 
 @click.command("rnn-teacher")
 @params_option
+@set_option
 @input_options
 @click.option("--out", "out_dir", default="models/rnn/teacher", show_default=True, type=click.Path(file_okay=False),
               help="Folder of the best checkpoints, T<length>.pt.")

@@ -6,11 +6,12 @@ import click
 from pipeline.core.params import with_overrides
 from pipeline.core.schema import SCHEMAS
 from synthetic.params import SYNTH_SIZES, SynthParams
-from stages.common import friendly_errors, load, params_option, provenance_option
+from stages.common import friendly_errors, load, params_option, provenance_option, set_option
 
 
 @click.command("synth")
 @params_option
+@set_option
 @click.option("--size", "dataset_size", type=click.Choice(SYNTH_SIZES), default=None,
               help="Named size (synth.dataset_size): tiny (seconds), demo (~36k faces), medium, large, huge.")
 @click.option("--label-schema", "label_schema", type=click.Choice(tuple(SCHEMAS)), default=None,

@@ -73,6 +73,17 @@ def test_a_file_where_a_task_folder_goes_is_named_before_anything_is_written(tmp
     assert (tmp_path / "sub" / "EXPR_Set").read_text() == "mine"
 
 
+def test_a_table_with_its_au_columns_in_another_order_exports_the_same_files(tmp_path):
+    path = table(tmp_path / "v.csv", [0, 1, 2], [True, False, True])
+    assert CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "a")]).exit_code == 0
+    rows = pd.read_csv(path)
+    rows[[*rows.columns[:7], *reversed(AU_NAMES)]].to_csv(path, index=False)  # AU25, AU20, ..., AU1
+    result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    for task in ("AU", "EXPR", "VA"):
+        assert (tmp_path / f"b/{task}_Set/v.txt").read_text() == (tmp_path / f"a/{task}_Set/v.txt").read_text()
+
+
 def test_a_table_of_another_au_set_exports_its_other_tasks_only(tmp_path):
     path = tmp_path / "v.csv"
     rows = pd.read_csv(table(path, [0, 1], [True, True])).drop(columns=["AU25"])

@@ -176,6 +176,18 @@ def test_an_output_that_is_an_input_or_inside_an_input_folder_is_refused_before_
     assert (students / "s1.pt").read_bytes() == b"a student's weights"
 
 
+def test_an_ensemble_member_that_is_no_student_is_named_as_such(tmp_path):
+    students = ensemble_members(tmp_path)
+    (students / "s2.pt").unlink()
+    out = tmp_path / "e.pt"
+    failed_naming(run(tmp_path, "ensemble", "--set", "ensemble.members=[s1, s9]", "--students", str(students),
+                      "--out", str(out)), "ensemble.members: 's9' is not a student (students: s1, s2, s3)")
+    failed_naming(run(tmp_path, "ensemble", "--set", "ensemble.members=[s1, s2]", "--students", str(students),
+                      "--out", str(out)), f"{students / 's2.pt'}: checkpoint of ensemble member 's2' not found",
+                  "dvc repro train_student@s2")
+    assert not out.exists()
+
+
 def test_data_that_no_longer_fit_their_version_stop_extraction(data, tmp_path):
     # DVC reruns extract when the version file changes, not when the folder does: the run
     # must then refuse files that are not those the version was written for
@@ -223,6 +235,25 @@ def test_damaged_video_is_skipped_never_shifted(data, tmp_path, caplog):
     assert labels_on_their_frames(out, data) > 0
     assert tree_hash(data) == before
     no_leftovers(tmp_path)
+
+
+def test_a_stray_label_past_a_videos_end_is_named_alone_and_a_missing_videos_rows_counted(data, tmp_path, caplog):
+    import re
+
+    labels = data / "disfa" / "ActionUnit_Labels" / "SN001" / "SN001_au1.txt"
+    labels.write_text(labels.read_text() + "10000,0\n")  # one stray label far past the video's end
+    (data / "disfa" / "Videos_LeftCamera" / "LeftVideoSN002_comp.avi").unlink()
+    out = tmp_path / "faces"
+    result = run(tmp_path, "extract", "--source", "disfa", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "extract.json").read_text())
+    sn002 = len((data / "disfa/ActionUnit_Labels/SN002/SN002_au1.txt").read_text().split())  # a line per frame
+    assert report["labels_without_frame"] == sn002 + 1
+    skipped, without = map(int, re.search(r"(\d+) rows skipped, (\d+) labels without a frame \(a row of a missing "
+                                          r"or unreadable file is both\)", result.output).groups())
+    assert without == sn002 + 1 and skipped >= without
+    assert "1 label(s) name frame 10000" in caplog.text and "its own frames are kept" in caplog.text
+    assert set(pd.read_parquet(out / "frames.parquet")["video"]) == {"SN001"}
 
 
 @pytest.mark.parametrize("source", ["affwild2", "expw"])

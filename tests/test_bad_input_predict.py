@@ -250,6 +250,28 @@ def test_a_small_face_in_a_large_photograph_is_a_warning_with_the_fix(bundle, tm
     assert result.exit_code == 0 and pd.read_csv(tmp_path / "b" / "big.csv")["face"].all()
 
 
+def test_every_face_mode_finds_at_least_the_faces_the_main_face_mode_finds(bundle, tmp_path):
+    # a face that shrinks below what the full-frame detection sees: the main-face tracker
+    # follows it in its crops, and --all-faces must not say "no face" where it did
+    face = cv2.resize(skimage_data.astronaut()[:260, 120:380], (150, 150), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "shrinking.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 360))
+    for t in range(64):
+        side = int(150 * 0.88 ** (t // 8))
+        frame = np.full((360, 640, 3), 70, np.uint8)
+        frame[100:100 + side, 200:200 + side] = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+        writer.write(frame)
+    writer.release()
+    tables = {}
+    for mode in ([], ["--all-faces"]):
+        out = tmp_path / (mode[0][2:] if mode else "main")
+        assert run("predict", path, "--model", bundle, "--out", out, "--quiet", "--no-timeline", *mode).exit_code == 0
+        tables[out.name] = pd.read_csv(out / "shrinking.csv")
+    main, every = (set(t.loc[t["face"], "frame"]) for t in tables.values())
+    assert max(main) >= 56, sorted(main)  # the smallest face is followed (else this shows nothing)
+    assert main <= every, sorted(main - every)
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda t: t.assign(expression=t["expression"].where(t.index != 3, "Happy")), "row 5: expression 'Happy'"),
     (lambda t: t.assign(frame=t["frame"].where(t.index != 4, 1e9)), "row 6: frame"),

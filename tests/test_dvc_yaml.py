@@ -56,6 +56,18 @@ def test_paths_in_the_command_are_the_commands_defaults(stage):
             assert defaults[option] == value, f"{stage}: {option} is {value} in dvc.yaml, {defaults[option]} by default"
 
 
+@pytest.mark.parametrize("stage", sorted(s for s in DVC if s != "check_params"))
+def test_every_stage_takes_set_overrides_as_dvc_exp_run_does(stage):
+    # a stage run by hand must be able to try a value, as `dvc exp run -S` does
+    from click.testing import CliRunner
+
+    cli = importlib.import_module(stage_module(stage)).cli
+    family = yaml.safe_load((ROOT / "params.yaml").read_text()).get(foreach_of(stage) or "", {"x": None})
+    args = [a.replace("${key}", next(iter(family))) for a in shlex.split(stage_body(stage)["cmd"])[3:]]
+    result = CliRunner().invoke(cli, [*args, "--params", str(ROOT / "params.yaml"), "--set", "threads=-1"])
+    assert result.exit_code != 0 and "--set threads=-1: threads: expected a whole number" in result.output, result.output
+
+
 def test_students_never_depend_on_the_teacher_checkpoint():
     # they learn from the soft-label cache; the teacher is never loaded by a student
     student = stage_body("train_student")

@@ -415,6 +415,9 @@ def test_check_params_names_a_build_source_without_an_entry_and_a_missing_featur
     path.write_text(yaml.safe_dump(dict(raw, features={**raw["features"], "checkpoint": "models/nope.pt"})))
     with pytest.raises(ParamsError, match=rf"{path}: features.checkpoint: 'models/nope.pt' is not a checkpoint file"):
         check_all(path)
+    path.write_text(yaml.safe_dump(dict(raw, features={**raw["features"], "checkpoint": str(path)})))
+    with pytest.raises(ParamsError, match=rf"features.checkpoint: '{path}' is not a torch checkpoint \(no zip"):
+        check_all(path)
     # a source that labels no such task, and a warm-up as long as the training
     path.write_text(yaml.safe_dump(dict(raw, build={**raw["build"], "au_sources": ["expw"]})))
     with pytest.raises(ParamsError, match=rf"{path}: build.au_sources names expw, which has no AU labels \(it labels "

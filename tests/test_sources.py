@@ -286,10 +286,11 @@ def test_saffwild2_keeps_each_unknown_unknown_and_every_label_on_its_image(tmp_p
           + "v1/00005.jpg,0.1,0.2,-1,0,0,0,0,0,0,0,0,0,0,0,0\n")  # no crop below
     write(root / "MTL_Challenge/validation_set_annotations.txt", head
           + "v2/00001.jpg,0.9,0.8,0,0,0,0,0,0,0,0,0,0,0,0,0\n")
-    for name in ("v1/00001", "v1/00002", "v1/00003", "v1/00004", "v2/00001"):
-        jpg(root / f"cropped_aligned/{name}.jpg")
+    for name in ("v1/00001", "v1/00002", "v1/00003", "v1/00004", "v2/00001", "v1/00009", "test/00001", "test/00002"):
+        jpg(root / f"cropped_aligned/{name}.jpg")  # no row for v1/00009 nor the folder test
     problems = Problems()
     res = saffwild2.read(root, problems)
+    assert res.frames_without_label == 3
     jobs = {j.video: j for j in res.jobs}
     v1 = jobs["v1"]
     assert v1.split == "train" and v1.aus == ABAW2022.aus and v1.frames.tolist() == [0, 1, 2]
@@ -520,6 +521,9 @@ def test_expw_two_faces_in_one_image(tmp_path):
     root = tmp_path / "expw"
     jpg(root / "image/origin/party.jpg", size=200)
     jpg(root / "image/origin/solo.jpg", size=200)
+    jpg(root / "image/origin/unlabelled.jpg", size=200)  # no line names it
+    jpg(root / "image/origin/café 1.jpg", size=200)  # its line names "café": not read
+    write(root / "image/origin/notes.txt", "not an image")
     write(root / "label/label.lst",
           "party.jpg 0 10 20 80 90 55.1 3\n"
           "party.jpg 1 100 110 190 180 40.0 6\n"
@@ -536,7 +540,7 @@ def test_expw_two_faces_in_one_image(tmp_path):
     # box columns: top left right bottom -> x1 y1 x2 y2 = left top right bottom
     assert party.boxes[0].tolist() == [20, 10, 80, 90]
     assert jobs["solo"].expr.tolist() == [2]  # disgust
-    assert res.labels_without_frame == 1
+    assert res.labels_without_frame == 1 and res.frames_without_label == 2
     assert sum(res.problems.counts.values()) == 4  # missing image, short line, a word as confidence, a spaced name
     assert res.problems.examples["bad label line: confidence … is not a number"].endswith("label.lst:6")
     spaced = [k for k in res.problems.examples if "an image name with a space?" in k and "face number" in k]
@@ -614,8 +618,9 @@ def affectnet_row(name, code, valence, arousal, points=None):
 
 def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path):
     root = tmp_path / "affectnet"
-    for name in ("689/b.jpg", "689/a.jpg", "12/c.png", "12/d.jpg", "689/v.jpg"):
-        jpg(root / "Manually_Annotated_Images" / name)
+    for name in ("689/b.jpg", "689/a.jpg", "12/c.png", "12/d.jpg", "689/v.jpg", "689/unlisted.jpg", "5/x.JPG", "top.png"):
+        jpg(root / "Manually_Annotated_Images" / name)  # no row names the last three
+    write(root / "Manually_Annotated_Images/5/readme.txt", "not an image")
     write(root / "Manually_Annotated_file_lists/training.csv", "\n".join([
         AFFECTNET_HEADER,
         affectnet_row("689/b.jpg", 1, 0.5, -0.25),   # Happiness
@@ -646,7 +651,7 @@ def test_affectnet_file_lists_map_codes_keep_unknowns_and_skip_no_face(tmp_path)
     none = jobs["train-12"]
     assert none.expr.tolist() == [-1] and none.va.tolist() == [[pytest.approx(0.1), pytest.approx(0.2)]]
     assert jobs["val-689"].split == "val" and jobs["val-689"].expr.tolist() == [EXPRESSIONS.index("Anger")]
-    assert res.labels_without_frame == 1 and res.invalid_label_rows == 1
+    assert res.labels_without_frame == 1 and res.invalid_label_rows == 1 and res.frames_without_label == 3
     reasons = {r: v["first"].rsplit(":", 1)[1] for r, v in p.as_dict().items()}
     assert reasons == {"bad row: No-Face (code 10): no face to learn from": "5",
                        "image … missing": "6",
@@ -755,8 +760,12 @@ def test_unlabelled_folder_and_video(tmp_path):
             write(tmp_path / "imgs" / name, "x")
         else:
             jpg(tmp_path / "imgs" / name)
-    job = unlabelled.read(tmp_path / "imgs", Problems()).jobs[0]
+    jpg(tmp_path / "imgs" / "sub" / "c.tif")
+    read = unlabelled.read(tmp_path / "imgs", Problems())
+    job = read.jobs[0]
     assert [p.split("/")[-1] for p in job.images] == ["a.jpg", "b.png"] and job.frames.tolist() == [0, 1]
+    assert read.notes == [f"{tmp_path / 'imgs'}: not read: 1 subfolder(s) (not searched: give them as inputs), e.g. "
+                          "sub; 1 other file(s), e.g. notes.txt"]  # said, never skipped silently
     assert all(math.isnan(v) for v in job.va.ravel())
     path = tmp_path / "v.avi"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))

@@ -9,6 +9,7 @@ import io
 import itertools
 import os
 import stat
+import zipfile
 from pathlib import Path
 
 from pipeline.build.params import BuildParams
@@ -72,9 +73,13 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
         if unlabelled:
             raise ParamsError(f"{path}: build.{task}_sources names {unlabelled[0]}, which has no {task.upper()} "
                               f"labels (it labels {', '.join(t.upper() for t in SOURCE_TASKS[unlabelled[0]])})")
-    if p.features.checkpoint not in ("best_member", "teacher") and not Path(p.features.checkpoint).is_file():
-        raise ParamsError(f"{path}: features.checkpoint: {p.features.checkpoint!r} is not a checkpoint file (nor "
-                          "best_member, nor teacher)")
+    checkpoint = p.features.checkpoint
+    if checkpoint not in ("best_member", "teacher"):
+        if not Path(checkpoint).is_file():
+            raise ParamsError(f"{path}: features.checkpoint: {checkpoint!r} is not a checkpoint file (nor "
+                              "best_member, nor teacher)")
+        if not zipfile.is_zipfile(checkpoint):  # what torch.save writes
+            raise ParamsError(f"{path}: features.checkpoint: {checkpoint!r} is not a torch checkpoint (no zip archive)")
     for key, section in pretrained(p).items():
         if not Path(section.pretrained).is_file():
             what = "a folder, not a file" if Path(section.pretrained).is_dir() else "no such file"

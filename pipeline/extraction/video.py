@@ -129,9 +129,11 @@ def _decode(cap, job: Job, params: ExtractParams, detector, res, emit) -> None:
         # shifted onto other frames.
         missing = len(wanted) - row
         res.labels_without_frame += missing
-        where = f" ({job.labels_from}, frames {frame_no + 1}..{int(wanted[-1]) + 1})" if job.labels_from else ""
-        res.rejected.append((job.video_path, f"labels past the video's end: it has {frame_no} frames, the labels "
-                             f"go to frame {int(wanted[-1]) + 1}{where}", None, missing))
+        first, last = int(wanted[row]) + 1, int(wanted[-1]) + 1  # counted from 1, as label files do
+        named = f"frame {first}" if missing == 1 else f"frames {first}..{last}"
+        where = f" in {job.labels_from}" if job.labels_from else ""
+        res.rejected.append((job.video_path, f"labels past the video's end: it has {frame_no} frames; {missing} "
+                             f"label(s) name {named}{where} (its own frames are kept)", None, missing))
 
 
 def emit_detections(rows, frames, detections, params: ExtractParams, res, emit) -> None:

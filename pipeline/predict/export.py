@@ -72,6 +72,8 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     if era is None:
         raise DataError(f"{path}: probabilities of the classes {', '.join(classes)}: neither the 7 basic expressions "
                         "nor those and Other (a column removed?)")
+    if sorted(aus) == sorted(era.aus):  # the columns are named: their order in the table does not matter
+        aus = list(era.aus)
     if "AU" in tasks and tuple(aus) != era.aus:
         raise DataError(f"{path}: predicts the AUs {', '.join(aus)} (a model of another AU set), not the "
                         f"{len(era.aus)} of the {era.name} ABAW files ({', '.join(era.aus)}): export only its "
@@ -206,6 +208,8 @@ def read_image_predictions(path: Path) -> pd.DataFrame:
         rows = pd.read_parquet(path, columns=columns) if path.suffix == ".parquet" else pd.read_csv(path, usecols=columns)
     except (ValueError, KeyError, OSError) as e:
         raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
+    if sorted(aus) == sorted(ABAW2022.aus):  # named columns, in any order
+        aus = list(ABAW2022.aus)
     if (tuple(aus), tuple(classes)) != (ABAW2022.aus, ABAW2022.expressions):
         raise DataError(f"{path}: predicts the AUs {', '.join(aus) or 'none'} and {len(classes)} classes; the "
                         f"multi-task file lists abaw2022's, in its order ({', '.join(ABAW2022.aus)}; the 7 basic "

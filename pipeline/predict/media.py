@@ -15,7 +15,8 @@ from pipeline.extraction.video import quiet_opencv
 from pipeline.extraction.worker import read_rgb
 from pipeline.predict.outputs import earlier_outputs
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
-from pipeline.extraction.sources.unlabelled import IMAGE_EXTENSIONS
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS
+from pipeline.extraction.sources.unlabelled import not_read
 
 quiet_opencv()  # our one line names the file and says why, OpenCV's own lines only confuse
 
@@ -55,7 +56,7 @@ def find_inputs(paths) -> tuple[list[Input], list[str]]:
                 notices.append(f"{given}: {len(written)} file(s) written by an earlier mtaffect "
                                f"{' and '.join(commands)} left out ({OUTPUTS_LIST})")
             entries = sorted(p for p in given.iterdir() if p.is_file() and p not in written and p.name != OUTPUTS_LIST)
-            notices += not_read(given, entries)
+            notices += not_read(given, entries, (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS))
             videos = [p for p in entries if p.suffix.lower() in VIDEO_EXTENSIONS]
             images = tuple(p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS)
             if not videos and not images:
@@ -76,24 +77,6 @@ def find_inputs(paths) -> tuple[list[Input], list[str]]:
             raise DataError(f"{given}: neither a video ({', '.join(VIDEO_EXTENSIONS)}) nor an image "
                             f"({', '.join(IMAGE_EXTENSIONS)})")
     return found, notices
-
-
-def not_read(folder: Path, files: list[Path]) -> list[str]:
-    """What of ``folder`` predict leaves alone, in a line (none when it reads everything)."""
-    media = (*VIDEO_EXTENSIONS, *IMAGE_EXTENSIONS)
-    others = [p.name for p in files if p.suffix.lower() not in media]
-    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    # a symbolic link to nothing or a loop of links (or a pipe) is neither: never dropped without a word
-    unreadable = sorted(p.name for p in folder.iterdir() if not p.is_dir() and not p.is_file())
-    parts = []
-    if subfolders:
-        parts.append(f"{len(subfolders)} subfolder(s) (not searched: give them as inputs), e.g. {subfolders[0]}")
-    if others:
-        parts.append(f"{len(others)} other file(s), e.g. {others[0]}")
-    if unreadable:
-        parts.append(f"{len(unreadable)} neither a file nor a folder (a symbolic link to nothing or a loop of "
-                     f"links, a pipe), e.g. {unreadable[0]}")
-    return [f"{folder}: not read: {'; '.join(parts)}"] if parts else []
 
 
 def _video(path: Path) -> Input:

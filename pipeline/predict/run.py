@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from pipeline.core.errors import CheckpointError
 from pipeline.extraction.align import aligned_crop
-from pipeline.extraction.faces import Detection, FaceDetector
+from pipeline.extraction.faces import Detection, FaceDetector, box_iou
 from pipeline.core.fileio import temp_path
 from pipeline.predict.media import VIDEO_BEHIND, Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
@@ -62,10 +62,14 @@ class FaceFinder:
             return [[Found(0, d)] if d is not None and d.prob >= self.min_prob else []
                     for d in self.tracker.track(images)]
         found = []
-        for frame, faces in zip(frames, self.detector.detect(images)):
-            keep = np.flatnonzero(faces.probs >= self.min_prob)
-            ids = self.ids.assign(frame.number, faces.boxes[keep])
-            found.append([Found(t, faces.detection(k)) for t, k in zip(ids, keep)])
+        # the main face as the default mode follows it (in crops, where the full frame's
+        # detection may miss it when small): every face includes at least that one
+        for frame, faces, main in zip(frames, self.detector.detect(images), self.tracker.track(images)):
+            dets = [faces.detection(k) for k in np.flatnonzero(faces.probs >= self.min_prob)]
+            boxes = np.array([d.box for d in dets]).reshape(-1, 4)
+            if main is not None and main.prob >= self.min_prob and not (box_iou(main.box, boxes) >= 0.5).any():
+                dets, boxes = [*dets, main], np.vstack([boxes, main.box])
+            found.append([Found(t, d) for t, d in zip(self.ids.assign(frame.number, boxes), dets)])
         return found
 
     def images(self, frames) -> list[list[Found]]:

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.core.errors import DataError
 from pipeline.core.schema import EXPRESSIONS, UNKNOWN
 from pipeline.extraction.align import landmarks5_from_68
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, absent, not_utf8, read_text
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS, Job, Problems, SourceRead, absent, not_utf8, read_text
 
 #: AffectNet's codes 0..9 as expression codes of the frame tables (None, Uncertain: unknown).
 TO_EXPR = tuple(EXPRESSIONS.index(n) for n in ("Neutral", "Happiness", "Sadness", "Surprise", "Fear", "Disgust",
@@ -104,6 +104,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
     folder, images = root / "Manually_Annotated_file_lists", root / "Manually_Annotated_Images"
     listed: dict[str, set[str]] = {}  # subdirectory -> its files, listed once (not one stat per row)
     seen: dict[str, str] = {}  # image -> the split whose row is kept, across both files
+    named: set[str] = set()  # every image a row names, usable or not
 
     def present(name: str) -> bool:
         sub, _, base = name.rpartition("/")
@@ -131,6 +132,7 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
         for lineno, row in enumerate(csv.reader(lines[1:]), start=2):
             if not row or not_utf8(",".join(row), path, lineno, problems):
                 continue
+            named.add(row[0].strip())
 
             try:
                 if len(row) != len(HEADER):
@@ -162,6 +164,11 @@ def read_csv_layout(root: Path, problems: Problems, result: SourceRead) -> dict[
             x, y, w, h = box
             groups.setdefault((split, str(Path(name).parent)), []).append(
                 (str(images / name), expr, va, five, (x, y, x + w, y + h)))
+    subs = sorted(e.name for e in os.scandir(images) if e.is_dir()) if images.is_dir() else []
+    for sub in ["", *subs]:  # the images no row names: counted, never read
+        present(f"{sub}/")
+        result.frames_without_label += sum(Path(f).suffix.lower() in IMAGE_EXTENSIONS and
+                                           (f"{sub}/{f}" if sub else f) not in named for f in listed[sub])
     return groups
 
 

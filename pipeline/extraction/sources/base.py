@@ -30,6 +30,8 @@ log = logging.getLogger("mtaffect.sources")
 Mode = Literal["detect", "aligned", "landmarks", "boxes"]
 
 
+#: The still images sources and inputs may hold (the suffix, in any case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 #: The value a reason quotes: ``'00012'``, or a tail ``, got 7``.
 _VALUE = re.compile(r"'[^']*'|\"[^\"]*\"|,? \b(got|found)\b.*$")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.core.labels import expw_to_expr
-from pipeline.extraction.sources.base import Job, Problems, SourceRead, absent, not_utf8, read_text
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS, Job, Problems, SourceRead, absent, not_utf8, read_text
 
 
 def read(root: str | Path, problems: Problems) -> SourceRead:
@@ -25,10 +25,12 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
     by_image: dict[str, list[tuple[int, list[float], int]]] = {}
     result = SourceRead(jobs=[], problems=problems)
     text = read_text(label_file, problems)
+    named: set[str] = set()  # every image a line names, usable or not
     for lineno, line in enumerate((text or "").splitlines(), start=1):
         if not line.strip() or not_utf8(line, label_file, lineno, problems):
             continue
         cells = line.split()
+        named.add(cells[0])
         try:
             if len(cells) < 8:  # further fields are not ours
                 raise ValueError(f"expected 8 space-separated fields, got {len(cells)}")
@@ -63,6 +65,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
             result.labels_without_frame += 1
             continue
         by_image.setdefault(name, []).append((face_id, [left, top, right, bottom], expr))
+    result.frames_without_label += sum(1 for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS
+                                       and p.name not in named)
     for name in sorted(by_image):
         faces = sorted(by_image[name])
         result.jobs.append(Job(

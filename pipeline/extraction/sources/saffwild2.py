@@ -217,6 +217,7 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         crops = root / "cropped_aligned" / str(video)
         names = set(os.listdir(crops)) if crops.is_dir() else set()
         present = known & np.array([f"{f + 1:05d}.jpg" in names for f in frames], dtype=bool)
+        result.frames_without_label += len({n for n in names if n.endswith(".jpg")} - {f"{f + 1:05d}.jpg" for f in frames})
         twin = None if crops.is_dir() else case_twin(str(video), listed)
         why = f"image missing (no folder {str(video)!r}; {twin!r} differs only in case)" if twin else "image missing"
         for f in frames[known & ~present]:
@@ -227,6 +228,9 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                                    split="val" if "val" in splits else "train", mode="aligned",
                                    frames=frames[present], images=[f"{crops}/{f + 1:05d}.jpg" for f in frames[present]],
                                    aus=ABAW2022.aus, au=au[present], expr=expr[present], va=va[present]))
+    for video in set(listed) - set(map(str, split_of.index)):  # a folder no row names (the test set's)
+        if (folders / video).is_dir():
+            result.frames_without_label += sum(n.endswith(".jpg") for n in os.listdir(folders / video))
     if first_unknown is not None:
         result.notes.append(f"{result.invalid_label_rows} row(s) with every label unknown (AUs -1, expression -1, "
                             f"valence/arousal -5) skipped, the first {first_unknown['file']}:{first_unknown['line']}")

@@ -11,9 +11,7 @@ import cv2
 import numpy as np
 
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
-from pipeline.extraction.sources.base import Job, Problems, SourceRead
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS, Job, Problems, SourceRead
 
 
 def count_frames(path: Path) -> int:
@@ -46,4 +44,23 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
         raise FileNotFoundError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
     job = Job(source="input", video=root.name, subject=root.name, split="test", mode="detect",
               frames=np.arange(len(images)), images=[str(p) for p in images])
-    return SourceRead(jobs=[job], problems=problems)
+    notes = not_read(root, sorted(p for p in root.iterdir() if p.is_file()), IMAGE_EXTENSIONS)
+    return SourceRead(jobs=[job], problems=problems, notes=notes)
+
+
+def not_read(folder: Path, files: list[Path], media: tuple[str, ...]) -> list[str]:
+    """What of ``folder`` a command leaves alone, in a line (none when it reads everything):
+    subfolders, files that are not ``media`` (suffixes), entries that are neither file nor folder."""
+    others = [p.name for p in files if p.suffix.lower() not in media]
+    subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    # a symbolic link to nothing or a loop of links (or a pipe) is neither: never dropped without a word
+    unreadable = sorted(p.name for p in folder.iterdir() if not p.is_dir() and not p.is_file())
+    parts = []
+    if subfolders:
+        parts.append(f"{len(subfolders)} subfolder(s) (not searched: give them as inputs), e.g. {subfolders[0]}")
+    if others:
+        parts.append(f"{len(others)} other file(s), e.g. {others[0]}")
+    if unreadable:
+        parts.append(f"{len(unreadable)} neither a file nor a folder (a symbolic link to nothing or a loop of "
+                     f"links, a pipe), e.g. {unreadable[0]}")
+    return [f"{folder}: not read: {'; '.join(parts)}"] if parts else []
