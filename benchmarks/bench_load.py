@@ -20,7 +20,7 @@ from unittest import mock
 
 import torch
 
-from pipeline.inference.runner import ensemble
+from pipeline.inference import ensemble
 from pipeline.training import models
 from pipeline.extraction.align import template_points
 from pipeline.training.models import MultitaskNet, save_checkpoint

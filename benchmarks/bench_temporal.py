@@ -27,9 +27,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.temporal.params import RnnParams  # noqa: E402
+from pipeline.temporal.params import FeaturesParams, RnnParams  # noqa: E402
 
-from pipeline.core.params import load_params  # noqa: E402
+from pipeline.core.params import load  # noqa: E402
+from pipeline.extraction.params import ExtractParams  # noqa: E402
+from pipeline.inference.params import EnsembleParams  # noqa: E402
 from pipeline.core.images import centre_view, to_tensor  # noqa: E402
 from pipeline.core.index import FrameIndex, read_faces  # noqa: E402
 from pipeline.temporal.features import Features, dump, task_outputs  # noqa: E402
@@ -100,7 +102,7 @@ def bench(cnn, checkpoint, tmp: Path, table: FrameIndex) -> list[dict]:
 
 def main() -> dict:
     torch.set_num_threads(2)
-    p = load_params(ROOT / "params.yaml")
+    p = load(ROOT / "params.yaml", ExtractParams, FeaturesParams, EnsembleParams)
     table_path = ROOT / p.extract.out / "affwild2" / "frames.parquet"
     checkpoint = choose_checkpoint(p.features.checkpoint, p.ensemble.members, str(ROOT / "models/students"),
                                    str(ROOT / "models/teacher.pt"))
