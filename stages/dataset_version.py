@@ -33,8 +33,8 @@ def cli(root, quiet):
     record = json.loads(path.read_text())
     click.echo(f"{path}: {record['files']} files, sha256 {record['sha256'][:16]}...")
     if links:
-        click.secho(f"warning: {len(links)} link(s) not followed (dangling, or to a folder: extraction does not "
-                    f"read through them either), e.g. {links[0]}", fg="yellow", err=True)
+        click.secho(f"warning: {len(links)} entries not read (links dangling or to a folder, pipes, devices: "
+                    f"extraction does not read them either), e.g. {links[0]}", fg="yellow", err=True)
 
 
 if __name__ == "__main__":

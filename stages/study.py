@@ -197,8 +197,12 @@ def report_of(params_path: str, out: str = "reports/study", ground_truth: str = 
 @friendly_errors
 def report_cmd(params_path, out, ground_truth):
     """The study's report from what its runs recorded (no training)."""
+    from pipeline.core.fileio import special_file
+
     if ground_truth != GROUND_TRUTH and not Path(ground_truth).is_file():  # only the default may be absent
-        raise click.BadParameter(f"{ground_truth}: no such file", param_hint="--ground-truth")
+        what = special_file(ground_truth) or ("a folder" if Path(ground_truth).is_dir() else "no such file")
+        raise click.BadParameter(f"{ground_truth}: {what}" + (", not a file" if what != "no such file" else ""),
+                                 param_hint="--ground-truth")
     report_of(params_path, out, ground_truth)
 
 

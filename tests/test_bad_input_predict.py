@@ -532,3 +532,47 @@ def test_an_empty_input_name_is_refused_never_taken_for_the_current_folder(bundl
     failed_naming(run("predict", "", "--model", bundle, "--out", tmp_path / "p", "--quiet"),
                   "an empty input name was given (an unset shell variable?)")
     assert tree(tmp_path) == before and not (tmp_path / "p").exists()
+
+
+# --- pipes and devices given where a file is read whole ----------------------------------------
+
+
+@pytest.fixture
+def within_a_minute():
+    """A read that would wait forever on a pipe fails the test instead of hanging it."""
+    def stop(*_):
+        raise TimeoutError("hung on a pipe or device")
+    before = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, before)
+
+
+def test_pipes_and_devices_given_as_files_are_refused_never_read(clip, tmp_path, within_a_minute):
+    pipe = tmp_path / "t.csv"
+    os.mkfifo(pipe)
+    model = tmp_path / "model.pt"
+    os.mkfifo(model)
+    for command, named in ((["export-abaw", pipe, "--out", tmp_path / "sub"], f"{pipe}: a named pipe, not a file"),
+                           (["export-abaw", "/dev/zero", "--out", tmp_path / "sub"], "/dev/zero: a device, not a file"),
+                           (["predict", clip, "--model", model, "--out", tmp_path / "o", "--quiet"],
+                            f"{model}: a named pipe, not a file: cannot be read as a model bundle"),
+                           (["study", "report", "--ground-truth", pipe], f"{pipe}: a named pipe, not a file")):
+        failed_naming(run(*command), named)
+    assert not (tmp_path / "sub").exists() and not (tmp_path / "o").exists()
+    from pipeline.extraction.sources import expw
+    from pipeline.extraction.sources.base import Problems
+
+    root = tmp_path / "expw"
+    (root / "image/origin").mkdir(parents=True)
+    (root / "label").mkdir()
+    os.mkfifo(root / "label/label.lst")
+    problems = Problems()
+    with pytest.raises(FileNotFoundError, match="no usable face"):
+        expw.read(root, problems)
+    assert problems.as_dict() == {"a named pipe, not a file: not read": {"count": 1,
+                                                                         "first": str(root / "label/label.lst")}}
+    from pipeline.extraction.dataset_version import unfollowed_links
+
+    assert unfollowed_links(tmp_path) == sorted([pipe, model, root / "label/label.lst"])

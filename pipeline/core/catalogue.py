@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipeline.build.params import BuildParams
 from pipeline.core.errors import ParamsError
-from pipeline.core.fileio import atomic_write, read_only, write_text
+from pipeline.core.fileio import atomic_write, read_only, special_file, write_text
 from pipeline.core.params import SOURCE_TASKS, Params, load, mapping
 from pipeline.core.validation import load_yaml, read_text
 from pipeline.evaluation.params import EvaluateParams
@@ -82,7 +82,8 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
             raise ParamsError(f"{path}: features.checkpoint: {checkpoint!r} is not a torch checkpoint (no zip archive)")
     for key, section in pretrained(p).items():
         if not Path(section.pretrained).is_file():
-            what = "a folder, not a file" if Path(section.pretrained).is_dir() else "no such file"
+            kind = special_file(section.pretrained) or ("a folder" if Path(section.pretrained).is_dir() else None)
+            what = f"{kind}, not a file" if kind else "no such file"
             raise ParamsError(f"{path}: {key}.pretrained: {section.pretrained}: {what} (a local backbone "
                               "state dict; nothing is downloaded)")
     devices = {s.section: getattr(p, s.section).device for s in SCHEMAS if "device" in s.model_fields}

@@ -22,6 +22,28 @@ from pathlib import Path
 from pipeline.core.errors import DataError
 
 
+def special_file(path: str | Path) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a named
+    pipe", "a device", "a socket"), else None: reading a pipe waits for a writer, a device
+    never ends, so every input read whole is asked first."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket" if stat.S_ISSOCK(mode) else None
+
+
+def require_regular(path: str | Path, what: str) -> None:
+    """Refuse, in one line, an input ``what`` that is a pipe, device or socket."""
+    kind = special_file(path)
+    if kind:
+        raise DataError(f"{path}: {kind}, not a file: cannot be read as {what}")
+
+
 def temp_path(path: str | Path) -> Path:
     """Where ``path`` is written until it is complete: ``.<name>.tmp`` next to it."""
     path = Path(path)

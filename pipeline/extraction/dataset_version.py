@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import write_json
+from pipeline.core.fileio import special_file, write_json
 from pipeline.core.hashing import combine, digest, file_sha256, folder_files
 from pipeline.core.validation import load_yaml
 
@@ -53,9 +53,9 @@ def write_version(root: str | Path, progress: bool = False) -> Path:
 
 
 def unfollowed_links(root: str | Path) -> list[Path]:
-    """The links below ``root`` that no digest follows: dangling, or to a folder (never
-    descended into, so a link loop is no endless walk)."""
-    return sorted(p for p in Path(root).rglob("*") if p.is_symlink() and not p.is_file())
+    """The entries below ``root`` that no digest reads: links dangling or to a folder (never
+    descended into, so a link loop is no endless walk), pipes, devices, sockets."""
+    return sorted(p for p in Path(root).rglob("*") if (p.is_symlink() and not p.is_file()) or special_file(p))
 
 
 def _version_record(path: Path) -> dict | None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.core.errors import DataError
-from pipeline.core.fileio import atomic_write
+from pipeline.core.fileio import atomic_write, require_regular
 from pipeline.core.labels import TASKS
 from pipeline.core.schema import ABAW2022, SCHEMAS
 from pipeline.predict.outputs import recorded
@@ -56,6 +56,7 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     """A predict table of one video, one row per frame (the main face), checked; and the
     AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
     must be all of one era's AUs: ABAW scores those columns."""
+    require_regular(path, "a predict table")
     lost = recorded(path, "predict").get("frames_not_decoded")
     if lost:  # predict numbers frames in decoding order: after a lost one, every label would be shifted
         raise DataError(f"{path}: predict could not decode {lost} frame(s) of its video (truncated or damaged), so "
@@ -197,6 +198,7 @@ def odd_character(name: str) -> str | None:
 def read_image_predictions(path: Path) -> pd.DataFrame:
     """A predict table of one folder of aligned crops (``predict --aligned``), checked: one
     row per image, each with a face and every prediction of the abaw2022 schema."""
+    require_regular(path, "a predict table")
     stem = path.stem  # the video field of every line (".csv" is a hidden file's name, no video's)
     if not stem or stem.startswith(".") or odd_character(stem):
         why = f"holds {odd_character(stem)}" if odd_character(stem) else "is empty or starts with a dot"

@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 
 from pipeline.core.errors import CheckpointError
-from pipeline.core.fileio import write_torch
+from pipeline.core.fileio import require_regular, write_torch
 from pipeline.core.labels import VA_BINS, head_sizes
 from pipeline.core.schema import ABAW2020, LabelSchema, schema_of
 
@@ -143,6 +143,7 @@ def read_torch_file(path: str | Path, what: str, device: str | torch.device = "c
     record is checked; in a large file, in a thread while torch reads it (zlib releases
     the GIL), so the check costs little of the load (``benchmarks/bench_load.py``).
     """
+    require_regular(path, f"a {what}")
     if os.path.isfile(path) and os.path.getsize(path) == 0:  # torch would say only "EOFError: "
         raise CheckpointError(f"{path}: not a readable {what}: empty file (0 bytes)")
     with ThreadPoolExecutor(1) as pool:

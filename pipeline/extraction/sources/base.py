@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 
+from pipeline.core.fileio import special_file
 from pipeline.core.validation import wide_text
 from pipeline.core.errors import DataError
 from pipeline.core.labels import AU_UNKNOWN, EXPR_UNKNOWN
@@ -84,6 +85,9 @@ def read_text(path: Path, problems: Problems) -> str | None:
     """A text file as real ones come: a UTF-8 byte-order mark and Windows line ends are
     fine, bytes that are not UTF-8 read as :data:`NOT_UTF8`; a file that cannot be read is a
     rejection naming it (None)."""
+    if kind := special_file(path):  # a read would wait for a writer, or never end
+        problems.reject(str(path), f"{kind}, not a file: not read")
+        return None
     try:
         data = Path(path).read_bytes()
     except OSError as e:

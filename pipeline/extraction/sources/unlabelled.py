@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.core.fileio import special_file
 from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
 from pipeline.extraction.sources.base import IMAGE_EXTENSIONS, Job, Problems, SourceRead
 
@@ -38,7 +39,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                   frames=np.arange(n), video_path=str(root))
         return SourceRead(jobs=[job], problems=problems)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such file or folder")
+        kind = special_file(root)
+        raise FileNotFoundError(f"{root}: {kind}, neither a video nor a folder" if kind else f"{root}: no such file or folder")
     images = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not images:
         raise FileNotFoundError(f"{root}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
