@@ -576,3 +576,15 @@ def test_pipes_and_devices_given_as_files_are_refused_never_read(clip, tmp_path,
     from pipeline.extraction.dataset_version import unfollowed_links
 
     assert unfollowed_links(tmp_path) == sorted([pipe, model, root / "label/label.lst"])
+
+
+def test_an_outputs_list_with_an_entry_that_is_no_record_is_named_and_the_users_file_kept(bundle, clip, tmp_path):
+    from pipeline.core.fileio import OUTPUTS_LIST
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "clip.csv").write_text("mine")
+    (out / OUTPUTS_LIST).write_text('{"files": {"clip.csv": 5}}')
+    failed_naming(run("predict", clip, "--model", bundle, "--out", out, "--quiet"),
+                  f"{out / OUTPUTS_LIST}: unreadable record of mtaffect's earlier outputs")
+    assert (out / "clip.csv").read_text() == "mine"

@@ -42,6 +42,8 @@ class OutputFolder:
         if manifest.exists():
             try:
                 self.entries = dict(json.loads(manifest.read_text())["files"])
+                if not all(isinstance(e, dict) for e in self.entries.values()):
+                    raise ValueError("an entry that is no record")
             except (ValueError, KeyError, TypeError, OSError):
                 raise DataError(f"{manifest}: unreadable record of mtaffect's earlier outputs (delete it only if "
                                 "nothing in the folder is yours to keep)") from None
