@@ -514,6 +514,20 @@ def test_disfa_bad_intensity_is_counted_or_raised(tmp_path):
     assert res.notes[0].endswith("SN002_au1.txt:5)")
 
 
+def test_disfa_a_file_counting_from_0_is_not_read_and_a_huge_frame_is_a_bad_line(tmp_path):
+    folder = tmp_path / "ActionUnit_Labels/SN003"
+    write(folder / "SN003_au1.txt", "0,1\n1,0\n2,3\n")  # counts from 0: each label may be a frame off
+    write(folder / "SN003_au2.txt", "1,0\n3000000000,1\n99999999999999999999,2\n2,4\n")
+    p = Problems()
+    assert disfa.parse_au_file(folder / "SN003_au1.txt", p) == {}
+    assert p.as_dict() == {"a frame 0 (line 1): DISFA counts frames from 1, so every label of this file may be a "
+                           "frame off: file not read (that AU stays unknown)": {"count": 3,
+                                                                                "first": str(folder / "SN003_au1.txt")}}
+    p = Problems()
+    assert disfa.parse_au_file(folder / "SN003_au2.txt", p) == {0: 0, 1: 4}
+    assert sum(p.counts.values()) == 2 and all("frame numbers run from 1 to 9,999,999" in r for r in p.counts)
+
+
 # --- ExpW ---------------------------------------------------------------------------
 
 

@@ -38,6 +38,9 @@ TASKS: tuple[str, ...] = ("AU", "EXPR", "VA")
 #: An AU is "present" when its probability reaches this (unless thresholds are tuned on validation).
 AU_THRESHOLD = 0.5
 
+#: Frame numbers from here on are no video's (four days at 30 fps): a typo, never allocated for.
+MAX_FRAMES = 10_000_000
+
 
 def head_sizes(schema: LabelSchema) -> dict[str, int]:
     """Head output sizes: a logit per AU, one per class, 20 valence + 20 arousal bin logits

@@ -22,14 +22,13 @@ import pandas as pd
 
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import atomic_write, require_regular
-from pipeline.core.labels import TASKS
+from pipeline.core.labels import MAX_FRAMES, TASKS
 from pipeline.core.schema import ABAW2022, SCHEMAS
 from pipeline.predict.outputs import recorded
 from pipeline.predict.rows import table_labels
 
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
 #: a damaged table, whose filling would write billions of lines.
-MAX_FRAMES = 10_000_000
 
 
 def shown(value) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.core.labels import AU_UNKNOWN, DISFA_AUS, disfa_to_au
+from pipeline.core.labels import AU_UNKNOWN, DISFA_AUS, MAX_FRAMES, disfa_to_au
 from pipeline.core.schema import au_name
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, case_twin, not_utf8, read_text
 
@@ -22,6 +22,7 @@ def parse_au_file(path: Path, problems: Problems, extra: list[str] | None = None
     """0-based frame -> intensity for one ``<SN>_au<N>.txt``; bad lines go to ``problems``,
     the places of lines with columns after ``frame,intensity`` (ignored) to ``extra``."""
     out: dict[int, int] = {}
+    zero = None  # the line of a frame 0, if any
     text = read_text(path, problems)
     if text is not None and not text.strip():
         problems.reject(str(path), "empty label file (that AU stays unknown)")
@@ -42,8 +43,11 @@ def parse_au_file(path: Path, problems: Problems, extra: list[str] | None = None
                 extra.append(f"{path}:{lineno}")
             frame_s, value_s = cells[:2]
             frame, number = int(frame_s), float(value_s)
-            if frame < 1:
-                raise ValueError(f"frame numbers start at 1, got {frame}")
+            if frame == 0:  # the file counts from 0: each of its labels may be a frame off
+                zero = zero or lineno
+                continue
+            if not 1 <= frame < MAX_FRAMES:
+                raise ValueError(f"frame numbers run from 1 to {MAX_FRAMES - 1:,}, got {frame}")
             if not (number == int(number) and 0 <= number <= 5):  # 1.9 is no intensity: never rounded
                 raise ValueError(f"intensity must be a whole number 0..5, got {value_s}")
             value = int(number)
@@ -53,6 +57,10 @@ def parse_au_file(path: Path, problems: Problems, extra: list[str] | None = None
             problems.reject(str(path), f"bad DISFA line: {e}", line=lineno)
             continue
         out[frame - 1] = value
+    if zero:
+        problems.reject(str(path), f"a frame 0 (line {zero}): DISFA counts frames from 1, so every label of this "
+                        "file may be a frame off: file not read (that AU stays unknown)", n=len(out) + 1)
+        return {}
     return out
 
 
