@@ -135,19 +135,20 @@ def test_an_afewva_frame_whose_png_differs_in_case_names_that_file(tmp_path, cap
     skipped(caplog, clip / "004.json", reason)
 
 
-def test_an_affwild2_crop_numbered_00000_says_crops_start_at_00001(tmp_path, caplog):
+def test_affwild2_crops_numbered_from_00000_are_not_read_never_a_frame_off(tmp_path, caplog):
     caplog.set_level(logging.WARNING)
     root = tmp_path / "affwild2"
     write(root / "annotations/EXPR_Set/Training_Set/v1.txt",
           "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n4\n3\n")
-    for n in (0, 1, 2):
+    for n in (0, 1, 2):  # frame 1's crop is 00000.jpg here: the folder counts from 0
         image(root / f"cropped_aligned/v1/{n:05d}.jpg")
     p = Problems()
-    v1 = affwild2.read(root, p).jobs[0]
-    assert v1.frames.tolist() == [0, 1] and v1.images[0].endswith("00001.jpg")
-    crop = root / "cropped_aligned/v1/00000.jpg"
-    assert p.as_dict() == {"not read: crop numbers start at 00001 (frame 0)": {"count": 1, "first": str(crop)}}
-    skipped(caplog, crop, "not read: crop numbers start at 00001 (frame 0), got 00000")
+    res = affwild2.read(root, p)
+    assert sum(len(j) for j in res.jobs) == 0 and res.labels_without_frame == 2
+    reason = ("crops numbered from 00000, while Aff-Wild2 numbers frame 1 00001: which frame each shows cannot be "
+              "told, folder not read")
+    assert p.as_dict() == {reason: {"count": 3, "first": str(root / "cropped_aligned/v1")}}
+    skipped(caplog, f"{root / 'cropped_aligned/v1'} (3 rows)", reason)
 
 
 def test_a_saffwild2_video_folder_differing_in_case_is_named(tmp_path, caplog):

@@ -179,12 +179,16 @@ def crop_names(crops: Path, problems: Problems) -> dict[int, str]:
     """0-based frame -> file name of a video's crops (``00012.jpg`` is frame 11; ``12.jpg``
     too); any other file, or a frame's second file, is a counted skip."""
     names = {}
-    for name in sorted(os.listdir(crops)):
+    listed = sorted(os.listdir(crops))
+    numbered = [n for n in listed if n[-4:].lower() == ".jpg" and n[:-4].isdigit()]
+    if any(int(n[:-4]) == 0 for n in numbered):  # counted from 0: every crop may be a frame off
+        problems.reject(str(crops), "crops numbered from 00000, while Aff-Wild2 numbers frame 1 00001: which "
+                        "frame each shows cannot be told, folder not read", n=len(numbered))
+        return names
+    for name in listed:
         stem = name[:-4]
-        if name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) > 0 and int(stem) - 1 not in names:
+        if name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) - 1 not in names:
             names[int(stem) - 1] = name
-        elif name[-4:].lower() == ".jpg" and stem.isdigit() and int(stem) == 0:
-            problems.reject(str(crops / name), f"not read: crop numbers start at 00001 (frame 0), got {stem}")
         else:
             problems.reject(str(crops / name), "not read: no frame image <NNNNN>.jpg, or a frame's second one")
     return names
