@@ -69,14 +69,24 @@ def read_predictions(path: str | Path, name: str) -> pd.DataFrame | None:
     return table
 
 
-def read_json(path: str | Path) -> dict | None:
-    """A run's recorded report, None if the run has not produced it."""
+#: What a training run's report must hold for its budget (steps, images seen).
+BUDGET_KEYS = ("epochs", "steps_per_epoch", "batch_per_task")
+
+
+def read_json(path: str | Path, keys=()) -> dict | None:
+    """A run's recorded report, holding whole numbers at ``keys``; None if the run has not
+    produced it."""
     if not Path(path).exists():
         return None
     try:
-        return json.loads(Path(path).read_text())
+        report = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable run report ({type(e).__name__}): rerun its study stage") from None
+    missing = [k for k in keys if not (isinstance(report, dict) and type(report.get(k)) is int)]
+    if missing or not isinstance(report, dict):
+        raise DataError(f"{path}: a run report without {(missing or ['its fields'])[0]} (a whole number): rerun its "
+                        "study stage")
+    return report
 
 
 def stage_times(path: Path) -> tuple[dict[str, float], str | None]:
@@ -182,15 +192,16 @@ def budgets(out: str, seeds: int, teacher_seed: int, first: str) -> dict:
     whether the equal-budget teacher had teacher plus student steps in every seed."""
     per_arm, equal = {}, []
     for k in range(seeds):
-        teacher = read_json(f"{out}/runs/teachers/seed{teacher_seed + k}.json")
-        long = read_json(f"{out}/runs/teacher_long/seed{teacher_seed + k}.json")
-        student = read_json(f"{out}/runs/students/seed{k}/{first}.json")
+        teacher = read_json(f"{out}/runs/teachers/seed{teacher_seed + k}.json", BUDGET_KEYS)
+        long = read_json(f"{out}/runs/teacher_long/seed{teacher_seed + k}.json", BUDGET_KEYS)
+        student = read_json(f"{out}/runs/students/seed{k}/{first}.json", BUDGET_KEYS)
         for arm, report in (("teacher", teacher), ("teacher_long", long), ("student", student),
-                            ("student_no_fill", read_json(f"{out}/runs/student_no_fill/seed{k}.json")),
-                            ("student_no_distill", read_json(f"{out}/runs/student_no_distill/seed{k}.json"))):
+                            ("student_no_fill", read_json(f"{out}/runs/student_no_fill/seed{k}.json", BUDGET_KEYS)),
+                            ("student_no_distill", read_json(f"{out}/runs/student_no_distill/seed{k}.json",
+                                                             BUDGET_KEYS))):
             if report is not None:
                 per_arm.setdefault(arm, {"steps": budget_steps(report), "images": images_seen(report)})
-        single = [read_json(f"{out}/runs/single_task/{t}/seed{teacher_seed + k}.json") for t in TASKS]
+        single = [read_json(f"{out}/runs/single_task/{t}/seed{teacher_seed + k}.json", BUDGET_KEYS) for t in TASKS]
         if all(single):  # three networks, each one batch (of its task) a step
             per_arm.setdefault("single_task", {"steps": sum(map(budget_steps, single)),
                                                "images": sum(images_seen(r, tasks=1) for r in single)})
