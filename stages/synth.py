@@ -6,7 +6,7 @@ import click
 from pipeline.core.params import with_overrides
 from pipeline.core.schema import SCHEMAS
 from synthetic.params import SYNTH_SIZES, SynthParams
-from stages.common import friendly_errors, load, params_option, provenance_option, set_option
+from stages.common import follows_out, friendly_errors, load, params_option, provenance_option, set_option
 
 
 @click.command("synth")
@@ -36,6 +36,7 @@ from stages.common import friendly_errors, load, params_option, provenance_optio
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a progress bar.")
 @provenance_option("synth")
 @friendly_errors
+@follows_out(contact_sheet=".png")
 def cli(params_path, dataset_size, label_schema, seed, out, contact_sheet, no_contact_sheet, difficulty, domain_shift, label_noise,
         imbalance, spontaneous_au, identity_spread, workers, progress, provenance_path):
     """Write the synthetic datasets in their real formats (four; six with --label-schema

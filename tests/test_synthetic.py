@@ -870,3 +870,14 @@ def test_knobs_beyond_their_documented_range_are_refused_before_anything_is_writ
                                    f"--{key.replace('_', '-')}", str(value), "--no-contact-sheet", "--no-progress"])
     assert res.exit_code == 1 and f"{key}: must be {bound}, got {value}" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_synth_into_its_own_out_puts_its_contact_sheet_beside_it(tmp_path, monkeypatch):
+    # the pipeline's reports/synth_contact_sheet.png is DVC's output: a hand run leaves it alone
+    from stages.synth import cli
+
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--out",
+                                   str(tmp_path / "mine"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mine.contact-sheet.png").is_file() and not (tmp_path / "reports").exists()
