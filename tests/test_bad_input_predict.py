@@ -521,6 +521,17 @@ def test_a_video_damaged_in_the_middle_is_a_warning_naming_the_lost_frames_and_i
                   "predict could not decode 2 frame(s) of its video (truncated or damaged)")
     assert not [p for p in (tmp_path / "e").rglob("*") if p.is_file() and p.name != ".mtaffect-outputs.json"]
     no_leftovers(tmp_path)
+    # the table says so itself, wherever it is copied (its outputs list stays behind), in either format
+    assert (pd.read_csv(table)["frames_not_decoded"] == 2).all()
+    assert run("predict", mid, "--model", bundle, "--out", tmp_path / "q", "--quiet", "--no-timeline", "--format",
+               "parquet").exit_code == 0
+    for original in (table, tmp_path / "q" / "mid.parquet"):
+        away = tmp_path / "away" / original.name
+        away.parent.mkdir(exist_ok=True)
+        away.write_bytes(original.read_bytes())
+        failed_naming(run("export-abaw", away, "--out", tmp_path / f"e-{original.suffix[1:]}"), away,
+                      "predict could not decode 2 frame(s) of its video")
+    assert (pd.read_parquet(tmp_path / "q" / "mid.parquet")["frames_not_decoded"] == 2).all()
 
 
 def test_an_empty_input_name_is_refused_never_taken_for_the_current_folder(bundle, clip, tmp_path, monkeypatch):

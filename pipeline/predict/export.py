@@ -25,7 +25,7 @@ from pipeline.core.fileio import atomic_write, require_regular
 from pipeline.core.labels import MAX_FRAMES, TASKS
 from pipeline.core.schema import ABAW2022, SCHEMAS
 from pipeline.predict.outputs import recorded
-from pipeline.predict.rows import table_labels
+from pipeline.predict.rows import lost_frames, table_labels
 
 #: More frames than any video holds (3.9 days at 30 frames/s): a frame number beyond it is
 #: a damaged table, whose filling would write billions of lines.
@@ -56,7 +56,7 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
     must be all of one era's AUs: ABAW scores those columns."""
     require_regular(path, "a predict table")
-    lost = recorded(path, "predict").get("frames_not_decoded")
+    lost = recorded(path, "predict").get("frames_not_decoded") or lost_frames(path)  # the table says so too
     if lost:  # predict numbers frames in decoding order: after a lost one, every label would be shifted
         raise DataError(f"{path}: predict could not decode {lost} frame(s) of its video (truncated or damaged), so "
                         "its frame numbers may not be the video's: not exported (predict on an undamaged copy)")

@@ -35,6 +35,9 @@ from pipeline.predict.media import Frame
 from pipeline.training.models import recorded_schema
 
 BOX = ("box_x1", "box_y1", "box_x2", "box_y2")
+#: The column a table of a damaged video carries in every row: how many frames were lost
+#: (its frame numbers may run early after them).
+LOST_COLUMN = "frames_not_decoded"
 
 
 def smoothed_columns(schema: LabelSchema) -> list[str]:
@@ -52,6 +55,22 @@ def table_schema(schema: LabelSchema) -> pa.Schema:
         + [(k, pa.float32()) for k in ("valence", "arousal", "unc_AU", "unc_EXPR", "unc_valence", "unc_arousal")])
 #: what the extraction uses when a bundle does not say (the params.yaml defaults)
 DETECTION_DEFAULTS = {"detect_size": 320, "min_face": 40.0, "min_prob": 0.9, "block": 16}
+
+
+def lost_frames(table: Path) -> int:
+    """The frames not decoded that a predict table says it misses (0 without the column)."""
+    if table.suffix == ".parquet":
+        if LOST_COLUMN not in pq.read_schema(table).names:
+            return 0
+        first = pq.ParquetFile(table).read_row_group(0, columns=[LOST_COLUMN]).column(0)
+        return int(first[0].as_py() or 0) if len(first) else 0
+    with open(table, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        names, first = next(rows, []), next(rows, [])
+    if LOST_COLUMN not in names or len(first) != len(names):
+        return 0
+    value = first[names.index(LOST_COLUMN)]
+    return int(value) if value.isdigit() else 0
 
 
 def table_labels(table: Path) -> tuple[list[str], list[str]]:

@@ -19,8 +19,8 @@ from pipeline.core.fileio import temp_path
 from pipeline.predict.media import VIDEO_BEHIND, Input, OverlayWriter, VideoFrames, image_frames
 from pipeline.predict.outputs import OutputFolder
 from pipeline.inference.smoothing import CentredStream
-from pipeline.predict.rows import (Ensemble, Found, batched, decide, face_rows, rows_for, smoothed_columns,
-                                   table_schema)
+from pipeline.predict.rows import (LOST_COLUMN, Ensemble, Found, batched, decide, face_rows, rows_for,
+                                   smoothed_columns, table_schema)
 from pipeline.predict.temporal import TemporalModel, TemporalStream
 from pipeline.core.tables import PARQUET_OPTIONS
 from pipeline.extraction.tracking import FaceTracker, TrackIds
@@ -124,10 +124,32 @@ class TableSink:
                 self.writer.write_table(pa.Table.from_pylist(rows, schema=self.schema))
             self.rows += len(rows)
 
-    def close(self) -> None:
+    def close(self, frames_not_decoded: int = 0) -> None:
+        """Rename the table into place; with ``frames_not_decoded``, each row first gets that
+        count in a column of its own, so the table says wherever it goes that its frame
+        numbers may run early (export-abaw refuses it)."""
         with self._naming_the_file():
             self.writer.close()
+            if frames_not_decoded:
+                self._add_column(LOST_COLUMN, frames_not_decoded)
             self.tmp.replace(self.path)
+
+    def _add_column(self, name: str, value: int) -> None:
+        """The temporary table again with a constant column, streamed batch by batch."""
+        marked = self.tmp.with_name(self.tmp.name + ".marked")
+        parquet = self.path.suffix == ".parquet"
+        reader = pq.ParquetFile(self.tmp).iter_batches() if parquet else pacsv.open_csv(
+            self.tmp, convert_options=pacsv.ConvertOptions(column_types=self.schema))
+        schema = self.schema.append(pa.field(name, pa.int64()))
+        options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
+        writer = pq.ParquetWriter(str(marked), schema, **options) if parquet else pacsv.CSVWriter(str(marked), schema)
+        try:
+            for batch in reader:
+                writer.write_table(pa.Table.from_batches([batch]).append_column(
+                    name, pa.array([value] * batch.num_rows, pa.int64())).cast(schema))
+        finally:
+            writer.close()
+        marked.replace(self.tmp)
 
     def abort(self) -> None:
         try:
@@ -212,8 +234,8 @@ def predict_input(inp: Input, model: Ensemble | TemporalModel, finder: FaceFinde
             if why.startswith(VIDEO_BEHIND):  # decoded as a video it would be: not "no frame"
                 raise ValueError(f"{inp.path}: {why}")
             raise ValueError(f"{inp.path}: no frame or image could be decoded" + (f" ({why})" if why else ""))
-        sink.close()
         lost = {"frames_not_decoded": video.lost} if video is not None and video.lost else {}
+        sink.close(**lost)
         out.record(table, input=inp.kind, **lost)  # export --mtl tells a folder's table from an image's
         if overlay is not None:
             overlay.close()
