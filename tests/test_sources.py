@@ -115,6 +115,17 @@ def test_a_byte_that_is_not_utf8_costs_its_line_not_the_file(affwild2_root, tmp_
         "bytes that are not UTF-8 (a damaged file?)": f"{disfa_file}:2"}
 
 
+def test_affwild2_a_blank_line_inside_a_file_keeps_the_labels_before_it_and_places_none_after(affwild2_root):
+    path = affwild2_root / "annotations/EXPR_Set/Training_Set/v1.txt"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [""] + lines[3:]) + "\n\n")  # a line put in after frame 1; blank end
+    problems = Problems()
+    v1 = {j.video: j for j in affwild2.read(affwild2_root, problems).jobs}["v1"]
+    assert v1.expr.tolist() == [4, 3, -1]  # frames 0, 1 as before; frame 2 (its AU label kept) gets none
+    (reason, seen), = problems.as_dict().items()
+    assert reason.startswith("a blank line inside the file") and seen == {"count": len(lines) - 2, "first": f"{path}:4"}
+
+
 def test_affwild2_va_row_with_one_value_unknown_is_a_counted_skip(affwild2_root, monkeypatch):
     path = affwild2_root / "annotations/VA_Set/Validation_Set/v2.txt"
     path.write_text("valence,arousal\n0.5,-0.25\n-5,0.3\n0.1,0.2\n")  # frame 1: valence unknown only

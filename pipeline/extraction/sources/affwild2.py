@@ -92,14 +92,17 @@ def parse_annotation(path: Path, task: str, problems: Problems) -> tuple[np.ndar
         problems.reject(str(path), "the header line again (two files joined?): its frames cannot be placed; "
                         "file skipped", line=again)
         return empty
+    while len(lines) > 1 and not lines[-1].strip():  # blank lines at the end only end the file
+        lines.pop()
     out: dict[int, object] = {}
     for i, line in enumerate(lines[1:]):
         lineno = i + 2
         if not_utf8(line, path, lineno, problems):
             continue
-        if not line.strip():
-            problems.reject(str(path), "blank line", line=lineno)
-            continue
+        if not line.strip():  # a frame without a label, or a line put in: the lines after it cannot be placed
+            problems.reject(str(path), "a blank line inside the file: whether it is a frame cannot be told, so "
+                            "no line after it is read", line=lineno, n=len(lines) - lineno + 1)
+            break
         try:
             cells = without_trailing_empty(line.split(","), width)
             if task == "EXPR":
