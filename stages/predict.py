@@ -65,8 +65,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     found, notices = find_inputs(inputs)
     for line in notices:
         click.echo(line)
-    if smooth != 1 and not any(inp.kind == "video" for inp in found):
-        raise click.UsageError(f"--smooth {smooth}: smoothing is over time, and no input is a video")
+    for option, value in (("--smooth", smooth), ("--every", every)):
+        if value != 1 and not any(inp.kind == "video" for inp in found):
+            raise click.UsageError(f"{option} {value}: it is about a video's frames, and no input is a video")
     if overlay and not aligned and (stills := sum(inp.kind != "video" for inp in found)):
         if stills == len(found):
             raise click.UsageError("--overlay: an overlay is a video, and no input is a video (the table has each "

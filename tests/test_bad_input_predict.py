@@ -599,3 +599,10 @@ def test_an_outputs_list_with_an_entry_that_is_no_record_is_named_and_the_users_
     failed_naming(run("predict", clip, "--model", bundle, "--out", out, "--quiet"),
                   f"{out / OUTPUTS_LIST}: unreadable record of mtaffect's earlier outputs")
     assert (out / "clip.csv").read_text() == "mine"
+
+
+def test_every_on_images_only_is_refused_as_smooth_is(bundle, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), skimage_data.astronaut()[:, :, ::-1])
+    failed_naming(run("predict", tmp_path / "a.png", "--model", bundle, "--out", tmp_path / "o", "--every", "2"),
+                  "--every 2: it is about a video's frames, and no input is a video")
+    assert not (tmp_path / "o").exists()

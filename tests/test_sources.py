@@ -542,6 +542,15 @@ def test_disfa_a_file_counting_from_0_is_not_read_and_a_huge_frame_is_a_bad_line
 # --- ExpW ---------------------------------------------------------------------------
 
 
+def test_expw_a_label_that_is_no_whole_number_names_the_field(tmp_path):
+    root = tmp_path / "expw"
+    jpg(root / "image/origin/a.jpg", size=200)
+    write(root / "label/label.lst", "a.jpg 0 10 20 80 90 55.1 3\na.jpg 1 10 20 80 90 55.1 4.0\n")
+    p = Problems()
+    expw.read(root, p)
+    assert p.counts == {"bad label line: label … is not a whole number 0..6": 1}
+
+
 def test_expw_two_faces_in_one_image(tmp_path):
     root = tmp_path / "expw"
     jpg(root / "image/origin/party.jpg", size=200)
@@ -620,6 +629,17 @@ def test_afewva_keys_without_zero_padding_odd_images_and_a_frame_twice(tmp_path)
     assert p.counts == {"image name is not a frame number (not read)": 1,
                         "bad entry …: frame 9 listed twice (keys … and another)": 1}, p.counts
     assert res.frames_without_label == 0 and res.labels_without_frame == 0
+
+
+def test_afewva_a_key_given_twice_is_named_never_the_last_taken(tmp_path):
+    clip = tmp_path / "afewva" / "01" / "002"
+    jpg(clip / "00001.png")
+    text = '{"frames": {"1": {"valence": 1, "arousal": 2, "landmarks": %s}, "1": {"valence": -9, "arousal": 2, ' \
+           '"landmarks": %s}}}' % (json.dumps(landmarks68()), json.dumps(landmarks68()))
+    write(clip / "002.json", text)
+    p = Problems()
+    assert afewva.read(tmp_path / "afewva", p).jobs == []  # its only clip not read
+    assert p.counts == {"unreadable JSON: the key … twice in one object: which value is meant cannot be told": 1}
 
 
 def test_afewva_out_of_range_value(tmp_path):

@@ -16,6 +16,15 @@ from pipeline.core.labels import afewva_to_va
 from pipeline.extraction.sources.base import Job, Problems, SourceRead, read_text
 
 
+def unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are all different (``json`` keeps the last of a key given twice)."""
+    keys = [k for k, _ in pairs]
+    twice = next((k for k in keys if keys.count(k) > 1), None)
+    if twice is not None:
+        raise ValueError(f"the key {twice!r} twice in one object: which value is meant cannot be told")
+    return dict(pairs)
+
+
 def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
     jsons = sorted(clip.glob("*.json"))
     if len(jsons) != 1:
@@ -26,7 +35,7 @@ def read_clip(clip: Path, problems: Problems, result: SourceRead) -> Job | None:
     if text is None:
         return None
     try:
-        meta = json.loads(text)
+        meta = json.loads(text, object_pairs_hook=unique_keys)
         if not isinstance(meta, dict):
             raise ValueError(f"the top level is no mapping with a frames key, got a {type(meta).__name__}")
         if "frames" not in meta:

@@ -51,6 +51,8 @@ def read(root: str | Path, problems: Problems) -> SourceRead:
                 float(cells[6])  # the face's confidence: not used, but a word here is another layout
             except ValueError:
                 raise ValueError(f"confidence {cells[6]!r} is not a number") from None
+            if not cells[7].isdigit():
+                raise ValueError(f"label {cells[7]!r} is not a whole number 0..6")
             label = int(cells[7])
             expr = int(expw_to_expr([label])[0])
             if right <= left or bottom <= top:
