@@ -12,9 +12,17 @@ import click
 from pipeline.core.errors import CheckpointError, DataError, ParamsError
 from pipeline.core.params import load as load_params
 
+def named(ctx, param, value):
+    """A click callback refusing an empty path (a shell variable that was not set), which
+    would otherwise stand for the current folder or read as a file named ''."""
+    if value == "" or (isinstance(value, tuple) and "" in value):
+        raise click.BadParameter("an empty name (a shell variable that was not set?)")
+    return value
+
+
 params_option = click.option(
     "--params", "params_path", default="params.yaml", show_default=True,
-    type=click.Path(dir_okay=False), help="Parameters file.",
+    type=click.Path(dir_okay=False), callback=named, help="Parameters file.",
 )
 
 

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from stages.common import friendly_errors
+from stages.common import friendly_errors, named
 
 
 def _flat(value, prefix: str = ""):
@@ -66,7 +66,7 @@ def path_shown(record_file, path: str) -> str:
 
 
 @click.command("info")
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=click.Path(), callback=named)
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 @click.option("--check-inputs/--no-check-inputs", default=True, show_default=True,
               help="Hash the recorded inputs and outputs again and say whether they are the same now.")
@@ -82,7 +82,7 @@ def cli(files, as_json, check_inputs):
     from pipeline.core.errors import CheckpointError, DataError
     from pipeline.core.info import find, label_schema_of
 
-    failed = []
+    failed, collected = [], {}
     for path in files:
         try:
             records, damaged = find(path)
@@ -95,8 +95,8 @@ def cli(files, as_json, check_inputs):
         for unread in damaged:
             click.secho(f"warning: {unread}: could not be read (a record of this file may be lost)", fg="yellow",
                         err=True)
-        if as_json:
-            click.echo(json.dumps({path: [rec for _, rec in records]}, indent=2))
+        if as_json:  # one JSON document for all the files, printed at the end
+            collected[path] = [rec for _, rec in records]
             continue
         click.secho(path, bold=True)
         schema = label_schema_of(path)
@@ -108,6 +108,8 @@ def cli(files, as_json, check_inputs):
             click.echo(f"  record  {path_shown(record_file, record_file.name)}")
             for line in describe(record_file, entry, check_inputs):
                 click.echo(f"  {line}")
+    if as_json:
+        click.echo(json.dumps(collected, indent=2))
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(files)} files have no record to show: {', '.join(failed)}")
 

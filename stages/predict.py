@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from stages.common import friendly_errors, use_threads
+from stages.common import friendly_errors, named, use_threads
 
 
 @click.command("predict")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("--model", "bundle", default="models/ensemble.pt", show_default=True, type=click.Path(dir_okay=False),
-              help="The model bundle the ensemble stage writes.")
-@click.option("--temporal", type=click.Path(dir_okay=False),
+              callback=named, help="The model bundle the ensemble stage writes.")
+@click.option("--temporal", type=click.Path(dir_okay=False), callback=named,
               help="A temporal ensemble bundle (models/rnn/ensemble/T<length>.pt): each face's track through its "
                    "GRUs instead of the frame ensemble. Videos only, every frame; the CNN that made its features "
                    "must be a member of --model.")

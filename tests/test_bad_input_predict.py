@@ -606,3 +606,10 @@ def test_every_on_images_only_is_refused_as_smooth_is(bundle, tmp_path):
     failed_naming(run("predict", tmp_path / "a.png", "--model", bundle, "--out", tmp_path / "o", "--every", "2"),
                   "--every 2: it is about a video's frames, and no input is a video")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("option", ["--model", "--temporal"])
+def test_an_empty_model_name_is_refused_as_such(clip, tmp_path, option):
+    result = run("predict", clip, option, "", "--out", tmp_path / "o")
+    assert result.exit_code == 2 and f"Invalid value for '{option}': an empty name" in result.output
+    assert not (tmp_path / "o").exists()

@@ -204,6 +204,10 @@ def test_info_prints_stage_inputs_outputs_and_params(tmp_path, monkeypatch):
     assert "input   s1: students/s1.pt" in out
     as_json = json.loads(CliRunner().invoke(cli, ["../reports/ensemble.json", "--json"]).output)
     assert as_json["../reports/ensemble.json"][0]["stage"] == "ensemble"
+    both = json.loads(CliRunner().invoke(cli, ["../reports/ensemble.json", "ensemble.pt", "--json"]).output)
+    assert list(both) == ["../reports/ensemble.json", "ensemble.pt"]  # one JSON document, not two
+    empty = CliRunner().invoke(cli, [""])  # not every record of the project
+    assert empty.exit_code == 2 and "an empty name" in empty.output
 
 
 def test_a_run_elsewhere_keeps_the_record_of_the_stages_own_outputs(tmp_path, monkeypatch):
