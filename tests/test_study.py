@@ -220,7 +220,7 @@ def test_every_planned_command_takes_the_options_it_is_given(tmp_path):
         assert given <= options, f"{name}: {sorted(given - options)} not options of {cli.name}"
 
 
-@pytest.mark.parametrize("out", ["", ".", "./", "../elsewhere", "/tmp/study", "my study"])
+@pytest.mark.parametrize("out", ["", ".", "./", "../elsewhere", "/tmp/study", "my study", ".git", ".dvc/tmp/st"])
 def test_the_study_folder_is_a_folder_of_its_own_inside_the_project(tmp_path, out):
     with pytest.raises(ParamsError, match="study.out: must"):
         study_params(tmp_path, study__out=out)  # "" or "." would put its dvc.yaml over the project's

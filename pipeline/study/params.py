@@ -48,6 +48,8 @@ class StudyParams(Section):
         parts = PurePath(out).parts
         if PurePath(out).is_absolute() or ".." in parts or not [p for p in parts if p != "."]:
             raise ValueError(f"must be a folder inside the project (not the project itself), got {out!r}")
+        if any(p.startswith(".") and p != "." for p in parts):  # .git, .dvc: DVC ignores what is there
+            raise ValueError(f"must not be in a hidden folder (DVC reads no dvc.yaml there), got {out!r}")
         if any(c.isspace() for c in out):
             raise ValueError(f"must have no spaces (it goes into the stages' commands), got {out!r}")
         return out
