@@ -25,9 +25,9 @@ def table(path, frames, faces, extra=None):
 
 
 def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_prediction(tmp_path):
-    # frame 0 before the table's first row and 1 without a face (take frame 2's), 5-7 without
-    # (take 4's), 8 has one
-    path = table(tmp_path / "video_a.csv", [1, 2, 3, 4, 5, 6, 7, 8], [False, True, True, True, False, False, False, True])
+    # frames 0 and 1 without a face (take frame 2's), 5-7 without (take 4's), 8 has one
+    path = table(tmp_path / "video_a.csv", [0, 1, 2, 3, 4, 5, 6, 7, 8],
+                 [False, False, True, True, True, False, False, False, True])
     result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
     assert result.exit_code == 0, result.output
     source = [2, 2, 2, 3, 4, 4, 4, 4, 8]  # the frame each of frames 0..8 takes its prediction from
@@ -50,6 +50,8 @@ def test_files_headers_and_frames_without_a_face_take_the_nearest_earlier_predic
                                    "the table was edited or joined?"),
     ([0, 3, 6, 9], [True, False, True, True], None, "v.csv: no row for frame 1 (between frames 0 and 3): ABAW wants "
                                                     "a row for every frame: predict without --every"),
+    ([10, 11], [True, True], None, "v.csv: no row for frames 0..9 (its first row is frame 10): ABAW wants a row for "
+                                   "every frame from 0"),
 ])
 def test_tables_it_cannot_export_are_refused_in_one_line(tmp_path, frames, faces, extra, message):
     path = table(tmp_path / "v.csv", frames, faces, extra)

@@ -4,10 +4,9 @@ are the table's (its bundle's label schema): the 2020 files of a 2020 model, the
 files (12 AUs, 8 classes with Other) of a 2022 one.
 
 Every frame needs a prediction: a frame without a face (a row with ``face`` false) takes
-the nearest earlier frame's, or the nearest later one's before the first face, as do the
-frames before a table's first row. A frame missing between the first and last rows (a
-table of ``predict --every N``) is refused: filling it would be a guess ABAW scores as a
-prediction. A row with a face must carry every prediction, each in its range: a value
+the nearest earlier frame's, or the nearest later one's before the first face. A frame
+without a row (a table of ``predict --every N``, or cut at its start) is refused: filling
+it would be a guess ABAW scores as a prediction. A row with a face must carry every prediction, each in its range: a value
 edited by hand into nonsense, or a missing cell, is refused naming the row, never filled
 or written as given. A table of a video predict could not decode whole is refused: its frame
 numbers may be shifted after the damage.
@@ -99,6 +98,9 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
         raise DataError(f"{line(i)}: frame {rows['frame'][i]} again (first at {line(first).rsplit(': ', 1)[1]}): "
                         f"ABAW wants one row per frame; {why}")
     present = np.unique(rows["frame"].to_numpy())
+    if present[0] > 0:  # predict writes frame 0 on: a table cut at its start
+        raise DataError(f"{path}: no row for frames 0..{present[0] - 1} (its first row is frame {present[0]}): ABAW "
+                        "wants a row for every frame from 0: export the whole table predict wrote")
     gap = np.flatnonzero(np.diff(present) > 1)
     if len(gap):
         raise DataError(f"{path}: no row for frame {present[gap[0]] + 1} (between frames {present[gap[0]]} and "
@@ -135,8 +137,8 @@ def _check_face_rows(faces: pd.DataFrame, line, aus: list[str], classes: list[st
 
 def filled(rows: pd.DataFrame):
     """(frame, face row) for every frame 0 .. the last frame in the table, streamed: frames
-    without a face (or before the table's first row) carry the nearest earlier face's
-    predictions (the nearest later at the start)."""
+    without a face carry the nearest earlier face's predictions (the nearest later at the
+    start)."""
     faces = rows[rows["face"]].to_dict("records")
     k = 0
     for frame in range(int(rows["frame"].max()) + 1):
