@@ -126,6 +126,17 @@ def test_affwild2_a_blank_line_inside_a_file_keeps_the_labels_before_it_and_plac
     assert reason.startswith("a blank line inside the file") and seen == {"count": len(lines) - 2, "first": f"{path}:4"}
 
 
+def test_affwild2_an_upper_case_txt_is_read_and_other_entries_are_said(affwild2_root):
+    folder = affwild2_root / "annotations/EXPR_Set/Training_Set"
+    (folder / "v1.txt").rename(folder / "v1.TXT")
+    (folder / "more").mkdir()
+    (folder / "more" / "v3.txt").write_text("Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise\n4\n")
+    res = affwild2.read(affwild2_root, Problems())
+    assert {j.video: j for j in res.jobs}["v1"].expr.tolist()[:2] == [4, 3]
+    assert f"{folder}: not read: 1 entries that are no <video>.txt (a subfolder's files are not searched), e.g. " \
+           "more/" in res.notes
+
+
 def test_affwild2_va_row_with_one_value_unknown_is_a_counted_skip(affwild2_root, monkeypatch):
     path = affwild2_root / "annotations/VA_Set/Validation_Set/v2.txt"
     path.write_text("valence,arousal\n0.5,-0.25\n-5,0.3\n0.1,0.2\n")  # frame 1: valence unknown only

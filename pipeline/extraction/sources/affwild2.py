@@ -213,7 +213,13 @@ def read(root: str | Path, problems: Problems, use_cropped_aligned: bool = True,
     splits: dict[str, set[str]] = {}
     folders, notes = task_folders(ann)
     for task, folder, split in folders:
-        for path in sorted(folder.glob("*.txt")):
+        entries = sorted(folder.iterdir())
+        files = [p for p in entries if p.suffix.lower() == ".txt" and p.is_file()]  # v.TXT from a case-blind copy too
+        others = [p.name + ("/" if p.is_dir() else "") for p in entries if p not in files]
+        if others:
+            notes.append(f"{folder}: not read: {len(others)} entries that are no <video>.txt (a subfolder's files "
+                         f"are not searched), e.g. {others[0]}")
+        for path in files:
             video = path.stem
             frames, values, names = parse_annotation(path, task, problems)
             labels.setdefault(video, {})[task] = frames, values
