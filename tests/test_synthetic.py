@@ -881,3 +881,11 @@ def test_synth_into_its_own_out_puts_its_contact_sheet_beside_it(tmp_path, monke
                                    str(tmp_path / "mine"), "--no-progress"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "mine.contact-sheet.png").is_file() and not (tmp_path / "reports").exists()
+
+
+def test_an_option_out_of_range_is_named_as_typed(tmp_path):
+    from stages.synth import cli
+
+    res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--label-noise", "2", "--out",
+                                   str(tmp_path / "s")])
+    assert res.exit_code != 0 and "option --label-noise: must be <= 0.5, got 2.0" in res.output, res.output

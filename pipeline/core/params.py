@@ -234,4 +234,5 @@ def with_overrides(section: Section, **overrides) -> Section:
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return section
-    return validate(type(section), {**section.model_dump(), **given}, "command line", "option --", sep="")
+    return validate(type(section), {**section.model_dump(), **given}, "command line", "option --", sep="",
+                    spell=lambda key: key.replace("_", "-"))  # as typed: --label-noise

@@ -128,12 +128,13 @@ def _message(error: dict) -> str:
     return f"{error['msg']}, {got}"
 
 
-def validate(cls: type[pydantic.BaseModel], values: dict, where: str, label: str, sep: str = "."):
+def validate(cls: type[pydantic.BaseModel], values: dict, where: str, label: str, sep: str = ".", spell=str):
     """``cls`` built from ``values``; the first problem raises one ParamsError naming
-    ``<label><sep><key>`` (e.g. ``params.yaml: teacher.epochs: expected an integer, got ...``)."""
+    ``<label><sep><key>`` (e.g. ``params.yaml: teacher.epochs: expected an integer, got ...``),
+    the key as ``spell`` writes it."""
     try:
         return cls.model_validate(values)
     except pydantic.ValidationError as e:
         error = e.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
-        raise ParamsError(f"{where}: {label}{sep}{key}: {_message(error)}") from None
+        raise ParamsError(f"{where}: {label}{sep}{spell(key)}: {_message(error)}") from None
