@@ -21,11 +21,16 @@ def cli(name, params_path):
     from pathlib import Path
 
     from pipeline.core.catalogue import apply_preset, check_all
+    from pipeline.core.errors import DataError
     from pipeline.core.fileio import hold_lock, release_lock
 
     # two presets at once would each back up the other's half-written file: the user's values lost
     lock_path = Path(params_path).with_name(f".{Path(params_path).name}.preset-lock")
-    lock = hold_lock(lock_path, f"another `mtaffect preset` is writing {params_path}: wait for it to end")
+    try:
+        lock = hold_lock(lock_path, f"another `mtaffect preset` is writing {params_path}: wait for it to end")
+    except OSError as e:  # the lock file is ours: the user knows the folder and the params file
+        raise DataError(f"{params_path}: its folder {lock_path.parent} cannot be written ({e.strerror}): the preset "
+                        "rewrites the file there") from None
     try:
         changed, backup = apply_preset(params_path, name)
     finally:

@@ -586,3 +586,24 @@ def test_a_bad_set_is_named_as_the_setting_never_blamed_on_the_file(tmp_path, mo
     Path("params.yaml").write_text(raw.replace("  lr: 0.004", "  lr: -1"))
     with pytest.raises(ParamsError, match=r"^params.yaml: teacher.lr: "):
         load("params.yaml", *schemas, overrides=("teacher.seed=3",))
+
+
+def test_a_preset_in_a_folder_it_cannot_write_names_the_params_file_and_its_folder(tmp_path, monkeypatch):
+    import os
+
+    from stages.cli import main
+
+    params = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", params)
+    kept = params.read_bytes()
+    real = os.open  # as root every folder is writable: the lock file's creation is refused here
+
+    def refusing(path, *args, **kwargs):
+        if str(path).endswith(".preset-lock"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", refusing)
+    result = CliRunner().invoke(main, ["preset", "tiny", "--params", str(params)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert f"{params}: its folder {tmp_path} cannot be written (Permission denied)" in result.output, result.output
+    assert params.read_bytes() == kept
