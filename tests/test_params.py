@@ -607,3 +607,13 @@ def test_a_preset_in_a_folder_it_cannot_write_names_the_params_file_and_its_fold
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert f"{params}: its folder {tmp_path} cannot be written (Permission denied)" in result.output, result.output
     assert params.read_bytes() == kept
+
+
+def test_a_preset_keeps_a_files_windows_line_ends(tmp_path):
+    from pipeline.core.catalogue import apply_preset
+
+    params = tmp_path / "params.yaml"
+    params.write_bytes((ROOT / "params.yaml").read_bytes().replace(b"\n", b"\r\n"))
+    apply_preset(params, "tiny")
+    data = params.read_bytes()
+    assert data.count(b"\r\n") == data.count(b"\n") > 100  # every line end CRLF, none mixed

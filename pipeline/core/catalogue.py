@@ -180,7 +180,8 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     if read_only(path):
         raise ParamsError(f"{path}: read-only: refusing to replace it (make it writable first, e.g. chmod u+w)")
     load_yaml(text, str(path))  # a file that is no valid YAML: the one line check-params gives
-    doc = yaml.load(text)
+    windows = "\r\n" in text  # written back with the line ends it has (the emitter's are \n)
+    doc = yaml.load(text.replace("\r\n", "\n"))
     changed = []
     sections = preset(name)
     _synthetic_sources(doc, sections["synth"], path.parent, changed)
@@ -207,7 +208,7 @@ def apply_preset(path: str | Path, name: str) -> tuple[list[str], Path | None]:
     out = io.StringIO()
     yaml.dump(doc, out)  # the whole text first: a failing write then leaves nothing of the emitter's
     with atomic_write(path) as tmp:
-        Path(tmp).write_text(out.getvalue())
+        Path(tmp).write_text(out.getvalue().replace("\n", "\r\n") if windows else out.getvalue(), newline="")
         os.chmod(tmp, stat.S_IMODE(mode))  # the file keeps its permissions (a group's shared file, say)
     return changed, backup
 
