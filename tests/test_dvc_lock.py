@@ -324,3 +324,17 @@ def test_a_lock_with_merge_conflict_markers_is_an_unfinished_merge_not_a_torn_fi
                                     "an unfinished merge, not a torn file; nothing changed"), result.output
     assert "git checkout --theirs dvc.lock" in result.output
     assert files(p) == before and not (p / ".dvc" / "tmp").exists()
+
+
+def test_the_studys_lock_is_repaired_too(tmp_path):
+    p = tmp_path / "p"
+    (p / "study").mkdir(parents=True)
+    (p / "study" / "dvc.yaml").write_text("stages: {}\n")
+    (p / "study" / "dvc.lock").write_text(WHOLE)
+    committed_project(p)  # both locks committed
+    (p / "study" / "dvc.lock").write_text(WHOLE[:100])  # a kill during the study's run
+    result = repair_lock("--project", str(p))
+    assert result.exit_code == 0 and f"{p / 'study/dvc.lock'}: " in result.output, result.output
+    assert "restored from the last commit" in result.output
+    assert (p / "study/dvc.lock").read_text() == WHOLE and (p / "dvc.lock").read_text() == WHOLE
+    assert (p / ".dvc/tmp/study_dvc.lock.torn").read_text() == WHOLE[:100] and repair(p) == []

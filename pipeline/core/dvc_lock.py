@@ -72,10 +72,11 @@ def _dvc_running(project: Path) -> bool:
     return False
 
 
-def _from_git(project: Path) -> str | None:
-    """``dvc.lock`` as the last commit holds it, or None (no git, not committed)."""
+def _from_git(project: Path, lock: Path) -> str | None:
+    """``lock`` as the last commit holds it, or None (no git, not committed)."""
     try:
-        proc = subprocess.run(["git", "show", "HEAD:./dvc.lock"], cwd=project, capture_output=True, text=True)
+        proc = subprocess.run(["git", "show", f"HEAD:./{lock.relative_to(project).as_posix()}"], cwd=project,
+                              capture_output=True, text=True)
     except OSError:
         return None
     return proc.stdout if proc.returncode == 0 else None
@@ -97,8 +98,8 @@ def _refuse_special(lock: Path, where: str) -> None:
 
 
 def repair(project: str | Path = ".") -> list[str]:
-    """Make ``dvc.lock`` and DVC's run-lock file readable again; returns what was done
-    (nothing when both are fine). Refuses while a DVC command is running in ``project``."""
+    """Make every pipeline's ``dvc.lock`` (the project's, the study's) and DVC's run-lock
+    file readable again; returns what was done (nothing when all are fine). Refuses while a DVC command is running in ``project``."""
     project = Path(project)
     if not (project / ".dvc").is_dir():
         raise DataError(f"{project.resolve()}: not a DVC project (no .dvc folder)")
@@ -106,7 +107,25 @@ def repair(project: str | Path = ".") -> list[str]:
         raise DataError(f"{project / '.dvc/tmp/lock'}: a DVC command is running in this project; "
                         "let it finish (or stop it) first")
     done = []
-    lock = project / "dvc.lock"
+    # the pipelines' locks: the main one and those beside another dvc.yaml (the study's), up to
+    # two folders down (a walk through the data would take long)
+    others = sorted(p.with_name("dvc.lock") for p in [*project.glob("*/dvc.yaml"), *project.glob("*/*/dvc.yaml")]
+                    if not any(part.startswith(".") for part in p.relative_to(project).parts))
+    for lock in [project / "dvc.lock", *(p for p in others if p.exists() or p.is_symlink())]:
+        done += _repair_lock(project, lock)
+    rwlock = project / ".dvc" / "tmp" / "rwlock"
+    if rwlock.exists():
+        try:
+            json.loads(rwlock.read_text())
+        except ValueError:
+            rwlock.unlink()
+            done.append(f"{rwlock}: DVC's record of running stages was cut short; removed (no DVC is running)")
+    return done
+
+
+def _repair_lock(project: Path, lock: Path) -> list[str]:
+    """Make one pipeline's ``lock`` readable again: from the last commit, or set aside."""
+    done = []
     try:
         target = lock.resolve()  # a link (to a shared file): the file is repaired, the link stays
     except RuntimeError:  # links that lead back to themselves
@@ -118,7 +137,7 @@ def repair(project: str | Path = ".") -> list[str]:
                         "(or remove it), then repair")
     _refuse_special(lock, where)
     if not lock.exists():  # deleted (or a link to nothing): the committed one comes back
-        committed = _from_git(project)
+        committed = _from_git(project, lock)
         if committed is not None and lock_problem(committed) is None:
             write_text(target, committed)
             done.append(f"{lock}{where}: missing; restored from the last commit")
@@ -127,17 +146,18 @@ def repair(project: str | Path = ".") -> list[str]:
                         "a torn file; nothing changed: resolve the merge (e.g. git checkout --theirs dvc.lock, "
                         "then dvc repro)")
     elif (problem := lock_problem(text)):
-        committed = _from_git(project)
+        committed = _from_git(project, lock)
         restore = committed is not None and lock_problem(committed) is None
         links = target.stat().st_nlink - 1  # hard links: a new file comes in this name only, they keep the torn one
         others = (f"; {links} other hard link{'s' if links > 1 else ''} to the torn file (another name of it) still "
                   f"hold{'' if links > 1 else 's'} the torn text: only {lock} was repaired") if links > 0 else ""
-        aside = project / ".dvc" / "tmp" / "dvc.lock.torn"
+        name = lock.relative_to(project).as_posix().replace("/", "_")  # study/dvc.lock: study_dvc.lock.torn
+        aside = project / ".dvc" / "tmp" / f"{name}.torn"
         aside.parent.mkdir(parents=True, exist_ok=True)
         n = 1
         while aside.exists():  # an earlier repair's: kept
             n += 1
-            aside = aside.with_name(f"dvc.lock.torn.{n}")
+            aside = aside.with_name(f"{name}.torn.{n}")
         if restore or where:  # a link stays: its file gets a lock of no stages if none is committed
             with atomic_write(target) as tmp:  # replaced last, at once: a failure (a full disk) changes nothing
                 tmp.write_text(committed if restore else NO_STAGES)
@@ -152,11 +172,4 @@ def repair(project: str | Path = ".") -> list[str]:
                         f"(no readable committed version to restore){others}")
         else:
             done.append(f"{lock}: {problem}; moved to {aside} (no readable committed version to restore){others}")
-    rwlock = project / ".dvc" / "tmp" / "rwlock"
-    if rwlock.exists():
-        try:
-            json.loads(rwlock.read_text())
-        except ValueError:
-            rwlock.unlink()
-            done.append(f"{rwlock}: DVC's record of running stages was cut short; removed (no DVC is running)")
     return done
