@@ -170,6 +170,7 @@ def report_of(params_path: str, out: str = "reports/study", ground_truth: str = 
     use_threads(p.threads)
     _, runs, arm_of = plan(p, params_path)
     schema = label_schema(p.build.label_schema, p.build.aus)
+    read_times(Path(p.study.out) / "times.json")  # says what is wrong with it (the report leaves it out)
     report = study_report(p, runs, arm_of, schema, ground_truth)
     warn([f"{arm}: {', '.join(entry['missing'])} not scored (their stages of {p.study.out}/dvc.yaml have not run or "
           f"failed): reported over {entry['seeds']}" for arm, entry in report["arms"].items() if entry["missing"]]

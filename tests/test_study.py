@@ -375,3 +375,19 @@ def test_a_ground_truth_named_but_absent_is_refused(tmp_path):
     result = CliRunner().invoke(main, ["study", "report", "--params", str(params_file(tmp_path)), "--ground-truth",
                                        str(tmp_path / "typo.parquet")])
     assert result.exit_code == 2 and f"{tmp_path / 'typo.parquet'}: no such file" in result.output
+
+
+def test_the_report_command_says_a_damaged_times_file_is_left_out(tmp_path):
+    from click.testing import CliRunner
+
+    from stages.study import cli
+
+    p = study_params(tmp_path, study__seeds=2, study__arms=["teacher", "student"], study__bootstrap=20)
+    _, runs, _ = plan(p)
+    rng = np.random.default_rng(2)
+    for r in runs:
+        save(predictions(rng, 4, 0.7, r.arm), r.scores)
+    Path("study/times.json").write_text('{"teachers_seed0": 12')  # cut short
+    result = CliRunner().invoke(cli, ["report", "--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "study/times.json: unreadable (JSONDecodeError): times left out" in result.output
