@@ -613,3 +613,20 @@ def test_an_empty_model_name_is_refused_as_such(clip, tmp_path, option):
     result = run("predict", clip, option, "", "--out", tmp_path / "o")
     assert result.exit_code == 2 and f"Invalid value for '{option}': an empty name" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_folder_a_dvc_stage_writes_is_refused_before_any_work(clip, tmp_path, monkeypatch):
+    project = tmp_path / "p"
+    (project / ".dvc").mkdir(parents=True)
+    (project / "data/faces/expw").mkdir(parents=True)
+    (project / "dvc.lock").write_text("schema: '2.0'\nstages:\n  extract@expw:\n    cmd: x\n    outs:\n"
+                                      "    - path: data/faces/expw\n      md5: 0123.dir\n")
+    monkeypatch.chdir(project)
+    for out in ("data/faces/expw", "data/faces/expw/mine"):
+        failed_naming(run("predict", clip, "--out", out), f"--out {out}: inside data/faces/expw, an output of the "
+                      "pipeline's stage extract@expw")
+        failed_naming(run("export-abaw", clip, "--out", out), f"--out {out}: inside data/faces/expw")
+    assert sorted(p.name for p in (project / "data/faces/expw").iterdir()) == []
+    from pipeline.predict.outputs import pipeline_output
+
+    assert pipeline_output(Path("predictions")) is None and pipeline_output(Path("data/faces")) is None

@@ -168,7 +168,29 @@ def earlier_outputs(folder: Path) -> tuple[set[Path], list[str]]:
 
 
 def check_out_option(out: str) -> Path:
-    """``--out`` as given: an empty string would mean the current folder without saying so."""
+    """``--out`` as given: an empty string would mean the current folder without saying so;
+    a folder a DVC stage writes would lose our files on its next ``dvc repro``."""
     if not str(out).strip():
         raise DataError("--out: empty path (name the folder to write into, e.g. --out predictions)")
+    owner = pipeline_output(Path(out))
+    if owner:
+        raise DataError(f"--out {out}: inside {owner[1]}, an output of the pipeline's stage {owner[0]}: the next "
+                        "`dvc repro` replaces it, and what is written there with it: choose another folder")
     return Path(out)
+
+
+def pipeline_output(path: Path) -> tuple[str, str] | None:
+    """(stage, output) of the DVC project holding ``path`` whose recorded output (its
+    ``dvc.lock``) is ``path`` or holds it; None when no stage writes there."""
+    import yaml
+
+    path = path.absolute()
+    root = next((p for p in [path, *path.parents] if (p / ".dvc").is_dir()), None)
+    if root is None or not (root / "dvc.lock").is_file():
+        return None
+    try:
+        stages = yaml.load((root / "dvc.lock").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))["stages"]
+        outs = [(name, o["path"]) for name, stage in stages.items() for o in stage.get("outs", [])]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return None  # a torn lock: `mtaffect repair-lock` says so, not this
+    return next(((name, out) for name, out in outs if path.is_relative_to(root / out)), None)
