@@ -630,3 +630,10 @@ def test_an_out_folder_a_dvc_stage_writes_is_refused_before_any_work(clip, tmp_p
     from pipeline.predict.outputs import pipeline_output
 
     assert pipeline_output(Path("predictions")) is None and pipeline_output(Path("data/faces")) is None
+
+
+def test_a_strip_one_pixel_wide_gets_no_advice_to_search_for_smaller_faces(bundle, tmp_path):
+    cv2.imwrite(str(tmp_path / "strip.png"), np.full((5400, 1, 3), 128, np.uint8))
+    result = run("predict", tmp_path / "strip.png", "--model", bundle, "--out", tmp_path / "o", "--quiet")
+    assert result.exit_code == 0 and "--detect-size" not in result.output, result.output
+    assert not pd.read_csv(tmp_path / "o" / "strip.csv")["face"].any()

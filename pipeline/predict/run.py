@@ -93,7 +93,7 @@ class FaceFinder:
             found.append([Found(j, faces.detection(k)) for j, k in enumerate(keep)])
             h, w = frame.image.shape[:2]
             size = self.detector.detect_size
-            if not keep and max(h, w) > 2 * size:
+            if not keep and max(h, w) > 2 * size and min(h, w) >= 24:  # a narrower strip holds no face at all
                 smallest = 12 * max(h, w) / size  # MTCNN's 12-pixel window, at the detection scale
                 self.notes.append(f"{frame.file}: no face found; this {w}x{h} image is searched at {size} pixels, "
                                   f"where faces under {smallest:.0f} pixels cannot be found "
