@@ -99,7 +99,8 @@ def _refuse_special(lock: Path, where: str) -> None:
 
 def repair(project: str | Path = ".") -> list[str]:
     """Make every pipeline's ``dvc.lock`` (the project's, the study's) and DVC's run-lock
-    file readable again; returns what was done (nothing when all are fine). Refuses while a DVC command is running in ``project``."""
+    file readable again; returns what was done (nothing when all are fine). Refuses while a
+    DVC command is running in ``project``."""
     project = Path(project)
     if not (project / ".dvc").is_dir():
         raise DataError(f"{project.resolve()}: not a DVC project (no .dvc folder)")
