@@ -65,10 +65,15 @@ def test_version_that_does_not_fit_the_data_is_refused(dataset, tmp_path):
     for f in (*dataset.rglob("*.*"), path):  # the data long ago, then the version, then an edit
         os.utime(f, ns=(1, 1) if f != path else (2, 2))
     label.write_text("1,0\n2,5\n")
-    with pytest.raises(DataError, match=rf"\(1 changed or added since the version file, e.g. {label}; if the change "):
+    with pytest.raises(DataError, match=rf"\(1 changed or added since the version file \(or only touched: their times "
+                                        rf"say no more\), e.g. {label}; if the change "):
+        check_version(dataset, path, digest(dataset))
+    video = next(dataset.rglob("*.avi"))
+    os.utime(video, ns=(3, 3))  # touched only, and earlier in name order: the edited label is named still
+    with pytest.raises(DataError, match=rf"\(2 changed or added since the version file .*, e.g. {label}; "):
         check_version(dataset, path, digest(dataset))
     (dataset / "extra.txt").write_text("x")
-    with pytest.raises(DataError, match=r"\(3 files now, 2 then; 2 changed or added since the version file, e.g. "):
+    with pytest.raises(DataError, match=r"\(3 files now, 2 then; 3 changed or added since the version file"):
         check_version(dataset, path, digest(dataset))
     for f in dataset.rglob("*.*"):  # an edit that kept the files' times: nothing more to say than that
         os.utime(f, ns=(1, 1))
@@ -116,12 +121,14 @@ def test_dataset_version_command_writes_it_and_says_so(dataset):
 
     (dataset / "loop").symlink_to(dataset)  # a link loop: not walked around forever
     (dataset / "gone.txt").symlink_to(dataset / "absent.txt")
+    os.mkfifo(dataset / "pipe")  # never read (a read would wait for a writer): said with the links
     result = CliRunner().invoke(main, ["dataset-version", str(dataset)])
     assert result.exit_code == 0, result.output
     path = version_path(dataset)
     assert f"{path}: 2 files, sha256 {independent_digest(dataset)[:16]}" in result.output
-    assert (f"warning: 2 link(s) not followed (dangling, or to a folder: extraction does not read through them "
-            f"either), e.g. {dataset / 'gone.txt'}") in result.output
+    assert (f"warning: 3 entries not read (links dangling or to a folder, pipes, devices: extraction does not read "
+            f"them either), e.g. {dataset / 'gone.txt'}") in result.output
+    (dataset / "pipe").unlink()
     check_version(dataset, path, independent_digest(dataset))
     # a synthetic data set's version is synth's output: not rewritten by hand
     (dataset.parent / "synth.json").write_text('{"generator": "mtaffect synthetic v3", "complete": true}')

@@ -26,6 +26,8 @@ from tqdm import tqdm
 from pipeline.core.errors import DataError
 from pipeline.core.fileio import special_file, write_json
 from pipeline.core.hashing import combine, digest, file_sha256, folder_files
+from pipeline.extraction.sources.affwild2_layout import VIDEO_EXTENSIONS
+from pipeline.extraction.sources.base import IMAGE_EXTENSIONS
 from pipeline.core.validation import load_yaml
 
 SUFFIX = ".version.json"
@@ -105,9 +107,12 @@ def _what_changed(root: Path, version: Path, record: dict) -> str:
     version records no per-file digests: it cannot say more)."""
     files = folder_files(root)
     written = version.stat().st_mtime_ns
-    newer = [f for f in files if f.stat().st_mtime_ns > written]
+    # text files first: a label file is more often edited than a picture only touched
+    newer = sorted((f for f in files if f.stat().st_mtime_ns > written),
+                   key=lambda f: f.suffix.lower() in (*IMAGE_EXTENSIONS, *VIDEO_EXTENSIONS))
     parts = ([f"{len(files)} files now, {record.get('files')} then"] if record.get("files") != len(files) else []) \
-        + ([f"{len(newer)} changed or added since the version file, e.g. {newer[0]}"] if newer else [])
+        + ([f"{len(newer)} changed or added since the version file (or only touched: their times say no more), "
+            f"e.g. {newer[0]}"] if newer else [])
     return "; ".join(parts) or ("as many files, none newer than the version file: renamed, edited with their "
                                 "times kept, or the version file itself edited")
 
