@@ -88,9 +88,10 @@ def follows_out(**sidecars: str):
                 if option.name in sidecars and ctx.get_parameter_source(option.name) is ParameterSource.DEFAULT:
                     kwargs[option.name] = f"{base}.{option.opts[0].lstrip('-')}{sidecars[option.name]}"
                     moved.append(f"{option.opts[0]} {kwargs[option.name]}")
-            if moved:
+            result = f(**kwargs)
+            if moved:  # said once written (a refused run wrote nothing)
                 click.echo(f"--out {path}: {', '.join(moved)} (beside it, not over the pipeline's)", err=True)
-            return f(**kwargs)
+            return result
         return run
     return wrap
 

@@ -65,9 +65,9 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     found, notices = find_inputs(inputs)
     for line in notices:
         click.echo(line)
-    for option, value in (("--smooth", smooth), ("--every", every)):
-        if value != 1 and not any(inp.kind == "video" for inp in found):
-            raise click.UsageError(f"{option} {value}: it is about a video's frames, and no input is a video")
+    videos = any(inp.kind == "video" for inp in found)
+    if smooth != 1 and not videos:
+        raise click.UsageError(f"--smooth {smooth}: it is about a video's frames, and no input is a video")
     if overlay and not aligned and (stills := sum(inp.kind != "video" for inp in found)):
         if stills == len(found):
             raise click.UsageError("--overlay: an overlay is a video, and no input is a video (the table has each "
@@ -76,6 +76,8 @@ def cli(inputs, bundle, temporal, out, fmt, all_faces, every, smooth, overlay, n
     if aligned and (detect_size or all_faces or overlay or every != 1):
         raise click.UsageError("--aligned: each image is one face, found by no detector, and no video: leave "
                                "--detect-size, --all-faces, --overlay and --every out")
+    if every != 1 and not videos:
+        raise click.UsageError(f"--every {every}: it is about a video's frames, and no input is a video")
     if aligned:
         for inp in found:
             if inp.kind == "video":

@@ -868,7 +868,7 @@ def test_knobs_beyond_their_documented_range_are_refused_before_anything_is_writ
     out = tmp_path / "data"
     res = CliRunner().invoke(cli, ["--params", str(ROOT / "params.yaml"), "--size", "tiny", "--out", str(out),
                                    f"--{key.replace('_', '-')}", str(value), "--no-contact-sheet", "--no-progress"])
-    assert res.exit_code == 1 and f"{key}: must be {bound}, got {value}" in res.output, res.output
+    assert res.exit_code == 1 and f"option --{key.replace('_', '-')}: must be {bound}, got {value}" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1 and not out.exists()
 
 
