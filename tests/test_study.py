@@ -301,10 +301,11 @@ def test_damaged_or_foreign_run_records_are_named_never_a_traceback(tmp_path):
     Path("study/runs/teachers/seed0.json").write_text('{"epochs": 1, "steps')  # cut short
     with pytest.raises(DataError, match="study/runs/teachers/seed0.json: not a readable run report"):
         study_report(p, runs, arm_of, ABAW2020)
-    for text, key in (("{}", "epochs"), ('{"epochs": 2, "steps_per_epoch": "9", "batch_per_task": 4}', "steps_per_epoch"),
-                      ("[1, 2]", "epochs")):
+    for text, key in (("{}", "without epochs"),
+                      ('{"epochs": 2, "steps_per_epoch": "9", "batch_per_task": 4}', "without steps_per_epoch"),
+                      ("[1, 2]", "that is no mapping")):
         Path("study/runs/teachers/seed0.json").write_text(text)
-        with pytest.raises(DataError, match=f"study/runs/teachers/seed0.json: a run report without {key}"):
+        with pytest.raises(DataError, match=f"study/runs/teachers/seed0.json: a run report {key}"):
             study_report(p, runs, arm_of, ABAW2020)
     Path("study/runs/teachers/seed0.json").unlink()
     for text, problem in (("{", "unreadable"), ('{"teachers_seed0": "long"}', "not a mapping")):

@@ -6,10 +6,11 @@ files (12 AUs, 8 classes with Other) of a 2022 one.
 Every frame needs a prediction: a frame without a face (a row with ``face`` false) takes
 the nearest earlier frame's, or the nearest later one's before the first face. A frame
 without a row (a table of ``predict --every N``, or cut at its start) is refused: filling
-it would be a guess ABAW scores as a prediction. A row with a face must carry every prediction, each in its range: a value
-edited by hand into nonsense, or a missing cell, is refused naming the row, never filled
-or written as given. A table of a video predict could not decode whole is refused: its frame
-numbers may be shifted after the damage.
+it would be a guess ABAW scores as a prediction. A row with a face must carry every
+prediction, each in its range: a value edited by hand into nonsense, or a missing cell, is
+refused naming the row, never filled or written as given. A table of a video predict could
+not decode whole is refused (its ``frames_not_decoded`` column, or its outputs list, says
+so): its frame numbers may be shifted after the damage.
 """
 from __future__ import annotations
 

@@ -139,7 +139,7 @@ class TableSink:
         marked = self.tmp.with_name(self.tmp.name + ".marked")
         parquet = self.path.suffix == ".parquet"
         reader = pq.ParquetFile(self.tmp).iter_batches() if parquet else pacsv.open_csv(
-            self.tmp, convert_options=pacsv.ConvertOptions(column_types=self.schema))
+            self.tmp, convert_options=pacsv.ConvertOptions(column_types=self.schema, strings_can_be_null=True))
         schema = self.schema.append(pa.field(name, pa.int64()))
         options = {k: v for k, v in PARQUET_OPTIONS.items() if k != "row_group_size"}
         writer = pq.ParquetWriter(str(marked), schema, **options) if parquet else pacsv.CSVWriter(str(marked), schema)

@@ -82,10 +82,11 @@ def read_json(path: str | Path, keys=()) -> dict | None:
         report = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: not a readable run report ({type(e).__name__}): rerun its study stage") from None
-    missing = [k for k in keys if not (isinstance(report, dict) and type(report.get(k)) is int)]
-    if missing or not isinstance(report, dict):
-        raise DataError(f"{path}: a run report without {(missing or ['its fields'])[0]} (a whole number): rerun its "
-                        "study stage")
+    if not isinstance(report, dict):
+        raise DataError(f"{path}: a run report that is no mapping: rerun its study stage")
+    missing = next((k for k in keys if type(report.get(k)) is not int), None)
+    if missing:
+        raise DataError(f"{path}: a run report without {missing} (a whole number): rerun its study stage")
     return report
 
 
