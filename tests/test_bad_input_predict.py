@@ -587,6 +587,21 @@ def test_pipes_and_devices_given_as_files_are_refused_never_read(clip, tmp_path,
     from pipeline.extraction.dataset_version import unfollowed_links
 
     assert unfollowed_links(tmp_path) == sorted([pipe, model, root / "label/label.lst"])
+    from pipeline.extraction.sources import unlabelled
+
+    with pytest.raises(FileNotFoundError, match=f"{pipe}: a named pipe, neither a video nor a folder"):
+        unlabelled.read(pipe, Problems())  # extract --source input --root <pipe>
+    import yaml
+
+    from pipeline.core.catalogue import check_all
+    from pipeline.core.errors import ParamsError
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["teacher"]["pretrained"] = str(model)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ParamsError, match=f"teacher.pretrained: {model}: a named pipe, not a file"):
+        check_all(tmp_path / "params.yaml")
 
 
 def test_an_outputs_list_with_an_entry_that_is_no_record_is_named_and_the_users_file_kept(bundle, clip, tmp_path):
