@@ -150,3 +150,14 @@ def test_a_table_with_a_column_twice_or_another_separator_is_named(tmp_path, cha
     result = CliRunner().invoke(cli, [str(path), "--out", str(tmp_path / "sub")])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "sub").exists()
+
+
+@pytest.mark.parametrize("name, content", [("latin.csv", "frame,caf\xe9\n0,1\n".encode("latin-1")),
+                                           ("fake.parquet", b"frame,face\n0,true\n"),
+                                           ("cut.parquet", b"PAR1\x15\x04")])
+def test_a_table_that_is_no_readable_predict_table_is_one_line(tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    result = CliRunner().invoke(cli, [str(tmp_path / name), "--out", str(tmp_path / "sub")])
+    assert result.exit_code != 0 and "Traceback" not in result.output and result.exception is not None
+    assert f"{tmp_path / name}: not a table written by `mtaffect predict`" in result.output, result.output
+    assert not (tmp_path / "sub").exists()

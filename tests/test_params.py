@@ -617,3 +617,11 @@ def test_a_preset_keeps_a_files_windows_line_ends(tmp_path):
     apply_preset(params, "tiny")
     data = params.read_bytes()
     assert data.count(b"\r\n") == data.count(b"\n") > 100  # every line end CRLF, none mixed
+
+
+@pytest.mark.parametrize("out", ["data/synth", "data/synth/expw/.."])
+def test_an_extraction_output_over_a_data_set_is_refused_before_dvc_removes_it(tmp_path, raw, out):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(dict(raw, extract={**raw["extract"], "out": out})))
+    with pytest.raises(ParamsError, match=r"extract.out: .* overlaps sources\.\w+\.root .*the data set would go"):
+        check_all(path)

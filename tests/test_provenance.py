@@ -297,3 +297,14 @@ def test_a_closed_standard_output_ends_a_command_quietly(tmp_path):
     proc.stdout.close()  # as head does after its line
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == "", err
+
+
+def test_a_provenance_path_that_is_some_other_file_is_never_replaced(tmp_path):
+    from pipeline.core.errors import DataError
+
+    lock = tmp_path / "dvc.lock"
+    lock.write_text("schema: '2.0'\nstages: {}\n")  # e.g. extract --provenance dvc.lock
+    (tmp_path / "out.bin").write_bytes(b"x")
+    with pytest.raises(DataError, match=f"{lock}: exists and is no provenance record: refusing to replace it"):
+        write(lock, "stages.extract", {}, {}, {"faces": tmp_path / "out.bin"})
+    assert lock.read_text() == "schema: '2.0'\nstages: {}\n"

@@ -73,6 +73,12 @@ def check_all(path: str | Path) -> tuple[Params, list[str]]:
         if unlabelled:
             raise ParamsError(f"{path}: build.{task}_sources names {unlabelled[0]}, which has no {task.upper()} "
                               f"labels (it labels {', '.join(t.upper() for t in SOURCE_TASKS[unlabelled[0]])})")
+    for name, source in p.sources.items():  # DVC deletes a stage's outputs before it runs: never a data set
+        out, root = Path(p.extract.out, name).resolve(), Path(source.root).resolve()
+        if out == root or out.is_relative_to(root) or root.is_relative_to(out):
+            raise ParamsError(f"{path}: extract.out: {p.extract.out!r} puts {name}'s faces in {out}, which overlaps "
+                              f"sources.{name}.root {source.root!r}: DVC removes a stage's output before running it, "
+                              "so the data set would go; choose another extract.out")
     checkpoint = p.features.checkpoint
     if checkpoint not in ("best_member", "teacher"):
         if not Path(checkpoint).is_file():

@@ -23,6 +23,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from pipeline.core.errors import DataError
 from pipeline.core.fileio import write_json
 from pipeline.core.hashing import digest, file_sha256
 
@@ -91,11 +92,14 @@ def record_path(stage: str, name: str | None = None) -> Path:
 def aside_of_others(path: Path, outputs: list[Path]) -> Path:
     """``path``, or the same record name under ``<first output's folder>/provenance`` when
     the record at ``path`` names other outputs than ``outputs``."""
+    if not path.exists() and not path.is_symlink():
+        return path
     try:
         old = json.loads(path.read_text())
         named = {(path.resolve().parent / o["path"]).resolve() for o in old["outputs"].values()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return path  # none, or not a record: replaced as before
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # e.g. --provenance dvc.lock
+        raise DataError(f"{path}: exists and is no provenance record: refusing to replace it (choose another "
+                        "--provenance)") from None
     if not outputs or named == {p.resolve() for p in outputs}:
         return path
     parts = path.parts[path.parts.index("provenance") + 1:] if "provenance" in path.parts else (path.name,)

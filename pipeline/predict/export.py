@@ -56,18 +56,18 @@ def read_predictions(path: Path, tasks=TASKS) -> tuple[pd.DataFrame, list[str], 
     AUs and expression classes it has columns for. For the AU files (in ``tasks``) they
     must be all of one era's AUs: ABAW scores those columns."""
     require_regular(path, "a predict table")
-    lost = recorded(path, "predict").get("frames_not_decoded") or lost_frames(path)  # the table says so too
-    if lost:  # predict numbers frames in decoding order: after a lost one, every label would be shifted
-        raise DataError(f"{path}: predict could not decode {lost} frame(s) of its video (truncated or damaged), so "
-                        "its frame numbers may not be the video's: not exported (predict on an undamaged copy)")
     try:
         aus, classes = table_labels(path)
         columns = ["frame", "file", "face", "track", *aus, "expression", "valence", "arousal"]
         if not aus:
             raise ValueError("no AU column (AU1, AU2, ...)")
         rows = pd.read_parquet(path, columns=columns) if path.suffix == ".parquet" else pd.read_csv(path, usecols=columns)
+        lost = recorded(path, "predict").get("frames_not_decoded") or lost_frames(path)  # the table says so too
     except (ValueError, KeyError, OSError) as e:
         raise DataError(f"{path}: not a table written by `mtaffect predict` ({str(e).splitlines()[0][:120]})") from None
+    if lost:  # predict numbers frames in decoding order: after a lost one, every label would be shifted
+        raise DataError(f"{path}: predict could not decode {lost} frame(s) of its video (truncated or damaged), so "
+                        "its frame numbers may not be the video's: not exported (predict on an undamaged copy)")
     era = next((s for s in SCHEMAS.values() if s.expressions == tuple(classes)), None)
     if era is None:
         raise DataError(f"{path}: probabilities of the classes {', '.join(classes)}: neither the 7 basic expressions "
